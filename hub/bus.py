@@ -1,0 +1,227 @@
+"""NATS plumbing: the connection, the event stream, and storing events with at-most-once effect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from hub.config import StreamSettings
+from hub.subjects import ADMIN_WILDCARD, EVENTS_WILDCARD, subject_for
+from schemas.events import AdminEvent, Event, decode_event, encode_event
+
+log = structlog.get_logger("hub.bus")
+
+_MSG_ID: Final = "Nats-Msg-Id"
+
+
+class Connection:
+    """A NATS connection that never gives up reconnecting, and knows whether it is up."""
+
+    def __init__(self, client: NatsClient, connected: asyncio.Event) -> None:
+        self.client = client
+        self.js: JetStreamContext = client.jetstream()
+        self.connected = connected
+
+    async def close(self) -> None:
+        with contextlib.suppress(nats.errors.ConnectionClosedError):
+            await self.client.drain()
+
+
+async def connect(url: str, *, name: str) -> Connection:
+    connected = asyncio.Event()
+
+    async def on_disconnect() -> None:
+        connected.clear()
+        log.warning("nats.disconnected", url=url)
+
+    async def on_reconnect() -> None:
+        connected.set()
+        log.info("nats.reconnected", url=url)
+
+    async def on_error(error: Exception) -> None:
+        log.warning("nats.error", error=str(error), kind=type(error).__name__)
+
+    client = await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        allow_reconnect=True,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+        # Publishes made while disconnected wait here and go out on reconnect; the store's
+        # retries are deduplicated, so a copy flushed late is harmless.
+        pending_size=8 * 1024 * 1024,
+    )
+    connected.set()
+    return Connection(client, connected)
+
+
+def stream_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.name,
+        subjects=[EVENTS_WILDCARD],
+        storage=StorageType.FILE if settings.storage == "file" else StorageType.MEMORY,
+        num_replicas=settings.replicas,
+        max_age=settings.max_age_s or None,
+        max_bytes=settings.max_bytes,
+        duplicate_window=settings.duplicate_window_s,
+        discard=DiscardPolicy.OLD,
+        allow_direct=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
+    """Create the event stream, or bring an existing one to the configured limits."""
+    config = stream_config(settings)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+    log.info("stream.ready", stream=settings.name, replicas=settings.replicas)
+
+
+class StoreError(Exception):
+    """JetStream refused an event (as opposed to not answering); retried like an outage."""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_ack_decoder: Final = msgspec.json.Decoder(_PubAck)
+
+
+class EventStore:
+    """Stores events on JetStream and returns only once every one of them is acknowledged.
+
+    Each event's ``id`` is its ``Nats-Msg-Id``, so the retries this class makes while NATS is
+    down or slow never store anything twice. Events of one call are sent back to back on one
+    connection, which keeps their order, and their acks are awaited together.
+    """
+
+    def __init__(self, connection: Connection, *, timeout: float = 2.0) -> None:
+        self._connection = connection
+        self._timeout = timeout
+        self._inbox = f"_HUB.acks.{secrets.token_hex(8)}"
+        self._pending: dict[str, asyncio.Future[_PubAck]] = {}
+        self._counter = 0
+        self.retries = 0
+
+    async def start(self) -> None:
+        await self._connection.client.subscribe(
+            f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=1_000_000
+        )
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject.rpartition(".")[2], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(StoreError("no JetStream responders"))
+            return
+        try:
+            future.set_result(_ack_decoder.decode(msg.data))
+        except msgspec.DecodeError as error:
+            future.set_exception(StoreError(f"undecodable ack: {error}"))
+
+    async def store(self, events: Sequence[Event]) -> list[int]:
+        """Store ``events`` in order and return their stream sequences; retries until stored."""
+        backoff = 0.05
+        while True:
+            try:
+                return await self._store_once(events)
+            except (
+                TimeoutError,
+                StoreError,
+                nats.errors.OutboundBufferLimitError,
+                nats.errors.ConnectionReconnectingError,
+            ) as error:
+                self.retries += 1
+                log.warning(
+                    "store.retry",
+                    events=[event.id for event in events],
+                    error=str(error) or type(error).__name__,
+                    backoff_s=round(backoff, 3),
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+            await self._connection.connected.wait()
+
+    async def _store_once(self, events: Sequence[Event]) -> list[int]:
+        client = self._connection.client
+        futures: list[asyncio.Future[_PubAck]] = []
+        tokens: list[str] = []
+        loop = asyncio.get_running_loop()
+        try:
+            for event in events:
+                self._counter += 1
+                token = str(self._counter)
+                future: asyncio.Future[_PubAck] = loop.create_future()
+                self._pending[token] = future
+                futures.append(future)
+                tokens.append(token)
+                await client.publish(
+                    subject_for(event),
+                    encode_event(event),
+                    reply=f"{self._inbox}.{token}",
+                    headers={_MSG_ID: event.id},
+                )
+            async with asyncio.timeout(self._timeout):
+                acks = [await future for future in futures]
+        finally:
+            for token in tokens:
+                self._pending.pop(token, None)
+        sequences = []
+        for ack in acks:
+            if ack.error is not None:
+                raise StoreError(ack.error.get("description", "JetStream error"))
+            sequences.append(ack.seq)
+        return sequences
+
+
+async def follow_admin_events(
+    connection: Connection, stream: str, apply: Callable[[AdminEvent, int], None]
+) -> None:
+    """Replay every admin event into ``apply``, then keep applying new ones as they arrive.
+
+    Returns once the events stored before the call have been applied, so a gateway never
+    accepts chargers on a registry older than its start.
+    """
+    js = connection.js
+    info = await js.stream_info(stream, subjects_filter=ADMIN_WILDCARD)
+    caught_up = asyncio.Event()
+    if not info.state.subjects:
+        caught_up.set()
+
+    async def on_message(msg: Msg) -> None:
+        metadata = msg.metadata
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError as error:
+            log.error("admin.undecodable", seq=metadata.sequence.stream, error=str(error))
+        else:
+            if isinstance(event, AdminEvent):
+                apply(event, metadata.sequence.stream)
+        if metadata.num_pending == 0:
+            caught_up.set()
+
+    await js.subscribe(ADMIN_WILDCARD, cb=on_message, ordered_consumer=True, stream=stream)
+    await caught_up.wait()

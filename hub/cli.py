@@ -1,0 +1,252 @@
+"""``hub``: run the hub, manage chargers and id tags, simulate chargers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import secrets
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import msgspec
+
+from hub import logs
+from hub.bus import Connection, EventStore
+from hub.config import Settings, from_environment, with_gateway_id
+from hub.gateway.server import charge_point_id_from_path, now_ms
+from hub.passwords import hash_password
+from hub.runtime import (
+    event_backbone,
+    load_registry,
+    nats_server_for,
+    nats_url_file,
+    reachable,
+    running_gateway,
+)
+from schemas.events import (
+    AdminEvent,
+    ChargerRegistered,
+    ChargerUnregistered,
+    IdTagRemoved,
+    IdTagUpserted,
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="where embedded NATS keeps its data")
+    parser.add_argument("--nats-url", help="use this NATS server instead of the embedded one")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    parser.add_argument("--log-format", choices=["console", "json"], default=None)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = from_environment()
+    changes: dict[str, object] = {}
+    if args.data_dir is not None:
+        changes["data_dir"] = args.data_dir
+    if args.nats_url:
+        changes["nats_url"] = args.nats_url
+    if args.log_level:
+        changes["log_level"] = args.log_level
+    if args.log_format:
+        changes["log_format"] = args.log_format
+    gateway: dict[str, object] = {}
+    for flag, field in (
+        ("host", "host"),
+        ("port", "port"),
+        ("boot_policy", "boot_policy"),
+        ("authorize_policy", "authorize_policy"),
+        ("heartbeat_interval", "heartbeat_interval_s"),
+        ("max_frame_bytes", "max_frame_bytes"),
+        ("tls_cert", "tls_cert"),
+        ("tls_key", "tls_key"),
+        ("gateway_id", "gateway_id"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            gateway[field] = value
+    if getattr(args, "allow_unknown_chargers", False):
+        gateway["allow_unknown_chargers"] = True
+    if gateway:
+        changes["gateway"] = msgspec.structs.replace(settings.gateway, **gateway)
+    settings = msgspec.structs.replace(settings, **changes)
+    return with_gateway_id(settings)
+
+
+def _gateway_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address the gateway binds (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="gateway port (default 9000, 0 picks one)")
+    parser.add_argument("--gateway-id", help="stable id of this gateway instance")
+    parser.add_argument(
+        "--allow-unknown-chargers",
+        action="store_true",
+        help="accept chargers that were never registered (off by default)",
+    )
+    parser.add_argument("--boot-policy", choices=["accept", "known", "pending"])
+    parser.add_argument("--authorize-policy", choices=["accept", "list"])
+    parser.add_argument("--heartbeat-interval", type=int, help="seconds, sent in Boot answers")
+    parser.add_argument("--max-frame-bytes", type=int, help="larger frames get a CALLERROR")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole hub on embedded defaults")
+    _common(up)
+    _gateway_flags(up)
+
+    chargers = commands.add_parser("chargers", help="register and list chargers")
+    _common(chargers)
+    charger_commands = chargers.add_subparsers(dest="action", required=True)
+    add = charger_commands.add_parser("add", help="register a charger (an audited event)")
+    add.add_argument("charge_point_id")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="HTTP Basic password (security profiles 1 and 2)")
+    secret.add_argument("--generate-password", action="store_true",
+                        help="generate a random 24-character password and print it")
+    remove = charger_commands.add_parser("remove", help="unregister a charger")
+    remove.add_argument("charge_point_id")
+    charger_commands.add_parser("list", help="list registered chargers")
+
+    idtags = commands.add_parser("idtags", help="manage the id-tag list used by Authorize")
+    _common(idtags)
+    tag_commands = idtags.add_subparsers(dest="action", required=True)
+    tag_add = tag_commands.add_parser("add", help="add or change an id tag")
+    tag_add.add_argument("id_tag")
+    tag_add.add_argument("--status", choices=["Accepted", "Blocked", "Expired", "Invalid"],
+                         default="Accepted")
+    tag_add.add_argument("--expiry", default="", help="ISO 8601 expiry date")
+    tag_add.add_argument("--parent", default="", help="parent id tag (group)")
+    tag_remove = tag_commands.add_parser("remove", help="remove an id tag")
+    tag_remove.add_argument("id_tag")
+    tag_commands.add_parser("list", help="list id tags")
+
+    simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
+    from hub.simulator import add_simulate_arguments
+
+    add_simulate_arguments(simulate)
+    return parser
+
+
+# -- hub up ------------------------------------------------------------------------------------
+
+
+async def _up(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with nats_server_for(settings) as url, running_gateway(settings, url) as gateway:
+        host = settings.gateway.host
+        print(f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
+              f"nats {url} data {settings.data_dir}", flush=True)
+        await stop.wait()
+    return 0
+
+
+# -- admin commands ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _admin_backbone(settings: Settings) -> AsyncIterator[tuple[Connection, EventStore]]:
+    """The running hub's NATS if there is one, else an embedded server just for this command."""
+    url = settings.nats_url
+    if not url:
+        url_file = nats_url_file(settings.data_dir)
+        if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
+            url = candidate
+    if url:
+        async with event_backbone(settings, url, name="hub-cli") as backbone:
+            yield backbone
+        return
+    async with nats_server_for(settings) as embedded_url, event_backbone(
+        settings, embedded_url, name="hub-cli"
+    ) as backbone:
+        yield backbone
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
+    """The event a command records, and what to tell the operator once it is stored."""
+    common = {"id": uuid.uuid4().hex, "received_at": now_ms(), "actor": _actor()}
+    match args.command, args.action:
+        case "chargers", "add":
+            if charge_point_id_from_path("/" + args.charge_point_id) != args.charge_point_id:
+                raise SystemExit(f"hub: invalid charge point id {args.charge_point_id!r}: "
+                                 "1-48 printable characters, no ':' or '/'")
+            password = args.password or (secrets.token_urlsafe(18) if args.generate_password
+                                         else "")
+            message = f"registered {args.charge_point_id}"
+            if args.generate_password:
+                message += f"\npassword: {password}"
+            return ChargerRegistered(
+                **common,
+                charge_point_id=args.charge_point_id,
+                password_hash=hash_password(password) if password else "",
+            ), message
+        case "chargers", "remove":
+            return ChargerUnregistered(**common, charge_point_id=args.charge_point_id), (
+                f"unregistered {args.charge_point_id}"
+            )
+        case "idtags", "add":
+            if len(args.id_tag) > 20:
+                raise SystemExit("hub: an OCPP 1.6 id tag has at most 20 characters")
+            return IdTagUpserted(
+                **common,
+                id_tag=args.id_tag,
+                status=args.status,
+                expiry_date=args.expiry,
+                parent_id_tag=args.parent,
+            ), f"id tag {args.id_tag}: {args.status}"
+        case "idtags", "remove":
+            return IdTagRemoved(**common, id_tag=args.id_tag), f"removed id tag {args.id_tag}"
+    return None, ""
+
+
+async def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    event, message = _admin_event(args)
+    async with _admin_backbone(settings) as (connection, store):
+        if event is not None:
+            await store.store([event])
+            print(message)
+            return 0
+        registry = await load_registry(connection, settings)
+        if args.command == "chargers":
+            for charge_point_id, record in sorted(registry.chargers.items()):
+                auth = "password" if record.password_hash else "no password"
+                print(f"{charge_point_id}\t{auth}")
+        else:
+            for id_tag, tag in sorted(registry.id_tags.items()):
+                print(f"{id_tag}\t{tag.status}\t{tag.expiry_date or '-'}\t"
+                      f"{tag.parent_id_tag or '-'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        from hub.simulator import simulate_main
+
+        logs.configure("warning")
+        return asyncio.run(simulate_main(args))
+    settings = _settings(args)
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "up":
+        return asyncio.run(_up(settings))
+    return asyncio.run(_admin(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

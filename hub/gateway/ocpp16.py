@@ -1,0 +1,125 @@
+"""How the hub answers each CALL an OCPP 1.6 charger can send: pure functions of the request,
+the policy and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from hub.config import GatewaySettings
+from hub.registry import Registry
+from schemas.ocpp import v16
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    charge_point_id: str
+    now: datetime
+    settings: GatewaySettings
+    registry: Registry
+    transaction_id: int = 0
+
+
+Handler = Callable[[Any, Context], msgspec.Struct]
+
+
+def iso_time(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _id_tag_info(id_tag: str, ctx: Context) -> v16.IdTagInfo:
+    if ctx.settings.authorize_policy == "accept":
+        return v16.IdTagInfo(status="Accepted")
+    verdict = ctx.registry.authorize(id_tag, ctx.now)
+    return v16.IdTagInfo(
+        status=verdict.status,
+        expiry_date=verdict.expiry_date or msgspec.UNSET,
+        parent_id_tag=verdict.parent_id_tag or msgspec.UNSET,
+    )
+
+
+def boot_notification(
+    request: v16.BootNotificationRequest, ctx: Context
+) -> v16.BootNotificationResponse:
+    policy = ctx.settings.boot_policy
+    if policy == "pending":
+        status = "Pending"
+    elif policy == "known" and not ctx.registry.is_known(ctx.charge_point_id):
+        status = "Rejected"
+    else:
+        status = "Accepted"
+    return v16.BootNotificationResponse(
+        status=status, current_time=iso_time(ctx.now), interval=ctx.settings.heartbeat_interval_s
+    )
+
+
+def heartbeat(request: v16.HeartbeatRequest, ctx: Context) -> v16.HeartbeatResponse:
+    return v16.HeartbeatResponse(current_time=iso_time(ctx.now))
+
+
+def authorize(request: v16.AuthorizeRequest, ctx: Context) -> v16.AuthorizeResponse:
+    return v16.AuthorizeResponse(id_tag_info=_id_tag_info(request.id_tag, ctx))
+
+
+def start_transaction(
+    request: v16.StartTransactionRequest, ctx: Context
+) -> v16.StartTransactionResponse:
+    return v16.StartTransactionResponse(
+        id_tag_info=_id_tag_info(request.id_tag, ctx), transaction_id=ctx.transaction_id
+    )
+
+
+def stop_transaction(
+    request: v16.StopTransactionRequest, ctx: Context
+) -> v16.StopTransactionResponse:
+    if isinstance(request.id_tag, msgspec.UnsetType):
+        return v16.StopTransactionResponse()
+    return v16.StopTransactionResponse(id_tag_info=_id_tag_info(request.id_tag, ctx))
+
+
+def data_transfer(request: v16.DataTransferRequest, ctx: Context) -> v16.DataTransferResponse:
+    """The vendor policy only shapes the answer; the event keeps the data either way."""
+    vendors = ctx.settings.data_transfer_vendors
+    if not vendors:
+        return v16.DataTransferResponse(status="Accepted")
+    accepted = vendors.get(request.vendor_id)
+    if accepted is None:
+        return v16.DataTransferResponse(status="UnknownVendorId")
+    message_id = "" if isinstance(request.message_id, msgspec.UnsetType) else request.message_id
+    if "*" not in accepted and message_id not in accepted:
+        return v16.DataTransferResponse(status="UnknownMessageId")
+    return v16.DataTransferResponse(status="Accepted")
+
+
+def _empty(response: type[msgspec.Struct]) -> Handler:
+    def handler(request: Any, ctx: Context) -> msgspec.Struct:
+        return response()
+
+    return handler
+
+
+def sign_certificate(
+    request: v16.SignCertificateRequest, ctx: Context
+) -> v16.SignCertificateResponse:
+    # No certificate authority is configured yet, and the spec lets the CSMS refuse.
+    return v16.SignCertificateResponse(status="Rejected")
+
+
+HANDLERS: Final[dict[str, Handler]] = {
+    "Authorize": authorize,
+    "BootNotification": boot_notification,
+    "DataTransfer": data_transfer,
+    "DiagnosticsStatusNotification": _empty(v16.DiagnosticsStatusNotificationResponse),
+    "FirmwareStatusNotification": _empty(v16.FirmwareStatusNotificationResponse),
+    "Heartbeat": heartbeat,
+    "LogStatusNotification": _empty(v16.LogStatusNotificationResponse),
+    "MeterValues": _empty(v16.MeterValuesResponse),
+    "SecurityEventNotification": _empty(v16.SecurityEventNotificationResponse),
+    "SignCertificate": sign_certificate,
+    "SignedFirmwareStatusNotification": _empty(v16.SignedFirmwareStatusNotificationResponse),
+    "StartTransaction": start_transaction,
+    "StatusNotification": _empty(v16.StatusNotificationResponse),
+    "StopTransaction": stop_transaction,
+}

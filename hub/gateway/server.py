@@ -1,0 +1,474 @@
+"""The gateway's I/O shell: WebSocket handshakes, one reader and one processor per charger."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import ssl
+import time
+import uuid
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from hub.bus import Connection, EventStore
+from hub.config import GatewaySettings
+from hub.gateway import frames, ocpp16
+from hub.gateway.frames import CallError, CallResult, Malformed
+from hub.gateway.session import (
+    SUBPROTOCOLS,
+    Exchange,
+    Inbound,
+    Link,
+    ValidCall,
+    answer,
+    inspect,
+    reject,
+)
+from hub.passwords import verify_password
+from hub.registry import Registry
+from hub.subjects import decode_token, encode_token
+from hub.txids import StartIdentity, TransactionIds
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerReplaced,
+    ConnectionRefused,
+    RefusalReason,
+    SecurityProfile,
+)
+
+log = structlog.get_logger("hub.gateway")
+
+MAX_CHARGE_POINT_ID_LENGTH: Final = 48
+# Frames above this are refused by the WebSocket layer itself (close 1009): the event that
+# records a frame has to fit in one NATS message, whose default limit is 1 MiB.
+HARD_FRAME_LIMIT: Final = 256 * 1024
+_QUEUE_DEPTH: Final = 16
+_CLAIM_SUBJECT: Final = "ctl.claim"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def charge_point_id_from_path(path: str) -> str | None:
+    """The last non-empty path segment, percent-decoded; chargers are provisioned with many
+    URL styles (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``)."""
+    segments = [segment for segment in urlsplit(path).path.split("/") if segment]
+    if not segments:
+        return None
+    try:
+        candidate = unquote(segments[-1], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if not 0 < len(candidate) <= MAX_CHARGE_POINT_ID_LENGTH:
+        return None
+    # ':' would make HTTP Basic credentials ambiguous (OCPP 2.0.1 forbids it for the same reason).
+    if ":" in candidate or not candidate.isprintable():
+        return None
+    return candidate
+
+
+def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
+    value = headers.get("Authorization", "")
+    scheme, _, encoded = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return username, password
+
+
+class ChargerLink(msgspec.Struct, kw_only=True):
+    """A live connection and what the gateway tracks about it."""
+
+    link: Link
+    websocket: ServerConnection
+    replaced: bool = False
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        connection: Connection,
+        store: EventStore,
+        txids: TransactionIds,
+        registry: Registry,
+    ) -> None:
+        self.settings = settings
+        self.gateway_id = settings.gateway_id
+        self._nats = connection
+        self._store = store
+        self._txids = txids
+        self.registry = registry
+        self.connections: dict[str, ChargerLink] = {}
+        self._server: Server | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, host: str, port: int) -> Server:
+        await self._nats.client.subscribe(f"{_CLAIM_SUBJECT}.*", cb=self._on_claim)
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._process_request,
+            max_size=HARD_FRAME_LIMIT,
+            max_queue=_QUEUE_DEPTH,
+            compression=None,
+            ping_interval=self.settings.ping_interval_s,
+            ping_timeout=self.settings.ping_timeout_s,
+            ssl=self._tls_context(),
+            server_header=None,
+        )
+        return self._server
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.settings.tls_cert:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # OCPP security profile 2 requires TLS 1.2 or newer.
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+        return context
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, offered: list[Subprotocol]
+    ) -> Subprotocol | None:
+        # OCPP-J §3.1.2: with no common subprotocol, complete the handshake without one and
+        # close right after, which _handle does; websockets' default would answer 400 instead.
+        for name in SUBPROTOCOLS:
+            if name in offered:
+                return Subprotocol(name)
+        return None
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        remote = _remote(connection)
+        charge_point_id = charge_point_id_from_path(request.path)
+        if charge_point_id is None:
+            await self._refuse("invalid_charge_point_id", request.path, remote, request.path)
+            return connection.respond(HTTPStatus.BAD_REQUEST, "invalid charge point id\n")
+        refusal = await self._authenticate(charge_point_id, request.headers)
+        if refusal is None:
+            return None
+        await self._refuse(refusal, charge_point_id, remote, request.path)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "authentication required\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
+
+    async def _authenticate(self, charge_point_id: str, headers: Headers) -> RefusalReason | None:
+        record = self.registry.chargers.get(charge_point_id)
+        credentials = _basic_credentials(headers)
+        if record is None:
+            return None if self.settings.allow_unknown_chargers else "unknown_charger"
+        if not record.password_hash:
+            return None
+        if credentials is None:
+            return "missing_credentials"
+        username, password = credentials
+        if username != charge_point_id:
+            return "bad_credentials"
+        # PBKDF2 is deliberately slow, so it must not run on the event loop.
+        valid = await asyncio.to_thread(verify_password, password, record.password_hash)
+        return None if valid else "bad_credentials"
+
+    async def _refuse(self, reason: RefusalReason, charge_point_id: str, remote: str,
+                      path: str) -> None:
+        received_at = now_ms()
+        event = ConnectionRefused(
+            id=uuid.uuid4().hex,
+            received_at=received_at,
+            charge_point_id=charge_point_id,
+            gateway_id=self.gateway_id,
+            reason=reason,
+            remote_address=remote,
+            path=path,
+        )
+        await self._store.store([event])
+        log.info("connection.refused", charge_point_id=charge_point_id, reason=reason,
+                 remote=remote)
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        request = websocket.request
+        assert request is not None
+        charge_point_id = charge_point_id_from_path(request.path)
+        assert charge_point_id is not None  # _process_request refused anything else
+        remote = _remote(websocket)
+        subprotocol = websocket.subprotocol
+        version = SUBPROTOCOLS.get(subprotocol) if subprotocol else None
+        if version is None and not subprotocol and not self.settings.require_subprotocol:
+            version = "1.6"
+        if version is None:
+            offered = request.headers.get("Sec-WebSocket-Protocol")
+            reason: RefusalReason = (
+                "missing_subprotocol" if not offered else "unsupported_subprotocol"
+            )
+            await self._refuse(reason, charge_point_id, remote, request.path)
+            await websocket.close(1002, f"{reason.replace('_', ' ')}; this hub speaks ocpp1.6")
+            return
+        link = Link(
+            charge_point_id=charge_point_id,
+            connection_id=uuid.uuid4().hex,
+            gateway_id=self.gateway_id,
+            ocpp_version=version,
+        )
+        bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
+        await self._store.store(
+            [
+                ChargerConnected(
+                    id=link.connection_id + ":opened",
+                    received_at=now_ms(),
+                    charge_point_id=charge_point_id,
+                    gateway_id=self.gateway_id,
+                    connection_id=link.connection_id,
+                    ocpp_version=version,
+                    remote_address=remote,
+                    security_profile=self._security_profile(request.headers),
+                )
+            ]
+        )
+        bound.info("connection.opened", remote=remote, ocpp_version=version)
+        charger = ChargerLink(link=link, websocket=websocket)
+        previous = self.connections.get(charge_point_id)
+        self.connections[charge_point_id] = charger
+        if previous is not None:
+            await self._replace(previous, link)
+        await self._announce(link)
+        try:
+            await _ChargerSession(self, charger, bound).run()
+        finally:
+            if self.connections.get(charge_point_id) is charger:
+                del self.connections[charge_point_id]
+            await self._store.store(
+                [
+                    ChargerDisconnected(
+                        id=link.connection_id + ":closed",
+                        received_at=now_ms(),
+                        charge_point_id=charge_point_id,
+                        gateway_id=self.gateway_id,
+                        connection_id=link.connection_id,
+                        close_code=websocket.close_code,
+                        close_reason=websocket.close_reason or "",
+                    )
+                ]
+            )
+            bound.info("connection.closed", code=websocket.close_code)
+
+    def _security_profile(self, headers: Headers) -> SecurityProfile:
+        has_password = _basic_credentials(headers) is not None
+        if self.settings.tls_cert:
+            return 2 if has_password else 0
+        return 1 if has_password else 0
+
+    async def _announce(self, link: Link) -> None:
+        """Tell every other gateway that this one now holds the charger."""
+        claim = msgspec.json.encode(
+            {"connection_id": link.connection_id, "gateway_id": link.gateway_id}
+        )
+        await self._nats.client.publish(
+            f"{_CLAIM_SUBJECT}.{encode_token(link.charge_point_id)}", claim
+        )
+
+    async def _on_claim(self, msg: Msg) -> None:
+        claim = msgspec.json.decode(msg.data, type=dict[str, str])
+        charge_point_id = decode_token(msg.subject.rpartition(".")[2])
+        current = self.connections.get(charge_point_id)
+        if current is None or current.link.connection_id == claim["connection_id"]:
+            return
+        if claim["gateway_id"] == self.gateway_id:
+            return  # a local replacement is handled synchronously in _handle
+        del self.connections[charge_point_id]
+        new = Link(
+            charge_point_id=charge_point_id,
+            connection_id=claim["connection_id"],
+            gateway_id=claim["gateway_id"],
+            ocpp_version=current.link.ocpp_version,
+        )
+        await self._replace(current, new)
+
+    async def _replace(self, old: ChargerLink, new: Link) -> None:
+        old.replaced = True
+        await self._store.store(
+            [
+                ChargerReplaced(
+                    id=old.link.connection_id + ":replaced",
+                    received_at=now_ms(),
+                    charge_point_id=old.link.charge_point_id,
+                    gateway_id=old.link.gateway_id,
+                    connection_id=old.link.connection_id,
+                    new_connection_id=new.connection_id,
+                    new_gateway_id=new.gateway_id,
+                )
+            ]
+        )
+        log.info("connection.replaced", charge_point_id=old.link.charge_point_id,
+                 connection_id=old.link.connection_id, by=new.connection_id)
+        await old.websocket.close(1000, "replaced by a newer connection")
+
+    # -- exchanges ---------------------------------------------------------------------------
+
+    async def exchange(self, link: Link, inbound: Inbound, raw: bytes, received_at: int
+                       ) -> Exchange:
+        match inbound:
+            case ValidCall():
+                ctx = await self._context(link, inbound)
+                return answer(link, inbound, raw, ctx, received_at)
+            case Malformed():
+                return reject(link, inbound, raw, received_at)
+            case CallResult() | CallError():
+                # No server-initiated CALL is outstanding (the command API issue adds them).
+                unexpected = Malformed(
+                    "unexpected_result",
+                    "ProtocolError",
+                    "no CALL with this unique id is outstanding",
+                    unique_id=inbound.unique_id,
+                )
+                return reject(link, unexpected, raw, received_at)
+
+    async def _context(self, link: Link, valid: ValidCall) -> ocpp16.Context:
+        transaction_id = 0
+        if valid.call.action == "StartTransaction":
+            request = valid.request
+            transaction_id = await self._txids.allocate(
+                StartIdentity(
+                    link.charge_point_id,
+                    getattr(request, "connector_id"),  # noqa: B009
+                    getattr(request, "id_tag"),  # noqa: B009
+                    getattr(request, "timestamp"),  # noqa: B009
+                    getattr(request, "meter_start"),  # noqa: B009
+                )
+            )
+        return ocpp16.Context(
+            charge_point_id=link.charge_point_id,
+            now=datetime.now(UTC),
+            settings=self.settings,
+            registry=self.registry,
+            transaction_id=transaction_id,
+        )
+
+    async def store(self, exchange: Exchange) -> list[int]:
+        return await self._store.store(exchange.events)
+
+
+class _ChargerSession:
+    """One reader and one processor per connection, joined by a bounded queue.
+
+    The reader keeps reading while the processor waits on JetStream, which is how a second
+    CALL sent before the first was answered (OCPP-J §4.1.1) is seen and refused. The queue's
+    bound pushes back on the charger through TCP when storage is slow.
+    """
+
+    def __init__(self, gateway: Gateway, charger: ChargerLink,
+                 log: structlog.typing.FilteringBoundLogger) -> None:
+        self._gateway = gateway
+        self._charger = charger
+        self._link = charger.link
+        self._websocket = charger.websocket
+        self._log = log
+        self._queue: asyncio.Queue[tuple[bytes, int, Inbound] | None] = asyncio.Queue(
+            _QUEUE_DEPTH
+        )
+        self._call_in_progress: str | None = None
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._process(), name=f"process-{self._link.connection_id}")
+            try:
+                await self._read()
+            finally:
+                # Frames already read are stored even though the socket is gone.
+                await self._queue.put(None)
+
+    async def _read(self) -> None:
+        settings = self._gateway.settings
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                data = await self._websocket.recv(decode=False)
+                received_at = now_ms()
+                inbound = inspect(self._link.ocpp_version, data,
+                                  max_frame_bytes=settings.max_frame_bytes)
+                if isinstance(inbound, ValidCall) or (
+                    isinstance(inbound, Malformed) and inbound.reason != "unexpected_result"
+                    and inbound.unique_id != frames.UNREADABLE_ID
+                ):
+                    inbound = self._guard_outstanding(inbound)
+                await self._queue.put((data, received_at, inbound))
+
+    def _guard_outstanding(self, inbound: ValidCall | Malformed) -> Inbound:
+        unique_id = inbound.call.unique_id if isinstance(inbound, ValidCall) else inbound.unique_id
+        if self._call_in_progress is None:
+            self._call_in_progress = unique_id
+            return inbound
+        return Malformed(
+            "call_outstanding",
+            "ProtocolError",
+            f"CALL {self._call_in_progress!r} is still being answered; OCPP-J allows one "
+            "outstanding CALL per direction",
+            unique_id=unique_id,
+            action=inbound.call.action if isinstance(inbound, ValidCall) else inbound.action,
+        )
+
+    async def _process(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            data, received_at, inbound = item
+            started = time.perf_counter()
+            exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
+            sequences = await self._gateway.store(exchange)
+            if exchange.reply is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._websocket.send(exchange.reply, text=True)
+            if self._call_in_progress == exchange.unique_id and not (
+                isinstance(inbound, Malformed) and inbound.reason == "call_outstanding"
+            ):
+                self._call_in_progress = None
+            self._log.info(
+                "ocpp.exchange",
+                action=exchange.action,
+                unique_id=exchange.unique_id,
+                outcome=exchange.outcome,
+                seq=sequences[0] if sequences else None,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+def _remote(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+

@@ -1,0 +1,186 @@
+"""The gateway's pure core: one inbound WebSocket message in, the events to store and the reply
+to send out. No I/O happens here; ``hub.gateway.server`` does it in that order."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+import msgspec
+
+from hub.gateway import frames, ocpp16
+from hub.gateway.frames import Call, CallError, CallResult, Malformed
+from schemas import ocpp
+from schemas.events import (
+    Event,
+    FrameRejected,
+    MessageType,
+    OcppFrame,
+    OcppVersion,
+)
+
+SUBPROTOCOLS: Final[dict[str, OcppVersion]] = {"ocpp1.6": "1.6"}
+HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {"1.6": ocpp16.HANDLERS}
+
+_encoder: Final = msgspec.json.Encoder()
+_NO_DETAILS: Final = msgspec.Raw(b"{}")
+
+
+class Link(msgspec.Struct, frozen=True, kw_only=True):
+    """What every event of one connection shares."""
+
+    charge_point_id: str
+    connection_id: str
+    gateway_id: str
+    ocpp_version: OcppVersion
+
+
+class ValidCall(msgspec.Struct, frozen=True, gc=False):
+    call: Call
+    request: msgspec.Struct
+
+
+class Exchange(msgspec.Struct, frozen=True, gc=False):
+    """The outcome of one inbound message: store ``events``, then send ``reply`` if any."""
+
+    events: list[Event]
+    reply: bytes | None
+    action: str
+    unique_id: str
+    outcome: str
+
+
+Inbound = ValidCall | CallResult | CallError | Malformed
+
+
+def event_id(charge_point_id: str, direction: str, data: bytes) -> str:
+    """Deterministic, so a frame stored twice (a retry, a redelivery) is one event."""
+    digest = hashlib.blake2b(data, digest_size=16, person=direction.encode()[:16])
+    digest.update(charge_point_id.encode())
+    return digest.hexdigest()
+
+
+def inspect(version: OcppVersion, data: bytes, *, max_frame_bytes: int) -> Inbound:
+    if len(data) > max_frame_bytes:
+        parsed = frames.parse(data)
+        unique_id = parsed.unique_id if not isinstance(parsed, Malformed) else parsed.unique_id
+        return Malformed(
+            "oversized",
+            "FormationViolation",
+            f"frame is {len(data)} bytes, the limit is {max_frame_bytes}",
+            unique_id=unique_id,
+            action=parsed.action if isinstance(parsed, Call) else "",
+        )
+    parsed = frames.parse(data)
+    if not isinstance(parsed, Call):
+        return parsed
+    handlers = HANDLERS[version]
+    if parsed.action not in handlers:
+        return _unhandled_action(version, parsed)
+    request = ocpp.validate_call(version, parsed.action, parsed.payload)
+    if isinstance(request, ocpp.PayloadError):
+        return Malformed(
+            "schema_violation",
+            request.code,
+            request.description,
+            unique_id=parsed.unique_id,
+            action=parsed.action,
+        )
+    return ValidCall(parsed, request)
+
+
+def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
+    if call.action in ocpp.known_actions(version):
+        # A known action, but one only the central system sends (Reset, RemoteStart...).
+        code, description = "NotSupported", f"{call.action} is not sent by a charger"
+    else:
+        code, description = "NotImplemented", f"unknown action {call.action!r}"
+    return Malformed("unknown_action", code, description, unique_id=call.unique_id,
+                     action=call.action)
+
+
+def frame_event(
+    link: Link,
+    *,
+    direction: str,
+    message_type: MessageType,
+    unique_id: str,
+    action: str,
+    payload: msgspec.Raw,
+    identity: bytes,
+    received_at: int,
+    error_code: str = "",
+    error_description: str = "",
+) -> OcppFrame:
+    return OcppFrame(
+        id=event_id(link.charge_point_id, direction, identity),
+        received_at=received_at,
+        charge_point_id=link.charge_point_id,
+        gateway_id=link.gateway_id,
+        connection_id=link.connection_id,
+        ocpp_version=link.ocpp_version,
+        direction="in" if direction == "in" else "out",
+        message_type=message_type,
+        unique_id=unique_id,
+        action=action,
+        payload=payload,
+        error_code=error_code,
+        error_description=error_description,
+    )
+
+
+def answer(
+    link: Link, valid: ValidCall, raw: bytes, ctx: ocpp16.Context, received_at: int
+) -> Exchange:
+    call = valid.call
+    response = HANDLERS[link.ocpp_version][call.action](valid.request, ctx)
+    payload = msgspec.Raw(_encoder.encode(response))
+    reply = frames.encode_result(call.unique_id, payload)
+    events: list[Event] = [
+        frame_event(link, direction="in", message_type="CALL", unique_id=call.unique_id,
+                    action=call.action, payload=call.payload, identity=raw,
+                    received_at=received_at),
+        frame_event(link, direction="out", message_type="CALLRESULT", unique_id=call.unique_id,
+                    action=call.action, payload=payload, identity=raw + reply,
+                    received_at=received_at),
+    ]
+    return Exchange(events, reply, call.action, call.unique_id, "ok")
+
+
+def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Exchange:
+    """Record the refused frame, and answer with a CALLERROR unless the charger sent a result.
+
+    A CALLERROR must not answer a CALLRESULT or CALLERROR (OCPP-J §4.2.3), so a broken or
+    unexpected result is only recorded.
+    """
+    rejected = FrameRejected(
+        id=event_id(link.charge_point_id, "in", raw),
+        received_at=received_at,
+        charge_point_id=link.charge_point_id,
+        gateway_id=link.gateway_id,
+        connection_id=link.connection_id,
+        ocpp_version=link.ocpp_version,
+        reason=malformed.reason,
+        error_code=malformed.error_code,
+        error_description=malformed.description,
+        raw=raw.decode(errors="backslashreplace"),
+        unique_id=malformed.unique_id,
+        action=malformed.action,
+    )
+    if malformed.reason == "unexpected_result":
+        return Exchange([rejected], None, malformed.action, malformed.unique_id, "unexpected")
+    reply = frames.encode_error(malformed.unique_id, malformed.error_code, malformed.description)
+    error_event = frame_event(
+        link,
+        direction="out",
+        message_type="CALLERROR",
+        unique_id=malformed.unique_id,
+        action=malformed.action,
+        payload=_NO_DETAILS,
+        identity=raw + reply,
+        received_at=received_at,
+        error_code=malformed.error_code,
+        error_description=malformed.description,
+    )
+    return Exchange([rejected, error_event], reply, malformed.action, malformed.unique_id,
+                    malformed.error_code)

@@ -1,0 +1,92 @@
+"""Composition root: wires NATS, the event store, the registry and the gateway together."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats.errors
+import structlog
+
+from hub.bus import Connection, EventStore, connect, ensure_stream, follow_admin_events
+from hub.config import Settings
+from hub.gateway.server import Gateway
+from hub.nats_server import EmbeddedNats
+from hub.registry import Registry
+from hub.txids import TransactionIds
+
+log = structlog.get_logger("hub")
+
+
+def nats_url_file(data_dir: Path) -> Path:
+    """Where a running hub tells the CLI which port its embedded nats-server took."""
+    return data_dir / "nats.url"
+
+
+@contextlib.asynccontextmanager
+async def nats_server_for(settings: Settings) -> AsyncIterator[str]:
+    """The configured NATS, or an embedded nats-server on the data directory."""
+    if settings.nats_url:
+        yield settings.nats_url
+        return
+    url_file = nats_url_file(settings.data_dir)
+    async with EmbeddedNats(settings.data_dir / "nats", port=settings.nats_port) as server:
+        url_file.write_text(server.url + "\n")
+        try:
+            yield server.url
+        finally:
+            url_file.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def event_backbone(settings: Settings, url: str, *, name: str
+                         ) -> AsyncIterator[tuple[Connection, EventStore]]:
+    connection = await connect(url, name=name)
+    try:
+        await ensure_stream(connection.js, settings.stream)
+        store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
+        await store.start()
+        yield connection, store
+    finally:
+        await connection.close()
+
+
+async def load_registry(connection: Connection, settings: Settings) -> Registry:
+    registry = Registry()
+    await follow_admin_events(connection, settings.stream.name, registry.apply)
+    return registry
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings, url: str) -> AsyncIterator[Gateway]:
+    gateway_settings = settings.gateway
+    async with event_backbone(
+        settings, url, name=f"hub-gateway-{gateway_settings.gateway_id}"
+    ) as (connection, store):
+        txids = await TransactionIds.open(
+            connection,
+            ttl_s=gateway_settings.txid_ttl_s,
+            replicas=settings.stream.replicas,
+            file_storage=settings.stream.storage == "file",
+            timeout=gateway_settings.publish_timeout_s,
+        )
+        registry = await load_registry(connection, settings)
+        gateway = Gateway(gateway_settings, connection, store, txids, registry)
+        await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
+        log.info("gateway.listening", url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
+                 gateway_id=gateway.gateway_id)
+        try:
+            yield gateway
+        finally:
+            await gateway.close()
+
+
+async def reachable(url: str) -> bool:
+    try:
+        client = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0,
+                                    allow_reconnect=False)
+    except (nats.errors.Error, OSError):
+        return False
+    await client.close()
+    return True

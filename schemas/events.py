@@ -1,0 +1,165 @@
+"""The event log's types: every fact the hub knows is one of these, stored on JetStream.
+
+Evolution rules (msgspec's): new fields get defaults, a field never changes type, and a
+breaking change bumps ``SCHEMA_VERSION`` and adds an upcaster in ``schemas.upcast``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+OcppVersion = Literal["1.6", "2.0.1", "2.1"]
+Direction = Literal["in", "out"]
+MessageType = Literal["CALL", "CALLRESULT", "CALLERROR"]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """Fields every event carries.
+
+    ``id`` doubles as the JetStream ``Nats-Msg-Id``, so publishing the same event twice
+    stores it once. ``received_at`` is the hub's clock, in Unix milliseconds.
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    received_at: int
+
+
+class _ChargerEvent(_Event, frozen=True, kw_only=True):
+    charge_point_id: str
+    gateway_id: str
+    connection_id: str
+
+
+class OcppFrame(_ChargerEvent, frozen=True, kw_only=True, tag="ocpp.frame"):
+    """One well-formed OCPP-J frame, in either direction, exactly as it crossed the wire.
+
+    ``payload`` is the frame's payload element verbatim (for CALLERROR, the error details).
+    ``action`` is the CALL's action, repeated on its CALLRESULT or CALLERROR.
+    """
+
+    ocpp_version: OcppVersion
+    direction: Direction
+    message_type: MessageType
+    unique_id: str
+    action: str
+    payload: msgspec.Raw
+    error_code: str = ""
+    error_description: str = ""
+
+
+RejectionReason = Literal[
+    "not_json",
+    "bad_shape",
+    "unknown_message_type",
+    "unknown_action",
+    "schema_violation",
+    "oversized",
+    "call_outstanding",
+    "unique_id_too_long",
+    "unexpected_result",
+]
+
+
+class FrameRejected(_ChargerEvent, frozen=True, kw_only=True, tag="ocpp.rejected"):
+    """An inbound frame the gateway refused; ``raw`` keeps it byte for byte (UTF-8 text)."""
+
+    ocpp_version: OcppVersion
+    reason: RejectionReason
+    error_code: str
+    error_description: str
+    raw: str
+    unique_id: str = ""
+    action: str = ""
+
+
+SecurityProfile = Literal[0, 1, 2, 3]
+
+
+class ChargerConnected(_ChargerEvent, frozen=True, kw_only=True, tag="connection.opened"):
+    ocpp_version: OcppVersion
+    remote_address: str
+    security_profile: SecurityProfile
+
+
+class ChargerDisconnected(_ChargerEvent, frozen=True, kw_only=True, tag="connection.closed"):
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+class ChargerReplaced(_ChargerEvent, frozen=True, kw_only=True, tag="connection.replaced"):
+    """The charger opened a newer connection; ``connection_id`` is the one being closed."""
+
+    new_connection_id: str
+    new_gateway_id: str
+
+
+RefusalReason = Literal[
+    "invalid_charge_point_id",
+    "unsupported_subprotocol",
+    "missing_subprotocol",
+    "unknown_charger",
+    "bad_credentials",
+    "missing_credentials",
+]
+
+
+class ConnectionRefused(_Event, frozen=True, kw_only=True, tag="connection.refused"):
+    """A WebSocket handshake the gateway turned down; ``charge_point_id`` is as requested."""
+
+    charge_point_id: str
+    gateway_id: str
+    reason: RefusalReason
+    remote_address: str
+    path: str
+
+
+class _AdminEvent(_Event, frozen=True, kw_only=True):
+    actor: str
+
+
+class ChargerRegistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.registered"):
+    """A charger the hub knows; ``password_hash`` is a PHC-style PBKDF2 string, never the secret."""
+
+    charge_point_id: str
+    password_hash: str = ""
+
+
+class ChargerUnregistered(
+    _AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"
+):
+    charge_point_id: str
+
+
+IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
+
+
+class IdTagUpserted(_AdminEvent, frozen=True, kw_only=True, tag="admin.idtag.upserted"):
+    id_tag: str
+    status: IdTagStatus = "Accepted"
+    expiry_date: str = ""
+    parent_id_tag: str = ""
+
+
+class IdTagRemoved(_AdminEvent, frozen=True, kw_only=True, tag="admin.idtag.removed"):
+    id_tag: str
+
+
+ChargerEvent = OcppFrame | FrameRejected | ChargerConnected | ChargerDisconnected | ChargerReplaced
+AdminEvent = ChargerRegistered | ChargerUnregistered | IdTagUpserted | IdTagRemoved
+Event = ChargerEvent | ConnectionRefused | AdminEvent
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    return _decoder.decode(data)

@@ -1,0 +1,77 @@
+"""Shared pieces of the integration tests: real NATS, a real gateway, ocpp-library chargers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+from nats.js.api import DeliverPolicy
+from ocpp.v16 import ChargePoint
+from websockets.asyncio.client import ClientConnection, connect
+
+from hub.subjects import charger_subject
+from schemas.events import Event, decode_event
+
+
+@contextlib.asynccontextmanager
+async def ocpp_charger(
+    port: int, charge_point_id: str, *, path: str = "/ocpp/", **connect_kwargs: Any
+) -> AsyncIterator[ChargePoint]:
+    """A charger built on the ocpp library's v16 ChargePoint, which validates every answer
+    against the official JSON schemas."""
+    from urllib.parse import quote
+
+    url = f"ws://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
+    async with connect(url, subprotocols=["ocpp1.6"], **connect_kwargs) as websocket:
+        charger = ChargePoint(charge_point_id, websocket)
+        runner = asyncio.create_task(charger.start())
+        try:
+            yield charger
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(port: int, charge_point_id: str, **kwargs: Any
+                     ) -> AsyncIterator[ClientConnection]:
+    kwargs.setdefault("subprotocols", ["ocpp1.6"])
+    async with connect(f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}", **kwargs) as websocket:
+        yield websocket
+
+
+async def stored_events(nats_url: str, subject: str = "ev.>", stream: str = "OCPP_EVENTS"
+                        ) -> list[tuple[int, Event]]:
+    """Every event stored under ``subject``, with its stream sequence, read straight from
+    JetStream."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(stream, subjects_filter=subject)
+        expected = sum((info.state.subjects or {}).values())
+        result: list[tuple[int, Event]] = []
+        if expected == 0:
+            return result
+        done = asyncio.Event()
+
+        async def on_message(msg: Any) -> None:
+            result.append((msg.metadata.sequence.stream, decode_event(msg.data)))
+            if len(result) >= expected:
+                done.set()
+
+        sub = await js.subscribe(subject, cb=on_message, ordered_consumer=True,
+                                 deliver_policy=DeliverPolicy.ALL, stream=stream)
+        async with asyncio.timeout(10):
+            await done.wait()
+        await sub.unsubscribe()
+        return result
+    finally:
+        await client.close()
+
+
+async def charger_events(nats_url: str, charge_point_id: str) -> list[Event]:
+    return [event for _, event in await stored_events(nats_url, charger_subject(charge_point_id))]
