@@ -145,22 +145,26 @@ class EventStore:
     async def store(self, events: Sequence[Event]) -> list[int]:
         """Store ``events`` in order and return their stream sequences; retries until stored."""
         backoff = 0.05
+        attempts = 0
         while True:
             try:
-                return await self._store_once(events)
+                sequences = await self._store_once(events)
             except (
                 TimeoutError,
                 StoreError,
                 nats.errors.OutboundBufferLimitError,
                 nats.errors.ConnectionReconnectingError,
             ) as error:
+                attempts += 1
                 self.retries += 1
-                log.warning(
-                    "store.retry",
-                    events=[event.id for event in events],
-                    error=str(error) or type(error).__name__,
-                    backoff_s=round(backoff, 3),
-                )
+                # One line per stalled batch, not per attempt: an outage must stay readable.
+                if attempts == 1:
+                    log.warning("store.stalled", first_event=events[0].id, events=len(events),
+                                error=str(error) or type(error).__name__)
+            else:
+                if attempts:
+                    log.info("store.recovered", first_event=events[0].id, attempts=attempts + 1)
+                return sequences
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
             await self._connection.connected.wait()

@@ -62,6 +62,7 @@ RejectionReason = Literal[
     "call_outstanding",
     "unique_id_too_long",
     "unexpected_result",
+    "internal_error",
 ]
 
 

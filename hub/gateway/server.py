@@ -65,13 +65,11 @@ def now_ms() -> int:
 
 
 def charge_point_id_from_path(path: str) -> str | None:
-    """The last non-empty path segment, percent-decoded; chargers are provisioned with many
-    URL styles (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``)."""
-    segments = [segment for segment in urlsplit(path).path.split("/") if segment]
-    if not segments:
-        return None
+    """The last path segment, percent-decoded; chargers are provisioned with many URL styles
+    (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``)."""
+    last_segment = urlsplit(path).path.rpartition("/")[2]
     try:
-        candidate = unquote(segments[-1], errors="strict")
+        candidate = unquote(last_segment, errors="strict")
     except UnicodeDecodeError:
         return None
     if not 0 < len(candidate) <= MAX_CHARGE_POINT_ID_LENGTH:

@@ -61,14 +61,20 @@ def event_id(charge_point_id: str, direction: str, data: bytes) -> str:
 
 
 def inspect(version: OcppVersion, data: bytes, *, max_frame_bytes: int) -> Inbound:
+    try:
+        return _inspect(version, data, max_frame_bytes)
+    except Exception as error:  # a bug here must cost one frame, not the whole connection
+        return Malformed("internal_error", "InternalError", f"{type(error).__name__}: {error}")
+
+
+def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound:
     if len(data) > max_frame_bytes:
         parsed = frames.parse(data)
-        unique_id = parsed.unique_id if not isinstance(parsed, Malformed) else parsed.unique_id
         return Malformed(
             "oversized",
             "FormationViolation",
             f"frame is {len(data)} bytes, the limit is {max_frame_bytes}",
-            unique_id=unique_id,
+            unique_id=parsed.unique_id,
             action=parsed.action if isinstance(parsed, Call) else "",
         )
     parsed = frames.parse(data)

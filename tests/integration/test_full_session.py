@@ -3,24 +3,13 @@ exactly one event per frame, in order."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
-import pytest
 from ocpp.v16 import call
 
-from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import running_gateway
 from schemas.events import ChargerConnected, ChargerDisconnected, OcppFrame
 from tests.integration.helpers import charger_events, ocpp_charger
-
-
-@pytest.fixture
-async def gateway(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[Gateway]:
-    async with running_gateway(settings, nats_server.url) as gateway:
-        yield gateway
 
 
 async def test_full_session_is_answered_and_recorded_frame_by_frame(

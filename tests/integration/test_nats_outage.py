@@ -1,0 +1,85 @@
+"""NATS stops and restarts while 50 chargers send: every answered message is stored exactly
+once, and nothing is answered before it is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+from ocpp.v16 import call
+
+from hub.config import Settings
+from hub.nats_server import EmbeddedNats
+from hub.runtime import running_gateway
+from schemas.events import OcppFrame
+from tests.integration.helpers import ocpp_charger, stored_events
+
+CHARGERS = 50
+MESSAGES = 12
+
+
+async def test_restart_of_nats_loses_and_doubles_nothing(tmp_path: Path, settings: Settings
+                                                         ) -> None:
+    store_dir = tmp_path / "nats"
+    server = EmbeddedNats(store_dir)
+    await server.start()
+    port = server.port
+    answered: dict[str, list[str]] = {}
+    progress = asyncio.Event()
+    outage_over = asyncio.Event()
+    sent = 0
+
+    async def charger(gateway_port: int, index: int) -> None:
+        nonlocal sent
+        charge_point_id = f"OUT-{index:02d}"
+        ids = answered.setdefault(charge_point_id, [])
+        async with ocpp_charger(gateway_port, charge_point_id) as cp:
+            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            start = await cp.call(call.StartTransaction(
+                connector_id=1, id_tag="T", meter_start=0, timestamp="2026-11-22T10:00:00Z"))
+            for step in range(MESSAGES):
+                payload = call.MeterValues(
+                    connector_id=1, transaction_id=start.transaction_id,
+                    meter_value=[{"timestamp": f"2026-11-22T10:{step:02d}:00Z",
+                                  "sampledValue": [{"value": str(step * 100)}]}])
+                await cp.call(payload)
+                ids.append(str(step))
+                sent += 1
+                if sent == CHARGERS * 3:
+                    progress.set()
+                if step == MESSAGES // 2:
+                    await outage_over.wait()
+
+    try:
+        async with running_gateway(settings, server.url) as gateway, asyncio.TaskGroup() as tg:
+            for index in range(CHARGERS):
+                tg.create_task(charger(gateway.port, index))
+            async with asyncio.timeout(30):
+                await progress.wait()
+            await server.stop()
+            await asyncio.sleep(1.5)  # the outage itself: chargers keep sending meanwhile
+            server = EmbeddedNats(store_dir, port=port)
+            await server.start()
+            outage_over.set()
+        events = [e for _, e in await stored_events(server.url)]
+    finally:
+        await server.stop()
+
+    calls = [e for e in events if isinstance(e, OcppFrame) and e.direction == "in"]
+    results = [e for e in events if isinstance(e, OcppFrame) and e.direction == "out"]
+    per_charger = Counter(e.charge_point_id for e in calls if e.action == "MeterValues")
+    assert per_charger == {cp: MESSAGES for cp in answered}
+    assert all(len(ids) == MESSAGES for ids in answered.values())
+    # No event stored twice: every (charger, direction, unique id) appears once.
+    keys = Counter((e.charge_point_id, e.direction, e.unique_id) for e in calls + results)
+    assert max(keys.values()) == 1
+    assert len(calls) == len(results) == CHARGERS * (MESSAGES + 2)
+    # Order per charger is the order the charger sent in.
+    for cp in answered:
+        readings = [e.payload for e in calls if e.charge_point_id == cp
+                    and e.action == "MeterValues"]
+        values = [int(msgspec.json.decode(r)["meterValue"][0]["sampledValue"][0]["value"])
+                  for r in readings]
+        assert values == sorted(values)
