@@ -159,8 +159,12 @@ class EventStore:
                 self.retries += 1
                 # One line per stalled batch, not per attempt: an outage must stay readable.
                 if attempts == 1:
-                    log.warning("store.stalled", first_event=events[0].id, events=len(events),
-                                error=str(error) or type(error).__name__)
+                    log.warning(
+                        "store.stalled",
+                        first_event=events[0].id,
+                        events=len(events),
+                        error=str(error) or type(error).__name__,
+                    )
             else:
                 if attempts:
                     log.info("store.recovered", first_event=events[0].id, attempts=attempts + 1)

@@ -110,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("charge_point_id")
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--password", help="HTTP Basic password (security profiles 1 and 2)")
-    secret.add_argument("--generate-password", action="store_true",
-                        help="generate a random 24-character password and print it")
+    secret.add_argument(
+        "--generate-password",
+        action="store_true",
+        help="generate a random 24-character password and print it",
+    )
     remove = charger_commands.add_parser("remove", help="unregister a charger")
     remove.add_argument("charge_point_id")
     charger_commands.add_parser("list", help="list registered chargers")
@@ -121,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     tag_commands = idtags.add_subparsers(dest="action", required=True)
     tag_add = tag_commands.add_parser("add", help="add or change an id tag")
     tag_add.add_argument("id_tag")
-    tag_add.add_argument("--status", choices=["Accepted", "Blocked", "Expired", "Invalid"],
-                         default="Accepted")
+    tag_add.add_argument(
+        "--status", choices=["Accepted", "Blocked", "Expired", "Invalid"], default="Accepted"
+    )
     tag_add.add_argument("--expiry", default="", help="ISO 8601 expiry date")
     tag_add.add_argument("--parent", default="", help="parent id tag (group)")
     tag_remove = tag_commands.add_parser("remove", help="remove an id tag")
@@ -147,8 +151,11 @@ async def _up(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     async with nats_server_for(settings) as url, running_gateway(settings, url) as gateway:
         host = settings.gateway.host
-        print(f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-              f"nats {url} data {settings.data_dir}", flush=True)
+        print(
+            f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
+            f"nats {url} data {settings.data_dir}",
+            flush=True,
+        )
         await stop.wait()
     return 0
 
@@ -168,9 +175,10 @@ async def _admin_backbone(settings: Settings) -> AsyncIterator[tuple[Connection,
         async with event_backbone(settings, url, name="hub-cli") as backbone:
             yield backbone
         return
-    async with nats_server_for(settings) as embedded_url, event_backbone(
-        settings, embedded_url, name="hub-cli"
-    ) as backbone:
+    async with (
+        nats_server_for(settings) as embedded_url,
+        event_backbone(settings, embedded_url, name="hub-cli") as backbone,
+    ):
         yield backbone
 
 
@@ -180,38 +188,50 @@ def _actor() -> str:
 
 def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
     """The event a command records, and what to tell the operator once it is stored."""
-    common = {"id": uuid.uuid4().hex, "received_at": now_ms(), "actor": _actor()}
+    event_id, received_at, actor = uuid.uuid4().hex, now_ms(), _actor()
     match args.command, args.action:
         case "chargers", "add":
             if charge_point_id_from_path("/" + args.charge_point_id) != args.charge_point_id:
-                raise SystemExit(f"hub: invalid charge point id {args.charge_point_id!r}: "
-                                 "1-48 printable characters, no ':' or '/'")
-            password = args.password or (secrets.token_urlsafe(18) if args.generate_password
-                                         else "")
+                raise SystemExit(
+                    f"hub: invalid charge point id {args.charge_point_id!r}: "
+                    "1-48 printable characters, no ':' or '/'"
+                )
+            password = args.password or (
+                secrets.token_urlsafe(18) if args.generate_password else ""
+            )
             message = f"registered {args.charge_point_id}"
             if args.generate_password:
                 message += f"\npassword: {password}"
             return ChargerRegistered(
-                **common,
+                id=event_id,
+                received_at=received_at,
+                actor=actor,
                 charge_point_id=args.charge_point_id,
                 password_hash=hash_password(password) if password else "",
             ), message
         case "chargers", "remove":
-            return ChargerUnregistered(**common, charge_point_id=args.charge_point_id), (
-                f"unregistered {args.charge_point_id}"
-            )
+            return ChargerUnregistered(
+                id=event_id,
+                received_at=received_at,
+                actor=actor,
+                charge_point_id=args.charge_point_id,
+            ), (f"unregistered {args.charge_point_id}")
         case "idtags", "add":
             if len(args.id_tag) > 20:
                 raise SystemExit("hub: an OCPP 1.6 id tag has at most 20 characters")
             return IdTagUpserted(
-                **common,
+                id=event_id,
+                received_at=received_at,
+                actor=actor,
                 id_tag=args.id_tag,
                 status=args.status,
                 expiry_date=args.expiry,
                 parent_id_tag=args.parent,
             ), f"id tag {args.id_tag}: {args.status}"
         case "idtags", "remove":
-            return IdTagRemoved(**common, id_tag=args.id_tag), f"removed id tag {args.id_tag}"
+            return IdTagRemoved(
+                id=event_id, received_at=received_at, actor=actor, id_tag=args.id_tag
+            ), f"removed id tag {args.id_tag}"
     return None, ""
 
 
@@ -229,8 +249,9 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{charge_point_id}\t{auth}")
         else:
             for id_tag, tag in sorted(registry.id_tags.items()):
-                print(f"{id_tag}\t{tag.status}\t{tag.expiry_date or '-'}\t"
-                      f"{tag.parent_id_tag or '-'}")
+                print(
+                    f"{id_tag}\t{tag.status}\t{tag.expiry_date or '-'}\t{tag.parent_id_tag or '-'}"
+                )
     return 0
 
 

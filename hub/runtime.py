@@ -40,8 +40,9 @@ async def nats_server_for(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def event_backbone(settings: Settings, url: str, *, name: str
-                         ) -> AsyncIterator[tuple[Connection, EventStore]]:
+async def event_backbone(
+    settings: Settings, url: str, *, name: str
+) -> AsyncIterator[tuple[Connection, EventStore]]:
     connection = await connect(url, name=name)
     try:
         await ensure_stream(connection.js, settings.stream)
@@ -61,21 +62,25 @@ async def load_registry(connection: Connection, settings: Settings) -> Registry:
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings, url: str) -> AsyncIterator[Gateway]:
     gateway_settings = settings.gateway
-    async with event_backbone(
-        settings, url, name=f"hub-gateway-{gateway_settings.gateway_id}"
-    ) as (connection, store):
+    async with event_backbone(settings, url, name=f"hub-gateway-{gateway_settings.gateway_id}") as (
+        connection,
+        store,
+    ):
         txids = await TransactionIds.open(
             connection,
             ttl_s=gateway_settings.txid_ttl_s,
             replicas=settings.stream.replicas,
             file_storage=settings.stream.storage == "file",
-            timeout=gateway_settings.publish_timeout_s,
+            request_timeout=gateway_settings.publish_timeout_s,
         )
         registry = await load_registry(connection, settings)
         gateway = Gateway(gateway_settings, connection, store, txids, registry)
         await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
-        log.info("gateway.listening", url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
-                 gateway_id=gateway.gateway_id)
+        log.info(
+            "gateway.listening",
+            url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
+            gateway_id=gateway.gateway_id,
+        )
         try:
             yield gateway
         finally:
@@ -84,8 +89,9 @@ async def running_gateway(settings: Settings, url: str) -> AsyncIterator[Gateway
 
 async def reachable(url: str) -> bool:
     try:
-        client = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0,
-                                    allow_reconnect=False)
+        client = await nats.connect(
+            url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False
+        )
     except (nats.errors.Error, OSError):
         return False
     await client.close()

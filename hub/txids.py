@@ -61,7 +61,7 @@ class TransactionIds:
         ttl_s: float,
         replicas: int = 1,
         file_storage: bool = True,
-        timeout: float = 2.0,
+        request_timeout: float = 2.0,
     ) -> TransactionIds:
         config = KeyValueConfig(
             bucket=BUCKET,
@@ -75,7 +75,7 @@ class TransactionIds:
         except BadRequestError:
             # The bucket exists with other limits; keeping its ids matters more than the TTL.
             kv = await connection.js.key_value(BUCKET)
-        return cls(connection, kv, timeout=timeout)
+        return cls(connection, kv, timeout=request_timeout)
 
     async def allocate(self, identity: StartIdentity) -> int:
         """The transaction id for this StartTransaction; retries through NATS outages."""

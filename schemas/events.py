@@ -130,9 +130,7 @@ class ChargerRegistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charg
     password_hash: str = ""
 
 
-class ChargerUnregistered(
-    _AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"
-):
+class ChargerUnregistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"):
     charge_point_id: str
 
 
@@ -155,7 +153,7 @@ AdminEvent = ChargerRegistered | ChargerUnregistered | IdTagUpserted | IdTagRemo
 Event = ChargerEvent | ConnectionRefused | AdminEvent
 
 _encoder: Final = msgspec.json.Encoder()
-_decoder: Final = msgspec.json.Decoder(Event)
+_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 
 
 def encode_event(event: Event) -> bytes:

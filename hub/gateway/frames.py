@@ -154,4 +154,3 @@ def encode_result(unique_id: str, payload: object) -> bytes:
 
 def encode_error(unique_id: str, code: str, description: str) -> bytes:
     return _encoder.encode((CALLERROR, unique_id, code, description, _EMPTY_OBJECT))
-

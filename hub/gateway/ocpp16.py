@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -44,6 +44,7 @@ def boot_notification(
     request: v16.BootNotificationRequest, ctx: Context
 ) -> v16.BootNotificationResponse:
     policy = ctx.settings.boot_policy
+    status: Literal["Accepted", "Pending", "Rejected"]
     if policy == "pending":
         status = "Pending"
     elif policy == "known" and not ctx.registry.is_known(ctx.charge_point_id):

@@ -9,6 +9,7 @@ import contextlib
 import ssl
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Final
@@ -162,7 +163,7 @@ class Gateway:
 
     @staticmethod
     def _select_subprotocol(
-        connection: ServerConnection, offered: list[Subprotocol]
+        connection: ServerConnection, offered: Sequence[Subprotocol]
     ) -> Subprotocol | None:
         # OCPP-J §3.1.2: with no common subprotocol, complete the handshake without one and
         # close right after, which _handle does; websockets' default would answer 400 instead.
@@ -203,8 +204,9 @@ class Gateway:
         valid = await asyncio.to_thread(verify_password, password, record.password_hash)
         return None if valid else "bad_credentials"
 
-    async def _refuse(self, reason: RefusalReason, charge_point_id: str, remote: str,
-                      path: str) -> None:
+    async def _refuse(
+        self, reason: RefusalReason, charge_point_id: str, remote: str, path: str
+    ) -> None:
         received_at = now_ms()
         event = ConnectionRefused(
             id=uuid.uuid4().hex,
@@ -216,8 +218,9 @@ class Gateway:
             path=path,
         )
         await self._store.store([event])
-        log.info("connection.refused", charge_point_id=charge_point_id, reason=reason,
-                 remote=remote)
+        log.info(
+            "connection.refused", charge_point_id=charge_point_id, reason=reason, remote=remote
+        )
 
     # -- connection --------------------------------------------------------------------------
 
@@ -334,14 +337,19 @@ class Gateway:
                 )
             ]
         )
-        log.info("connection.replaced", charge_point_id=old.link.charge_point_id,
-                 connection_id=old.link.connection_id, by=new.connection_id)
+        log.info(
+            "connection.replaced",
+            charge_point_id=old.link.charge_point_id,
+            connection_id=old.link.connection_id,
+            by=new.connection_id,
+        )
         await old.websocket.close(1000, "replaced by a newer connection")
 
     # -- exchanges ---------------------------------------------------------------------------
 
-    async def exchange(self, link: Link, inbound: Inbound, raw: bytes, received_at: int
-                       ) -> Exchange:
+    async def exchange(
+        self, link: Link, inbound: Inbound, raw: bytes, received_at: int
+    ) -> Exchange:
         match inbound:
             case ValidCall():
                 ctx = await self._context(link, inbound)
@@ -391,16 +399,15 @@ class _ChargerSession:
     bound pushes back on the charger through TCP when storage is slow.
     """
 
-    def __init__(self, gateway: Gateway, charger: ChargerLink,
-                 log: structlog.typing.FilteringBoundLogger) -> None:
+    def __init__(
+        self, gateway: Gateway, charger: ChargerLink, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
         self._gateway = gateway
         self._charger = charger
         self._link = charger.link
         self._websocket = charger.websocket
         self._log = log
-        self._queue: asyncio.Queue[tuple[bytes, int, Inbound] | None] = asyncio.Queue(
-            _QUEUE_DEPTH
-        )
+        self._queue: asyncio.Queue[tuple[bytes, int, Inbound] | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._call_in_progress: str | None = None
 
     async def run(self) -> None:
@@ -418,10 +425,12 @@ class _ChargerSession:
             while True:
                 data = await self._websocket.recv(decode=False)
                 received_at = now_ms()
-                inbound = inspect(self._link.ocpp_version, data,
-                                  max_frame_bytes=settings.max_frame_bytes)
+                inbound = inspect(
+                    self._link.ocpp_version, data, max_frame_bytes=settings.max_frame_bytes
+                )
                 if isinstance(inbound, ValidCall) or (
-                    isinstance(inbound, Malformed) and inbound.reason != "unexpected_result"
+                    isinstance(inbound, Malformed)
+                    and inbound.reason != "unexpected_result"
                     and inbound.unique_id != frames.UNREADABLE_ID
                 ):
                     inbound = self._guard_outstanding(inbound)
@@ -469,4 +478,3 @@ def _remote(connection: ServerConnection) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
     return str(address)
-

@@ -101,8 +101,9 @@ def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
         code, description = "NotSupported", f"{call.action} is not sent by a charger"
     else:
         code, description = "NotImplemented", f"unknown action {call.action!r}"
-    return Malformed("unknown_action", code, description, unique_id=call.unique_id,
-                     action=call.action)
+    return Malformed(
+        "unknown_action", code, description, unique_id=call.unique_id, action=call.action
+    )
 
 
 def frame_event(
@@ -143,12 +144,26 @@ def answer(
     payload = msgspec.Raw(_encoder.encode(response))
     reply = frames.encode_result(call.unique_id, payload)
     events: list[Event] = [
-        frame_event(link, direction="in", message_type="CALL", unique_id=call.unique_id,
-                    action=call.action, payload=call.payload, identity=raw,
-                    received_at=received_at),
-        frame_event(link, direction="out", message_type="CALLRESULT", unique_id=call.unique_id,
-                    action=call.action, payload=payload, identity=raw + reply,
-                    received_at=received_at),
+        frame_event(
+            link,
+            direction="in",
+            message_type="CALL",
+            unique_id=call.unique_id,
+            action=call.action,
+            payload=call.payload,
+            identity=raw,
+            received_at=received_at,
+        ),
+        frame_event(
+            link,
+            direction="out",
+            message_type="CALLRESULT",
+            unique_id=call.unique_id,
+            action=call.action,
+            payload=payload,
+            identity=raw + reply,
+            received_at=received_at,
+        ),
     ]
     return Exchange(events, reply, call.action, call.unique_id, "ok")
 
@@ -188,5 +203,6 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
         error_code=malformed.error_code,
         error_description=malformed.description,
     )
-    return Exchange([rejected, error_event], reply, malformed.action, malformed.unique_id,
-                    malformed.error_code)
+    return Exchange(
+        [rejected, error_event], reply, malformed.action, malformed.unique_id, malformed.error_code
+    )

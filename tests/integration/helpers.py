@@ -37,15 +37,17 @@ async def ocpp_charger(
 
 
 @contextlib.asynccontextmanager
-async def raw_socket(port: int, charge_point_id: str, **kwargs: Any
-                     ) -> AsyncIterator[ClientConnection]:
+async def raw_socket(
+    port: int, charge_point_id: str, **kwargs: Any
+) -> AsyncIterator[ClientConnection]:
     kwargs.setdefault("subprotocols", ["ocpp1.6"])
     async with connect(f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}", **kwargs) as websocket:
         yield websocket
 
 
-async def stored_events(nats_url: str, subject: str = "ev.>", stream: str = "OCPP_EVENTS"
-                        ) -> list[tuple[int, Event]]:
+async def stored_events(
+    nats_url: str, subject: str = "ev.>", stream: str = "OCPP_EVENTS"
+) -> list[tuple[int, Event]]:
     """Every event stored under ``subject``, with its stream sequence, read straight from
     JetStream."""
     client = await nats.connect(nats_url)
@@ -63,8 +65,13 @@ async def stored_events(nats_url: str, subject: str = "ev.>", stream: str = "OCP
             if len(result) >= expected:
                 done.set()
 
-        sub = await js.subscribe(subject, cb=on_message, ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL, stream=stream)
+        sub = await js.subscribe(
+            subject,
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            stream=stream,
+        )
         async with asyncio.timeout(10):
             await done.wait()
         await sub.unsubscribe()

@@ -27,25 +27,51 @@ CASES = [
     ('[9, "m2", "Heartbeat", {}]', "m2", "FormationViolation", "unknown_message_type"),
     ('[2, "m3", "MakeCoffee", {}]', "m3", "NotImplemented", "unknown_action"),
     ('[2, "m4", "Reset", {"type": "Hard"}]', "m4", "NotSupported", "unknown_action"),
-    ('[2, "m5", "BootNotification", {"chargePointVendor": "Acme"}]', "m5",
-     "OccurenceConstraintViolation", "schema_violation"),
-    ('[2, "m6", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "M"}]', "m6",
-     "TypeConstraintViolation", "schema_violation"),
-    ('[2, "m7", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
-     '"status": "Dancing"}]', "m7", "PropertyConstraintViolation", "schema_violation"),
-    ('[2, "m8", "BootNotification", {"chargePointVendor": "' + "x" * 21
-     + '", "chargePointModel": "M"}]', "m8", "PropertyConstraintViolation", "schema_violation"),
-    ('[2, "m9", "BootNotification", ' + BOOT[:-1] + ', "extra": 1}]', "m9",
-     "FormationViolation", "schema_violation"),
-    ('[2, "' + "i" * 37 + '", "Heartbeat", {}]', "i" * 37, "FormationViolation",
-     "unique_id_too_long"),
+    (
+        '[2, "m5", "BootNotification", {"chargePointVendor": "Acme"}]',
+        "m5",
+        "OccurenceConstraintViolation",
+        "schema_violation",
+    ),
+    (
+        '[2, "m6", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "M"}]',
+        "m6",
+        "TypeConstraintViolation",
+        "schema_violation",
+    ),
+    (
+        '[2, "m7", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
+        '"status": "Dancing"}]',
+        "m7",
+        "PropertyConstraintViolation",
+        "schema_violation",
+    ),
+    (
+        '[2, "m8", "BootNotification", {"chargePointVendor": "'
+        + "x" * 21
+        + '", "chargePointModel": "M"}]',
+        "m8",
+        "PropertyConstraintViolation",
+        "schema_violation",
+    ),
+    (
+        '[2, "m9", "BootNotification", ' + BOOT[:-1] + ', "extra": 1}]',
+        "m9",
+        "FormationViolation",
+        "schema_violation",
+    ),
+    (
+        '[2, "' + "i" * 37 + '", "Heartbeat", {}]',
+        "i" * 37,
+        "FormationViolation",
+        "unique_id_too_long",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("frame", "unique_id", "code", "reason"), CASES)
 async def test_bad_frame_gets_the_spec_callerror_and_is_recorded(
-    gateway: Gateway, nats_server: EmbeddedNats, frame: str, unique_id: str, code: str,
-    reason: str
+    gateway: Gateway, nats_server: EmbeddedNats, frame: str, unique_id: str, code: str, reason: str
 ) -> None:
     async with raw_socket(gateway.port, "CP-BAD") as ws:
         await ws.send(frame)
@@ -72,9 +98,10 @@ async def test_oversized_frame_is_refused_with_callerror(
     from tests.conftest import with_gateway
 
     small = with_gateway(settings, max_frame_bytes=200)  # type: ignore[arg-type]
-    async with running_gateway(small, nats_server.url) as gateway, raw_socket(
-        gateway.port, "CP-BIG"
-    ) as ws:
+    async with (
+        running_gateway(small, nats_server.url) as gateway,
+        raw_socket(gateway.port, "CP-BIG") as ws,
+    ):
         frame = '[2, "big1", "DataTransfer", {"vendorId": "v", "data": "' + "x" * 500 + '"}]'
         await ws.send(frame)
         assert json.loads(await ws.recv())[:3] == [4, "big1", "FormationViolation"]
@@ -133,13 +160,15 @@ async def test_invalid_charge_point_id_is_refused_and_recorded(
 async def test_missing_or_unsupported_subprotocol_is_closed_per_spec(
     gateway: Gateway, nats_server: EmbeddedNats, subprotocols: list[str] | None, reason: str
 ) -> None:
-    async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/CP-PROTO",
-                       subprotocols=subprotocols) as ws:  # type: ignore[arg-type]
+    async with connect(
+        f"ws://127.0.0.1:{gateway.port}/ocpp/CP-PROTO", subprotocols=subprotocols
+    ) as ws:  # type: ignore[arg-type]
         # OCPP-J §3.1.2: the handshake completes without a subprotocol, then the server closes.
         assert ws.subprotocol is None
         async with asyncio.timeout(5):
             await ws.wait_closed()
         assert ws.close_code == 1002
     refusals = [e for _, e in await stored_events(nats_server.url, "ev.gw.refused")]
-    assert [(e.charge_point_id, e.reason) for e in refusals
-            if isinstance(e, ConnectionRefused)] == [("CP-PROTO", reason)]
+    assert [
+        (e.charge_point_id, e.reason) for e in refusals if isinstance(e, ConnectionRefused)
+    ] == [("CP-PROTO", reason)]

@@ -53,7 +53,10 @@ async def test_awkward_charger_ids_work_and_stay_apart(
     events = await charger_events(nats_server.url, charge_point_id)
     assert {e.charge_point_id for e in events} == {charge_point_id}  # type: ignore[union-attr]
     assert [type(e).__name__ for e in events] == [
-        "ChargerConnected", "OcppFrame", "OcppFrame", "ChargerDisconnected"
+        "ChargerConnected",
+        "OcppFrame",
+        "OcppFrame",
+        "ChargerDisconnected",
     ]
 
 
@@ -90,47 +93,63 @@ async def test_newer_connection_on_another_gateway_replaces_the_older_one(
     nats_server: EmbeddedNats, settings: Settings
 ) -> None:
     other = with_gateway(settings, gateway_id="gw-other")
-    async with running_gateway(settings, nats_server.url) as one, running_gateway(
-        other, nats_server.url
-    ) as two:
+    async with (
+        running_gateway(settings, nats_server.url) as one,
+        running_gateway(other, nats_server.url) as two,
+    ):
         async with ocpp_charger(one.port, "CP-ROAM") as first:
             await first.call(call.Heartbeat())
             async with ocpp_charger(two.port, "CP-ROAM") as second:
                 async with asyncio.timeout(5):
                     await first._connection.wait_closed()
                 await second.call(call.Heartbeat())
-    replaced = [e for e in await charger_events(nats_server.url, "CP-ROAM")
-                if isinstance(e, ChargerReplaced)]
+    replaced = [
+        e
+        for e in await charger_events(nats_server.url, "CP-ROAM")
+        if isinstance(e, ChargerReplaced)
+    ]
     assert [(r.gateway_id, r.new_gateway_id) for r in replaced] == [("gw-test", "gw-other")]
 
 
 async def test_retried_start_transaction_gets_the_same_id(
     gateway: Gateway, nats_server: EmbeddedNats, settings: Settings
 ) -> None:
-    start = call.StartTransaction(connector_id=1, id_tag="TAG", meter_start=500,
-                                  timestamp="2026-11-22T08:00:00Z")
+    start = call.StartTransaction(
+        connector_id=1, id_tag="TAG", meter_start=500, timestamp="2026-11-22T08:00:00Z"
+    )
     async with ocpp_charger(gateway.port, "CP-RETRY") as cp:
         first = await cp.call(start)
-        other = await cp.call(call.StartTransaction(connector_id=2, id_tag="TAG",
-                                                    meter_start=500,
-                                                    timestamp="2026-11-22T08:00:00Z"))
+        other = await cp.call(
+            call.StartTransaction(
+                connector_id=2, id_tag="TAG", meter_start=500, timestamp="2026-11-22T08:00:00Z"
+            )
+        )
     # The charger reconnects, this time to a second gateway, and retries with a new message id.
     second_gateway = with_gateway(settings, gateway_id="gw-second")
-    async with running_gateway(second_gateway, nats_server.url) as again, ocpp_charger(
-        again.port, "CP-RETRY"
-    ) as cp:
+    async with (
+        running_gateway(second_gateway, nats_server.url) as again,
+        ocpp_charger(again.port, "CP-RETRY") as cp,
+    ):
         retried = await cp.call(start)
     assert retried.transaction_id == first.transaction_id
     assert other.transaction_id != first.transaction_id
     assert all(0 < tx.transaction_id < 2**31 for tx in (first, other, retried))
 
 
-async def _register(nats_url: str, settings: Settings, charge_point_id: str, password: str
-                    ) -> None:
+async def _register(nats_url: str, settings: Settings, charge_point_id: str, password: str) -> None:
     async with event_backbone(settings, nats_url, name="test-admin") as (_, store):
-        await EventStore.store(store, [ChargerRegistered(
-            id=f"reg-{charge_point_id}", received_at=1, actor="test",
-            charge_point_id=charge_point_id, password_hash=hash_password(password))])
+        await EventStore.store(
+            store,
+            [
+                ChargerRegistered(
+                    id=f"reg-{charge_point_id}",
+                    received_at=1,
+                    actor="test",
+                    charge_point_id=charge_point_id,
+                    password_hash=hash_password(password),
+                )
+            ],
+        )
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
@@ -147,13 +166,20 @@ async def secured(nats_server: EmbeddedNats, settings: Settings) -> Settings:
 async def test_basic_auth_accepts_the_right_password(
     nats_server: EmbeddedNats, secured: Settings
 ) -> None:
-    async with running_gateway(secured, nats_server.url) as gateway, ocpp_charger(
-        gateway.port, "CP-SECURE",
-        additional_headers=_basic("CP-SECURE", "correct horse battery"),
-    ) as cp:
+    async with (
+        running_gateway(secured, nats_server.url) as gateway,
+        ocpp_charger(
+            gateway.port,
+            "CP-SECURE",
+            additional_headers=_basic("CP-SECURE", "correct horse battery"),
+        ) as cp,
+    ):
         assert (await cp.call(call.Heartbeat())).current_time
-    opened = [e for e in await charger_events(nats_server.url, "CP-SECURE")
-              if isinstance(e, ChargerConnected)]
+    opened = [
+        e
+        for e in await charger_events(nats_server.url, "CP-SECURE")
+        if isinstance(e, ChargerConnected)
+    ]
     assert [e.security_profile for e in opened] == [1]
 
 
@@ -168,21 +194,30 @@ async def test_basic_auth_accepts_the_right_password(
     ],
 )
 async def test_basic_auth_refuses_everything_else(
-    nats_server: EmbeddedNats, secured: Settings, charge_point_id: str,
-    headers: dict[str, str], reason: str
+    nats_server: EmbeddedNats,
+    secured: Settings,
+    charge_point_id: str,
+    headers: dict[str, str],
+    reason: str,
 ) -> None:
     async with running_gateway(secured, nats_server.url) as gateway:
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_point_id}",
-                               subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                               additional_headers=headers):
+            async with connect(
+                f"ws://127.0.0.1:{gateway.port}/ocpp/{charge_point_id}",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=headers,
+            ):
                 pass
     assert refused.value.response.status_code == 401
     refusals = [e for _, e in await stored_events(nats_server.url, "ev.gw.refused")]
-    assert [(e.charge_point_id, e.reason) for e in refusals
-            if isinstance(e, ConnectionRefused)] == [(charge_point_id, reason)]
-    assert not [e for e in await charger_events(nats_server.url, charge_point_id)
-                if isinstance(e, OcppFrame)]
+    assert [
+        (e.charge_point_id, e.reason) for e in refusals if isinstance(e, ConnectionRefused)
+    ] == [(charge_point_id, reason)]
+    assert not [
+        e
+        for e in await charger_events(nats_server.url, charge_point_id)
+        if isinstance(e, OcppFrame)
+    ]
 
 
 async def test_tls_with_basic_auth_is_security_profile_2(
@@ -197,17 +232,22 @@ async def test_tls_with_basic_auth_is_security_profile_2(
     client_context = ssl.create_default_context()
     authority.configure_trust(client_context)
     async with running_gateway(tls, nats_server.url) as gateway:
-        async with connect(f"wss://127.0.0.1:{gateway.port}/ocpp/{quote('CP-SECURE')}",
-                           subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                           ssl=client_context,
-                           additional_headers=_basic("CP-SECURE", "correct horse battery")
-                           ) as ws:
+        async with connect(
+            f"wss://127.0.0.1:{gateway.port}/ocpp/{quote('CP-SECURE')}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            ssl=client_context,
+            additional_headers=_basic("CP-SECURE", "correct horse battery"),
+        ) as ws:
             await ws.send('[2, "tls-1", "Heartbeat", {}]')
             assert (await ws.recv()).startswith('[3,"tls-1"')
         with pytest.raises(ssl.SSLError):
-            async with connect(f"wss://127.0.0.1:{gateway.port}/ocpp/CP-SECURE",
-                               ssl=ssl.create_default_context()):
+            async with connect(
+                f"wss://127.0.0.1:{gateway.port}/ocpp/CP-SECURE", ssl=ssl.create_default_context()
+            ):
                 pass
-    opened = [e for e in await charger_events(nats_server.url, "CP-SECURE")
-              if isinstance(e, ChargerConnected)]
+    opened = [
+        e
+        for e in await charger_events(nats_server.url, "CP-SECURE")
+        if isinstance(e, ChargerConnected)
+    ]
     assert [e.security_profile for e in opened] == [2]

@@ -20,8 +20,9 @@ CHARGERS = 50
 MESSAGES = 12
 
 
-async def test_restart_of_nats_loses_and_doubles_nothing(tmp_path: Path, settings: Settings
-                                                         ) -> None:
+async def test_restart_of_nats_loses_and_doubles_nothing(
+    tmp_path: Path, settings: Settings
+) -> None:
     store_dir = tmp_path / "nats"
     server = EmbeddedNats(store_dir)
     await server.start()
@@ -37,13 +38,22 @@ async def test_restart_of_nats_loses_and_doubles_nothing(tmp_path: Path, setting
         ids = answered.setdefault(charge_point_id, [])
         async with ocpp_charger(gateway_port, charge_point_id) as cp:
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-            start = await cp.call(call.StartTransaction(
-                connector_id=1, id_tag="T", meter_start=0, timestamp="2026-11-22T10:00:00Z"))
+            start = await cp.call(
+                call.StartTransaction(
+                    connector_id=1, id_tag="T", meter_start=0, timestamp="2026-11-22T10:00:00Z"
+                )
+            )
             for step in range(MESSAGES):
                 payload = call.MeterValues(
-                    connector_id=1, transaction_id=start.transaction_id,
-                    meter_value=[{"timestamp": f"2026-11-22T10:{step:02d}:00Z",
-                                  "sampledValue": [{"value": str(step * 100)}]}])
+                    connector_id=1,
+                    transaction_id=start.transaction_id,
+                    meter_value=[
+                        {
+                            "timestamp": f"2026-11-22T10:{step:02d}:00Z",
+                            "sampledValue": [{"value": str(step * 100)}],
+                        }
+                    ],
+                )
                 await cp.call(payload)
                 ids.append(str(step))
                 sent += 1
@@ -78,8 +88,11 @@ async def test_restart_of_nats_loses_and_doubles_nothing(tmp_path: Path, setting
     assert len(calls) == len(results) == CHARGERS * (MESSAGES + 2)
     # Order per charger is the order the charger sent in.
     for cp in answered:
-        readings = [e.payload for e in calls if e.charge_point_id == cp
-                    and e.action == "MeterValues"]
-        values = [int(msgspec.json.decode(r)["meterValue"][0]["sampledValue"][0]["value"])
-                  for r in readings]
+        readings = [
+            e.payload for e in calls if e.charge_point_id == cp and e.action == "MeterValues"
+        ]
+        values = [
+            int(msgspec.json.decode(r)["meterValue"][0]["sampledValue"][0]["value"])
+            for r in readings
+        ]
         assert values == sorted(values)
