@@ -123,7 +123,13 @@ class EventStore:
         self._inbox = f"_HUB.acks.{secrets.token_hex(8)}"
         self._pending: dict[str, asyncio.Future[_PubAck]] = {}
         self._counter = 0
+        self._stalled_batches = 0
         self.retries = 0
+
+    @property
+    def stalled(self) -> bool:
+        """True while NATS is known to be away or some batch is waiting for it to come back."""
+        return self._stalled_batches > 0 or not self._connection.connected.is_set()
 
     async def start(self) -> None:
         await self._connection.client.subscribe(
@@ -159,6 +165,7 @@ class EventStore:
                 self.retries += 1
                 # One line per stalled batch, not per attempt: an outage must stay readable.
                 if attempts == 1:
+                    self._stalled_batches += 1
                     log.warning(
                         "store.stalled",
                         first_event=events[0].id,
@@ -167,6 +174,7 @@ class EventStore:
                     )
             else:
                 if attempts:
+                    self._stalled_batches -= 1
                     log.info("store.recovered", first_event=events[0].id, attempts=attempts + 1)
                 return sequences
             await asyncio.sleep(backoff)

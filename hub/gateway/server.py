@@ -387,6 +387,10 @@ class Gateway:
             transaction_id=transaction_id,
         )
 
+    @property
+    def storage_stalled(self) -> bool:
+        return self._store.stalled
+
     async def store(self, exchange: Exchange) -> list[int]:
         return await self._store.store(exchange.events)
 
@@ -407,8 +411,10 @@ class _ChargerSession:
         self._link = charger.link
         self._websocket = charger.websocket
         self._log = log
-        self._queue: asyncio.Queue[tuple[bytes, int, Inbound] | None] = asyncio.Queue(_QUEUE_DEPTH)
-        self._call_in_progress: str | None = None
+        self._queue: asyncio.Queue[tuple[bytes, int, Inbound, bool] | None] = asyncio.Queue(
+            _QUEUE_DEPTH
+        )
+        self._calls_unanswered = 0
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -428,41 +434,47 @@ class _ChargerSession:
                 inbound = inspect(
                     self._link.ocpp_version, data, max_frame_bytes=settings.max_frame_bytes
                 )
+                counted = False
                 if isinstance(inbound, ValidCall) or (
                     isinstance(inbound, Malformed)
                     and inbound.reason != "unexpected_result"
                     and inbound.unique_id != frames.UNREADABLE_ID
                 ):
-                    inbound = self._guard_outstanding(inbound)
-                await self._queue.put((data, received_at, inbound))
+                    inbound, counted = self._admit_call(inbound)
+                await self._queue.put((data, received_at, inbound, counted))
 
-    def _guard_outstanding(self, inbound: ValidCall | Malformed) -> Inbound:
-        unique_id = inbound.call.unique_id if isinstance(inbound, ValidCall) else inbound.unique_id
-        if self._call_in_progress is None:
-            self._call_in_progress = unique_id
-            return inbound
-        return Malformed(
+    def _admit_call(self, inbound: ValidCall | Malformed) -> tuple[Inbound, bool]:
+        """Count a CALL the charger now waits on, or refuse it if another one is unanswered."""
+        if self._calls_unanswered == 0 or self._gateway.storage_stalled:
+            # While storage is stalled the gateway holds its answers, so the charger times out
+            # and retries; refusing the retry would make it count a failed attempt (OCPP 1.6
+            # §3.7) and eventually drop a transaction message. The retry waits in the queue.
+            self._calls_unanswered += 1
+            return inbound, True
+        if isinstance(inbound, ValidCall):
+            unique_id, action = inbound.call.unique_id, inbound.call.action
+        else:
+            unique_id, action = inbound.unique_id, inbound.action
+        refusal = Malformed(
             "call_outstanding",
             "ProtocolError",
-            f"CALL {self._call_in_progress!r} is still being answered; OCPP-J allows one "
-            "outstanding CALL per direction",
+            "the previous CALL is still being answered; OCPP-J allows one outstanding CALL",
             unique_id=unique_id,
-            action=inbound.call.action if isinstance(inbound, ValidCall) else inbound.action,
+            action=action,
         )
+        return refusal, False
 
     async def _process(self) -> None:
         while (item := await self._queue.get()) is not None:
-            data, received_at, inbound = item
+            data, received_at, inbound, counted = item
             started = time.perf_counter()
             exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
             sequences = await self._gateway.store(exchange)
             if exchange.reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(exchange.reply, text=True)
-            if self._call_in_progress == exchange.unique_id and not (
-                isinstance(inbound, Malformed) and inbound.reason == "call_outstanding"
-            ):
-                self._call_in_progress = None
+            if counted:
+                self._calls_unanswered -= 1
             self._log.info(
                 "ocpp.exchange",
                 action=exchange.action,

@@ -4,17 +4,19 @@ once, and nothing is answered before it is stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 
 import msgspec
+import pytest
 from ocpp.v16 import call
 
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from schemas.events import OcppFrame
-from tests.integration.helpers import ocpp_charger, stored_events
+from tests.integration.helpers import charger_events, ocpp_charger, raw_socket, stored_events
 
 CHARGERS = 50
 MESSAGES = 12
@@ -96,3 +98,45 @@ async def test_restart_of_nats_loses_and_doubles_nothing(
             for r in readings
         ]
         assert values == sorted(values)
+
+
+async def test_charger_retry_during_outage_waits_instead_of_being_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    store_dir = tmp_path / "nats"
+    server = EmbeddedNats(store_dir)
+    await server.start()
+    port = server.port
+    stop = (
+        '[2, "{id}", "StopTransaction", {{"meterStop": 900, "transactionId": 7, '
+        '"timestamp": "2026-11-22T11:00:00Z"}}]'
+    )
+    try:
+        async with running_gateway(settings, server.url) as gateway:
+            async with raw_socket(gateway.port, "CP-PATIENT") as ws:
+                await ws.send('[2, "hb", "Heartbeat", {}]')
+                assert json.loads(await ws.recv())[:2] == [3, "hb"]
+                await server.stop()
+                # The charger times out on its first try and sends the message again under a
+                # new id, as OCPP 1.6 §3.7 has it retry transaction messages.
+                await ws.send(stop.format(id="try-1"))
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(3 * settings.gateway.publish_timeout_s):
+                        await ws.recv()
+                await ws.send(stop.format(id="try-2"))
+                server = EmbeddedNats(store_dir, port=port)
+                await server.start()
+                answers = [json.loads(await ws.recv()) for _ in range(2)]
+        events = await charger_events(server.url, "CP-PATIENT")
+    finally:
+        await server.stop()
+    assert [(a[0], a[1]) for a in answers] == [(3, "try-1"), (3, "try-2")]
+    stored = [(e.unique_id, e.message_type) for e in events if isinstance(e, OcppFrame)]
+    assert stored == [
+        ("hb", "CALL"),
+        ("hb", "CALLRESULT"),
+        ("try-1", "CALL"),
+        ("try-1", "CALLRESULT"),
+        ("try-2", "CALL"),
+        ("try-2", "CALLRESULT"),
+    ]
