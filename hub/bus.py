@@ -34,18 +34,27 @@ class Connection:
         self.client = client
         self.js: JetStreamContext = client.jetstream()
         self.connected = connected
+        self.closing = False
 
-    async def close(self) -> None:
-        with contextlib.suppress(nats.errors.ConnectionClosedError):
-            await self.client.drain()
+    async def close(self, grace: float = 5.0) -> None:
+        """Drain what is in flight, but never hang a shutdown on a NATS that is gone."""
+        self.closing = True
+        if self.client.is_connected:
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                async with asyncio.timeout(grace):
+                    await self.client.drain()
+        if not self.client.is_closed:
+            await self.client.close()
 
 
 async def connect(url: str, *, name: str) -> Connection:
     connected = asyncio.Event()
+    connection: Connection | None = None
 
     async def on_disconnect() -> None:
         connected.clear()
-        log.warning("nats.disconnected", url=url)
+        if connection is None or not connection.closing:
+            log.warning("nats.disconnected", url=url)
 
     async def on_reconnect() -> None:
         connected.set()
@@ -68,7 +77,8 @@ async def connect(url: str, *, name: str) -> Connection:
         pending_size=8 * 1024 * 1024,
     )
     connected.set()
-    return Connection(client, connected)
+    connection = Connection(client, connected)
+    return connection
 
 
 def stream_config(settings: StreamSettings) -> StreamConfig:

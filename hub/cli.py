@@ -37,11 +37,13 @@ from schemas.events import (
 )
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common_flags() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--data-dir", type=Path, help="where embedded NATS keeps its data")
     parser.add_argument("--nats-url", help="use this NATS server instead of the embedded one")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
     parser.add_argument("--log-format", choices=["console", "json"], default=None)
+    return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -98,15 +100,16 @@ def _gateway_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = _common_flags()
 
-    up = commands.add_parser("up", help="run the whole hub on embedded defaults")
-    _common(up)
+    up = commands.add_parser("up", parents=[common], help="run the whole hub on embedded defaults")
     _gateway_flags(up)
 
     chargers = commands.add_parser("chargers", help="register and list chargers")
-    _common(chargers)
     charger_commands = chargers.add_subparsers(dest="action", required=True)
-    add = charger_commands.add_parser("add", help="register a charger (an audited event)")
+    add = charger_commands.add_parser(
+        "add", help="register a charger (an audited event)", parents=[common]
+    )
     add.add_argument("charge_point_id")
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--password", help="HTTP Basic password (security profiles 1 and 2)")
@@ -115,23 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="generate a random 24-character password and print it",
     )
-    remove = charger_commands.add_parser("remove", help="unregister a charger")
+    remove = charger_commands.add_parser("remove", help="unregister a charger", parents=[common])
     remove.add_argument("charge_point_id")
-    charger_commands.add_parser("list", help="list registered chargers")
+    charger_commands.add_parser("list", help="list registered chargers", parents=[common])
 
     idtags = commands.add_parser("idtags", help="manage the id-tag list used by Authorize")
-    _common(idtags)
     tag_commands = idtags.add_subparsers(dest="action", required=True)
-    tag_add = tag_commands.add_parser("add", help="add or change an id tag")
+    tag_add = tag_commands.add_parser("add", help="add or change an id tag", parents=[common])
     tag_add.add_argument("id_tag")
     tag_add.add_argument(
         "--status", choices=["Accepted", "Blocked", "Expired", "Invalid"], default="Accepted"
     )
     tag_add.add_argument("--expiry", default="", help="ISO 8601 expiry date")
     tag_add.add_argument("--parent", default="", help="parent id tag (group)")
-    tag_remove = tag_commands.add_parser("remove", help="remove an id tag")
+    tag_remove = tag_commands.add_parser("remove", help="remove an id tag", parents=[common])
     tag_remove.add_argument("id_tag")
-    tag_commands.add_parser("list", help="list id tags")
+    tag_commands.add_parser("list", help="list id tags", parents=[common])
 
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
     from hub.simulator import add_simulate_arguments
@@ -263,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure("warning")
         return asyncio.run(simulate_main(args))
     settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_format)
+    # Admin commands print their result; their own logs only matter when something is wrong.
+    default_level = "info" if args.command == "up" else "warning"
+    logs.configure(args.log_level or default_level, settings.log_format)
     if args.command == "up":
         return asyncio.run(_up(settings))
     return asyncio.run(_admin(settings, args))

