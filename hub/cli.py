@@ -20,6 +20,7 @@ from hub.bus import Connection, EventStore
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.gateway.server import charge_point_id_from_path, now_ms
 from hub.passwords import hash_password
+from hub.registry import format_time, parse_time
 from hub.runtime import (
     event_backbone,
     load_registry,
@@ -219,15 +220,22 @@ def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 charge_point_id=args.charge_point_id,
             ), (f"unregistered {args.charge_point_id}")
         case "idtags", "add":
-            if len(args.id_tag) > 20:
-                raise SystemExit("hub: an OCPP 1.6 id tag has at most 20 characters")
+            for tag in (args.id_tag, args.parent):
+                if len(tag) > 20:
+                    raise SystemExit(f"hub: id tag {tag!r} is longer than OCPP's 20 characters")
+            try:
+                expiry = format_time(parse_time(args.expiry)) if args.expiry else ""
+            except ValueError:
+                raise SystemExit(
+                    f"hub: --expiry {args.expiry!r} is not an ISO 8601 date-time"
+                ) from None
             return IdTagUpserted(
                 id=event_id,
                 received_at=received_at,
                 actor=actor,
                 id_tag=args.id_tag,
                 status=args.status,
-                expiry_date=args.expiry,
+                expiry_date=expiry,
                 parent_id_tag=args.parent,
             ), f"id tag {args.id_tag}: {args.status}"
         case "idtags", "remove":
@@ -264,7 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.configure("warning")
         return asyncio.run(simulate_main(args))
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValueError as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
     default_level = "info" if args.command == "up" else "warning"
     logs.configure(args.log_level or default_level, settings.log_format)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -36,6 +37,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_frame_bytes: int = 65536
     ping_interval_s: float = 30.0
     ping_timeout_s: float = 30.0
+    close_timeout_s: float = 10.0
     require_subprotocol: bool = True
     tls_cert: str = ""
     tls_key: str = ""
@@ -53,33 +55,59 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["console", "json"] = "console"
 
 
-def _env_bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+# Every setting an operator may give through the environment: variable -> (section, field).
+ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
+    "HUB_DATA_DIR": ("", "data_dir"),
+    "HUB_NATS_URL": ("", "nats_url"),
+    "HUB_LOG_LEVEL": ("", "log_level"),
+    "HUB_LOG_FORMAT": ("", "log_format"),
+    "HUB_GATEWAY_ID": ("gateway", "gateway_id"),
+    "HUB_ALLOW_UNKNOWN_CHARGERS": ("gateway", "allow_unknown_chargers"),
+    "HUB_BOOT_POLICY": ("gateway", "boot_policy"),
+    "HUB_AUTHORIZE_POLICY": ("gateway", "authorize_policy"),
+    "HUB_HEARTBEAT_INTERVAL": ("gateway", "heartbeat_interval_s"),
+    "HUB_MAX_FRAME_BYTES": ("gateway", "max_frame_bytes"),
+    "HUB_TLS_CERT": ("gateway", "tls_cert"),
+    "HUB_TLS_KEY": ("gateway", "tls_key"),
+    "HUB_STREAM_STORAGE": ("stream", "storage"),
+    "HUB_STREAM_REPLICAS": ("stream", "replicas"),
+    "HUB_STREAM_MAX_AGE": ("stream", "max_age_s"),
+    "HUB_STREAM_MAX_BYTES": ("stream", "max_bytes"),
+    "HUB_STREAM_DUPLICATE_WINDOW": ("stream", "duplicate_window_s"),
+}
 
 
-def from_environment(environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
-    """``HUB_*`` variables override the defaults; CLI flags are applied on top by the caller."""
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """``HUB_*`` variables over the defaults; CLI flags are applied on top by the caller."""
     env = os.environ if environ is None else environ
-    settings = Settings()
-    gateway = settings.gateway
-    stream = settings.stream
-    if "HUB_DATA_DIR" in env:
-        settings = msgspec.structs.replace(settings, data_dir=Path(env["HUB_DATA_DIR"]))
-    if "HUB_NATS_URL" in env:
-        settings = msgspec.structs.replace(settings, nats_url=env["HUB_NATS_URL"])
-    if "HUB_ALLOW_UNKNOWN_CHARGERS" in env:
-        allow = _env_bool(env["HUB_ALLOW_UNKNOWN_CHARGERS"])
-        gateway = msgspec.structs.replace(gateway, allow_unknown_chargers=allow)
-    if "HUB_GATEWAY_ID" in env:
-        gateway = msgspec.structs.replace(gateway, gateway_id=env["HUB_GATEWAY_ID"])
-    if "HUB_STREAM_REPLICAS" in env:
-        stream = msgspec.structs.replace(stream, replicas=int(env["HUB_STREAM_REPLICAS"]))
-    if "HUB_LOG_FORMAT" in env:
-        fmt = env["HUB_LOG_FORMAT"]
-        if fmt != "console" and fmt != "json":
-            raise ValueError(f"HUB_LOG_FORMAT must be console or json, not {fmt!r}")
-        settings = msgspec.structs.replace(settings, log_format=fmt)
-    return msgspec.structs.replace(settings, gateway=gateway, stream=stream)
+    sections: dict[str, dict[str, str]] = {"": {}, "gateway": {}, "stream": {}}
+    for variable, (section, field) in ENVIRONMENT.items():
+        if variable in env:
+            sections[section][field] = env[variable]
+    document: dict[str, object] = {
+        **sections[""],
+        "gateway": sections["gateway"],
+        "stream": sections["stream"],
+    }
+    try:
+        return msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"invalid environment: {_name_variable(str(error))}") from None
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def _name_variable(message: str) -> str:
+    """Point at the variable, not at msgspec's path into the Settings struct."""
+    for variable, (section, field) in ENVIRONMENT.items():
+        path = f"$.{section}.{field}" if section else f"$.{field}"
+        if message.endswith(f"at `{path}`"):
+            return message.replace(f"at `{path}`", f"in {variable}")
+    return message
 
 
 def with_gateway_id(settings: Settings) -> Settings:

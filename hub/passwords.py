@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -13,6 +14,7 @@ _ALGORITHM: Final = "pbkdf2_sha256"
 # guessing of weak operator-chosen passwords; much more would turn a reconnect storm of
 # thousands of chargers into minutes of CPU.
 _ITERATIONS: Final = 60_000
+_MAX_ITERATIONS: Final = 1_000_000
 
 
 def _b64(data: bytes) -> str:
@@ -30,12 +32,15 @@ def hash_password(password: str, *, iterations: int = _ITERATIONS) -> str:
 
 
 def verify_password(password: str, encoded: str) -> bool:
+    """False for a wrong password and for any stored value that is not one of our hashes."""
     try:
         _, algorithm, cost, salt, digest = encoded.split("$")
         iterations = int(cost.removeprefix("i="))
-    except ValueError:
+        salt_bytes, expected = _unb64(salt), _unb64(digest)
+    except (ValueError, binascii.Error):
         return False
-    if algorithm != _ALGORITHM:
+    # A forged hash with a huge cost would tie up a core during a handshake.
+    if algorithm != _ALGORITHM or not 0 < iterations <= _MAX_ITERATIONS or not expected:
         return False
-    actual = hashlib.pbkdf2_hmac("sha256", password.encode(), _unb64(salt), iterations)
-    return hmac.compare_digest(actual, _unb64(digest))
+    actual = hashlib.pbkdf2_hmac("sha256", password.encode(), salt_bytes, iterations)
+    return hmac.compare_digest(actual, expected)

@@ -22,7 +22,9 @@ class ChargerRecord(msgspec.Struct, frozen=True):
 
 class IdTagRecord(msgspec.Struct, frozen=True):
     status: IdTagStatus
-    expiry_date: str
+    # None: never expires. An expiry that does not parse is kept as the earliest possible
+    # moment, so a bad admin event fails closed instead of crashing Authorize.
+    expires_at: datetime | None
     parent_id_tag: str
 
 
@@ -49,7 +51,7 @@ class Registry:
             case ChargerUnregistered(charge_point_id=cp):
                 self.chargers.pop(cp, None)
             case IdTagUpserted(id_tag=tag, status=status, expiry_date=expiry, parent_id_tag=parent):
-                self.id_tags[tag] = IdTagRecord(status, expiry, parent)
+                self.id_tags[tag] = IdTagRecord(status, _expiry(expiry), parent)
             case IdTagRemoved(id_tag=tag):
                 self.id_tags.pop(tag, None)
         self.last_seq = max(self.last_seq, seq)
@@ -63,15 +65,32 @@ class Registry:
         if record is None:
             return IdTagVerdict("Invalid")
         status = record.status
-        if status == "Accepted" and record.expiry_date and _parse_time(record.expiry_date) <= now:
+        if status == "Accepted" and record.expires_at is not None and record.expires_at <= now:
             status = "Expired"
         if status == "Accepted" and record.parent_id_tag:
             parent = self.id_tags.get(record.parent_id_tag)
             if parent is not None and parent.status == "Blocked":
                 status = "Blocked"
-        return IdTagVerdict(status, record.expiry_date, record.parent_id_tag)
+        expiry = format_time(record.expires_at) if record.expires_at is not None else ""
+        # idTagInfo.parentIdTag is IdToken (20 characters); a longer one is not sent at all.
+        parent_tag = record.parent_id_tag if len(record.parent_id_tag) <= 20 else ""
+        return IdTagVerdict(status, expiry, parent_tag)
 
 
-def _parse_time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 date-time; without an offset it is taken as UTC. Raises ValueError."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _expiry(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)

@@ -34,13 +34,18 @@ class CallError(msgspec.Struct, frozen=True, gc=False):
 
 
 class Malformed(msgspec.Struct, frozen=True, gc=False):
-    """A frame we cannot accept; ``unique_id`` is ``-1`` when it could not be read."""
+    """A frame we cannot accept; ``unique_id`` is ``-1`` when it could not be read.
+
+    ``answerable`` is False for a broken CALLRESULT or CALLERROR: OCPP-J never answers a
+    result, so such a frame is only recorded.
+    """
 
     reason: RejectionReason
     error_code: str
     description: str
     unique_id: str = UNREADABLE_ID
     action: str = ""
+    answerable: bool = True
 
 
 Frame = Call | CallResult | CallError
@@ -113,6 +118,7 @@ def _wrong_length(unique_id: str, kind: str, expected: int, actual: int) -> Malf
         "FormationViolation",
         f"{kind} must have {expected} elements, got {actual}",
         unique_id=unique_id,
+        answerable=kind == "CALL",
     )
 
 
@@ -140,6 +146,7 @@ def _call_error(parts: list[msgspec.Raw], unique_id: str) -> CallError | Malform
             "FormationViolation",
             "error code and description must be strings",
             unique_id=unique_id,
+            answerable=False,
         )
     return CallError(unique_id, code, description, parts[4])
 

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from hub.config import GatewaySettings
-from hub.registry import Registry
+from hub.registry import Registry, format_time
 from schemas.ocpp import v16
 
 
@@ -23,10 +23,6 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Handler = Callable[[Any, Context], msgspec.Struct]
-
-
-def iso_time(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _id_tag_info(id_tag: str, ctx: Context) -> v16.IdTagInfo:
@@ -52,12 +48,12 @@ def boot_notification(
     else:
         status = "Accepted"
     return v16.BootNotificationResponse(
-        status=status, current_time=iso_time(ctx.now), interval=ctx.settings.heartbeat_interval_s
+        status=status, current_time=format_time(ctx.now), interval=ctx.settings.heartbeat_interval_s
     )
 
 
 def heartbeat(request: v16.HeartbeatRequest, ctx: Context) -> v16.HeartbeatResponse:
-    return v16.HeartbeatResponse(current_time=iso_time(ctx.now))
+    return v16.HeartbeatResponse(current_time=format_time(ctx.now))
 
 
 def authorize(request: v16.AuthorizeRequest, ctx: Context) -> v16.AuthorizeResponse:

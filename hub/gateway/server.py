@@ -135,6 +135,7 @@ class Gateway:
             compression=None,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
+            close_timeout=self.settings.close_timeout_s,
             ssl=self._tls_context(),
             server_header=None,
         )
@@ -363,6 +364,7 @@ class Gateway:
                     "ProtocolError",
                     "no CALL with this unique id is outstanding",
                     unique_id=inbound.unique_id,
+                    answerable=False,
                 )
                 return reject(link, unexpected, raw, received_at)
 
@@ -437,7 +439,7 @@ class _ChargerSession:
                 counted = False
                 if isinstance(inbound, ValidCall) or (
                     isinstance(inbound, Malformed)
-                    and inbound.reason != "unexpected_result"
+                    and inbound.answerable
                     and inbound.unique_id != frames.UNREADABLE_ID
                 ):
                     inbound, counted = self._admit_call(inbound)

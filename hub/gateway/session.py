@@ -53,10 +53,17 @@ class Exchange(msgspec.Struct, frozen=True, gc=False):
 Inbound = ValidCall | CallResult | CallError | Malformed
 
 
-def event_id(charge_point_id: str, direction: str, data: bytes) -> str:
-    """Deterministic, so a frame stored twice (a retry, a redelivery) is one event."""
-    digest = hashlib.blake2b(data, digest_size=16, person=direction.encode()[:16])
-    digest.update(charge_point_id.encode())
+def event_id(charge_point_id: str, kind: str, data: bytes) -> str:
+    """Deterministic, so a frame stored twice (a retry, a redelivery) is one event.
+
+    ``kind`` (in, out, rejected) and the length-prefixed charger id come first, so no two
+    chargers, directions or verdicts can produce the same input to the hash.
+    """
+    charger = charge_point_id.encode()
+    digest = hashlib.blake2b(digest_size=16, person=kind.encode()[:16])
+    digest.update(len(charger).to_bytes(4, "big"))
+    digest.update(charger)
+    digest.update(data)
     return digest.hexdigest()
 
 
@@ -75,7 +82,9 @@ def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound
             "FormationViolation",
             f"frame is {len(data)} bytes, the limit is {max_frame_bytes}",
             unique_id=parsed.unique_id,
-            action=parsed.action if isinstance(parsed, Call) else "",
+            action=parsed.action if isinstance(parsed, Call | Malformed) else "",
+            answerable=isinstance(parsed, Call)
+            or (isinstance(parsed, Malformed) and parsed.answerable),
         )
     parsed = frames.parse(data)
     if not isinstance(parsed, Call):
@@ -175,7 +184,7 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
     unexpected result is only recorded.
     """
     rejected = FrameRejected(
-        id=event_id(link.charge_point_id, "in", raw),
+        id=event_id(link.charge_point_id, "rejected", raw),
         received_at=received_at,
         charge_point_id=link.charge_point_id,
         gateway_id=link.gateway_id,
@@ -188,8 +197,8 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
         unique_id=malformed.unique_id,
         action=malformed.action,
     )
-    if malformed.reason == "unexpected_result":
-        return Exchange([rejected], None, malformed.action, malformed.unique_id, "unexpected")
+    if not malformed.answerable:
+        return Exchange([rejected], None, malformed.action, malformed.unique_id, malformed.reason)
     reply = frames.encode_error(malformed.unique_id, malformed.error_code, malformed.description)
     error_event = frame_event(
         link,

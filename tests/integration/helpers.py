@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats
@@ -82,3 +82,31 @@ async def stored_events(
 
 async def charger_events(nats_url: str, charge_point_id: str) -> list[Event]:
     return [event for _, event in await stored_events(nats_url, charger_subject(charge_point_id))]
+
+
+async def wait_for_event(
+    nats_url: str, subject: str, predicate: Callable[[Event], bool], *, within: float = 10.0
+) -> Event:
+    """The first stored event under ``subject`` that satisfies ``predicate``, waiting for it
+    to arrive if need be (a JetStream subscription, no polling)."""
+    client = await nats.connect(nats_url)
+    found: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+    async def on_message(msg: Any) -> None:
+        event = decode_event(msg.data)
+        if predicate(event) and not found.done():
+            found.set_result(event)
+
+    try:
+        js = client.jetstream()
+        await js.subscribe(
+            subject,
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            stream="OCPP_EVENTS",
+        )
+        async with asyncio.timeout(within):
+            return await found
+    finally:
+        await client.close()

@@ -20,6 +20,7 @@ from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.passwords import hash_password
 from hub.runtime import event_backbone, running_gateway
+from hub.subjects import charger_subject
 from schemas.events import (
     ChargerConnected,
     ChargerDisconnected,
@@ -29,7 +30,12 @@ from schemas.events import (
     OcppFrame,
 )
 from tests.conftest import with_gateway
-from tests.integration.helpers import charger_events, ocpp_charger, stored_events
+from tests.integration.helpers import (
+    charger_events,
+    ocpp_charger,
+    stored_events,
+    wait_for_event,
+)
 
 AWKWARD_IDS = [
     "CP.1",
@@ -251,3 +257,25 @@ async def test_tls_with_basic_auth_is_security_profile_2(
         if isinstance(e, ChargerConnected)
     ]
     assert [e.security_profile for e in opened] == [2]
+
+
+async def test_dead_charger_is_detected_by_ping_pong(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    quick = with_gateway(settings, ping_interval_s=0.2, ping_timeout_s=0.3, close_timeout_s=0.5)
+    async with running_gateway(quick, nats_server.url) as gateway:
+        async with connect(
+            f"ws://127.0.0.1:{gateway.port}/ocpp/CP-DEAD",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            ping_interval=None,
+            close_timeout=0.5,
+        ) as ws:
+            # The charger's network vanishes: it stops reading, so it never answers a ping.
+            ws.transport.pause_reading()
+            closed = await wait_for_event(
+                nats_server.url,
+                charger_subject("CP-DEAD"),
+                lambda event: isinstance(event, ChargerDisconnected),
+            )
+    # No close frame ever arrives from a dead peer, hence 1006 (abnormal closure).
+    assert isinstance(closed, ChargerDisconnected) and closed.close_code == 1006

@@ -1,0 +1,168 @@
+"""Golden files of the event log, schema version 1.
+
+Stored events are never rewritten, so every event type's v1 encoding must keep decoding, to
+the same values, and re-encode to the very same bytes (msgspec's field order included). The
+files in tests/golden/events_v1 were generated once from ``golden_samples()``::
+
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_events_golden.py
+
+Do not regenerate them to make a failing test pass: a failure means old events broke.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from schemas import events
+from schemas.events import Event, decode_event, encode_event
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "events_v1"
+
+
+def event_types() -> list[type[msgspec.Struct]]:
+    return list(typing.get_args(Event))
+
+
+def tag_of(event_type: type[msgspec.Struct]) -> str:
+    tag = event_type.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def golden_samples() -> dict[str, Event]:
+    """One event per type, every field set, most away from its default."""
+    base: dict[str, Any] = {"v": 1, "received_at": 1_772_600_767_890}
+    link: dict[str, Any] = {
+        **base,
+        "charge_point_id": "CP-1.é",
+        "gateway_id": "gw-0a1b2c3d",
+        "connection_id": "c-5f0e",
+    }
+    admin: dict[str, Any] = {**base, "actor": "cli:operator"}
+    samples: list[Event] = [
+        events.OcppFrame(
+            **link,
+            id="0f9d2c4b1a8e7d6c5b4a39281706f5e4",
+            ocpp_version="1.6",
+            direction="in",
+            message_type="CALL",
+            unique_id="b1-42",
+            action="BootNotification",
+            payload=msgspec.Raw(b'{"chargePointVendor":"V\\u00e9", "chargePointModel":"M"}'),
+            error_code="",
+            error_description="",
+        ),
+        events.FrameRejected(
+            **link,
+            id="1e8c3b5a2d9f0e7c6b5a4d3c2b1a0f9e",
+            ocpp_version="1.6",
+            reason="schema_violation",
+            error_code="OccurenceConstraintViolation",
+            error_description="Object missing required field `chargePointModel` - at `$`",
+            raw='[2,"b1-43","BootNotification",{"chargePointVendor":"V\\xff"}]\n\t"é"',
+            unique_id="b1-43",
+            action="BootNotification",
+        ),
+        events.ChargerConnected(
+            **link,
+            id="c-5f0e:opened",
+            ocpp_version="1.6",
+            remote_address="[::1]:50412",
+            security_profile=2,
+        ),
+        events.ChargerDisconnected(
+            **link, id="c-5f0e:closed", close_code=1006, close_reason="abnormal closure"
+        ),
+        events.ChargerReplaced(
+            **link,
+            id="c-5f0e:replaced",
+            new_connection_id="c-77aa",
+            new_gateway_id="gw-9f8e7d6c",
+        ),
+        events.ConnectionRefused(
+            **base,
+            id="refused-1",
+            charge_point_id="CP:1",
+            gateway_id="gw-0a1b2c3d",
+            reason="invalid_charge_point_id",
+            remote_address="10.0.0.7:61000",
+            path="/ocpp/CP%3A1",
+        ),
+        events.ChargerRegistered(
+            **admin,
+            id="admin-1",
+            charge_point_id="CP-1.é",
+            password_hash="$pbkdf2_sha256$i=60000$c2FsdHNhbHRzYWx0c2FsdA$ZGlnZXN0ZGlnZXN0ZGlnZXN0",
+        ),
+        events.ChargerUnregistered(**admin, id="admin-2", charge_point_id="CP-1.é"),
+        events.IdTagUpserted(
+            **admin,
+            id="admin-3",
+            id_tag="TAG-0001",
+            status="Blocked",
+            expiry_date="2027-01-01T00:00:00Z",
+            parent_id_tag="GROUP-1",
+        ),
+        events.IdTagRemoved(**admin, id="admin-4", id_tag="TAG-0001"),
+    ]
+    return {tag_of(type(sample)): sample for sample in samples}
+
+
+def write_golden_files() -> None:
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    for tag, sample in golden_samples().items():
+        (GOLDEN_DIR / f"{tag}.json").write_bytes(encode_event(sample) + b"\n")
+
+
+if os.environ.get("UPDATE_GOLDEN") == "1":
+    write_golden_files()
+
+
+def _golden(tag: str) -> bytes:
+    data = (GOLDEN_DIR / f"{tag}.json").read_bytes()
+    assert data.endswith(b"\n") and not data.endswith(b"\n\n")
+    return data[:-1]
+
+
+def test_every_event_type_has_a_golden_file() -> None:
+    tags = {tag_of(event_type) for event_type in event_types()}
+    assert len(tags) == len(event_types()) >= 10
+    assert tags == {path.stem for path in GOLDEN_DIR.glob("*.json")}
+    assert tags == set(golden_samples())
+
+
+@pytest.mark.parametrize("tag", sorted(tag_of(t) for t in event_types()))
+def test_golden_event_decodes_and_re_encodes_byte_identically(tag: str) -> None:
+    data = _golden(tag)
+    event = decode_event(data)
+    assert tag_of(type(event)) == tag
+    assert event.v == 1
+    assert encode_event(event) == data
+
+
+@pytest.mark.parametrize("tag", sorted(tag_of(t) for t in event_types()))
+def test_golden_event_keeps_its_values(tag: str) -> None:
+    event = decode_event(_golden(tag))
+    expected = golden_samples()[tag]
+    assert type(event) is type(expected)
+    for field in msgspec.structs.fields(expected):
+        value, wanted = getattr(event, field.name), getattr(expected, field.name)
+        if isinstance(wanted, msgspec.Raw):
+            assert bytes(value) == bytes(wanted), field.name
+        else:
+            assert value == wanted, field.name
+
+
+def test_golden_files_set_every_field() -> None:
+    # A field missing from a golden file would not be guarded by it.
+    for tag, sample in golden_samples().items():
+        stored = msgspec.json.decode(_golden(tag))
+        names = {field.encode_name for field in msgspec.structs.fields(sample)}
+        assert set(stored) == names | {"type"}, tag
+        assert stored["type"] == tag

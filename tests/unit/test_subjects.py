@@ -1,0 +1,250 @@
+"""Subject layout of the event log and the reversible charger-id encoding behind it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.subjects import (
+    ADMIN_WILDCARD,
+    EVENTS_WILDCARD,
+    charger_subject,
+    decode_token,
+    encode_token,
+    subject_for,
+)
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerRegistered,
+    ChargerReplaced,
+    ChargerUnregistered,
+    ConnectionRefused,
+    Event,
+    FrameRejected,
+    IdTagRemoved,
+    IdTagUpserted,
+    OcppFrame,
+)
+
+# Everything a charger id can contain once it got past the handshake (printable, up to 48),
+# plus the characters that would break a NATS subject and the encoding's own escape character.
+ids = st.text(
+    alphabet=st.one_of(
+        # No lone surrogates: the handshake only accepts UTF-8 that decodes strictly.
+        st.characters(exclude_categories=["Cs"]),
+        st.sampled_from(".*> \t\n~~~"),
+        st.sampled_from("~2E~7E"),
+    ),
+    max_size=48,
+)
+
+_FORBIDDEN_IN_TOKEN = re.compile(r"[.*>\s]|[^\x21-\x7e]")
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is exactly one token, a final ``>`` one or more."""
+    pattern_tokens = pattern.split(".")
+    subject_tokens = subject.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">":
+            assert index == len(pattern_tokens) - 1, "'>' must be the last token"
+            return len(subject_tokens) > index
+        if index >= len(subject_tokens):
+            return False
+        if token != "*" and token != subject_tokens[index]:
+            return False
+    return len(subject_tokens) == len(pattern_tokens)
+
+
+def test_matcher_itself() -> None:
+    assert matches("ev.cp.A.>", "ev.cp.A.in.Heartbeat")
+    assert not matches("ev.cp.A.>", "ev.cp.A")
+    assert not matches("ev.cp.A.>", "ev.cp.AB.in.Heartbeat")
+    assert matches("ev.cp.*.*.Heartbeat", "ev.cp.A.in.Heartbeat")
+    assert not matches("ev.cp.*.*.Heartbeat", "ev.cp.A.in.Heartbeat.x")
+    assert not matches("ev.cp.*", "ev.cp.A.in")
+
+
+# -- the token encoding -----------------------------------------------------------------------
+
+
+@given(ids)
+def test_decode_inverts_encode(value: str) -> None:
+    assert decode_token(encode_token(value)) == value
+
+
+@given(ids)
+def test_encoded_token_is_one_safe_subject_token(value: str) -> None:
+    token = encode_token(value)
+    assert token, "an empty token would make an invalid subject"
+    assert not _FORBIDDEN_IN_TOKEN.search(token), token
+    assert token.isascii()
+
+
+@given(st.tuples(ids, ids).filter(lambda pair: pair[0] != pair[1]))
+def test_encoding_is_injective(pair: tuple[str, str]) -> None:
+    first, second = pair
+    assert encode_token(first) != encode_token(second)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ("", "~"),
+        ("~", "~7E"),
+        ("a.b", "a~2Eb"),
+        ("CP 1", "CP~201"),
+        ("é", "~C3~A9"),
+        ("CP-1", "CP-1 "),
+    ],
+)
+def test_look_alike_ids_stay_apart(left: str, right: str) -> None:
+    assert encode_token(left) != encode_token(right)
+    assert decode_token(encode_token(left)) == left
+    assert decode_token(encode_token(right)) == right
+
+
+@pytest.mark.parametrize("plain", ["CP-1", "SIM_00001", "cp", "A-b_9", "0"])
+def test_plain_ids_pass_unchanged(plain: str) -> None:
+    assert encode_token(plain) == plain
+    assert decode_token(plain) == plain
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [("", "~"), ("a.b", "a~2Eb"), ("~", "~7E"), ("*", "~2A"), (">", "~3E"), ("é", "~C3~A9")],
+)
+def test_escaped_spelling(value: str, token: str) -> None:
+    # The spelling is stored in subjects on disk, so changing it would orphan old events.
+    assert encode_token(value) == token
+
+
+# -- subjects of each event type --------------------------------------------------------------
+
+_COMMON: dict[str, Any] = {"id": "e1", "received_at": 1_700_000_000_000}
+
+
+def _charger_events(cp: str) -> dict[str, Event]:
+    link: dict[str, Any] = {
+        **_COMMON,
+        "charge_point_id": cp,
+        "gateway_id": "gw-1",
+        "connection_id": "c1",
+    }
+    return {
+        "in": OcppFrame(
+            **link,
+            ocpp_version="1.6",
+            direction="in",
+            message_type="CALL",
+            unique_id="1",
+            action="Heartbeat",
+            payload=msgspec.Raw(b"{}"),
+        ),
+        "out": OcppFrame(
+            **link,
+            ocpp_version="1.6",
+            direction="out",
+            message_type="CALLRESULT",
+            unique_id="1",
+            action="Heartbeat",
+            payload=msgspec.Raw(b"{}"),
+        ),
+        "rejected": FrameRejected(
+            **link,
+            ocpp_version="1.6",
+            reason="not_json",
+            error_code="FormationViolation",
+            error_description="nope",
+            raw="{",
+        ),
+        "opened": ChargerConnected(
+            **link, ocpp_version="1.6", remote_address="127.0.0.1:1", security_profile=0
+        ),
+        "closed": ChargerDisconnected(**link, close_code=1000),
+        "replaced": ChargerReplaced(**link, new_connection_id="c2", new_gateway_id="gw-2"),
+    }
+
+
+def test_charger_event_subjects() -> None:
+    events = _charger_events("CP-1")
+    assert subject_for(events["in"]) == "ev.cp.CP-1.in.Heartbeat"
+    assert subject_for(events["out"]) == "ev.cp.CP-1.out.Heartbeat"
+    assert subject_for(events["rejected"]) == "ev.cp.CP-1.rejected.not_json"
+    assert subject_for(events["opened"]) == "ev.cp.CP-1.conn.opened"
+    assert subject_for(events["closed"]) == "ev.cp.CP-1.conn.closed"
+    assert subject_for(events["replaced"]) == "ev.cp.CP-1.conn.replaced"
+
+
+def test_charger_id_is_encoded_in_subjects() -> None:
+    for event in _charger_events("a.b *>").values():
+        subject = subject_for(event)
+        assert subject.split(".")[2] == encode_token("a.b *>")
+        assert len(subject.split(".")) in (5, 6)
+
+
+def test_gateway_and_admin_subjects() -> None:
+    refused = ConnectionRefused(
+        **_COMMON,
+        charge_point_id="CP-1",
+        gateway_id="gw-1",
+        reason="unknown_charger",
+        remote_address="127.0.0.1:1",
+        path="/ocpp/CP-1",
+    )
+    assert subject_for(refused) == "ev.gw.refused"
+    admin: dict[str, Any] = {**_COMMON, "actor": "cli:test"}
+    expected: list[tuple[Event, str]] = [
+        (ChargerRegistered(**admin, charge_point_id="CP-1"), "ev.admin.charger.registered"),
+        (ChargerUnregistered(**admin, charge_point_id="CP-1"), "ev.admin.charger.unregistered"),
+        (IdTagUpserted(**admin, id_tag="T"), "ev.admin.idtag.upserted"),
+        (IdTagRemoved(**admin, id_tag="T"), "ev.admin.idtag.removed"),
+    ]
+    for event, subject in expected:
+        assert subject_for(event) == subject
+        assert matches(ADMIN_WILDCARD, subject)
+        assert matches(EVENTS_WILDCARD, subject)
+    assert not matches(ADMIN_WILDCARD, "ev.gw.refused")
+
+
+def test_every_charger_event_is_under_the_events_wildcard_but_not_admin() -> None:
+    for event in _charger_events("CP-1").values():
+        assert matches(EVENTS_WILDCARD, subject_for(event))
+        assert not matches(ADMIN_WILDCARD, subject_for(event))
+
+
+def test_action_wildcard_follows_one_action() -> None:
+    events = _charger_events("CP-1")
+    assert matches("ev.cp.*.*.Heartbeat", subject_for(events["in"]))
+    assert matches("ev.cp.*.*.Heartbeat", subject_for(events["out"]))
+    assert not matches("ev.cp.*.*.StartTransaction", subject_for(events["in"]))
+
+
+# -- following one charger --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mine", "other"),
+    [("CP-1", "CP-10"), ("CP-10", "CP-1"), ("CP", "CP.1"), ("CP.1", "CP"), ("a", "a b")],
+)
+def test_charger_subject_follows_only_that_charger(mine: str, other: str) -> None:
+    wildcard = charger_subject(mine)
+    for event in _charger_events(mine).values():
+        assert matches(wildcard, subject_for(event)), subject_for(event)
+    for event in _charger_events(other).values():
+        assert not matches(wildcard, subject_for(event)), subject_for(event)
+
+
+@given(st.tuples(ids, ids).filter(lambda pair: pair[0] != pair[1]))
+def test_charger_subject_separates_any_two_chargers(pair: tuple[str, str]) -> None:
+    mine, other = pair
+    wildcard = charger_subject(mine)
+    assert wildcard.endswith(".>")
+    assert all(matches(wildcard, subject_for(e)) for e in _charger_events(mine).values())
+    assert not any(matches(wildcard, subject_for(e)) for e in _charger_events(other).values())
