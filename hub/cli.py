@@ -259,9 +259,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{charge_point_id}\t{auth}")
         else:
             for id_tag, tag in sorted(registry.id_tags.items()):
-                print(
-                    f"{id_tag}\t{tag.status}\t{tag.expiry_date or '-'}\t{tag.parent_id_tag or '-'}"
-                )
+                expiry = format_time(tag.expires_at) if tag.expires_at else "-"
+                print(f"{id_tag}\t{tag.status}\t{expiry}\t{tag.parent_id_tag or '-'}")
     return 0
 
 
