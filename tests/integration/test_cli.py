@@ -1,0 +1,113 @@
+"""The ``hub`` command as an operator runs it: real processes, real embedded NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ocpp.v16 import call
+
+from tests.integration.helpers import ocpp_charger
+
+HUB = [sys.executable, "-m", "hub.cli"]
+
+
+def hub(
+    *args: str, data_dir: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HUB, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_registering_chargers_and_id_tags_is_remembered(tmp_path: Path) -> None:
+    added = hub("chargers", "add", "CP-1", "--password", "0123456789abcdef", data_dir=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "registered CP-1"
+    generated = hub("chargers", "add", "CP-2", "--generate-password", data_dir=tmp_path)
+    assert re.search(r"^password: \S{20,}$", generated.stdout, re.MULTILINE)
+    assert (
+        hub(
+            "idtags", "add", "TAG-1", "--expiry", "2030-01-01T00:00:00+01:00", data_dir=tmp_path
+        ).returncode
+        == 0
+    )
+    listed = hub("chargers", "list", data_dir=tmp_path)
+    assert listed.stdout.splitlines() == ["CP-1\tpassword", "CP-2\tpassword"]
+    tags = hub("idtags", "list", data_dir=tmp_path)
+    assert tags.stdout.splitlines() == ["TAG-1\tAccepted\t2029-12-31T23:00:00.000Z\t-"]
+    assert hub("chargers", "remove", "CP-1", data_dir=tmp_path).returncode == 0
+    assert hub("chargers", "list", data_dir=tmp_path).stdout.splitlines() == ["CP-2\tpassword"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("idtags", "add", "T", "--expiry", "next tuesday"), "--expiry"),
+        (("idtags", "add", "X" * 21), "20 characters"),
+        (("idtags", "add", "T", "--parent", "P" * 21), "20 characters"),
+        (("chargers", "add", "bad:id"), "invalid charge point id"),
+        (("chargers", "add", "CP", "--password"), "expected one argument"),
+        (("up", "--boot-policy", "sometimes"), "invalid choice"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_clear_message(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = hub(*args, data_dir=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert (
+        not (tmp_path / "nats").exists()
+        or "idtags" not in args
+        or (hub("idtags", "list", data_dir=tmp_path).stdout == "")
+    )
+
+
+def test_bad_environment_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    result = hub("chargers", "list", data_dir=tmp_path, env={"HUB_STREAM_REPLICAS": "three"})
+    assert result.returncode == 2
+    assert "HUB_STREAM_REPLICAS" in result.stderr
+
+
+async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *HUB,
+        "up",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--allow-unknown-chargers",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            ready = (await process.stdout.readline()).decode()
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/ocpp/\{chargePointId\}", ready)
+        assert match, ready
+        async with ocpp_charger(int(match.group(1)), "CP-UP") as cp:
+            boot = await cp.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            assert boot.status == "Accepted"
+        assert (tmp_path / "nats.url").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            code = await process.wait()
+    assert code == 0
+    assert not (tmp_path / "nats.url").exists()
