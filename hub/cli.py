@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
+import uvloop
 
 from hub import logs
 from hub.bus import Connection, EventStore
@@ -280,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_level = "info" if args.command == "up" else "warning"
     logs.configure(args.log_level or default_level, settings.log_format)
     if args.command == "up":
-        return asyncio.run(_up(settings))
+        return uvloop.run(_up(settings))
     return asyncio.run(_admin(settings, args))
 
 

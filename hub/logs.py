@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 import structlog
+
+# Anything msgspec cannot encode natively (an exception, a Path) is logged as its str().
+_json: Final = msgspec.json.Encoder(enc_hook=str)
+
+
+def _dumps(event: object, **_: object) -> bytes:
+    """structlog's JSONRenderer passes json.dumps-style keywords that msgspec does not take."""
+    return _json.encode(event)
 
 
 def configure(level: str = "info", fmt: Literal["console", "json"] = "console") -> None:
@@ -24,7 +32,7 @@ def configure(level: str = "info", fmt: Literal["console", "json"] = "console") 
             processors=[
                 *shared,
                 structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(serializer=msgspec.json.encode),
+                structlog.processors.JSONRenderer(serializer=_dumps),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
             logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),

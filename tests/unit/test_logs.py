@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _log_line(fmt: str) -> str:
+    program = (
+        "from pathlib import Path\n"
+        "import structlog\n"
+        "from hub import logs\n"
+        f"logs.configure('info', {fmt!r})\n"
+        "log = structlog.get_logger('t').bind(charge_point_id='CP-1')\n"
+        "log.info('ocpp.exchange', action='Heartbeat', where=Path('/x'))\n"
+        "log.debug('hidden', payload='secret')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=30
+    )
+    return result.stderr
+
+
+def test_json_logs_are_one_parseable_line_per_event() -> None:
+    lines = _log_line("json").splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["event"] == "ocpp.exchange"
+    assert record["charge_point_id"] == "CP-1"
+    assert record["level"] == "info"
+    assert record["where"] == "/x"
+    assert record["timestamp"].endswith("Z")
+
+
+def test_console_logs_filter_below_the_level() -> None:
+    output = _log_line("console")
+    assert "ocpp.exchange" in output and "CP-1" in output
+    assert "secret" not in output
