@@ -44,7 +44,8 @@ class Connection:
                 async with asyncio.timeout(grace):
                     await self.client.drain()
         if not self.client.is_closed:
-            await self.client.close()
+            with contextlib.suppress(OSError, nats.errors.Error):
+                await self.client.close()
 
 
 async def connect(url: str, *, name: str) -> Connection:

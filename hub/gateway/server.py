@@ -118,6 +118,8 @@ class Gateway:
         self.registry = registry
         self.connections: dict[str, ChargerLink] = {}
         self._server: Server | None = None
+        # websockets owns the connection tasks; a shutdown that runs out of patience cancels them.
+        self._handlers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,9 +157,22 @@ class Gateway:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    async def close(self, grace: float = 10.0) -> None:
+        """Close every charger connection with 1001 and let their last events be stored.
+
+        With NATS gone those stores could wait forever; after ``grace`` the gateway stops
+        anyway. Whatever was not stored was not answered either, so chargers send it again.
+        """
+        if self._server is None:
+            return
+        self._server.close()
+        try:
+            async with asyncio.timeout(grace):
+                await self._server.wait_closed()
+        except TimeoutError:
+            log.warning("gateway.closed_with_unstored_events", connections=len(self._handlers))
+            for handler in self._handlers:
+                handler.cancel()
             await self._server.wait_closed()
 
     # -- handshake ---------------------------------------------------------------------------
@@ -226,6 +241,15 @@ class Gateway:
     # -- connection --------------------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._serve(websocket)
+        finally:
+            self._handlers.discard(task)
+
+    async def _serve(self, websocket: ServerConnection) -> None:
         request = websocket.request
         assert request is not None
         charge_point_id = charge_point_id_from_path(request.path)

@@ -140,3 +140,18 @@ async def test_charger_retry_during_outage_waits_instead_of_being_refused(
         ("try-2", "CALL"),
         ("try-2", "CALLRESULT"),
     ]
+
+
+async def test_shutdown_does_not_hang_when_nats_is_gone(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    async with running_gateway(settings, nats_server.url) as gateway:
+        async with raw_socket(gateway.port, "CP-LAST") as ws:
+            await ws.send('[2, "hb", "Heartbeat", {}]')
+            await ws.recv()
+            await nats_server.stop()
+            async with asyncio.timeout(10):
+                await gateway.close(grace=1.0)
+            # The charger was told the gateway is going away.
+            await ws.wait_closed()
+            assert ws.close_code == 1001
