@@ -43,9 +43,7 @@ def validate_call(version: str, action: str, payload: Payload) -> msgspec.Struct
     return _validate(_CALL_DECODERS, version, action, payload)
 
 
-def validate_result(
-    version: str, action: str, payload: Payload
-) -> msgspec.Struct | PayloadError:
+def validate_result(version: str, action: str, payload: Payload) -> msgspec.Struct | PayloadError:
     """Decode the payload of a CALLRESULT answering a CALL for ``action``."""
     return _validate(_RESULT_DECODERS, version, action, payload)
 

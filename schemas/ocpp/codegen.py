@@ -349,10 +349,19 @@ def _topological(structs: Mapping[str, StructDef]) -> list[StructDef]:
     return ordered
 
 
-STRUCT_OPTIONS = (
-    'msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel",'
-    " omit_defaults=True, kw_only=True"
-)
+# msgspec inherits every option; mypy's dataclass view of a class only sees frozen and kw_only
+# on the class itself, so those two are repeated.
+STRUCT_BASE = """\
+class _Payload(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    rename="camel",
+    omit_defaults=True,
+    kw_only=True,
+):
+    \"\"\"Options every OCPP payload type shares.\"\"\"
+"""
 
 PRELUDE = '''\
 # Source: ocpp {ocpp_version} ({count} schemas). Regenerate with `python -m schemas.ocpp.codegen`.
@@ -401,6 +410,7 @@ def _render(gen: Generator) -> str:
             steps=steps,
         ),
     ]
+    parts.append(STRUCT_BASE)
     parts.extend(_render_struct(struct) for struct in _topological(gen.nested))
     parts.extend(_render_struct(gen.messages[name]) for name in sorted(gen.messages))
     parts.append(_render_registries(gen))
@@ -408,8 +418,7 @@ def _render(gen: Generator) -> str:
 
 
 def _render_struct(struct: StructDef) -> str:
-    # Options are repeated per class because mypy does not see msgspec's config inheritance.
-    lines = [f"class {struct.name}({STRUCT_OPTIONS}):", f'    """{struct.doc}']
+    lines = [f"class {struct.name}(_Payload, frozen=True, kw_only=True):", f'    """{struct.doc}']
     if struct.used_at:
         used_at = "Used at " + ", ".join(sorted(set(struct.used_at))) + "."
         lines.append("")

@@ -32,7 +32,7 @@ def _check_multiple_of(name: str, value: float | UnsetType, step: Decimal) -> No
     raise ValueError(f"Expected `number` that's a multiple of {step} (field `{name}`)")
 
 
-class CertificateHashData(
+class _Payload(
     msgspec.Struct,
     frozen=True,
     forbid_unknown_fields=True,
@@ -40,6 +40,10 @@ class CertificateHashData(
     omit_defaults=True,
     kw_only=True,
 ):
+    """Options every OCPP payload type shares."""
+
+
+class CertificateHashData(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at DeleteCertificateRequest.certificateHashData,
@@ -52,14 +56,7 @@ class CertificateHashData(
     serial_number: Annotated[str, Meta(max_length=40)]
 
 
-class ChargingSchedulePeriod(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChargingSchedulePeriod(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at ChargingSchedule.chargingSchedulePeriod.
@@ -73,14 +70,7 @@ class ChargingSchedulePeriod(
         _check_multiple_of("limit", self.limit, _MULTIPLE_OF_0_1)
 
 
-class ChargingSchedule(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChargingSchedule(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at ChargingProfile.chargingSchedule, GetCompositeScheduleResponse.chargingSchedule.
@@ -96,14 +86,7 @@ class ChargingSchedule(
         _check_multiple_of("minChargingRate", self.min_charging_rate, _MULTIPLE_OF_0_1)
 
 
-class ChargingProfile(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChargingProfile(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at RemoteStartTransactionRequest.chargingProfile,
@@ -121,14 +104,7 @@ class ChargingProfile(
     valid_to: str | UnsetType = UNSET
 
 
-class ConfigurationKey(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ConfigurationKey(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at GetConfigurationResponse.configurationKey.
@@ -139,14 +115,7 @@ class ConfigurationKey(
     value: Annotated[str, Meta(max_length=500)] | UnsetType = UNSET
 
 
-class Firmware(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class Firmware(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at SignedUpdateFirmwareRequest.firmware.
@@ -159,14 +128,7 @@ class Firmware(
     install_date_time: str | UnsetType = UNSET
 
 
-class IdTagInfo(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class IdTagInfo(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at AuthorizationData.idTagInfo, AuthorizeResponse.idTagInfo,
@@ -178,14 +140,7 @@ class IdTagInfo(
     parent_id_tag: Annotated[str, Meta(max_length=20)] | UnsetType = UNSET
 
 
-class AuthorizationData(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class AuthorizationData(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at SendLocalListRequest.localAuthorizationList.
@@ -195,14 +150,7 @@ class AuthorizationData(
     id_tag_info: IdTagInfo | UnsetType = UNSET
 
 
-class LogParameters(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class LogParameters(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at GetLogRequest.log.
@@ -213,14 +161,7 @@ class LogParameters(
     latest_timestamp: str | UnsetType = UNSET
 
 
-class SampledValue(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SampledValue(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at MeterValue.sampledValue.
@@ -298,14 +239,7 @@ class SampledValue(
     ) = UNSET
 
 
-class MeterValue(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class MeterValue(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at MeterValuesRequest.meterValue.
@@ -315,14 +249,7 @@ class MeterValue(
     sampled_value: Annotated[list[SampledValue], Meta(min_length=1)]
 
 
-class TransactionDataSampledValue(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class TransactionDataSampledValue(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at TransactionData.sampledValue.
@@ -399,14 +326,7 @@ class TransactionDataSampledValue(
     ) = UNSET
 
 
-class TransactionData(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class TransactionData(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
     Used at StopTransactionRequest.transactionData.
@@ -416,40 +336,19 @@ class TransactionData(
     sampled_value: list[TransactionDataSampledValue]
 
 
-class AuthorizeRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class AuthorizeRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Authorize`` request payload."""
 
     id_tag: Annotated[str, Meta(max_length=20)]
 
 
-class AuthorizeResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class AuthorizeResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Authorize`` response payload."""
 
     id_tag_info: IdTagInfo
 
 
-class BootNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class BootNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``BootNotification`` request payload."""
 
     charge_point_vendor: Annotated[str, Meta(max_length=20)]
@@ -463,14 +362,7 @@ class BootNotificationRequest(
     meter_serial_number: Annotated[str, Meta(max_length=25)] | UnsetType = UNSET
 
 
-class BootNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class BootNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``BootNotification`` response payload."""
 
     status: Literal["Accepted", "Pending", "Rejected"]
@@ -478,144 +370,67 @@ class BootNotificationResponse(
     interval: int
 
 
-class CancelReservationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class CancelReservationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``CancelReservation`` request payload."""
 
     reservation_id: int
 
 
-class CancelReservationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class CancelReservationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``CancelReservation`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class CertificateSignedRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class CertificateSignedRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``CertificateSigned`` request payload."""
 
     certificate_chain: Annotated[str, Meta(max_length=10000)]
 
 
-class CertificateSignedResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class CertificateSignedResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``CertificateSigned`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class ChangeAvailabilityRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChangeAvailabilityRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ChangeAvailability`` request payload."""
 
     connector_id: int
     type: Literal["Inoperative", "Operative"]
 
 
-class ChangeAvailabilityResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChangeAvailabilityResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ChangeAvailability`` response payload."""
 
     status: Literal["Accepted", "Rejected", "Scheduled"]
 
 
-class ChangeConfigurationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChangeConfigurationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ChangeConfiguration`` request payload."""
 
     key: Annotated[str, Meta(max_length=50)]
     value: Annotated[str, Meta(max_length=500)]
 
 
-class ChangeConfigurationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ChangeConfigurationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ChangeConfiguration`` response payload."""
 
     status: Literal["Accepted", "Rejected", "RebootRequired", "NotSupported"]
 
 
-class ClearCacheRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ClearCacheRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ClearCache`` request payload."""
 
 
-class ClearCacheResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ClearCacheResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ClearCache`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class ClearChargingProfileRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ClearChargingProfileRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ClearChargingProfile`` request payload."""
 
     id: int | UnsetType = UNSET
@@ -626,27 +441,13 @@ class ClearChargingProfileRequest(
     stack_level: int | UnsetType = UNSET
 
 
-class ClearChargingProfileResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ClearChargingProfileResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ClearChargingProfile`` response payload."""
 
     status: Literal["Accepted", "Unknown"]
 
 
-class DataTransferRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DataTransferRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DataTransfer`` request payload."""
 
     vendor_id: Annotated[str, Meta(max_length=255)]
@@ -654,78 +455,36 @@ class DataTransferRequest(
     data: str | UnsetType = UNSET
 
 
-class DataTransferResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DataTransferResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DataTransfer`` response payload."""
 
     status: Literal["Accepted", "Rejected", "UnknownMessageId", "UnknownVendorId"]
     data: str | UnsetType = UNSET
 
 
-class DeleteCertificateRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DeleteCertificateRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DeleteCertificate`` request payload."""
 
     certificate_hash_data: CertificateHashData
 
 
-class DeleteCertificateResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DeleteCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DeleteCertificate`` response payload."""
 
     status: Literal["Accepted", "Failed", "NotFound"]
 
 
-class DiagnosticsStatusNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DiagnosticsStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DiagnosticsStatusNotification`` request payload."""
 
     status: Literal["Idle", "Uploaded", "UploadFailed", "Uploading"]
 
 
-class DiagnosticsStatusNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class DiagnosticsStatusNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DiagnosticsStatusNotification`` response payload."""
 
 
-class ExtendedTriggerMessageRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ExtendedTriggerMessageRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ExtendedTriggerMessage`` request payload."""
 
     requested_message: Literal[
@@ -740,27 +499,13 @@ class ExtendedTriggerMessageRequest(
     connector_id: int | UnsetType = UNSET
 
 
-class ExtendedTriggerMessageResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ExtendedTriggerMessageResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ExtendedTriggerMessage`` response payload."""
 
     status: Literal["Accepted", "Rejected", "NotImplemented"]
 
 
-class FirmwareStatusNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class FirmwareStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``FirmwareStatusNotification`` request payload."""
 
     status: Literal[
@@ -774,25 +519,11 @@ class FirmwareStatusNotificationRequest(
     ]
 
 
-class FirmwareStatusNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class FirmwareStatusNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``FirmwareStatusNotification`` response payload."""
 
 
-class GetCompositeScheduleRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetCompositeScheduleRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetCompositeSchedule`` request payload."""
 
     connector_id: int
@@ -800,14 +531,7 @@ class GetCompositeScheduleRequest(
     charging_rate_unit: Literal["A", "W"] | UnsetType = UNSET
 
 
-class GetCompositeScheduleResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetCompositeScheduleResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetCompositeSchedule`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
@@ -816,41 +540,20 @@ class GetCompositeScheduleResponse(
     charging_schedule: ChargingSchedule | UnsetType = UNSET
 
 
-class GetConfigurationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetConfigurationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetConfiguration`` request payload."""
 
     key: list[Annotated[str, Meta(max_length=50)]] | UnsetType = UNSET
 
 
-class GetConfigurationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetConfigurationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetConfiguration`` response payload."""
 
     configuration_key: list[ConfigurationKey] | UnsetType = UNSET
     unknown_key: list[Annotated[str, Meta(max_length=50)]] | UnsetType = UNSET
 
 
-class GetDiagnosticsRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetDiagnosticsRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetDiagnostics`` request payload."""
 
     location: str
@@ -860,40 +563,19 @@ class GetDiagnosticsRequest(
     stop_time: str | UnsetType = UNSET
 
 
-class GetDiagnosticsResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetDiagnosticsResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetDiagnostics`` response payload."""
 
     file_name: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
 
 
-class GetInstalledCertificateIdsRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetInstalledCertificateIdsRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetInstalledCertificateIds`` request payload."""
 
     certificate_type: Literal["CentralSystemRootCertificate", "ManufacturerRootCertificate"]
 
 
-class GetInstalledCertificateIdsResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetInstalledCertificateIdsResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetInstalledCertificateIds`` response payload."""
 
     status: Literal["Accepted", "NotFound"]
@@ -902,38 +584,17 @@ class GetInstalledCertificateIdsResponse(
     )
 
 
-class GetLocalListVersionRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetLocalListVersionRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLocalListVersion`` request payload."""
 
 
-class GetLocalListVersionResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetLocalListVersionResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLocalListVersion`` response payload."""
 
     list_version: int
 
 
-class GetLogRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetLogRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLog`` request payload."""
 
     log: LogParameters
@@ -943,79 +604,37 @@ class GetLogRequest(
     retry_interval: int | UnsetType = UNSET
 
 
-class GetLogResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class GetLogResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLog`` response payload."""
 
     status: Literal["Accepted", "Rejected", "AcceptedCanceled"]
     filename: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
 
 
-class HeartbeatRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class HeartbeatRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Heartbeat`` request payload."""
 
 
-class HeartbeatResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class HeartbeatResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Heartbeat`` response payload."""
 
     current_time: str
 
 
-class InstallCertificateRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class InstallCertificateRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``InstallCertificate`` request payload."""
 
     certificate_type: Literal["CentralSystemRootCertificate", "ManufacturerRootCertificate"]
     certificate: Annotated[str, Meta(max_length=5500)]
 
 
-class InstallCertificateResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class InstallCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``InstallCertificate`` response payload."""
 
     status: Literal["Accepted", "Failed", "Rejected"]
 
 
-class LogStatusNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class LogStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``LogStatusNotification`` request payload."""
 
     status: Literal[
@@ -1030,25 +649,11 @@ class LogStatusNotificationRequest(
     request_id: int | UnsetType = UNSET
 
 
-class LogStatusNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class LogStatusNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``LogStatusNotification`` response payload."""
 
 
-class MeterValuesRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class MeterValuesRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``MeterValues`` request payload."""
 
     connector_id: int
@@ -1056,25 +661,11 @@ class MeterValuesRequest(
     transaction_id: int | UnsetType = UNSET
 
 
-class MeterValuesResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class MeterValuesResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``MeterValues`` response payload."""
 
 
-class RemoteStartTransactionRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class RemoteStartTransactionRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``RemoteStartTransaction`` request payload."""
 
     id_tag: Annotated[str, Meta(max_length=20)]
@@ -1082,53 +673,25 @@ class RemoteStartTransactionRequest(
     charging_profile: ChargingProfile | UnsetType = UNSET
 
 
-class RemoteStartTransactionResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class RemoteStartTransactionResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``RemoteStartTransaction`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class RemoteStopTransactionRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class RemoteStopTransactionRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``RemoteStopTransaction`` request payload."""
 
     transaction_id: int
 
 
-class RemoteStopTransactionResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class RemoteStopTransactionResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``RemoteStopTransaction`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class ReserveNowRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ReserveNowRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ReserveNow`` request payload."""
 
     connector_id: int
@@ -1138,53 +701,25 @@ class ReserveNowRequest(
     parent_id_tag: Annotated[str, Meta(max_length=20)] | UnsetType = UNSET
 
 
-class ReserveNowResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ReserveNowResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ReserveNow`` response payload."""
 
     status: Literal["Accepted", "Faulted", "Occupied", "Rejected", "Unavailable"]
 
 
-class ResetRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ResetRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Reset`` request payload."""
 
     type: Literal["Hard", "Soft"]
 
 
-class ResetResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class ResetResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``Reset`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class SecurityEventNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SecurityEventNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SecurityEventNotification`` request payload."""
 
     type: Annotated[str, Meta(max_length=50)]
@@ -1192,25 +727,11 @@ class SecurityEventNotificationRequest(
     tech_info: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
 
 
-class SecurityEventNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SecurityEventNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SecurityEventNotification`` response payload."""
 
 
-class SendLocalListRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SendLocalListRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SendLocalList`` request payload."""
 
     list_version: int
@@ -1218,80 +739,38 @@ class SendLocalListRequest(
     local_authorization_list: list[AuthorizationData] | UnsetType = UNSET
 
 
-class SendLocalListResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SendLocalListResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SendLocalList`` response payload."""
 
     status: Literal["Accepted", "Failed", "NotSupported", "VersionMismatch"]
 
 
-class SetChargingProfileRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SetChargingProfileRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SetChargingProfile`` request payload."""
 
     connector_id: int
     cs_charging_profiles: ChargingProfile
 
 
-class SetChargingProfileResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SetChargingProfileResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SetChargingProfile`` response payload."""
 
     status: Literal["Accepted", "Rejected", "NotSupported"]
 
 
-class SignCertificateRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignCertificateRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignCertificate`` request payload."""
 
     csr: Annotated[str, Meta(max_length=5500)]
 
 
-class SignCertificateResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignCertificate`` response payload."""
 
     status: Literal["Accepted", "Rejected"]
 
 
-class SignedFirmwareStatusNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignedFirmwareStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedFirmwareStatusNotification`` request payload."""
 
     status: Literal[
@@ -1313,25 +792,11 @@ class SignedFirmwareStatusNotificationRequest(
     request_id: int | UnsetType = UNSET
 
 
-class SignedFirmwareStatusNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignedFirmwareStatusNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedFirmwareStatusNotification`` response payload."""
 
 
-class SignedUpdateFirmwareRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignedUpdateFirmwareRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedUpdateFirmware`` request payload."""
 
     request_id: int
@@ -1340,14 +805,7 @@ class SignedUpdateFirmwareRequest(
     retry_interval: int | UnsetType = UNSET
 
 
-class SignedUpdateFirmwareResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class SignedUpdateFirmwareResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedUpdateFirmware`` response payload."""
 
     status: Literal[
@@ -1355,14 +813,7 @@ class SignedUpdateFirmwareResponse(
     ]
 
 
-class StartTransactionRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StartTransactionRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StartTransaction`` request payload."""
 
     connector_id: int
@@ -1372,28 +823,14 @@ class StartTransactionRequest(
     reservation_id: int | UnsetType = UNSET
 
 
-class StartTransactionResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StartTransactionResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StartTransaction`` response payload."""
 
     id_tag_info: IdTagInfo
     transaction_id: int
 
 
-class StatusNotificationRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StatusNotification`` request payload."""
 
     connector_id: int
@@ -1432,25 +869,11 @@ class StatusNotificationRequest(
     vendor_error_code: Annotated[str, Meta(max_length=50)] | UnsetType = UNSET
 
 
-class StatusNotificationResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StatusNotificationResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StatusNotification`` response payload."""
 
 
-class StopTransactionRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StopTransactionRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StopTransaction`` request payload."""
 
     meter_stop: int
@@ -1476,27 +899,13 @@ class StopTransactionRequest(
     transaction_data: list[TransactionData] | UnsetType = UNSET
 
 
-class StopTransactionResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class StopTransactionResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``StopTransaction`` response payload."""
 
     id_tag_info: IdTagInfo | UnsetType = UNSET
 
 
-class TriggerMessageRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class TriggerMessageRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``TriggerMessage`` request payload."""
 
     requested_message: Literal[
@@ -1510,53 +919,25 @@ class TriggerMessageRequest(
     connector_id: int | UnsetType = UNSET
 
 
-class TriggerMessageResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class TriggerMessageResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``TriggerMessage`` response payload."""
 
     status: Literal["Accepted", "Rejected", "NotImplemented"]
 
 
-class UnlockConnectorRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class UnlockConnectorRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``UnlockConnector`` request payload."""
 
     connector_id: int
 
 
-class UnlockConnectorResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class UnlockConnectorResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``UnlockConnector`` response payload."""
 
     status: Literal["Unlocked", "UnlockFailed", "NotSupported"]
 
 
-class UpdateFirmwareRequest(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class UpdateFirmwareRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``UpdateFirmware`` request payload."""
 
     location: str
@@ -1565,14 +946,7 @@ class UpdateFirmwareRequest(
     retry_interval: int | UnsetType = UNSET
 
 
-class UpdateFirmwareResponse(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    omit_defaults=True,
-    kw_only=True,
-):
+class UpdateFirmwareResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``UpdateFirmware`` response payload."""
 
 
