@@ -1,0 +1,60 @@
+"""Simulated OCPP 1.6J chargers for tests, demos and load generation.
+
+Built on raw `websockets` + msgspec rather than the ocpp library so that a
+single process can drive thousands of chargers; see charger.py for why.
+"""
+
+from __future__ import annotations
+
+from hub.simulator.charger import (
+    OFFLINE_TRANSACTION_ID,
+    QUEUED_WHILE_OFFLINE,
+    CallError,
+    CallHook,
+    ChargerDisconnected,
+    ChargerOffline,
+    Payload,
+    SimulatedCharger,
+    default_response,
+    utc_timestamp,
+)
+from hub.simulator.cli import add_simulate_arguments, simulate_main
+from hub.simulator.fleet import (
+    FleetHooks,
+    FleetMode,
+    FleetOptions,
+    FleetProgress,
+    FleetReport,
+    raise_nofile_limit,
+    run_fleet,
+)
+from hub.simulator.session import PRE_CHARGE_MESSAGE_ID, SessionResult, pre_charge_data, run_session
+from hub.simulator.stats import LatencyRecorder, LatencySummary
+
+__all__ = [
+    "OFFLINE_TRANSACTION_ID",
+    "PRE_CHARGE_MESSAGE_ID",
+    "QUEUED_WHILE_OFFLINE",
+    "CallError",
+    "CallHook",
+    "ChargerDisconnected",
+    "ChargerOffline",
+    "FleetHooks",
+    "FleetMode",
+    "FleetOptions",
+    "FleetProgress",
+    "FleetReport",
+    "LatencyRecorder",
+    "LatencySummary",
+    "Payload",
+    "SessionResult",
+    "SimulatedCharger",
+    "add_simulate_arguments",
+    "default_response",
+    "pre_charge_data",
+    "raise_nofile_limit",
+    "run_fleet",
+    "run_session",
+    "simulate_main",
+    "utc_timestamp",
+]

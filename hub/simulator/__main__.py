@@ -1,0 +1,20 @@
+"""`python -m hub.simulator`: the same as `hub simulate`, without the hub CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from hub.simulator.cli import add_simulate_arguments, simulate_main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hub.simulator", description="Simulated OCPP 1.6J charger fleet"
+    )
+    add_simulate_arguments(parser)
+    return asyncio.run(simulate_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
