@@ -211,8 +211,15 @@ class EventStore:
                     reply=f"{self._inbox}.{token}",
                     headers={_MSG_ID: event.id},
                 )
-            async with asyncio.timeout(self._timeout):
+            # One timer for the batch: cheaper than asyncio.timeout on this per-frame path.
+            deadline = loop.call_later(self._timeout, _expire, futures)
+            try:
                 acks = [await future for future in futures]
+            except BaseException:
+                _settle(futures)
+                raise
+            finally:
+                deadline.cancel()
         finally:
             for token in tokens:
                 self._pending.pop(token, None)
@@ -222,6 +229,21 @@ class EventStore:
                 raise StoreError(ack.error.get("description", "JetStream error"))
             sequences.append(ack.seq)
         return sequences
+
+
+def _settle(futures: list[asyncio.Future[_PubAck]]) -> None:
+    """After the first failure, the others must not linger as never-retrieved exceptions."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()
+        else:
+            future.cancel()
+
+
+def _expire(futures: list[asyncio.Future[_PubAck]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(TimeoutError("no PubAck in time"))
 
 
 async def follow_admin_events(

@@ -44,7 +44,7 @@ def _common_flags() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="where embedded NATS keeps its data")
     parser.add_argument("--nats-url", help="use this NATS server instead of the embedded one")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
-    parser.add_argument("--log-format", choices=["console", "json"], default=None)
+    parser.add_argument("--log-format", choices=["auto", "console", "json"], default=None)
     return parser
 
 

@@ -52,7 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamSettings = StreamSettings()
     gateway: GatewaySettings = GatewaySettings()
     log_level: str = "info"
-    log_format: Literal["console", "json"] = "console"
+    # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
+    log_format: Literal["auto", "console", "json"] = "auto"
 
 
 # Every setting an operator may give through the environment: variable -> (section, field).

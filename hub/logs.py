@@ -18,7 +18,7 @@ def _dumps(event: object, **_: object) -> bytes:
     return _json.encode(event)
 
 
-def configure(level: str = "info", fmt: Literal["console", "json"] = "console") -> None:
+def configure(level: str = "info", fmt: Literal["auto", "console", "json"] = "auto") -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
@@ -27,6 +27,8 @@ def configure(level: str = "info", fmt: Literal["console", "json"] = "console") 
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     if fmt == "json":
         structlog.configure(
             processors=[
