@@ -76,10 +76,24 @@ def _settings(args: argparse.Namespace) -> Settings:
             gateway[field] = value
     if getattr(args, "allow_unknown_chargers", False):
         gateway["allow_unknown_chargers"] = True
+    if vendors := getattr(args, "data_transfer_vendor", None):
+        gateway["data_transfer_vendors"] = _vendor_policy(vendors)
     if gateway:
         changes["gateway"] = msgspec.structs.replace(settings.gateway, **gateway)
     settings = msgspec.structs.replace(settings, **changes)
     return with_gateway_id(settings)
+
+
+def _vendor_policy(specs: list[str]) -> dict[str, list[str]]:
+    policy: dict[str, list[str]] = {}
+    for spec in specs:
+        vendor, _, messages = spec.partition(":")
+        if not vendor:
+            raise ValueError(f"--data-transfer-vendor {spec!r}: the vendorId is empty")
+        policy.setdefault(vendor, []).extend(
+            [message for message in messages.split(",") if message] or ["*"]
+        )
+    return policy
 
 
 def _gateway_flags(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +109,13 @@ def _gateway_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authorize-policy", choices=["accept", "list"])
     parser.add_argument("--heartbeat-interval", type=int, help="seconds, sent in Boot answers")
     parser.add_argument("--max-frame-bytes", type=int, help="larger frames get a CALLERROR")
+    parser.add_argument(
+        "--data-transfer-vendor",
+        action="append",
+        metavar="VENDOR[:MESSAGE,...]",
+        help="accept DataTransfer from this vendorId (only these messageIds if given); "
+        "repeatable; without any, every vendor is accepted. The data is kept either way.",
+    )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
 

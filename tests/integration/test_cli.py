@@ -108,3 +108,23 @@ async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
             code = await process.wait()
     assert code == 0
     assert not (tmp_path / "nats.url").exists()
+
+
+def test_data_transfer_vendor_policy_flags() -> None:
+    from hub.cli import _settings, build_parser
+
+    args = build_parser().parse_args(
+        [
+            "up",
+            "--data-transfer-vendor",
+            "flash:PreChargeData,Ping",
+            "--data-transfer-vendor",
+            "acme",
+        ]
+    )
+    assert _settings(args).gateway.data_transfer_vendors == {
+        "flash": ["PreChargeData", "Ping"],
+        "acme": ["*"],
+    }
+    with pytest.raises(ValueError, match="vendorId is empty"):
+        _settings(build_parser().parse_args(["up", "--data-transfer-vendor", ":x"]))
