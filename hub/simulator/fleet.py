@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from hub.simulator.charger import CallError, ChargerDisconnected, SimulatedCharger
-from hub.simulator.session import Pace, run_session
+from hub.simulator.session import (
+    DEFAULT_VENDOR_ID,
+    PRE_CHARGE_MESSAGE_ID,
+    Pace,
+    pre_charge_data,
+    run_session,
+)
 from hub.simulator.stats import LatencyRecorder, LatencySummary
 
 __all__ = [
@@ -257,6 +263,54 @@ def _make_pace(charger: SimulatedCharger, options: FleetOptions, rng: random.Ran
     return pace
 
 
+# Saturation draws each message from this fixed distribution instead of walking through
+# sessions: a session's early messages (Status, Authorize, Start) cost a server far less than
+# its MeterValues, so a walk would hand a slower target an easier mix in a short window.
+SATURATION_MIX: tuple[tuple[str, float], ...] = (
+    ("MeterValues", 0.60),
+    ("StatusNotification", 0.15),
+    ("Heartbeat", 0.05),
+    ("Authorize", 0.05),
+    ("DataTransfer", 0.05),
+    ("StartStop", 0.10),
+)
+
+
+async def _drive_stationary(
+    charger: SimulatedCharger, index: int, options: FleetOptions, rng: random.Random
+) -> None:
+    """Closed loop over SATURATION_MIX, the same mix whatever the server's speed."""
+    actions = [action for action, _ in SATURATION_MIX]
+    weights = [weight for _, weight in SATURATION_MIX]
+    id_tag = f"TAG{options.start_index + index:05d}"
+    transaction: int | None = None
+    register = charger.meter_wh[1]
+    while True:
+        action = rng.choices(actions, weights)[0]
+        with contextlib.suppress(CallError, TimeoutError):
+            if action == "MeterValues":
+                register += rng.uniform(50.0, 400.0)
+                await charger.meter_values(
+                    1, transaction, register, 11_000.0, 16.0, 230.0, rng.uniform(10, 90)
+                )
+            elif action == "StatusNotification":
+                await charger.status(1, rng.choice(("Charging", "SuspendedEV", "Available")))
+            elif action == "Heartbeat":
+                await charger.heartbeat()
+            elif action == "Authorize":
+                await charger.authorize(id_tag)
+            elif action == "DataTransfer":
+                soc = rng.uniform(10.0, 90.0)
+                await charger.data_transfer(
+                    DEFAULT_VENDOR_ID, PRE_CHARGE_MESSAGE_ID, pre_charge_data(soc)
+                )
+            elif transaction is None:
+                transaction = await charger.start_transaction(1, id_tag, int(register))
+            else:
+                await charger.stop_transaction(transaction, int(register), id_tag=id_tag)
+                transaction = None
+
+
 async def _drive(
     charger: SimulatedCharger,
     index: int,
@@ -265,6 +319,9 @@ async def _drive(
     counters: _Counters,
     stop: asyncio.Event,
 ) -> None:
+    if options.mode == "saturate" and options.offline_every is None:
+        await _drive_stationary(charger, index, options, rng)
+        return
     pace = _make_pace(charger, options, rng)
     low, high = options.meter_values_per_session
     id_tag = f"TAG{options.start_index + index:05d}"
