@@ -50,6 +50,7 @@ from schemas.events import (
     RefusalReason,
     SecurityProfile,
 )
+from schemas.ocpp import v16
 
 log = structlog.get_logger("hub.gateway")
 
@@ -98,7 +99,6 @@ class ChargerLink(msgspec.Struct, kw_only=True):
 
     link: Link
     websocket: ServerConnection
-    replaced: bool = False
 
 
 class Gateway:
@@ -348,7 +348,6 @@ class Gateway:
         await self._replace(current, new)
 
     async def _replace(self, old: ChargerLink, new: Link) -> None:
-        old.replaced = True
         await self._store.store(
             [
                 ChargerReplaced(
@@ -394,15 +393,15 @@ class Gateway:
 
     async def _context(self, link: Link, valid: ValidCall) -> ocpp16.Context:
         transaction_id = 0
-        if valid.call.action == "StartTransaction":
-            request = valid.request
+        request = valid.request
+        if isinstance(request, v16.StartTransactionRequest):
             transaction_id = await self._txids.allocate(
                 StartIdentity(
                     link.charge_point_id,
-                    getattr(request, "connector_id"),  # noqa: B009
-                    getattr(request, "id_tag"),  # noqa: B009
-                    getattr(request, "timestamp"),  # noqa: B009
-                    getattr(request, "meter_start"),  # noqa: B009
+                    request.connector_id,
+                    request.id_tag,
+                    request.timestamp,
+                    request.meter_start,
                 )
             )
         return ocpp16.Context(
