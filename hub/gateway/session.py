@@ -12,6 +12,7 @@ from hub.gateway import frames, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, Malformed
 from schemas import ocpp
 from schemas.events import (
+    Direction,
     Event,
     FrameRejected,
     MessageType,
@@ -75,18 +76,9 @@ def inspect(version: OcppVersion, data: bytes, *, max_frame_bytes: int) -> Inbou
 
 
 def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound:
-    if len(data) > max_frame_bytes:
-        parsed = frames.parse(data)
-        return Malformed(
-            "oversized",
-            "FormationViolation",
-            f"frame is {len(data)} bytes, the limit is {max_frame_bytes}",
-            unique_id=parsed.unique_id,
-            action=parsed.action if isinstance(parsed, Call | Malformed) else "",
-            answerable=isinstance(parsed, Call)
-            or (isinstance(parsed, Malformed) and parsed.answerable),
-        )
     parsed = frames.parse(data)
+    if len(data) > max_frame_bytes:
+        return _oversized(parsed, len(data), max_frame_bytes)
     if not isinstance(parsed, Call):
         return parsed
     handlers = HANDLERS[version]
@@ -104,6 +96,20 @@ def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound
     return ValidCall(parsed, request)
 
 
+def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malformed:
+    # Only a CALL waits for an answer; a result is never answered, even to refuse it.
+    waits = isinstance(parsed, Call) or (isinstance(parsed, Malformed) and parsed.answerable)
+    return Malformed(
+        "oversized",
+        "FormationViolation",
+        f"frame is {size} bytes, the limit is {limit}",
+        unique_id=parsed.unique_id,
+        action=parsed.action if isinstance(parsed, Call | Malformed) else "",
+        answerable=isinstance(parsed, Call)
+        or (isinstance(parsed, Malformed) and parsed.answerable),
+    )
+
+
 def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
     if call.action in ocpp.known_actions(version):
         # A known action, but one only the central system sends (Reset, RemoteStart...).
@@ -118,7 +124,7 @@ def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
 def frame_event(
     link: Link,
     *,
-    direction: str,
+    direction: Direction,
     message_type: MessageType,
     unique_id: str,
     action: str,
@@ -135,7 +141,7 @@ def frame_event(
         gateway_id=link.gateway_id,
         connection_id=link.connection_id,
         ocpp_version=link.ocpp_version,
-        direction="in" if direction == "in" else "out",
+        direction=direction,
         message_type=message_type,
         unique_id=unique_id,
         action=action,
