@@ -105,8 +105,7 @@ def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malfo
         f"frame is {size} bytes, the limit is {limit}",
         unique_id=parsed.unique_id,
         action=parsed.action if isinstance(parsed, Call | Malformed) else "",
-        answerable=isinstance(parsed, Call)
-        or (isinstance(parsed, Malformed) and parsed.answerable),
+        answerable=waits,
     )
 
 
