@@ -35,6 +35,9 @@ from hub.gateway.session import (
     Link,
     ValidCall,
     answer,
+    connection_closed,
+    connection_opened,
+    connection_replaced,
     inspect,
     reject,
 )
@@ -43,9 +46,6 @@ from hub.registry import Registry
 from hub.subjects import decode_token, encode_token
 from hub.txids import StartIdentity, TransactionIds
 from schemas.events import (
-    ChargerConnected,
-    ChargerDisconnected,
-    ChargerReplaced,
     ConnectionRefused,
     RefusalReason,
     SecurityProfile,
@@ -274,20 +274,13 @@ class Gateway:
             ocpp_version=version,
         )
         bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
-        await self._store.store(
-            [
-                ChargerConnected(
-                    id=link.connection_id + ":opened",
-                    received_at=now_ms(),
-                    charge_point_id=charge_point_id,
-                    gateway_id=self.gateway_id,
-                    connection_id=link.connection_id,
-                    ocpp_version=version,
-                    remote_address=remote,
-                    security_profile=self._security_profile(request.headers),
-                )
-            ]
+        opened = connection_opened(
+            link,
+            remote=remote,
+            security_profile=self._security_profile(request.headers),
+            at=now_ms(),
         )
+        await self._store.store([opened])
         bound.info("connection.opened", remote=remote, ocpp_version=version)
         charger = ChargerLink(link=link, websocket=websocket)
         previous = self.connections.get(charge_point_id)
@@ -300,19 +293,10 @@ class Gateway:
         finally:
             if self.connections.get(charge_point_id) is charger:
                 del self.connections[charge_point_id]
-            await self._store.store(
-                [
-                    ChargerDisconnected(
-                        id=link.connection_id + ":closed",
-                        received_at=now_ms(),
-                        charge_point_id=charge_point_id,
-                        gateway_id=self.gateway_id,
-                        connection_id=link.connection_id,
-                        close_code=websocket.close_code,
-                        close_reason=websocket.close_reason or "",
-                    )
-                ]
+            closed = connection_closed(
+                link, code=websocket.close_code, reason=websocket.close_reason or "", at=now_ms()
             )
+            await self._store.store([closed])
             bound.info("connection.closed", code=websocket.close_code)
 
     def _security_profile(self, headers: Headers) -> SecurityProfile:
@@ -348,19 +332,7 @@ class Gateway:
         await self._replace(current, new)
 
     async def _replace(self, old: ChargerLink, new: Link) -> None:
-        await self._store.store(
-            [
-                ChargerReplaced(
-                    id=old.link.connection_id + ":replaced",
-                    received_at=now_ms(),
-                    charge_point_id=old.link.charge_point_id,
-                    gateway_id=old.link.gateway_id,
-                    connection_id=old.link.connection_id,
-                    new_connection_id=new.connection_id,
-                    new_gateway_id=new.gateway_id,
-                )
-            ]
-        )
+        await self._store.store([connection_replaced(old.link, new, at=now_ms())])
         log.info(
             "connection.replaced",
             charge_point_id=old.link.charge_point_id,

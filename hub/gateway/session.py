@@ -12,12 +12,16 @@ from hub.gateway import frames, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, Malformed
 from schemas import ocpp
 from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerReplaced,
     Direction,
     Event,
     FrameRejected,
     MessageType,
     OcppFrame,
     OcppVersion,
+    SecurityProfile,
 )
 
 SUBPROTOCOLS: Final[dict[str, OcppVersion]] = {"ocpp1.6": "1.6"}
@@ -219,4 +223,43 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
     )
     return Exchange(
         [rejected, error_event], reply, malformed.action, malformed.unique_id, malformed.error_code
+    )
+
+
+def connection_opened(
+    link: Link, *, remote: str, security_profile: SecurityProfile, at: int
+) -> ChargerConnected:
+    return ChargerConnected(
+        id=f"{link.connection_id}:opened",
+        received_at=at,
+        charge_point_id=link.charge_point_id,
+        gateway_id=link.gateway_id,
+        connection_id=link.connection_id,
+        ocpp_version=link.ocpp_version,
+        remote_address=remote,
+        security_profile=security_profile,
+    )
+
+
+def connection_closed(link: Link, *, code: int | None, reason: str, at: int) -> ChargerDisconnected:
+    return ChargerDisconnected(
+        id=f"{link.connection_id}:closed",
+        received_at=at,
+        charge_point_id=link.charge_point_id,
+        gateway_id=link.gateway_id,
+        connection_id=link.connection_id,
+        close_code=code,
+        close_reason=reason,
+    )
+
+
+def connection_replaced(old: Link, new: Link, *, at: int) -> ChargerReplaced:
+    return ChargerReplaced(
+        id=f"{old.connection_id}:replaced",
+        received_at=at,
+        charge_point_id=old.charge_point_id,
+        gateway_id=old.gateway_id,
+        connection_id=old.connection_id,
+        new_connection_id=new.connection_id,
+        new_gateway_id=new.gateway_id,
     )
