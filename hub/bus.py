@@ -51,6 +51,7 @@ class Connection:
 async def connect(url: str, *, name: str) -> Connection:
     connected = asyncio.Event()
     connection: Connection | None = None
+    last_error = ""
 
     async def on_disconnect() -> None:
         connected.clear()
@@ -58,25 +59,41 @@ async def connect(url: str, *, name: str) -> Connection:
             log.warning("nats.disconnected", url=url)
 
     async def on_reconnect() -> None:
+        nonlocal last_error
+        last_error = ""
         connected.set()
         log.info("nats.reconnected", url=url)
 
     async def on_error(error: Exception) -> None:
-        log.warning("nats.error", error=str(error), kind=type(error).__name__)
+        # The client reports every failed reconnect attempt, several a second during an
+        # outage; one line per distinct error keeps the log readable.
+        nonlocal last_error
+        if str(error) != last_error:
+            last_error = str(error)
+            log.warning("nats.error", error=last_error, kind=type(error).__name__)
 
-    client = await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
-        allow_reconnect=True,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        error_cb=on_error,
-        # Publishes made while disconnected wait here and go out on reconnect; the store's
-        # retries are deduplicated, so a copy flushed late is harmless.
-        pending_size=8 * 1024 * 1024,
-    )
+    backoff = 0.25
+    while True:
+        try:
+            client = await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                allow_reconnect=True,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+                # Publishes made while disconnected wait here and go out on reconnect; the
+                # store's retries are deduplicated, so a copy flushed late is harmless.
+                pending_size=8 * 1024 * 1024,
+            )
+            break
+        except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as error:
+            # A NATS that is not up yet is waited for, as one that goes away later is.
+            log.warning("nats.unreachable", url=url, error=str(error), retry_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
     connected.set()
     connection = Connection(client, connected)
     return connection

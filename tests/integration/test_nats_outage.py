@@ -155,3 +155,26 @@ async def test_shutdown_does_not_hang_when_nats_is_gone(
             # The charger was told the gateway is going away.
             await ws.wait_closed()
             assert ws.close_code == 1001
+
+
+async def test_gateway_waits_for_a_nats_that_is_not_up_yet(
+    tmp_path: Path, settings: Settings
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    port = server.port
+    await server.stop()  # the port is known and nothing listens on it now
+    url = f"nats://127.0.0.1:{port}"
+    starting = asyncio.create_task(_serve_one_heartbeat(settings, url))
+    done, _ = await asyncio.wait({starting}, timeout=1.0)
+    assert not done, "the gateway gave up instead of waiting for NATS"
+    async with EmbeddedNats(tmp_path / "nats", port=port):
+        async with asyncio.timeout(20):
+            assert await starting == [3, "hb"]
+
+
+async def _serve_one_heartbeat(settings: Settings, url: str) -> list[object]:
+    async with running_gateway(settings, url) as gateway, raw_socket(gateway.port, "CP") as ws:
+        await ws.send('[2, "hb", "Heartbeat", {}]')
+        answer: list[object] = json.loads(await ws.recv())[:2]
+        return answer
