@@ -45,12 +45,33 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     txid_ttl_s: float = 7 * 24 * 3600.0
 
 
+class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The UI fan-out (hub/fanout): WebSockets and REST reads for UIs, and the dashboard."""
+
+    enabled: bool = True  # whether `hub up` starts it
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: str = ""  # HS256; empty: generated once under the data directory
+    jwt_public_key: str = ""  # RS256: PEM file that verifies tokens
+    jwt_private_key: str = ""  # RS256: PEM file `hub token` signs with
+    rebuild_max_events: int = 1_000_000  # startup replays at most this many events
+    rebuild_max_age_s: float = 0.0  # ... and none older than this (0: no time bound)
+    history_per_charger: int = 64  # UI messages kept per charger for resume
+    client_queue: int = 256  # messages queued per client before it counts as too slow
+    heartbeat_s: float = 30.0
+    compress: bool = True  # permessage-deflate when the client offers it
+    max_client_message_bytes: int = 4096
+    client_messages_per_s: float = 20.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path("data")
     nats_url: str = ""  # empty: start the embedded nats-server
     nats_port: int = -1  # embedded server: -1 lets it pick a free port
     stream: StreamSettings = StreamSettings()
     gateway: GatewaySettings = GatewaySettings()
+    fanout: FanoutSettings = FanoutSettings()
     log_level: str = "info"
     # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -75,13 +96,25 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_STREAM_MAX_AGE": ("stream", "max_age_s"),
     "HUB_STREAM_MAX_BYTES": ("stream", "max_bytes"),
     "HUB_STREAM_DUPLICATE_WINDOW": ("stream", "duplicate_window_s"),
+    "HUB_FANOUT": ("fanout", "enabled"),
+    "HUB_FANOUT_HOST": ("fanout", "host"),
+    "HUB_FANOUT_PORT": ("fanout", "port"),
+    "HUB_JWT_ALGORITHM": ("fanout", "jwt_algorithm"),
+    "HUB_JWT_SECRET": ("fanout", "jwt_secret"),
+    "HUB_JWT_PUBLIC_KEY": ("fanout", "jwt_public_key"),
+    "HUB_JWT_PRIVATE_KEY": ("fanout", "jwt_private_key"),
+    "HUB_FANOUT_REBUILD_EVENTS": ("fanout", "rebuild_max_events"),
+    "HUB_FANOUT_REBUILD_AGE": ("fanout", "rebuild_max_age_s"),
+    "HUB_FANOUT_HISTORY": ("fanout", "history_per_charger"),
+    "HUB_FANOUT_CLIENT_QUEUE": ("fanout", "client_queue"),
+    "HUB_FANOUT_COMPRESS": ("fanout", "compress"),
 }
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     """``HUB_*`` variables over the defaults; CLI flags are applied on top by the caller."""
     env = os.environ if environ is None else environ
-    sections: dict[str, dict[str, str]] = {"": {}, "gateway": {}, "stream": {}}
+    sections: dict[str, dict[str, str]] = {"": {}, "gateway": {}, "stream": {}, "fanout": {}}
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
             sections[section][field] = env[variable]
@@ -89,6 +122,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         **sections[""],
         "gateway": sections["gateway"],
         "stream": sections["stream"],
+        "fanout": sections["fanout"],
     }
     try:
         return msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)

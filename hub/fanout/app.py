@@ -1,0 +1,392 @@
+"""The fan-out's aiohttp shell: WebSockets, REST reads, the dashboard, and the stream follower.
+
+The follower is an ordered JetStream consumer on ``ev.>`` (the stream is the only source; no
+database is read). At startup it replays a bounded window of the stream into memory and the
+server accepts clients only once that replay has caught up with the stream's last sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from hub.bus import connect, ensure_stream
+from hub.config import Settings
+from hub.fanout.auth import AuthError, Scope, Verifier, ensure_secret
+from hub.fanout.broker import Broker, Forbidden
+from hub.fanout.clients import Client
+from hub.fanout.live import Live
+from schemas.events import decode_event
+from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
+
+log = structlog.get_logger("hub.fanout")
+
+STATIC: Final = Path(__file__).resolve().parent / "static"
+POLICY_VIOLATION: Final = 1008
+# A client may exceed its message rate by this many messages before it is closed as abusive.
+MAX_STRIKES: Final = 20
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+NATS_URL: Final = web.AppKey("nats_url", str)
+BROKER: Final = web.AppKey("broker", Broker)
+VERIFIER: Final = web.AppKey("verifier", Verifier)
+READY: Final = web.AppKey("ready", asyncio.Event)
+
+_json: Final = msgspec.json.Encoder()
+
+
+def verifier_for(settings: Settings) -> Verifier:
+    fanout = settings.fanout
+    if fanout.jwt_algorithm == "RS256":
+        if not fanout.jwt_public_key:
+            raise ValueError("HUB_JWT_PUBLIC_KEY: RS256 needs a PEM public key file")
+        return Verifier("RS256", Path(fanout.jwt_public_key).read_text())
+    return Verifier("HS256", fanout.jwt_secret or ensure_secret(settings.data_dir))
+
+
+def signing_key(settings: Settings) -> str:
+    fanout = settings.fanout
+    if fanout.jwt_algorithm == "RS256":
+        if not fanout.jwt_private_key:
+            raise ValueError("HUB_JWT_PRIVATE_KEY: minting RS256 tokens needs the private key")
+        return Path(fanout.jwt_private_key).read_text()
+    return fanout.jwt_secret or ensure_secret(settings.data_dir)
+
+
+def create_app(settings: Settings, nats_url: str) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[NATS_URL] = nats_url
+    app[BROKER] = Broker(
+        Live(history_per_charger=settings.fanout.history_per_charger),
+        client_queue=settings.fanout.client_queue,
+    )
+    app[VERIFIER] = verifier_for(settings)
+    app[READY] = asyncio.Event()
+    app.cleanup_ctx.append(_follow_stream)
+    app.on_shutdown.append(_close_clients)
+    app.router.add_get("/", _index)
+    app.router.add_get("/ws", _ws_multi)
+    app.router.add_get("/ws/chargers/{charge_point_id}", _ws_single)
+    app.router.add_get("/api/v1/chargers", _rest_list)
+    app.router.add_get("/api/v1/chargers/{charge_point_id}", _rest_one)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    return app
+
+
+# -- the stream --------------------------------------------------------------------------------
+
+
+async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    fanout = settings.fanout
+    broker = app[BROKER]
+    connection = await connect(app[NATS_URL], name="hub-fanout")
+    try:
+        js = connection.js
+        await ensure_stream(js, settings.stream)
+        info = await js.stream_info(settings.stream.name)
+        last = info.state.last_seq
+        start = max(info.state.first_seq, last - fanout.rebuild_max_events + 1, 1)
+        cutoff_ms = (
+            (time.time() - fanout.rebuild_max_age_s) * 1000 if fanout.rebuild_max_age_s else 0.0
+        )
+        caught_up = asyncio.Event()
+        if info.state.messages == 0 or last < start:
+            caught_up.set()
+        started = time.perf_counter()
+
+        async def on_message(msg: Msg) -> None:
+            seq = msg.metadata.sequence.stream
+            try:
+                event = decode_event(msg.data)
+            except msgspec.DecodeError as error:
+                log.error("fanout.undecodable", seq=seq, error=str(error))
+            else:
+                # Within the replay, events older than the time bound are skipped.
+                if caught_up.is_set() or event.received_at >= cutoff_ms:
+                    broker.on_event(event, seq)
+            if seq >= last and not caught_up.is_set():
+                caught_up.set()
+
+        subscription = await js.subscribe(
+            "ev.>",
+            cb=on_message,
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            ),
+            stream=settings.stream.name,
+        )
+        try:
+            await caught_up.wait()
+            log.info(
+                "fanout.rebuilt",
+                from_seq=start,
+                to_seq=last,
+                chargers=len(broker.live.chargers),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            app[READY].set()
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+    finally:
+        await connection.close()
+
+
+async def _close_clients(app: web.Application) -> None:
+    for client in list(app[BROKER].clients):
+        with contextlib.suppress(Exception):
+            await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token", "")
+
+
+def _authenticate(request: web.Request) -> Scope:
+    token = _token(request)
+    if not token:
+        raise AuthError("missing token: send 'Authorization: Bearer <jwt>' or ?token=<jwt>")
+    return request.app[VERIFIER].verify(token)
+
+
+# -- REST --------------------------------------------------------------------------------------
+
+
+def _json_response(body: object, status: int = 200, **headers: str) -> web.Response:
+    return web.Response(
+        body=_json.encode(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _rest_scope(request: web.Request) -> Scope | web.Response:
+    try:
+        return _authenticate(request)
+    except AuthError as error:
+        return _json_response(
+            {"error": "unauthorized", "message": str(error)},
+            status=401,
+            **{"WWW-Authenticate": 'Bearer realm="ocpp-hub"'},
+        )
+
+
+async def _rest_list(request: web.Request) -> web.Response:
+    scope = _rest_scope(request)
+    if isinstance(scope, web.Response):
+        return scope
+    live = request.app[BROKER].live
+    received_at = int(time.time() * 1000)
+    chargers = [live.snapshot(cp, received_at) for cp in sorted(live.chargers) if scope.allows(cp)]
+    return _json_response({"seq": live.seq, "chargers": chargers})
+
+
+async def _rest_one(request: web.Request) -> web.Response:
+    scope = _rest_scope(request)
+    if isinstance(scope, web.Response):
+        return scope
+    charge_point_id = request.match_info["charge_point_id"]
+    if not scope.allows(charge_point_id):
+        return _json_response(
+            {
+                "error": "forbidden",
+                "message": f"charger {charge_point_id!r} is outside the token's scope",
+            },
+            status=403,
+        )
+    live = request.app[BROKER].live
+    if charge_point_id not in live.chargers:
+        return _json_response(
+            {"error": "not_found", "message": f"no charger {charge_point_id!r}"}, status=404
+        )
+    return _json_response(live.snapshot(charge_point_id, int(time.time() * 1000)))
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+# -- WebSockets --------------------------------------------------------------------------------
+
+
+def _websocket(request: web.Request) -> web.WebSocketResponse:
+    fanout = request.app[SETTINGS].fanout
+    return web.WebSocketResponse(
+        heartbeat=fanout.heartbeat_s,
+        compress=fanout.compress,
+        max_msg_size=fanout.max_client_message_bytes,
+    )
+
+
+async def _refuse(ws: web.WebSocketResponse, reason: str) -> web.WebSocketResponse:
+    # Close reasons are limited to 123 bytes by RFC 6455.
+    await ws.close(code=POLICY_VIOLATION, message=reason.encode()[:123])
+    return ws
+
+
+def _since(request: web.Request, client: Client) -> int | None:
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    try:
+        since = int(raw)
+    except ValueError:
+        since = -1
+    if since < 0:
+        client.push(
+            Error(code="bad_request", message=f"since: expected a sequence >= 0, got {raw!r}")
+        )
+        return None
+    return since
+
+
+async def _ws_single(request: web.Request) -> web.WebSocketResponse:
+    return await _serve(request, request.match_info["charge_point_id"])
+
+
+async def _ws_multi(request: web.Request) -> web.WebSocketResponse:
+    return await _serve(request, None)
+
+
+async def _serve(request: web.Request, charge_point_id: str | None) -> web.WebSocketResponse:
+    ws = _websocket(request)
+    await ws.prepare(request)
+    try:
+        scope = _authenticate(request)
+    except AuthError as error:
+        return await _refuse(ws, str(error))
+    broker = request.app[BROKER]
+    client = Client(ws, scope, capacity=broker.client_queue)
+    broker.add(client)
+    try:
+        since = _since(request, client)
+        if charge_point_id is not None:
+            try:
+                broker.subscribe(client, [charge_point_id], since)
+            except Forbidden as error:
+                return await _refuse(ws, str(error))
+            since = None
+        sender = asyncio.create_task(_send(client), name="fanout.sender")
+        try:
+            await _read(request, client, broker, since)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+    finally:
+        broker.remove(client)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _send(client: Client) -> None:
+    try:
+        await client.run_sender()
+    except (ConnectionError, TimeoutError) as error:
+        # A client that cannot take a message in time is dead; the reader sees the close.
+        log.info("fanout.send_failed", error=type(error).__name__)
+        await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"send timed out")
+
+
+async def _read(
+    request: web.Request, client: Client, broker: Broker, since_default: int | None
+) -> None:
+    """Client requests, rate-limited; garbage is answered with an error, abuse closes."""
+    ws = client.ws
+    rate = request.app[SETTINGS].fanout.client_messages_per_s
+    burst = max(1.0, rate * 2)
+    tokens, refilled = burst, time.monotonic()
+    strikes = 0
+    while True:
+        remaining = client.scope.expires_at - time.time()
+        if remaining <= 0:
+            await _refuse(ws, "token expired")
+            return
+        try:
+            async with asyncio.timeout(remaining):
+                message = await ws.receive()
+        except TimeoutError:
+            continue
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        if message.type == WSMsgType.ERROR:
+            return
+        now = time.monotonic()
+        tokens = min(burst, tokens + (now - refilled) * rate)
+        refilled = now
+        if tokens < 1:
+            strikes += 1
+            if strikes > MAX_STRIKES:
+                await _refuse(ws, "too many messages")
+                return
+            if strikes == 1:
+                client.push(
+                    Error(code="rate_limited", message=f"at most {rate:g} messages per second")
+                )
+            continue
+        tokens -= 1
+        if message.type != WSMsgType.TEXT:
+            strikes += 1
+            client.push(Error(code="bad_request", message="expected a JSON text message"))
+            continue
+        try:
+            request_message = decode_client(message.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            strikes += 1
+            if strikes > MAX_STRIKES:
+                await _refuse(ws, "too many bad messages")
+                return
+            client.push(Error(code="bad_request", message=str(error)))
+            continue
+        strikes = 0
+        match request_message:
+            case Subscribe(chargers=chargers, since=since):
+                try:
+                    broker.subscribe(
+                        client, chargers, since if since is not None else since_default
+                    )
+                except Forbidden as error:
+                    await _refuse(ws, str(error))
+                    return
+                since_default = None
+            case Unsubscribe(chargers=chargers):
+                broker.unsubscribe(client, chargers)
+
+
+# -- running it --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_fanout(settings: Settings, nats_url: str) -> AsyncIterator[int]:
+    """Serve the fan-out until the block ends; yields the port it listens on."""
+    app = create_app(settings, nats_url)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.fanout.host, settings.fanout.port)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        log.info("fanout.listening", url=f"http://{settings.fanout.host}:{port}/")
+        yield port
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,70 @@
+"""Every charger's live state plus a short per-charger history, folded from the stream.
+
+No I/O: the shell feeds events in stream order and asks for snapshots and for the messages
+a resuming client missed. The history is what makes resume exact: it holds the very messages
+that went out live, so a client that resumes gets them again, not a re-derivation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from heapq import merge
+
+from hub.fanout.state import ChargerState, apply, snapshot
+from hub.fanout.translate import translate
+from schemas.events import ChargerEvent, Event, FrameRejected
+from schemas.ui import ChargerMessage, Snapshot
+
+
+class Live:
+    def __init__(self, *, history_per_charger: int = 64) -> None:
+        self.chargers: dict[str, ChargerState] = {}
+        self._history: dict[str, deque[ChargerMessage]] = {}
+        # Per charger, the highest sequence whose message fell out of the history.
+        self._evicted_upto: dict[str, int] = {}
+        self._history_size = max(1, history_per_charger)
+        self.first_seq = 0  # the first stream sequence this instance folded
+        self.seq = 0  # the last one
+
+    def fold(self, event: Event, seq: int) -> list[ChargerMessage]:
+        """Apply one stored event; returns the UI messages it produced, in order."""
+        if not self.first_seq:
+            self.first_seq = seq
+        self.seq = seq
+        if not isinstance(event, ChargerEvent):
+            return []
+        charge_point_id = event.charge_point_id
+        state = self.chargers.get(charge_point_id)
+        if state is None:
+            if isinstance(event, FrameRejected):
+                return []  # a charger known only for garbage is not worth a UI entry
+            state = self.chargers[charge_point_id] = ChargerState(charge_point_id)
+        messages = translate(state, event, seq)
+        apply(state, event, seq, messages)
+        if messages:
+            history = self._history.get(charge_point_id)
+            if history is None:
+                history = self._history[charge_point_id] = deque()
+            for message in messages:
+                if len(history) >= self._history_size:
+                    self._evicted_upto[charge_point_id] = history.popleft().seq
+                history.append(message)
+        return messages
+
+    def snapshot(self, charge_point_id: str, received_at: int) -> Snapshot:
+        state = self.chargers.get(charge_point_id) or ChargerState(charge_point_id)
+        return snapshot(state, self.seq, received_at)
+
+    def can_resume(self, chargers: Iterable[str], since: int) -> bool:
+        """Whether every message after ``since`` for these chargers is still held here."""
+        if since < 0:
+            return False
+        if self.first_seq and since < self.first_seq - 1:
+            return False
+        return all(since >= self._evicted_upto.get(cp, 0) for cp in chargers)
+
+    def missed(self, chargers: Iterable[str], since: int) -> list[ChargerMessage]:
+        """The messages after ``since``, across ``chargers``, in stream order."""
+        runs = [[m for m in self._history.get(cp, ()) if m.seq > since] for cp in chargers]
+        return list(merge(*runs, key=lambda message: message.seq))

@@ -1,0 +1,226 @@
+"""Messages the UI fan-out sends to browsers and other UI clients, and the ones it accepts.
+
+Every message about a charger is a frozen msgspec Struct tagged by ``type`` and carries
+``chargePointId``, ``seq`` (the stream sequence of the event it derives from; for a snapshot,
+the last sequence folded into it), ``ts`` (the charger's own time, ``""`` when the charger
+gave none) and ``receivedAt`` (the hub's clock, Unix milliseconds). Field names are camelCase
+on the wire. ``v`` is the UI schema version.
+
+Evolution rules (msgspec's, as for events): new fields get defaults, a field never changes
+type, a breaking change bumps ``UI_SCHEMA_VERSION``. See docs/ui-messages.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+UI_SCHEMA_VERSION: Final = 1
+
+
+class _Ui(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel", gc=False):
+    v: int = UI_SCHEMA_VERSION
+
+
+class _ChargerMessage(_Ui, frozen=True, kw_only=True):
+    charge_point_id: str
+    seq: int
+    ts: str = ""
+    received_at: int
+
+
+# -- pieces of messages ------------------------------------------------------------------------
+
+
+class Reading(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """One sampled value; ``value`` is numeric when the charger sent a number."""
+
+    measurand: str
+    value: float
+    unit: str = ""
+    phase: str = ""
+    location: str = ""
+    ts: str = ""
+
+
+class BootInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    vendor: str
+    model: str
+    serial_number: str = ""
+    firmware_version: str = ""
+    status: str = ""  # the hub's answer: Accepted, Pending or Rejected
+    interval: int = 0
+    ts: str = ""
+
+
+class ConnectorView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    connector_id: int
+    status: str = ""
+    error_code: str = ""
+    info: str = ""
+    ts: str = ""
+    # "measurand" or "measurand/phase" -> the latest reading.
+    meter: dict[str, Reading] = {}
+
+
+class TransactionView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    transaction_id: int
+    connector_id: int
+    id_tag: str = ""
+    meter_start_wh: float = 0.0
+    started_at: str = ""
+    energy_wh: float = 0.0
+    power_w: float | None = None
+    soc: float | None = None
+
+
+class DataTransferView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    vendor_id: str
+    message_id: str = ""
+    # The ``data`` string decoded as JSON when it is JSON, else the string itself.
+    data: Any = None
+    status: str = ""
+    ts: str = ""
+    received_at: int = 0
+
+
+# -- charger messages --------------------------------------------------------------------------
+
+
+class Snapshot(_ChargerMessage, frozen=True, kw_only=True, tag="snapshot"):
+    """Everything the hub knows about one charger, as of stream sequence ``seq``."""
+
+    connected: bool = False
+    last_seen: int = 0
+    boot: BootInfo | None = None
+    connectors: list[ConnectorView] = []
+    transactions: list[TransactionView] = []
+    data_transfers: list[DataTransferView] = []
+
+
+class Status(_ChargerMessage, frozen=True, kw_only=True, tag="status"):
+    connector_id: int
+    status: str
+    error_code: str = ""
+    info: str = ""
+
+
+class Meter(_ChargerMessage, frozen=True, kw_only=True, tag="meter"):
+    connector_id: int
+    transaction_id: int | None = None
+    readings: list[Reading]
+
+
+class TransactionStarted(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.started"):
+    transaction_id: int
+    connector_id: int
+    id_tag: str = ""
+    meter_start_wh: float = 0.0
+    id_tag_status: str = ""
+
+
+class TransactionUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.updated"):
+    transaction_id: int
+    connector_id: int
+    energy_wh: float
+    power_w: float | None = None
+    soc: float | None = None
+
+
+class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.stopped"):
+    transaction_id: int
+    connector_id: int = 0
+    energy_wh: float = 0.0
+    duration_s: float | None = None
+    reason: str = ""
+    meter_stop_wh: float = 0.0
+
+
+ConnectionState = Literal["connected", "disconnected", "replaced"]
+
+
+class Connection(_ChargerMessage, frozen=True, kw_only=True, tag="connection"):
+    state: ConnectionState
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+class Boot(_ChargerMessage, frozen=True, kw_only=True, tag="boot"):
+    boot: BootInfo
+
+
+class DataTransfer(_ChargerMessage, frozen=True, kw_only=True, tag="data_transfer"):
+    transfer: DataTransferView
+
+
+class Command(_ChargerMessage, frozen=True, kw_only=True, tag="command"):
+    """The outcome of a server-initiated command (produced once the command API exists)."""
+
+    command_id: str
+    action: str
+    status: str
+    detail: Any = None
+
+
+ChargerMessage = (
+    Snapshot
+    | Status
+    | Meter
+    | TransactionStarted
+    | TransactionUpdated
+    | TransactionStopped
+    | Connection
+    | Boot
+    | DataTransfer
+    | Command
+)
+
+
+# -- session control ---------------------------------------------------------------------------
+
+ErrorCode = Literal[
+    "bad_request",
+    "forbidden",
+    "resume_unavailable",
+    "rate_limited",
+    "not_found",
+]
+
+
+class Error(_Ui, frozen=True, kw_only=True, tag="error"):
+    """A request the server could not honour; the connection stays up unless said otherwise."""
+
+    code: ErrorCode
+    message: str
+    charge_point_id: str = ""
+
+
+class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="op", tag="subscribe"):
+    chargers: list[str]
+    since: int | None = None
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="op", tag="unsubscribe"):
+    chargers: list[str]
+
+
+ClientMessage = Subscribe | Unsubscribe
+UiMessage = ChargerMessage | Error
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final[msgspec.json.Decoder[UiMessage]] = msgspec.json.Decoder(UiMessage)
+_client_decoder: Final[msgspec.json.Decoder[ClientMessage]] = msgspec.json.Decoder(ClientMessage)
+
+
+def encode_ui(message: UiMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_ui(data: bytes | str) -> UiMessage:
+    return _decoder.decode(data)
+
+
+def decode_client(data: bytes | str) -> ClientMessage:
+    """Raises ``msgspec.DecodeError``/``ValidationError`` naming the offending field."""
+    return _client_decoder.decode(data)

@@ -1,0 +1,291 @@
+"""The fan-out's pure core: events in, UI messages out, no sockets."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+
+from hub.fanout.live import Live
+from hub.fanout.state import ChargerState
+from hub.fanout.translate import translate
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerReplaced,
+    Event,
+    OcppFrame,
+)
+from schemas.ui import (
+    Boot,
+    Connection,
+    DataTransfer,
+    Meter,
+    Status,
+    TransactionStarted,
+    TransactionStopped,
+    TransactionUpdated,
+    decode_ui,
+    encode_ui,
+)
+
+CP = "CP-1"
+_ids = itertools.count(1)
+
+
+def frame(
+    direction: str, message_type: str, action: str, payload: Any, unique_id: str
+) -> OcppFrame:
+    return OcppFrame(
+        id=f"e{next(_ids)}",
+        received_at=1_000 + next(_ids),
+        charge_point_id=CP,
+        gateway_id="gw",
+        connection_id="c1",
+        ocpp_version="1.6",
+        direction=direction,  # type: ignore[arg-type]
+        message_type=message_type,  # type: ignore[arg-type]
+        unique_id=unique_id,
+        action=action,
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
+    )
+
+
+def exchange(action: str, request: Any, response: Any) -> list[Event]:
+    uid = f"u{next(_ids)}"
+    return [
+        frame("in", "CALL", action, request, uid),
+        frame("out", "CALLRESULT", action, response, uid),
+    ]
+
+
+def connected(connection_id: str = "c1") -> ChargerConnected:
+    return ChargerConnected(
+        id=f"e{next(_ids)}",
+        received_at=500,
+        charge_point_id=CP,
+        gateway_id="gw",
+        connection_id=connection_id,
+        ocpp_version="1.6",
+        remote_address="127.0.0.1",
+        security_profile=0,
+    )
+
+
+def meter(energy: str, power: str = "7400", soc: str = "55", tx: int | None = 7) -> list[Event]:
+    payload: dict[str, Any] = {
+        "connectorId": 1,
+        "meterValue": [
+            {
+                "timestamp": "2026-11-22T10:05:00Z",
+                "sampledValue": [
+                    {"value": energy, "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                    {"value": power, "measurand": "Power.Active.Import", "unit": "W"},
+                    {"value": "230.1", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+                    {"value": "32", "measurand": "Current.Offered", "unit": "A"},
+                    {"value": soc, "measurand": "SoC", "unit": "Percent"},
+                    {"value": "not a number", "measurand": "Temperature"},
+                ],
+            }
+        ],
+    }
+    if tx is not None:
+        payload["transactionId"] = tx
+    return exchange("MeterValues", payload, {})
+
+
+def session() -> list[Event]:
+    return [
+        connected(),
+        *exchange(
+            "BootNotification",
+            {"chargePointVendor": "Acme", "chargePointModel": "M1", "firmwareVersion": "1.2"},
+            {"status": "Accepted", "currentTime": "2026-11-22T10:00:00Z", "interval": 300},
+        ),
+        *exchange(
+            "StatusNotification",
+            {
+                "connectorId": 1,
+                "errorCode": "NoError",
+                "status": "Charging",
+                "timestamp": "2026-11-22T10:00:01Z",
+            },
+            {},
+        ),
+        *exchange(
+            "DataTransfer",
+            {"vendorId": "flash", "messageId": "PreChargeData", "data": '{"soc": 42}'},
+            {"status": "Accepted"},
+        ),
+        *exchange(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "TAG1",
+                "meterStart": 1000,
+                "timestamp": "2026-11-22T10:00:00Z",
+            },
+            {"transactionId": 7, "idTagInfo": {"status": "Accepted"}},
+        ),
+        *meter("3500"),
+    ]
+
+
+def fold_all(events: list[Event]) -> tuple[Live, list[Any]]:
+    live = Live()
+    out: list[Any] = []
+    for seq, event in enumerate(events, start=1):
+        out.extend(live.fold(event, seq))
+    return live, out
+
+
+def test_a_session_translates_into_every_message_type_with_its_content() -> None:
+    live, messages = fold_all(session())
+    kinds = [type(m) for m in messages]
+    assert kinds == [
+        Connection,
+        Boot,
+        Status,
+        DataTransfer,
+        TransactionStarted,
+        Meter,
+        TransactionUpdated,
+    ]
+    conn, boot, status, transfer, started, metered, updated = messages
+    assert conn.state == "connected" and conn.seq == 1
+    assert boot.boot.vendor == "Acme" and boot.boot.status == "Accepted"
+    assert boot.boot.firmware_version == "1.2" and boot.seq == 3  # the answer's sequence
+    assert (status.connector_id, status.status, status.ts) == (
+        1,
+        "Charging",
+        "2026-11-22T10:00:01Z",
+    )
+    assert transfer.transfer.data == {"soc": 42}
+    assert transfer.transfer.message_id == "PreChargeData"
+    assert started.transaction_id == 7 and started.meter_start_wh == 1000.0
+    assert started.ts == "2026-11-22T10:00:00Z" and started.id_tag == "TAG1"
+    measurands = {r.measurand for r in metered.readings}
+    assert measurands == {
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+        "Voltage",
+        "Current.Offered",
+        "SoC",
+    }  # the NaN-ish one is skipped
+    assert updated.energy_wh == 2500.0 and updated.power_w == 7400.0 and updated.soc == 55.0
+
+    snap = live.snapshot(CP, received_at=99)
+    assert snap.connected and snap.seq == len(session()) and snap.last_seen > 0
+    assert snap.boot is not None and snap.boot.model == "M1"
+    [connector] = snap.connectors
+    assert connector.status == "Charging"
+    assert connector.meter["Voltage/L1-N"].value == 230.1
+    assert connector.meter["SoC"].value == 55.0
+    [tx] = snap.transactions
+    assert (tx.transaction_id, tx.energy_wh, tx.power_w) == (7, 2500.0, 7400.0)
+    [dt] = snap.data_transfers
+    assert dt.data == {"soc": 42} and dt.status == "Accepted"
+
+
+def test_stop_carries_energy_duration_and_reason_and_ends_the_transaction() -> None:
+    events = [
+        *session(),
+        *exchange(
+            "StopTransaction",
+            {
+                "transactionId": 7,
+                "meterStop": 9000,
+                "timestamp": "2026-11-22T10:30:00Z",
+                "reason": "EVDisconnected",
+            },
+            {"idTagInfo": {"status": "Accepted"}},
+        ),
+    ]
+    live, messages = fold_all(events)
+    stopped = messages[-1]
+    assert isinstance(stopped, TransactionStopped)
+    assert stopped.energy_wh == 8000.0 and stopped.duration_s == 1800.0
+    assert stopped.reason == "EVDisconnected" and stopped.connector_id == 1
+    assert live.snapshot(CP, 0).transactions == []
+
+
+def test_a_replaced_connection_closing_does_not_mark_the_charger_offline() -> None:
+    events: list[Event] = [
+        connected("c1"),
+        connected("c2"),
+        ChargerReplaced(
+            id="r",
+            received_at=1,
+            charge_point_id=CP,
+            gateway_id="gw",
+            connection_id="c1",
+            new_connection_id="c2",
+            new_gateway_id="gw",
+        ),
+        ChargerDisconnected(
+            id="d",
+            received_at=2,
+            charge_point_id=CP,
+            gateway_id="gw",
+            connection_id="c1",
+            close_code=1000,
+        ),
+    ]
+    live, messages = fold_all(events)
+    assert [m.state for m in messages] == ["connected", "connected", "replaced"]
+    assert live.snapshot(CP, 0).connected
+    closed = ChargerDisconnected(
+        id="d2",
+        received_at=3,
+        charge_point_id=CP,
+        gateway_id="gw",
+        connection_id="c2",
+        close_code=1006,
+    )
+    [message] = live.fold(closed, 5)
+    assert isinstance(message, Connection) and message.state == "disconnected"
+    assert message.close_code == 1006 and not live.snapshot(CP, 0).connected
+
+
+def test_translate_is_pure_and_replay_gives_identical_bytes() -> None:
+    state = ChargerState(CP)
+    before = repr(state)
+    translate(state, connected(), 1)
+    assert repr(state) == before
+    events = session()
+    _, first = fold_all(events)
+    _, second = fold_all(events)
+    assert [encode_ui(m) for m in first] == [encode_ui(m) for m in second]
+    assert [decode_ui(encode_ui(m)) for m in first] == first
+
+
+def test_an_unanswered_call_or_a_mismatched_answer_produces_nothing() -> None:
+    live = Live()
+    call, _ = exchange(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "2026-11-22T10:00:00Z"},
+        {"transactionId": 1, "idTagInfo": {"status": "Accepted"}},
+    )
+    assert live.fold(call, 1) == []
+    stray = frame(
+        "out",
+        "CALLRESULT",
+        "StartTransaction",
+        {"transactionId": 2, "idTagInfo": {"status": "Accepted"}},
+        "other",
+    )
+    assert live.fold(stray, 2) == []
+
+
+def test_resume_serves_the_history_or_says_it_is_too_old() -> None:
+    live = Live(history_per_charger=4)
+    events = session()
+    for seq, event in enumerate(events, start=1):
+        live.fold(event, seq)
+    assert live.can_resume([CP], len(events) - 1)
+    missed = live.missed([CP], 9)
+    assert [(type(m), m.seq) for m in missed] == [(Meter, 10), (TransactionUpdated, 10)]
+    assert live.missed([CP], 10) == []
+    assert not live.can_resume([CP], 1)  # fell out of the 4-message history
+    assert not live.can_resume([CP], -1)
