@@ -16,7 +16,9 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+import nats.errors
 import structlog
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -29,7 +31,9 @@ from hub.config import GatewaySettings
 from hub.gateway import frames, ocpp16
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.session import (
+    HANDLERS,
     SUBPROTOCOLS,
+    CallOutcome,
     Exchange,
     Inbound,
     Link,
@@ -39,14 +43,26 @@ from hub.gateway.session import (
     connection_opened,
     connection_replaced,
     inspect,
+    outbound_call,
     reject,
+    settle,
 )
 from hub.passwords import verify_password
 from hub.registry import Registry
 from hub.subjects import decode_token, encode_token
 from hub.txids import StartIdentity, TransactionIds
+from schemas import ocpp
+from schemas.commands import (
+    COMMAND_SUBJECT_PREFIX,
+    MAX_COMMAND_ID_LENGTH,
+    CommandReply,
+    CommandRequest,
+    request_decoder,
+    request_encoder,
+)
 from schemas.events import (
     ConnectionRefused,
+    Event,
     RefusalReason,
     SecurityProfile,
 )
@@ -59,6 +75,8 @@ MAX_CHARGE_POINT_ID_LENGTH: Final = 48
 # records a frame has to fit in one NATS message, whose default limit is 1 MiB.
 HARD_FRAME_LIMIT: Final = 256 * 1024
 _QUEUE_DEPTH: Final = 16
+# Commands for one charger wait in order for the one outstanding CALL; more are refused busy.
+_COMMAND_QUEUE_DEPTH: Final = 32
 _CLAIM_SUBJECT: Final = "ctl.claim"
 
 
@@ -274,6 +292,19 @@ class Gateway:
             ocpp_version=version,
         )
         bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
+        charger = ChargerLink(link=link, websocket=websocket)
+        session = _ChargerSession(self, charger, bound)
+        # Listening for commands before the connection is announced means anyone who saw
+        # the charger connect can already reach it. A queue group: while an old and a new
+        # connection overlap during a replacement, a command still goes to only one of them.
+        commands = await self._nats.client.subscribe(
+            f"{COMMAND_SUBJECT_PREFIX}.{encode_token(charge_point_id)}",
+            queue="holder",
+            cb=session.on_command,
+        )
+        # While NATS is away the subscription waits in the client and is made on reconnect.
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self._nats.client.flush(timeout=1)
         opened = connection_opened(
             link,
             remote=remote,
@@ -282,15 +313,16 @@ class Gateway:
         )
         await self._store.store([opened])
         bound.info("connection.opened", remote=remote, ocpp_version=version)
-        charger = ChargerLink(link=link, websocket=websocket)
         previous = self.connections.get(charge_point_id)
         self.connections[charge_point_id] = charger
         if previous is not None:
             await self._replace(previous, link)
         await self._announce(link)
         try:
-            await _ChargerSession(self, charger, bound).run()
+            await session.run()
         finally:
+            with contextlib.suppress(nats.errors.Error):
+                await commands.unsubscribe()
             if self.connections.get(charge_point_id) is charger:
                 del self.connections[charge_point_id]
             closed = connection_closed(
@@ -388,6 +420,37 @@ class Gateway:
     def storage_stalled(self) -> bool:
         return self._store.stalled
 
+    @property
+    def nats_client(self) -> NatsClient:
+        return self._nats.client
+
+    async def store_events(self, events: list[Event]) -> list[int]:
+        return await self._store.store(events)
+
+    def check_command(self, link: Link, request: CommandRequest) -> CommandReply | None:
+        """Refuse a command the charger must never see; None if it may be sent."""
+
+        def invalid(description: str, code: str = "") -> CommandReply:
+            return CommandReply(
+                command_id=request.command_id,
+                status="invalid",
+                error_code=code,
+                error_description=description,
+            )
+
+        if not 0 < len(request.command_id) <= MAX_COMMAND_ID_LENGTH:
+            return invalid(f"command_id must have 1 to {MAX_COMMAND_ID_LENGTH} characters")
+        version = link.ocpp_version
+        charger_sends = HANDLERS[version].keys() - {"DataTransfer"}
+        if request.action not in ocpp.known_actions(version) or request.action in charger_sends:
+            return invalid(f"{request.action!r} is not an OCPP {version} command to a charger")
+        if not request.timeout_s > 0:
+            return invalid("timeout_s must be positive")
+        checked = ocpp.validate_call(version, request.action, request.payload)
+        if isinstance(checked, ocpp.PayloadError):
+            return invalid(checked.description, checked.code)
+        return None
+
     async def store(self, exchange: Exchange) -> list[int]:
         return await self._store.store(exchange.events)
 
@@ -412,6 +475,11 @@ class _ChargerSession:
             _QUEUE_DEPTH
         )
         self._calls_unanswered = 0
+        self._call_lock = asyncio.Lock()
+        self._commands_waiting = 0
+        self._awaiting: _AwaitedAnswer | None = None
+        # The session owns its command tasks: run() waits for every one before it returns.
+        self._command_tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -419,8 +487,99 @@ class _ChargerSession:
             try:
                 await self._read()
             finally:
+                if self._awaiting is not None and not self._awaiting.future.done():
+                    self._awaiting.future.set_result(None)
                 # Frames already read are stored even though the socket is gone.
                 await self._queue.put(None)
+        # Commands still queued find the connection closed and answer "offline" at once.
+        await asyncio.gather(*self._command_tasks, return_exceptions=True)
+
+    # -- commands: CALLs the hub sends --------------------------------------------------------
+
+    async def on_command(self, msg: Msg) -> None:
+        try:
+            request = request_decoder.decode(msg.data)
+        except msgspec.DecodeError as error:
+            await _respond(
+                msg,
+                CommandReply(
+                    command_id="",
+                    status="invalid",
+                    error_description=f"bad command request: {error}",
+                ),
+            )
+            return
+        problem = self._gateway.check_command(self._link, request)
+        if problem is not None:
+            await _respond(msg, problem)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_command(msg, request))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _answer_command(self, msg: Msg, request: CommandRequest) -> None:
+        reply = await self.call(request)
+        self._log.info(
+            "ocpp.command",
+            action=request.action,
+            unique_id=request.command_id,
+            outcome=reply.status,
+            error_code=reply.error_code or None,
+        )
+        await _respond(msg, reply)
+
+    async def call(self, request: CommandRequest) -> CommandReply:
+        """Send one CALL to the charger and wait for its answer, one CALL at a time."""
+        if self._commands_waiting >= _COMMAND_QUEUE_DEPTH:
+            return CommandReply(
+                command_id=request.command_id,
+                status="busy",
+                error_description=f"{_COMMAND_QUEUE_DEPTH} commands already wait for this charger",
+            )
+        self._commands_waiting += 1
+        try:
+            async with self._call_lock:
+                return await self._call_locked(request)
+        finally:
+            self._commands_waiting -= 1
+
+    async def _call_locked(self, request: CommandRequest) -> CommandReply:
+        event, frame = outbound_call(
+            self._link, request.command_id, request.action, request.payload, at=now_ms()
+        )
+        future: asyncio.Future[CallOutcome | None] = asyncio.get_running_loop().create_future()
+        self._awaiting = _AwaitedAnswer(request.command_id, request.action, future)
+        try:
+            # Persist, then send: the CALL is in the stream before the charger sees it.
+            await self._gateway.store_events([event])
+            try:
+                await self._websocket.send(frame, text=True)
+            except ConnectionClosed:
+                future.set_result(None)
+            try:
+                async with asyncio.timeout(request.timeout_s):
+                    outcome = await future
+            except TimeoutError:
+                return CommandReply(
+                    command_id=request.command_id,
+                    status="timeout",
+                    error_description=f"no answer within {request.timeout_s} s",
+                )
+        finally:
+            self._awaiting = None
+        if outcome is None:
+            return CommandReply(
+                command_id=request.command_id,
+                status="offline",
+                error_description="the charger disconnected before answering",
+            )
+        return CommandReply(
+            command_id=request.command_id,
+            status=outcome.status,
+            payload=outcome.payload,
+            error_code=outcome.error_code,
+            error_description=outcome.error_description,
+        )
 
     async def _read(self) -> None:
         settings = self._gateway.settings
@@ -465,8 +624,19 @@ class _ChargerSession:
         while (item := await self._queue.get()) is not None:
             data, received_at, inbound, counted = item
             started = time.perf_counter()
-            exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
+            awaited = self._awaiting
+            outcome: CallOutcome | None = None
+            if (
+                isinstance(inbound, CallResult | CallError)
+                and awaited is not None
+                and awaited.unique_id == inbound.unique_id
+            ):
+                exchange, outcome = settle(self._link, awaited.action, inbound, data, received_at)
+            else:
+                exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
             sequences = await self._gateway.store(exchange)
+            if outcome is not None and awaited is not None and not awaited.future.done():
+                awaited.future.set_result(outcome)
             if exchange.reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(exchange.reply, text=True)
@@ -480,6 +650,18 @@ class _ChargerSession:
                 seq=sequences[0] if sequences else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+class _AwaitedAnswer(msgspec.Struct):
+    unique_id: str
+    action: str
+    # None: the connection closed before the charger answered.
+    future: asyncio.Future[CallOutcome | None]
+
+
+async def _respond(msg: Msg, reply: CommandReply) -> None:
+    if msg.reply:
+        await msg.respond(request_encoder.encode(reply))
 
 
 def _remote(connection: ServerConnection) -> str:

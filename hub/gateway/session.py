@@ -4,7 +4,7 @@ to send out. No I/O happens here; ``hub.gateway.server`` does it in that order."
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -262,4 +262,79 @@ def connection_replaced(old: Link, new: Link, *, at: int) -> ChargerReplaced:
         connection_id=old.connection_id,
         new_connection_id=new.connection_id,
         new_gateway_id=new.gateway_id,
+    )
+
+
+class CallOutcome(msgspec.Struct, frozen=True, gc=False):
+    """How the charger answered a CALL the hub sent it."""
+
+    status: Literal["answered", "callerror", "invalid_answer"]
+    payload: msgspec.Raw
+    error_code: str = ""
+    error_description: str = ""
+
+
+def outbound_call(
+    link: Link, unique_id: str, action: str, payload: msgspec.Raw, *, at: int
+) -> tuple[OcppFrame, bytes]:
+    """The event recording a CALL the hub sends, and the frame itself."""
+    frame = frames.encode_call(unique_id, action, payload)
+    event = frame_event(
+        link,
+        direction="out",
+        message_type="CALL",
+        unique_id=unique_id,
+        action=action,
+        payload=payload,
+        identity=frame,
+        received_at=at,
+    )
+    return event, frame
+
+
+def settle(
+    link: Link, action: str, inbound: CallResult | CallError, raw: bytes, at: int
+) -> tuple[Exchange, CallOutcome]:
+    """Record the charger's answer to our CALL for ``action`` and say what it was."""
+    if isinstance(inbound, CallError):
+        event = frame_event(
+            link,
+            direction="in",
+            message_type="CALLERROR",
+            unique_id=inbound.unique_id,
+            action=action,
+            payload=inbound.details,
+            identity=raw,
+            received_at=at,
+            error_code=inbound.error_code,
+            error_description=inbound.error_description,
+        )
+        outcome = CallOutcome(
+            "callerror", inbound.details, inbound.error_code, inbound.error_description
+        )
+        return Exchange([event], None, action, inbound.unique_id, inbound.error_code), outcome
+    result = ocpp.validate_result(link.ocpp_version, action, inbound.payload)
+    if isinstance(result, ocpp.PayloadError):
+        broken = Malformed(
+            "schema_violation",
+            result.code,
+            result.description,
+            unique_id=inbound.unique_id,
+            action=action,
+            answerable=False,
+        )
+        outcome = CallOutcome("invalid_answer", inbound.payload, result.code, result.description)
+        return reject(link, broken, raw, at), outcome
+    event = frame_event(
+        link,
+        direction="in",
+        message_type="CALLRESULT",
+        unique_id=inbound.unique_id,
+        action=action,
+        payload=inbound.payload,
+        identity=raw,
+        received_at=at,
+    )
+    return Exchange([event], None, action, inbound.unique_id, "ok"), CallOutcome(
+        "answered", inbound.payload
     )

@@ -18,7 +18,12 @@ from schemas.events import Event, decode_event
 
 @contextlib.asynccontextmanager
 async def ocpp_charger(
-    port: int, charge_point_id: str, *, path: str = "/ocpp/", **connect_kwargs: Any
+    port: int,
+    charge_point_id: str,
+    *,
+    path: str = "/ocpp/",
+    charger_class: type[ChargePoint] = ChargePoint,
+    **connect_kwargs: Any,
 ) -> AsyncIterator[ChargePoint]:
     """A charger built on the ocpp library's v16 ChargePoint, which validates every answer
     against the official JSON schemas."""
@@ -26,7 +31,7 @@ async def ocpp_charger(
 
     url = f"ws://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
     async with connect(url, subprotocols=["ocpp1.6"], **connect_kwargs) as websocket:
-        charger = ChargePoint(charge_point_id, websocket)
+        charger = charger_class(charge_point_id, websocket)
         runner = asyncio.create_task(charger.start())
         try:
             yield charger

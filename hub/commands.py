@@ -1,0 +1,63 @@
+"""Asking the gateway that holds a charger to send it a CALL, over NATS request/reply."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from hub.subjects import encode_token
+from schemas.commands import (
+    COMMAND_SUBJECT_PREFIX,
+    CommandReply,
+    CommandRequest,
+    reply_decoder,
+    request_encoder,
+)
+
+# How much longer than the charger's own deadline to wait for the gateway's reply, which
+# also covers storing the CALL and queueing behind earlier commands for the same charger.
+_GATEWAY_GRACE_S = 5.0
+
+
+def command_subject(charge_point_id: str) -> str:
+    return f"{COMMAND_SUBJECT_PREFIX}.{encode_token(charge_point_id)}"
+
+
+async def send_command(
+    client: NatsClient,
+    charge_point_id: str,
+    action: str,
+    payload: bytes | msgspec.Raw,
+    *,
+    command_id: str | None = None,
+    timeout_s: float = 30.0,
+) -> CommandReply:
+    """The charger's answer, or why there is none (offline, timeout, invalid, busy)."""
+    request = CommandRequest(
+        command_id=command_id or uuid.uuid4().hex,
+        action=action,
+        payload=payload if isinstance(payload, msgspec.Raw) else msgspec.Raw(payload),
+        timeout_s=timeout_s,
+    )
+    try:
+        msg = await client.request(
+            command_subject(charge_point_id),
+            request_encoder.encode(request),
+            timeout=timeout_s + _GATEWAY_GRACE_S,
+        )
+    except nats.errors.NoRespondersError:
+        return CommandReply(
+            command_id=request.command_id,
+            status="offline",
+            error_description=f"no gateway holds a connection from {charge_point_id!r}",
+        )
+    except nats.errors.TimeoutError:
+        return CommandReply(
+            command_id=request.command_id,
+            status="timeout",
+            error_description="the gateway did not reply in time",
+        )
+    return reply_decoder.decode(msg.data)
