@@ -174,6 +174,8 @@ def target_spec(name: str, port: int, data_dir: Path, hub_url_path: str) -> Targ
                 "--port",
                 str(port),
                 "--allow-unknown-chargers",
+                # The ingest benchmark measures the gateway alone, comparable across reports.
+                "--no-ui",
             ],
             HUB_READY_MARKER,
             hub_url_path,

@@ -19,6 +19,7 @@ import uvloop
 from hub import logs
 from hub.bus import Connection, EventStore
 from hub.config import Settings, from_environment, with_gateway_id
+from hub.fanout import cli as fanout_cli
 from hub.gateway.server import charge_point_id_from_path, now_ms
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
@@ -81,6 +82,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if gateway:
         changes["gateway"] = msgspec.structs.replace(settings.gateway, **gateway)
     settings = msgspec.structs.replace(settings, **changes)
+    settings = fanout_cli.apply_flags(settings, args)
     return with_gateway_id(settings)
 
 
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     tag_remove.add_argument("id_tag")
     tag_commands.add_parser("list", help="list id tags", parents=[common])
 
+    fanout_cli.add_commands(commands, common)
+
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
     from hub.simulator import add_simulate_arguments
 
@@ -174,13 +178,19 @@ async def _up(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with nats_server_for(settings) as url, running_gateway(settings, url) as gateway:
+    async with (
+        nats_server_for(settings) as url,
+        running_gateway(settings, url) as gateway,
+        fanout_cli.optional_fanout(settings, url) as ui,
+    ):
         host = settings.gateway.host
         print(
             f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
             f"nats {url} data {settings.data_dir}",
             flush=True,
         )
+        if ui:
+            print(ui, flush=True)
         await stop.wait()
     return 0
 
@@ -299,10 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hub: {error}", file=sys.stderr)
         return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
-    default_level = "info" if args.command == "up" else "warning"
+    default_level = "info" if args.command in ("up", "fanout") else "warning"
     logs.configure(args.log_level or default_level, settings.log_format)
     if args.command == "up":
         return uvloop.run(_up(settings))
+    if args.command == "fanout":
+        return uvloop.run(fanout_cli.fanout_command(settings))
+    if args.command == "token":
+        return fanout_cli.token_main(settings, args)
     return asyncio.run(_admin(settings, args))
 
 

@@ -86,6 +86,8 @@ async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
         str(tmp_path),
         "--port",
         "0",
+        "--ui-port",
+        "0",
         "--allow-unknown-chargers",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

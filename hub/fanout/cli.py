@@ -1,0 +1,137 @@
+"""The fan-out's command-line pieces: ``hub up`` flags, ``hub fanout``, ``hub token``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import msgspec
+
+from hub.config import Settings
+from hub.fanout.app import running_fanout, signing_key
+from hub.fanout.auth import mint
+
+DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
+
+
+def add_ui_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ui-host", help="address the UI fan-out binds (default 127.0.0.1)")
+    parser.add_argument("--ui-port", type=int, help="UI fan-out port (default 8080, 0 picks one)")
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``hub fanout`` and ``hub token``; ``commands`` is the parser's subparsers action."""
+    fanout = commands.add_parser(
+        "fanout", parents=[common], help="run only the UI fan-out against HUB_NATS_URL"
+    )
+    add_ui_flags(fanout)
+    token = commands.add_parser("token", parents=[common], help="mint a UI access token (JWT)")
+    token.add_argument(
+        "--chargers", default="*", help="comma-separated charger ids, or * (default) for all"
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
+    token.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    token.add_argument("--subject", default="", help="who the token is for (the sub claim)")
+    add_up = commands.choices.get("up")
+    if add_up is not None:
+        add_ui_flags(add_up)
+        add_up.add_argument("--no-ui", action="store_true", help="do not start the UI fan-out")
+
+
+def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    changes: dict[str, object] = {}
+    if getattr(args, "ui_host", None):
+        changes["host"] = args.ui_host
+    if getattr(args, "ui_port", None) is not None:
+        changes["port"] = args.ui_port
+    if getattr(args, "no_ui", False):
+        changes["enabled"] = False
+    if not changes:
+        return settings
+    return msgspec.structs.replace(
+        settings, fanout=msgspec.structs.replace(settings.fanout, **changes)
+    )
+
+
+def demo_token(settings: Settings) -> str:
+    return mint(
+        signing_key(settings),
+        settings.fanout.jwt_algorithm,
+        chargers="*",
+        ttl_s=DEMO_TOKEN_TTL_S,
+        role="admin",
+        subject="hub-up",
+    )
+
+
+@contextlib.asynccontextmanager
+async def optional_fanout(settings: Settings, nats_url: str) -> AsyncIterator[str]:
+    """For ``hub up``: the fan-out if enabled; yields lines to print once the hub is ready."""
+    if not settings.fanout.enabled:
+        yield ""
+        return
+    async with running_fanout(settings, nats_url) as port:
+        token = demo_token(settings)
+        base = f"http://{settings.fanout.host}:{port}"
+        yield (
+            f"ui: {base}/#token={token}\n"
+            f"admin token (expires in {DEMO_TOKEN_TTL_S // 86400} days; `hub token` mints more): "
+            f"{token}"
+        )
+
+
+def token_main(settings: Settings, args: argparse.Namespace) -> int:
+    chargers: list[str] | str = "*"
+    if args.chargers.strip() != "*":
+        chargers = [c.strip() for c in args.chargers.split(",") if c.strip()]
+        if not chargers:
+            raise SystemExit("hub: --chargers: give charger ids or *")
+    if args.ttl <= 0:
+        raise SystemExit("hub: --ttl must be positive")
+    scope: Any = chargers
+    print(
+        mint(
+            signing_key(settings),
+            settings.fanout.jwt_algorithm,
+            chargers=scope,
+            ttl_s=args.ttl,
+            role=args.role,
+            subject=args.subject,
+        )
+    )
+    return 0
+
+
+async def fanout_main(settings: Settings, nats_url: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_fanout(settings, nats_url) as port:
+        print(f"fanout ready: http://{settings.fanout.host}:{port}/ nats {nats_url}", flush=True)
+        await stop.wait()
+    return 0
+
+
+async def fanout_command(settings: Settings) -> int:
+    """``hub fanout``: HUB_NATS_URL, or the NATS of a hub running on this data directory."""
+    from hub.runtime import nats_url_file, reachable
+
+    url = settings.nats_url
+    if not url:
+        url_file = nats_url_file(settings.data_dir)
+        if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
+            url = candidate
+    if not url:
+        print(
+            "hub: fanout needs a NATS with the event stream: set HUB_NATS_URL (or --nats-url), "
+            "or run `hub up` on this data directory",
+            file=sys.stderr,
+        )
+        return 2
+    return await fanout_main(settings, url)
