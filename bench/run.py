@@ -890,6 +890,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hub-url-path", default="/ocpp", help="path prefix of the hub's OCPP endpoint"
     )
     ingest_parser.add_argument("--keep-logs", action="store_true", help="keep server/load logs")
+    fanout_parser = sub.add_parser("fanout", help="UI fan-out: frame sent -> UI message received")
+    fanout_parser.add_argument("--chargers", type=int, default=1000)
+    fanout_parser.add_argument("--per-charger", type=int, default=10, help="UI subscribers each")
+    fanout_parser.add_argument("--interval", type=float, default=2.0, help="s between frames")
+    fanout_parser.add_argument("--window", type=float, default=20.0, help="seconds measured")
+    fanout_parser.add_argument("--targets", default="hub,poll", help="hub, poll or both")
+    fanout_parser.add_argument("--quick", action="store_true", help="20 chargers, 3 s: a smoke run")
+    fanout_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
     return parser
 
 
@@ -912,6 +920,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.benchmark == "fanout":
+        from bench import fanout
+
+        return fanout.main(args)
     settings = settings_from_args(args)
     report = asyncio.run(ingest(settings))
     md_path, json_path = write_report(report, settings.out_dir)
