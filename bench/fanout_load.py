@@ -35,7 +35,8 @@ def _emit(event: str, **fields: Any) -> None:
 
 async def _line() -> str:
     # A thread, because asyncio has no portable non-blocking stdin reader.
-    return (await asyncio.to_thread(sys.stdin.readline)).strip()
+    line: str = await asyncio.to_thread(sys.stdin.readline)
+    return line.strip()
 
 
 def _ids(args: argparse.Namespace) -> list[str]:
