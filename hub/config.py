@@ -65,6 +65,17 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
     client_messages_per_s: float = 20.0
 
 
+class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The ClickHouse projections (projections/): where they go and how they batch."""
+
+    enabled: bool = True  # whether `hub up` runs the projection runner
+    clickhouse_url: str = ""  # empty: embedded chDB under <data_dir>/clickhouse
+    database: str = "ocpp"
+    batch_size: int = 1000
+    linger_s: float = 0.05
+    snapshot_every: int = 50_000
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path("data")
     nats_url: str = ""  # empty: start the embedded nats-server
@@ -72,6 +83,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamSettings = StreamSettings()
     gateway: GatewaySettings = GatewaySettings()
     fanout: FanoutSettings = FanoutSettings()
+    projections: ProjectionSettings = ProjectionSettings()
     log_level: str = "info"
     # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -108,13 +120,24 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_FANOUT_HISTORY": ("fanout", "history_per_charger"),
     "HUB_FANOUT_CLIENT_QUEUE": ("fanout", "client_queue"),
     "HUB_FANOUT_COMPRESS": ("fanout", "compress"),
+    "HUB_PROJECTIONS": ("projections", "enabled"),
+    "HUB_CLICKHOUSE_URL": ("projections", "clickhouse_url"),
+    "HUB_CLICKHOUSE_DATABASE": ("projections", "database"),
+    "HUB_PROJECTION_BATCH_SIZE": ("projections", "batch_size"),
+    "HUB_PROJECTION_LINGER": ("projections", "linger_s"),
 }
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     """``HUB_*`` variables over the defaults; CLI flags are applied on top by the caller."""
     env = os.environ if environ is None else environ
-    sections: dict[str, dict[str, str]] = {"": {}, "gateway": {}, "stream": {}, "fanout": {}}
+    sections: dict[str, dict[str, str]] = {
+        "": {},
+        "gateway": {},
+        "stream": {},
+        "fanout": {},
+        "projections": {},
+    }
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
             sections[section][field] = env[variable]
@@ -123,6 +146,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "gateway": sections["gateway"],
         "stream": sections["stream"],
         "fanout": sections["fanout"],
+        "projections": sections["projections"],
     }
     try:
         return msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)

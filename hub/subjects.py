@@ -7,7 +7,7 @@ Events live under ``ev.``::
     ev.cp.<charger>.rejected.<reason>   inbound frames the gateway refused
     ev.cp.<charger>.conn.<what>         opened / closed / replaced
     ev.gw.refused                       handshakes refused before a charger id was trusted
-    ev.admin.<kind>                     operator actions: registrations, id tags, ...
+    ev.admin.<kind>                     operator actions: registrations, id tags, tariffs, ...
 
 so ``ev.cp.CP-1.>`` follows one charger and ``ev.cp.*.*.StartTransaction`` one action.
 """

@@ -148,8 +148,83 @@ class IdTagRemoved(_AdminEvent, frozen=True, kw_only=True, tag="admin.idtag.remo
     id_tag: str
 
 
+class TariffBand(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Prices for a time-of-day window, ``HH:MM`` to ``HH:MM`` UTC (may wrap past midnight)."""
+
+    start: str
+    end: str
+    per_kwh: str = "0"
+    per_minute: str = "0"
+
+
+class TariffSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.tariff.set"):
+    """A tariff an operator put in force; billing applies it to sessions starting from then.
+
+    Prices are decimal strings so money never passes through a float. An empty
+    ``charge_point_id`` makes it the default for every charger without a tariff of its own.
+    ``effective_from`` is Unix ms; 0 means from ``received_at``.
+    """
+
+    tariff_id: str
+    charge_point_id: str = ""
+    currency: str = "EUR"
+    per_kwh: str = "0"
+    per_minute: str = "0"
+    session_fee: str = "0"
+    bands: tuple[TariffBand, ...] = ()
+    effective_from: int = 0
+
+
+class CommandRequested(_AdminEvent, frozen=True, kw_only=True, tag="admin.command.requested"):
+    """An operator asked, through the command API, for a CALL to a charger; stored before it
+    is sent. ``command_id`` is the CALL's OCPP-J unique id; ``payload`` the request as sent."""
+
+    command_id: str
+    charge_point_id: str
+    action: str
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+    timeout_s: float = 30.0
+
+
+class CommandFinished(_AdminEvent, frozen=True, kw_only=True, tag="admin.command.finished"):
+    """What became of a requested command, as the API learnt it from the gateway's reply.
+
+    ``status`` is the reply's (``answered``, ``callerror``, ``timeout``, ``offline``,
+    ``busy``, ``invalid``, ``invalid_answer``); ``payload`` is the charger's CALLRESULT payload.
+    """
+
+    command_id: str
+    charge_point_id: str
+    action: str
+    status: str
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+    error_code: str = ""
+    error_description: str = ""
+
+
+class AccessDenied(_AdminEvent, frozen=True, kw_only=True, tag="admin.access.denied"):
+    """An API request refused for want of a valid token (401), a role or a scope (403).
+
+    ``actor`` is the token's subject when the token was valid, else empty."""
+
+    method: str
+    path: str
+    http_status: int
+    reason: str
+    charge_point_id: str = ""
+
+
 ChargerEvent = OcppFrame | FrameRejected | ChargerConnected | ChargerDisconnected | ChargerReplaced
-AdminEvent = ChargerRegistered | ChargerUnregistered | IdTagUpserted | IdTagRemoved
+AdminEvent = (
+    ChargerRegistered
+    | ChargerUnregistered
+    | IdTagUpserted
+    | IdTagRemoved
+    | TariffSet
+    | CommandRequested
+    | CommandFinished
+    | AccessDenied
+)
 Event = ChargerEvent | ConnectionRefused | AdminEvent
 
 _encoder: Final = msgspec.json.Encoder()

@@ -1,0 +1,79 @@
+"""chDB: the ClickHouse engine inside this process, data under the hub's data directory.
+
+A chDB session is not thread-safe and one process may hold one data path, so every call
+goes through one dedicated thread that owns the session; the event loop only awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from projections.backends import BackendError
+from projections.schema import INSERT_SETTINGS
+
+T = TypeVar("T")
+
+_SETTINGS_SQL = ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items())
+
+
+class ChdbBackend:
+    name = "chdb"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chdb")
+        self._session: Any = None
+
+    def _open(self) -> Any:
+        if self._session is None:
+            from chdb import session
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            # chDB ships no type hints.
+            self._session = session.Session(str(self.path))  # type: ignore[no-untyped-call]
+        return self._session
+
+    async def _run(self, call: Callable[[Any], T]) -> T:
+        def work() -> T:
+            return call(self._open())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except BackendError:
+            raise
+        except Exception as error:  # chDB raises its own ChdbError/RuntimeError types
+            raise BackendError(str(error).strip()) from None
+
+    async def execute(self, sql: str) -> None:
+        await self._run(lambda session: session.query(sql, "Null"))
+
+    async def query(self, sql: str, *, fmt: str = "JSONEachRow", readonly: bool = False) -> bytes:
+        # chDB has no per-call read-only switch; callers check statements (projections.query).
+        def run(session: Any) -> bytes:
+            result = session.query(sql, fmt)
+            data: bytes = result.bytes()
+            return data
+
+        return await self._run(run)
+
+    async def insert(self, table: str, body: bytes, *, token: str) -> None:
+        sql = (
+            f"INSERT INTO {table} SETTINGS {_SETTINGS_SQL}, insert_deduplication_token = "
+            f"'{token}' FORMAT JSONEachRow\n"
+        )
+        text = sql + body.decode()
+        await self._run(lambda session: session.query(text, "Null"))
+
+    async def close(self) -> None:
+        def close(_: Any) -> None:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+        if self._session is not None:
+            await self._run(close)
+        self._executor.shutdown(wait=True)

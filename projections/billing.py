@@ -1,0 +1,49 @@
+"""Billing: the tariff in force at a session's start, applied by the one cost function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from projections.rows import BillingRow
+from projections.state import Session, TariffEntry
+from projections.tariffs import Point, Tariff, session_cost
+from projections.timeutil import ch_time
+
+
+def tariff_for(entries: Sequence[TariffEntry], charge_point_id: str, at_ms: int) -> Tariff:
+    """The charger's own tariff in force at ``at_ms``, else the default one, else none.
+
+    Among several in force, the latest ``effective_from`` wins, then the latest recorded.
+    """
+    for target in (charge_point_id, ""):
+        best: TariffEntry | None = None
+        for entry in entries:
+            in_force = entry.charge_point_id == target and entry.effective_from <= at_ms
+            if in_force and (best is None or entry.effective_from >= best.effective_from):
+                best = entry
+        if best is not None:
+            return best.tariff
+    return Tariff()
+
+
+def billing_row(
+    seq: int, session: Session, curve: Sequence[Point], duration_s: float
+) -> BillingRow:
+    tariff = session.tariff or Tariff()
+    cost = session_cost(tariff, curve)
+    return BillingRow(
+        seq=seq,
+        charge_point_id=session.charge_point_id,
+        session_id=session.session_id,
+        transaction_id=session.transaction_id,
+        tariff_id=tariff.tariff_id,
+        currency=tariff.currency,
+        energy_wh=round(curve[-1][1] - curve[0][1], 6) if len(curve) > 1 else 0.0,
+        duration_s=duration_s,
+        energy_cost=cost.energy_cost,
+        time_cost=cost.time_cost,
+        session_fee=cost.session_fee,
+        total=cost.total,
+        state=session.state,
+        updated_at=ch_time(session.updated_ms),
+    )

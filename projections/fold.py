@@ -1,0 +1,225 @@
+"""The pure core of every projection: (state, seq, event) -> state changed, rows out.
+
+``apply`` is called once per stored event, in stream order, by the runner and by replay
+alike; the rows it adds to ``out`` depend only on the events so far, never on how they
+were batched or on a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from projections import sessions
+from projections.events_log import event_row, undecodable_row
+from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, Output
+from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, TariffEntry, key
+from projections.tariffs import Tariff
+from projections.timeutil import ch_time, parse_ms
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerRegistered,
+    ChargerUnregistered,
+    Event,
+    FrameRejected,
+    OcppFrame,
+    TariffSet,
+    decode_event,
+)
+from schemas.ocpp import PayloadError, validate_call, validate_result
+from schemas.ocpp.v16 import (
+    BootNotificationRequest,
+    MeterValuesRequest,
+    StartTransactionRequest,
+    StartTransactionResponse,
+    StatusNotificationRequest,
+    StopTransactionRequest,
+)
+
+# CALLs from chargers that the projections read at once; StartTransaction waits for the
+# answer that carries its transaction id.
+_READ_AT_CALL: Final = frozenset(
+    {"BootNotification", "StatusNotification", "MeterValues", "StopTransaction"}
+)
+
+
+def apply_message(state: State, out: Output, seq: int, data: bytes) -> int:
+    """Apply one stored message and return its ``received_at``; one that does not decode is
+    recorded in projection_errors, never fatal."""
+    try:
+        event = decode_event(data)
+    except msgspec.DecodeError as error:
+        out.add(undecodable_row(seq, data))
+        out.add(_error(seq, 0, "events", "", f"undecodable event: {error}"))
+        state.last_seq = seq
+        return 0
+    apply(state, out, seq, event)
+    return event.received_at
+
+
+def apply(state: State, out: Output, seq: int, event: Event) -> None:
+    out.add(event_row(seq, event))
+    try:
+        _apply(state, out, seq, event)
+    except (ValueError, msgspec.ValidationError) as error:
+        # A charger's nonsense (an impossible timestamp, ...) costs its own row, not the run.
+        out.add(
+            _error(
+                seq,
+                event.received_at,
+                "sessions",
+                getattr(event, "charge_point_id", ""),
+                str(error),
+            )
+        )
+    state.last_seq = seq
+
+
+def _apply(state: State, out: Output, seq: int, event: Event) -> None:
+    match event:
+        case OcppFrame():
+            _frame(state, out, seq, event)
+        case FrameRejected():
+            out.add(
+                _error(
+                    seq,
+                    event.received_at,
+                    "ocpp",
+                    event.charge_point_id,
+                    f"rejected frame ({event.reason}): {event.error_description}",
+                )
+            )
+        case ChargerConnected(charge_point_id=cp):
+            _charge_point(state, out, seq, event.received_at, cp, connected=True)
+        case ChargerDisconnected(charge_point_id=cp):
+            _charge_point(state, out, seq, event.received_at, cp, connected=False)
+        case ChargerRegistered(charge_point_id=cp):
+            _charge_point(state, out, seq, event.received_at, cp, registered=True)
+        case ChargerUnregistered(charge_point_id=cp):
+            _charge_point(state, out, seq, event.received_at, cp, registered=False)
+        case TariffSet():
+            state.tariffs.append(
+                TariffEntry(
+                    charge_point_id=event.charge_point_id,
+                    effective_from=event.effective_from or event.received_at,
+                    tariff=Tariff(
+                        tariff_id=event.tariff_id,
+                        currency=event.currency,
+                        per_kwh=event.per_kwh,
+                        per_minute=event.per_minute,
+                        session_fee=event.session_fee,
+                        bands=event.bands,
+                    ),
+                )
+            )
+
+
+def _frame(state: State, out: Output, seq: int, frame: OcppFrame) -> None:
+    cp = frame.charge_point_id
+    if frame.direction == "in" and frame.message_type == "CALL":
+        if frame.action == "StartTransaction":
+            state.pending[key(cp, frame.unique_id)] = PendingCall(
+                action=frame.action, payload=bytes(frame.payload).decode(), seq=seq
+            )
+            if len(state.pending) > MAX_PENDING:
+                del state.pending[next(iter(state.pending))]
+            return
+        if frame.action not in _READ_AT_CALL:
+            return
+        request = validate_call(frame.ocpp_version, frame.action, frame.payload)
+        if isinstance(request, PayloadError):
+            out.add(_error(seq, frame.received_at, "ocpp", cp, f"{frame.action}: {request}"))
+            return
+        match request:
+            case BootNotificationRequest():
+                serial = request.charge_point_serial_number
+                if not isinstance(serial, str):
+                    serial = request.charge_box_serial_number
+                firmware = request.firmware_version
+                _charge_point(
+                    state,
+                    out,
+                    seq,
+                    frame.received_at,
+                    cp,
+                    vendor=request.charge_point_vendor,
+                    model=request.charge_point_model,
+                    serial_number=serial if isinstance(serial, str) else "",
+                    firmware_version=firmware if isinstance(firmware, str) else "",
+                    last_boot_ms=frame.received_at,
+                )
+            case StatusNotificationRequest():
+                _status(out, seq, frame, request)
+            case MeterValuesRequest():
+                sessions.meter_values(state, out, seq, frame.received_at, cp, request)
+            case StopTransactionRequest():
+                sessions.stop(state, out, seq, frame.received_at, cp, request)
+        return
+    if frame.direction == "out" and frame.action == "StartTransaction":
+        pending = state.pending.pop(key(cp, frame.unique_id), None)
+        if pending is None or frame.message_type != "CALLRESULT":
+            return
+        start = validate_call(frame.ocpp_version, "StartTransaction", pending.payload)
+        answer = validate_result(frame.ocpp_version, "StartTransaction", frame.payload)
+        if isinstance(start, StartTransactionRequest) and isinstance(
+            answer, StartTransactionResponse
+        ):
+            sessions.start(state, out, seq, frame.received_at, cp, start, answer.transaction_id)
+        else:
+            out.add(_error(seq, frame.received_at, "ocpp", cp, "StartTransaction: undecodable"))
+
+
+def _status(out: Output, seq: int, frame: OcppFrame, request: StatusNotificationRequest) -> None:
+    timestamp = request.timestamp if isinstance(request.timestamp, str) else None
+    out.add(
+        ConnectorStatusRow(
+            seq=seq,
+            received_at=ch_time(frame.received_at),
+            timestamp=ch_time(parse_ms(timestamp)) if timestamp else None,
+            charge_point_id=frame.charge_point_id,
+            connector_id=request.connector_id,
+            status=request.status,
+            error_code=request.error_code,
+            info=request.info if isinstance(request.info, str) else "",
+            vendor_id=request.vendor_id if isinstance(request.vendor_id, str) else "",
+            vendor_error_code=(
+                request.vendor_error_code if isinstance(request.vendor_error_code, str) else ""
+            ),
+        )
+    )
+
+
+def _charge_point(
+    state: State, out: Output, seq: int, received_at: int, cp: str, **changes: object
+) -> None:
+    record = state.charge_points.get(cp)
+    if record is None:
+        record = state.charge_points[cp] = ChargePoint()
+    for name, value in changes.items():
+        setattr(record, name, value)
+    out.add(
+        ChargePointRow(
+            seq=seq,
+            charge_point_id=cp,
+            vendor=record.vendor,
+            model=record.model,
+            serial_number=record.serial_number,
+            firmware_version=record.firmware_version,
+            last_boot=ch_time(record.last_boot_ms) if record.last_boot_ms is not None else None,
+            connected=record.connected,
+            registered=record.registered,
+            updated_at=ch_time(received_at),
+        )
+    )
+
+
+def _error(seq: int, received_at: int, projection: str, cp: str, reason: str) -> ErrorRow:
+    return ErrorRow(
+        seq=seq,
+        received_at=ch_time(received_at),
+        projection=projection,
+        charge_point_id=cp,
+        reason=reason[:1000],
+    )

@@ -1,0 +1,159 @@
+"""One Struct per table: the rows the pure projections produce and the runner inserts.
+
+Times are ``DateTime64(3)`` strings from ``timeutil.ch_time``; ``seq`` is the stream sequence
+of the event whose projection produced the row, which is how a restart knows what is stored.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+
+class _Row(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    seq: int
+
+
+class EventRow(_Row, frozen=True, kw_only=True):
+    received_at: str
+    type: str
+    charge_point_id: str
+    ocpp_version: str
+    direction: str
+    message_type: str
+    unique_id: str
+    action: str
+    payload: str
+    error_code: str
+
+
+class ChargePointRow(_Row, frozen=True, kw_only=True):
+    charge_point_id: str
+    vendor: str
+    model: str
+    serial_number: str
+    firmware_version: str
+    last_boot: str | None
+    connected: bool
+    registered: bool
+    updated_at: str
+
+
+class ConnectorStatusRow(_Row, frozen=True, kw_only=True):
+    received_at: str
+    timestamp: str | None
+    charge_point_id: str
+    connector_id: int
+    status: str
+    error_code: str
+    info: str
+    vendor_id: str
+    vendor_error_code: str
+
+
+class MeterValueRow(_Row, frozen=True, kw_only=True):
+    timestamp: str
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    session_id: str
+    measurand: str
+    phase: str
+    location: str
+    unit: str
+    context: str
+    value: float
+
+
+class SessionRow(_Row, frozen=True, kw_only=True):
+    charge_point_id: str
+    session_id: str
+    connector_id: int
+    transaction_id: int
+    id_tag: str
+    start_time: str | None
+    stop_time: str | None
+    meter_start: float | None
+    meter_stop: float | None
+    energy_wh: float
+    duration_s: float
+    stop_reason: str
+    state: str
+    flags: list[str]
+    updated_at: str
+
+
+class EnergyDeltaRow(_Row, frozen=True, kw_only=True):
+    charge_point_id: str
+    session_id: str
+    hour: str
+    energy_wh: float
+
+
+class BillingRow(_Row, frozen=True, kw_only=True):
+    charge_point_id: str
+    session_id: str
+    transaction_id: int
+    tariff_id: str
+    currency: str
+    energy_wh: float
+    duration_s: float
+    energy_cost: Decimal
+    time_cost: Decimal
+    session_fee: Decimal
+    total: Decimal
+    state: str
+    updated_at: str
+
+
+class ErrorRow(_Row, frozen=True, kw_only=True):
+    received_at: str
+    projection: str
+    charge_point_id: str
+    reason: str
+
+
+Row = (
+    EventRow
+    | ChargePointRow
+    | ConnectorStatusRow
+    | MeterValueRow
+    | SessionRow
+    | EnergyDeltaRow
+    | BillingRow
+    | ErrorRow
+)
+
+# Table each row type goes to; the runner does one INSERT per table per batch.
+TABLE_OF: dict[type[_Row], str] = {
+    EventRow: "events",
+    ChargePointRow: "charge_point_versions",
+    ConnectorStatusRow: "connector_status",
+    MeterValueRow: "meter_values",
+    SessionRow: "session_versions",
+    EnergyDeltaRow: "energy_deltas",
+    BillingRow: "billing_versions",
+    ErrorRow: "projection_errors",
+}
+TABLES: tuple[str, ...] = tuple(TABLE_OF.values())
+
+
+class Output:
+    """Rows produced by one batch, per table, with the tables a restart must not rewrite.
+
+    ``skip[table]`` is the highest seq already stored in it: rows at or below are dropped,
+    so re-projecting events after a crash repeats nothing.
+    """
+
+    def __init__(self, skip: dict[str, int] | None = None) -> None:
+        self.skip = skip or {}
+        self.rows: dict[str, list[_Row]] = {table: [] for table in TABLES}
+
+    def add(self, row: _Row) -> None:
+        table = TABLE_OF[type(row)]
+        if row.seq > self.skip.get(table, 0):
+            self.rows[table].append(row)
+
+    def count(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())

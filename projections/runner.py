@@ -1,0 +1,241 @@
+"""The one projection runner: fetch a batch, fold it, one INSERT per table, record, ack.
+
+    durable pull consumer ──fetch≤batch (linger)──▶ fold (pure, worker thread)
+        ▲                                              │ rows per table
+        └──── ack (AckAll) ◀── _progress row ◀── INSERT per table (backend thread)
+
+ClickHouse, not the consumer, is the record of what is stored: at start the runner reads
+each table's position and the latest state snapshot, and re-creates its durable consumer
+at the first event after that snapshot. Events are acked only after their rows are stored.
+A backend that fails pauses the runner, which retries the same batch with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from hub.bus import Connection
+from hub.subjects import EVENTS_WILDCARD
+from projections import store
+from projections.backends import Backend, BackendError
+from projections.fold import apply_message
+from projections.rows import Output
+from projections.state import State
+
+log = structlog.get_logger("projections.runner")
+
+_IDLE_WAIT_S: Final = 1.0
+_MAX_BACKOFF_S: Final = 5.0
+
+# (last seq of the batch, received_at of each of its events) once the batch is stored.
+OnStored = Callable[[int, list[int]], None]
+
+
+class RunnerSettings:
+    def __init__(
+        self,
+        *,
+        database: str = "ocpp",
+        batch_size: int = 1000,
+        linger_s: float = 0.05,
+        snapshot_every: int = 50_000,
+        durable: str = "projections",
+        stream: str = "OCPP_EVENTS",
+    ) -> None:
+        self.database = database
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.snapshot_every = snapshot_every
+        self.durable = durable
+        self.stream = stream
+
+
+async def retrying(what: str, call: Callable[[], object]) -> None:
+    """Run ``call`` (a coroutine factory) until it succeeds: a backend outage is a pause."""
+    backoff = 0.1
+    attempts = 0
+    while True:
+        try:
+            result = call()
+            if asyncio.iscoroutine(result):
+                await result
+        except BackendError as error:
+            attempts += 1
+            if attempts == 1:
+                log.warning("projections.backend_unavailable", what=what, error=str(error)[:300])
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            continue
+        if attempts:
+            log.info("projections.backend_back", what=what, attempts=attempts + 1)
+        return
+
+
+class Runner:
+    def __init__(
+        self,
+        connection: Connection,
+        backend: Backend,
+        settings: RunnerSettings,
+        *,
+        on_stored: OnStored | None = None,
+    ) -> None:
+        self.connection = connection
+        self.backend = backend
+        self.settings = settings
+        self.on_stored = on_stored
+        self.state = State()
+        self.lag_events = 0
+        self.lag_seconds = 0.0
+        self.ready = asyncio.Event()
+        self._skip: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._snapshot_seq = 0
+        self.projected_seq = 0
+        self._stored = asyncio.Condition()
+        # The fold is pure Python over a whole batch: off the event loop, in its own thread.
+        self._fold_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fold")
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold the runner between batches (replay swaps tables under this)."""
+        async with self._lock:
+            yield
+
+    async def wait_for(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is stored in every table."""
+        async with self._stored:
+            await self._stored.wait_for(lambda: self.projected_seq >= seq)
+
+    async def recover(self) -> int:
+        """Schema, positions and the latest snapshot; returns the first seq to read."""
+        db = self.settings.database
+        await retrying("schema", lambda: store.ensure_schema(self.backend, db))
+        done = 0
+        skip: dict[str, int] = {}
+
+        async def read() -> None:
+            nonlocal done, skip
+            done = await store.progress(self.backend, db)
+            skip = await store.positions(self.backend, db)
+            self.state = await store.load_snapshot(self.backend, db, done)
+
+        await retrying("positions", read)
+        self._skip = skip
+        self._snapshot_seq = self.state.last_seq
+        self.projected_seq = max(done, self.state.last_seq)
+        log.info("projections.recovered", snapshot_seq=self.state.last_seq, progress=done)
+        return self.state.last_seq + 1
+
+    async def _subscribe(self, start: int) -> object:
+        js = self.connection.js
+        name, stream = self.settings.durable, self.settings.stream
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(stream, name)
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=name,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_policy=AckPolicy.ALL,
+                filter_subject=EVENTS_WILDCARD,
+                ack_wait=120,
+                max_ack_pending=-1,
+                max_waiting=4,
+            ),
+        )
+        return await js.pull_subscribe_bind(durable=name, stream=stream)
+
+    async def run(self) -> None:
+        """Project until cancelled."""
+        start = await self.recover()
+        sub = await self._subscribe(start)
+        self.ready.set()
+        try:
+            while True:
+                messages = await self._fetch(sub)
+                if messages:
+                    async with self._lock:
+                        await self._project(messages)
+        finally:
+            self._fold_executor.shutdown(wait=True)
+
+    async def _fetch(self, sub: object) -> list[Msg]:
+        fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription
+        size = self.settings.batch_size
+        try:
+            messages: list[Msg] = await fetch(size, timeout=_IDLE_WAIT_S)
+        except (nats.errors.TimeoutError, TimeoutError):
+            self.lag_events, self.lag_seconds = 0, 0.0
+            return []
+        except nats.errors.Error as error:
+            log.warning("projections.fetch_failed", error=str(error) or type(error).__name__)
+            await self.connection.connected.wait()
+            return []
+        # Linger a little for a fuller batch: fewer, larger inserts.
+        deadline = time.monotonic() + self.settings.linger_s
+        while len(messages) < size and (remaining := deadline - time.monotonic()) > 0.001:
+            try:
+                messages += await fetch(size - len(messages), timeout=remaining)
+            except (nats.errors.TimeoutError, TimeoutError):
+                break
+        return messages
+
+    async def _project(self, messages: list[Msg]) -> None:
+        batch = [
+            (msg.metadata.sequence.stream, msg.data)
+            for msg in messages
+            if msg.metadata.sequence.stream > self.state.last_seq
+        ]
+        if batch:
+            loop = asyncio.get_running_loop()
+            state, skip = self.state, self._skip
+            out, received = await loop.run_in_executor(
+                self._fold_executor, fold_batch, state, skip, batch
+            )
+            first, last = batch[0][0], batch[-1][0]
+            db = self.settings.database
+            await retrying("insert", lambda: store.store_batch(self.backend, db, out, first, last))
+            if last - self._snapshot_seq >= self.settings.snapshot_every:
+                await retrying("snapshot", lambda: store.save_snapshot(self.backend, db, state))
+                self._snapshot_seq = last
+            async with self._stored:
+                self.projected_seq = last
+                self._stored.notify_all()
+            if self.on_stored is not None:
+                self.on_stored(last, received)
+            log.debug("projections.batch", first=first, last=last, rows=out.count())
+            latest = max(received) if received else 0
+        else:
+            latest = 0
+        tail = messages[-1]
+        self.lag_events = tail.metadata.num_pending
+        self.lag_seconds = (
+            max(0.0, time.time() - latest / 1000) if self.lag_events and latest else 0.0
+        )
+        # A lost ack only means a redelivery, which the seq check above skips.
+        with contextlib.suppress(nats.errors.Error):
+            await tail.ack()
+
+
+def fold_batch(
+    state: State, skip: dict[str, int], batch: list[tuple[int, bytes]]
+) -> tuple[Output, list[int]]:
+    """The batch's rows (minus what ``skip`` says is stored) and each event's received_at."""
+    out = Output(skip)
+    received: list[int] = []
+    for seq, data in batch:
+        received.append(apply_message(state, out, seq, data))
+    return out, received

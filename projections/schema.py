@@ -1,0 +1,208 @@
+"""The DDL, one SQL for chDB and ClickHouse server alike.
+
+Every table is append-only and every row carries the ``seq`` of the event that produced it.
+Rows that evolve (a session, its bill, a charger) are written as versions; the views
+``sessions``, ``billing`` and ``charge_points`` pick each key's latest version, and
+``energy_hourly`` sums per-hour changes. So no query needs FINAL, and a restart that skips
+what each table already holds can neither lose nor double a row (docs/projections.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Tables that hold rows of one projection group; `hub replay --projection NAME` rebuilds a
+# group. The names analysts query (views) map onto the tables behind them.
+GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "events": ("events",),
+    "charge_points": ("charge_point_versions",),
+    "connector_status": ("connector_status",),
+    "meter_values": ("meter_values",),
+    "sessions": ("session_versions", "energy_deltas", "billing_versions"),
+    "projection_errors": ("projection_errors",),
+}
+ALIASES: Final = {"energy_hourly": "sessions", "billing": "sessions"}
+
+# Table settings: a window of recent insert tokens per table, so that a retried INSERT whose
+# first attempt did land (a timeout after the commit) is stored once. Off by default on
+# non-replicated tables, hence set here explicitly.
+_SETTINGS: Final = "SETTINGS non_replicated_deduplication_window = 1000"
+
+_TABLES: Final[dict[str, str]] = {
+    "events": """
+        seq UInt64,
+        received_at DateTime64(3, 'UTC'),
+        type LowCardinality(String),
+        charge_point_id String,
+        ocpp_version LowCardinality(String),
+        direction LowCardinality(String),
+        message_type LowCardinality(String),
+        unique_id String,
+        action LowCardinality(String),
+        payload String,
+        error_code LowCardinality(String)
+    ) ENGINE = MergeTree ORDER BY seq""",
+    "charge_point_versions": """
+        seq UInt64,
+        charge_point_id String,
+        vendor String,
+        model String,
+        serial_number String,
+        firmware_version String,
+        last_boot Nullable(DateTime64(3, 'UTC')),
+        connected Bool,
+        registered Bool,
+        updated_at DateTime64(3, 'UTC')
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, seq)""",
+    "connector_status": """
+        seq UInt64,
+        received_at DateTime64(3, 'UTC'),
+        timestamp Nullable(DateTime64(3, 'UTC')),
+        charge_point_id String,
+        connector_id UInt32,
+        status LowCardinality(String),
+        error_code LowCardinality(String),
+        info String,
+        vendor_id String,
+        vendor_error_code String
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, connector_id, seq)""",
+    "meter_values": """
+        seq UInt64,
+        timestamp DateTime64(3, 'UTC'),
+        charge_point_id String,
+        connector_id UInt32,
+        transaction_id Nullable(Int64),
+        session_id String,
+        measurand LowCardinality(String),
+        phase LowCardinality(String),
+        location LowCardinality(String),
+        unit LowCardinality(String),
+        context LowCardinality(String),
+        value Float64
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, timestamp, seq)""",
+    "session_versions": """
+        seq UInt64,
+        charge_point_id String,
+        session_id String,
+        connector_id UInt32,
+        transaction_id Int64,
+        id_tag String,
+        start_time Nullable(DateTime64(3, 'UTC')),
+        stop_time Nullable(DateTime64(3, 'UTC')),
+        meter_start Nullable(Float64),
+        meter_stop Nullable(Float64),
+        energy_wh Float64,
+        duration_s Float64,
+        stop_reason LowCardinality(String),
+        state LowCardinality(String),
+        flags Array(String),
+        updated_at DateTime64(3, 'UTC')
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, session_id, seq)""",
+    "energy_deltas": """
+        seq UInt64,
+        charge_point_id String,
+        session_id String,
+        hour DateTime('UTC'),
+        energy_wh Float64
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, hour, seq)""",
+    "billing_versions": """
+        seq UInt64,
+        charge_point_id String,
+        session_id String,
+        transaction_id Int64,
+        tariff_id String,
+        currency LowCardinality(String),
+        energy_wh Float64,
+        duration_s Float64,
+        energy_cost Decimal(18, 4),
+        time_cost Decimal(18, 4),
+        session_fee Decimal(18, 4),
+        total Decimal(18, 4),
+        state LowCardinality(String),
+        updated_at DateTime64(3, 'UTC')
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, session_id, seq)""",
+    "projection_errors": """
+        seq UInt64,
+        received_at DateTime64(3, 'UTC'),
+        `projection` LowCardinality(String),
+        charge_point_id String,
+        reason String
+    ) ENGINE = MergeTree ORDER BY seq""",
+    # Written after every table of a batch: every event at or below is fully projected.
+    "_progress": """
+        seq UInt64
+    ) ENGINE = MergeTree ORDER BY seq""",
+    # The fold state after event `seq`, so a restart does not re-read the whole stream.
+    "_snapshots": """
+        seq UInt64,
+        state String CODEC(ZSTD(3))
+    ) ENGINE = MergeTree ORDER BY seq""",
+}
+
+PROJECTED: Final = tuple(table for group in GROUPS.values() for table in group)
+
+_VIEWS: Final[dict[str, str]] = {
+    "charge_points": """
+        SELECT v.charge_point_id AS charge_point_id, v.vendor AS vendor, v.model AS model,
+               v.serial_number AS serial_number, v.firmware_version AS firmware_version,
+               v.last_boot AS last_boot, s.last_seen AS last_seen, v.connected AS connected,
+               v.registered AS registered, v.updated_at AS updated_at
+        FROM (
+            SELECT * FROM {db}.charge_point_versions
+            ORDER BY charge_point_id, seq DESC LIMIT 1 BY charge_point_id
+        ) AS v
+        LEFT JOIN (
+            SELECT charge_point_id, max(received_at) AS last_seen FROM {db}.events
+            WHERE charge_point_id != '' GROUP BY charge_point_id
+        ) AS s ON s.charge_point_id = v.charge_point_id""",
+    "sessions": """
+        SELECT * EXCEPT (seq), seq AS version FROM {db}.session_versions
+        ORDER BY charge_point_id, session_id, seq DESC LIMIT 1 BY charge_point_id, session_id""",
+    "billing": """
+        SELECT * EXCEPT (seq), seq AS version FROM {db}.billing_versions
+        ORDER BY charge_point_id, session_id, seq DESC LIMIT 1 BY charge_point_id, session_id""",
+    "energy_hourly": """
+        SELECT charge_point_id, hour, round(sum(energy_wh), 3) AS energy_wh
+        FROM {db}.energy_deltas GROUP BY charge_point_id, hour
+        HAVING energy_wh != 0""",
+}
+
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_database(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"database name {name!r}: letters, digits and _ only")
+    return name
+
+
+def table_ddl(db: str, table: str, name: str | None = None) -> str:
+    """``CREATE TABLE`` for ``table``'s columns, under ``name`` (a shadow copy in replay)."""
+    return f"CREATE TABLE IF NOT EXISTS {db}.{name or table} ({_TABLES[table]} {_SETTINGS}"
+
+
+def ddl(db: str) -> list[str]:
+    statements = [f"CREATE DATABASE IF NOT EXISTS {db}"]
+    statements += [table_ddl(db, table) for table in _TABLES]
+    statements += [
+        f"CREATE VIEW IF NOT EXISTS {db}.{view} AS {body.format(db=db)}"
+        for view, body in _VIEWS.items()
+    ]
+    return statements
+
+
+INSERT_SETTINGS: Final = {
+    # Pinned, not left to server defaults: 26.x turns async_insert on, which would ack an
+    # insert before it is stored. Our acks to JetStream follow the insert's success.
+    "async_insert": 0,
+    "wait_for_async_insert": 1,
+    "insert_deduplicate": 1,
+    # One INSERT must be one part, so a crash leaves all of a batch's rows or none: a batch
+    # is far below these, and one thread keeps the input from being split.
+    "max_insert_block_size": 10_000_000,
+    "min_insert_block_size_rows": 10_000_000,
+    "min_insert_block_size_bytes": 1 << 30,
+    "max_insert_threads": 1,
+    "input_format_parallel_parsing": 0,
+}

@@ -1,0 +1,108 @@
+"""``running_projections``: the runner and the query endpoint, in the process owning chDB.
+
+chDB allows one process per data path, so while the hub runs it is the hub that answers
+``hub query`` (on the NATS subject ``ctl.query``) and runs ``hub replay``
+(``ctl.projections.replay``), with the runner paused only for the final catch-up and swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from hub.bus import Connection, connect
+from hub.config import Settings
+from projections.backends import Backend, BackendError, open_backend
+from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
+from projections.runner import OnStored, Runner, RunnerSettings
+from projections.schema import check_database
+
+log = structlog.get_logger("projections")
+
+QUERY_SUBJECT: Final = "ctl.query"
+REPLAY_SUBJECT: Final = "ctl.projections.replay"
+# Largest answer sent over NATS (its default max_payload is 1 MiB).
+MAX_REPLY_BYTES: Final = 900_000
+
+_request_decoder: Final = msgspec.json.Decoder(QueryRequest)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def runner_settings(settings: Settings) -> RunnerSettings:
+    projections = settings.projections
+    return RunnerSettings(
+        database=check_database(projections.database),
+        batch_size=projections.batch_size,
+        linger_s=projections.linger_s,
+        snapshot_every=projections.snapshot_every,
+        stream=settings.stream.name,
+    )
+
+
+class Projections:
+    def __init__(self, runner: Runner, backend: Backend, connection: Connection) -> None:
+        self.runner = runner
+        self.backend = backend
+        self.connection = connection
+
+
+async def _answer_queries(projections: Projections, msg: Msg) -> None:
+    try:
+        request = _request_decoder.decode(msg.data)
+        data = await run_query(projections.backend, request.sql, request.format)
+    except msgspec.DecodeError as error:
+        reply = QueryReply(ok=False, error=f"bad request: {error}")
+    except (QueryRefused, BackendError) as error:
+        reply = QueryReply(ok=False, error=str(error))
+    else:
+        if len(data) > MAX_REPLY_BYTES:
+            reply = QueryReply(
+                ok=False,
+                error=f"the result is larger than {MAX_REPLY_BYTES} bytes; add a LIMIT",
+            )
+        else:
+            reply = QueryReply(ok=True, data=data.decode(errors="replace"))
+    if msg.reply:
+        await msg.respond(_encoder.encode(reply))
+
+
+@contextlib.asynccontextmanager
+async def running_projections(
+    settings: Settings, url: str, *, on_stored: OnStored | None = None
+) -> AsyncIterator[Projections]:
+    """The runner, started and caught up to its recovery point, until the block ends."""
+    backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
+    connection = await connect(url, name="hub-projections")
+    try:
+        runner = Runner(connection, backend, runner_settings(settings), on_stored=on_stored)
+        projections = Projections(runner, backend, connection)
+        async with asyncio.TaskGroup() as tasks:
+            task = tasks.create_task(runner.run(), name="projection-runner")
+            ready = tasks.create_task(runner.ready.wait(), name="projection-ready")
+            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+
+            async def on_query(msg: Msg) -> None:
+                await _answer_queries(projections, msg)
+
+            # Queries are answered one at a time; beyond 64 waiting, NATS reports a slow
+            # consumer and drops the request (the CLI then times out with a clear message).
+            subscription = await connection.client.subscribe(
+                QUERY_SUBJECT, cb=on_query, pending_msgs_limit=64
+            )
+            log.info("projections.running", backend=backend.name)
+            try:
+                yield projections
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                task.cancel()
+                ready.cancel()
+    finally:
+        await connection.close()
+        await backend.close()

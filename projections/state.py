@@ -1,0 +1,90 @@
+"""The state the projections fold events into: a plain value, encodable as a snapshot.
+
+Nothing in here reads a clock. Every field is derived from events in stream order, so the
+same events give the same state, live, after a crash, or in a replay.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from projections.tariffs import Point, Tariff
+
+# Completed sessions stay in the state so late meter values still reach them; beyond this
+# many the oldest completed one is forgotten (its late values are then recorded in
+# projection_errors instead of moving its energy). FIFO by completion: deterministic.
+KEEP_COMPLETED: Final = 20_000
+# A charger that never answers leaves its CALL here; the oldest beyond this many go.
+MAX_PENDING: Final = 10_000
+
+
+class PendingCall(msgspec.Struct, kw_only=True, gc=False):
+    action: str
+    payload: str
+    seq: int
+
+
+class ChargePoint(msgspec.Struct, kw_only=True):
+    vendor: str = ""
+    model: str = ""
+    serial_number: str = ""
+    firmware_version: str = ""
+    last_boot_ms: int | None = None
+    connected: bool = False
+    registered: bool = False
+
+
+class Session(msgspec.Struct, kw_only=True):
+    charge_point_id: str
+    session_id: str
+    connector_id: int = 0
+    transaction_id: int = 0
+    id_tag: str = ""
+    start_ms: int | None = None
+    stop_ms: int | None = None
+    meter_start: float | None = None
+    meter_stop: float | None = None
+    stop_reason: str = ""
+    state: str = "ongoing"
+    flags: list[str] = []
+    points: list[Point] = []
+    hourly: dict[int, float] = {}
+    tariff: Tariff | None = None
+    updated_ms: int = 0
+
+
+class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
+    charge_point_id: str
+    effective_from: int
+    tariff: Tariff
+
+
+class State(msgspec.Struct, kw_only=True):
+    last_seq: int = 0
+    pending: dict[str, PendingCall] = {}
+    charge_points: dict[str, ChargePoint] = {}
+    sessions: dict[str, Session] = {}
+    # "<charger>\x1f<connector>" -> key of the session open on it.
+    open_by_connector: dict[str, str] = {}
+    # "<charger>\x1f<transaction id as sent>" -> key, for ids the hub never issued.
+    aliases: dict[str, str] = {}
+    completed: list[str] = []
+    tariffs: list[TariffEntry] = []
+
+
+def key(*parts: object) -> str:
+    return "\x1f".join(str(part) for part in parts)
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(State)
+
+
+def encode_state(state: State) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes | str) -> State:
+    return _decoder.decode(data)

@@ -1,0 +1,35 @@
+"""Charger timestamps to Unix milliseconds, and milliseconds to what ClickHouse reads."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+HOUR_MS: Final = 3_600_000
+
+
+def parse_ms(text: str) -> int:
+    """ISO 8601 as OCPP sends it (``2026-11-22T10:00:00Z``, offsets, fractions) to Unix ms.
+
+    A time without an offset is taken as UTC, which is what OCPP 1.6 chargers mean by it.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def ch_time(ms: int) -> str:
+    """DateTime64(3, 'UTC') text, ``YYYY-MM-DD hh:mm:ss.mmm``: exact, and read the same way
+    by every ClickHouse (a bare Unix number is ambiguous for small values)."""
+    seconds, millis = divmod(ms, 1000)
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}"
+    )
+
+
+def hour_of(ms: int) -> int:
+    return ms - ms % HOUR_MS

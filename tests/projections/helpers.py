@@ -1,0 +1,45 @@
+"""Shared pieces of the projection tests: reading tables, waiting for the runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import nats
+
+from projections.backends import Backend
+
+
+async def rows(backend: Backend, sql: str) -> list[dict[str, Any]]:
+    data = await backend.query(sql)
+    return [msgspec.json.decode(line) for line in data.splitlines() if line.strip()]
+
+
+async def last_seq(nats_url: str, stream: str = "OCPP_EVENTS") -> int:
+    client = await nats.connect(nats_url)
+    try:
+        info = await client.jetstream().stream_info(stream)
+        seq: int = info.state.last_seq
+        return seq
+    finally:
+        await client.close()
+
+
+TABLES_ORDERED = {
+    "events": "seq",
+    "charge_point_versions": "charge_point_id, seq",
+    "connector_status": "seq, connector_id",
+    "meter_values": "seq, timestamp, measurand, phase, location",
+    "session_versions": "charge_point_id, session_id, seq",
+    "energy_deltas": "charge_point_id, session_id, hour, seq",
+    "billing_versions": "charge_point_id, session_id, seq",
+    "projection_errors": "seq, reason",
+}
+
+
+async def dump(backend: Backend, db: str = "ocpp") -> dict[str, list[dict[str, Any]]]:
+    """Every projected table, row for row, in a stable order (no FINAL, no dedup)."""
+    return {
+        table: await rows(backend, f"SELECT * FROM {db}.{table} ORDER BY {order}")
+        for table, order in TABLES_ORDERED.items()
+    }
