@@ -31,6 +31,7 @@ from hub.runtime import (
     reachable,
     running_gateway,
 )
+from projections import cli as projections_cli
 from schemas.events import (
     AdminEvent,
     ChargerRegistered,
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag_commands.add_parser("list", help="list id tags", parents=[common])
 
     fanout_cli.add_commands(commands, common)
+    projections_cli.add_commands(commands, common)
 
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
     from hub.simulator import add_simulate_arguments
@@ -182,6 +184,7 @@ async def _up(settings: Settings) -> int:
         nats_server_for(settings) as url,
         running_gateway(settings, url) as gateway,
         fanout_cli.optional_fanout(settings, url) as ui,
+        projections_cli.optional_projections(settings, url),
     ):
         host = settings.gateway.host
         print(
@@ -317,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return uvloop.run(fanout_cli.fanout_command(settings))
     if args.command == "token":
         return fanout_cli.token_main(settings, args)
+    if args.command in projections_cli.COMMANDS:
+        return asyncio.run(projections_cli.main(settings, args))
     return asyncio.run(_admin(settings, args))
 
 

@@ -113,6 +113,10 @@ class Runner:
         async with self._lock:
             yield
 
+    def skip_until(self, table: str, seq: int) -> None:
+        """``table`` already holds every row up to ``seq`` (replay swapped it in)."""
+        self._skip[table] = max(self._skip.get(table, 0), seq)
+
     async def wait_for(self, seq: int) -> None:
         """Return once every event up to ``seq`` is stored in every table."""
         async with self._stored:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 
@@ -20,6 +22,7 @@ from hub.bus import Connection, connect
 from hub.config import Settings
 from projections.backends import Backend, BackendError, open_backend
 from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
+from projections.replay import Progress, replay, tables_of
 from projections.runner import OnStored, Runner, RunnerSettings
 from projections.schema import check_database
 
@@ -43,6 +46,12 @@ def runner_settings(settings: Settings) -> RunnerSettings:
         snapshot_every=projections.snapshot_every,
         stream=settings.stream.name,
     )
+
+
+class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True):
+    projections: list[str] = []
+    from_seq: int = 1
+    progress_subject: str = ""
 
 
 class Projections:
@@ -72,6 +81,48 @@ async def _answer_queries(projections: Projections, msg: Msg) -> None:
         await msg.respond(_encoder.encode(reply))
 
 
+async def _replay_here(
+    projections: Projections, settings: Settings, request: ReplayRequest
+) -> None:
+    client = projections.connection.client
+    last_sent = 0.0
+
+    def report(progress: Progress) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        # At most 5 updates a second; the last one always goes.
+        if progress.finished or now - last_sent >= 0.2:
+            last_sent = now
+            pending.append(_encoder.encode(progress))
+
+    pending: list[bytes] = []
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            work = tasks.create_task(
+                replay(
+                    projections.backend,
+                    projections.connection,
+                    database=projections.runner.settings.database,
+                    stream=settings.stream.name,
+                    projections=request.projections,
+                    from_seq=request.from_seq,
+                    runner=projections.runner,
+                    on_progress=report,
+                )
+            )
+            while not work.done():
+                await asyncio.wait([work], timeout=0.2)
+                while pending:
+                    await client.publish(request.progress_subject, pending.pop(0))
+    except* (BackendError, nats.errors.Error) as errors:
+        failure = Progress(
+            done=0, total=0, events_per_s=0, eta_s=0, finished=True, error=str(errors.exceptions[0])
+        )
+        pending.append(_encoder.encode(failure))
+    while pending:
+        await client.publish(request.progress_subject, pending.pop(0))
+
+
 @contextlib.asynccontextmanager
 async def running_projections(
     settings: Settings, url: str, *, on_stored: OnStored | None = None
@@ -95,12 +146,28 @@ async def running_projections(
             subscription = await connection.client.subscribe(
                 QUERY_SUBJECT, cb=on_query, pending_msgs_limit=64
             )
+
+            async def on_replay(msg: Msg) -> None:
+                # One replay at a time; the request is answered at once, progress follows.
+                try:
+                    request = msgspec.json.decode(msg.data, type=ReplayRequest)
+                    tables_of(request.projections)
+                except (msgspec.DecodeError, ValueError) as error:
+                    await msg.respond(_encoder.encode({"ok": False, "error": str(error)}))
+                    return
+                await msg.respond(_encoder.encode({"ok": True}))
+                await _replay_here(projections, settings, request)
+
+            replay_subscription = await connection.client.subscribe(
+                REPLAY_SUBJECT, cb=on_replay, pending_msgs_limit=4
+            )
             log.info("projections.running", backend=backend.name)
             try:
                 yield projections
             finally:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
+                    await replay_subscription.unsubscribe()
                 task.cancel()
                 ready.cancel()
     finally:

@@ -12,6 +12,9 @@ import msgspec
 
 from projections.tariffs import Point, Tariff
 
+# Bump whenever a projection's code changes what it derives from events: snapshots of
+# another version are then ignored, and `hub replay` rebuilds the tables.
+STATE_VERSION: Final = 1
 # Completed sessions stay in the state so late meter values still reach them; beyond this
 # many the oldest completed one is forgotten (its late values are then recorded in
 # projection_errors instead of moving its energy). FIFO by completion: deterministic.
@@ -62,6 +65,7 @@ class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class State(msgspec.Struct, kw_only=True):
+    version: int = STATE_VERSION
     last_seq: int = 0
     pending: dict[str, PendingCall] = {}
     charge_points: dict[str, ChargePoint] = {}

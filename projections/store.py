@@ -16,7 +16,7 @@ import msgspec
 from projections.backends import Backend
 from projections.rows import TABLES, Output
 from projections.schema import ddl
-from projections.state import State, decode_state, encode_state
+from projections.state import STATE_VERSION, State, decode_state, encode_state
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
 
@@ -59,19 +59,34 @@ def encode_rows(rows: Sequence[object]) -> bytes:
 
 
 async def store_batch(
-    backend: Backend, db: str, out: Output, first_seq: int, last_seq: int
+    backend: Backend,
+    db: str,
+    out: Output,
+    first_seq: int,
+    last_seq: int,
+    *,
+    tables: tuple[str, ...] = TABLES,
+    suffix: str = "",
 ) -> None:
-    """Every table's rows, then the batch's progress row. Safe to call again after a failure."""
-    stored = await positions(backend, db)
-    for table in TABLES:
-        rows = [row for row in out.rows[table] if row.seq > stored.get(table, 0)]
+    """Every table's rows, then the batch's progress row. Safe to call again after a failure.
+
+    Replay writes into shadow tables (``suffix``) and records no progress: the live tables'
+    progress is the runner's.
+    """
+    names = tuple(table + suffix for table in tables)
+    stored = await positions(backend, db, names)
+    for table, name in zip(tables, names, strict=True):
+        rows = [row for row in out.rows[table] if row.seq > stored.get(name, 0)]
         if rows:
             await backend.insert(
-                f"{db}.{table}", encode_rows(rows), token=f"{table}:{first_seq}:{last_seq}"
+                f"{db}.{name}", encode_rows(rows), token=f"{name}:{first_seq}:{last_seq}"
             )
-    await backend.insert(
-        f"{db}._progress", _encoder.encode({"seq": last_seq}), token=f"p:{first_seq}:{last_seq}"
-    )
+    if not suffix:
+        await backend.insert(
+            f"{db}._progress",
+            _encoder.encode({"seq": last_seq}),
+            token=f"p:{first_seq}:{last_seq}",
+        )
 
 
 async def progress(backend: Backend, db: str) -> int:
@@ -94,4 +109,6 @@ async def load_snapshot(backend: Backend, db: str, at_most: int) -> State:
     if not data.strip():
         return State()
     snapshot = msgspec.json.decode(data, type=_Snapshot)
-    return decode_state(snapshot.state)
+    state = decode_state(snapshot.state)
+    # A snapshot folded by other projection code is no base for this code: start over.
+    return state if state.version == STATE_VERSION else State()

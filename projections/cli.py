@@ -1,0 +1,331 @@
+"""``hub query``, ``hub replay``, ``hub tariffs``, and the projections inside ``hub up``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+import nats.errors
+
+from hub.bus import Connection, EventStore, follow_admin_events
+from hub.config import Settings
+from hub.runtime import event_backbone, nats_server_for, nats_url_file, reachable
+from projections.backends import BackendError, open_backend
+from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
+from projections.replay import Progress, replay, tables_of
+from projections.schema import GROUPS, check_database
+from projections.service import (
+    QUERY_SUBJECT,
+    REPLAY_SUBJECT,
+    Projections,
+    ReplayRequest,
+    running_projections,
+)
+from projections.tariffs import Tariff, parse_hhmm, validate
+from projections.timeutil import parse_ms
+from schemas.events import AdminEvent, TariffBand, TariffSet
+
+COMMANDS: Final = frozenset({"query", "replay", "tariffs"})
+_QUERY_TIMEOUT_S: Final = 60.0
+
+
+@contextlib.asynccontextmanager
+async def optional_projections(settings: Settings, url: str) -> AsyncIterator[Projections | None]:
+    """``hub up``'s projections, unless ``HUB_PROJECTIONS=false``."""
+    if not settings.projections.enabled:
+        yield None
+        return
+    async with running_projections(settings, url) as projections:
+        yield projections
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    query = commands.add_parser(
+        "query", parents=[common], help="read-only SQL on the projections (ClickHouse/chDB)"
+    )
+    query.add_argument("sql")
+    query.add_argument("--format", choices=sorted(FORMATS), default="table")
+
+    replay_parser = commands.add_parser(
+        "replay", parents=[common], help="rebuild projections from the stream, then swap them in"
+    )
+    replay_parser.add_argument(
+        "--projection",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"repeatable; one of {', '.join(GROUPS)} (default: all)",
+    )
+    replay_parser.add_argument("--from-seq", type=int, default=1, help="keep rows below N")
+
+    tariffs = commands.add_parser("tariffs", help="prices that billing applies")
+    tariff_commands = tariffs.add_subparsers(dest="action", required=True)
+    set_parser = tariff_commands.add_parser(
+        "set", parents=[common], help="put a tariff in force (an audited event)"
+    )
+    set_parser.add_argument("tariff_id")
+    set_parser.add_argument("--currency", default="EUR")
+    set_parser.add_argument("--per-kwh", default="0", help="price per kWh, e.g. 0.35")
+    set_parser.add_argument("--per-minute", default="0", help="price per minute plugged in")
+    set_parser.add_argument("--session-fee", default="0", help="fixed price per session")
+    set_parser.add_argument(
+        "--band",
+        action="append",
+        default=[],
+        metavar="HH:MM-HH:MM=PER_KWH[/PER_MINUTE]",
+        help="time-of-day prices (UTC), repeatable, e.g. 22:00-06:00=0.20/0",
+    )
+    set_parser.add_argument("--charger", default="", help="only this charger (default: all)")
+    set_parser.add_argument("--effective-from", default="", help="ISO 8601; default: now")
+    tariff_commands.add_parser("list", parents=[common], help="tariffs recorded so far")
+
+
+def _band(spec: str) -> TariffBand:
+    window, sep, prices = spec.partition("=")
+    start, dash, end = window.partition("-")
+    if not sep or not dash:
+        raise ValueError(f"--band {spec!r}: expected HH:MM-HH:MM=PER_KWH[/PER_MINUTE]")
+    per_kwh, _, per_minute = prices.partition("/")
+    parse_hhmm(start)
+    parse_hhmm(end)
+    return TariffBand(start=start, end=end, per_kwh=per_kwh or "0", per_minute=per_minute or "0")
+
+
+def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
+    """The event ``hub tariffs set`` records; ``ValueError`` names the bad argument."""
+    bands = tuple(_band(spec) for spec in args.band)
+    tariff = Tariff(
+        tariff_id=args.tariff_id,
+        currency=args.currency,
+        per_kwh=args.per_kwh,
+        per_minute=args.per_minute,
+        session_fee=args.session_fee,
+        bands=bands,
+    )
+    try:
+        validate(tariff)
+    except ValueError as error:
+        raise ValueError(f"--{str(error).replace('_', '-')}") from None
+    if len(args.currency) != 3 or not args.currency.isalpha():
+        raise ValueError(f"--currency {args.currency!r}: a three-letter ISO 4217 code")
+    effective = 0
+    if args.effective_from:
+        try:
+            effective = parse_ms(args.effective_from)
+        except ValueError:
+            raise ValueError(
+                f"--effective-from {args.effective_from!r} is not an ISO 8601 date-time"
+            ) from None
+    return TariffSet(
+        id=uuid.uuid4().hex,
+        received_at=now_ms,
+        actor=f"cli:{getpass.getuser()}",
+        tariff_id=args.tariff_id,
+        charge_point_id=args.charger,
+        currency=args.currency.upper(),
+        per_kwh=args.per_kwh,
+        per_minute=args.per_minute,
+        session_fee=args.session_fee,
+        bands=bands,
+        effective_from=effective,
+    )
+
+
+async def _running_hub_url(settings: Settings) -> str:
+    if settings.nats_url:
+        return settings.nats_url
+    url_file = nats_url_file(settings.data_dir)
+    if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
+        return candidate
+    return ""
+
+
+@contextlib.asynccontextmanager
+async def _backbone(settings: Settings) -> AsyncIterator[tuple[Connection, EventStore]]:
+    url = await _running_hub_url(settings)
+    if url:
+        async with event_backbone(settings, url, name="hub-cli") as backbone:
+            yield backbone
+        return
+    async with (
+        nats_server_for(settings) as embedded_url,
+        event_backbone(settings, embedded_url, name="hub-cli") as backbone,
+    ):
+        yield backbone
+
+
+def _print_progress(progress: Progress) -> None:
+    width = 30
+    share = progress.done / progress.total if progress.total else 1.0
+    filled = int(width * share)
+    bar = "#" * filled + "-" * (width - filled)
+    line = (
+        f"\r[{bar}] {share:6.1%} {progress.done}/{progress.total} events "
+        f"{progress.events_per_s:,.0f} ev/s ETA {progress.eta_s:,.0f}s"
+    )
+    print(line, end="\n" if progress.finished else "", file=sys.stderr, flush=True)
+
+
+async def _query(settings: Settings, args: argparse.Namespace) -> int:
+    db = check_database(settings.projections.database)
+    del db
+    if not settings.projections.clickhouse_url:
+        url = await _running_hub_url(settings)
+        if url:
+            answered = await _ask_hub(url, args.sql, args.format)
+            if answered is not None:
+                return answered
+    backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
+    try:
+        data = await run_query(backend, args.sql, args.format)
+    except QueryRefused as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 2
+    except BackendError as error:
+        print(f"hub: query failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await backend.close()
+    sys.stdout.write(data.decode(errors="replace"))
+    return 0
+
+
+async def _ask_hub(url: str, sql: str, fmt: str) -> int | None:
+    """Ask the running hub, which owns chDB; None if no hub answers queries there."""
+    client = await nats.connect(url, name="hub-query", max_reconnect_attempts=0)
+    try:
+        request = msgspec.json.encode(QueryRequest(sql=sql, format=fmt))
+        try:
+            msg = await client.request(QUERY_SUBJECT, request, timeout=_QUERY_TIMEOUT_S)
+        except nats.errors.NoRespondersError:
+            return None
+        except nats.errors.TimeoutError:
+            print("hub: the hub did not answer the query in time", file=sys.stderr)
+            return 1
+    finally:
+        await client.close()
+    reply = msgspec.json.decode(msg.data, type=QueryReply)
+    if not reply.ok:
+        print(f"hub: {reply.error}", file=sys.stderr)
+        return 2 if "read-only" in reply.error or "one statement" in reply.error else 1
+    sys.stdout.write(reply.data)
+    return 0
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        tables_of(args.projection)
+    except ValueError as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 2
+    if args.from_seq < 1:
+        print("hub: --from-seq must be 1 or more", file=sys.stderr)
+        return 2
+    url = "" if settings.projections.clickhouse_url else await _running_hub_url(settings)
+    if url:
+        answered = await _replay_in_hub(url, args)
+        if answered is not None:
+            return answered
+    async with _backbone(settings) as (connection, _):
+        backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
+        try:
+            await replay(
+                backend,
+                connection,
+                database=check_database(settings.projections.database),
+                stream=settings.stream.name,
+                projections=args.projection,
+                from_seq=args.from_seq,
+                on_progress=_print_progress,
+            )
+        except BackendError as error:
+            print(f"\nhub: replay failed: {error}", file=sys.stderr)
+            return 1
+        finally:
+            await backend.close()
+    return 0
+
+
+async def _replay_in_hub(url: str, args: argparse.Namespace) -> int | None:
+    """Let the running hub replay (it owns chDB); progress comes back on an inbox."""
+    client = await nats.connect(url, name="hub-replay", max_reconnect_attempts=0)
+    try:
+        inbox = client.new_inbox()
+        updates = await client.subscribe(inbox, max_msgs=0)
+        request = ReplayRequest(
+            projections=args.projection, from_seq=args.from_seq, progress_subject=inbox
+        )
+        try:
+            await client.request(REPLAY_SUBJECT, msgspec.json.encode(request), timeout=10)
+        except nats.errors.NoRespondersError:
+            return None
+        while True:
+            try:
+                msg = await updates.next_msg(timeout=120)
+            except nats.errors.TimeoutError:
+                print("\nhub: no progress from the hub for 120 s", file=sys.stderr)
+                return 1
+            progress = msgspec.json.decode(msg.data, type=Progress)
+            if progress.error:
+                print(f"\nhub: replay failed: {progress.error}", file=sys.stderr)
+                return 1
+            _print_progress(progress)
+            if progress.finished:
+                return 0
+    finally:
+        await client.close()
+
+
+async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "set":
+        try:
+            event = tariff_event(args, int(datetime.now(UTC).timestamp() * 1000))
+        except ValueError as error:
+            print(f"hub: {error}", file=sys.stderr)
+            return 2
+        async with _backbone(settings) as (_, store):
+            await store.store([event])
+        scope = event.charge_point_id or "all chargers"
+        print(f"tariff {event.tariff_id} in force for {scope}")
+        return 0
+    found: list[TariffSet] = []
+
+    def collect(event: AdminEvent, _: int) -> None:
+        if isinstance(event, TariffSet):
+            found.append(event)
+
+    async with _backbone(settings) as (connection, _):
+        await follow_admin_events(connection, settings.stream.name, collect)
+    for tariff in found:
+        effective = datetime.fromtimestamp(
+            (tariff.effective_from or tariff.received_at) / 1000, UTC
+        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        bands = ",".join(f"{b.start}-{b.end}={b.per_kwh}/{b.per_minute}" for b in tariff.bands)
+        print(
+            f"{tariff.tariff_id}\t{tariff.charge_point_id or '*'}\t{effective}\t"
+            f"{tariff.currency}\tkWh {tariff.per_kwh}\tmin {tariff.per_minute}\t"
+            f"fee {tariff.session_fee}\t{bands or '-'}"
+        )
+    return 0
+
+
+async def main(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        check_database(settings.projections.database)
+    except ValueError as error:
+        print(f"hub: HUB_CLICKHOUSE_DATABASE: {error}", file=sys.stderr)
+        return 2
+    if args.command == "query":
+        return await _query(settings, args)
+    if args.command == "replay":
+        return await _replay(settings, args)
+    return await _tariffs(settings, args)

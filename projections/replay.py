@@ -1,0 +1,196 @@
+"""``hub replay``: rebuild projected tables from the stream into shadow tables, then swap.
+
+Analysts keep reading the old tables until ``EXCHANGE TABLES`` swaps each one with its
+rebuilt shadow, atomically. With ``--from-seq N`` the rows below N are copied over and only
+the rest is re-projected (the state is still folded from the first event, since sessions
+and bills depend on everything before N). When the hub is running, the runner is held for
+the final catch-up and swap only, so the gateway never stops and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+import nats.errors
+import structlog
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from hub.bus import Connection
+from hub.subjects import EVENTS_WILDCARD
+from projections import store
+from projections.backends import Backend
+from projections.rows import TABLES
+from projections.runner import Runner, fold_batch, retrying
+from projections.schema import ALIASES, GROUPS, table_ddl
+from projections.state import State
+
+log = structlog.get_logger("projections.replay")
+
+SHADOW: Final = "__replay"
+_FETCH: Final = 5000
+_NOTHING: Final = 1 << 62
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    done: int
+    total: int
+    events_per_s: float
+    eta_s: float
+    finished: bool = False
+    error: str = ""
+
+
+def tables_of(names: list[str]) -> tuple[str, ...]:
+    """The tables behind projection names (all when empty); ``ValueError`` names the unknown."""
+    if not names:
+        return tuple(table for group in GROUPS.values() for table in group)
+    tables: list[str] = []
+    for name in names:
+        group = ALIASES.get(name, name)
+        if group not in GROUPS:
+            choices = ", ".join([*GROUPS, *ALIASES])
+            raise ValueError(f"--projection {name!r}: not a projection (one of {choices})")
+        tables += [table for table in GROUPS[group] if table not in tables]
+    return tuple(tables)
+
+
+async def _stream_end(connection: Connection, stream: str) -> int:
+    info = await connection.js.stream_info(stream)
+    end: int = info.state.last_seq
+    return end
+
+
+class _Reader:
+    """An ephemeral pull consumer over the whole stream, no acks: replay only reads."""
+
+    def __init__(self, connection: Connection, stream: str) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.sub: object = None
+        self.next_seq = 1
+
+    async def open(self) -> None:
+        self.sub = await self.connection.js.pull_subscribe(
+            EVENTS_WILDCARD,
+            stream=self.stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=60.0,
+                mem_storage=True,
+            ),
+        )
+
+    async def read_until(self, end: int) -> list[tuple[int, bytes]]:
+        """The next batch, none at or past ``end``'s successor."""
+        if self.next_seq > end:
+            return []
+        fetch = self.sub.fetch  # type: ignore[attr-defined]  # nats-py PullSubscription
+        with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
+            messages = await fetch(min(_FETCH, end - self.next_seq + 1), timeout=5.0)
+            batch = [(m.metadata.sequence.stream, m.data) for m in messages]
+            batch = [(seq, data) for seq, data in batch if seq <= end]
+            if batch:
+                self.next_seq = batch[-1][0] + 1
+            return batch
+        return []
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()  # type: ignore[attr-defined]
+
+
+async def replay(
+    backend: Backend,
+    connection: Connection,
+    *,
+    database: str,
+    stream: str,
+    projections: list[str],
+    from_seq: int = 1,
+    runner: Runner | None = None,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Progress:
+    tables = tables_of(projections)
+    db = database
+    await retrying("schema", lambda: store.ensure_schema(backend, db))
+    for table in tables:
+        await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
+        await backend.execute(table_ddl(db, table, table + SHADOW))
+        if from_seq > 1:
+            await backend.execute(
+                f"INSERT INTO {db}.{table}{SHADOW} SELECT * FROM {db}.{table} "
+                f"WHERE seq < {int(from_seq)}"
+            )
+    # Rows only for the rebuilt tables, and only from from_seq on.
+    skip = {table: _NOTHING for table in TABLES}
+    skip.update({table: from_seq - 1 for table in tables})
+    state = State()
+    reader = _Reader(connection, stream)
+    await reader.open()
+    started = time.monotonic()
+    done = 0
+    end = await _stream_end(connection, stream)
+
+    async def read_to(target: int) -> None:
+        nonlocal done
+        while reader.next_seq <= target:
+            batch = await reader.read_until(target)
+            if not batch:
+                # Nothing more stored below the target: the rest was deleted by limits.
+                if reader.next_seq <= target and await _stream_end(connection, stream) >= target:
+                    continue
+                break
+            out, _ = fold_batch(state, skip, batch)
+            first, last = batch[0][0], batch[-1][0]
+            await retrying(
+                "replay insert",
+                functools.partial(
+                    store.store_batch, backend, db, out, first, last, tables=tables, suffix=SHADOW
+                ),
+            )
+            done += len(batch)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            rate = done / elapsed
+            total = max(target, done)
+            on_progress(
+                Progress(
+                    done=done,
+                    total=total,
+                    events_per_s=rate,
+                    eta_s=max(0, total - done) / rate if rate else 0.0,
+                )
+            )
+
+    try:
+        await read_to(end)
+        if runner is None:
+            await _swap(backend, db, tables)
+        else:
+            async with runner.paused():
+                # The runner stands between batches: catch up to exactly where it is, then
+                # swap, so the rebuilt tables continue where the live ones were.
+                position = runner.projected_seq
+                await read_to(position)
+                await _swap(backend, db, tables)
+                for table in tables:
+                    runner.skip_until(table, max(position, reader.next_seq - 1))
+    finally:
+        await reader.close()
+    elapsed = max(time.monotonic() - started, 1e-6)
+    result = Progress(done=done, total=done, events_per_s=done / elapsed, eta_s=0.0, finished=True)
+    on_progress(result)
+    log.info("replay.done", tables=list(tables), events=done, events_per_s=round(done / elapsed))
+    return result
+
+
+async def _swap(backend: Backend, db: str, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        await backend.execute(f"EXCHANGE TABLES {db}.{table} AND {db}.{table}{SHADOW}")
+        await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
