@@ -81,6 +81,11 @@ def create_app(settings: Settings, nats_url: str) -> web.Application:
     app.router.add_get("/api/v1/chargers", _rest_list)
     app.router.add_get("/api/v1/chargers/{charge_point_id}", _rest_one)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    # The command API (hub/api) shares this app, its token verifier and its live state.
+    from hub.api.http import setup as setup_command_api
+
+    broker = app[BROKER]
+    setup_command_api(app, app[VERIFIER], lambda cp: cp in broker.live.chargers, nats_url)
     return app
 
 

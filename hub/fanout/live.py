@@ -13,7 +13,7 @@ from heapq import merge
 
 from hub.fanout.state import ChargerState, apply, snapshot
 from hub.fanout.translate import translate
-from schemas.events import ChargerEvent, Event, FrameRejected
+from schemas.events import ChargerEvent, CommandFinished, Event, FrameRejected
 from schemas.ui import ChargerMessage, Snapshot
 
 
@@ -32,12 +32,12 @@ class Live:
         if not self.first_seq:
             self.first_seq = seq
         self.seq = seq
-        if not isinstance(event, ChargerEvent):
+        if not isinstance(event, ChargerEvent | CommandFinished):
             return []
         charge_point_id = event.charge_point_id
         state = self.chargers.get(charge_point_id)
         if state is None:
-            if isinstance(event, FrameRejected):
+            if isinstance(event, FrameRejected | CommandFinished):
                 return []  # a charger known only for garbage is not worth a UI entry
             state = self.chargers[charge_point_id] = ChargerState(charge_point_id)
         messages = translate(state, event, seq)

@@ -16,8 +16,16 @@ from typing import Any, Final
 
 import msgspec
 
+from hub.api.tracking import command_message
 from hub.fanout.state import ChargerState
-from schemas.events import ChargerConnected, ChargerDisconnected, ChargerReplaced, Event, OcppFrame
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerReplaced,
+    CommandFinished,
+    Event,
+    OcppFrame,
+)
 from schemas.ocpp import v16, validate_call, validate_result
 from schemas.ui import (
     Boot,
@@ -49,6 +57,9 @@ def translate(state: ChargerState, event: Event, seq: int) -> list[ChargerMessag
             return [_connection(event, seq, "connected")]
         case ChargerReplaced():
             return [_connection(event, seq, "replaced")]
+        case CommandFinished():
+            # The outcome of a command sent through the command API (hub/api).
+            return [command_message(event, seq)]
         case ChargerDisconnected():
             # The close of a connection that was already replaced changes nothing for a UI.
             if event.connection_id != state.connection_id:

@@ -1,0 +1,416 @@
+"""The command API's aiohttp shell: authorise, validate, audit, forward, answer.
+
+Every request that passes authentication and validation is stored as an
+``admin.command.requested`` event BEFORE the command goes to the gateway; the gateway's reply
+is stored as ``admin.command.finished`` before the HTTP answer. Refusals (401/403) are
+stored as ``admin.access.denied``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+import structlog
+from aiohttp import web
+from nats.aio.msg import Msg
+
+from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
+from hub.api.tracking import CommandError, CommandView, Tracker, finished_view
+from hub.bus import Connection, EventStore, connect
+from hub.commands import send_command
+from hub.fanout.auth import AuthError, Scope, Verifier
+from schemas.commands import CommandReply
+from schemas.events import (
+    AccessDenied,
+    CommandFinished,
+    CommandRequested,
+    Event,
+    decode_event,
+)
+
+log = structlog.get_logger("hub.api")
+
+COMMAND_EVENTS: Final = "ev.admin.command.>"
+DEFAULT_TIMEOUT_S: Final = 30.0
+MAX_TIMEOUT_S: Final = 300.0
+# Commands answered 202 and still waiting for the charger; beyond this, 429.
+MAX_BACKGROUND: Final = 1024
+# Refusals are audited up to this rate (a burst of twice as many); an unauthenticated
+# flood beyond it is counted and logged, not stored, so it cannot fill the stream.
+AUDIT_PER_S: Final = 50.0
+STORE_TIMEOUT_S: Final = 5.0
+OPERATOR_ROLES: Final = frozenset({"operator", "admin"})
+
+_json: Final = msgspec.json.Encoder()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class CommandApi:
+    """The API's state: the tracking fold, the event store, and the commands in flight."""
+
+    def __init__(self, verifier: Verifier, known: Callable[[str], bool]) -> None:
+        self.verifier = verifier
+        self.known = known  # whether the hub has ever seen the charger (else 404)
+        self.tracker = Tracker()
+        self.connection: Connection | None = None
+        self.store: EventStore | None = None
+        self.background: set[asyncio.Task[CommandView]] = set()
+        self._audit_tokens = AUDIT_PER_S * 2
+        self._audit_refilled = time.monotonic()
+        self.audits_dropped = 0
+
+    def audit_allowed(self) -> bool:
+        now = time.monotonic()
+        self._audit_tokens = min(
+            AUDIT_PER_S * 2, self._audit_tokens + (now - self._audit_refilled) * AUDIT_PER_S
+        )
+        self._audit_refilled = now
+        if self._audit_tokens < 1:
+            self.audits_dropped += 1
+            return False
+        self._audit_tokens -= 1
+        return True
+
+
+API: Final = web.AppKey("command_api", CommandApi)
+
+
+def setup(
+    app: web.Application, verifier: Verifier, known: Callable[[str], bool], nats_url: str
+) -> None:
+    """Register the command API on an aiohttp app (the fan-out's)."""
+    from hub.api import openapi
+
+    app[API] = CommandApi(verifier, known)
+    app.cleanup_ctx.append(_backbone(nats_url))
+    for endpoint in ENDPOINTS:
+        app.router.add_route(
+            endpoint.method,
+            f"/api/v1/chargers/{{charge_point_id}}/{endpoint.name}",
+            _command_handler(endpoint),
+        )
+    app.router.add_get("/api/v1/commands/{command_id}", _answering_errors(_get_command))
+    openapi.add_routes(app)
+
+
+# -- the stream --------------------------------------------------------------------------------
+
+
+def _backbone(nats_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        api = app[API]
+        connection = await connect(nats_url, name="hub-command-api")
+        try:
+            store = EventStore(connection)
+            await store.start()
+            await _follow_commands(connection, api.tracker)
+            api.connection, api.store = connection, store
+            yield
+        finally:
+            for task in list(api.background):
+                task.cancel()
+            await asyncio.gather(*api.background, return_exceptions=True)
+            await connection.close()
+
+    return run
+
+
+async def _follow_commands(connection: Connection, tracker: Tracker) -> None:
+    """Replay every command event into the tracker; returns once caught up, keeps following."""
+    js = connection.js
+    stream = "OCPP_EVENTS"
+    info = await js.stream_info(stream, subjects_filter=COMMAND_EVENTS)
+    caught_up = asyncio.Event()
+    if not info.state.subjects:
+        caught_up.set()
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            tracker.apply(decode_event(msg.data))
+        except msgspec.DecodeError as error:
+            log.error("api.undecodable", seq=msg.metadata.sequence.stream, error=str(error))
+        if msg.metadata.num_pending == 0:
+            caught_up.set()
+
+    await js.subscribe(COMMAND_EVENTS, cb=on_message, ordered_consumer=True, stream=stream)
+    await caught_up.wait()
+
+
+async def _store(api: CommandApi, event: Event) -> None:
+    if api.store is None:
+        raise _error(503, "unavailable", "the command API is starting")
+    try:
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            await api.store.store([event])
+    except TimeoutError:
+        raise _error(503, "unavailable", "the event store did not acknowledge in time") from None
+    api.tracker.apply(event)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+def json_response(body: object, status: int = 200, **headers: str) -> web.Response:
+    return web.Response(
+        body=_json.encode(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    error: str
+    message: str
+    command_id: str = ""
+
+
+class ApiError(Exception):
+    """Ends a request early with this JSON answer."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _error(status: int, error: str, message: str, **headers: str) -> ApiError:
+    return ApiError(json_response(ErrorBody(error=error, message=message), status, **headers))
+
+
+def _answering_errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response
+
+    return handle
+
+
+# -- authorisation -----------------------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _refuse(
+    request: web.Request, status: int, reason: str, actor: str = "", charge_point_id: str = ""
+) -> ApiError:
+    api = request.app[API]
+    if api.audit_allowed():
+        await _store(
+            api,
+            AccessDenied(
+                id=uuid.uuid4().hex,
+                received_at=now_ms(),
+                actor=actor,
+                method=request.method,
+                path=request.path,
+                http_status=status,
+                reason=reason,
+                charge_point_id=charge_point_id,
+            ),
+        )
+    elif api.audits_dropped in (1, 100, 10_000) or api.audits_dropped % 100_000 == 0:
+        log.warning("api.audit_dropped", dropped=api.audits_dropped)
+    log.info("api.refused", status=status, actor=actor, charge_point_id=charge_point_id)
+    if status == 401:
+        return _error(
+            401, "unauthorized", reason, **{"WWW-Authenticate": 'Bearer realm="ocpp-hub"'}
+        )
+    return _error(403, "forbidden", reason)
+
+
+async def _authorise(request: web.Request, charge_point_id: str, *, command: bool) -> Scope:
+    token = _bearer(request)
+    if not token:
+        raise await _refuse(
+            request,
+            401,
+            "missing token: send 'Authorization: Bearer <jwt>'",
+            charge_point_id=charge_point_id,
+        )
+    try:
+        scope = request.app[API].verifier.verify(token)
+    except AuthError as error:
+        raise await _refuse(request, 401, str(error), charge_point_id=charge_point_id) from None
+    if command and scope.role not in OPERATOR_ROLES:
+        raise await _refuse(
+            request,
+            403,
+            f"role {scope.role!r} may not send commands",
+            scope.subject,
+            charge_point_id,
+        )
+    if charge_point_id and not scope.allows(charge_point_id):
+        raise await _refuse(
+            request,
+            403,
+            f"charger {charge_point_id!r} is outside the token's scope",
+            scope.subject,
+            charge_point_id,
+        )
+    return scope
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def _wait_flag(request: web.Request) -> bool:
+    raw = request.query.get("wait", "true").lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise _error(400, "bad_request", f"wait: expected true or false, got {raw!r}")
+
+
+def _timeout(request: web.Request) -> float:
+    raw = request.query.get("timeout")
+    if raw is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= MAX_TIMEOUT_S:
+        raise _error(
+            400,
+            "bad_request",
+            f"timeout: expected seconds from 0.1 to {MAX_TIMEOUT_S:g}, got {raw!r}",
+        )
+    return value
+
+
+def _command_handler(endpoint: Endpoint) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await _command(request, endpoint)
+
+    handle.__name__ = f"command_{endpoint.action}"
+    return _answering_errors(handle)
+
+
+async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
+    api = request.app[API]
+    charge_point_id = request.match_info["charge_point_id"]
+    scope = await _authorise(request, charge_point_id, command=True)
+    if not api.known(charge_point_id):
+        raise _error(404, "not_found", f"no charger {charge_point_id!r}")
+    wait = _wait_flag(request)
+    timeout_s = _timeout(request)
+    body = await request.read() if endpoint.has_body else b""
+    try:
+        payload = payload_for(endpoint, body, request.query.getall("key", []))
+    except BadBody as error:
+        raise _error(400, "bad_request", str(error)) from None
+    if len(api.background) >= MAX_BACKGROUND and not wait:
+        raise _error(429, "busy", "too many commands waiting for answers", **{"Retry-After": "1"})
+    command_id = uuid.uuid4().hex
+    requested = CommandRequested(
+        id=f"{command_id}:requested",
+        received_at=now_ms(),
+        actor=scope.subject,
+        command_id=command_id,
+        charge_point_id=charge_point_id,
+        action=endpoint.action,
+        payload=msgspec.Raw(payload),
+        timeout_s=timeout_s,
+    )
+    await _store(api, requested)
+    log.info(
+        "api.command",
+        command_id=command_id,
+        charge_point_id=charge_point_id,
+        action=endpoint.action,
+        actor=scope.subject,
+    )
+    if not wait:
+        task = asyncio.create_task(_finish(api, requested), name=f"api.command.{command_id}")
+        api.background.add(task)
+        task.add_done_callback(_forget(api))
+        view = api.tracker.get(command_id)
+        return json_response(view, status=202, Location=f"/api/v1/commands/{command_id}")
+    view = await _finish(api, requested)
+    return json_response(view, status=HTTP_STATUS[view.outcome])
+
+
+def _forget(api: CommandApi) -> Callable[[asyncio.Task[CommandView]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        api.background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("api.command_failed", task=task.get_name(), error=repr(error))
+
+    return done
+
+
+# The HTTP status of each gateway reply (docs/command-api.md).
+HTTP_STATUS: Final[dict[str, int]] = {
+    "answered": 200,
+    "callerror": 502,
+    "invalid_answer": 502,
+    "timeout": 504,
+    "offline": 409,
+    "busy": 429,
+    "invalid": 400,
+}
+
+
+async def _finish(api: CommandApi, requested: CommandRequested) -> CommandView:
+    """Send the command, store what became of it, and return the tracked view."""
+    assert api.connection is not None
+    reply: CommandReply = await send_command(
+        api.connection.client,
+        requested.charge_point_id,
+        requested.action,
+        requested.payload,
+        command_id=requested.command_id,
+        timeout_s=requested.timeout_s,
+    )
+    finished = CommandFinished(
+        id=f"{requested.command_id}:finished",
+        received_at=now_ms(),
+        actor=requested.actor,
+        command_id=requested.command_id,
+        charge_point_id=requested.charge_point_id,
+        action=requested.action,
+        status=reply.status,
+        payload=reply.payload,
+        error_code=reply.error_code,
+        error_description=reply.error_description,
+    )
+    await _store(api, finished)
+    log.info("api.command_finished", command_id=requested.command_id, status=reply.status)
+    view = api.tracker.get(requested.command_id)
+    return view if view is not None else finished_view(finished)
+
+
+async def _get_command(request: web.Request) -> web.Response:
+    api = request.app[API]
+    command_id = request.match_info["command_id"]
+    view = api.tracker.get(command_id)
+    scope = await _authorise(request, "", command=False)
+    if view is None:
+        raise _error(404, "not_found", f"no command {command_id!r} (unknown, or evicted)")
+    if not scope.allows(view.charge_point_id):
+        raise await _refuse(
+            request,
+            403,
+            f"charger {view.charge_point_id!r} is outside the token's scope",
+            scope.subject,
+            view.charge_point_id,
+        )
+    return json_response(view)
+
+
+__all__ = ["API", "HTTP_STATUS", "CommandApi", "CommandError", "ErrorBody", "setup"]
