@@ -97,7 +97,7 @@ class Runner:
         self.on_stored = on_stored
         self.state = State()
         self.lag_events = 0
-        self.lag_seconds = 0.0
+        self._oldest_unstored_ms = 0
         self.ready = asyncio.Event()
         self._skip: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -112,6 +112,13 @@ class Runner:
         """Hold the runner between batches (replay swaps tables under this)."""
         async with self._lock:
             yield
+
+    @property
+    def lag_seconds(self) -> float:
+        """How old the oldest event not yet stored in the tables is (0 when caught up)."""
+        if not self._oldest_unstored_ms:
+            return 0.0
+        return max(0.0, time.time() - self._oldest_unstored_ms / 1000)
 
     def skip_until(self, table: str, seq: int) -> None:
         """``table`` already holds every row up to ``seq`` (replay swapped it in)."""
@@ -174,6 +181,8 @@ class Runner:
                     async with self._lock:
                         await self._project(messages)
         finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
             self._fold_executor.shutdown(wait=True)
 
     async def _fetch(self, sub: object) -> list[Msg]:
@@ -182,7 +191,7 @@ class Runner:
         try:
             messages: list[Msg] = await fetch(size, timeout=_IDLE_WAIT_S)
         except (nats.errors.TimeoutError, TimeoutError):
-            self.lag_events, self.lag_seconds = 0, 0.0
+            self.lag_events, self._oldest_unstored_ms = 0, 0
             return []
         except nats.errors.Error as error:
             log.warning("projections.fetch_failed", error=str(error) or type(error).__name__)
@@ -211,6 +220,8 @@ class Runner:
             )
             first, last = batch[0][0], batch[-1][0]
             db = self.settings.database
+            self.lag_events = messages[-1].metadata.num_pending + len(batch)
+            self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
             await retrying("insert", lambda: store.store_batch(self.backend, db, out, first, last))
             if last - self._snapshot_seq >= self.settings.snapshot_every:
                 await retrying("snapshot", lambda: store.save_snapshot(self.backend, db, state))
@@ -226,9 +237,8 @@ class Runner:
             latest = 0
         tail = messages[-1]
         self.lag_events = tail.metadata.num_pending
-        self.lag_seconds = (
-            max(0.0, time.time() - latest / 1000) if self.lag_events and latest else 0.0
-        )
+        # Behind: the newest stored event is this old; caught up: no lag.
+        self._oldest_unstored_ms = latest if self.lag_events else 0
         # A lost ack only means a redelivery, which the seq check above skips.
         with contextlib.suppress(nats.errors.Error):
             await tail.ack()

@@ -18,7 +18,7 @@ import nats.errors
 import structlog
 from nats.aio.msg import Msg
 
-from hub.bus import Connection, connect
+from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
 from projections.backends import Backend, BackendError, open_backend
 from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
@@ -131,6 +131,8 @@ async def running_projections(
     backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
     connection = await connect(url, name="hub-projections")
     try:
+        # The runner may start before any gateway has made the stream.
+        await ensure_stream(connection.js, settings.stream)
         runner = Runner(connection, backend, runner_settings(settings), on_stored=on_stored)
         projections = Projections(runner, backend, connection)
         async with asyncio.TaskGroup() as tasks:

@@ -100,7 +100,9 @@ async def test_a_full_session_lands_in_every_table(
     assert charger[0]["connected"] is False and charger[0]["last_boot"] is not None
     assert charger[0]["last_seen"] is not None
 
-    events = await rows(backend, "SELECT type, direction, message_type, action FROM ocpp.events")
+    events = await rows(
+        backend, "SELECT type, direction, message_type, action FROM ocpp.events ORDER BY seq"
+    )
     assert events[0]["type"] == "admin.tariff.set"
     frames = [e for e in events if e["type"] == "ocpp.frame"]
     assert len(frames) == 10

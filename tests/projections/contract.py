@@ -1,0 +1,199 @@
+"""The projection contract, one suite for every backend (subclassed per backend).
+
+Each test runs the real runner against a real nats-server and the backend under test,
+and reads the tables back through the same backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+
+from hub.config import Settings
+from hub.nats_server import EmbeddedNats
+from hub.runtime import event_backbone
+from projections.query import QueryRefused, run_query
+from projections.replay import replay
+from projections.service import Projections, running_projections
+from schemas.events import Event
+from tests.projections.helpers import dump, last_seq, rows
+from tests.projections.scenario import fleet, mixed
+
+
+async def store_events(settings: Settings, url: str, events: list[Event]) -> None:
+    async with event_backbone(settings, url, name="test") as (_, store):
+        for start in range(0, len(events), 500):
+            await store.store(events[start : start + 500])
+
+
+class ProjectionContract:
+    """Subclasses provide ``projection_settings``: the Settings that select their backend."""
+
+    @pytest.fixture
+    def projection_settings(self, settings: Settings) -> Settings:
+        raise NotImplementedError
+
+    @pytest.fixture
+    async def projections(
+        self, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> AsyncIterator[Projections]:
+        async with running_projections(projection_settings, nats_server.url) as running:
+            yield running
+
+    async def caught_up(self, projections: Projections, url: str) -> None:
+        await projections.runner.wait_for(await last_seq(url))
+
+    async def test_late_out_of_order_and_offline_messages(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        await self.caught_up(projections, nats_server.url)
+        backend = projections.backend
+
+        sessions = await rows(
+            backend,
+            "SELECT charge_point_id, session_id, transaction_id, state, energy_wh, "
+            "duration_s, flags FROM ocpp.sessions ORDER BY charge_point_id, session_id",
+        )
+        by_cp: dict[str, list[dict[str, Any]]] = {}
+        for session in sessions:
+            by_cp.setdefault(session["charge_point_id"], []).append(session)
+        (a,) = by_cp["CP-A"]
+        assert a["state"] == "completed" and a["energy_wh"] == 6000.0
+        assert a["duration_s"] == 3600.0 and a["flags"] == []
+        b_sessions = sorted(by_cp["CP-B"], key=lambda s: s["transaction_id"])
+        assert len(b_sessions) == 2
+        orphan, offline = b_sessions
+        # The -1 samples and Stop joined the session the flushed Start opened.
+        assert offline["state"] == "completed" and offline["energy_wh"] == 9000.0
+        assert offline["flags"] == ["unknown_transaction_id"]
+        # The Stop for id 0 with nothing open is kept, flagged, not dropped.
+        assert orphan["transaction_id"] == 0 and orphan["state"] == "completed"
+        assert orphan["flags"] == ["unknown_transaction_id", "no_start"]
+
+        hourly = await rows(
+            backend,
+            "SELECT charge_point_id, toString(hour) AS hour, energy_wh FROM ocpp.energy_hourly "
+            "ORDER BY charge_point_id, hour",
+        )
+        assert [r for r in hourly if r["charge_point_id"] == "CP-A"] == [
+            # 09:40 10000 -> 10:00 12000 -> 10:20 14000 -> 10:30 15000 -> 10:40 16000
+            {"charge_point_id": "CP-A", "hour": "2026-11-22 09:00:00", "energy_wh": 2000.0},
+            {"charge_point_id": "CP-A", "hour": "2026-11-22 10:00:00", "energy_wh": 4000.0},
+        ]
+        assert [r for r in hourly if r["charge_point_id"] == "CP-B"] == [
+            {"charge_point_id": "CP-B", "hour": "2026-11-22 08:00:00", "energy_wh": 9000.0},
+        ]
+
+        bills = await rows(
+            backend,
+            "SELECT charge_point_id, tariff_id, toString(energy_cost) AS energy, "
+            "toString(total) AS total FROM ocpp.billing WHERE session_id NOT LIKE 'unknown%' "
+            "ORDER BY charge_point_id",
+        )
+        # CP-A started under "day" (0.30/kWh); CP-B's Start came after "day-2" (0.50/kWh).
+        assert [(b["charge_point_id"], b["tariff_id"]) for b in bills] == [
+            ("CP-A", "day"),
+            ("CP-B", "day-2"),
+        ]
+        assert Decimal(bills[0]["energy"]) == Decimal("1.8")  # 6 kWh x 0.30
+        assert Decimal(bills[0]["total"]) == Decimal("1.8") + Decimal("0.6") + Decimal("0.5")
+
+        errors = await rows(backend, "SELECT `projection`, reason FROM ocpp.projection_errors")
+        assert [e["projection"] for e in errors] == ["ocpp"]
+        assert "schema_violation" in errors[0]["reason"]
+
+    async def test_replay_equals_the_incremental_build(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, fleet(6, 4).events)
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        await self.caught_up(projections, nats_server.url)
+        incremental = await dump(projections.backend)
+        assert len(incremental["billing_versions"]) > 20
+        tariffs = {row["tariff_id"] for row in incremental["billing_versions"]}
+        assert {"std", "std-0", "day", "day-2"} <= tariffs
+
+        seen = []
+        await replay(
+            projections.backend,
+            projections.connection,
+            database="ocpp",
+            stream="OCPP_EVENTS",
+            projections=[],
+            runner=projections.runner,
+            on_progress=seen.append,
+        )
+        assert seen[-1].finished and seen[-1].done == await last_seq(nats_server.url)
+        assert await dump(projections.backend) == incremental
+
+        await replay(
+            projections.backend,
+            projections.connection,
+            database="ocpp",
+            stream="OCPP_EVENTS",
+            projections=["sessions"],
+            from_seq=200,
+            runner=projections.runner,
+        )
+        assert await dump(projections.backend) == incremental
+        # The runner goes on after a replay, without doubling anything.
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        await self.caught_up(projections, nats_server.url)
+        after = await dump(projections.backend)
+        assert len(after["events"]) == await last_seq(nats_server.url)
+        assert len({row["seq"] for row in after["events"]}) == len(after["events"])
+
+    async def test_an_undecodable_message_is_recorded_and_the_runner_goes_on(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        client = await nats.connect(nats_server.url)
+        try:
+            await client.jetstream().publish("ev.cp.CP-X.in.Heartbeat", b"{not json")
+        finally:
+            await client.close()
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        await self.caught_up(projections, nats_server.url)
+        errors = await rows(
+            projections.backend, "SELECT seq, `projection`, reason FROM ocpp.projection_errors"
+        )
+        assert errors[0]["seq"] == 1 and errors[0]["projection"] == "events"
+        assert errors[0]["reason"].startswith("undecodable event")
+        events = await rows(projections.backend, "SELECT count() AS n FROM ocpp.events")
+        assert events == [{"n": await last_seq(nats_server.url)}]
+        sessions = await rows(projections.backend, "SELECT count() AS n FROM ocpp.sessions")
+        assert sessions == [{"n": 3}]
+
+    async def test_query_reads_in_every_format_and_refuses_writes(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, mixed().events[:3])
+        await self.caught_up(projections, nats_server.url)
+        backend = projections.backend
+        sql = "SELECT seq, type FROM ocpp.events ORDER BY seq LIMIT 2"
+        as_json = await run_query(backend, sql, "json")
+        assert [msgspec.json.decode(line) for line in as_json.splitlines()] == [
+            {"seq": 1, "type": "admin.tariff.set"},
+            {"seq": 2, "type": "connection.opened"},
+        ]
+        as_csv = await run_query(backend, sql, "csv")
+        assert as_csv.decode().splitlines() == [
+            '"seq","type"',
+            '1,"admin.tariff.set"',
+            '2,"connection.opened"',
+        ]
+        assert "connection.opened" in (await run_query(backend, sql, "table")).decode()
+        for write in (
+            "INSERT INTO ocpp.events (seq) VALUES (99)",
+            "DROP TABLE ocpp.events",
+            "SELECT 1; DROP TABLE ocpp.events",
+            "  /* hi */ ALTER TABLE ocpp.events DELETE WHERE 1",
+        ):
+            with pytest.raises(QueryRefused, match=r"read-only|one statement"):
+                await run_query(backend, write, "json")
+        assert await rows(backend, "SELECT count() AS n FROM ocpp.events") == [{"n": 3}]

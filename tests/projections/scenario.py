@@ -1,0 +1,217 @@
+"""Deterministic event streams for the projection tests, built frame by frame.
+
+They go into a real JetStream through the real EventStore, exactly as the gateway stores
+them: a CALL and its answer are consecutive events of one charger with one unique id.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+
+from schemas.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    Event,
+    FrameRejected,
+    OcppFrame,
+    TariffBand,
+    TariffSet,
+)
+
+_ids = itertools.count(1)
+# One hub clock for every builder: streams built one after the other stay in time order.
+_clock = itertools.count(1_795_000_000_000, 1000)
+# Transaction ids as the hub issues them: unique across chargers and builders.
+_txids = itertools.count(101)
+
+
+class Builder:
+    """Events of one stream; ``now`` is the hub's clock, advanced by each event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.now = next(_clock)
+
+    def _tick(self) -> int:
+        self.now = next(_clock)
+        return self.now
+
+    def _id(self) -> str:
+        return f"ev-{next(_ids)}-{self.now}"
+
+    def call(self, cp: str, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        unique_id = f"u{next(_ids)}"
+        common = {"charge_point_id": cp, "gateway_id": "gw-t", "connection_id": f"c-{cp}"}
+        for direction, kind, body in (("in", "CALL", payload), ("out", "CALLRESULT", answer)):
+            self.events.append(
+                OcppFrame(
+                    id=self._id(),
+                    received_at=self._tick(),
+                    **common,
+                    ocpp_version="1.6",
+                    direction=direction,  # type: ignore[arg-type]
+                    message_type=kind,  # type: ignore[arg-type]
+                    unique_id=unique_id,
+                    action=action,
+                    payload=msgspec.Raw(msgspec.json.encode(body)),
+                )
+            )
+
+    def connect(self, cp: str) -> None:
+        self.events.append(
+            ChargerConnected(
+                id=self._id(),
+                received_at=self._tick(),
+                charge_point_id=cp,
+                gateway_id="gw-t",
+                connection_id=f"c-{cp}",
+                ocpp_version="1.6",
+                remote_address="10.0.0.1:1",
+                security_profile=0,
+            )
+        )
+
+    def disconnect(self, cp: str) -> None:
+        self.events.append(
+            ChargerDisconnected(
+                id=self._id(),
+                received_at=self._tick(),
+                charge_point_id=cp,
+                gateway_id="gw-t",
+                connection_id=f"c-{cp}",
+                close_code=1006,
+            )
+        )
+
+    def boot(self, cp: str) -> None:
+        self.call(
+            cp,
+            "BootNotification",
+            {"chargePointVendor": "Acme", "chargePointModel": "X1", "firmwareVersion": "2.0"},
+            {"status": "Accepted", "currentTime": "2026-11-22T00:00:00Z", "interval": 300},
+        )
+
+    def status(self, cp: str, connector: int, status: str, error: str = "NoError") -> None:
+        self.call(
+            cp,
+            "StatusNotification",
+            {"connectorId": connector, "errorCode": error, "status": status},
+            {},
+        )
+
+    def start(self, cp: str, connector: int, at: str, meter: int, tag: str = "TAG") -> int:
+        txid = next(_txids)
+        self.call(
+            cp,
+            "StartTransaction",
+            {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": at},
+            {"transactionId": txid, "idTagInfo": {"status": "Accepted"}},
+        )
+        return txid
+
+    def meter(self, cp: str, connector: int, txid: int | None, at: str, wh: float) -> None:
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "meterValue": [
+                {
+                    "timestamp": at,
+                    "sampledValue": [
+                        {"value": f"{wh}", "unit": "Wh"},
+                        {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
+                    ],
+                }
+            ],
+        }
+        if txid is not None:
+            payload["transactionId"] = txid
+        self.call(cp, "MeterValues", payload, {})
+
+    def stop(self, cp: str, txid: int, at: str, meter: int, reason: str = "Local") -> None:
+        self.call(
+            cp,
+            "StopTransaction",
+            {"transactionId": txid, "timestamp": at, "meterStop": meter, "reason": reason},
+            {"idTagInfo": {"status": "Accepted"}},
+        )
+
+    def tariff(self, tariff_id: str, per_kwh: str, *, bands: tuple[TariffBand, ...] = ()) -> None:
+        self.events.append(
+            TariffSet(
+                id=self._id(),
+                received_at=self._tick(),
+                actor="test",
+                tariff_id=tariff_id,
+                currency="EUR",
+                per_kwh=per_kwh,
+                per_minute="0.01",
+                session_fee="0.50",
+                bands=bands,
+            )
+        )
+
+    def rejected(self, cp: str) -> None:
+        self.events.append(
+            FrameRejected(
+                id=self._id(),
+                received_at=self._tick(),
+                charge_point_id=cp,
+                gateway_id="gw-t",
+                connection_id=f"c-{cp}",
+                ocpp_version="1.6",
+                reason="schema_violation",
+                error_code="FormationViolation",
+                error_description="bad meterStart",
+                raw='[2,"x","StartTransaction",{"meterStart":"a"}]',
+            )
+        )
+
+
+def mixed(builder: Builder | None = None) -> Builder:
+    """Sessions of every kind, a tariff change in the middle, and bad input."""
+    b = builder or Builder()
+    b.tariff("day", "0.30", bands=(TariffBand(start="22:00", end="06:00", per_kwh="0.10"),))
+    b.connect("CP-A")
+    b.boot("CP-A")
+    b.status("CP-A", 1, "Preparing")
+    tx = b.start("CP-A", 1, "2026-11-22T09:40:00Z", 10_000)
+    b.meter("CP-A", 1, tx, "2026-11-22T10:20:00Z", 14_000)
+    # Late and out of order: 10:00 arrives after 10:20.
+    b.meter("CP-A", 1, tx, "2026-11-22T10:00:00Z", 12_000)
+    b.stop("CP-A", tx, "2026-11-22T10:40:00Z", 16_000)
+    # A meter value that arrives after the Stop still lands in its hour.
+    b.meter("CP-A", 1, tx, "2026-11-22T10:30:00Z", 15_000)
+    b.rejected("CP-A")
+    b.tariff("day-2", "0.50")
+    # Started offline: the Start is flushed late, then samples and Stop carry -1.
+    b.connect("CP-B")
+    b.boot("CP-B")
+    tx_b = b.start("CP-B", 2, "2026-11-22T08:00:00Z", 0)
+    b.meter("CP-B", 2, -1, "2026-11-22T08:30:00Z", 5_000)
+    b.stop("CP-B", -1, "2026-11-22T09:00:00Z", 9_000)
+    # A Stop for an id nobody issued, with no session open: recorded, flagged.
+    b.stop("CP-B", 0, "2026-11-22T12:00:00Z", 20_000)
+    b.disconnect("CP-B")
+    del tx_b
+    return b
+
+
+def fleet(chargers: int, sessions: int) -> Builder:
+    """Many ordinary sessions, for crash and replay tests."""
+    b = Builder()
+    b.tariff("std", "0.25")
+    for n in range(chargers):
+        cp = f"CP-{n:03d}"
+        b.connect(cp)
+        b.boot(cp)
+        for s in range(sessions):
+            hour = 10 + s
+            tx = b.start(cp, 1, f"2026-11-22T{hour:02d}:10:00Z", 1000 * s)
+            for minute in (20, 30, 40):
+                b.meter(cp, 1, tx, f"2026-11-22T{hour:02d}:{minute}:00Z", 1000 * s + minute * 10)
+            b.stop(cp, tx, f"2026-11-22T{hour:02d}:50:00Z", 1000 * s + 600)
+            if s == sessions // 2:
+                b.tariff(f"std-{n}", "0.27")
+    return b
