@@ -17,6 +17,7 @@ import msgspec
 import uvloop
 
 from hub import logs
+from hub.api import cli as api_cli
 from hub.bus import Connection, EventStore
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag_commands.add_parser("list", help="list id tags", parents=[common])
 
     fanout_cli.add_commands(commands, common)
+    api_cli.add_commands(commands, common)
     projections_cli.add_commands(commands, common)
 
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
@@ -320,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return uvloop.run(fanout_cli.fanout_command(settings))
     if args.command == "token":
         return fanout_cli.token_main(settings, args)
+    if args.command == "cmd":
+        return api_cli.cmd_main(settings, args)
     if args.command in projections_cli.COMMANDS:
         return asyncio.run(projections_cli.main(settings, args))
     return asyncio.run(_admin(settings, args))

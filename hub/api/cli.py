@@ -1,0 +1,203 @@
+"""``hub cmd <chargePointId> <operation> [--flags]``: one command through the REST API.
+
+Flags are the OCPP request's fields in kebab-case (``--connector-id 1``, ``--id-tag T1``);
+values are converted to the field's type, objects and arrays are given as JSON. ``--body``
+takes the whole payload as JSON instead. It prints the charger's answer as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import re
+import sys
+from typing import Any, Final
+
+import aiohttp
+import msgspec
+
+from hub.api.endpoints import ENDPOINTS, Endpoint
+from hub.config import Settings
+
+# Operation names: the endpoint's, except where one path serves two actions.
+_RENAMED: Final = {
+    ("GET", "configuration"): "get-configuration",
+    ("PUT", "configuration"): "change-configuration",
+    ("POST", "charging-profiles"): "set-charging-profile",
+    ("DELETE", "charging-profiles"): "clear-charging-profile",
+}
+OPERATIONS: Final[dict[str, Endpoint]] = {
+    _RENAMED.get((e.method, e.name), e.name): e for e in ENDPOINTS
+}
+CLI_TOKEN_TTL_S: Final = 300.0
+
+
+class UsageError(Exception):
+    """A bad operation or flag; ``str()`` says which, for the one error line."""
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    cmd = commands.add_parser(
+        "cmd",
+        parents=[common],
+        help="send a command to a charger through the command API and print its answer",
+        description="Operations: " + ", ".join(sorted(OPERATIONS)),
+    )
+    cmd.add_argument("charge_point_id")
+    cmd.add_argument("operation", help="e.g. reset, remote-start, get-configuration")
+    cmd.add_argument(
+        "flags",
+        nargs=argparse.REMAINDER,
+        help="the request's fields (--connector-id 1), or --body JSON; and --no-wait, "
+        "--timeout S, --api-url URL (HUB_API_URL), --token JWT (HUB_API_TOKEN; default: an "
+        "operator token minted from the data directory's secret)",
+    )
+
+
+def _options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub cmd", add_help=False, allow_abbrev=False)
+    parser.add_argument("--body")
+    parser.add_argument("--no-wait", action="store_true")
+    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--api-url")
+    parser.add_argument("--token")
+    return parser
+
+
+def _camel(flag: str) -> str:
+    head, *rest = flag.split("-")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def build_request(
+    endpoint: Endpoint, flags: list[str], body: str | None
+) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """The HTTP body and query for ``flags`` (``--name value`` pairs); raises UsageError."""
+    fields = {f.encode_name: f for f in msgspec.structs.fields(endpoint.request_type)}
+    values: dict[str, Any] = {}
+    keys: list[str] = []
+    position = 0
+    while position < len(flags):
+        flag = flags[position]
+        match = re.fullmatch(r"--([a-z][a-z0-9-]*)(?:=(.*))?", flag)
+        if match is None:
+            raise UsageError(f"unexpected argument {flag!r}; flags look like --connector-id 1")
+        name, value = _camel(match[1]), match[2]
+        if value is None:
+            position += 1
+            if position >= len(flags):
+                raise UsageError(f"{flag}: needs a value")
+            value = flags[position]
+        position += 1
+        if not endpoint.has_body and name == "key":
+            keys.append(value)
+            continue
+        if name not in fields:
+            accepted = ", ".join(f"--{_kebab(n)}" for n in fields) or "none"
+            raise UsageError(f"{endpoint.action} has no field {flag!r}; it takes: {accepted}")
+        values[name] = _value(value)
+    if not endpoint.has_body:
+        return None, [("key", key) for key in keys]
+    if body is not None:
+        if values:
+            raise UsageError("give either --body or field flags, not both")
+        return body.encode(), []
+    try:
+        payload = msgspec.convert(values, endpoint.request_type, strict=False)
+    except msgspec.ValidationError as error:
+        raise UsageError(str(error)) from None
+    return msgspec.json.encode(payload), []
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "-" + m[1].lower(), name)
+
+
+def _value(text: str) -> Any:
+    # Objects and arrays come as JSON; scalars as text, converted to the field's type.
+    if text[:1] in ("{", "["):
+        try:
+            return msgspec.json.decode(text)
+        except msgspec.DecodeError as error:
+            raise UsageError(f"{text[:40]!r}: not valid JSON ({error})") from None
+    return text
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("HUB_API_TOKEN", "")
+    if token:
+        return str(token)
+    from hub.fanout.app import signing_key
+    from hub.fanout.auth import SECRET_FILE, mint
+
+    fanout = settings.fanout
+    secret_file = settings.data_dir / SECRET_FILE
+    if fanout.jwt_algorithm == "HS256" and not fanout.jwt_secret and not secret_file.exists():
+        raise UsageError(
+            f"no token: give --token or HUB_API_TOKEN (no {secret_file} to mint one from)"
+        )
+
+    # Whoever can read the data directory's secret is an admin of this hub anyway.
+    return mint(
+        signing_key(settings),
+        settings.fanout.jwt_algorithm,
+        chargers="*",
+        ttl_s=CLI_TOKEN_TTL_S,
+        role="operator",
+        subject=f"cli:{getpass.getuser()}",
+    )
+
+
+async def _send(
+    url: str, method: str, token: str, body: bytes | None, query: list[tuple[str, str]]
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.request(method, url, data=body, params=query, headers=headers) as r:
+            return r.status, await r.read()
+
+
+def cmd_main(settings: Settings, parsed: argparse.Namespace) -> int:
+    endpoint = OPERATIONS.get(parsed.operation)
+    try:
+        args, extra = _options().parse_known_args(parsed.flags)
+        args.operation, args.charge_point_id = parsed.operation, parsed.charge_point_id
+        if endpoint is None:
+            raise UsageError(
+                f"unknown operation {args.operation!r}; one of: {', '.join(sorted(OPERATIONS))}"
+            )
+        body, query = build_request(endpoint, extra, args.body)
+    except UsageError as error:
+        print(f"hub: cmd: {error}", file=sys.stderr)
+        return 2
+    if args.no_wait:
+        query.append(("wait", "false"))
+    if args.timeout is not None:
+        query.append(("timeout", str(args.timeout)))
+    base = args.api_url or os.environ.get("HUB_API_URL", "")
+    if not base:
+        base = f"http://{settings.fanout.host}:{settings.fanout.port}"
+    from urllib.parse import quote
+
+    url = (
+        f"{base.rstrip('/')}/api/v1/chargers/{quote(args.charge_point_id, safe='')}/{endpoint.name}"
+    )
+    try:
+        token = _token(settings, args)
+    except UsageError as error:
+        print(f"hub: cmd: {error}", file=sys.stderr)
+        return 2
+    try:
+        status, answer = asyncio.run(_send(url, endpoint.method, token, body, query))
+    except (aiohttp.ClientError, OSError) as error:
+        print(f"hub: cmd: cannot reach the API at {base}: {error}", file=sys.stderr)
+        return 1
+    try:
+        text = msgspec.json.format(answer, indent=2).decode()
+    except msgspec.DecodeError:
+        text = answer.decode(errors="replace")
+    print(text)
+    return 0 if status in (200, 202) else 1
