@@ -898,6 +898,12 @@ def build_parser() -> argparse.ArgumentParser:
     fanout_parser.add_argument("--targets", default="hub,poll", help="hub, poll or both")
     fanout_parser.add_argument("--quick", action="store_true", help="20 chargers, 3 s: a smoke run")
     fanout_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    commands_parser = sub.add_parser("commands", help="command round trip: REST API vs NATS")
+    commands_parser.add_argument("--chargers", type=int, default=1000)
+    commands_parser.add_argument("--requests", type=int, default=1000, help="per path")
+    commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
+    commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
+    commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
     return parser
 
 
@@ -924,6 +930,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import fanout
 
         return fanout.main(args)
+    if args.benchmark == "commands":
+        from bench import commands
+
+        return commands.main(args)
     settings = settings_from_args(args)
     report = asyncio.run(ingest(settings))
     md_path, json_path = write_report(report, settings.out_dir)
