@@ -61,8 +61,13 @@ class RunnerSettings:
         self.stream = stream
 
 
-async def retrying(what: str, call: Callable[[], object]) -> None:
-    """Run ``call`` (a coroutine factory) until it succeeds: a backend outage is a pause."""
+async def retrying(
+    what: str, call: Callable[[], object], stalled: asyncio.Event | None = None
+) -> None:
+    """Run ``call`` (a coroutine factory) until it succeeds: a backend outage is a pause.
+
+    ``stalled`` is set while it waits for the backend, for whoever watches the runner.
+    """
     backoff = 0.1
     attempts = 0
     while True:
@@ -72,11 +77,15 @@ async def retrying(what: str, call: Callable[[], object]) -> None:
                 await result
         except BackendError as error:
             attempts += 1
+            if stalled is not None:
+                stalled.set()
             if attempts == 1:
                 log.warning("projections.backend_unavailable", what=what, error=str(error)[:300])
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
             continue
+        if stalled is not None:
+            stalled.clear()
         if attempts:
             log.info("projections.backend_back", what=what, attempts=attempts + 1)
         return
@@ -99,6 +108,8 @@ class Runner:
         self.lag_events = 0
         self._oldest_unstored_ms = 0
         self.ready = asyncio.Event()
+        # Set while the backend is unreachable and the runner waits for it.
+        self.stalled = asyncio.Event()
         self._skip: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._snapshot_seq = 0
@@ -222,9 +233,15 @@ class Runner:
             db = self.settings.database
             self.lag_events = messages[-1].metadata.num_pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
-            await retrying("insert", lambda: store.store_batch(self.backend, db, out, first, last))
+            await retrying(
+                "insert",
+                lambda: store.store_batch(self.backend, db, out, first, last),
+                self.stalled,
+            )
             if last - self._snapshot_seq >= self.settings.snapshot_every:
-                await retrying("snapshot", lambda: store.save_snapshot(self.backend, db, state))
+                await retrying(
+                    "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.stalled
+                )
                 self._snapshot_seq = last
             async with self._stored:
                 self.projected_seq = last
