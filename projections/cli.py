@@ -95,8 +95,11 @@ def _band(spec: str) -> TariffBand:
     if not sep or not dash:
         raise ValueError(f"--band {spec!r}: expected HH:MM-HH:MM=PER_KWH[/PER_MINUTE]")
     per_kwh, _, per_minute = prices.partition("/")
-    parse_hhmm(start)
-    parse_hhmm(end)
+    try:
+        parse_hhmm(start)
+        parse_hhmm(end)
+    except ValueError as error:
+        raise ValueError(f"--band {spec!r}: {error}") from None
     return TariffBand(start=start, end=end, per_kwh=per_kwh or "0", per_minute=per_minute or "0")
 
 

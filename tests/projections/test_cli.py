@@ -1,0 +1,87 @@
+"""``hub query``, ``hub replay`` and ``hub tariffs`` against a running hub that owns chDB."""
+
+from __future__ import annotations
+
+import argparse
+
+import msgspec
+import pytest
+
+from hub.cli import build_parser
+from hub.config import Settings
+from hub.nats_server import EmbeddedNats
+from projections import cli as projections_cli
+from projections.service import running_projections
+from tests.projections.contract import store_events
+from tests.projections.helpers import last_seq, rows
+from tests.projections.scenario import mixed
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+async def test_query_replay_and_tariffs_go_through_the_running_hub(
+    settings: Settings, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = msgspec.structs.replace(settings, nats_url=nats_server.url)
+    async with running_projections(settings, nats_server.url) as projections:
+        await store_events(settings, nats_server.url, mixed().events)
+        assert (
+            await projections_cli.main(
+                settings,
+                parse("tariffs", "set", "night", "--per-kwh", "0.2", "--band", "22:00-06:00=0.1/0"),
+            )
+            == 0
+        )
+        assert "tariff night in force for all chargers" in capsys.readouterr().out
+        await projections.runner.wait_for(await last_seq(nats_server.url))
+
+        assert (
+            await projections_cli.main(
+                settings,
+                parse("query", "SELECT count() AS n FROM ocpp.sessions", "--format", "json"),
+            )
+            == 0
+        )
+        assert capsys.readouterr().out == '{"n":3}\n'
+        assert (
+            await projections_cli.main(
+                settings, parse("query", "SELECT 1 AS one", "--format", "csv")
+            )
+            == 0
+        )
+        assert capsys.readouterr().out == '"one"\n1\n'
+
+        assert (
+            await projections_cli.main(settings, parse("query", "DELETE FROM ocpp.events WHERE 1"))
+            == 2
+        )
+        captured = capsys.readouterr()
+        assert "read-only: DELETE statements are refused" in captured.err
+        assert await rows(projections.backend, "SELECT count() AS n FROM ocpp.events") == [
+            {"n": await last_seq(nats_server.url)}
+        ]
+
+        assert await projections_cli.main(settings, parse("replay", "--projection", "billing")) == 0
+        assert "100.0%" in capsys.readouterr().err
+        assert await projections_cli.main(settings, parse("replay", "--projection", "nope")) == 2
+        assert "not a projection" in capsys.readouterr().err
+
+        assert await projections_cli.main(settings, parse("tariffs", "list")) == 0
+        listed = capsys.readouterr().out
+        assert "night\t*" in listed and "22:00-06:00=0.1/0" in listed
+
+
+async def test_bad_tariff_arguments_name_the_flag(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, message in (
+        (("--per-kwh", "abc"), "--per-kwh: 'abc' is not a decimal number"),
+        (("--session-fee", "-1"), "--session-fee: '-1' must be a finite, non-negative number"),
+        (("--band", "25:00-06:00=0.1"), "--band '25:00-06:00=0.1': '25:00' is not a time"),
+        (("--currency", "EURO"), "--currency 'EURO'"),
+        (("--effective-from", "soon"), "--effective-from 'soon'"),
+    ):
+        assert await projections_cli.main(settings, parse("tariffs", "set", "t", *argv)) == 2
+        assert message in capsys.readouterr().err
