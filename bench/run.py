@@ -904,6 +904,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    from bench import projections
+
+    projections.build_parser(sub)
     return parser
 
 
@@ -934,6 +937,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import commands
 
         return commands.main(args)
+    if args.benchmark == "projections":
+        from bench import projections
+
+        return projections.main(args)
     settings = settings_from_args(args)
     report = asyncio.run(ingest(settings))
     md_path, json_path = write_report(report, settings.out_dir)

@@ -187,6 +187,11 @@ class Runner:
         self.ready.set()
         try:
             while True:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # nats-py's fetch may turn a cancellation into its own TimeoutError;
+                    # without this the runner would outlive its owner's cancel().
+                    raise asyncio.CancelledError
                 messages = await self._fetch(sub)
                 if messages:
                     async with self._lock:

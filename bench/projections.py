@@ -1,0 +1,379 @@
+"""Projection benchmark: ``python -m bench.run projections [--events N] [--quick]``.
+
+Measured in one run, on one stream, on the same machine:
+
+- **raw read**: the stream read by a nats-py ordered consumer, each event decoded, nothing
+  else: the ceiling for anything that follows the stream;
+- **raw insert**: the rows the projections produce from that stream, inserted into the same
+  chDB in the same batch size, with no fold: the ceiling of the store;
+- **replay**: ``projections.replay.replay`` over the whole stream (read, fold, insert into
+  shadow tables, swap), reported as events/s and as a ratio of the raw read rate (goal
+  >= 50 %);
+- **incremental lag**: ``hub simulate`` chargers drive a real gateway at the ingest
+  benchmark's rate scenario (N chargers, one message per 2 s each), and the runner's delay
+  from each event's ``received_at`` to its rows being stored is recorded (goal p99 < 1 s);
+- memory: the benchmark process's peak RSS (it hosts chDB, the fold and the gateway).
+
+Writes bench/reports/projections-latest.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from nats.js.api import DeliverPolicy
+
+from hub import logs
+from hub.config import GatewaySettings, ProjectionSettings, Settings, StreamSettings
+from hub.nats_server import EmbeddedNats
+from hub.runtime import event_backbone, running_gateway
+from projections import store
+from projections.backends.embedded import ChdbBackend
+from projections.replay import replay
+from projections.rows import TABLES
+from projections.runner import fold_batch
+from projections.service import running_projections
+from projections.state import State
+from schemas.events import Event, OcppFrame, TariffSet, decode_event
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "reports"
+
+
+def _frames(
+    cp: str, action: str, request: dict[str, Any], answer: dict[str, Any], n: int, t: int
+) -> list[Event]:
+    call = OcppFrame(
+        id=f"{cp}-{n}-in",
+        received_at=t,
+        charge_point_id=cp,
+        gateway_id="gw-bench",
+        connection_id=f"c-{cp}",
+        ocpp_version="1.6",
+        direction="in",
+        message_type="CALL",
+        unique_id=f"{n}",
+        action=action,
+        payload=msgspec.Raw(msgspec.json.encode(request)),
+    )
+    result = msgspec.structs.replace(
+        call,
+        id=f"{cp}-{n}-out",
+        direction="out",
+        message_type="CALLRESULT",
+        payload=msgspec.Raw(msgspec.json.encode(answer)),
+    )
+    return [call, result]
+
+
+def synthetic_stream(events: int) -> list[Event]:
+    """Whole sessions like the simulator's: Start, MeterValues with 6 samples, Stop."""
+    out: list[Event] = [
+        TariffSet(id="tariff", received_at=1, actor="bench", tariff_id="std", per_kwh="0.3")
+    ]
+    n = 0
+    txid = 0
+    chargers = max(10, events // 2000)
+    base = 1_795_000_000_000
+    while len(out) < events:
+        for c in range(chargers):
+            cp = f"BENCH-{c:05d}"
+            n += 1
+            txid += 1
+            t0 = base + n * 60_000
+            stamp = datetime.fromtimestamp(t0 / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out += _frames(
+                cp,
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": stamp},
+                {"transactionId": txid, "idTagInfo": {"status": "Accepted"}},
+                n,
+                t0,
+            )
+            for k in range(1, 11):
+                when = datetime.fromtimestamp((t0 + k * 60_000) / 1000, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
+                samples = [
+                    {
+                        "value": f"{k * 120}",
+                        "measurand": "Energy.Active.Import.Register",
+                        "unit": "Wh",
+                    },
+                    {"value": "7200.0", "measurand": "Power.Active.Import", "unit": "W"},
+                    *(
+                        {"value": "16.0", "measurand": "Current.Import", "phase": p, "unit": "A"}
+                        for p in ("L1", "L2", "L3")
+                    ),
+                    {"value": f"{40 + k}", "measurand": "SoC", "unit": "Percent", "location": "EV"},
+                ]
+                n += 1
+                out += _frames(
+                    cp,
+                    "MeterValues",
+                    {
+                        "connectorId": 1,
+                        "transactionId": txid,
+                        "meterValue": [{"timestamp": when, "sampledValue": samples}],
+                    },
+                    {},
+                    n,
+                    t0 + k,
+                )
+            n += 1
+            stop = datetime.fromtimestamp((t0 + 660_000) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out += _frames(
+                cp,
+                "StopTransaction",
+                {"transactionId": txid, "meterStop": 1320, "timestamp": stop},
+                {},
+                n,
+                t0 + 20,
+            )
+            if len(out) >= events:
+                break
+    return out[:events]
+
+
+async def raw_read(url: str, expected: int) -> float:
+    client = await nats.connect(url)
+    done = asyncio.Event()
+    count = 0
+
+    async def on_message(msg: Any) -> None:
+        nonlocal count
+        decode_event(msg.data)
+        count += 1
+        if count >= expected:
+            done.set()
+
+    started = time.perf_counter()
+    sub = await client.jetstream().subscribe(
+        "ev.>",
+        cb=on_message,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+        stream="OCPP_EVENTS",
+        pending_msgs_limit=1_000_000,
+    )
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    await client.close()
+    return expected / elapsed
+
+
+async def raw_insert(backend: ChdbBackend, events: list[Event], batch: int) -> tuple[float, int]:
+    """Rows of the whole stream, folded beforehand (not timed), inserted batch by batch."""
+    db = "bench_raw"
+    await store.ensure_schema(backend, db)
+    state = State()
+    encoded = [(seq, msgspec.json.encode(event)) for seq, event in enumerate(events, 1)]
+    batches = []
+    for start in range(0, len(encoded), batch):
+        out, _ = fold_batch(state, {}, encoded[start : start + batch])
+        batches.append(
+            {table: store.encode_rows(out.rows[table]) for table in TABLES if out.rows[table]}
+        )
+    rows = 0
+    started = time.perf_counter()
+    for index, tables in enumerate(batches):
+        for table, body in tables.items():
+            await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}")
+            rows += body.count(b"\n") + 1
+    elapsed = time.perf_counter() - started
+    await backend.execute(f"DROP DATABASE {db}")
+    return len(events) / elapsed, rows
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def incremental_lag(workdir: Path, chargers: int, window: float) -> dict[str, Any]:
+    settings = Settings(
+        data_dir=workdir / "live",
+        stream=StreamSettings(),
+        gateway=GatewaySettings(port=0, gateway_id="gw-bench", allow_unknown_chargers=True),
+        projections=ProjectionSettings(),
+    )
+    settings.data_dir.mkdir(parents=True)
+    delays: list[float] = []
+
+    def on_stored(_: int, received: list[int]) -> None:
+        now = time.time() * 1000
+        delays.extend((now - ms) / 1000 for ms in received if ms)
+
+    async with (
+        EmbeddedNats(settings.data_dir / "nats") as server,
+        running_gateway(settings, server.url) as gateway,
+        running_projections(settings, server.url, on_stored=on_stored),
+    ):
+        simulator = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "hub"),
+            "simulate",
+            "--chargers",
+            str(chargers),
+            "--interval",
+            "2",
+            "--duration",
+            str(window),
+            "--url",
+            f"ws://127.0.0.1:{gateway.port}/ocpp",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await simulator.wait()
+    return {
+        "chargers": chargers,
+        "window_s": window,
+        "events": len(delays),
+        "lag_p50_s": round(_percentile(delays, 0.50), 3),
+        "lag_p99_s": round(_percentile(delays, 0.99), 3),
+        "lag_max_s": round(max(delays, default=0.0), 3),
+    }
+
+
+def _peak_rss_mib() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run(events: int, batch: int, chargers: int, window: float) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-projections-"))
+    try:
+        stream = synthetic_stream(events)
+        settings = Settings(data_dir=workdir)
+        async with EmbeddedNats(workdir / "nats") as server:
+            async with event_backbone(settings, server.url, name="bench") as (_, event_store):
+                for start in range(0, len(stream), 1000):
+                    await event_store.store(stream[start : start + 1000])
+            read_rate = await raw_read(server.url, len(stream))
+            backend = ChdbBackend(workdir / "clickhouse")
+            try:
+                insert_rate, rows = await raw_insert(backend, stream, batch)
+                async with event_backbone(settings, server.url, name="bench-replay") as (
+                    connection,
+                    _,
+                ):
+                    started = time.perf_counter()
+                    await replay(
+                        backend, connection, database="ocpp", stream="OCPP_EVENTS", projections=[]
+                    )
+                    replay_rate = len(stream) / (time.perf_counter() - started)
+            finally:
+                await backend.close()
+        lag = await incremental_lag(workdir, chargers, window)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_1m": os.getloadavg()[0],
+        },
+        "events": len(stream),
+        "rows": rows,
+        "raw_read_events_per_s": round(read_rate),
+        "raw_insert_events_per_s": round(insert_rate),
+        "raw_insert_rows_per_s": round(insert_rate * rows / len(stream)),
+        "replay_events_per_s": round(replay_rate),
+        "replay_vs_raw_read": round(replay_rate / read_rate, 3),
+        "replay_vs_raw_insert": round(replay_rate / insert_rate, 3),
+        "goal_replay_ge_50pct_of_read": replay_rate >= 0.5 * read_rate,
+        "incremental": lag,
+        "goal_lag_p99_lt_1s": lag["lag_p99_s"] < 1.0,
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lag = report["incremental"]
+    machine = report["machine"]
+    read = report["raw_read_events_per_s"]
+    insert = report["raw_insert_events_per_s"]
+    replayed = report["replay_events_per_s"]
+    replay_goal = "met" if report["goal_replay_ge_50pct_of_read"] else "NOT met"
+    lag_goal = "met" if report["goal_lag_p99_lt_1s"] else "NOT met"
+    return "\n".join(
+        [
+            "# Projections benchmark",
+            "",
+            f"{report['generated_at']}, {machine['cpus']} CPUs, "
+            f"load {machine['loadavg_1m']:.2f}; {report['events']} events -> "
+            f"{report['rows']} rows, chDB embedded.",
+            "",
+            "| measure | events/s | vs raw read |",
+            "|---|---:|---:|",
+            f"| raw read (ordered consumer, decode only) | {read:,} | 1.00 |",
+            f"| raw insert of the produced rows ({report['raw_insert_rows_per_s']:,} rows/s) "
+            f"| {insert:,} | {insert / read:.2f} |",
+            f"| **replay** (read + fold + insert + swap) | {replayed:,} "
+            f"| **{report['replay_vs_raw_read']:.2f}** |",
+            "",
+            f"Goal replay >= 50 % of raw read: **{replay_goal}**.",
+            "",
+            f"Incremental lag, {lag['chargers']} simulated chargers at one message per 2 s "
+            f"each for {lag['window_s']:.0f} s ({lag['events']} events): "
+            f"p50 {lag['lag_p50_s']} s, p99 **{lag['lag_p99_s']} s**, max {lag['lag_max_s']} s. "
+            f"Goal p99 < 1 s: **{lag_goal}**.",
+            "",
+            f"Peak RSS of the benchmark process (chDB, fold, gateway): "
+            f"{report['peak_rss_mib']} MiB.",
+            "",
+        ]
+    )
+
+
+def build_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "projections", help="projection replay rate, raw baselines, incremental lag"
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--batch", type=int, default=5000, help="events per insert batch (raw insert)"
+    )
+    parser.add_argument(
+        "--chargers", type=int, default=1000, help="simulated chargers for the lag run"
+    )
+    parser.add_argument("--window", type=float, default=20.0, help="seconds of simulated load")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--out-dir", type=Path, default=OUT)
+
+
+def main(args: argparse.Namespace) -> int:
+    logs.configure("warning")
+    if args.quick:
+        args.events, args.chargers, args.window = 5000, 50, 3.0
+    report = asyncio.run(run(args.events, args.batch, args.chargers, args.window))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in (
+        (args.out_dir / "projections-latest.json", json.dumps(report, indent=2) + "\n"),
+        (args.out_dir / "projections-latest.md", render(report)),
+    ):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    print(render(report))
+    return 0
