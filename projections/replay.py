@@ -9,6 +9,8 @@ the final catch-up and swap only, so the gateway never stops and nothing is lost
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import time
@@ -24,7 +26,7 @@ from hub.bus import Connection
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend
-from projections.rows import TABLES
+from projections.rows import TABLES, Output
 from projections.runner import Runner, fold_batch, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
 from projections.state import State
@@ -138,35 +140,66 @@ async def replay(
     done = 0
     end = await _stream_end(connection, stream)
 
+    loop = asyncio.get_running_loop()
+    fold_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-fold")
+
     async def read_to(target: int) -> None:
-        nonlocal done
-        while reader.next_seq <= target:
-            batch = await reader.read_until(target)
-            if not batch:
-                # Nothing more stored below the target: the rest was deleted by limits.
-                if reader.next_seq <= target and await _stream_end(connection, stream) >= target:
-                    continue
-                break
-            out, _ = fold_batch(state, skip, batch)
-            first, last = batch[0][0], batch[-1][0]
-            await retrying(
-                "replay insert",
-                functools.partial(
-                    store.store_batch, backend, db, out, first, last, tables=tables, suffix=SHADOW
-                ),
-            )
-            done += len(batch)
-            elapsed = max(time.monotonic() - started, 1e-6)
-            rate = done / elapsed
-            total = max(target, done)
-            on_progress(
-                Progress(
-                    done=done,
-                    total=total,
-                    events_per_s=rate,
-                    eta_s=max(0, total - done) / rate if rate else 0.0,
+        """Three stages, each holding at most two batches: read from NATS, fold (in a thread,
+        so the event loop keeps serving the gateway), store; they overlap."""
+        folding: asyncio.Queue[list[tuple[int, bytes]] | None] = asyncio.Queue(2)
+        storing: asyncio.Queue[tuple[Output, int, int, int] | None] = asyncio.Queue(2)
+
+        async def read() -> None:
+            while reader.next_seq <= target:
+                batch = await reader.read_until(target)
+                if not batch:
+                    # Nothing more stored below the target: the rest was deleted by limits.
+                    if await _stream_end(connection, stream) >= target:
+                        continue
+                    break
+                await folding.put(batch)
+            await folding.put(None)
+
+        async def fold() -> None:
+            while (batch := await folding.get()) is not None:
+                out, _ = await loop.run_in_executor(fold_pool, fold_batch, state, skip, batch)
+                await storing.put((out, batch[0][0], batch[-1][0], len(batch)))
+            await storing.put(None)
+
+        async def write() -> None:
+            nonlocal done
+            while (item := await storing.get()) is not None:
+                out, first, last, count = item
+                await retrying(
+                    "replay insert",
+                    functools.partial(
+                        store.store_batch,
+                        backend,
+                        db,
+                        out,
+                        first,
+                        last,
+                        tables=tables,
+                        suffix=SHADOW,
+                    ),
                 )
-            )
+                done += count
+                elapsed = max(time.monotonic() - started, 1e-6)
+                rate = done / elapsed
+                total = max(target, done)
+                on_progress(
+                    Progress(
+                        done=done,
+                        total=total,
+                        events_per_s=rate,
+                        eta_s=max(0, total - done) / rate if rate else 0.0,
+                    )
+                )
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(read(), name="replay-read")
+            tasks.create_task(fold(), name="replay-fold")
+            tasks.create_task(write(), name="replay-write")
 
     try:
         await read_to(end)
@@ -183,6 +216,7 @@ async def replay(
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
         await reader.close()
+        fold_pool.shutdown(wait=False)
     elapsed = max(time.monotonic() - started, 1e-6)
     result = Progress(done=done, total=done, events_per_s=done / elapsed, eta_s=0.0, finished=True)
     on_progress(result)

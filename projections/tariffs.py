@@ -106,6 +106,8 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     Energy between two points is spread evenly over the time between them, so a time-of-day
     band gets its share of a long interval.
     """
+    if not tariff.bands:
+        return _flat(tariff, curve)
     energy = _ZERO
     minutes = _ZERO
     for (t0, v0), (t1, v1) in itertools.pairwise(curve):
@@ -124,6 +126,26 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
     time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
     fee = fee.quantize(_PLACES, ROUND_HALF_EVEN)
+    return Cost(
+        energy_cost=energy_cost,
+        time_cost=time_cost,
+        session_fee=fee,
+        total=energy_cost + time_cost + fee,
+    )
+
+
+def _flat(tariff: Tariff, curve: Sequence[Point]) -> Cost:
+    """Without bands every reading costs the same: the same sums, in O(1)."""
+    if not curve:
+        zero = _ZERO.quantize(_PLACES)
+        return Cost(energy_cost=zero, time_cost=zero, session_fee=zero, total=zero)
+    wh = Decimal(repr(curve[-1][1] - curve[0][1]))
+    span_ms = max(0, curve[-1][0] - curve[0][0])
+    energy_cost = (wh / 1000 * Decimal(tariff.per_kwh)).quantize(_PLACES, ROUND_HALF_EVEN)
+    time_cost = (Decimal(span_ms) / _MINUTE_MS * Decimal(tariff.per_minute)).quantize(
+        _PLACES, ROUND_HALF_EVEN
+    )
+    fee = Decimal(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
     return Cost(
         energy_cost=energy_cost,
         time_cost=time_cost,
