@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import nats
 import pytest
+from nats.js.api import DeliverPolicy
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
@@ -17,6 +20,7 @@ from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
+from hub.subjects import encode_token
 from schemas.events import FrameRejected, OcppFrame
 from tests.conftest import with_gateway
 from tests.integration.helpers import charger_events, ocpp_charger
@@ -44,6 +48,33 @@ class Charger(ChargePoint):  # type: ignore[misc]  # the ocpp library ships no t
         return call_result.RemoteStartTransaction(status="Accepted")
 
 
+async def until_held(client: Any, charge_point_id: str) -> None:
+    """Until the charger's gateway listens for its commands: it subscribes before it stores
+    connection.opened, and the WebSocket handshake completes before both."""
+    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_message(msg: Any) -> None:
+        if not opened.done():
+            opened.set_result(None)
+
+    subscription = await client.jetstream().subscribe(
+        f"ev.cp.{encode_token(charge_point_id)}.conn.opened",
+        cb=on_message,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    async with asyncio.timeout(10):
+        await opened
+    await subscription.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def held(client: Any, port: int, charge_point_id: str) -> AsyncIterator[Charger]:
+    async with ocpp_charger(port, charge_point_id, charger_class=Charger) as charger:
+        await until_held(client, charge_point_id)
+        yield charger
+
+
 @pytest.fixture
 async def nats_client(nats_server: EmbeddedNats) -> Any:
     client = await nats.connect(nats_server.url)
@@ -54,7 +85,7 @@ async def nats_client(nats_server: EmbeddedNats) -> Any:
 async def test_commands_get_the_chargers_actual_answers(
     gateway: Gateway, nats_server: EmbeddedNats, nats_client: Any
 ) -> None:
-    async with ocpp_charger(gateway.port, "CP-CMD", charger_class=Charger):
+    async with held(nats_client, gateway.port, "CP-CMD"):
         accepted = await send_command(
             nats_client, "CP-CMD", "Reset", b'{"type": "Soft"}', command_id="cmd-reset-1"
         )
@@ -97,7 +128,7 @@ async def test_commands_get_the_chargers_actual_answers(
 async def test_concurrent_commands_to_one_charger_are_serialised_and_all_answered(
     gateway: Gateway, nats_client: Any
 ) -> None:
-    async with ocpp_charger(gateway.port, "CP-BUSY", charger_class=Charger) as charger:
+    async with held(nats_client, gateway.port, "CP-BUSY") as charger:
         replies = await asyncio.gather(
             *(
                 send_command(
@@ -137,7 +168,7 @@ async def test_invalid_commands_never_reach_the_charger(
     payload: bytes,
     code: str,
 ) -> None:
-    async with ocpp_charger(gateway.port, "CP-STRICT", charger_class=Charger):
+    async with held(nats_client, gateway.port, "CP-STRICT"):
         reply = await send_command(nats_client, "CP-STRICT", action, payload)
     assert (reply.status, reply.error_code) == ("invalid", code)
     assert reply.error_description
@@ -158,8 +189,8 @@ async def test_commands_reach_the_gateway_that_holds_each_charger(
         running_gateway(second, nats_server.url) as two,
     ):
         async with (
-            ocpp_charger(one.port, "CP-A", charger_class=Charger),
-            ocpp_charger(two.port, "CP-B", charger_class=Charger),
+            held(nats_client, one.port, "CP-A"),
+            held(nats_client, two.port, "CP-B"),
         ):
             replies = [
                 await send_command(nats_client, cp, "Reset", b'{"type": "Soft"}')
@@ -181,6 +212,7 @@ async def test_a_schema_breaking_answer_is_recorded_and_reported(
     from tests.integration.helpers import raw_socket
 
     async with raw_socket(gateway.port, "CP-SLOPPY") as ws:
+        await until_held(nats_client, "CP-SLOPPY")
         pending = asyncio.create_task(
             send_command(
                 nats_client, "CP-SLOPPY", "Reset", b'{"type": "Soft"}', command_id="sloppy-1"
