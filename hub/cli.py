@@ -19,9 +19,10 @@ import uvloop
 from hub import logs
 from hub.api import cli as api_cli
 from hub.bus import Connection, EventStore
+from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
-from hub.gateway.server import charge_point_id_from_path, now_ms
+from hub.gateway.handshake import charge_point_id_from_path
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
 from hub.runtime import (

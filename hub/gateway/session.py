@@ -11,6 +11,7 @@ import msgspec
 from hub.gateway import frames, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, Malformed
 from schemas import ocpp
+from schemas.commands import MAX_COMMAND_ID_LENGTH, CommandReply, CommandRequest
 from schemas.events import (
     ChargerConnected,
     ChargerDisconnected,
@@ -338,3 +339,28 @@ def settle(
     return Exchange([event], None, action, inbound.unique_id, "ok"), CallOutcome(
         "answered", inbound.payload
     )
+
+
+def check_command(link: Link, request: CommandRequest) -> CommandReply | None:
+    """Refuse a command the charger must never see; None if it may be sent."""
+
+    def invalid(description: str, code: str = "") -> CommandReply:
+        return CommandReply(
+            command_id=request.command_id,
+            status="invalid",
+            error_code=code,
+            error_description=description,
+        )
+
+    if not 0 < len(request.command_id) <= MAX_COMMAND_ID_LENGTH:
+        return invalid(f"command_id must have 1 to {MAX_COMMAND_ID_LENGTH} characters")
+    version = link.ocpp_version
+    charger_sends = HANDLERS[version].keys() - {"DataTransfer"}
+    if request.action not in ocpp.known_actions(version) or request.action in charger_sends:
+        return invalid(f"{request.action!r} is not an OCPP {version} command to a charger")
+    if not request.timeout_s > 0:
+        return invalid("timeout_s must be positive")
+    checked = ocpp.validate_call(version, request.action, request.payload)
+    if isinstance(checked, ocpp.PayloadError):
+        return invalid(checked.description, checked.code)
+    return None

@@ -1,0 +1,244 @@
+"""One charger connection: a reader and a processor joined by a bounded queue, and the CALLs
+the hub sends it, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from websockets.exceptions import ConnectionClosed
+
+from hub.clock import now_ms
+from hub.gateway import frames
+from hub.gateway.frames import CallError, CallResult, Malformed
+from hub.gateway.session import (
+    CallOutcome,
+    Inbound,
+    ValidCall,
+    check_command,
+    inspect,
+    outbound_call,
+    settle,
+)
+from schemas.commands import CommandReply, CommandRequest, request_decoder, request_encoder
+
+if TYPE_CHECKING:
+    from hub.gateway.server import ChargerLink, Gateway
+
+QUEUE_DEPTH: Final = 16
+# Commands for one charger wait in order for the one outstanding CALL; more are refused busy.
+COMMANDQUEUE_DEPTH: Final = 32
+
+
+class ChargerSession:
+    """One reader and one processor per connection, joined by a bounded queue.
+
+    The reader keeps reading while the processor waits on JetStream, which is how a second
+    CALL sent before the first was answered (OCPP-J §4.1.1) is seen and refused. The queue's
+    bound pushes back on the charger through TCP when storage is slow.
+    """
+
+    def __init__(
+        self, gateway: Gateway, charger: ChargerLink, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        self._gateway = gateway
+        self._charger = charger
+        self._link = charger.link
+        self._websocket = charger.websocket
+        self._log = log
+        self._queue: asyncio.Queue[tuple[bytes, int, Inbound, bool] | None] = asyncio.Queue(
+            QUEUE_DEPTH
+        )
+        self._calls_unanswered = 0
+        self._call_lock = asyncio.Lock()
+        self._commands_waiting = 0
+        self._awaiting: _AwaitedAnswer | None = None
+        # The session owns its command tasks: run() waits for every one before it returns.
+        self._command_tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._process(), name=f"process-{self._link.connection_id}")
+            try:
+                await self._read()
+            finally:
+                if self._awaiting is not None and not self._awaiting.future.done():
+                    self._awaiting.future.set_result(None)
+                # Frames already read are stored even though the socket is gone.
+                await self._queue.put(None)
+        # Commands still queued find the connection closed and answer "offline" at once.
+        await asyncio.gather(*self._command_tasks, return_exceptions=True)
+
+    # -- commands: CALLs the hub sends --------------------------------------------------------
+
+    async def on_command(self, msg: Msg) -> None:
+        try:
+            request = request_decoder.decode(msg.data)
+        except msgspec.DecodeError as error:
+            await _respond(
+                msg,
+                CommandReply(
+                    command_id="",
+                    status="invalid",
+                    error_description=f"bad command request: {error}",
+                ),
+            )
+            return
+        problem = check_command(self._link, request)
+        if problem is not None:
+            await _respond(msg, problem)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_command(msg, request))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _answer_command(self, msg: Msg, request: CommandRequest) -> None:
+        reply = await self.call(request)
+        self._log.info(
+            "ocpp.command",
+            action=request.action,
+            unique_id=request.command_id,
+            outcome=reply.status,
+            error_code=reply.error_code or None,
+        )
+        await _respond(msg, reply)
+
+    async def call(self, request: CommandRequest) -> CommandReply:
+        """Send one CALL to the charger and wait for its answer, one CALL at a time."""
+        if self._commands_waiting >= COMMANDQUEUE_DEPTH:
+            return CommandReply(
+                command_id=request.command_id,
+                status="busy",
+                error_description=f"{COMMANDQUEUE_DEPTH} commands already wait for this charger",
+            )
+        self._commands_waiting += 1
+        try:
+            async with self._call_lock:
+                return await self._call_locked(request)
+        finally:
+            self._commands_waiting -= 1
+
+    async def _call_locked(self, request: CommandRequest) -> CommandReply:
+        event, frame = outbound_call(
+            self._link, request.command_id, request.action, request.payload, at=now_ms()
+        )
+        future: asyncio.Future[CallOutcome | None] = asyncio.get_running_loop().create_future()
+        self._awaiting = _AwaitedAnswer(request.command_id, request.action, future)
+        try:
+            # Persist, then send: the CALL is in the stream before the charger sees it.
+            await self._gateway.store_events([event])
+            try:
+                await self._websocket.send(frame, text=True)
+            except ConnectionClosed:
+                future.set_result(None)
+            try:
+                async with asyncio.timeout(request.timeout_s):
+                    outcome = await future
+            except TimeoutError:
+                return CommandReply(
+                    command_id=request.command_id,
+                    status="timeout",
+                    error_description=f"no answer within {request.timeout_s} s",
+                )
+        finally:
+            self._awaiting = None
+        if outcome is None:
+            return CommandReply(
+                command_id=request.command_id,
+                status="offline",
+                error_description="the charger disconnected before answering",
+            )
+        return CommandReply(
+            command_id=request.command_id,
+            status=outcome.status,
+            payload=outcome.payload,
+            error_code=outcome.error_code,
+            error_description=outcome.error_description,
+        )
+
+    async def _read(self) -> None:
+        settings = self._gateway.settings
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                data = await self._websocket.recv(decode=False)
+                received_at = now_ms()
+                inbound = inspect(
+                    self._link.ocpp_version, data, max_frame_bytes=settings.max_frame_bytes
+                )
+                counted = False
+                if isinstance(inbound, ValidCall) or (
+                    isinstance(inbound, Malformed)
+                    and inbound.answerable
+                    and inbound.unique_id != frames.UNREADABLE_ID
+                ):
+                    inbound, counted = self._admit_call(inbound)
+                await self._queue.put((data, received_at, inbound, counted))
+
+    def _admit_call(self, inbound: ValidCall | Malformed) -> tuple[Inbound, bool]:
+        """Count a CALL the charger now waits on, or refuse it if another one is unanswered."""
+        if self._calls_unanswered == 0 or self._gateway.storage_stalled:
+            # While storage is stalled the gateway holds its answers, so the charger times out
+            # and retries; refusing the retry would make it count a failed attempt (OCPP 1.6
+            # §3.7) and eventually drop a transaction message. The retry waits in the queue.
+            self._calls_unanswered += 1
+            return inbound, True
+        if isinstance(inbound, ValidCall):
+            unique_id, action = inbound.call.unique_id, inbound.call.action
+        else:
+            unique_id, action = inbound.unique_id, inbound.action
+        refusal = Malformed(
+            "call_outstanding",
+            "ProtocolError",
+            "the previous CALL is still being answered; OCPP-J allows one outstanding CALL",
+            unique_id=unique_id,
+            action=action,
+        )
+        return refusal, False
+
+    async def _process(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            data, received_at, inbound, counted = item
+            started = time.perf_counter()
+            awaited = self._awaiting
+            outcome: CallOutcome | None = None
+            if (
+                isinstance(inbound, CallResult | CallError)
+                and awaited is not None
+                and awaited.unique_id == inbound.unique_id
+            ):
+                exchange, outcome = settle(self._link, awaited.action, inbound, data, received_at)
+            else:
+                exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
+            sequences = await self._gateway.store(exchange)
+            if outcome is not None and awaited is not None and not awaited.future.done():
+                awaited.future.set_result(outcome)
+            if exchange.reply is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._websocket.send(exchange.reply, text=True)
+            if counted:
+                self._calls_unanswered -= 1
+            self._log.info(
+                "ocpp.exchange",
+                action=exchange.action,
+                unique_id=exchange.unique_id,
+                outcome=exchange.outcome,
+                seq=sequences[0] if sequences else None,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+class _AwaitedAnswer(msgspec.Struct):
+    unique_id: str
+    action: str
+    # None: the connection closed before the charger answered.
+    future: asyncio.Future[CallOutcome | None]
+
+
+async def _respond(msg: Msg, reply: CommandReply) -> None:
+    if msg.reply:
+        await msg.respond(request_encoder.encode(reply))
