@@ -1,5 +1,5 @@
 """The gateway's pure core: one inbound WebSocket message in, the events to store and the reply
-to send out. No I/O happens here; ``hub.gateway.server`` does it in that order."""
+to send out. No I/O happens here; ``hub.gateway.connection`` does it, in that order."""
 
 from __future__ import annotations
 
