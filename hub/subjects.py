@@ -31,6 +31,8 @@ from schemas.events import (
 EVENTS_PREFIX: Final = "ev"
 EVENTS_WILDCARD: Final = "ev.>"
 ADMIN_WILDCARD: Final = "ev.admin.>"
+# The command API's requested/finished events (admin.command.*), which its tracking folds.
+COMMAND_WILDCARD: Final = "ev.admin.command.>"
 
 # Plain ids pass through untouched so subjects stay readable; everything else, including
 # the escape character itself, becomes ~XX per UTF-8 byte, which keeps the mapping injective.

@@ -24,7 +24,9 @@ from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
 from hub.api.tracking import CommandError, CommandView, Tracker, finished_view
 from hub.bus import Connection, EventStore, connect
 from hub.commands import send_command
+from hub.config import Settings
 from hub.fanout.auth import AuthError, Scope, Verifier
+from hub.subjects import COMMAND_WILDCARD
 from schemas.commands import CommandReply
 from schemas.events import (
     AccessDenied,
@@ -36,7 +38,6 @@ from schemas.events import (
 
 log = structlog.get_logger("hub.api")
 
-COMMAND_EVENTS: Final = "ev.admin.command.>"
 DEFAULT_TIMEOUT_S: Final = 30.0
 MAX_TIMEOUT_S: Final = 300.0
 # Commands answered 202 and still waiting for the charger; beyond this, 429.
@@ -83,13 +84,17 @@ API: Final = web.AppKey("command_api", CommandApi)
 
 
 def setup(
-    app: web.Application, verifier: Verifier, known: Callable[[str], bool], nats_url: str
+    app: web.Application,
+    settings: Settings,
+    verifier: Verifier,
+    known: Callable[[str], bool],
+    nats_url: str,
 ) -> None:
     """Register the command API on an aiohttp app (the fan-out's)."""
     from hub.api import openapi
 
     app[API] = CommandApi(verifier, known)
-    app.cleanup_ctx.append(_backbone(nats_url))
+    app.cleanup_ctx.append(_backbone(settings, nats_url))
     for endpoint in ENDPOINTS:
         app.router.add_route(
             endpoint.method,
@@ -103,14 +108,16 @@ def setup(
 # -- the stream --------------------------------------------------------------------------------
 
 
-def _backbone(nats_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+def _backbone(
+    settings: Settings, nats_url: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         api = app[API]
         connection = await connect(nats_url, name="hub-command-api")
         try:
-            store = EventStore(connection)
+            store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
             await store.start()
-            await _follow_commands(connection, api.tracker)
+            await _follow_commands(connection, settings.stream.name, api.tracker)
             api.connection, api.store = connection, store
             yield
         finally:
@@ -122,11 +129,10 @@ def _backbone(nats_url: str) -> Callable[[web.Application], AsyncIterator[None]]
     return run
 
 
-async def _follow_commands(connection: Connection, tracker: Tracker) -> None:
+async def _follow_commands(connection: Connection, stream: str, tracker: Tracker) -> None:
     """Replay every command event into the tracker; returns once caught up, keeps following."""
     js = connection.js
-    stream = "OCPP_EVENTS"
-    info = await js.stream_info(stream, subjects_filter=COMMAND_EVENTS)
+    info = await js.stream_info(stream, subjects_filter=COMMAND_WILDCARD)
     caught_up = asyncio.Event()
     if not info.state.subjects:
         caught_up.set()
@@ -139,7 +145,7 @@ async def _follow_commands(connection: Connection, tracker: Tracker) -> None:
         if msg.metadata.num_pending == 0:
             caught_up.set()
 
-    await js.subscribe(COMMAND_EVENTS, cb=on_message, ordered_consumer=True, stream=stream)
+    await js.subscribe(COMMAND_WILDCARD, cb=on_message, ordered_consumer=True, stream=stream)
     await caught_up.wait()
 
 

@@ -85,7 +85,8 @@ def create_app(settings: Settings, nats_url: str) -> web.Application:
     from hub.api.http import setup as setup_command_api
 
     broker = app[BROKER]
-    setup_command_api(app, app[VERIFIER], lambda cp: cp in broker.live.chargers, nats_url)
+    known = broker.live.chargers.__contains__  # a charger the stream has shown: else 404
+    setup_command_api(app, settings, app[VERIFIER], known, nats_url)
     return app
 
 
