@@ -71,8 +71,8 @@ class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True  # whether `hub up` runs the projection runner
     clickhouse_url: str = ""  # empty: embedded chDB under <data_dir>/clickhouse
     database: str = "ocpp"
-    batch_size: int = 1000
-    linger_s: float = 0.05
+    batch_size: int = 5000
+    linger_s: float = 0.25  # longer: fewer, larger parts; shorter: less lag
     snapshot_every: int = 50_000
 
 

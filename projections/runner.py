@@ -48,7 +48,7 @@ class RunnerSettings:
         *,
         database: str = "ocpp",
         batch_size: int = 1000,
-        linger_s: float = 0.05,
+        linger_s: float = 0.25,
         snapshot_every: int = 50_000,
         durable: str = "projections",
         stream: str = "OCPP_EVENTS",
@@ -111,6 +111,7 @@ class Runner:
         # Set while the backend is unreachable and the runner waits for it.
         self.stalled = asyncio.Event()
         self._skip: dict[str, int] = {}
+        self._positions: dict[str, int] | None = None
         self._lock = asyncio.Lock()
         self._snapshot_seq = 0
         self.projected_seq = 0
@@ -134,6 +135,7 @@ class Runner:
     def skip_until(self, table: str, seq: int) -> None:
         """``table`` already holds every row up to ``seq`` (replay swapped it in)."""
         self._skip[table] = max(self._skip.get(table, 0), seq)
+        self._positions = None
 
     async def wait_for(self, seq: int) -> None:
         """Return once every event up to ``seq`` is stored in every table."""
@@ -201,6 +203,14 @@ class Runner:
                 await sub.unsubscribe()  # type: ignore[attr-defined]
             self._fold_executor.shutdown(wait=True)
 
+    async def _store(self, out: Output, first: int, last: int) -> None:
+        known, self._positions = self._positions, None
+        # Positions are read back from the tables after a failure (an INSERT may have
+        # landed even though it failed here), else carried over from the last batch.
+        self._positions = await store.store_batch(
+            self.backend, self.settings.database, out, first, last, known=known
+        )
+
     async def _fetch(self, sub: object) -> list[Msg]:
         fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription
         size = self.settings.batch_size
@@ -238,11 +248,7 @@ class Runner:
             db = self.settings.database
             self.lag_events = messages[-1].metadata.num_pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
-            await retrying(
-                "insert",
-                lambda: store.store_batch(self.backend, db, out, first, last),
-                self.stalled,
-            )
+            await retrying("insert", lambda: self._store(out, first, last), self.stalled)
             if last - self._snapshot_seq >= self.settings.snapshot_every:
                 await retrying(
                     "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.stalled

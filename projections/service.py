@@ -30,6 +30,7 @@ log = structlog.get_logger("projections")
 
 QUERY_SUBJECT: Final = "ctl.query"
 REPLAY_SUBJECT: Final = "ctl.projections.replay"
+STATUS_SUBJECT: Final = "ctl.projections.status"
 # Largest answer sent over NATS (its default max_payload is 1 MiB).
 MAX_REPLY_BYTES: Final = 900_000
 
@@ -52,6 +53,16 @@ class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True):
     projections: list[str] = []
     from_seq: int = 1
     progress_subject: str = ""
+
+
+class Status(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``ctl.projections.status`` answers: how far the tables are behind the stream."""
+
+    backend: str
+    projected_seq: int
+    lag_events: int
+    lag_seconds: float
+    stalled: bool
 
 
 class Projections:
@@ -163,6 +174,20 @@ async def running_projections(
             replay_subscription = await connection.client.subscribe(
                 REPLAY_SUBJECT, cb=on_replay, pending_msgs_limit=4
             )
+
+            async def on_status(msg: Msg) -> None:
+                status = Status(
+                    backend=backend.name,
+                    projected_seq=runner.projected_seq,
+                    lag_events=runner.lag_events,
+                    lag_seconds=round(runner.lag_seconds, 3),
+                    stalled=runner.stalled.is_set(),
+                )
+                await msg.respond(_encoder.encode(status))
+
+            status_subscription = await connection.client.subscribe(
+                STATUS_SUBJECT, cb=on_status, pending_msgs_limit=16
+            )
             log.info("projections.running", backend=backend.name)
             try:
                 yield projections
@@ -170,6 +195,7 @@ async def running_projections(
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
                     await replay_subscription.unsubscribe()
+                    await status_subscription.unsubscribe()
                 task.cancel()
                 ready.cancel()
     finally:

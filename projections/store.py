@@ -67,26 +67,31 @@ async def store_batch(
     *,
     tables: tuple[str, ...] = TABLES,
     suffix: str = "",
-) -> None:
+    known: dict[str, int] | None = None,
+) -> dict[str, int]:
     """Every table's rows, then the batch's progress row. Safe to call again after a failure.
 
-    Replay writes into shadow tables (``suffix``) and records no progress: the live tables'
-    progress is the runner's.
+    ``known`` holds each table's position if the caller is sure of it (it stored the
+    previous batch itself); otherwise, as after any failure, the positions are read from
+    the tables. Returns the positions after this batch. Replay writes into shadow tables
+    (``suffix``) and records no progress: the live tables' progress is the runner's.
     """
     names = tuple(table + suffix for table in tables)
-    stored = await positions(backend, db, names)
+    stored = dict(known) if known is not None else await positions(backend, db, names)
     for table, name in zip(tables, names, strict=True):
         rows = [row for row in out.rows[table] if row.seq > stored.get(name, 0)]
         if rows:
             await backend.insert(
                 f"{db}.{name}", encode_rows(rows), token=f"{name}:{first_seq}:{last_seq}"
             )
+            stored[name] = rows[-1].seq
     if not suffix:
         await backend.insert(
             f"{db}._progress",
             _encoder.encode({"seq": last_seq}),
             token=f"p:{first_seq}:{last_seq}",
         )
+    return stored
 
 
 async def progress(backend: Backend, db: str) -> int:

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
+import nats
 import pytest
 
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
-from projections.service import running_projections
+from projections.service import STATUS_SUBJECT, Status, running_projections
 from tests.projections.contract import ProjectionContract, store_events
 from tests.projections.helpers import dump, last_seq
 from tests.projections.http_server import chdb_http
@@ -58,6 +59,14 @@ async def test_a_backend_that_goes_down_pauses_the_runner_and_loses_nothing(
             assert runner.projected_seq == half
             assert runner.lag_events == len(events) - half
             assert runner.lag_seconds > 0
+            client = await nats.connect(nats_server.url)
+            try:
+                answer = await client.request(STATUS_SUBJECT, b"", timeout=10)
+            finally:
+                await client.close()
+            status = msgspec.json.decode(answer.data, type=Status)
+            assert status.stalled and status.lag_events == len(events) - half
+            assert status.projected_seq == half and status.lag_seconds > 0
 
             async with chdb_http(path, port):
                 await runner.wait_for(len(events))
