@@ -155,7 +155,8 @@ class DataTransfer(_ChargerMessage, frozen=True, kw_only=True, tag="data_transfe
 
 
 class Command(_ChargerMessage, frozen=True, kw_only=True, tag="command"):
-    """The outcome of a server-initiated command (produced once the command API exists)."""
+    """The outcome of a command sent through the command API (hub/api/tracking.py):
+    ``status`` is accepted, rejected, failed or timeout; ``detail`` the answer or the error."""
 
     command_id: str
     action: str

@@ -46,6 +46,7 @@ MAX_BACKGROUND: Final = 1024
 # flood beyond it is counted and logged, not stored, so it cannot fill the stream.
 AUDIT_PER_S: Final = 50.0
 STORE_TIMEOUT_S: Final = 5.0
+SHUTDOWN_GRACE_S: Final = 5.0
 OPERATOR_ROLES: Final = frozenset({"operator", "admin"})
 
 _json: Final = msgspec.json.Encoder()
@@ -121,6 +122,10 @@ def _backbone(
             api.connection, api.store = connection, store
             yield
         finally:
+            # Commands answered 202 get a moment to record their outcome; the rest stay
+            # pending in the tracker (their CALL and answer are in the stream regardless).
+            if api.background:
+                await asyncio.wait(list(api.background), timeout=SHUTDOWN_GRACE_S)
             for task in list(api.background):
                 task.cancel()
             await asyncio.gather(*api.background, return_exceptions=True)

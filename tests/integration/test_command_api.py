@@ -4,12 +4,20 @@ ocpp-library charger, and back, with every step recorded as events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.config import Settings
 from hub.fanout import running_fanout
+from hub.gateway.connection import COMMANDQUEUE_DEPTH
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
@@ -117,7 +125,14 @@ async def test_offline_unknown_and_bad_requests(
         async with ui_socket(
             ui_port, "/ws/chargers/CP-GONE", token_value=api_token("viewer")
         ) as ws:
-            await messages_until(ws, lambda m: m["type"] == "snapshot" and not m["connected"])
+            # A snapshot taken after the disconnect was folded, or the live message saying so.
+            await messages_until(
+                ws,
+                lambda m: (
+                    (m["type"] == "snapshot" and not m["connected"])
+                    or (m["type"] == "connection" and m["state"] == "disconnected")
+                ),
+            )
         offline = await api.call("POST", "/api/v1/chargers/CP-GONE/reset", {"type": "Soft"})
         unknown = await api.call("POST", "/api/v1/chargers/CP-NEVER/reset", {"type": "Soft"})
         async with online(gateway.port, ui_port, "CP-2"):
@@ -263,3 +278,91 @@ async def test_a_charger_that_is_not_known_yet_is_not_commanded(
     async with ocpp_charger(gateway.port, "CP-X"), api_client(ui_port) as api:
         status, body = await api.call("GET", "/api/v1/chargers/CP-Y/configuration")
     assert status == 404 and body["error"] == "not_found"
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(nats_url: str, data_dir: Path, gateway_id: str) -> AsyncIterator[int]:
+    """A second gateway in its own process (``hub up`` on the same NATS); yields its port."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--nats-url",
+        nats_url,
+        "--port",
+        "0",
+        "--gateway-id",
+        gateway_id,
+        "--allow-unknown-chargers",
+        "--no-ui",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "HUB_PROJECTIONS": "false"},
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            ready = (await process.stdout.readline()).decode()
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/", ready)
+        assert match, ready
+        yield int(match[1])
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            await process.wait()
+
+
+async def test_commands_reach_the_gateway_process_holding_each_charger(
+    gateway: Gateway, nats_server: EmbeddedNats, ui_port: int, tmp_path: Path
+) -> None:
+    async with (
+        gateway_process(nats_server.url, tmp_path / "second", "gw-process") as second_port,
+        online(gateway.port, ui_port, "CP-HERE") as here,
+        online(second_port, ui_port, "CP-THERE") as there,
+        api_client(ui_port) as api,
+    ):
+        answers = [
+            await api.call("POST", f"/api/v1/chargers/{cp}/unlock", {"connectorId": n})
+            for n, cp in ((1, "CP-THERE"), (2, "CP-HERE"), (3, "CP-THERE"))
+        ]
+    assert [status for status, _ in answers] == [200] * 3
+    assert [kw["connector_id"] for _, kw in there.received] == [1, 3]
+    assert [kw["connector_id"] for _, kw in here.received] == [2]
+    calls = [
+        e for e in await charger_events(nats_server.url, "CP-THERE") if isinstance(e, OcppFrame)
+    ]
+    assert {e.gateway_id for e in calls if e.action == "UnlockConnector"} == {"gw-process"}
+
+
+async def test_a_full_queue_answers_429_and_a_charger_gone_mid_command_409(
+    gateway: Gateway, ui_port: int
+) -> None:
+    slow = {"idTag": "SLOW"}  # the charger never answers these
+    async with api_client(ui_port) as api:
+        async with online(gateway.port, ui_port, "CP-Q"):
+            pending = {
+                asyncio.create_task(
+                    api.call(
+                        "POST",
+                        "/api/v1/chargers/CP-Q/remote-start",
+                        slow,
+                        params={"timeout": "60"},
+                    )
+                )
+                for _ in range(40)
+            }
+            # The gateway holds COMMANDQUEUE_DEPTH (the outstanding one included) and refuses
+            # the others at once.
+            refused = 40 - COMMANDQUEUE_DEPTH
+            busy: list[tuple[int, Any]] = []
+            while len(busy) < refused:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                busy += [task.result() for task in done]
+        # The charger disconnects: the outstanding and the queued ones fail as offline.
+        gone = await asyncio.gather(*pending)
+    assert [status for status, _ in busy] == [429] * refused
+    assert {body["outcome"] for _, body in busy} == {"busy"}
+    assert [status for status, _ in gone] == [409] * COMMANDQUEUE_DEPTH
