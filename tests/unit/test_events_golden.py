@@ -119,9 +119,7 @@ def golden_samples() -> dict[str, Event]:
             per_kwh="0.35",
             per_minute="0.02",
             session_fee="1.50",
-            bands=(
-                events.TariffBand(start="22:00", end="06:00", per_kwh="0.20", per_minute="0"),
-            ),
+            bands=(events.TariffBand(start="22:00", end="06:00", per_kwh="0.20", per_minute="0"),),
             effective_from=1_772_600_000_000,
         ),
         events.CommandRequested(
