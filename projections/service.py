@@ -33,6 +33,7 @@ REPLAY_SUBJECT: Final = "ctl.projections.replay"
 STATUS_SUBJECT: Final = "ctl.projections.status"
 # Largest answer sent over NATS (its default max_payload is 1 MiB).
 MAX_REPLY_BYTES: Final = 900_000
+_READY_WITHIN_S: Final = 10.0
 
 _request_decoder: Final = msgspec.json.Decoder(QueryRequest)
 _encoder: Final = msgspec.json.Encoder()
@@ -149,7 +150,13 @@ async def running_projections(
         async with asyncio.TaskGroup() as tasks:
             task = tasks.create_task(runner.run(), name="projection-runner")
             ready = tasks.create_task(runner.ready.wait(), name="projection-ready")
-            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+            # Usually ready in well under a second; a backend that is down must not hold up
+            # `hub up` (the gateway already serves), so after a while it goes on without.
+            await asyncio.wait(
+                [task, ready], timeout=_READY_WITHIN_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not ready.done():
+                log.warning("projections.not_ready", waiting_for="backend")
 
             async def on_query(msg: Msg) -> None:
                 await _answer_queries(projections, msg)
