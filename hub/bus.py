@@ -264,15 +264,26 @@ def _expire(futures: list[asyncio.Future[_PubAck]]) -> None:
 
 
 async def follow_admin_events(
-    connection: Connection, stream: str, apply: Callable[[AdminEvent, int], None]
+    connection: Connection,
+    stream: str,
+    apply: Callable[[AdminEvent, int], None],
+    subjects: Sequence[str] = (ADMIN_WILDCARD,),
 ) -> None:
-    """Replay every admin event into ``apply``, then keep applying new ones as they arrive.
+    """Replay the admin events under ``subjects`` into ``apply``, then keep applying new ones.
 
     Returns once the events stored before the call have been applied, so a gateway never
-    accepts chargers on a registry older than its start.
+    accepts chargers on a registry older than its start. Narrow ``subjects`` to what the
+    caller folds: command audit events, say, grow without bound and a registry needs none.
     """
+    for subject in subjects:
+        await _follow(connection, stream, subject, apply)
+
+
+async def _follow(
+    connection: Connection, stream: str, subject: str, apply: Callable[[AdminEvent, int], None]
+) -> None:
     js = connection.js
-    info = await js.stream_info(stream, subjects_filter=ADMIN_WILDCARD)
+    info = await js.stream_info(stream, subjects_filter=subject)
     caught_up = asyncio.Event()
     if not info.state.subjects:
         caught_up.set()
@@ -289,5 +300,5 @@ async def follow_admin_events(
         if metadata.num_pending == 0:
             caught_up.set()
 
-    await js.subscribe(ADMIN_WILDCARD, cb=on_message, ordered_consumer=True, stream=stream)
+    await js.subscribe(subject, cb=on_message, ordered_consumer=True, stream=stream)
     await caught_up.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final
 
 import msgspec
 
@@ -14,6 +15,9 @@ from schemas.events import (
     IdTagStatus,
     IdTagUpserted,
 )
+
+# The admin events a registry folds; it follows only these, not every admin event.
+REGISTRY_SUBJECTS: Final = ("ev.admin.charger.>", "ev.admin.idtag.>")
 
 
 class ChargerRecord(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ from hub.bus import Connection, EventStore, connect, ensure_stream, follow_admin
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.registry import Registry
+from hub.registry import REGISTRY_SUBJECTS, Registry
 from hub.txids import TransactionIds
 
 log = structlog.get_logger("hub")
@@ -55,7 +55,7 @@ async def event_backbone(
 
 async def load_registry(connection: Connection, settings: Settings) -> Registry:
     registry = Registry()
-    await follow_admin_events(connection, settings.stream.name, registry.apply)
+    await follow_admin_events(connection, settings.stream.name, registry.apply, REGISTRY_SUBJECTS)
     return registry
 
 

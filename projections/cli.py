@@ -307,7 +307,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
             found.append(event)
 
     async with _backbone(settings) as (connection, _):
-        await follow_admin_events(connection, settings.stream.name, collect)
+        await follow_admin_events(connection, settings.stream.name, collect, ("ev.admin.tariff.>",))
     for tariff in found:
         effective = datetime.fromtimestamp(
             (tariff.effective_from or tariff.received_at) / 1000, UTC

@@ -248,3 +248,26 @@ def test_charger_subject_separates_any_two_chargers(pair: tuple[str, str]) -> No
     assert wildcard.endswith(".>")
     assert all(matches(wildcard, subject_for(e)) for e in _charger_events(mine).values())
     assert not any(matches(wildcard, subject_for(e)) for e in _charger_events(other).values())
+
+
+def test_the_registry_follows_exactly_the_admin_events_it_folds() -> None:
+    from hub.registry import REGISTRY_SUBJECTS
+    from schemas.events import (
+        ChargerRegistered,
+        ChargerUnregistered,
+        IdTagRemoved,
+        IdTagUpserted,
+        TariffSet,
+    )
+
+    common = {"id": "e", "received_at": 1, "actor": "t"}
+    folded: list[Event] = [
+        msgspec.convert({**common, "charge_point_id": "CP"}, ChargerRegistered),
+        msgspec.convert({**common, "charge_point_id": "CP"}, ChargerUnregistered),
+        msgspec.convert({**common, "id_tag": "T"}, IdTagUpserted),
+        msgspec.convert({**common, "id_tag": "T"}, IdTagRemoved),
+    ]
+    for event in folded:
+        assert any(matches(p, subject_for(event)) for p in REGISTRY_SUBJECTS), event
+    tariff = msgspec.convert({**common, "tariff_id": "std"}, TariffSet)
+    assert not any(matches(p, subject_for(tariff)) for p in REGISTRY_SUBJECTS)
