@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import nats
 from nats.js.api import DeliverPolicy
 from ocpp.v16 import ChargePoint
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from hub.subjects import charger_subject
 from schemas.events import Event, decode_event
@@ -30,7 +34,7 @@ async def ocpp_charger(
     from urllib.parse import quote
 
     url = f"ws://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
-    async with connect(url, subprotocols=["ocpp1.6"], **connect_kwargs) as websocket:
+    async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as websocket:
         charger = charger_class(charge_point_id, websocket)
         runner = asyncio.create_task(charger.start())
         try:
@@ -115,3 +119,32 @@ async def wait_for_event(
             return await found
     finally:
         await client.close()
+
+
+HUB_CLI = [sys.executable, "-m", "hub.cli"]
+
+
+@contextlib.asynccontextmanager
+async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``hub up`` as an operator runs it, on free ports; it must stop cleanly on Ctrl-C."""
+    process = await asyncio.create_subprocess_exec(
+        *HUB_CLI,
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        "0",
+        "--ui-port",
+        "0",
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            code = await process.wait()
+    assert code == 0, f"hub up exited with {code}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from ocpp.v16 import call
 
-from tests.integration.helpers import ocpp_charger
+from tests.integration.helpers import hub_up, ocpp_charger
 
 HUB = [sys.executable, "-m", "hub.cli"]
 
@@ -79,21 +78,8 @@ def test_bad_environment_is_refused_naming_the_variable(tmp_path: Path) -> None:
 
 
 async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *HUB,
-        "up",
-        "--data-dir",
-        str(tmp_path),
-        "--port",
-        "0",
-        "--ui-port",
-        "0",
-        "--allow-unknown-chargers",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
+    async with hub_up(tmp_path, "--allow-unknown-chargers") as process:
+        assert process.stdout is not None
         async with asyncio.timeout(30):
             ready = (await process.stdout.readline()).decode()
         match = re.search(r"ws://127\.0\.0\.1:(\d+)/ocpp/\{chargePointId\}", ready)
@@ -104,11 +90,6 @@ async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
             )
             assert boot.status == "Accepted"
         assert (tmp_path / "nats.url").exists()
-    finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            code = await process.wait()
-    assert code == 0
     assert not (tmp_path / "nats.url").exists()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,25 +11,14 @@ from pathlib import Path
 import aiohttp
 
 from hub.fanout.auth import Verifier, ensure_secret
+from tests.integration.helpers import hub_up
 
 HUB = [sys.executable, "-m", "hub.cli"]
 
 
 async def test_hub_up_serves_the_ui_with_the_admin_token_it_prints(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *HUB,
-        "up",
-        "--data-dir",
-        str(tmp_path),
-        "--port",
-        "0",
-        "--ui-port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
+    async with hub_up(tmp_path) as process:
+        assert process.stdout is not None
         async with asyncio.timeout(30):
             ready = (await process.stdout.readline()).decode()
             ui = (await process.stdout.readline()).decode()
@@ -48,11 +36,6 @@ async def test_hub_up_serves_the_ui_with_the_admin_token_it_prints(tmp_path: Pat
             )
             assert listing.status == 200
             assert (await http.get(base + "/api/v1/chargers")).status == 401
-    finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            code = await process.wait()
-    assert code == 0
 
 
 def test_hub_token_mints_a_scoped_expiring_token(tmp_path: Path) -> None:
