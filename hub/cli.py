@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import secrets
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -18,7 +17,6 @@ import uvloop
 
 from hub import logs
 from hub.api import cli as api_cli
-from hub.bus import Connection, EventStore
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
@@ -26,11 +24,9 @@ from hub.gateway.handshake import charge_point_id_from_path
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
 from hub.runtime import (
-    event_backbone,
+    admin_backbone,
     load_registry,
     nats_server_for,
-    nats_url_file,
-    reachable,
     running_gateway,
 )
 from projections import cli as projections_cli
@@ -204,25 +200,6 @@ async def _up(settings: Settings) -> int:
 # -- admin commands ---------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _admin_backbone(settings: Settings) -> AsyncIterator[tuple[Connection, EventStore]]:
-    """The running hub's NATS if there is one, else an embedded server just for this command."""
-    url = settings.nats_url
-    if not url:
-        url_file = nats_url_file(settings.data_dir)
-        if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
-            url = candidate
-    if url:
-        async with event_backbone(settings, url, name="hub-cli") as backbone:
-            yield backbone
-        return
-    async with (
-        nats_server_for(settings) as embedded_url,
-        event_backbone(settings, embedded_url, name="hub-cli") as backbone,
-    ):
-        yield backbone
-
-
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
@@ -285,7 +262,7 @@ def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     event, message = _admin_event(args)
-    async with _admin_backbone(settings) as (connection, store):
+    async with admin_backbone(settings) as (connection, store):
         if event is not None:
             await store.store([event])
             print(message)

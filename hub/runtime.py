@@ -96,3 +96,29 @@ async def reachable(url: str) -> bool:
         return False
     await client.close()
     return True
+
+
+async def running_hub_url(settings: Settings) -> str:
+    """The configured NATS, else the one a hub running on this data directory announced,
+    else an empty string."""
+    if settings.nats_url:
+        return settings.nats_url
+    url_file = nats_url_file(settings.data_dir)
+    if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
+        return candidate
+    return ""
+
+
+@contextlib.asynccontextmanager
+async def admin_backbone(settings: Settings) -> AsyncIterator[tuple[Connection, EventStore]]:
+    """The running hub's NATS if there is one, else an embedded server just for one command."""
+    url = await running_hub_url(settings)
+    if url:
+        async with event_backbone(settings, url, name="hub-cli") as backbone:
+            yield backbone
+        return
+    async with (
+        nats_server_for(settings) as embedded_url,
+        event_backbone(settings, embedded_url, name="hub-cli") as backbone,
+    ):
+        yield backbone

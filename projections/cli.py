@@ -14,9 +14,9 @@ from typing import Final
 import msgspec
 import nats.errors
 
-from hub.bus import Connection, EventStore, follow_admin_events
+from hub.bus import follow_admin_events
 from hub.config import Settings
-from hub.runtime import event_backbone, nats_server_for, nats_url_file, reachable
+from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
 from projections.replay import Progress, replay, tables_of
@@ -143,29 +143,6 @@ def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
     )
 
 
-async def _running_hub_url(settings: Settings) -> str:
-    if settings.nats_url:
-        return settings.nats_url
-    url_file = nats_url_file(settings.data_dir)
-    if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
-        return candidate
-    return ""
-
-
-@contextlib.asynccontextmanager
-async def _backbone(settings: Settings) -> AsyncIterator[tuple[Connection, EventStore]]:
-    url = await _running_hub_url(settings)
-    if url:
-        async with event_backbone(settings, url, name="hub-cli") as backbone:
-            yield backbone
-        return
-    async with (
-        nats_server_for(settings) as embedded_url,
-        event_backbone(settings, embedded_url, name="hub-cli") as backbone,
-    ):
-        yield backbone
-
-
 def _print_progress(progress: Progress) -> None:
     width = 30
     share = progress.done / progress.total if progress.total else 1.0
@@ -182,7 +159,7 @@ async def _query(settings: Settings, args: argparse.Namespace) -> int:
     db = check_database(settings.projections.database)
     del db
     if not settings.projections.clickhouse_url:
-        url = await _running_hub_url(settings)
+        url = await running_hub_url(settings)
         if url:
             answered = await _ask_hub(url, args.sql, args.format)
             if answered is not None:
@@ -233,12 +210,12 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     if args.from_seq < 1:
         print("hub: --from-seq must be 1 or more", file=sys.stderr)
         return 2
-    url = "" if settings.projections.clickhouse_url else await _running_hub_url(settings)
+    url = "" if settings.projections.clickhouse_url else await running_hub_url(settings)
     if url:
         answered = await _replay_in_hub(url, args)
         if answered is not None:
             return answered
-    async with _backbone(settings) as (connection, _):
+    async with admin_backbone(settings) as (connection, _):
         backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
         try:
             await replay(
@@ -295,7 +272,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"hub: {error}", file=sys.stderr)
             return 2
-        async with _backbone(settings) as (_, store):
+        async with admin_backbone(settings) as (_, store):
             await store.store([event])
         scope = event.charge_point_id or "all chargers"
         print(f"tariff {event.tariff_id} in force for {scope}")
@@ -306,7 +283,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
         if isinstance(event, TariffSet):
             found.append(event)
 
-    async with _backbone(settings) as (connection, _):
+    async with admin_backbone(settings) as (connection, _):
         await follow_admin_events(connection, settings.stream.name, collect, ("ev.admin.tariff.>",))
     for tariff in found:
         effective = datetime.fromtimestamp(

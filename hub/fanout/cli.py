@@ -120,13 +120,9 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
 
 async def fanout_command(settings: Settings) -> int:
     """``hub fanout``: HUB_NATS_URL, or the NATS of a hub running on this data directory."""
-    from hub.runtime import nats_url_file, reachable
+    from hub.runtime import running_hub_url
 
-    url = settings.nats_url
-    if not url:
-        url_file = nats_url_file(settings.data_dir)
-        if url_file.exists() and await reachable(candidate := url_file.read_text().strip()):
-            url = candidate
+    url = await running_hub_url(settings)
     if not url:
         print(
             "hub: fanout needs a NATS with the event stream: set HUB_NATS_URL (or --nats-url), "
