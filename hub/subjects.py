@@ -8,6 +8,9 @@ Events live under ``ev.``::
     ev.cp.<charger>.conn.<what>         opened / closed / replaced
     ev.gw.refused                       handshakes refused before a charger id was trusted
     ev.admin.<kind>                     operator actions: registrations, id tags, tariffs, ...
+    ev.clock.tick                       the hub's clock, which timers in folds advance on
+    ev.wallet.<what>, ev.integrity.<what>, ev.session.<what>
+                                        facts the supervisor derived from the events
 
 so ``ev.cp.CP-1.>`` follows one charger and ``ev.cp.*.*.StartTransaction`` one action.
 """
@@ -21,11 +24,13 @@ from schemas.events import (
     ChargerConnected,
     ChargerDisconnected,
     ChargerReplaced,
+    ClockTick,
     ConnectionRefused,
     Event,
     FrameRejected,
     OcppFrame,
     _AdminEvent,
+    _DerivedEvent,
 )
 
 EVENTS_PREFIX: Final = "ev"
@@ -89,7 +94,7 @@ def subject_for(event: Event) -> str:
             return f"ev.cp.{encode_token(cp)}.conn.replaced"
         case ConnectionRefused():
             return "ev.gw.refused"
-        case _AdminEvent():
+        case _AdminEvent() | ClockTick() | _DerivedEvent():
             kind = type(event).__struct_config__.tag
             assert isinstance(kind, str)
             return f"ev.{kind}"

@@ -137,11 +137,22 @@ class ChargerUnregistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.cha
 IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
 
 
+class SessionLimits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Where a session is stopped (RemoteStopTransaction); ``None`` is no limit.
+
+    ``max_cost`` is a decimal string in the tariff's currency, like every price."""
+
+    max_energy_wh: float | None = None
+    max_duration_s: int | None = None
+    max_cost: str | None = None
+
+
 class IdTagUpserted(_AdminEvent, frozen=True, kw_only=True, tag="admin.idtag.upserted"):
     id_tag: str
     status: IdTagStatus = "Accepted"
     expiry_date: str = ""
     parent_id_tag: str = ""
+    limits: SessionLimits | None = None
 
 
 class IdTagRemoved(_AdminEvent, frozen=True, kw_only=True, tag="admin.idtag.removed"):
@@ -173,6 +184,49 @@ class TariffSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.tariff.set"):
     session_fee: str = "0"
     bands: tuple[TariffBand, ...] = ()
     effective_from: int = 0
+    # Idle: connected after the energy stopped flowing, billed beyond the grace period.
+    idle_per_minute: str = "0"
+    idle_grace_minutes: int = 0
+    limits: SessionLimits | None = None
+
+
+class WalletConfigured(_AdminEvent, frozen=True, kw_only=True, tag="admin.wallet.configured"):
+    """An id tag pays from a prepaid wallet.
+
+    At each start the hub holds ``hold_amount`` (empty: the whole available balance, capped
+    by it in any case); Authorize and StartTransaction refuse the tag while its available
+    balance is not above ``min_balance``.
+    """
+
+    id_tag: str
+    currency: str = "EUR"
+    hold_amount: str = ""
+    min_balance: str = "0"
+
+
+WalletCreditKind = Literal["topup", "adjustment"]
+
+
+class WalletCredited(_AdminEvent, frozen=True, kw_only=True, tag="admin.wallet.credited"):
+    """Money put into (or, for a negative adjustment, taken out of) a wallet by an operator.
+
+    ``reference`` is the caller's idempotency key; the event id derives from it.
+    """
+
+    id_tag: str
+    amount: str
+    kind: WalletCreditKind = "topup"
+    currency: str = "EUR"
+    reference: str = ""
+    note: str = ""
+
+
+class SessionLimitsSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.session.limits"):
+    """Limits an operator put on one running transaction, over its tariff's and tag's."""
+
+    charge_point_id: str
+    transaction_id: int
+    limits: SessionLimits
 
 
 class CommandRequested(_AdminEvent, frozen=True, kw_only=True, tag="admin.command.requested"):
@@ -214,6 +268,105 @@ class AccessDenied(_AdminEvent, frozen=True, kw_only=True, tag="admin.access.den
     charge_point_id: str = ""
 
 
+class ClockTick(_Event, frozen=True, kw_only=True, tag="clock.tick"):
+    """The hub's clock, as an event: timers in pure folds advance on these, never on a
+    clock read, so a replay fires every timer where it fired live."""
+
+
+class _DerivedEvent(_Event, frozen=True, kw_only=True):
+    """A fact the supervisor derived from the events before it; ``cause_seq`` is the stream
+    sequence of the event that made it so."""
+
+    cause_seq: int
+
+
+class WalletHeld(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.held"):
+    """Money set aside from a wallet when a prepaid transaction started."""
+
+    id_tag: str
+    charge_point_id: str
+    transaction_id: int
+    amount: str
+    currency: str
+
+
+class WalletSettled(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.settled"):
+    """A prepaid transaction's bill: ``refund = max(0, held - cost)`` goes back to the wallet,
+    ``shortfall = max(0, cost - held)`` is taken from it, and ``cost`` splits into the
+    platform's fee and the operator's share."""
+
+    id_tag: str
+    charge_point_id: str
+    transaction_id: int
+    currency: str
+    held: str
+    cost: str
+    refund: str
+    shortfall: str
+    platform_fee: str
+    operator_share: str
+    fee_rate: str
+
+
+AnomalyKind = Literal[
+    "orphaned", "ghost", "duplicate_start", "stale", "meter_backwards", "power_exceeded"
+]
+
+
+class AnomalyDetected(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.detected"):
+    """A session integrity detector fired; ``observed_at`` is when the condition began (ms)."""
+
+    anomaly_id: str
+    kind: AnomalyKind
+    charge_point_id: str
+    connector_id: int = 0
+    transaction_id: int | None = None
+    observed_at: int
+    detail: str = ""
+
+
+class AnomalyResolved(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.resolved"):
+    anomaly_id: str
+    kind: AnomalyKind
+    charge_point_id: str
+    connector_id: int = 0
+    transaction_id: int | None = None
+    resolution: str
+
+
+IntegrityActionKind = Literal["trigger_status", "remote_stop", "close_session"]
+
+
+class IntegrityAction(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.action"):
+    """What the policy did about an anomaly; ``close_session`` ends the transaction in the
+    projections as ``terminated``, without the charger."""
+
+    anomaly_id: str
+    action: IntegrityActionKind
+    charge_point_id: str
+    connector_id: int = 0
+    transaction_id: int | None = None
+    command_id: str = ""
+
+
+LimitKind = Literal["energy", "duration", "cost"]
+LimitSource = Literal["tariff", "id_tag", "api", "prepaid"]
+
+
+class LimitReached(_DerivedEvent, frozen=True, kw_only=True, tag="session.limit_reached"):
+    """A running transaction crossed a limit; the hub sends RemoteStopTransaction
+    (``command_id``)."""
+
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int
+    limit: LimitKind
+    source: LimitSource
+    threshold: str
+    value: str
+    command_id: str
+
+
 ChargerEvent = OcppFrame | FrameRejected | ChargerConnected | ChargerDisconnected | ChargerReplaced
 AdminEvent = (
     ChargerRegistered
@@ -221,11 +374,17 @@ AdminEvent = (
     | IdTagUpserted
     | IdTagRemoved
     | TariffSet
+    | WalletConfigured
+    | WalletCredited
+    | SessionLimitsSet
     | CommandRequested
     | CommandFinished
     | AccessDenied
 )
-Event = ChargerEvent | ConnectionRefused | AdminEvent
+DerivedEvent = (
+    WalletHeld | WalletSettled | AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached
+)
+Event = ChargerEvent | ConnectionRefused | AdminEvent | ClockTick | DerivedEvent
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
