@@ -104,14 +104,7 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
                 TariffEntry(
                     charge_point_id=event.charge_point_id,
                     effective_from=event.effective_from or event.received_at,
-                    tariff=Tariff(
-                        tariff_id=event.tariff_id,
-                        currency=event.currency,
-                        per_kwh=event.per_kwh,
-                        per_minute=event.per_minute,
-                        session_fee=event.session_fee,
-                        bands=event.bands,
-                    ),
+                    tariff=Tariff.from_event(event),
                 )
             )
 

@@ -14,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from schemas.events import TariffBand
+from schemas.events import SessionLimits, TariffBand, TariffSet
 
 _PLACES: Final = Decimal("0.0001")
 _DAY_MS: Final = 86_400_000
@@ -29,11 +29,29 @@ class Tariff(msgspec.Struct, frozen=True, kw_only=True):
     per_minute: str = "0"
     session_fee: str = "0"
     bands: tuple[TariffBand, ...] = ()
+    idle_per_minute: str = "0"
+    idle_grace_minutes: int = 0
+    limits: SessionLimits | None = None
+
+    @classmethod
+    def from_event(cls, event: TariffSet) -> Tariff:
+        return cls(
+            tariff_id=event.tariff_id,
+            currency=event.currency,
+            per_kwh=event.per_kwh,
+            per_minute=event.per_minute,
+            session_fee=event.session_fee,
+            bands=event.bands,
+            idle_per_minute=event.idle_per_minute,
+            idle_grace_minutes=event.idle_grace_minutes,
+            limits=event.limits,
+        )
 
 
 class Cost(msgspec.Struct, frozen=True, kw_only=True):
     energy_cost: Decimal
     time_cost: Decimal
+    idle_cost: Decimal
     session_fee: Decimal
     total: Decimal
 
@@ -55,13 +73,27 @@ def parse_hhmm(text: str) -> int:
 
 def validate(tariff: Tariff) -> None:
     """Raise ``ValueError`` naming the field that is not a usable price or band."""
-    for name in ("per_kwh", "per_minute", "session_fee"):
+    for name in ("per_kwh", "per_minute", "session_fee", "idle_per_minute"):
         _price(getattr(tariff, name), name)
+    if tariff.idle_grace_minutes < 0:
+        raise ValueError(f"idle_grace_minutes: {tariff.idle_grace_minutes} must not be negative")
+    limits = tariff.limits
+    if limits is not None:
+        validate_limits(limits, "limits")
     for index, band in enumerate(tariff.bands):
         parse_hhmm(band.start)
         parse_hhmm(band.end)
         _price(band.per_kwh, f"bands[{index}].per_kwh")
         _price(band.per_minute, f"bands[{index}].per_minute")
+
+
+def validate_limits(limits: SessionLimits, where: str) -> None:
+    if limits.max_energy_wh is not None and not limits.max_energy_wh > 0:
+        raise ValueError(f"{where}.max_energy_wh: {limits.max_energy_wh} must be above 0")
+    if limits.max_duration_s is not None and limits.max_duration_s <= 0:
+        raise ValueError(f"{where}.max_duration_s: {limits.max_duration_s} must be above 0")
+    if limits.max_cost is not None:
+        _price(limits.max_cost, f"{where}.max_cost")
 
 
 def _price(text: str, name: str) -> Decimal:
@@ -100,14 +132,43 @@ def _cuts(tariff: Tariff, start: int, end: int) -> list[int]:
     return cuts
 
 
+def charging_until(curve: Sequence[Point]) -> int:
+    """When the energy last went up: the session is idle from there to its last point."""
+    last = curve[0][0] if curve else 0
+    for (_, v0), (t1, v1) in itertools.pairwise(curve):
+        if v1 > v0:
+            last = t1
+    return last
+
+
 def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     """Cost of the energy and time between the first and last point of ``curve`` (sorted).
 
     Energy between two points is spread evenly over the time between them, so a time-of-day
-    band gets its share of a long interval.
+    band gets its share of a long interval. Minutes are charging minutes up to the last rise
+    of the register; after it the session is idle, billed per idle minute beyond the grace.
     """
-    if not tariff.bands:
-        return _flat(tariff, curve)
+    if not curve:
+        zero = _ZERO.quantize(_PLACES)
+        return Cost(energy_cost=zero, time_cost=zero, idle_cost=zero, session_fee=zero, total=zero)
+    until = charging_until(curve)
+    energy, minutes = (_flat if not tariff.bands else _banded)(tariff, curve, until)
+    idle_ms = max(0, curve[-1][0] - until - tariff.idle_grace_minutes * _MINUTE_MS)
+    idle = Decimal(idle_ms) / _MINUTE_MS * Decimal(tariff.idle_per_minute)
+    energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
+    time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
+    idle_cost = idle.quantize(_PLACES, ROUND_HALF_EVEN)
+    fee = Decimal(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
+    return Cost(
+        energy_cost=energy_cost,
+        time_cost=time_cost,
+        idle_cost=idle_cost,
+        session_fee=fee,
+        total=energy_cost + time_cost + idle_cost + fee,
+    )
+
+
+def _banded(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, Decimal]:
     energy = _ZERO
     minutes = _ZERO
     for (t0, v0), (t1, v1) in itertools.pairwise(curve):
@@ -120,35 +181,16 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
             per_kwh, per_minute = _rates_at(tariff, ((a + b) // 2 % _DAY_MS) // _MINUTE_MS)
             share = Decimal(repr(v1 - v0)) * (b - a) / (t1 - t0)
             energy += share / 1000 * per_kwh
-            minutes_here = Decimal(b - a) / _MINUTE_MS
-            minutes += minutes_here * per_minute
-    fee = Decimal(tariff.session_fee) if curve else _ZERO
-    energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
-    time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
-    fee = fee.quantize(_PLACES, ROUND_HALF_EVEN)
-    return Cost(
-        energy_cost=energy_cost,
-        time_cost=time_cost,
-        session_fee=fee,
-        total=energy_cost + time_cost + fee,
-    )
+            if a < until:
+                minutes += Decimal(min(b, until) - a) / _MINUTE_MS * per_minute
+    return energy, minutes
 
 
-def _flat(tariff: Tariff, curve: Sequence[Point]) -> Cost:
+def _flat(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, Decimal]:
     """Without bands every reading costs the same: the same sums, in O(1)."""
-    if not curve:
-        zero = _ZERO.quantize(_PLACES)
-        return Cost(energy_cost=zero, time_cost=zero, session_fee=zero, total=zero)
     wh = Decimal(repr(curve[-1][1] - curve[0][1]))
-    span_ms = max(0, curve[-1][0] - curve[0][0])
-    energy_cost = (wh / 1000 * Decimal(tariff.per_kwh)).quantize(_PLACES, ROUND_HALF_EVEN)
-    time_cost = (Decimal(span_ms) / _MINUTE_MS * Decimal(tariff.per_minute)).quantize(
-        _PLACES, ROUND_HALF_EVEN
-    )
-    fee = Decimal(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
-    return Cost(
-        energy_cost=energy_cost,
-        time_cost=time_cost,
-        session_fee=fee,
-        total=energy_cost + time_cost + fee,
+    span_ms = max(0, until - curve[0][0])
+    return (
+        wh / 1000 * Decimal(tariff.per_kwh),
+        Decimal(span_ms) / _MINUTE_MS * Decimal(tariff.per_minute),
     )
