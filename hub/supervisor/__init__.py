@@ -1,0 +1,1 @@
+"""The supervisor: money and session integrity, derived from the event stream."""

@@ -1,0 +1,146 @@
+"""Session integrity detectors, over the supervisor's state.
+
+Each anomaly is a *condition* (kind, charger, connector, transaction) that is detected once
+when it starts to hold, or has held for its threshold, and resolved once when it stops.
+Timed conditions are checked on every ``clock.tick``, against the hub's time of events, so
+they fire at the same place in a replay as they did live.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hub.supervisor.model import CHARGING, IDLE, Transaction
+from schemas.events import AnomalyKind
+
+if TYPE_CHECKING:
+    from hub.supervisor.core import Supervisor
+    from projections.tariffs import Point
+
+# Conditions judged per transaction rather than per connector state.
+_PER_TRANSACTION: frozenset[str] = frozenset(
+    {"duplicate_start", "meter_backwards", "power_exceeded"}
+)
+
+
+def condition_key(kind: AnomalyKind, cp: str, connector_id: int, transaction_id: int | None) -> str:
+    return f"{kind}:{cp}:{connector_id}:{'' if transaction_id is None else transaction_id}"
+
+
+def scan(supervisor: Supervisor) -> None:
+    """The timed detectors, and time limits, at ``supervisor.now``."""
+    now, policy = supervisor.now, supervisor.policy
+    holding: dict[str, tuple[AnomalyKind, str, int, int | None, int, str]] = {}
+    for cp, charger in supervisor.chargers.items():
+        for connector_id, connector in charger.connectors.items():
+            if connector_id == 0:
+                continue
+            open_tx = supervisor.transactions.get(connector.open) if connector.open else None
+            if open_tx is None and connector.status in CHARGING:
+                since = max(connector.status_at, connector.open_changed_at)
+                if now - since >= policy.orphaned_after_s * 1000:
+                    holding[condition_key("orphaned", cp, connector_id, None)] = (
+                        "orphaned",
+                        cp,
+                        connector_id,
+                        None,
+                        since,
+                        f"connector {connector.status} with no open transaction",
+                    )
+            if open_tx is None:
+                continue
+            tx = open_tx.transaction_id
+            if connector.status in IDLE:
+                since = max(connector.status_at, open_tx.opened_at)
+                if now - since >= policy.ghost_after_s * 1000:
+                    holding[condition_key("ghost", cp, connector_id, tx)] = (
+                        "ghost",
+                        cp,
+                        connector_id,
+                        tx,
+                        since,
+                        f"transaction {tx} open while the connector is {connector.status}",
+                    )
+            elif not charger.connected:
+                since = max(charger.connected_changed_at, open_tx.opened_at)
+                if now - since >= policy.ghost_offline_after_s * 1000:
+                    holding[condition_key("ghost", cp, connector_id, tx)] = (
+                        "ghost",
+                        cp,
+                        connector_id,
+                        tx,
+                        since,
+                        f"transaction {tx} open while the charger is disconnected",
+                    )
+            if now - open_tx.last_meter_at >= policy.stale_after_s * 1000:
+                holding[condition_key("stale", cp, connector_id, tx)] = (
+                    "stale",
+                    cp,
+                    connector_id,
+                    tx,
+                    open_tx.last_meter_at,
+                    f"transaction {tx} sent no meter values since then",
+                )
+    for condition, anomaly in list(supervisor.anomalies.items()):
+        if anomaly.kind not in _PER_TRANSACTION and condition not in holding:
+            supervisor.resolve(condition, anomaly, "condition cleared")
+    for condition, (kind, cp, connector_id, tx_id, since, detail) in holding.items():
+        if condition not in supervisor.anomalies:
+            supervisor.detect(kind, cp, connector_id, tx_id, since, detail)
+    for transaction in list(supervisor.transactions.values()):
+        supervisor.check_limits(transaction, now)
+
+
+def duplicate_start(supervisor: Supervisor, previous: Transaction, new: Transaction) -> None:
+    """A second StartTransaction on a connector whose transaction never stopped."""
+    # About the earlier transaction: it is the one left without a connector, open until it
+    # is stopped or closed, which resolves this.
+    supervisor.detect(
+        "duplicate_start",
+        previous.charge_point_id,
+        previous.connector_id,
+        previous.transaction_id,
+        new.opened_at,
+        f"transaction {new.transaction_id} started while {previous.transaction_id} was open",
+    )
+
+
+def impossible_values(supervisor: Supervisor, transaction: Transaction, point: Point) -> None:
+    """The register went backwards, or rose faster than any connector can deliver."""
+    previous = transaction.last_register
+    transaction.last_register = point if previous is None or point[0] >= previous[0] else previous
+    if previous is None or point[0] < previous[0]:
+        return
+    (t0, v0), (t1, v1) = previous, point
+    if v1 < v0 and "meter_backwards" not in transaction.reported:
+        transaction.reported.add("meter_backwards")
+        supervisor.detect(
+            "meter_backwards",
+            transaction.charge_point_id,
+            transaction.connector_id,
+            transaction.transaction_id,
+            supervisor.now,
+            f"register fell from {v0:g} Wh to {v1:g} Wh",
+        )
+    elif t1 > t0 and "power_exceeded" not in transaction.reported:
+        power_w = (v1 - v0) * 3_600_000 / (t1 - t0)
+        if power_w > supervisor.policy.max_power_w:
+            transaction.reported.add("power_exceeded")
+            supervisor.detect(
+                "power_exceeded",
+                transaction.charge_point_id,
+                transaction.connector_id,
+                transaction.transaction_id,
+                supervisor.now,
+                f"{v1 - v0:g} Wh in {(t1 - t0) / 1000:g} s is {power_w / 1000:.1f} kW",
+            )
+
+
+def transaction_over(supervisor: Supervisor, transaction: Transaction, resolution: str) -> None:
+    """Resolve every anomaly that was about this transaction."""
+    for condition, anomaly in list(supervisor.anomalies.items()):
+        if (
+            anomaly.charge_point_id == transaction.charge_point_id
+            and anomaly.transaction_id == transaction.transaction_id
+        ):
+            supervisor.resolve(condition, anomaly, resolution)
