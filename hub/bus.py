@@ -20,7 +20,7 @@ from nats.js.errors import BadRequestError
 
 from hub.config import StreamSettings
 from hub.subjects import ADMIN_WILDCARD, EVENTS_WILDCARD, subject_for
-from schemas.events import AdminEvent, Event, decode_event, encode_event
+from schemas.events import Event, decode_event, encode_event
 
 log = structlog.get_logger("hub.bus")
 
@@ -266,10 +266,10 @@ def _expire(futures: list[asyncio.Future[_PubAck]]) -> None:
 async def follow_admin_events(
     connection: Connection,
     stream: str,
-    apply: Callable[[AdminEvent, int], None],
+    apply: Callable[[Event, int], None],
     subjects: Sequence[str] = (ADMIN_WILDCARD,),
 ) -> None:
-    """Replay the admin events under ``subjects`` into ``apply``, then keep applying new ones.
+    """Replay the events under ``subjects`` into ``apply``, then keep applying new ones.
 
     Returns once the events stored before the call have been applied, so a gateway never
     accepts chargers on a registry older than its start. Narrow ``subjects`` to what the
@@ -280,7 +280,7 @@ async def follow_admin_events(
 
 
 async def _follow(
-    connection: Connection, stream: str, subject: str, apply: Callable[[AdminEvent, int], None]
+    connection: Connection, stream: str, subject: str, apply: Callable[[Event, int], None]
 ) -> None:
     js = connection.js
     info = await js.stream_info(stream, subjects_filter=subject)
@@ -295,8 +295,7 @@ async def _follow(
         except msgspec.DecodeError as error:
             log.error("admin.undecodable", seq=metadata.sequence.stream, error=str(error))
         else:
-            if isinstance(event, AdminEvent):
-                apply(event, metadata.sequence.stream)
+            apply(event, metadata.sequence.stream)
         if metadata.num_pending == 0:
             caught_up.set()
 

@@ -29,6 +29,7 @@ from hub.runtime import (
     nats_server_for,
     running_gateway,
 )
+from hub.supervisor.service import optional_supervisor
 from projections import cli as projections_cli
 from schemas.events import (
     AdminEvent,
@@ -184,6 +185,7 @@ async def _up(settings: Settings) -> int:
         running_gateway(settings, url) as gateway,
         fanout_cli.optional_fanout(settings, url) as ui,
         projections_cli.optional_projections(settings, url),
+        optional_supervisor(settings, url),
     ):
         host = settings.gateway.host
         print(

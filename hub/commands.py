@@ -16,6 +16,7 @@ from schemas.commands import (
     reply_decoder,
     request_encoder,
 )
+from schemas.events import CommandFinished, CommandRequested
 
 # How much longer than the charger's own deadline to wait for the gateway's reply, which
 # also covers storing the CALL and queueing behind earlier commands for the same charger.
@@ -61,3 +62,32 @@ async def send_command(
             error_description="the gateway did not reply in time",
         )
     return reply_decoder.decode(msg.data)
+
+
+def finished_event(
+    requested: CommandRequested, reply: CommandReply, received_at: int
+) -> CommandFinished:
+    """The audit event of what became of a requested command."""
+    return CommandFinished(
+        id=f"{requested.command_id}:finished",
+        received_at=received_at,
+        actor=requested.actor,
+        command_id=requested.command_id,
+        charge_point_id=requested.charge_point_id,
+        action=requested.action,
+        status=reply.status,
+        payload=reply.payload,
+        error_code=reply.error_code,
+        error_description=reply.error_description,
+    )
+
+
+async def send_requested(client: NatsClient, requested: CommandRequested) -> CommandReply:
+    return await send_command(
+        client,
+        requested.charge_point_id,
+        requested.action,
+        requested.payload,
+        command_id=requested.command_id,
+        timeout_s=requested.timeout_s,
+    )

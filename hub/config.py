@@ -10,6 +10,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from hub.supervisor.policy import Policy, format_actions
+
 BootPolicy = Literal["accept", "known", "pending"]
 AuthorizePolicy = Literal["accept", "list"]
 StorageKind = Literal["file", "memory"]
@@ -76,6 +78,24 @@ class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: int = 50_000
 
 
+_POLICY: Final = Policy()
+
+
+class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Money and session integrity (hub/supervisor); docs/integrity.md explains each one."""
+
+    enabled: bool = True  # whether `hub up` runs the supervisor
+    tick_s: float = 5.0  # how often the clock.tick event is stored
+    orphaned_after_s: float = _POLICY.orphaned_after_s
+    ghost_after_s: float = _POLICY.ghost_after_s
+    ghost_offline_after_s: float = _POLICY.ghost_offline_after_s
+    stale_after_s: float = _POLICY.stale_after_s
+    max_power_w: float = _POLICY.max_power_w
+    platform_fee_rate: str = _POLICY.platform_fee_rate
+    # <kind>=<action>,...: trigger_status, remote_stop or close_session per anomaly kind.
+    actions: str = format_actions(_POLICY.actions)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path("data")
     nats_url: str = ""  # empty: start the embedded nats-server
@@ -84,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway: GatewaySettings = GatewaySettings()
     fanout: FanoutSettings = FanoutSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
     log_level: str = "info"
     # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -125,6 +146,15 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_CLICKHOUSE_DATABASE": ("projections", "database"),
     "HUB_PROJECTION_BATCH_SIZE": ("projections", "batch_size"),
     "HUB_PROJECTION_LINGER": ("projections", "linger_s"),
+    "HUB_SUPERVISOR": ("supervisor", "enabled"),
+    "HUB_TICK_INTERVAL": ("supervisor", "tick_s"),
+    "HUB_ORPHANED_AFTER": ("supervisor", "orphaned_after_s"),
+    "HUB_GHOST_AFTER": ("supervisor", "ghost_after_s"),
+    "HUB_GHOST_OFFLINE_AFTER": ("supervisor", "ghost_offline_after_s"),
+    "HUB_STALE_AFTER": ("supervisor", "stale_after_s"),
+    "HUB_MAX_POWER_W": ("supervisor", "max_power_w"),
+    "HUB_PLATFORM_FEE_RATE": ("supervisor", "platform_fee_rate"),
+    "HUB_INTEGRITY_ACTIONS": ("supervisor", "actions"),
 }
 
 
@@ -137,6 +167,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "stream": {},
         "fanout": {},
         "projections": {},
+        "supervisor": {},
     }
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
@@ -147,6 +178,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "stream": sections["stream"],
         "fanout": sections["fanout"],
         "projections": sections["projections"],
+        "supervisor": sections["supervisor"],
     }
     try:
         return msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)

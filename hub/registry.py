@@ -1,4 +1,4 @@
-"""What operators told the hub: registered chargers and id tags, folded from admin events."""
+"""What operators told the hub: registered chargers, id tags and wallets, folded from events."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ from typing import Final
 
 import msgspec
 
+from hub.supervisor.wallets import Wallets
 from schemas.events import (
-    AdminEvent,
     ChargerRegistered,
     ChargerUnregistered,
+    Event,
     IdTagRemoved,
     IdTagStatus,
     IdTagUpserted,
 )
 
-# The admin events a registry folds; it follows only these, not every admin event.
-REGISTRY_SUBJECTS: Final = ("ev.admin.charger.>", "ev.admin.idtag.>")
+# The events a registry folds; it follows only these, not every admin event.
+REGISTRY_SUBJECTS: Final = (
+    "ev.admin.charger.>",
+    "ev.admin.idtag.>",
+    "ev.admin.wallet.>",
+    "ev.wallet.>",
+)
 
 
 class ChargerRecord(msgspec.Struct, frozen=True):
@@ -46,9 +52,10 @@ class Registry:
     def __init__(self) -> None:
         self.chargers: dict[str, ChargerRecord] = {}
         self.id_tags: dict[str, IdTagRecord] = {}
+        self.wallets = Wallets()
         self.last_seq = 0
 
-    def apply(self, event: AdminEvent, seq: int = 0) -> None:
+    def apply(self, event: Event, seq: int = 0) -> None:
         match event:
             case ChargerRegistered(charge_point_id=cp, password_hash=password_hash):
                 self.chargers[cp] = ChargerRecord(password_hash)
@@ -58,6 +65,8 @@ class Registry:
                 self.id_tags[tag] = IdTagRecord(status, _expiry(expiry), parent)
             case IdTagRemoved(id_tag=tag):
                 self.id_tags.pop(tag, None)
+            case _:
+                self.wallets.apply(event)
         self.last_seq = max(self.last_seq, seq)
 
     def is_known(self, charge_point_id: str) -> bool:

@@ -23,14 +23,12 @@ from nats.aio.msg import Msg
 from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
 from hub.api.tracking import CommandError, CommandView, Tracker, finished_view
 from hub.bus import Connection, EventStore, connect
-from hub.commands import send_command
+from hub.commands import finished_event, send_requested
 from hub.config import Settings
 from hub.fanout.auth import AuthError, Scope, Verifier
 from hub.subjects import COMMAND_WILDCARD
-from schemas.commands import CommandReply
 from schemas.events import (
     AccessDenied,
-    CommandFinished,
     CommandRequested,
     Event,
     decode_event,
@@ -380,26 +378,8 @@ HTTP_STATUS: Final[dict[str, int]] = {
 async def _finish(api: CommandApi, requested: CommandRequested) -> CommandView:
     """Send the command, store what became of it, and return the tracked view."""
     assert api.connection is not None
-    reply: CommandReply = await send_command(
-        api.connection.client,
-        requested.charge_point_id,
-        requested.action,
-        requested.payload,
-        command_id=requested.command_id,
-        timeout_s=requested.timeout_s,
-    )
-    finished = CommandFinished(
-        id=f"{requested.command_id}:finished",
-        received_at=now_ms(),
-        actor=requested.actor,
-        command_id=requested.command_id,
-        charge_point_id=requested.charge_point_id,
-        action=requested.action,
-        status=reply.status,
-        payload=reply.payload,
-        error_code=reply.error_code,
-        error_description=reply.error_description,
-    )
+    reply = await send_requested(api.connection.client, requested)
+    finished = finished_event(requested, reply, now_ms())
     await _store(api, finished)
     log.info("api.command_finished", command_id=requested.command_id, status=reply.status)
     view = api.tracker.get(requested.command_id)

@@ -26,6 +26,9 @@ Handler = Callable[[Any, Context], msgspec.Struct]
 
 
 def _id_tag_info(id_tag: str, ctx: Context) -> v16.IdTagInfo:
+    # A prepaid tag without the money for a session is refused under either policy.
+    if ctx.registry.wallets.too_low(id_tag):
+        return v16.IdTagInfo(status="Blocked")
     if ctx.settings.authorize_policy == "accept":
         return v16.IdTagInfo(status="Accepted")
     verdict = ctx.registry.authorize(id_tag, ctx.now)

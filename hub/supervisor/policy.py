@@ -62,3 +62,7 @@ def parse_actions(text: str) -> dict[AnomalyKind, IntegrityActionKind]:
             )
         actions[kind] = action
     return actions
+
+
+def format_actions(actions: dict[AnomalyKind, IntegrityActionKind]) -> str:
+    return ",".join(f"{kind}={action}" for kind, action in actions.items())

@@ -1,0 +1,194 @@
+"""The supervisor's I/O shell: the stream into the core, the core's intents into the stream,
+their commands to the chargers, and the clock into the stream as ``clock.tick`` events.
+
+The core's outbox (:attr:`Supervisor.unconfirmed`) is drained only once the fold has caught
+up with the stream: a restart folds the stream from the start, re-derives what it derived
+before, finds those events already stored further on, and publishes only what is missing.
+Commands go out only after their derived event is stored, each audited as
+``admin.command.requested``/``finished`` by ``supervisor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from hub.bus import Connection, EventStore, StoreError
+from hub.commands import finished_event, send_requested
+from hub.config import Settings, SupervisorSettings
+from hub.runtime import event_backbone
+from hub.subjects import EVENTS_WILDCARD
+from hub.supervisor.core import Command, Supervisor
+from hub.supervisor.policy import Policy, parse_actions
+from schemas.events import ClockTick, CommandRequested, decode_event
+
+log = structlog.get_logger("hub.supervisor")
+
+ACTOR: Final = "supervisor"
+# Commands in flight at once; more wait for a slot, none is dropped.
+MAX_COMMANDS: Final = 32
+COMMAND_TIMEOUT_S: Final = 30.0
+
+
+def policy_from(settings: SupervisorSettings) -> Policy:
+    shared = {
+        name: getattr(settings, name) for name in Policy.__struct_fields__ if name != "actions"
+    }
+    return Policy(**shared, actions=parse_actions(settings.actions))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SupervisorService:
+    def __init__(self, connection: Connection, store: EventStore, settings: Settings) -> None:
+        self.connection = connection
+        self.store = store
+        self.stream = settings.stream.name
+        self.tick_ms = max(1, round(settings.supervisor.tick_s * 1000))
+        self.core = Supervisor(policy_from(settings.supervisor))
+        self.caught_up = asyncio.Event()
+        self._published: set[str] = set()
+        self._sent: set[str] = set()
+        self._slots = asyncio.Semaphore(MAX_COMMANDS)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        js = self.connection.js
+        info = await js.stream_info(self.stream)
+        if info.state.last_seq == 0:
+            self.caught_up.set()
+        subscription = await js.subscribe(
+            EVENTS_WILDCARD, ordered_consumer=True, stream=self.stream
+        )
+        async for msg in subscription.messages:
+            await self._on_message(msg)
+
+    async def _on_message(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError as error:
+            log.error("supervisor.undecodable", seq=seq, error=str(error))
+            return
+        try:
+            self.core.apply(seq, event)
+        except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
+            # A charger's nonsense costs its own event, never the supervision of the rest.
+            log.error("supervisor.unapplicable", seq=seq, error=str(error))
+        if seq % 1000 == 0:
+            # Catching up never yields by itself (the messages are queued already).
+            await asyncio.sleep(0)
+        if msg.metadata.num_pending == 0:
+            self.caught_up.set()
+        if self.caught_up.is_set() and (self.core.unconfirmed or self.core.commands_due):
+            await self._drain()
+
+    async def _drain(self) -> None:
+        due = [i for i in self.core.unconfirmed.values() if i.event.id not in self._published]
+        if due:
+            await self.store.store([intent.event for intent in due])
+            for intent in due:
+                self._published.add(intent.event.id)
+                log.info(
+                    "supervisor.derived",
+                    type=intent.event.__struct_config__.tag,
+                    id=intent.event.id,
+                    cause_seq=intent.event.cause_seq,
+                )
+        self._published &= self.core.unconfirmed.keys()
+        for command in list(self.core.commands_due.values()):
+            if command.command_id not in self._sent:
+                self._sent.add(command.command_id)
+                task = asyncio.create_task(self._command(command))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        self._sent &= self.core.commands_due.keys()
+
+    async def _command(self, command: Command) -> None:
+        async with self._slots:
+            requested = CommandRequested(
+                id=f"{command.command_id}:requested",
+                received_at=_now_ms(),
+                actor=ACTOR,
+                command_id=command.command_id,
+                charge_point_id=command.charge_point_id,
+                action=command.action,
+                payload=msgspec.Raw(command.payload),
+                timeout_s=COMMAND_TIMEOUT_S,
+            )
+            try:
+                await self.store.store([requested])
+                reply = await send_requested(self.connection.client, requested)
+                await self.store.store([finished_event(requested, reply, _now_ms())])
+            except StoreError as error:
+                # It stays due (no requested event folded): the next drain tries again.
+                self._sent.discard(command.command_id)
+                log.warning(
+                    "supervisor.command_unstored", command_id=command.command_id, error=str(error)
+                )
+                return
+            log.info(
+                "supervisor.command",
+                command_id=command.command_id,
+                charge_point_id=command.charge_point_id,
+                action=command.action,
+                status=reply.status,
+            )
+
+    async def tick(self) -> None:
+        """Store ``clock.tick`` on the tick grid; two hubs store each tick once (same id)."""
+        while True:
+            now = _now_ms()
+            at = now - now % self.tick_ms + self.tick_ms
+            await asyncio.sleep((at - now) / 1000)
+            try:
+                await self.store.store([ClockTick(id=f"tick-{at}", received_at=at)])
+            except StoreError as error:
+                log.warning("supervisor.tick_unstored", error=str(error))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def optional_supervisor(
+    settings: Settings, url: str
+) -> AsyncIterator[SupervisorService | None]:
+    """``hub up``'s supervisor, unless ``HUB_SUPERVISOR=false``."""
+    if not settings.supervisor.enabled:
+        yield None
+        return
+    async with (
+        event_backbone(settings, url, name="hub-supervisor") as (connection, store),
+        running_supervisor(connection, store, settings) as service,
+    ):
+        yield service
+
+
+@contextlib.asynccontextmanager
+async def running_supervisor(
+    connection: Connection, store: EventStore, settings: Settings
+) -> AsyncIterator[SupervisorService]:
+    service = SupervisorService(connection, store, settings)
+    tasks = [
+        asyncio.create_task(service.run(), name="supervisor.follow"),
+        asyncio.create_task(service.tick(), name="supervisor.tick"),
+    ]
+    try:
+        yield service
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await service.close()

@@ -1,0 +1,196 @@
+"""Money and session integrity through the real gateway, JetStream and supervisor, with
+ocpp-library chargers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from ocpp.v16 import call
+
+from hub.bus import EventStore
+from hub.config import Settings, SupervisorSettings
+from hub.gateway.server import Gateway
+from hub.nats_server import EmbeddedNats
+from hub.runtime import event_backbone
+from hub.supervisor.service import SupervisorService, running_supervisor
+from schemas.events import (
+    AnomalyDetected,
+    AnomalyResolved,
+    CommandFinished,
+    Event,
+    LimitReached,
+    SessionLimits,
+    TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletSettled,
+)
+from tests.integration.api_helpers import AnsweringCharger
+from tests.integration.helpers import ocpp_charger, wait_for_event
+
+
+def fast(settings: Settings, **changes: object) -> Settings:
+    supervisor = SupervisorSettings(tick_s=0.2, **changes)  # type: ignore[arg-type]
+    return msgspec.structs.replace(settings, supervisor=supervisor)
+
+
+@contextlib.asynccontextmanager
+async def supervised(
+    settings: Settings, url: str
+) -> AsyncIterator[tuple[SupervisorService, EventStore]]:
+    async with (
+        event_backbone(settings, url, name="test-supervisor") as (connection, store),
+        running_supervisor(connection, store, settings) as service,
+    ):
+        yield service, store
+
+
+def admin(event_type: type[Event], **fields: object) -> Event:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    return event_type(id=uuid.uuid4().hex, received_at=now, actor="test", **fields)  # type: ignore[call-arg]
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+async def charge(
+    cp: AnsweringCharger, connector: int, id_tag: str, wh: list[int], start: datetime
+) -> int:
+    answer = await cp.call(
+        call.StartTransaction(
+            connector_id=connector, id_tag=id_tag, meter_start=0, timestamp=iso(start)
+        )
+    )
+    tx: int = answer.transaction_id
+    for minute, value in enumerate(wh, 1):
+        await cp.call(
+            call.MeterValues(
+                connector_id=connector,
+                transaction_id=tx,
+                meter_value=[
+                    {
+                        "timestamp": iso(start + timedelta(minutes=minute)),
+                        "sampledValue": [{"value": str(value)}],
+                    }
+                ],
+            )
+        )
+    return tx
+
+
+@pytest.fixture
+def supervised_settings(settings: Settings) -> Settings:
+    return fast(settings)
+
+
+async def test_prepaid_session_refunds_the_unused_amount_with_the_configured_split(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway
+) -> None:
+    settings = fast(settings, platform_fee_rate="0.15")
+    async with supervised(settings, nats_server.url) as (_, store):
+        await store.store(
+            [
+                admin(TariffSet, tariff_id="kwh", per_kwh="0.50"),
+                admin(WalletConfigured, id_tag="PREPAID", hold_amount="20"),
+                admin(WalletCredited, id_tag="PREPAID", amount="30"),
+            ]
+        )
+        async with ocpp_charger(gateway.port, "CP-PRE", charger_class=AnsweringCharger) as cp:
+            start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+            tx = await charge(cp, 1, "PREPAID", [4_000, 8_000], start)
+            await cp.call(
+                call.StopTransaction(
+                    transaction_id=tx, meter_stop=9_000, timestamp=iso(start + timedelta(minutes=3))
+                )
+            )
+        settled = await wait_for_event(
+            nats_server.url, "ev.wallet.settled", lambda e: isinstance(e, WalletSettled)
+        )
+    assert isinstance(settled, WalletSettled)
+    assert (settled.held, settled.cost, settled.refund) == ("20.0000", "4.5000", "15.5000")
+    assert (settled.platform_fee, settled.operator_share) == ("0.6750", "3.8250")
+
+
+async def test_a_wallet_with_too_little_balance_is_refused(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway
+) -> None:
+    async with event_backbone(settings, nats_server.url, name="test") as (_, store):
+        await store.store(
+            [
+                admin(WalletConfigured, id_tag="POOR", min_balance="5"),
+                admin(WalletCredited, id_tag="POOR", amount="4.99"),
+                admin(WalletConfigured, id_tag="RICH", min_balance="5"),
+                admin(WalletCredited, id_tag="RICH", amount="25"),
+            ]
+        )
+    async with ocpp_charger(gateway.port, "CP-W") as cp:
+        for _ in range(50):  # the gateway's registry follows the stream: wait for it
+            if gateway.registry.wallets.prepaid("RICH") is not None:
+                break
+            await asyncio.sleep(0.05)
+        poor = await cp.call(call.Authorize(id_tag="POOR"))
+        rich = await cp.call(call.Authorize(id_tag="RICH"))
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="POOR", meter_start=0, timestamp=iso(datetime.now(UTC))
+            )
+        )
+    assert poor.id_tag_info["status"] == "Blocked"
+    assert rich.id_tag_info["status"] == "Accepted"
+    assert start.id_tag_info["status"] == "Blocked"
+
+
+async def test_an_energy_limit_sends_remote_stop(
+    nats_server: EmbeddedNats, supervised_settings: Settings, gateway: Gateway
+) -> None:
+    async with supervised(supervised_settings, nats_server.url) as (_, store):
+        await store.store(
+            [admin(TariffSet, tariff_id="capped", limits=SessionLimits(max_energy_wh=5_000))]
+        )
+        async with ocpp_charger(gateway.port, "CP-LIM", charger_class=AnsweringCharger) as cp:
+            tx = await charge(cp, 1, "ANY", [3_000, 6_000], datetime.now(UTC))
+            reached = await wait_for_event(
+                nats_server.url, "ev.session.>", lambda e: isinstance(e, LimitReached)
+            )
+            finished = await wait_for_event(
+                nats_server.url,
+                "ev.admin.command.finished",
+                lambda e: isinstance(e, CommandFinished) and e.actor == "supervisor",
+            )
+        assert ("RemoteStopTransaction", {"transaction_id": tx}) in cp.received
+    assert isinstance(reached, LimitReached)
+    assert (reached.limit, reached.source, reached.value) == ("energy", "tariff", "6000.0000")
+    assert isinstance(finished, CommandFinished) and finished.status == "answered"
+
+
+async def test_a_ghost_session_is_detected_and_resolved(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway
+) -> None:
+    settings = fast(settings, ghost_after_s=1.0, actions="")
+    async with supervised(settings, nats_server.url):
+        async with ocpp_charger(gateway.port, "CP-GHOST") as cp:
+            tx = await charge(cp, 1, "ANY", [1_000], datetime.now(UTC))
+            await cp.call(
+                call.StatusNotification(connector_id=1, error_code="NoError", status="Available")
+            )
+            detected = await wait_for_event(
+                nats_server.url, "ev.integrity.detected", lambda e: True, within=10
+            )
+            await cp.call(
+                call.StopTransaction(
+                    transaction_id=tx, meter_stop=1_000, timestamp=iso(datetime.now(UTC))
+                )
+            )
+            resolved = await wait_for_event(
+                nats_server.url, "ev.integrity.resolved", lambda e: True, within=10
+            )
+    assert isinstance(detected, AnomalyDetected) and detected.kind == "ghost"
+    assert detected.transaction_id == tx
+    assert isinstance(resolved, AnomalyResolved) and resolved.anomaly_id == detected.anomaly_id
