@@ -30,7 +30,7 @@ from projections.service import (
 )
 from projections.tariffs import Tariff, parse_hhmm, validate
 from projections.timeutil import parse_ms
-from schemas.events import AdminEvent, TariffBand, TariffSet
+from schemas.events import Event, TariffBand, TariffSet
 
 COMMANDS: Final = frozenset({"query", "replay", "tariffs"})
 _QUERY_TIMEOUT_S: Final = 60.0
@@ -279,7 +279,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     found: list[TariffSet] = []
 
-    def collect(event: AdminEvent, _: int) -> None:
+    def collect(event: Event, _: int) -> None:
         if isinstance(event, TariffSet):
             found.append(event)
 
