@@ -72,11 +72,11 @@ def settle(held: Decimal, cost: Decimal, fee_rate: Decimal) -> Settlement:
     )
 
 
-class Wallets:
-    """Changed only by :meth:`apply`, so it is a fold of the stream."""
+class Wallets(msgspec.Struct, kw_only=True):
+    """Changed only by :meth:`apply`, so it is a fold of the stream; a Struct, so the
+    projections can keep it in their snapshots."""
 
-    def __init__(self) -> None:
-        self.wallets: dict[str, Wallet] = {}
+    wallets: dict[str, Wallet] = {}
 
     def apply(self, event: Event) -> list[LedgerEntry]:
         match event:
