@@ -128,6 +128,20 @@ class TransactionUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="transa
     soc: float | None = None
 
 
+class Bill(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """A session's cost by the one cost function (projections/tariffs.py); amounts are
+    decimal strings, so no float ever touches money."""
+
+    tariff_id: str = ""
+    currency: str = ""
+    energy_wh: float = 0.0
+    energy_cost: str = "0"
+    time_cost: str = "0"
+    idle_cost: str = "0"
+    session_fee: str = "0"
+    total: str = "0"
+
+
 class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.stopped"):
     transaction_id: int
     connector_id: int = 0
@@ -135,6 +149,33 @@ class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transa
     duration_s: float | None = None
     reason: str = ""
     meter_stop_wh: float = 0.0
+    # The final bill, as the billing table has it.
+    bill: Bill | None = None
+
+
+class CostUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="cost"):
+    """The running cost of a transaction, after each meter value that moved it."""
+
+    transaction_id: int
+    connector_id: int
+    bill: Bill
+
+
+AlertState = Literal["detected", "resolved", "action", "limit_reached"]
+
+
+class Alert(_ChargerMessage, frozen=True, kw_only=True, tag="alert"):
+    """The supervisor's findings (docs/integrity.md): an anomaly ``detected`` or
+    ``resolved``, an ``action`` taken on one, or a session ``limit_reached``."""
+
+    alert_id: str
+    state: AlertState
+    kind: str
+    connector_id: int = 0
+    transaction_id: int | None = None
+    detail: str = ""
+    action: str = ""
+    command_id: str = ""
 
 
 ConnectionState = Literal["connected", "disconnected", "replaced"]
@@ -175,6 +216,8 @@ ChargerMessage = (
     | Boot
     | DataTransfer
     | Command
+    | CostUpdated
+    | Alert
 )
 
 
