@@ -283,7 +283,7 @@ class Supervisor:
             transaction.limits.append(Limit("cost", held, "prepaid"))
             self.emit(
                 WalletHeld(
-                    id=f"held:{transaction.key}",
+                    id=f"held:{transaction.charge_point_id}:{transaction.transaction_id}",
                     received_at=at,
                     cause_seq=self._seq,
                     id_tag=request.id_tag,
@@ -331,7 +331,7 @@ class Supervisor:
             value = values[limit.kind]
             if value >= limit.threshold:
                 transaction.limit_reached = True
-                cause = f"limit:{transaction.key}"
+                cause = f"limit:{transaction.charge_point_id}:{transaction.transaction_id}"
                 command = Command(
                     command_id=command_id_for(cause),
                     charge_point_id=transaction.charge_point_id,
@@ -376,7 +376,7 @@ class Supervisor:
             wallet = self.wallets.prepaid(transaction.id_tag)
             self.emit(
                 WalletSettled(
-                    id=f"settled:{transaction.key}",
+                    id=f"settled:{transaction.charge_point_id}:{transaction.transaction_id}",
                     received_at=self.now,
                     cause_seq=self._seq,
                     id_tag=transaction.id_tag,

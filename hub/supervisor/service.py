@@ -35,6 +35,8 @@ ACTOR: Final = "supervisor"
 # Commands in flight at once; more wait for a slot, none is dropped.
 MAX_COMMANDS: Final = 32
 COMMAND_TIMEOUT_S: Final = 30.0
+# Derived events stored per JetStream round trip.
+MAX_DRAIN: Final = 500
 
 
 def policy_from(settings: SupervisorSettings) -> Policy:
@@ -56,6 +58,7 @@ class SupervisorService:
         self.tick_ms = max(1, round(settings.supervisor.tick_s * 1000))
         self.core = Supervisor(policy_from(settings.supervisor))
         self.caught_up = asyncio.Event()
+        self._due = asyncio.Event()
         self._published: set[str] = set()
         self._sent: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_COMMANDS)
@@ -90,13 +93,21 @@ class SupervisorService:
         if msg.metadata.num_pending == 0:
             self.caught_up.set()
         if self.caught_up.is_set() and (self.core.unconfirmed or self.core.commands_due):
-            await self._drain()
+            self._due.set()
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
+        """Store what the core derived, then send its commands; never on the fold's path,
+        which must keep reading the stream while a store waits for its ack."""
+        while True:
+            await self._due.wait()
+            self._due.clear()
+            await self._drain_once()
+
+    async def _drain_once(self) -> None:
         due = [i for i in self.core.unconfirmed.values() if i.event.id not in self._published]
         if due:
-            await self.store.store([intent.event for intent in due])
-            for intent in due:
+            await self.store.store([intent.event for intent in due[:MAX_DRAIN]])
+            for intent in due[:MAX_DRAIN]:
                 self._published.add(intent.event.id)
                 log.info(
                     "supervisor.derived",
@@ -104,6 +115,8 @@ class SupervisorService:
                     id=intent.event.id,
                     cause_seq=intent.event.cause_seq,
                 )
+            if len(due) > MAX_DRAIN:
+                self._due.set()
         self._published &= self.core.unconfirmed.keys()
         for command in list(self.core.commands_due.values()):
             if command.command_id not in self._sent:
@@ -184,6 +197,7 @@ async def running_supervisor(
     tasks = [
         asyncio.create_task(service.run(), name="supervisor.follow"),
         asyncio.create_task(service.tick(), name="supervisor.tick"),
+        asyncio.create_task(service.drain(), name="supervisor.drain"),
     ]
     try:
         yield service
