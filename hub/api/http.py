@@ -90,7 +90,7 @@ def setup(
     nats_url: str,
 ) -> None:
     """Register the command API on an aiohttp app (the fan-out's)."""
-    from hub.api import openapi
+    from hub.api import money, openapi
 
     app[API] = CommandApi(verifier, known)
     app.cleanup_ctx.append(_backbone(settings, nats_url))
@@ -101,6 +101,7 @@ def setup(
             _command_handler(endpoint),
         )
     app.router.add_get("/api/v1/commands/{command_id}", _answering_errors(_get_command))
+    money.setup(app, settings.stream.name)
     openapi.add_routes(app)
 
 
@@ -152,15 +153,17 @@ async def _follow_commands(connection: Connection, stream: str, tracker: Tracker
     await caught_up.wait()
 
 
-async def _store(api: CommandApi, event: Event) -> None:
+async def _store(api: CommandApi, event: Event) -> int:
+    """Store ``event`` and return its stream sequence (the first copy's, for a duplicate)."""
     if api.store is None:
         raise _error(503, "unavailable", "the command API is starting")
     try:
         async with asyncio.timeout(STORE_TIMEOUT_S):
-            await api.store.store([event])
+            [seq] = await api.store.store([event])
     except TimeoutError:
         raise _error(503, "unavailable", "the event store did not acknowledge in time") from None
     api.tracker.apply(event)
+    return seq
 
 
 def now_ms() -> int:
@@ -241,7 +244,9 @@ async def _refuse(
     return _error(403, "forbidden", reason)
 
 
-async def _authorise(request: web.Request, charge_point_id: str, *, command: bool) -> Scope:
+async def _authorise(
+    request: web.Request, charge_point_id: str, *, command: bool, doing: str = "send commands"
+) -> Scope:
     token = _bearer(request)
     if not token:
         raise await _refuse(
@@ -258,7 +263,7 @@ async def _authorise(request: web.Request, charge_point_id: str, *, command: boo
         raise await _refuse(
             request,
             403,
-            f"role {scope.role!r} may not send commands",
+            f"role {scope.role!r} may not {doing}",
             scope.subject,
             charge_point_id,
         )

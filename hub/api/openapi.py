@@ -1,8 +1,8 @@
-"""The OpenAPI 3.1 document of the command API, generated from the msgspec types it uses.
+"""The OpenAPI 3.1 document of the command and money APIs, generated from their msgspec types.
 
 Component schemas come from ``msgspec.json.schema_components`` over the very types that
 decode request bodies and encode answers, so the document cannot drift from the code.
-Every status code a command endpoint can answer is listed (docs/command-api.md).
+Every status code an endpoint can answer is listed (docs/command-api.md, docs/money-api.md).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import msgspec
 from aiohttp import web
 
 from hub.api.endpoints import ENDPOINTS, Endpoint
+from hub.api.money_rules import CreditBody, Limits, TariffBody, WalletBody
+from hub.api.money_state import CreditView, LimitsView, TariffList, TariffView, WalletView
 from hub.api.tracking import CommandView
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
@@ -35,6 +37,13 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref(ErrorBody), description)
 
 
+def _path(name: str, schema: dict[str, Any], example: object) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "example": example}
+
+
+CHARGER: Final = _path("charge_point_id", {"type": "string", "minLength": 1}, "CP-1")
+
+
 def _operation(endpoint: Endpoint) -> dict[str, Any]:
     answered = {
         "allOf": [
@@ -43,13 +52,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         ]
     }
     parameters: list[dict[str, Any]] = [
-        {
-            "name": "charge_point_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "minLength": 1},
-            "example": "CP-1",
-        },
+        CHARGER,
         {
             "name": "wait",
             "in": "query",
@@ -108,11 +111,157 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     return operation
 
 
+# -- tariffs, wallets and session limits (hub/api/money.py) ------------------------------------
+
+TARIFF_ID: Final = _path("tariff_id", {"type": "string", "minLength": 1, "maxLength": 64}, "std")
+ID_TAG: Final = _path("id_tag", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG-1")
+TRANSACTION_ID: Final = _path(
+    "transaction_id",
+    {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    42,
+)
+IDEMPOTENCY_KEY: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "the credit's reference, when the body has none: a retry with the same key "
+    "is stored once and answered the same",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
+}
+MONEY_ERRORS: Final = {
+    "400": "a bad body or path parameter; the message names the field",
+    "401": "no valid token (audited)",
+    "403": "the token's role or charger scope does not allow it (audited); wallets and "
+    "default tariffs need a token for all chargers",
+    "404": "no such tariff, wallet or charger",
+    "409": "contradicts the stream: a wallet's currency with money in it, or a reference "
+    "reused for a different credit",
+    "503": "the event store did not acknowledge in time",
+}
+MONEY_TYPES: Final = (
+    TariffBody,
+    WalletBody,
+    CreditBody,
+    Limits,
+    TariffView,
+    TariffList,
+    WalletView,
+    CreditView,
+    LimitsView,
+)
+
+
+def _money(
+    name: str,
+    summary: str,
+    parameters: list[dict[str, Any]],
+    answer: tuple[str, type[Any]],
+    errors: str,
+    body: type[Any] | None = None,
+) -> dict[str, Any]:
+    """An operation; ``errors`` lists the error statuses it can answer, e.g. "400 401 503"."""
+    status, kind = answer
+    responses = {status: _json(_ref(kind), summary)}
+    responses.update({code: _error(MONEY_ERRORS[code]) for code in errors.split()})
+    operation: dict[str, Any] = {
+        "operationId": name,
+        "summary": summary,
+        "tags": ["money"],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def _money_paths() -> dict[str, dict[str, Any]]:
+    write = "400 401 403 503"
+    credit = "400 401 403 404 409 503"
+    return {
+        "/api/v1/tariffs": {
+            "get": _money(
+                "list_tariffs",
+                "Every tariff version stored, oldest first (those the token's chargers see)",
+                [],
+                ("200", TariffList),
+                "401 503",
+            )
+        },
+        "/api/v1/tariffs/{tariff_id}": {
+            "get": _money(
+                "get_tariff",
+                "A tariff's latest version",
+                [TARIFF_ID],
+                ("200", TariffView),
+                "401 404 503",
+            ),
+            "put": _money(
+                "put_tariff",
+                "Put a tariff in force (stores admin.tariff.set; operator)",
+                [TARIFF_ID],
+                ("200", TariffView),
+                write,
+                TariffBody,
+            ),
+        },
+        "/api/v1/wallets/{id_tag}": {
+            "get": _money(
+                "get_wallet",
+                "A wallet's balance, settings and recent ledger",
+                [ID_TAG],
+                ("200", WalletView),
+                "400 401 403 404 503",
+            ),
+            "put": _money(
+                "put_wallet",
+                "Make an id tag pay from a prepaid wallet (stores admin.wallet.configured)",
+                [ID_TAG],
+                ("200", WalletView),
+                "400 401 403 409 503",
+                WalletBody,
+            ),
+        },
+        "/api/v1/wallets/{id_tag}/topups": {
+            "post": _money(
+                "post_topup",
+                "Top a wallet up (stores admin.wallet.credited; idempotent with a reference)",
+                [ID_TAG, IDEMPOTENCY_KEY],
+                ("201", CreditView),
+                credit,
+                CreditBody,
+            )
+        },
+        "/api/v1/wallets/{id_tag}/adjustments": {
+            "post": _money(
+                "post_adjustment",
+                "Correct a wallet by a signed amount (a reference is required)",
+                [ID_TAG, IDEMPOTENCY_KEY],
+                ("201", CreditView),
+                credit,
+                CreditBody,
+            )
+        },
+        "/api/v1/chargers/{charge_point_id}/transactions/{transaction_id}/limits": {
+            "put": _money(
+                "put_session_limits",
+                "Limit a running transaction (stores admin.session.limits)",
+                [CHARGER, TRANSACTION_ID],
+                ("200", LimitsView),
+                "400 401 403 404 503",
+                Limits,
+            )
+        },
+    }
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     from hub.api.http import ErrorBody
 
-    types: list[Any] = [CommandView, ErrorBody]
+    types: list[Any] = [CommandView, ErrorBody, *MONEY_TYPES]
     for endpoint in ENDPOINTS:
         types += [endpoint.request_type, endpoint.response_type]
     _, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -136,14 +285,16 @@ def document() -> dict[str, Any]:
             },
         }
     }
+    paths.update(_money_paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "ocpp-hub command API",
             "version": "1",
             "description": "Server-initiated OCPP 1.6 operations, routed to the gateway that "
-            "holds the charger. Tokens: JWT bearer with `role` (operator/admin send commands, "
-            "viewer only reads) and `chargers` (ids or *).",
+            "holds the charger; tariffs, prepaid wallets and session limits, each change an "
+            "audited event. Tokens: JWT bearer with `role` (operator/admin send commands and "
+            "make changes, viewer only reads) and `chargers` (ids or *).",
         },
         "security": [{"bearer": []}],
         "paths": paths,
