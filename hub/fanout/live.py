@@ -11,10 +11,24 @@ from collections import deque
 from collections.abc import Iterable
 from heapq import merge
 
+from hub.fanout.money import Metering, alert
 from hub.fanout.state import ChargerState, apply, snapshot
 from hub.fanout.translate import translate
-from schemas.events import ChargerEvent, CommandFinished, Event, FrameRejected
+from schemas.events import (
+    AnomalyDetected,
+    AnomalyResolved,
+    ChargerEvent,
+    CommandFinished,
+    Event,
+    FrameRejected,
+    IntegrityAction,
+    LimitReached,
+    TariffSet,
+)
 from schemas.ui import ChargerMessage, Snapshot
+
+# The supervisor's findings a UI sees as ``alert`` messages.
+_ALERTS = AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached
 
 
 class Live:
@@ -26,13 +40,17 @@ class Live:
         self._history_size = max(1, history_per_charger)
         self.first_seq = 0  # the first stream sequence this instance folded
         self.seq = 0  # the last one
+        self.metering = Metering()
 
     def fold(self, event: Event, seq: int) -> list[ChargerMessage]:
         """Apply one stored event; returns the UI messages it produced, in order."""
         if not self.first_seq:
             self.first_seq = seq
         self.seq = seq
-        if not isinstance(event, ChargerEvent | CommandFinished):
+        if isinstance(event, TariffSet):
+            self.metering.tariffs.apply(event)
+            return []
+        if not isinstance(event, ChargerEvent | CommandFinished | _ALERTS):
             return []
         charge_point_id = event.charge_point_id
         state = self.chargers.get(charge_point_id)
@@ -40,7 +58,12 @@ class Live:
             if isinstance(event, FrameRejected | CommandFinished):
                 return []  # a charger known only for garbage is not worth a UI entry
             state = self.chargers[charge_point_id] = ChargerState(charge_point_id)
-        messages = translate(state, event, seq)
+        messages: list[ChargerMessage]
+        if isinstance(event, _ALERTS):
+            found = alert(event, seq)
+            messages = [found] if found is not None else []
+        else:
+            messages = self.metering.enrich(event, seq, translate(state, event, seq))
         apply(state, event, seq, messages)
         if messages:
             history = self._history.get(charge_point_id)

@@ -4,20 +4,40 @@ findings as ``alert`` messages. Pure functions of events, like the rest of trans
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
 
 from projections import energy
 from projections.billing import tariff_for
+from projections.meter_values import Reading
 from projections.state import TariffEntry
 from projections.tariffs import Point, Tariff, session_cost
+from projections.timeutil import parse_ms
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
     Event,
     IntegrityAction,
     LimitReached,
+    OcppFrame,
     TariffSet,
 )
-from schemas.ui import Alert, Bill
+from schemas.ocpp import validate_call
+from schemas.ocpp.v16 import MeterValue, MeterValuesRequest, StopTransactionRequest, TransactionData
+from schemas.ui import (
+    Alert,
+    Bill,
+    ChargerMessage,
+    CostUpdated,
+    Meter,
+    TransactionStarted,
+    TransactionStopped,
+)
+
+# Open transactions metered at once; beyond, the oldest stops getting cost messages.
+MAX_METERED: Final = 100_000
 
 
 class TariffBook:
@@ -111,3 +131,115 @@ def alert(event: Event, seq: int) -> Alert | None:
                 command_id=event.command_id,
             )
     return None
+
+
+@dataclass(slots=True)
+class Metered:
+    tariff: Tariff
+    start: Point
+    points: list[Point] = field(default_factory=list)
+
+
+def register_points(values: Sequence[MeterValue] | Sequence[TransactionData]) -> list[Point]:
+    """The energy register readings of a message, as billing takes them: the first
+    phase-less ``Energy.Active.Import.Register`` of each sample set, in Wh."""
+    points: list[Point] = []
+    for meter_value in values:
+        try:
+            at_ms = parse_ms(meter_value.timestamp)
+        except ValueError:
+            continue
+        for sampled in meter_value.sampled_value:
+            try:
+                reading = Reading(sampled)
+            except ValueError:
+                continue
+            if reading.is_energy_register:
+                points.append((at_ms, reading.value))
+                break
+    return points
+
+
+class Metering:
+    """Live cost of every open transaction the fan-out follows: a second pure step after
+    ``translate``, which adds ``cost`` messages and the final bill on ``transaction.stopped``."""
+
+    def __init__(self) -> None:
+        self.tariffs = TariffBook()
+        self.open: dict[tuple[str, int], Metered] = {}
+
+    def enrich(
+        self, event: Event, seq: int, messages: list[ChargerMessage]
+    ) -> list[ChargerMessage]:
+        if not isinstance(event, OcppFrame) or not messages:
+            return messages
+        out: list[ChargerMessage] = []
+        meter: Meter | None = None
+        for message in messages:
+            match message:
+                case TransactionStarted():
+                    self._open(message)
+                    out.append(message)
+                case TransactionStopped():
+                    out.append(self._stopped(event, message))
+                case Meter():
+                    meter = message
+                    out.append(message)
+                case _:
+                    out.append(message)
+        if meter is not None:
+            out.extend(self._cost(event, seq, meter.transaction_id))
+        return out
+
+    def _open(self, message: TransactionStarted) -> None:
+        try:
+            start_ms = parse_ms(message.ts)
+        except ValueError:
+            return
+        if len(self.open) >= MAX_METERED:
+            del self.open[next(iter(self.open))]
+        tariff = self.tariffs.tariff_for(message.charge_point_id, start_ms)
+        if not tariff.tariff_id:
+            return  # nothing is priced: no cost to show
+        self.open[message.charge_point_id, message.transaction_id] = Metered(
+            tariff, (start_ms, message.meter_start_wh)
+        )
+
+    def _cost(self, frame: OcppFrame, seq: int, transaction_id: int | None) -> list[ChargerMessage]:
+        metered = self.open.get((frame.charge_point_id, transaction_id or 0))
+        if metered is None:
+            return []
+        request = validate_call(frame.ocpp_version, "MeterValues", frame.payload)
+        if not isinstance(request, MeterValuesRequest):
+            return []
+        points = register_points(request.meter_value)
+        if not points:
+            return []
+        metered.points.extend(points)
+        return [
+            CostUpdated(
+                charge_point_id=frame.charge_point_id,
+                seq=seq,
+                ts=request.meter_value[-1].timestamp,
+                received_at=frame.received_at,
+                transaction_id=transaction_id or 0,
+                connector_id=request.connector_id,
+                bill=bill(metered.tariff, metered.points, metered.start),
+            )
+        ]
+
+    def _stopped(self, frame: OcppFrame, message: TransactionStopped) -> TransactionStopped:
+        metered = self.open.pop((frame.charge_point_id, message.transaction_id), None)
+        if metered is None:
+            return message
+        request = validate_call(frame.ocpp_version, "StopTransaction", frame.payload)
+        if not isinstance(request, StopTransactionRequest):
+            return message
+        if isinstance(request.transaction_data, list):
+            metered.points.extend(register_points(request.transaction_data))
+        try:
+            stop = (parse_ms(request.timestamp), float(request.meter_stop))
+        except ValueError:
+            return message
+        final = bill(metered.tariff, metered.points, metered.start, stop)
+        return msgspec.structs.replace(message, bill=final)

@@ -166,12 +166,14 @@ class Supervisor:
     def emit(self, event: DerivedEvent, command: Command | None = None) -> None:
         """Derive ``event``: apply it here now, and hand it out to be stored."""
         intent = Intent(event=event, command=command)
-        self._absorb(event)
         if command is not None:
             self.commands_due[command.command_id] = command
         if len(self.unconfirmed) < MAX_UNCONFIRMED:
             self.unconfirmed[event.id] = intent
         self._out.append(intent)
+        # After it is queued: what applying it derives in turn (a settlement when a session
+        # is closed, say) follows it in the stream.
+        self._absorb(event)
 
     def _stored(self, event: DerivedEvent) -> None:
         if self.unconfirmed.pop(event.id, None) is None:
