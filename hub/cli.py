@@ -1,4 +1,4 @@
-"""``hub``: run the hub, manage chargers and id tags, simulate chargers."""
+"""``hub``: run the hub, manage chargers, id tags and wallets, simulate chargers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ import uvloop
 
 from hub import logs
 from hub.api import cli as api_cli
+from hub.api.money import Follower
+from hub.api.money_rules import (
+    Conflict,
+    CreditBody,
+    Invalid,
+    NoWallet,
+    Origin,
+    WalletBody,
+    add_limit_flags,
+    limits_from_flags,
+    wallet_configured,
+    wallet_credited,
+)
+from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
@@ -37,6 +51,9 @@ from schemas.events import (
     ChargerUnregistered,
     IdTagRemoved,
     IdTagUpserted,
+    WalletConfigured,
+    WalletCredited,
+    WalletCreditKind,
 )
 
 
@@ -156,9 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag_add.add_argument("--expiry", default="", help="ISO 8601 expiry date")
     tag_add.add_argument("--parent", default="", help="parent id tag (group)")
+    # Every add replaces the tag's record: limits not given here are lifted.
+    add_limit_flags(tag_add)
     tag_remove = tag_commands.add_parser("remove", help="remove an id tag", parents=[common])
     tag_remove.add_argument("id_tag")
     tag_commands.add_parser("list", help="list id tags", parents=[common])
+    _wallet_commands(commands, common)
 
     fanout_cli.add_commands(commands, common)
     api_cli.add_commands(commands, common)
@@ -169,6 +189,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate_arguments(simulate)
     return parser
+
+
+def _wallet_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    wallets = commands.add_parser("wallets", help="prepaid wallets of id tags")
+    actions = wallets.add_subparsers(dest="action", required=True)
+    config = actions.add_parser(
+        "config", parents=[common], help="make an id tag pay from a prepaid wallet (an event)"
+    )
+    config.add_argument("id_tag")
+    config.add_argument("--hold", default="", help="held at each start (default: all of it)")
+    config.add_argument(
+        "--min-balance", default="0", help="refuse the tag while its balance is not above this"
+    )
+    config.add_argument("--currency", help="ISO 4217 code (default: the wallet's, else EUR)")
+    for name, help_text in (
+        ("topup", "put money into a wallet (an event)"),
+        ("adjust", "correct a wallet by a signed amount (an event)"),
+    ):
+        credit = actions.add_parser(name, parents=[common], help=help_text)
+        credit.add_argument("id_tag")
+        credit.add_argument("amount", help="decimal, at most 4 places (adjust: may be negative)")
+        credit.add_argument(
+            "--reference",
+            required=name == "adjust",
+            help="idempotency key: the same reference again records nothing new",
+        )
+        credit.add_argument("--note", default="", help="why, for the audit trail")
+    show = actions.add_parser("show", parents=[common], help="balance and recent ledger")
+    show.add_argument("id_tag")
 
 
 # -- hub up ------------------------------------------------------------------------------------
@@ -206,7 +257,7 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
+def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
     """The event a command records, and what to tell the operator once it is stored."""
     event_id, received_at, actor = uuid.uuid4().hex, now_ms(), _actor()
     match args.command, args.action:
@@ -246,6 +297,10 @@ def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 raise SystemExit(
                     f"hub: --expiry {args.expiry!r} is not an ISO 8601 date-time"
                 ) from None
+            try:
+                limits = limits_from_flags(args)
+            except ValueError as error:
+                raise SystemExit(f"hub: {error}") from None
             return IdTagUpserted(
                 id=event_id,
                 received_at=received_at,
@@ -254,6 +309,7 @@ def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 status=args.status,
                 expiry_date=expiry,
                 parent_id_tag=args.parent,
+                limits=limits,
             ), f"id tag {args.id_tag}: {args.status}"
         case "idtags", "remove":
             return IdTagRemoved(
@@ -263,7 +319,7 @@ def _admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
 
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
-    event, message = _admin_event(args)
+    event, message = admin_event(args)
     async with admin_backbone(settings) as (connection, store):
         if event is not None:
             await store.store([event])
@@ -278,6 +334,94 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             for id_tag, tag in sorted(registry.id_tags.items()):
                 expiry = format_time(tag.expires_at) if tag.expires_at else "-"
                 print(f"{id_tag}\t{tag.status}\t{expiry}\t{tag.parent_id_tag or '-'}")
+    return 0
+
+
+# -- hub wallets -------------------------------------------------------------------------------
+
+# How a refused field is called on the command line.
+_WALLET_FLAGS = {
+    "id_tag": "TAG",
+    "amount": "AMOUNT",
+    "hold_amount": "--hold",
+    "min_balance": "--min-balance",
+    "currency": "--currency",
+    "reference": "--reference",
+    "note": "--note",
+}
+
+
+def wallet_event(
+    args: argparse.Namespace, book: WalletBook, origin: Origin
+) -> tuple[WalletConfigured | WalletCredited | None, str]:
+    """The event a wallets command records (None: already recorded) and what to print.
+
+    Raises Invalid (a bad argument), NoWallet or Conflict, as the REST API refuses them."""
+    tag = args.id_tag
+    if args.action == "config":
+        known = book.wallets.wallets.get(tag)
+        currency = (args.currency or (known.currency if known else "EUR")).upper()
+        body = WalletBody(
+            currency=currency, hold_amount=args.hold or None, min_balance=args.min_balance
+        )
+        configured = wallet_configured(book.wallets, tag, body, origin)
+        hold = configured.hold_amount or "the whole balance"
+        return configured, (
+            f"wallet {tag}: {currency}, holds {hold} at a start, "
+            f"refused at or below {configured.min_balance}"
+        )
+    kind: WalletCreditKind = "topup" if args.action == "topup" else "adjustment"
+    credit = CreditBody(amount=args.amount, reference=args.reference, note=args.note)
+    event, replayed = wallet_credited(book.wallets, book.credits, tag, kind, credit, origin)
+    what = f"{kind} of {event.amount} {event.currency} for {tag}"
+    if replayed:
+        return None, f"{what} was already recorded (reference {event.reference})"
+    return event, f"{what} recorded"
+
+
+def _print_wallet(book: WalletBook, id_tag: str) -> int:
+    view = book.view(id_tag)
+    if view is None:
+        print(f"hub: no wallet for id tag {id_tag!r}", file=sys.stderr)
+        return 1
+    hold = view.hold_amount or "all"
+    state = "" if view.configured else "\t(not configured)"
+    print(
+        f"{id_tag}\t{view.currency}\tbalance {view.balance}\thold {hold}\t"
+        f"min balance {view.min_balance}{state}"
+    )
+    for line in view.ledger:
+        session = f"{line.charge_point_id}/{line.transaction_id}" if line.charge_point_id else "-"
+        print(
+            f"{iso(line.received_at)}\t{line.kind}\t{line.amount}\t{line.balance}\t"
+            f"{session}\t{line.event_id}"
+        )
+    return 0
+
+
+async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
+    async with admin_backbone(settings) as (connection, store):
+        book = WalletBook()
+        followed = Follower(book.apply)
+        await followed.start(connection.js, settings.stream.name, WALLET_SUBJECTS)
+        if args.action == "show":
+            return _print_wallet(book, args.id_tag)
+        try:
+            event, message = wallet_event(args, book, Origin(uuid.uuid4().hex, now_ms(), _actor()))
+        except Invalid as error:
+            flag = _WALLET_FLAGS.get(error.field, error.field)
+            print(f"hub: {flag}: {error.problem}", file=sys.stderr)
+            return 2
+        except (NoWallet, Conflict) as error:
+            print(f"hub: {error}", file=sys.stderr)
+            return 1
+        if event is not None:
+            [seq] = await store.store([event])
+            await followed.reached(seq)
+        print(message)
+        view = book.view(args.id_tag)
+        if view is not None:
+            print(f"balance {view.balance} {view.currency}")
     return 0
 
 
@@ -306,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return api_cli.cmd_main(settings, args)
     if args.command in projections_cli.COMMANDS:
         return asyncio.run(projections_cli.main(settings, args))
+    if args.command == "wallets":
+        return asyncio.run(_wallets(settings, args))
     return asyncio.run(_admin(settings, args))
 
 

@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 import nats.errors
 
+from hub.api.money_rules import add_limit_flags, limits_from_flags
 from hub.bus import follow_admin_events
 from hub.config import Settings
 from hub.runtime import admin_backbone, running_hub_url
@@ -78,6 +79,13 @@ def add_commands(
     set_parser.add_argument("--per-minute", default="0", help="price per minute plugged in")
     set_parser.add_argument("--session-fee", default="0", help="fixed price per session")
     set_parser.add_argument(
+        "--idle-per-minute", default="0", help="price per minute plugged in after charging ended"
+    )
+    set_parser.add_argument(
+        "--idle-grace-minutes", type=int, default=0, help="idle minutes not billed"
+    )
+    add_limit_flags(set_parser)
+    set_parser.add_argument(
         "--band",
         action="append",
         default=[],
@@ -106,6 +114,7 @@ def _band(spec: str) -> TariffBand:
 def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
     """The event ``hub tariffs set`` records; ``ValueError`` names the bad argument."""
     bands = tuple(_band(spec) for spec in args.band)
+    limits = limits_from_flags(args)
     tariff = Tariff(
         tariff_id=args.tariff_id,
         currency=args.currency,
@@ -113,6 +122,9 @@ def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
         per_minute=args.per_minute,
         session_fee=args.session_fee,
         bands=bands,
+        idle_per_minute=args.idle_per_minute,
+        idle_grace_minutes=args.idle_grace_minutes,
+        limits=limits,
     )
     try:
         validate(tariff)
@@ -140,6 +152,9 @@ def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
         session_fee=args.session_fee,
         bands=bands,
         effective_from=effective,
+        idle_per_minute=args.idle_per_minute,
+        idle_grace_minutes=args.idle_grace_minutes,
+        limits=limits,
     )
 
 
