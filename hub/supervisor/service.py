@@ -17,14 +17,17 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
+import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
 from hub.bus import Connection, EventStore, StoreError
 from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.runtime import event_backbone
-from hub.subjects import EVENTS_WILDCARD
 from hub.supervisor.core import Command, Supervisor
 from hub.supervisor.policy import Policy, parse_actions
 from schemas.events import ClockTick, CommandRequested, decode_event
@@ -35,6 +38,25 @@ ACTOR: Final = "supervisor"
 # Commands in flight at once; more wait for a slot, none is dropped.
 MAX_COMMANDS: Final = 32
 COMMAND_TIMEOUT_S: Final = 30.0
+# What the core folds; the rest of the stream (Heartbeats, the hub's answers to
+# MeterValues and StatusNotification, ...) is about half of it and never read.
+FOLDED_SUBJECTS: Final = (
+    "ev.cp.*.in.StartTransaction",
+    "ev.cp.*.out.StartTransaction",
+    "ev.cp.*.in.StatusNotification",
+    "ev.cp.*.in.MeterValues",
+    "ev.cp.*.in.StopTransaction",
+    "ev.cp.*.conn.>",
+    "ev.admin.>",
+    "ev.clock.>",
+    "ev.wallet.>",
+    "ev.integrity.>",
+    "ev.session.>",
+)
+FETCH_BATCH: Final = 200
+FETCH_WAIT_S: Final = 5.0
+# The server drops the fold's consumer when this process is gone this long.
+CONSUMER_IDLE_S: Final = 60.0
 # Derived events stored per JetStream round trip.
 MAX_DRAIN: Final = 500
 
@@ -65,15 +87,48 @@ class SupervisorService:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
+        """Fold the stream from its start, then follow it, forever.
+
+        A pull consumer, not an ordered push one: nats-py answers a push consumer's flow
+        control at most every 0.25 s once the subscriber is behind, which throttles a fold
+        that fell behind under load to a crawl it never recovers from.
+        """
         js = self.connection.js
         info = await js.stream_info(self.stream)
         if info.state.last_seq == 0:
             self.caught_up.set()
-        subscription = await js.subscribe(
-            EVENTS_WILDCARD, ordered_consumer=True, stream=self.stream
-        )
-        async for msg in subscription.messages:
-            await self._on_message(msg)
+        while True:
+            config = ConsumerConfig(
+                filter_subjects=list(FOLDED_SUBJECTS),
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.core.last_seq + 1,
+                mem_storage=True,
+                inactive_threshold=CONSUMER_IDLE_S,
+            )
+            subscription = await js.pull_subscribe(
+                "", durable=None, stream=self.stream, config=config
+            )
+            try:
+                await self._follow(subscription)
+            except (nats.errors.Error, nats.js.errors.Error) as error:
+                # The consumer went away (a NATS restart, say): a new one goes on from here.
+                log.warning(
+                    "supervisor.consumer_lost", last_seq=self.core.last_seq, error=str(error)
+                )
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _follow(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except nats.errors.TimeoutError:
+                continue
+            for msg in messages:
+                await self._on_message(msg)
 
     async def _on_message(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
@@ -87,9 +142,6 @@ class SupervisorService:
         except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
             # A charger's nonsense costs its own event, never the supervision of the rest.
             log.error("supervisor.unapplicable", seq=seq, error=str(error))
-        if seq % 1000 == 0:
-            # Catching up never yields by itself (the messages are queued already).
-            await asyncio.sleep(0)
         if msg.metadata.num_pending == 0:
             self.caught_up.set()
         if self.caught_up.is_set() and (self.core.unconfirmed or self.core.commands_due):

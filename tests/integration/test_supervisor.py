@@ -8,8 +8,10 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import msgspec
+import nats
 import pytest
 from ocpp.v16 import call
 
@@ -18,6 +20,7 @@ from hub.config import Settings, SupervisorSettings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone
+from hub.simulator import SimulatedCharger
 from hub.supervisor.service import SupervisorService, running_supervisor
 from schemas.events import (
     AnomalyDetected,
@@ -32,7 +35,7 @@ from schemas.events import (
     WalletSettled,
 )
 from tests.integration.api_helpers import AnsweringCharger
-from tests.integration.helpers import ocpp_charger, wait_for_event
+from tests.integration.helpers import ocpp_charger, stored_events, wait_for_event
 
 
 def fast(settings: Settings, **changes: object) -> Settings:
@@ -49,6 +52,18 @@ async def supervised(
         running_supervisor(connection, store, settings) as service,
     ):
         yield service, store
+
+
+async def caught_up(service: SupervisorService, url: str, within: float = 60.0) -> None:
+    """Until the supervisor folded every event stored so far and stored what it derived."""
+    async with asyncio.timeout(within):
+        while True:
+            client = await nats.connect(url)
+            info = await client.jetstream().stream_info("OCPP_EVENTS")
+            await client.close()
+            if service.core.last_seq >= info.state.last_seq and not service.core.unconfirmed:
+                return
+            await asyncio.sleep(0.2)
 
 
 def admin(event_type: type[Event], **fields: object) -> Event:
@@ -194,3 +209,74 @@ async def test_a_ghost_session_is_detected_and_resolved(
     assert isinstance(detected, AnomalyDetected) and detected.kind == "ghost"
     assert detected.transaction_id == tx
     assert isinstance(resolved, AnomalyResolved) and resolved.anomaly_id == detected.anomaly_id
+
+
+async def day_of_sessions(
+    charger: SimulatedCharger, day: datetime, sessions: int, id_tag: str
+) -> None:
+    """``sessions`` clean sessions, 70 charger-minutes apart, with plausible readings."""
+    register = 0.0
+    for number in range(sessions):
+        start = day + timedelta(minutes=70 * number)
+        await charger.status(1, "Preparing")
+        tx = await charger.start_transaction(1, id_tag, int(register), timestamp=start)
+        assert tx is not None
+        await charger.status(1, "Charging")
+        for minute in range(1, 6):
+            register += 11_000 / 60
+            await charger.meter_values(
+                1, tx, register, 11_000, 16, 230, None, timestamp=start + timedelta(minutes=minute)
+            )
+        await charger.stop_transaction(
+            tx, int(register), "EVDisconnected", timestamp=start + timedelta(minutes=5, seconds=5)
+        )
+        await charger.status(1, "Finishing")
+        await charger.status(1, "Available")
+
+
+async def test_a_clean_day_of_1000_prepaid_sessions_raises_no_alert_and_settles_each(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway
+) -> None:
+    # Thresholds far tighter than the defaults, so a false positive would show.
+    settings = fast(settings, orphaned_after_s=1.0, ghost_after_s=1.0, stale_after_s=3.0)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    async with supervised(settings, nats_server.url) as (service, store):
+        await store.store(
+            [
+                admin(
+                    TariffSet,
+                    tariff_id="day",
+                    per_kwh="0.30",
+                    per_minute="0.01",
+                    session_fee="0.50",
+                    effective_from=int(day.timestamp() * 1000) - 1,
+                ),
+                admin(WalletConfigured, id_tag="FLEET", hold_amount="10"),
+                admin(WalletCredited, id_tag="FLEET", amount="100000"),
+            ]
+        )
+        chargers = [
+            SimulatedCharger(f"DAY-{n:02d}", f"ws://127.0.0.1:{gateway.port}/ocpp")
+            for n in range(50)
+        ]
+        for charger in chargers:
+            await charger.come_online()
+        await asyncio.gather(*(day_of_sessions(c, day, 20, "FLEET") for c in chargers))
+        for charger in chargers:
+            await charger.go_offline()
+        # Every detector threshold passes on a ticking clock while the fold catches up.
+        await asyncio.sleep(2.0)
+        await caught_up(service, nats_server.url)
+        stored = [event for _, event in await stored_events(nats_server.url, "ev.>")]
+    detected = [e for e in stored if isinstance(e, AnomalyDetected)]
+    # Disconnected chargers with no open transaction are not anomalies.
+    assert detected == []
+    settled = [e for e in stored if isinstance(e, WalletSettled)]
+    assert len(settled) == 1000
+    # About 916.67 Wh x 0.30 + 5 min x 0.01 + 0.50 each, within the 10.00 held.
+    for settlement in settled:
+        cost = Decimal(settlement.cost)
+        assert Decimal("0.82") <= cost <= Decimal("0.83")
+        assert Decimal(settlement.held) - Decimal(settlement.refund) == cost
+        assert Decimal(settlement.platform_fee) + Decimal(settlement.operator_share) == cost
+    assert not [e for e in stored if isinstance(e, LimitReached)]
