@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Final
 
 import msgspec
-import nats.errors
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -26,6 +25,7 @@ from hub.bus import Connection
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend
+from projections.pull import Puller
 from projections.rows import TABLES, Output
 from projections.runner import Runner, fold_batch, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
@@ -73,39 +73,51 @@ class _Reader:
     def __init__(self, connection: Connection, stream: str) -> None:
         self.connection = connection
         self.stream = stream
-        self.sub: object = None
+        self.consumer = ""
+        self.puller: Puller | None = None
         self.next_seq = 1
+        # Read past the end of one catch-up (a gap in seqs): the start of the next one.
+        self.held: list[tuple[int, bytes]] = []
 
     async def open(self) -> None:
-        self.sub = await self.connection.js.pull_subscribe(
-            EVENTS_WILDCARD,
-            stream=self.stream,
-            config=ConsumerConfig(
+        info = await self.connection.js.add_consumer(
+            self.stream,
+            ConsumerConfig(
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.NONE,
+                filter_subject=EVENTS_WILDCARD,
                 inactive_threshold=60.0,
                 mem_storage=True,
             ),
         )
+        self.consumer = info.name
+        self.puller = Puller(self.connection.client, self.stream, info.name, _FETCH)
+        await self.puller.start()
 
     async def read_until(self, end: int) -> list[tuple[int, bytes]]:
-        """The next batch, none at or past ``end``'s successor."""
-        if self.next_seq > end:
+        """The next batch, none past ``end``."""
+        if self.next_seq > end or self.puller is None:
             return []
-        fetch = self.sub.fetch  # type: ignore[attr-defined]  # nats-py PullSubscription
-        with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
-            messages = await fetch(min(_FETCH, end - self.next_seq + 1), timeout=5.0)
-            batch = [(m.metadata.sequence.stream, m.data) for m in messages]
-            batch = [(seq, data) for seq, data in batch if seq <= end]
-            if batch:
-                self.next_seq = batch[-1][0] + 1
-            return batch
-        return []
+        if self.held:
+            messages, self.held = self.held, []
+        else:
+            wanted = min(_FETCH, end - self.next_seq + 1)
+            pulled = await self.puller.next_batch(wanted, linger_s=0.0, wait_s=5.0)
+            messages = pulled.messages
+        if messages and messages[-1][0] > end:
+            self.held = [(seq, data) for seq, data in messages if seq > end]
+            messages = [(seq, data) for seq, data in messages if seq <= end]
+            # Delivered in order: nothing at or below ``end`` is left to read.
+            self.next_seq = end + 1
+        elif messages:
+            self.next_seq = messages[-1][0] + 1
+        return messages
 
     async def close(self) -> None:
-        if self.sub is not None:
+        if self.puller is not None:
+            await self.puller.stop()
             with contextlib.suppress(Exception):
-                await self.sub.unsubscribe()  # type: ignore[attr-defined]
+                await self.connection.js.delete_consumer(self.stream, self.consumer)
 
 
 async def replay(

@@ -1,6 +1,6 @@
 """The one projection runner: fetch a batch, fold it, one INSERT per table, record, ack.
 
-    durable pull consumer ──fetch≤batch (linger)──▶ fold (pure, worker thread)
+    durable pull consumer ──pull≤batch (linger)──▶ fold (pure, worker thread)
         ▲                                              │ rows per table
         └──── ack (AckAll) ◀── _progress row ◀── INSERT per table (backend thread)
 
@@ -21,7 +21,6 @@ from typing import Final
 
 import nats.errors
 import structlog
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -30,6 +29,7 @@ from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend, BackendError
 from projections.fold import apply_message
+from projections.pull import Batch, Puller
 from projections.rows import Output
 from projections.state import State
 
@@ -162,7 +162,7 @@ class Runner:
         log.info("projections.recovered", snapshot_seq=self.state.last_seq, progress=done)
         return self.state.last_seq + 1
 
-    async def _subscribe(self, start: int) -> object:
+    async def _subscribe(self, start: int) -> Puller:
         js = self.connection.js
         name, stream = self.settings.durable, self.settings.stream
         with contextlib.suppress(NotFoundError):
@@ -180,27 +180,26 @@ class Runner:
                 max_waiting=4,
             ),
         )
-        return await js.pull_subscribe_bind(durable=name, stream=stream)
+        puller = Puller(self.connection.client, stream, name, self.settings.batch_size)
+        await puller.start()
+        return puller
 
     async def run(self) -> None:
         """Project until cancelled."""
         start = await self.recover()
-        sub = await self._subscribe(start)
+        puller = await self._subscribe(start)
         self.ready.set()
         try:
             while True:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
-                    # nats-py's fetch may turn a cancellation into its own TimeoutError;
-                    # without this the runner would outlive its owner's cancel().
                     raise asyncio.CancelledError
-                messages = await self._fetch(sub)
-                if messages:
+                batch = await self._fetch(puller)
+                if batch.messages:
                     async with self._lock:
-                        await self._project(messages)
+                        await self._project(puller, batch)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[attr-defined]
+            await puller.stop()
             self._fold_executor.shutdown(wait=True)
 
     async def _store(self, out: Output, first: int, last: int) -> None:
@@ -211,33 +210,20 @@ class Runner:
             self.backend, self.settings.database, out, first, last, known=known
         )
 
-    async def _fetch(self, sub: object) -> list[Msg]:
-        fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription
-        size = self.settings.batch_size
-        try:
-            messages: list[Msg] = await fetch(size, timeout=_IDLE_WAIT_S)
-        except (nats.errors.TimeoutError, TimeoutError):
+    async def _fetch(self, puller: Puller) -> Batch:
+        """The next batch: what arrived while the last one was stored, or else the first
+        event and what follows within the linger (every batch is a part per table, and
+        ClickHouse wants few, large parts)."""
+        batch = await puller.next_batch(
+            self.settings.batch_size, linger_s=self.settings.linger_s, wait_s=_IDLE_WAIT_S
+        )
+        if not batch.messages:
             self.lag_events, self._oldest_unstored_ms = 0, 0
-            return []
-        except nats.errors.Error as error:
-            log.warning("projections.fetch_failed", error=str(error) or type(error).__name__)
-            await self.connection.connected.wait()
-            return []
-        # Linger a little for a fuller batch: fewer, larger inserts.
-        deadline = time.monotonic() + self.settings.linger_s
-        while len(messages) < size and (remaining := deadline - time.monotonic()) > 0.001:
-            try:
-                messages += await fetch(size - len(messages), timeout=remaining)
-            except (nats.errors.TimeoutError, TimeoutError):
-                break
-        return messages
+        return batch
 
-    async def _project(self, messages: list[Msg]) -> None:
-        batch = [
-            (msg.metadata.sequence.stream, msg.data)
-            for msg in messages
-            if msg.metadata.sequence.stream > self.state.last_seq
-        ]
+    async def _project(self, puller: Puller, pulled: Batch) -> None:
+        # A redelivery of what is already folded is skipped.
+        batch = [(seq, data) for seq, data in pulled.messages if seq > self.state.last_seq]
         if batch:
             loop = asyncio.get_running_loop()
             state, skip = self.state, self._skip
@@ -246,7 +232,7 @@ class Runner:
             )
             first, last = batch[0][0], batch[-1][0]
             db = self.settings.database
-            self.lag_events = messages[-1].metadata.num_pending + len(batch)
+            self.lag_events = pulled.pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
             await retrying("insert", lambda: self._store(out, first, last), self.stalled)
             if last - self._snapshot_seq >= self.settings.snapshot_every:
@@ -263,13 +249,13 @@ class Runner:
             latest = max(received) if received else 0
         else:
             latest = 0
-        tail = messages[-1]
-        self.lag_events = tail.metadata.num_pending
+        self.lag_events = pulled.pending
         # Behind: the newest stored event is this old; caught up: no lag.
         self._oldest_unstored_ms = latest if self.lag_events else 0
         # A lost ack only means a redelivery, which the seq check above skips.
-        with contextlib.suppress(nats.errors.Error):
-            await tail.ack()
+        if pulled.last_reply:
+            with contextlib.suppress(nats.errors.Error):
+                await puller.ack_all(pulled.last_reply)
 
 
 def fold_batch(
