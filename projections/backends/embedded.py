@@ -62,11 +62,18 @@ class ChdbBackend:
 
     async def insert(self, table: str, body: bytes, *, token: str) -> None:
         sql = (
-            f"INSERT INTO {table} SETTINGS {_SETTINGS_SQL}, insert_deduplication_token = "
-            f"'{token}' FORMAT JSONEachRow\n"
+            f"INSERT INTO {table} SETTINGS {_SETTINGS_SQL}, insert_deduplication_token = '{token}'"
         )
-        text = sql + body.decode()
-        await self._run(lambda session: session.query(text, "Null"))
+
+        def run(session: Any) -> None:
+            # A streamed INSERT costs half the CPU of the same rows inlined into the query
+            # text (measured, chDB 4.4). With the block sizes pinned it still makes one
+            # part, committed by finish().
+            with session.send_insert(sql, "JSONEachRow") as inserter:
+                inserter.append(body)
+                inserter.finish()
+
+        await self._run(run)
 
     async def close(self) -> None:
         def close(_: Any) -> None:
