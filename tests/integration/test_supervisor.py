@@ -222,18 +222,18 @@ async def day_of_sessions(
         tx = await charger.start_transaction(1, id_tag, int(register), timestamp=start)
         assert tx is not None
         await charger.status(1, "Charging")
-        for minute in range(1, 6):
-            register += 11_000 / 60
+        for minute in (2, 4):
+            register += 11_000 / 30
             await charger.meter_values(
                 1, tx, register, 11_000, 16, 230, None, timestamp=start + timedelta(minutes=minute)
             )
         await charger.stop_transaction(
             tx, int(register), "EVDisconnected", timestamp=start + timedelta(minutes=5, seconds=5)
         )
-        await charger.status(1, "Finishing")
         await charger.status(1, "Available")
 
 
+@pytest.mark.timeout(300)  # 7,000 frames; minutes on a loaded machine
 async def test_a_clean_day_of_1000_prepaid_sessions_raises_no_alert_and_settles_each(
     nats_server: EmbeddedNats, settings: Settings, gateway: Gateway
 ) -> None:
@@ -273,10 +273,10 @@ async def test_a_clean_day_of_1000_prepaid_sessions_raises_no_alert_and_settles_
     assert detected == []
     settled = [e for e in stored if isinstance(e, WalletSettled)]
     assert len(settled) == 1000
-    # About 916.67 Wh x 0.30 + 5 min x 0.01 + 0.50 each, within the 10.00 held.
+    # About 733.33 Wh x 0.30 + 4 charging minutes x 0.01 + 0.50 each, within the 10.00 held.
     for settlement in settled:
         cost = Decimal(settlement.cost)
-        assert Decimal("0.82") <= cost <= Decimal("0.83")
+        assert Decimal("0.75") <= cost <= Decimal("0.77")
         assert Decimal(settlement.held) - Decimal(settlement.refund) == cost
         assert Decimal(settlement.platform_fee) + Decimal(settlement.operator_share) == cost
     assert not [e for e in stored if isinstance(e, LimitReached)]
