@@ -1,17 +1,31 @@
 """Energy of a session: its meter curve, and that curve spread over clock hours.
 
-Everything works on the whole curve, sorted by the charger's timestamps, so a meter value
-that arrives late, out of order, or flushed from an offline queue lands where it belongs:
-the projection recomputes the session's hours and writes only the differences.
+A session's register readings are kept sorted by the charger's timestamps, so a meter value
+that arrives late, out of order, or flushed from an offline queue lands where it belongs.
+Energy between two neighbouring readings is spread evenly over the time between them; when
+a reading lands, only the segment it splits changes, so only that segment's hours are
+updated (``place``). Hours are counted in whole nano-Wh: integer sums do not depend on the
+order of additions, so the hours kept up reading by reading are exactly the hours of the
+whole curve (``hourly``), whatever order the readings came in.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Final
 
 from projections.tariffs import Point
-from projections.timeutil import HOUR_MS, hour_of
+from projections.timeutil import HOUR_MS
+
+# nano-Wh per Wh: the unit of every hour's sum.
+NANO: Final = 1_000_000_000
+# Start of the UTC hour (Unix ms) -> nano-Wh in it.
+Hours = dict[int, int]
+
+_time: Final = itemgetter(0)
 
 
 def curve(
@@ -28,7 +42,7 @@ def curve(
         if (lower is None or point[0] >= lower) and (upper is None or point[0] <= upper)
     ]
     # Sorted by time, then by arrival: equal timestamps keep a deterministic order.
-    result = sorted(inside, key=lambda point: point[0])
+    result = sorted(inside, key=_time)
     if start is not None:
         result.insert(0, start)
     if stop is not None:
@@ -42,28 +56,81 @@ def energy_wh(points: Sequence[Point]) -> float:
     return points[-1][1] - points[0][1]
 
 
-def hourly(points: Sequence[Point]) -> dict[int, float]:
-    """Wh per hour (start of the hour, Unix ms), energy spread evenly between readings."""
-    result: dict[int, float] = {}
-    for (t0, v0), (t1, v1) in itertools.pairwise(points):
-        delta = v1 - v0
-        if t1 <= t0:
-            result[hour_of(t0)] = result.get(hour_of(t0), 0.0) + delta
-            continue
-        edge = t0
-        while edge < t1:
-            hour = hour_of(edge)
-            until = min(hour + HOUR_MS, t1)
-            result[hour] = result.get(hour, 0.0) + delta * (until - edge) / (t1 - t0)
-            edge = until
-    return {hour: round(wh, 6) for hour, wh in result.items()}
+def _spread(into: Hours, first: Point, second: Point, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the segment's energy, hour by hour."""
+    (t0, v0), (t1, v1) = first, second
+    delta = v1 - v0
+    if t1 <= t0:
+        hour = t0 - t0 % HOUR_MS
+        into[hour] = into.get(hour, 0) + sign * round(delta * NANO)
+        return
+    span = t1 - t0
+    edge = t0
+    while edge < t1:
+        hour = edge - edge % HOUR_MS
+        until = min(hour + HOUR_MS, t1)
+        into[hour] = into.get(hour, 0) + sign * round(delta * (until - edge) / span * NANO)
+        edge = until
 
 
-def changes(before: dict[int, float], after: dict[int, float]) -> list[tuple[int, float]]:
-    """What to add to each hour to go from ``before`` to ``after``, in hour order."""
-    out = []
-    for hour in sorted(before.keys() | after.keys()):
-        delta = round(after.get(hour, 0.0) - before.get(hour, 0.0), 6)
-        if delta != 0.0:
-            out.append((hour, delta))
+def hourly(points: Sequence[Point]) -> Hours:
+    """nano-Wh per hour of a whole curve (sorted), energy spread evenly between readings."""
+    result: Hours = {}
+    for first, second in itertools.pairwise(points):
+        _spread(result, first, second, 1)
+    return {hour: value for hour, value in result.items() if value}
+
+
+def changes(before: Hours, after: Hours) -> Hours:
+    """What to add to each hour to go from ``before`` to ``after`` (nonzero only)."""
+    out: Hours = {}
+    for hour in before.keys() | after.keys():
+        delta = after.get(hour, 0) - before.get(hour, 0)
+        if delta:
+            out[hour] = delta
     return out
+
+
+def insert(points: list[Point], point: Point) -> int:
+    """Put ``point`` into the sorted ``points`` after readings of the same time, where a
+    stable sort of the arrivals puts it; returns its index."""
+    if not points or points[-1][0] <= point[0]:
+        # In order, as almost every reading comes.
+        points.append(point)
+        return len(points) - 1
+    index = bisect.bisect_right(points, point[0], key=_time)
+    points.insert(index, point)
+    return index
+
+
+def place(points: list[Point], start: Point | None, stop: Point | None, point: Point) -> Hours:
+    """Insert ``point`` into the sorted ``points`` and return how the hours of the curve
+    bounded by ``start`` and ``stop`` change: the segment it splits goes, its halves come."""
+    at = point[0]
+    index = insert(points, point)
+    if (start is not None and at < start[0]) or (stop is not None and at > stop[0]):
+        return {}
+    before = points[index - 1] if index > 0 else None
+    if before is None or (start is not None and before[0] < start[0]):
+        before = start
+    after = points[index + 1] if index + 1 < len(points) else None
+    if after is None or (stop is not None and after[0] > stop[0]):
+        after = stop
+    out: Hours = {}
+    if before is not None and after is not None:
+        _spread(out, before, after, -1)
+    if before is not None:
+        _spread(out, before, point, 1)
+    if after is not None:
+        _spread(out, point, after, 1)
+    return {hour: value for hour, value in out.items() if value}
+
+
+def apply(hours: Hours, change: Hours) -> None:
+    """``hours`` plus ``change``, keeping only hours with energy in them."""
+    for hour, delta in change.items():
+        value = hours.get(hour, 0) + delta
+        if value:
+            hours[hour] = value
+        else:
+            hours.pop(hour, None)

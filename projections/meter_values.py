@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 from msgspec import UNSET as _UNSET
+from msgspec.structs import astuple
 
 from schemas.ocpp.v16 import SampledValue, TransactionDataSampledValue
 
@@ -18,33 +19,76 @@ _SCALE_MORE: Final = {"kvar": ("var", 1000.0), "kVA": ("VA", 1000.0)}
 Sampled = SampledValue | TransactionDataSampledValue
 
 
+class Kind(NamedTuple):
+    """What a sampled value measures, with the defaults OCPP 1.6 gives to omitted fields."""
+
+    measurand: str
+    phase: str
+    location: str
+    context: str
+    unit: str
+    factor: float
+    signed: bool
+    # The session's total import register: no phase, so not one leg of it.
+    is_energy_register: bool
+
+
+# Every field of a sampled value but its number is an enum in the schema, so there are few
+# kinds and a charger repeats its own in every message: each is worked out once.
+_kinds: dict[tuple[object, ...], Kind] = {}
+
+
+def kind_of(sampled: Sampled) -> Kind:
+    # Every field but the number (the first), read in one call.
+    fields = astuple(sampled)[1:]
+    kind = _kinds.get(fields)
+    if kind is None:
+        kind = _kinds[fields] = _kind(sampled)
+    return kind
+
+
+def _kind(sampled: Sampled) -> Kind:
+    measurand = ENERGY_REGISTER if sampled.measurand is _UNSET else str(sampled.measurand)
+    phase = "" if sampled.phase is _UNSET else str(sampled.phase)
+    unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
+    base, factor = _SCALE.get(unit) or _SCALE_MORE.get(unit) or (unit, 1.0)
+    return Kind(
+        measurand=measurand,
+        phase=phase,
+        location="Outlet" if sampled.location is _UNSET else str(sampled.location),
+        context="Sample.Periodic" if sampled.context is _UNSET else str(sampled.context),
+        unit=base,
+        factor=factor,
+        signed=sampled.format == "SignedData",
+        is_energy_register=measurand == ENERGY_REGISTER and not phase and base == "Wh",
+    )
+
+
+def value_of(sampled: Sampled, kind: Kind) -> float:
+    """The number in the base unit; ``ValueError`` saying why it is none."""
+    if kind.signed:
+        raise ValueError(f"{kind.measurand}: signed data is not a number")
+    try:
+        number = float(sampled.value)
+    except ValueError:
+        text = sampled.value[:40]
+        raise ValueError(f"{kind.measurand}: value {text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is not finite")
+    return number * kind.factor
+
+
 class Reading:
     """A sampled value with the defaults OCPP 1.6 gives to the fields a charger left out."""
 
-    __slots__ = ("context", "location", "measurand", "phase", "unit", "value")
+    __slots__ = ("context", "is_energy_register", "location", "measurand", "phase", "unit", "value")
 
     def __init__(self, sampled: Sampled) -> None:
-        measurand = sampled.measurand
-        self.measurand: str = ENERGY_REGISTER if measurand is _UNSET else str(measurand)
-        self.phase: str = "" if sampled.phase is _UNSET else str(sampled.phase)
-        self.location: str = "Outlet" if sampled.location is _UNSET else str(sampled.location)
-        self.context: str = "Sample.Periodic" if sampled.context is _UNSET else str(sampled.context)
-        unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
-        base, factor = _SCALE.get(unit) or _SCALE_MORE.get(unit) or (unit, 1.0)
-        if sampled.format is not _UNSET and sampled.format == "SignedData":
-            raise ValueError(f"{self.measurand}: signed data is not a number")
-        try:
-            number = float(sampled.value)
-        except ValueError:
-            raise ValueError(
-                f"{self.measurand}: value {sampled.value[:40]!r} is not a number"
-            ) from None
-        if not math.isfinite(number):
-            raise ValueError(f"{self.measurand}: value {sampled.value[:40]!r} is not finite")
-        self.unit: str = base
-        self.value: float = number * factor
-
-    @property
-    def is_energy_register(self) -> bool:
-        """The session's total import register: no phase, so not one leg of it."""
-        return self.measurand == ENERGY_REGISTER and not self.phase and self.unit == "Wh"
+        kind = kind_of(sampled)
+        self.value: float = value_of(sampled, kind)
+        self.measurand: str = kind.measurand
+        self.phase: str = kind.phase
+        self.location: str = kind.location
+        self.context: str = kind.context
+        self.unit: str = kind.unit
+        self.is_energy_register: bool = kind.is_energy_register

@@ -6,6 +6,7 @@ of the event whose projection produced the row, which is how a restart knows wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -24,7 +25,9 @@ class EventRow(_Row, frozen=True, kw_only=True):
     message_type: str
     unique_id: str
     action: str
-    payload: str
+    # JSON for the payload column: an object or array goes as it is, and ClickHouse stores
+    # its text (input_format_json_read_objects_as_strings); anything else as a JSON string.
+    payload: msgspec.Raw
     error_code: str
 
 
@@ -139,6 +142,10 @@ TABLE_OF: dict[type[_Row], str] = {
 TABLES: tuple[str, ...] = tuple(TABLE_OF.values())
 
 
+def _drop(_: _Row) -> None:
+    pass
+
+
 class Output:
     """Rows produced by one batch, per table, with the tables a restart must not rewrite.
 
@@ -149,11 +156,21 @@ class Output:
     def __init__(self, skip: dict[str, int] | None = None) -> None:
         self.skip = skip or {}
         self.rows: dict[str, list[_Row]] = {table: [] for table in TABLES}
+        # Per row type: its table's list and the seq its rows must be above.
+        self._into = {
+            kind: (self.rows[table], self.skip.get(table, 0)) for kind, table in TABLE_OF.items()
+        }
 
     def add(self, row: _Row) -> None:
-        table = TABLE_OF[type(row)]
-        if row.seq > self.skip.get(table, 0):
-            self.rows[table].append(row)
+        rows, floor = self._into[type(row)]
+        if row.seq > floor:
+            rows.append(row)
+
+    def sink(self, kind: type[_Row], seq: int) -> Callable[[_Row], None]:
+        """Where the rows of type ``kind`` of the event ``seq`` go: for the many rows of one
+        event (its sampled values), checked once."""
+        rows, floor = self._into[kind]
+        return rows.append if seq > floor else _drop
 
     def count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())

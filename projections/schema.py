@@ -205,4 +205,7 @@ INSERT_SETTINGS: Final = {
     "min_insert_block_size_bytes": 1 << 30,
     "max_insert_threads": 1,
     "input_format_parallel_parsing": 0,
+    # events.payload arrives as the JSON object or array itself: its text is stored.
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_arrays_as_strings": 1,
 }

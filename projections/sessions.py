@@ -8,11 +8,14 @@ that become a session of their own, flagged, so nothing is dropped.
 
 from __future__ import annotations
 
+from typing import Final
+
 from projections import energy
 from projections.billing import billing_row, tariff_for
-from projections.meter_values import Reading
+from projections.meter_values import kind_of, value_of
 from projections.rows import EnergyDeltaRow, ErrorRow, MeterValueRow, Output, SessionRow
 from projections.state import KEEP_COMPLETED, Session, State, key
+from projections.tariffs import Point
 from projections.timeutil import ch_time, parse_ms
 from schemas.ocpp.v16 import (
     MeterValue,
@@ -25,6 +28,13 @@ from schemas.ocpp.v16 import (
 UNKNOWN_ID = "unknown_transaction_id"
 NO_START = "no_start"
 RETRANSMITTED_START = "retransmitted_start"
+
+# A session version (and its bill) is written on Start, on Stop, when its flags change, and
+# for meter readings of an ongoing session at most once per this much of the charger's
+# time: every reading's energy still reaches energy_hourly at once (exact), but a version
+# per reading was most of the projections' rows and time. Charger time, not batches or a
+# clock, so the versions are a function of the events (docs/projections.md).
+VERSION_EVERY_MS: Final = 300_000
 
 
 def _new(state: State, cp: str, session_id: str, at_ms: int) -> Session:
@@ -59,7 +69,7 @@ def start(
         if RETRANSMITTED_START not in current.flags:
             current.flags.append(RETRANSMITTED_START)
         current.updated_ms = received_at
-        emit(out, seq, current)
+        version(out, seq, current)
         return
     session = _new(state, cp, str(transaction_id), start_ms)
     session.connector_id = request.connector_id
@@ -71,7 +81,8 @@ def start(
     session_key = key(cp, transaction_id)
     state.sessions[session_key] = session
     state.open_by_connector[connector] = session_key
-    emit(out, seq, session)
+    _recompute(out, seq, session)
+    version(out, seq, session)
 
 
 def _open_on_charger(state: State, cp: str) -> list[str]:
@@ -126,9 +137,12 @@ def _samples(
     session: Session | None,
     values: list[MeterValue] | list[TransactionData],
     received_at: int,
-) -> bool:
-    """Rows for every sampled value; register readings join the session's curve."""
-    moved = False
+) -> list[Point]:
+    """Rows for every sampled value; returns the register readings among them (the first
+    of each timestamp), the points of the session's curve."""
+    points: list[Point] = []
+    session_id = session.session_id if session is not None else ""
+    add = out.sink(MeterValueRow, seq)
     for meter_value in values:
         try:
             at_ms = parse_ms(meter_value.timestamp)
@@ -137,34 +151,35 @@ def _samples(
                 _error(seq, received_at, cp, f"meter value timestamp {meter_value.timestamp!r}")
             )
             continue
+        timestamp = ch_time(at_ms)
         register_seen = False
         for sampled in meter_value.sampled_value:
+            kind = kind_of(sampled)
             try:
-                reading = Reading(sampled)
+                value = value_of(sampled, kind)
             except ValueError as error:
                 out.add(_error(seq, received_at, cp, str(error)))
                 continue
-            out.add(
+            add(
                 MeterValueRow(
                     seq=seq,
-                    timestamp=ch_time(at_ms),
+                    timestamp=timestamp,
                     charge_point_id=cp,
                     connector_id=connector_id,
                     transaction_id=transaction_id,
-                    session_id=session.session_id if session is not None else "",
-                    measurand=reading.measurand,
-                    phase=reading.phase,
-                    location=reading.location,
-                    unit=reading.unit,
-                    context=reading.context,
-                    value=reading.value,
+                    session_id=session_id,
+                    measurand=kind.measurand,
+                    phase=kind.phase,
+                    location=kind.location,
+                    unit=kind.unit,
+                    context=kind.context,
+                    value=value,
                 )
             )
-            if session is not None and reading.is_energy_register and not register_seen:
+            if kind.is_energy_register and not register_seen:
                 register_seen = True
-                session.points.append((at_ms, reading.value))
-                moved = True
-    return moved
+                points.append((at_ms, value))
+    return points
 
 
 def _first_time(values: list[MeterValue]) -> int:
@@ -181,8 +196,12 @@ def meter_values(
 ) -> None:
     transaction_id = request.transaction_id if isinstance(request.transaction_id, int) else None
     session: Session | None = None
+    matched = False
     if transaction_id is not None:
         at_ms = _first_time(request.meter_value)
+        sent_as = key(cp, transaction_id)
+        # An id seen for the first time and matched to an open session flags that session.
+        known = sent_as in state.sessions or sent_as in state.aliases
         open_key = state.open_by_connector.get(key(cp, request.connector_id))
         found = _resolve(state, seq, cp, transaction_id, [open_key] if open_key else [], at_ms)
         if found is None:
@@ -190,21 +209,34 @@ def meter_values(
             session.connector_id = request.connector_id
         else:
             session = found[1]
+            matched = not known
+    points = _samples(
+        out,
+        seq,
+        cp,
+        request.connector_id,
+        transaction_id,
+        session,
+        request.meter_value,
+        received_at,
+    )
+    if session is None:
+        return
+    new = session.updated_ms == 0
+    if points:
+        _place(out, seq, session, points)
+    elif not new:
+        return
+    session.updated_ms = received_at
+    newest = max((at for at, _ in points), default=None)
     if (
-        _samples(
-            out,
-            seq,
-            cp,
-            request.connector_id,
-            transaction_id,
-            session,
-            request.meter_value,
-            received_at,
-        )
-        and session is not None
-    ) or (session is not None and session.updated_ms == 0):
-        session.updated_ms = received_at
-        emit(out, seq, session)
+        new
+        or session.state != "ongoing"
+        or matched
+        or session.versioned_ms is None
+        or (newest is not None and newest >= session.versioned_ms + VERSION_EVERY_MS)
+    ):
+        version(out, seq, session)
 
 
 def stop(
@@ -222,7 +254,7 @@ def stop(
     session.state = "completed"
     session.updated_ms = received_at
     if isinstance(request.transaction_data, list):
-        _samples(
+        for point in _samples(
             out,
             seq,
             cp,
@@ -231,13 +263,16 @@ def stop(
             session,
             request.transaction_data,
             received_at,
-        )
+        ):
+            energy.insert(session.points, point)
     connector = key(cp, session.connector_id)
     if state.open_by_connector.get(connector) == session_key:
         del state.open_by_connector[connector]
     if was_open:
         _forget_later(state, session_key)
-    emit(out, seq, session)
+    # The curve's bounds moved: its hours are worked out anew, once per session.
+    _recompute(out, seq, session)
+    version(out, seq, session)
 
 
 def _forget_later(state: State, session_key: str) -> None:
@@ -261,8 +296,7 @@ def _error(seq: int, received_at: int, cp: str, reason: str) -> ErrorRow:
     )
 
 
-def emit(out: Output, seq: int, session: Session) -> None:
-    """A new version of the session, its bill, and the change of its hours."""
+def _bounds(session: Session) -> tuple[Point | None, Point | None]:
     start = (
         (session.start_ms, session.meter_start)
         if session.start_ms is not None and session.meter_start is not None
@@ -273,19 +307,48 @@ def emit(out: Output, seq: int, session: Session) -> None:
         if session.stop_ms is not None and session.meter_stop is not None
         else None
     )
-    points = energy.curve(session.points, start, stop)
-    hours = energy.hourly(points)
-    for hour, delta in energy.changes(session.hourly, hours):
-        out.add(
-            EnergyDeltaRow(
-                seq=seq,
-                charge_point_id=session.charge_point_id,
-                session_id=session.session_id,
-                hour=ch_time(hour),
-                energy_wh=delta,
+    return start, stop
+
+
+def _place(out: Output, seq: int, session: Session, points: list[Point]) -> None:
+    """New readings into the curve; the hours of the segments they split change."""
+    start, stop = _bounds(session)
+    change: energy.Hours = {}
+    for point in points:
+        for hour, delta in energy.place(session.points, start, stop, point).items():
+            change[hour] = change.get(hour, 0) + delta
+    _energy_rows(out, seq, session, change)
+
+
+def _recompute(out: Output, seq: int, session: Session) -> None:
+    """The hours of the whole curve, against what was written so far."""
+    start, stop = _bounds(session)
+    hours = energy.hourly(energy.curve(session.points, start, stop))
+    _energy_rows(out, seq, session, energy.changes(session.hourly, hours))
+
+
+def _energy_rows(out: Output, seq: int, session: Session, change: energy.Hours) -> None:
+    energy.apply(session.hourly, change)
+    for hour in sorted(change):
+        delta = change[hour]
+        if delta:
+            out.add(
+                EnergyDeltaRow(
+                    seq=seq,
+                    charge_point_id=session.charge_point_id,
+                    session_id=session.session_id,
+                    hour=ch_time(hour),
+                    energy_wh=delta / energy.NANO,
+                )
             )
-        )
-    session.hourly = hours
+
+
+def version(out: Output, seq: int, session: Session) -> None:
+    """A new version of the session and of its bill, from its whole curve."""
+    start, stop = _bounds(session)
+    points = energy.curve(session.points, start, stop)
+    if points:
+        session.versioned_ms = points[-1][0]
     first = session.start_ms if session.start_ms is not None else (points[0][0] if points else None)
     last = session.stop_ms if session.stop_ms is not None else (points[-1][0] if points else None)
     duration_s = (last - first) / 1000 if first is not None and last is not None else 0.0

@@ -14,7 +14,7 @@ from projections.tariffs import Point, Tariff
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 # Completed sessions stay in the state so late meter values still reach them; beyond this
 # many the oldest completed one is forgotten (its late values are then recorded in
 # projection_errors instead of moving its energy). FIFO by completion: deterministic.
@@ -52,10 +52,15 @@ class Session(msgspec.Struct, kw_only=True):
     stop_reason: str = ""
     state: str = "ongoing"
     flags: list[str] = []
+    # Register readings, sorted by charger time (equal times in arrival order).
     points: list[Point] = []
-    hourly: dict[int, float] = {}
+    # nano-Wh per hour of the curve, as written to energy_deltas so far.
+    hourly: dict[int, int] = {}
     tariff: Tariff | None = None
     updated_ms: int = 0
+    # Charger time of the newest reading the latest session version covered (None: no
+    # version yet, or none with a reading): readings write a new one VERSION_EVERY_MS later.
+    versioned_ms: int | None = None
 
 
 class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,8 +83,8 @@ class State(msgspec.Struct, kw_only=True):
     tariffs: list[TariffEntry] = []
 
 
-def key(*parts: object) -> str:
-    return "\x1f".join(str(part) for part in parts)
+def key(first: object, second: object) -> str:
+    return f"{first}\x1f{second}"
 
 
 _encoder: Final = msgspec.json.Encoder()

@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from typing import Final
 
 HOUR_MS: Final = 3_600_000
+_MILLIS: Final = tuple(f".{n:03d}" for n in range(1000))
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_ms(text: str) -> int:
     """ISO 8601 as OCPP sends it (``2026-11-22T10:00:00Z``, offsets, fractions) to Unix ms.
 
     A time without an offset is taken as UTC, which is what OCPP 1.6 chargers mean by it.
+    Cached: a MeterValues' timestamp is read twice (to find its session, then its rows).
     """
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -25,7 +28,7 @@ def ch_time(ms: int) -> str:
     """DateTime64(3, 'UTC') text, ``YYYY-MM-DD hh:mm:ss.mmm``: exact, and read the same way
     by every ClickHouse (a bare Unix number is ambiguous for small values)."""
     seconds, millis = divmod(ms, 1000)
-    return f"{_second(seconds)}.{millis:03d}"
+    return _second(seconds) + _MILLIS[millis]
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -41,11 +41,14 @@ def test_time_of_day_band_prices_its_share_of_a_session() -> None:
 
 def test_energy_is_spread_over_hours_and_changes_are_deltas() -> None:
     at = parse_ms("2026-11-22T10:30:00Z")
+    wh = energy.NANO
     before = energy.hourly([(at, 0.0), (at + H, 1000.0)])
-    assert before == {at - H // 2: 500.0, at + H // 2: 500.0}
+    assert before == {at - H // 2: 500 * wh, at + H // 2: 500 * wh}
     # A late reading at 11:00 says most energy came before the hour.
-    after = energy.hourly([(at, 0.0), (at + H // 2, 900.0), (at + H, 1000.0)])
-    assert energy.changes(before, after) == [(at - H // 2, 400.0), (at + H // 2, -400.0)]
+    points = [(at, 0.0), (at + H, 1000.0)]
+    change = energy.place(points, None, None, (at + H // 2, 900.0))
+    assert change == {at - H // 2: 400 * wh, at + H // 2: -400 * wh}
+    assert energy.changes(before, energy.hourly(points)) == change
 
 
 @pytest.mark.parametrize(
