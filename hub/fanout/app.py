@@ -281,7 +281,7 @@ async def _serve(request: web.Request, charge_point_id: str | None) -> web.WebSo
     except AuthError as error:
         return await _refuse(ws, str(error))
     broker = request.app[BROKER]
-    client = Client(ws, scope, capacity=broker.client_queue)
+    client = Client(ws, scope, capacity=broker.client_queue, transport=request.transport)
     broker.add(client)
     try:
         since = _since(request, client)
@@ -291,27 +291,14 @@ async def _serve(request: web.Request, charge_point_id: str | None) -> web.WebSo
             except Forbidden as error:
                 return await _refuse(ws, str(error))
             since = None
-        sender = asyncio.create_task(_send(client), name="fanout.sender")
-        try:
-            await _read(request, client, broker, since)
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+        client.start()
+        await _read(request, client, broker, since)
     finally:
         broker.remove(client)
+        await client.stopped()
         if not ws.closed:
             await ws.close()
     return ws
-
-
-async def _send(client: Client) -> None:
-    try:
-        await client.run_sender()
-    except (ConnectionError, TimeoutError) as error:
-        # A client that cannot take a message in time is dead; the reader sees the close.
-        log.info("fanout.send_failed", error=type(error).__name__)
-        await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"send timed out")
 
 
 async def _read(

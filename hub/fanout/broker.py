@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from hub.fanout.clients import Client
+from hub.fanout.clients import Client, text_frame
 from hub.fanout.live import Live
 from schemas.events import Event
 from schemas.ui import Error, encode_ui
@@ -42,14 +42,15 @@ class Broker:
             targets = self._by_charger.get(charge_point_id)
             if not targets and not everything:
                 continue
-            # Encoded once, whatever the number of clients.
-            text = encode_ui(message).decode()
+            # Encoded and framed once, whatever the number of clients.
+            payload = encode_ui(message)
+            frame = text_frame(payload)
             if targets:
                 for client in targets:
-                    client.offer(message, text)
+                    client.offer(message, payload, frame)
             for client in everything:
                 if client.scope.allows(charge_point_id):
-                    client.offer(message, text)
+                    client.offer(message, payload, frame)
 
     def subscribe(self, client: Client, chargers: list[str], since: int | None) -> None:
         everything = "*" in chargers

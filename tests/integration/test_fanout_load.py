@@ -129,13 +129,17 @@ async def test_a_thousand_subscribers_all_get_the_message(
         url = f"http://127.0.0.1:{fanout_port}/ws/chargers/CP-1"
         semaphore = asyncio.Semaphore(100)
 
-        async def open_one() -> aiohttp.ClientWebSocketResponse:
+        async def open_one(index: int) -> aiohttp.ClientWebSocketResponse:
+            # Half negotiate permessage-deflate (sent through their queues), half do not (the
+            # shared frame written straight to their sockets): both must get everything.
             async with semaphore:
-                ws = await session.ws_connect(url, params={"token": token(["CP-1"])})
+                ws = await session.ws_connect(
+                    url, params={"token": token(["CP-1"])}, compress=15 if index % 2 else 0
+                )
                 assert (await next_message(ws))["type"] == "snapshot"
                 return ws
 
-        sockets = await asyncio.gather(*(open_one() for _ in range(subscribers)))
+        sockets = await asyncio.gather(*(open_one(index) for index in range(subscribers)))
         try:
             async with ocpp_charger(gateway.port, "CP-1") as cp:
                 await cp.call(
