@@ -43,9 +43,9 @@ from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone, running_gateway
 from projections import store
 from projections.backends.embedded import ChdbBackend
+from projections.fold import fold_batch
 from projections.replay import replay
 from projections.rows import TABLES
-from projections.runner import fold_batch
 from projections.service import running_projections
 from projections.state import State
 from schemas.events import Event, OcppFrame, TariffSet, decode_event

@@ -10,12 +10,11 @@ the final catch-up and swap only, so the gateway never stops and nothing is lost
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 import structlog
@@ -25,17 +24,28 @@ from hub.bus import Connection
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend
+from projections.fold_process import FoldProcess
 from projections.pull import Puller
-from projections.rows import TABLES, Output
-from projections.runner import Runner, fold_batch, retrying
+from projections.rows import TABLES
+from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
-from projections.state import State
+from projections.store import Encoded
 
 log = structlog.get_logger("projections.replay")
 
 SHADOW: Final = "__replay"
-_FETCH: Final = 5000
+# Events per batch: few, large parts (merging many small ones costs more than inserting).
+_FETCH: Final = 20_000
 _NOTHING: Final = 1 << 62
+
+
+class Folded(NamedTuple):
+    """A batch on its way to the store: its INSERT bodies once the fold process is done."""
+
+    bodies: asyncio.Future[dict[str, Encoded]]
+    first: int
+    last: int
+    events: int
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +143,39 @@ async def replay(
 ) -> Progress:
     tables = tables_of(projections)
     db = database
+    # Rows only for the rebuilt tables, and only from from_seq on.
+    skip = {table: _NOTHING for table in TABLES}
+    skip.update({table: from_seq - 1 for table in tables})
+    folder = FoldProcess(skip, tables)
+    await folder.start()
+    try:
+        return await _replay(
+            backend,
+            connection,
+            folder,
+            db=db,
+            stream=stream,
+            tables=tables,
+            from_seq=from_seq,
+            runner=runner,
+            on_progress=on_progress,
+        )
+    finally:
+        await folder.close()
+
+
+async def _replay(
+    backend: Backend,
+    connection: Connection,
+    folder: FoldProcess,
+    *,
+    db: str,
+    stream: str,
+    tables: tuple[str, ...],
+    from_seq: int,
+    runner: Runner | None,
+    on_progress: Callable[[Progress], None],
+) -> Progress:
     await retrying("schema", lambda: store.ensure_schema(backend, db))
     for table in tables:
         await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
@@ -142,24 +185,26 @@ async def replay(
                 f"INSERT INTO {db}.{table}{SHADOW} SELECT * FROM {db}.{table} "
                 f"WHERE seq < {int(from_seq)}"
             )
-    # Rows only for the rebuilt tables, and only from from_seq on.
-    skip = {table: _NOTHING for table in TABLES}
-    skip.update({table: from_seq - 1 for table in tables})
-    state = State()
     reader = _Reader(connection, stream)
     await reader.open()
     started = time.monotonic()
     done = 0
     end = await _stream_end(connection, stream)
+    # The shadow tables' positions, carried from batch to batch (read back after a failure).
+    # Rows copied below from_seq are below every body's rows.
+    known: dict[str, int] | None = {}
 
-    loop = asyncio.get_running_loop()
-    fold_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-fold")
+    async def store_one(bodies: dict[str, Encoded], first: int, last: int) -> None:
+        nonlocal known
+        current, known = known, None
+        known = await store.store_encoded(
+            backend, db, bodies, first, last, suffix=SHADOW, known=current
+        )
 
     async def read_to(target: int) -> None:
-        """Three stages, each holding at most two batches: read from NATS, fold (in a thread,
-        so the event loop keeps serving the gateway), store; they overlap."""
-        folding: asyncio.Queue[list[tuple[int, bytes]] | None] = asyncio.Queue(2)
-        storing: asyncio.Queue[tuple[Output, int, int, int] | None] = asyncio.Queue(2)
+        """Three stages that overlap: read from NATS, fold (in the fold process, up to two
+        batches queued), store (chDB's thread)."""
+        storing: asyncio.Queue[Folded | None] = asyncio.Queue(2)
 
         async def read() -> None:
             while reader.next_seq <= target:
@@ -169,33 +214,18 @@ async def replay(
                     if await _stream_end(connection, stream) >= target:
                         continue
                     break
-                await folding.put(batch)
-            await folding.put(None)
-
-        async def fold() -> None:
-            while (batch := await folding.get()) is not None:
-                out, _ = await loop.run_in_executor(fold_pool, fold_batch, state, skip, batch)
-                await storing.put((out, batch[0][0], batch[-1][0], len(batch)))
+                folded = await folder.fold(batch)
+                await storing.put(Folded(folded, batch[0][0], batch[-1][0], len(batch)))
             await storing.put(None)
 
         async def write() -> None:
             nonlocal done
             while (item := await storing.get()) is not None:
-                out, first, last, count = item
+                bodies = await item.bodies
                 await retrying(
-                    "replay insert",
-                    functools.partial(
-                        store.store_batch,
-                        backend,
-                        db,
-                        out,
-                        first,
-                        last,
-                        tables=tables,
-                        suffix=SHADOW,
-                    ),
+                    "replay insert", functools.partial(store_one, bodies, item.first, item.last)
                 )
-                done += count
+                done += item.events
                 elapsed = max(time.monotonic() - started, 1e-6)
                 rate = done / elapsed
                 total = max(target, done)
@@ -210,7 +240,6 @@ async def replay(
 
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(read(), name="replay-read")
-            tasks.create_task(fold(), name="replay-fold")
             tasks.create_task(write(), name="replay-write")
 
     try:
@@ -228,7 +257,6 @@ async def replay(
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
         await reader.close()
-        fold_pool.shutdown(wait=False)
     elapsed = max(time.monotonic() - started, 1e-6)
     result = Progress(done=done, total=done, events_per_s=done / elapsed, eta_s=0.0, finished=True)
     on_progress(result)

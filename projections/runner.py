@@ -28,7 +28,7 @@ from hub.bus import Connection
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend, BackendError
-from projections.fold import apply_message
+from projections.fold import fold_batch
 from projections.pull import Batch, Puller
 from projections.rows import Output
 from projections.state import State
@@ -256,14 +256,3 @@ class Runner:
         if pulled.last_reply:
             with contextlib.suppress(nats.errors.Error):
                 await puller.ack_all(pulled.last_reply)
-
-
-def fold_batch(
-    state: State, skip: dict[str, int], batch: list[tuple[int, bytes]]
-) -> tuple[Output, list[int]]:
-    """The batch's rows (minus what ``skip`` says is stored) and each event's received_at."""
-    out = Output(skip)
-    received: list[int] = []
-    for seq, data in batch:
-        received.append(apply_message(state, out, seq, data))
-    return out, received

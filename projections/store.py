@@ -9,7 +9,7 @@ retry, or a restart after SIGKILL, harmless (docs/projections.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -58,6 +58,22 @@ def encode_rows(rows: Sequence[object]) -> bytes:
     return b"\n".join(_encoder.encode(row) for row in rows)
 
 
+class Encoded(NamedTuple):
+    """One table's rows of a batch as the body of its INSERT."""
+
+    body: bytes
+    # The seq of its last row: once the table's position reaches it, the body is stored.
+    last_seq: int
+
+
+def encode_output(out: Output, tables: tuple[str, ...] = TABLES) -> dict[str, Encoded]:
+    return {
+        table: Encoded(encode_rows(rows), rows[-1].seq)
+        for table in tables
+        if (rows := out.rows[table])
+    }
+
+
 async def store_batch(
     backend: Backend,
     db: str,
@@ -66,25 +82,49 @@ async def store_batch(
     last_seq: int,
     *,
     tables: tuple[str, ...] = TABLES,
+    known: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Every table's rows, then the batch's progress row (``store_encoded``)."""
+    stored = dict(known) if known is not None else await positions(backend, db, tables)
+    # Rows at or below a table's position are stored already (a retry, a restart).
+    pending = Output(stored)
+    for table in tables:
+        for row in out.rows[table]:
+            pending.add(row)
+    return await store_encoded(
+        backend, db, encode_output(pending, tables), first_seq, last_seq, known=stored
+    )
+
+
+async def store_encoded(
+    backend: Backend,
+    db: str,
+    bodies: dict[str, Encoded],
+    first_seq: int,
+    last_seq: int,
+    *,
     suffix: str = "",
     known: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Every table's rows, then the batch's progress row. Safe to call again after a failure.
+    """One INSERT per table, then the batch's progress row. Safe to call again after a
+    failure.
 
     ``known`` holds each table's position if the caller is sure of it (it stored the
     previous batch itself); otherwise, as after any failure, the positions are read from
-    the tables. Returns the positions after this batch. Replay writes into shadow tables
-    (``suffix``) and records no progress: the live tables' progress is the runner's.
+    the tables. A body is one INSERT, so one part, stored whole or not at all: a table
+    whose position reached its last row has it. Returns the positions after this batch.
+    Replay writes into shadow tables (``suffix``) and records no progress: the live
+    tables' progress is the runner's.
     """
-    names = tuple(table + suffix for table in tables)
+    names = tuple(table + suffix for table in bodies)
     stored = dict(known) if known is not None else await positions(backend, db, names)
-    for table, name in zip(tables, names, strict=True):
-        rows = [row for row in out.rows[table] if row.seq > stored.get(name, 0)]
-        if rows:
+    for table, name in zip(bodies, names, strict=True):
+        encoded = bodies[table]
+        if encoded.last_seq > stored.get(name, 0):
             await backend.insert(
-                f"{db}.{name}", encode_rows(rows), token=f"{name}:{first_seq}:{last_seq}"
+                f"{db}.{name}", encoded.body, token=f"{name}:{first_seq}:{last_seq}"
             )
-            stored[name] = rows[-1].seq
+            stored[name] = encoded.last_seq
     if not suffix:
         await backend.insert(
             f"{db}._progress",

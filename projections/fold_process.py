@@ -1,0 +1,156 @@
+"""Replay's fold in a process of its own, so that it does not take turns with reading.
+
+Reading the stream (nats-py, about 20 µs an event) and folding it (about 30 µs) are both
+pure Python: in one process they share one GIL, whatever the threads, and replay ran at a
+sixth of the raw read rate. Replay needs no state back from its fold, only rows, so a
+child process folds and encodes each batch and sends back one INSERT body per table; the
+parent reads the next batch meanwhile, and chDB (which releases the GIL) stores the last.
+
+The child is ``python -m projections.fold_process``, talking length-prefixed msgpack over
+its stdin and stdout: not a fork (the parent runs chDB's and nats-py's threads, whose locks a
+fork would copy mid-flight) and not multiprocessing's spawn (which re-imports the parent's
+main module). It runs the very same ``fold_batch`` as the runner, on a state of its own
+that starts empty, as a replay does; batches are answered in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import sys
+from typing import BinaryIO, Final
+
+import msgspec
+
+from projections.fold import fold_batch
+from projections.state import State
+from projections.store import Encoded, encode_output
+
+_LENGTH: Final = 4
+_EXIT_WAIT_S: Final = 5.0
+
+
+class _Start(msgspec.Struct, frozen=True):
+    skip: dict[str, int]
+    tables: tuple[str, ...]
+
+
+class _Reply(msgspec.Struct, frozen=True):
+    bodies: dict[str, Encoded] = {}
+    error: str = ""
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_batch_decoder: Final = msgspec.msgpack.Decoder(list[tuple[int, bytes]])
+_reply_decoder: Final = msgspec.msgpack.Decoder(_Reply)
+
+
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(_LENGTH, "big") + data
+
+
+class FoldProcess:
+    """The parent's side: ``fold`` sends a batch, its future gets the INSERT bodies."""
+
+    def __init__(self, skip: dict[str, int], tables: tuple[str, ...]) -> None:
+        self._start = _Start(skip=skip, tables=tables)
+        self._process: asyncio.subprocess.Process | None = None
+        self._replies: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[dict[str, Encoded]]] = collections.deque()
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "projections.fold_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._process.stdin is not None
+        self._process.stdin.write(_frame(_encoder.encode(self._start)))
+        self._replies = asyncio.create_task(self._read_replies(), name="replay-fold-replies")
+
+    async def fold(self, batch: list[tuple[int, bytes]]) -> asyncio.Future[dict[str, Encoded]]:
+        """Send ``batch`` (waiting while the pipe is full); the future is its bodies."""
+        assert self._process is not None and self._process.stdin is not None
+        future: asyncio.Future[dict[str, Encoded]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._process.stdin.write(_frame(_encoder.encode(batch)))
+        await self._process.stdin.drain()
+        return future
+
+    async def _read_replies(self) -> None:
+        process = self._process
+        assert process is not None and process.stdout is not None
+        stdout = process.stdout
+        error = ""
+        try:
+            while True:
+                size = int.from_bytes(await stdout.readexactly(_LENGTH), "big")
+                reply = _reply_decoder.decode(await stdout.readexactly(size))
+                future = self._waiting.popleft()
+                if reply.error:
+                    error = reply.error
+                    break
+                if not future.done():
+                    future.set_result(reply.bodies)
+        except asyncio.IncompleteReadError:
+            error = f"the fold process exited (code {await process.wait()})"
+        failure = RuntimeError(f"replay fold: {error}")
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if not waiting.done():
+                waiting.set_exception(failure)
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(_EXIT_WAIT_S):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        if self._replies is not None:
+            self._replies.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replies
+
+
+def _read(stream: BinaryIO) -> bytes | None:
+    head = stream.read(_LENGTH)
+    if len(head) < _LENGTH:
+        return None
+    return stream.read(int.from_bytes(head, "big"))
+
+
+def main() -> None:
+    """The child: fold every batch from stdin, answer each on stdout, until stdin ends."""
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    # Anything printed by accident goes to stderr, not into the replies.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    requests = sys.stdin.buffer
+    start = _read(requests)
+    if start is None:
+        return
+    settings = msgspec.msgpack.decode(start, type=_Start)
+    state = State()
+    while (data := _read(requests)) is not None:
+        try:
+            out, _ = fold_batch(state, settings.skip, _batch_decoder.decode(data))
+            reply = _Reply(bodies=encode_output(out, settings.tables))
+        except Exception as error:  # a bug in the fold: the parent fails the replay with it
+            replies.write(_frame(_encoder.encode(_Reply(error=repr(error)[:2000]))))
+            replies.flush()
+            raise
+        replies.write(_frame(_encoder.encode(reply)))
+        replies.flush()
+
+
+if __name__ == "__main__":
+    main()
