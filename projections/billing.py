@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Final
 
 from projections.rows import BillingRow
 from projections.state import Session, TariffEntry
 from projections.tariffs import Point, Tariff, session_cost
 from projections.timeutil import ch_time
+
+_ZERO: Final = Decimal("0.0000")
 
 
 def tariff_for(entries: Sequence[TariffEntry], charge_point_id: str, at_ms: int) -> Tariff:
@@ -31,6 +35,7 @@ def billing_row(
 ) -> BillingRow:
     tariff = session.tariff or Tariff()
     cost = session_cost(tariff, curve)
+    settled = session.settlement
     return BillingRow(
         seq=seq,
         charge_point_id=session.charge_point_id,
@@ -46,4 +51,11 @@ def billing_row(
         total=cost.total,
         state=session.state,
         updated_at=ch_time(session.updated_ms),
+        id_tag=session.id_tag,
+        idle_cost=cost.idle_cost,
+        prepaid=Decimal(settled.held) if settled else _ZERO,
+        refund=Decimal(settled.refund) if settled else _ZERO,
+        shortfall=Decimal(settled.shortfall) if settled else _ZERO,
+        platform_fee=Decimal(settled.platform_fee) if settled else _ZERO,
+        operator_share=Decimal(settled.operator_share) if settled else _ZERO,
     )

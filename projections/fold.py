@@ -12,20 +12,29 @@ from typing import Final
 import msgspec
 
 from projections import sessions
+from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
+from projections.ledger import ledger
 from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, Output
 from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, TariffEntry, key
 from projections.tariffs import Tariff
 from projections.timeutil import ch_time, parse_ms
 from schemas.events import (
+    AnomalyDetected,
+    AnomalyResolved,
     ChargerConnected,
     ChargerDisconnected,
     ChargerRegistered,
     ChargerUnregistered,
     Event,
     FrameRejected,
+    IntegrityAction,
     OcppFrame,
     TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletHeld,
+    WalletSettled,
     decode_event,
 )
 from schemas.ocpp import PayloadError, validate_call, validate_result
@@ -57,17 +66,6 @@ def apply_message(state: State, out: Output, seq: int, data: bytes) -> int:
         return 0
     apply(state, out, seq, event)
     return event.received_at
-
-
-def fold_batch(
-    state: State, skip: dict[str, int], batch: list[tuple[int, bytes]]
-) -> tuple[Output, list[int]]:
-    """The batch's rows (minus what ``skip`` says is stored) and each event's received_at."""
-    out = Output(skip)
-    received: list[int] = []
-    for seq, data in batch:
-        received.append(apply_message(state, out, seq, data))
-    return out, received
 
 
 def apply(state: State, out: Output, seq: int, event: Event) -> None:
@@ -118,6 +116,17 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
                     tariff=Tariff.from_event(event),
                 )
             )
+        case WalletConfigured() | WalletCredited() | WalletHeld():
+            ledger(state, out, seq, event)
+        case WalletSettled():
+            ledger(state, out, seq, event)
+            sessions.settle(state, out, seq, event)
+        case AnomalyDetected() | AnomalyResolved():
+            anomalies(state, out, seq, event)
+        case IntegrityAction():
+            anomalies(state, out, seq, event)
+            if event.action == "close_session":
+                sessions.terminate(state, out, seq, event)
 
 
 def _frame(state: State, out: Output, seq: int, frame: OcppFrame) -> None:

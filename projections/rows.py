@@ -108,6 +108,40 @@ class BillingRow(_Row, frozen=True, kw_only=True):
     total: Decimal
     state: str
     updated_at: str
+    id_tag: str
+    idle_cost: Decimal
+    # A prepaid session's settlement (wallet.settled); zero until it is settled.
+    prepaid: Decimal
+    refund: Decimal
+    shortfall: Decimal
+    platform_fee: Decimal
+    operator_share: Decimal
+
+
+class WalletLedgerRow(_Row, frozen=True, kw_only=True):
+    received_at: str
+    event_id: str
+    id_tag: str
+    kind: str
+    amount: Decimal
+    balance: Decimal
+    currency: str
+    charge_point_id: str
+    transaction_id: int | None
+
+
+class AnomalyRow(_Row, frozen=True, kw_only=True):
+    anomaly_id: str
+    kind: str
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    observed_at: str
+    detected_at: str
+    detail: str
+    actions: list[str]
+    resolved_at: str | None
+    resolution: str
 
 
 class ErrorRow(_Row, frozen=True, kw_only=True):
@@ -125,6 +159,8 @@ Row = (
     | SessionRow
     | EnergyDeltaRow
     | BillingRow
+    | WalletLedgerRow
+    | AnomalyRow
     | ErrorRow
 )
 
@@ -137,6 +173,8 @@ TABLE_OF: dict[type[_Row], str] = {
     SessionRow: "session_versions",
     EnergyDeltaRow: "energy_deltas",
     BillingRow: "billing_versions",
+    WalletLedgerRow: "wallet_ledger",
+    AnomalyRow: "anomaly_versions",
     ErrorRow: "projection_errors",
 }
 TABLES: tuple[str, ...] = tuple(TABLE_OF.values())

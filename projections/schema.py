@@ -20,6 +20,8 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "connector_status": ("connector_status",),
     "meter_values": ("meter_values",),
     "sessions": ("session_versions", "energy_deltas", "billing_versions"),
+    "wallet_ledger": ("wallet_ledger",),
+    "session_anomalies": ("anomaly_versions",),
     "projection_errors": ("projection_errors",),
 }
 ALIASES: Final = {"energy_hourly": "sessions", "billing": "sessions"}
@@ -120,8 +122,41 @@ _TABLES: Final[dict[str, str]] = {
         session_fee Decimal(18, 4),
         total Decimal(18, 4),
         state LowCardinality(String),
-        updated_at DateTime64(3, 'UTC')
+        updated_at DateTime64(3, 'UTC'),
+        id_tag String,
+        idle_cost Decimal(18, 4),
+        prepaid Decimal(18, 4),
+        refund Decimal(18, 4),
+        shortfall Decimal(18, 4),
+        platform_fee Decimal(18, 4),
+        operator_share Decimal(18, 4)
     ) ENGINE = MergeTree ORDER BY (charge_point_id, session_id, seq)""",
+    "wallet_ledger": """
+        seq UInt64,
+        received_at DateTime64(3, 'UTC'),
+        event_id String,
+        id_tag String,
+        kind LowCardinality(String),
+        amount Decimal(18, 4),
+        balance Decimal(18, 4),
+        currency LowCardinality(String),
+        charge_point_id String,
+        transaction_id Nullable(Int64)
+    ) ENGINE = MergeTree ORDER BY (id_tag, seq)""",
+    "anomaly_versions": """
+        seq UInt64,
+        anomaly_id String,
+        kind LowCardinality(String),
+        charge_point_id String,
+        connector_id UInt32,
+        transaction_id Nullable(Int64),
+        observed_at DateTime64(3, 'UTC'),
+        detected_at DateTime64(3, 'UTC'),
+        detail String,
+        actions Array(String),
+        resolved_at Nullable(DateTime64(3, 'UTC')),
+        resolution String
+    ) ENGINE = MergeTree ORDER BY (anomaly_id, seq)""",
     "projection_errors": """
         seq UInt64,
         received_at DateTime64(3, 'UTC'),
@@ -162,6 +197,9 @@ _VIEWS: Final[dict[str, str]] = {
     "billing": """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.billing_versions
         ORDER BY charge_point_id, session_id, seq DESC LIMIT 1 BY charge_point_id, session_id""",
+    "session_anomalies": """
+        SELECT * EXCEPT (seq), seq AS version FROM {db}.anomaly_versions
+        ORDER BY anomaly_id, seq DESC LIMIT 1 BY anomaly_id""",
     "energy_hourly": """
         SELECT charge_point_id, hour, round(sum(energy_wh), 3) AS energy_wh
         FROM {db}.energy_deltas GROUP BY charge_point_id, hour
@@ -182,9 +220,29 @@ def table_ddl(db: str, table: str, name: str | None = None) -> str:
     return f"CREATE TABLE IF NOT EXISTS {db}.{name or table} ({_TABLES[table]} {_SETTINGS}"
 
 
+# Columns added to a table after it first shipped: a data directory from before gets them
+# (at their defaults, until `hub replay` fills them).
+_ADDED: Final[dict[str, tuple[str, ...]]] = {
+    "billing_versions": (
+        "id_tag String",
+        "idle_cost Decimal(18, 4)",
+        "prepaid Decimal(18, 4)",
+        "refund Decimal(18, 4)",
+        "shortfall Decimal(18, 4)",
+        "platform_fee Decimal(18, 4)",
+        "operator_share Decimal(18, 4)",
+    ),
+}
+
+
 def ddl(db: str) -> list[str]:
     statements = [f"CREATE DATABASE IF NOT EXISTS {db}"]
     statements += [table_ddl(db, table) for table in _TABLES]
+    statements += [
+        f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
+        for table, columns in _ADDED.items()
+        for column in columns
+    ]
     statements += [
         f"CREATE VIEW IF NOT EXISTS {db}.{view} AS {body.format(db=db)}"
         for view, body in _VIEWS.items()

@@ -14,9 +14,10 @@ from projections import energy
 from projections.billing import billing_row, tariff_for
 from projections.meter_values import kind_of, value_of
 from projections.rows import EnergyDeltaRow, ErrorRow, MeterValueRow, Output, SessionRow
-from projections.state import KEEP_COMPLETED, Session, State, key
+from projections.state import KEEP_COMPLETED, Session, Settlement, State, key
 from projections.tariffs import Point
 from projections.timeutil import ch_time, parse_ms
+from schemas.events import IntegrityAction, WalletSettled
 from schemas.ocpp.v16 import (
     MeterValue,
     MeterValuesRequest,
@@ -272,6 +273,56 @@ def stop(
         _forget_later(state, session_key)
     # The curve's bounds moved: its hours are worked out anew, once per session.
     _recompute(out, seq, session)
+    version(out, seq, session)
+
+
+def _known(state: State, cp: str, transaction_id: int) -> tuple[str, Session] | None:
+    session_key = key(cp, transaction_id)
+    session_key = state.aliases.get(session_key, session_key)
+    session = state.sessions.get(session_key)
+    return (session_key, session) if session is not None else None
+
+
+def settle(state: State, out: Output, seq: int, event: WalletSettled) -> None:
+    """A prepaid session's settlement joins its bill (a new billing version)."""
+    found = _known(state, event.charge_point_id, event.transaction_id)
+    if found is None:
+        out.add(
+            _error(
+                seq,
+                event.received_at,
+                event.charge_point_id,
+                f"settlement of an unknown or forgotten transaction {event.transaction_id}",
+            )
+        )
+        return
+    session = found[1]
+    session.settlement = Settlement(
+        held=event.held,
+        refund=event.refund,
+        shortfall=event.shortfall,
+        platform_fee=event.platform_fee,
+        operator_share=event.operator_share,
+    )
+    session.updated_ms = event.received_at
+    version(out, seq, session)
+
+
+def terminate(state: State, out: Output, seq: int, event: IntegrityAction) -> None:
+    """The integrity policy closed a transaction the charger never stopped."""
+    if event.transaction_id is None:
+        return
+    found = _known(state, event.charge_point_id, event.transaction_id)
+    if found is None or found[1].state != "ongoing":
+        return
+    session_key, session = found
+    session.state = "terminated"
+    session.stop_reason = f"integrity:{event.anomaly_id}"
+    session.updated_ms = event.received_at
+    connector = key(session.charge_point_id, session.connector_id)
+    if state.open_by_connector.get(connector) == session_key:
+        del state.open_by_connector[connector]
+    _forget_later(state, session_key)
     version(out, seq, session)
 
 

@@ -10,11 +10,12 @@ from typing import Final
 
 import msgspec
 
+from hub.supervisor.wallets import Wallets
 from projections.tariffs import Point, Tariff
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 2
+STATE_VERSION: Final = 3
 # Completed sessions stay in the state so late meter values still reach them; beyond this
 # many the oldest completed one is forgotten (its late values are then recorded in
 # projection_errors instead of moving its energy). FIFO by completion: deterministic.
@@ -61,6 +62,29 @@ class Session(msgspec.Struct, kw_only=True):
     # Charger time of the newest reading the latest session version covered (None: no
     # version yet, or none with a reading): readings write a new one VERSION_EVERY_MS later.
     versioned_ms: int | None = None
+    # wallet.settled of a prepaid session: amounts as the event has them.
+    settlement: Settlement | None = None
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    held: str
+    refund: str
+    shortfall: str
+    platform_fee: str
+    operator_share: str
+
+
+class Anomaly(msgspec.Struct, kw_only=True):
+    """An anomaly between its detection and its resolution, for session_anomalies."""
+
+    kind: str
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    observed_ms: int
+    detected_ms: int
+    detail: str
+    actions: list[str] = []
 
 
 class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +105,9 @@ class State(msgspec.Struct, kw_only=True):
     aliases: dict[str, str] = {}
     completed: list[str] = []
     tariffs: list[TariffEntry] = []
+    wallets: Wallets = msgspec.field(default_factory=Wallets)
+    # Open anomalies by id; a resolved one is forgotten.
+    anomalies: dict[str, Anomaly] = {}
 
 
 def key(first: object, second: object) -> str:

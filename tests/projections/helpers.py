@@ -33,6 +33,8 @@ TABLES_ORDERED = {
     "session_versions": "charge_point_id, session_id, seq",
     "energy_deltas": "charge_point_id, session_id, hour, seq",
     "billing_versions": "charge_point_id, session_id, seq",
+    "wallet_ledger": "id_tag, seq, kind",
+    "anomaly_versions": "anomaly_id, seq",
     "projection_errors": "seq, reason",
 }
 
