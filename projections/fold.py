@@ -68,6 +68,17 @@ def apply_message(state: State, out: Output, seq: int, data: bytes) -> int:
     return event.received_at
 
 
+def fold_batch(
+    state: State, skip: dict[str, int], batch: list[tuple[int, bytes]]
+) -> tuple[Output, list[int]]:
+    """The batch's rows (minus what ``skip`` says is stored) and each event's received_at."""
+    out = Output(skip)
+    received: list[int] = []
+    for seq, data in batch:
+        received.append(apply_message(state, out, seq, data))
+    return out, received
+
+
 def apply(state: State, out: Output, seq: int, event: Event) -> None:
     out.add(event_row(seq, event))
     try:
