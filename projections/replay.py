@@ -112,7 +112,8 @@ class _Reader:
             messages, self.held = self.held, []
         else:
             wanted = min(_FETCH, end - self.next_seq + 1)
-            pulled = await self.puller.next_batch(wanted, linger_s=0.0, wait_s=5.0)
+            # Full batches: the reader is ahead of the fold, and fewer parts cost less.
+            pulled = await self.puller.next_batch(wanted, linger_s=1.0, wait_s=5.0)
             messages = pulled.messages
         if messages and messages[-1][0] > end:
             self.held = [(seq, data) for seq, data in messages if seq > end]
