@@ -28,7 +28,7 @@ def quick(settings: Settings) -> Settings:
         tick_s=0.2,
         orphaned_after_s=1.0,
         ghost_after_s=1.0,
-        stale_after_s=1.0,
+        stale_after_s=2.0,  # after ghost_after_s: a ghost has no meter values either
         actions="",
     )
     return with_fanout(msgspec.structs.replace(settings, supervisor=supervisor))
