@@ -83,8 +83,9 @@ def apply(state: State, out: Output, seq: int, event: Event) -> None:
     out.add(event_row(seq, event))
     try:
         _apply(state, out, seq, event)
-    except (ValueError, msgspec.ValidationError) as error:
-        # A charger's nonsense (an impossible timestamp, ...) costs its own row, not the run.
+    except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
+        # A charger's nonsense (an impossible timestamp, a reading no Decimal can price, ...)
+        # costs its own row, not the run.
         out.add(
             _error(
                 seq,

@@ -19,6 +19,11 @@ _SCALE_MORE: Final = {"kvar": ("var", 1000.0), "kVA": ("VA", 1000.0)}
 Sampled = SampledValue | TransactionDataSampledValue
 
 
+# No meter reads a petawatt-hour (or a petawatt, ...): past this a value is a charger's
+# garbage, and pricing it would outrun Decimal's precision.
+PLAUSIBLE_LIMIT: Final = 1e15
+
+
 class Kind(NamedTuple):
     """What a sampled value measures, with the defaults OCPP 1.6 gives to omitted fields."""
 
@@ -75,7 +80,10 @@ def value_of(sampled: Sampled, kind: Kind) -> float:
         raise ValueError(f"{kind.measurand}: value {text!r} is not a number") from None
     if not math.isfinite(number):
         raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is not finite")
-    return number * kind.factor
+    value = number * kind.factor
+    if abs(value) > PLAUSIBLE_LIMIT:
+        raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is beyond any meter")
+    return value
 
 
 class Reading:

@@ -168,18 +168,24 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     )
 
 
+def _wh(before: float, after: float) -> Decimal:
+    """Energy between two register readings, subtracted in Decimal: a float difference
+    rounds, and how a curve was sampled would then move a bill by a ten-thousandth."""
+    return Decimal(repr(after)) - Decimal(repr(before))
+
+
 def _banded(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, Decimal]:
     energy = _ZERO
     minutes = _ZERO
     for (t0, v0), (t1, v1) in itertools.pairwise(curve):
         if t1 <= t0:
             rate, _ = _rates_at(tariff, (t0 % _DAY_MS) // _MINUTE_MS)
-            energy += Decimal(repr(v1 - v0)) / 1000 * rate
+            energy += _wh(v0, v1) / 1000 * rate
             continue
         edges = [t0, *_cuts(tariff, t0, t1), t1]
         for a, b in itertools.pairwise(edges):
             per_kwh, per_minute = _rates_at(tariff, ((a + b) // 2 % _DAY_MS) // _MINUTE_MS)
-            share = Decimal(repr(v1 - v0)) * (b - a) / (t1 - t0)
+            share = _wh(v0, v1) * (b - a) / (t1 - t0)
             energy += share / 1000 * per_kwh
             if a < until:
                 minutes += Decimal(min(b, until) - a) / _MINUTE_MS * per_minute
@@ -188,7 +194,7 @@ def _banded(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal
 
 def _flat(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, Decimal]:
     """Without bands every reading costs the same: the same sums, in O(1)."""
-    wh = Decimal(repr(curve[-1][1] - curve[0][1]))
+    wh = _wh(curve[0][1], curve[-1][1])
     span_ms = max(0, until - curve[0][0])
     return (
         wh / 1000 * Decimal(tariff.per_kwh),
