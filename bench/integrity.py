@@ -226,6 +226,10 @@ def kind_result(run: KindRun, settings: IntegritySettings) -> dict[str, Any]:
         poll_ms = _latencies_ms(run.sent, run.poll_seen)
         result["poll"] = latency_summary(poll_ms, expected)
         result["poll_latencies_ms"] = [round(v, 1) for v in poll_ms]
+        if timed:
+            result["poll_minus_threshold"] = latency_summary(
+                [v - threshold_ms for v in poll_ms], expected
+            )
     hub = result["hub"]
     for name, _ in QUANTILES[:2]:
         key = f"{name}_ms"
@@ -235,6 +239,17 @@ def kind_result(run: KindRun, settings: IntegritySettings) -> dict[str, Any]:
             result["ratios"][f"seed 60 s/hub {name}"] = round(
                 result["seed_model_60s"][key] / hub[key], 1
             )
+    # Both wait out the same threshold; past it, the tick and the poll interval differ.
+    beyond_hub, beyond_poll = result["hub_minus_threshold"], result.get("poll_minus_threshold")
+    if beyond_hub and beyond_poll and beyond_hub["p50_ms"] and beyond_poll["p50_ms"] is not None:
+        result["ratios"]["poll/hub beyond threshold p50"] = round(
+            beyond_poll["p50_ms"] / beyond_hub["p50_ms"], 1
+        )
+    if beyond_hub and beyond_hub["p50_ms"]:
+        result["ratios"]["seed 60 s/hub beyond threshold p50"] = round(
+            SEED_SYNC_S * 1000 * 0.5 / beyond_hub["p50_ms"],
+            1,  # the median of U(0, 60 s)
+        )
     return result
 
 
@@ -485,8 +500,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "orphaned and ghost, 60 s for the rest), the 60-s ratio uses 60 s for all.",
         "",
         "| detector | in seed 002 | poll p50 / p95 / max s | model at P: p50 / p95 / max s "
-        "| poll/hub p50 | poll/hub p95 | seed: p50 / p95 / max s | seed 60 s/hub p50 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| poll/hub p50 | poll/hub p95 | poll/hub p50 beyond threshold "
+        "| seed: p50 / p95 / max s | seed 60 s/hub p50 | seed 60 s/hub beyond threshold |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, k in report["kinds"].items():
         ratios = k["ratios"]
@@ -494,7 +510,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {kind} | {'yes' if k['in_seed'] else 'no (same poller, extra SQL)'} "
             f"| {_triple(k['poll'], 1000, 1)} | {_triple(k['poll_model'], 1000, 1)} "
             f"| {ratios.get('poll/hub p50', '—')} | {ratios.get('poll/hub p95', '—')} "
-            f"| {_triple(k['seed_model'], 1000, 0)} | {ratios.get('seed 60 s/hub p50', '—')} |"
+            f"| {ratios.get('poll/hub beyond threshold p50', '—')} "
+            f"| {_triple(k['seed_model'], 1000, 0)} | {ratios.get('seed 60 s/hub p50', '—')} "
+            f"| {ratios.get('seed 60 s/hub beyond threshold p50', '—')} |"
         )
     poller = report.get("poller")
     if poller:
