@@ -103,7 +103,7 @@ class Supervisor:
         self.last_seq = 0
         self.chargers: dict[str, Charger] = {}
         self.transactions: dict[str, Transaction] = {}
-        self.pending_starts: dict[str, msgspec.Struct] = {}
+        self.pending_starts: dict[str, StartTransactionRequest] = {}
         self.tariffs: list[TariffEntry] = []
         self.id_tag_limits: dict[str, SessionLimits] = {}
         self.wallets = Wallets()

@@ -28,6 +28,7 @@ from hub.bus import Connection, EventStore, StoreError
 from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.runtime import event_backbone
+from hub.supervisor import snapshot
 from hub.supervisor.core import Command, Supervisor
 from hub.supervisor.policy import Policy, parse_actions
 from schemas.events import ClockTick, CommandRequested, decode_event
@@ -57,6 +58,9 @@ FETCH_BATCH: Final = 200
 FETCH_WAIT_S: Final = 5.0
 # The server drops the fold's consumer when this process is gone this long.
 CONSUMER_IDLE_S: Final = 60.0
+# A snapshot of the fold's state at most this many events or seconds apart.
+SNAPSHOT_EVERY_EVENTS: Final = 50_000
+SNAPSHOT_EVERY_S: Final = 60.0
 # Derived events stored per JetStream round trip.
 MAX_DRAIN: Final = 500
 
@@ -78,7 +82,12 @@ class SupervisorService:
         self.store = store
         self.stream = settings.stream.name
         self.tick_ms = max(1, round(settings.supervisor.tick_s * 1000))
-        self.core = Supervisor(policy_from(settings.supervisor))
+        self.policy = policy_from(settings.supervisor)
+        self.core = Supervisor(self.policy)
+        self.snapshot_path = settings.data_dir / "supervisor" / "state.json"
+        self._snapshot_seq = 0
+        self._snapshot_at = time.monotonic()
+        self._snapshotting: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
         self._due = asyncio.Event()
         self._published: set[str] = set()
@@ -94,9 +103,6 @@ class SupervisorService:
         that fell behind under load to a crawl it never recovers from.
         """
         js = self.connection.js
-        info = await js.stream_info(self.stream)
-        if info.state.last_seq == 0:
-            self.caught_up.set()
         while True:
             config = ConsumerConfig(
                 filter_subjects=list(FOLDED_SUBJECTS),
@@ -121,6 +127,36 @@ class SupervisorService:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
 
+    async def resume(self) -> None:
+        """Take up the latest snapshot, if it fits the stream; before :meth:`run`."""
+        info = await self.connection.js.stream_info(self.stream)
+        stream_last_seq = info.state.last_seq
+        data = await asyncio.to_thread(snapshot.read, self.snapshot_path)
+        found = snapshot.decode(data, self.policy) if data is not None else None
+        # A snapshot ahead of the stream belongs to a stream that is gone.
+        if found is not None and found.last_seq <= stream_last_seq:
+            self.core = found
+            self._snapshot_seq = found.last_seq
+            log.info("supervisor.resumed", last_seq=found.last_seq)
+        elif data is not None:
+            log.warning("supervisor.snapshot_ignored", path=str(self.snapshot_path))
+        if self.core.last_seq >= stream_last_seq:
+            self.caught_up.set()
+
+    def _maybe_snapshot(self) -> None:
+        due = self.core.last_seq - self._snapshot_seq >= SNAPSHOT_EVERY_EVENTS or (
+            time.monotonic() - self._snapshot_at >= SNAPSHOT_EVERY_S
+            and self.core.last_seq > self._snapshot_seq
+        )
+        if not due or (self._snapshotting is not None and not self._snapshotting.done()):
+            return
+        # Encoded here, between two events, so it is the state after exactly last_seq.
+        data = snapshot.encode(self.core)
+        self._snapshot_seq, self._snapshot_at = self.core.last_seq, time.monotonic()
+        self._snapshotting = asyncio.create_task(
+            asyncio.to_thread(snapshot.write, self.snapshot_path, data)
+        )
+
     async def _follow(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
@@ -144,6 +180,9 @@ class SupervisorService:
             log.error("supervisor.unapplicable", seq=seq, error=str(error))
         if msg.metadata.num_pending == 0:
             self.caught_up.set()
+            self._maybe_snapshot()
+        elif seq - self._snapshot_seq >= SNAPSHOT_EVERY_EVENTS:
+            self._maybe_snapshot()
         if self.caught_up.is_set() and (self.core.unconfirmed or self.core.commands_due):
             self._due.set()
 
@@ -221,6 +260,10 @@ class SupervisorService:
                 log.warning("supervisor.tick_unstored", error=str(error))
 
     async def close(self) -> None:
+        if self._snapshotting is not None:
+            await asyncio.gather(self._snapshotting, return_exceptions=True)
+        if self.core.last_seq > self._snapshot_seq:
+            await asyncio.to_thread(snapshot.write, self.snapshot_path, snapshot.encode(self.core))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -246,6 +289,7 @@ async def running_supervisor(
     connection: Connection, store: EventStore, settings: Settings
 ) -> AsyncIterator[SupervisorService]:
     service = SupervisorService(connection, store, settings)
+    await service.resume()
     tasks = [
         asyncio.create_task(service.run(), name="supervisor.follow"),
         asyncio.create_task(service.tick(), name="supervisor.tick"),

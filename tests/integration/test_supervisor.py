@@ -280,3 +280,38 @@ async def test_a_clean_day_of_1000_prepaid_sessions_raises_no_alert_and_settles_
         assert Decimal(settlement.held) - Decimal(settlement.refund) == cost
         assert Decimal(settlement.platform_fee) + Decimal(settlement.operator_share) == cost
     assert not [e for e in stored if isinstance(e, LimitReached)]
+
+
+async def test_a_restarted_supervisor_goes_on_from_its_snapshot_without_doubling(
+    nats_server: EmbeddedNats, supervised_settings: Settings, gateway: Gateway
+) -> None:
+    async with event_backbone(supervised_settings, nats_server.url, name="test") as (_, store):
+        await store.store(
+            [
+                admin(TariffSet, tariff_id="kwh", per_kwh="0.50"),
+                admin(WalletConfigured, id_tag="SNAP", hold_amount="10"),
+                admin(WalletCredited, id_tag="SNAP", amount="30"),
+            ]
+        )
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    async with ocpp_charger(gateway.port, "CP-SNAP", charger_class=AnsweringCharger) as cp:
+        async with supervised(supervised_settings, nats_server.url) as (first, _):
+            tx = await charge(cp, 1, "SNAP", [2_000], start)
+            await caught_up(first, nats_server.url)
+        snapshot_path = first.snapshot_path
+        assert snapshot_path.exists()
+        async with supervised(supervised_settings, nats_server.url) as (second, _):
+            assert second.core.last_seq >= first.core.last_seq  # resumed, not refolded
+            assert second.core.transactions  # the open transaction came back with it
+            await cp.call(
+                call.StopTransaction(
+                    transaction_id=tx, meter_stop=4_000, timestamp=iso(start + timedelta(minutes=2))
+                )
+            )
+            await wait_for_event(nats_server.url, "ev.wallet.settled", lambda e: True)
+            await caught_up(second, nats_server.url)
+    stored = [event for _, event in await stored_events(nats_server.url, "ev.wallet.>")]
+    assert [type(e).__name__ for e in stored] == ["WalletHeld", "WalletSettled"]
+    settled = stored[1]
+    assert isinstance(settled, WalletSettled)
+    assert (settled.cost, settled.refund) == ("2.0000", "8.0000")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import msgspec
 
+from hub.supervisor import snapshot
 from hub.supervisor.core import Supervisor
 from hub.supervisor.policy import Policy
 from schemas.events import (
@@ -173,3 +174,29 @@ def test_a_restart_folding_the_stream_again_derives_nothing_new() -> None:
     assert again.unconfirmed == {}
     assert again.commands_due.keys() == stream.supervisor.commands_due.keys()
     assert again.wallets.wallets["TAG"].balance == stream.supervisor.wallets.wallets["TAG"].balance
+
+
+def test_a_snapshot_taken_mid_stream_folds_on_exactly_like_the_original() -> None:
+    stream = Stream(Policy(actions={"ghost": "close_session"}))
+    wallet(stream, "40", hold="10")
+    tariff(stream)
+    stream.start(CP, 1, 3, stream.at(0))
+    stream.meter(CP, 1, 3, 1_000, stream.at(60))
+    cut = len(stream.events)
+    restored = snapshot.decode(snapshot.encode(stream.supervisor), stream.supervisor.policy)
+    assert restored is not None
+    stream.status(CP, 1, "Available", stream.at(65))
+    stream.ticks_until(stream.at(400))
+    later = [
+        intent
+        for seq, event in enumerate(stream.events[cut:], cut + 1)
+        for intent in restored.apply(seq, event)
+    ]
+    assert later == stream.intents[-len(later) :] and later
+    assert restored.wallets == stream.supervisor.wallets
+    assert restored.unconfirmed == {}
+
+
+def test_a_snapshot_of_another_format_is_ignored() -> None:
+    assert snapshot.decode(b'{"version": 0}', Policy()) is None
+    assert snapshot.decode(b"not json", Policy()) is None

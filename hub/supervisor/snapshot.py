@@ -1,0 +1,85 @@
+"""The supervisor's state on disk, so a restart folds the stream from there, not from its
+first event.
+
+A snapshot is written after an event is fully applied and names its sequence; the fold
+goes on from the next one. The outbox travels with it, so what was derived but not yet
+seen in the stream is still published (or found stored) after the restart. A snapshot of
+another format, or an unreadable one, is ignored: the fold starts from the stream's start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from hub.supervisor.core import Command, Intent, Supervisor
+from hub.supervisor.model import Charger, OpenAnomaly, Transaction
+from hub.supervisor.policy import Policy
+from hub.supervisor.wallets import Wallets
+from projections.state import TariffEntry
+from schemas.events import SessionLimits
+from schemas.ocpp.v16 import StartTransactionRequest
+
+# Bump when the core's state changes shape or meaning.
+SNAPSHOT_VERSION: Final = 1
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    version: int = SNAPSHOT_VERSION
+    now: int
+    last_seq: int
+    chargers: dict[str, Charger]
+    transactions: dict[str, Transaction]
+    pending_starts: dict[str, StartTransactionRequest]
+    tariffs: list[TariffEntry]
+    id_tag_limits: dict[str, SessionLimits]
+    wallets: Wallets
+    anomalies: dict[str, OpenAnomaly]
+    unconfirmed: dict[str, Intent]
+    commands_due: dict[str, Command]
+
+
+_FIELDS: Final = tuple(name for name in Snapshot.__struct_fields__ if name != "version")
+_encoder: Final = msgspec.json.Encoder(decimal_format="string")
+_decoder: Final = msgspec.json.Decoder(Snapshot)
+
+
+def encode(supervisor: Supervisor) -> bytes:
+    return _encoder.encode(Snapshot(**{name: getattr(supervisor, name) for name in _FIELDS}))
+
+
+def decode(data: bytes, policy: Policy) -> Supervisor | None:
+    try:
+        snapshot = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, ArithmeticError):
+        return None
+    if snapshot.version != SNAPSHOT_VERSION:
+        return None
+    supervisor = Supervisor(policy)
+    for name in _FIELDS:
+        setattr(supervisor, name, getattr(snapshot, name))
+    return supervisor
+
+
+def write(path: Path, data: bytes) -> None:
+    """Atomically: a crash leaves the previous snapshot or this one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
+def read(path: Path) -> bytes | None:
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    return None
+
+
+__all__ = ["Snapshot", "decode", "encode", "read", "write"]
