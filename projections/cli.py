@@ -31,7 +31,7 @@ from projections.service import (
 )
 from projections.tariffs import Tariff, parse_hhmm, validate
 from projections.timeutil import parse_ms
-from schemas.events import Event, TariffBand, TariffSet
+from schemas.events import Event, SessionLimits, TariffBand, TariffSet
 
 COMMANDS: Final = frozenset({"query", "replay", "tariffs"})
 _QUERY_TIMEOUT_S: Final = 60.0
@@ -305,12 +305,28 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
             (tariff.effective_from or tariff.received_at) / 1000, UTC
         ).strftime("%Y-%m-%dT%H:%M:%SZ")
         bands = ",".join(f"{b.start}-{b.end}={b.per_kwh}/{b.per_minute}" for b in tariff.bands)
+        idle = f"idle {tariff.idle_per_minute} after {tariff.idle_grace_minutes} min"
         print(
             f"{tariff.tariff_id}\t{tariff.charge_point_id or '*'}\t{effective}\t"
             f"{tariff.currency}\tkWh {tariff.per_kwh}\tmin {tariff.per_minute}\t"
-            f"fee {tariff.session_fee}\t{bands or '-'}"
+            f"fee {tariff.session_fee}\t{idle}\t{bands or '-'}\t{_limits_text(tariff.limits)}"
         )
     return 0
+
+
+def _limits_text(limits: SessionLimits | None) -> str:
+    if limits is None:
+        return "no limits"
+    parts = [
+        f"max {name} {value}"
+        for name, value in (
+            ("Wh", limits.max_energy_wh),
+            ("s", limits.max_duration_s),
+            ("cost", limits.max_cost),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "no limits"
 
 
 async def main(settings: Settings, args: argparse.Namespace) -> int:

@@ -30,7 +30,21 @@ async def test_query_replay_and_tariffs_go_through_the_running_hub(
         assert (
             await projections_cli.main(
                 settings,
-                parse("tariffs", "set", "night", "--per-kwh", "0.2", "--band", "22:00-06:00=0.1/0"),
+                parse(
+                    "tariffs",
+                    "set",
+                    "night",
+                    "--per-kwh",
+                    "0.2",
+                    "--band",
+                    "22:00-06:00=0.1/0",
+                    "--idle-per-minute",
+                    "0.3",
+                    "--idle-grace-minutes",
+                    "10",
+                    "--max-energy-wh",
+                    "50000",
+                ),
             )
             == 0
         )
@@ -71,6 +85,7 @@ async def test_query_replay_and_tariffs_go_through_the_running_hub(
         assert await projections_cli.main(settings, parse("tariffs", "list")) == 0
         listed = capsys.readouterr().out
         assert "night\t*" in listed and "22:00-06:00=0.1/0" in listed
+        assert "idle 0.3 after 10 min" in listed and "max Wh 50000" in listed
 
 
 async def test_bad_tariff_arguments_name_the_flag(
