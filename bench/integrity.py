@@ -316,7 +316,9 @@ async def measure(settings: IntegritySettings, work: Path) -> dict[str, Any]:
             await asyncio.sleep(settings.warmup)
         polling = asyncio.create_task(poller.run(stop), name="integrity.poller")
         cpu_start, started = hub.cpu(), time.monotonic()
-        async with aiohttp.ClientSession() as session:
+        # One socket per scenario charger stays open to the end: no pool limit (default 100).
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
             watcher = AlertWatcher(session, ui_url, token, progress)
             try:
                 for kind in SCENARIOS:
