@@ -25,6 +25,7 @@ from hub.config import Settings
 from hub.fanout.auth import AuthError, Scope, Verifier, ensure_secret
 from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
+from hub.fanout.gc_policy import gc_policy
 from hub.fanout.live import Live
 from schemas.events import decode_event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
@@ -380,6 +381,7 @@ async def running_fanout(settings: Settings, nats_url: str) -> AsyncIterator[int
         await site.start()
         port = int(runner.addresses[0][1])
         log.info("fanout.listening", url=f"http://{settings.fanout.host}:{port}/")
-        yield port
+        async with gc_policy():
+            yield port
     finally:
         await runner.cleanup()
