@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,7 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
             frame_errors=sent["errors"],
             ui_messages=report["received"],
             latency=report["latency"],
+            max_ms_by_second=report["max_ms_by_second"],
             expected_ui_messages=sent["sent"] * settings.per_charger,
             server_cpu_percent=round(100 * cpu / elapsed, 1),
         )
@@ -236,19 +238,39 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
             await load.stop()
         if poller is not None:
             await poller.stop()
+        stopping = time.perf_counter()
         await hub.stop()
+        # `hub up` must stop by itself on SIGINT, 10,000 clients or not (a kill is -9).
+        result["server_stop"] = {
+            "seconds": round(time.perf_counter() - stopping, 1),
+            "exit_code": hub.returncode,
+        }
     return result
+
+
+@contextlib.contextmanager
+def _work_dir() -> Iterator[Path]:
+    """A temporary directory, or ``BENCH_FANOUT_KEEP`` to keep the servers' and load
+    processes' logs and data for a look afterwards."""
+    keep = os.environ.get("BENCH_FANOUT_KEEP")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield Path(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as directory:
+        yield Path(directory)
 
 
 async def fanout(settings: FanoutSettings) -> dict[str, Any]:
     raise_nofile_limit()
     os.environ["HUB_JWT_SECRET"] = SECRET
     environment = _environment()
+    environment["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as directory:
+    with _work_dir() as directory:
         for name in settings.targets:
             print(f"[bench] fanout {name} ...", file=sys.stderr, flush=True)
-            result = await run_target(name, settings, Path(directory))
+            result = await run_target(name, settings, directory)
             print(f"[bench] fanout {name}: {_line(result)}", file=sys.stderr, flush=True)
             results.append(result)
     environment["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -296,7 +318,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{s['chargers']} chargers, one StatusNotification each every {s['interval_s']} s "
         f"(jittered ±50 %), {s['subscribers']} UI subscribers "
         f"({s['subscribers'] // max(1, s['chargers'])} per charger), {s['window_s']} s window. "
-        f"Load average at the end: {report['environment'].get('loadavg_end')}.",
+        f"Load average at the start: {report['environment'].get('loadavg_start')}, "
+        f"at the end: {report['environment'].get('loadavg_end')}.",
         "",
         "| target | p50 ms | p99 ms | p99.9 ms | max ms | UI messages (expected) | "
         "KiB per subscriber | server CPU % |",
@@ -313,6 +336,15 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"({r['expected_ui_messages']}) | {r['memory']['kib_per_subscriber']} | "
             f"{r['server_cpu_percent']} |"
         )
+    lines.append("")
+    for r in report["results"]:
+        if r["ok"]:
+            stop = r.get("server_stop", {})
+            lines.append(
+                f"- {r['target']}: slowest arrival per second of the window (ms): "
+                f"{r.get('max_ms_by_second')}; the server stopped in {stop.get('seconds')} s "
+                f"(exit code {stop.get('exit_code')})"
+            )
     lines += ["", "Ratios (same run): " + json.dumps(report["ratios"]), ""]
     lines.append("Checks: " + json.dumps(report["checks"]))
     lines += [

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import random
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -43,10 +45,22 @@ async def _line() -> str:
 def _quiet_gc() -> None:
     """Thousands of long-lived connections make every full collection stall the loop for
     hundreds of milliseconds, which would be measured as fan-out latency: move them out of
-    the collector's sight and collect the young generation less often."""
+    the collector's sight, and collect nothing while measuring (see ``_measuring``)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+
+
+@contextlib.contextmanager
+def _measuring() -> Iterator[None]:
+    """The load processes are the measuring instrument: a collection in them during the
+    window would be reported as the server's latency. The window is seconds long and what
+    it leaves behind is collected right after."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def _ids(args: argparse.Namespace) -> list[str]:
@@ -91,7 +105,8 @@ async def chargers(args: argparse.Namespace) -> int:
                 errors += 1
             await asyncio.sleep(args.interval * rng.uniform(0.5, 1.5))
 
-    await asyncio.gather(*(drive(charger) for charger in fleet))
+    with _measuring():
+        await asyncio.gather(*(drive(charger) for charger in fleet))
     _emit("report", sent=sent, errors=errors)
     await _line()
     await asyncio.gather(*(charger.close() for charger in fleet), return_exceptions=True)
@@ -100,6 +115,7 @@ async def chargers(args: argparse.Namespace) -> int:
 
 async def subscribers(args: argparse.Namespace) -> int:
     recorder = LatencyRecorder()
+    worst_by_second: dict[int, int] = {}  # send time (s) -> the slowest arrival of it, ns
     measuring = False
     received = 0
     connector = aiohttp.TCPConnector(limit=0)
@@ -136,21 +152,30 @@ async def subscribers(args: argparse.Namespace) -> int:
                 data = _decode(message.data)
                 info = data.get("info", "")
                 if measuring and data.get("type") == "status" and info.startswith("t"):
-                    recorder.record(arrived - int(info[1:]))
+                    sent = int(info[1:])
+                    latency = arrived - sent
+                    recorder.record(latency)
                     received += 1
+                    second = sent // 1_000_000_000
+                    if latency > worst_by_second.get(second, 0):
+                        worst_by_second[second] = latency
 
         async with asyncio.TaskGroup() as group:
             readers = [group.create_task(read(ws)) for ws in sockets]
             _quiet_gc()
             _emit("connected", connected=len(sockets), failed=failed)
             if await _line() == "go":
-                measuring = True
-                await _line()  # "stop"
+                with _measuring():
+                    measuring = True
+                    await _line()  # "stop"
             measuring = False
             _emit(
                 "report",
                 received=received,
                 latency=recorder.summary().to_dict(),
+                max_ms_by_second=[
+                    round(worst_by_second[second] / 1e6, 1) for second in sorted(worst_by_second)
+                ],
             )
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
             for reader in readers:
