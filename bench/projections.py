@@ -25,9 +25,11 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +39,7 @@ import msgspec
 import nats
 from nats.js.api import DeliverPolicy
 
+from bench.run import cpu_seconds, descendants, process_name
 from hub import logs
 from hub.config import GatewaySettings, ProjectionSettings, Settings, StreamSettings
 from hub.nats_server import EmbeddedNats
@@ -44,7 +47,7 @@ from hub.runtime import event_backbone, running_gateway
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import fold_batch
-from projections.replay import replay
+from projections.replay import BATCH, replay
 from projections.rows import TABLES
 from projections.service import running_projections
 from projections.state import State
@@ -207,6 +210,56 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class CpuClock:
+    """CPU seconds of everything a stage runs on: this process's event loop thread, its
+    other threads (chDB's own and the chDB executor: the store), child processes that
+    have exited (replay's fold process), and the nats-server. Differences of two readings
+    say where a stage's time went, which is what bounds it on a 2-core machine."""
+
+    def __init__(self) -> None:
+        self._nats = [pid for pid in descendants(os.getpid()) if process_name(pid) == "nats-server"]
+
+    def read(self) -> dict[str, float]:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        main = threading.main_thread().native_id
+        return {
+            "event_loop": _thread_cpu(main) if main is not None else 0.0,
+            "process": me.ru_utime + me.ru_stime,
+            "fold_process": children.ru_utime + children.ru_stime,
+            "nats_server": sum(cpu_seconds(pid) for pid in self._nats),
+        }
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, Any]:
+        """µs of CPU per event, by where it ran."""
+        seconds = {name: after[name] - before[name] for name in after}
+        per_event = {
+            "event_loop": seconds["event_loop"],
+            # Every other thread of this process: chDB's (the store), the fold thread.
+            "other_threads": max(0.0, seconds["process"] - seconds["event_loop"]),
+            "fold_process": seconds["fold_process"],
+            "nats_server": seconds["nats_server"],
+        }
+        total = sum(per_event.values())
+        return {
+            "cpu_s": round(total, 2),
+            "us_per_event": {
+                name: round(value / events * 1e6, 1) for name, value in per_event.items()
+            },
+            "us_per_event_total": round(total / events * 1e6, 1),
+        }
+
+
+def _thread_cpu(tid: int) -> float:
+    try:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def incremental_lag(workdir: Path, chargers: int, window: float) -> dict[str, Any]:
     settings = Settings(
         data_dir=workdir / "live",
@@ -224,7 +277,7 @@ async def incremental_lag(workdir: Path, chargers: int, window: float) -> dict[s
     async with (
         EmbeddedNats(settings.data_dir / "nats") as server,
         running_gateway(settings, server.url) as gateway,
-        running_projections(settings, server.url, on_stored=on_stored),
+        running_projections(settings, server.url, on_stored=on_stored) as projections,
     ):
         simulator = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "hub"),
@@ -241,6 +294,9 @@ async def incremental_lag(workdir: Path, chargers: int, window: float) -> dict[s
             stderr=asyncio.subprocess.DEVNULL,
         )
         await simulator.wait()
+        timings = list(projections.runner.timings)
+    folds = [timing.fold_s * 1000 for timing in timings]
+    stores = [timing.store_s * 1000 for timing in timings]
     return {
         "chargers": chargers,
         "window_s": window,
@@ -248,6 +304,13 @@ async def incremental_lag(workdir: Path, chargers: int, window: float) -> dict[s
         "lag_p50_s": round(_percentile(delays, 0.50), 3),
         "lag_p99_s": round(_percentile(delays, 0.99), 3),
         "lag_max_s": round(max(delays, default=0.0), 3),
+        "linger_s": settings.projections.linger_s,
+        "batches": len(timings),
+        "events_per_batch": round(sum(t.events for t in timings) / max(len(timings), 1)),
+        "fold_ms_p50": round(_percentile(folds, 0.50), 1),
+        "fold_ms_p99": round(_percentile(folds, 0.99), 1),
+        "store_ms_p50": round(_percentile(stores, 0.50), 1),
+        "store_ms_p99": round(_percentile(stores, 0.99), 1),
     }
 
 
@@ -268,7 +331,10 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
             async with event_backbone(settings, server.url, name="bench") as (_, event_store):
                 for start in range(0, len(stream), 1000):
                     await event_store.store(stream[start : start + 1000])
+            clock = CpuClock()
+            before = clock.read()
             read_rate = await raw_read(server.url, len(stream))
+            read_cpu = CpuClock.spent(before, clock.read(), len(stream))
             backend = ChdbBackend(workdir / "clickhouse")
             try:
                 insert_rate, rows = await raw_insert(backend, stream, batch)
@@ -276,11 +342,13 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
                     connection,
                     _,
                 ):
+                    before = clock.read()
                     started = time.perf_counter()
                     await replay(
                         backend, connection, database="ocpp", stream="OCPP_EVENTS", projections=[]
                     )
                     replay_rate = len(stream) / (time.perf_counter() - started)
+                    replay_cpu = CpuClock.spent(before, clock.read(), len(stream))
             finally:
                 await backend.close()
         lag = await incremental_lag(workdir, chargers, window)
@@ -298,7 +366,13 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
         "raw_read_events_per_s": round(read_rate),
         "raw_insert_events_per_s": round(insert_rate),
         "raw_insert_rows_per_s": round(insert_rate * rows / len(stream)),
+        "raw_read_cpu": read_cpu,
         "replay_events_per_s": round(replay_rate),
+        "replay_cpu": replay_cpu,
+        # What the replay's CPU per event allows if it had both cores to itself.
+        "replay_cpu_ceiling_events_per_s": round(
+            (os.cpu_count() or 1) * 1e6 / replay_cpu["us_per_event_total"]
+        ),
         "replay_vs_raw_read": round(replay_rate / read_rate, 3),
         "replay_vs_raw_insert": round(replay_rate / insert_rate, 3),
         "goal_replay_ge_50pct_of_read": replay_rate >= 0.5 * read_rate,
@@ -334,15 +408,40 @@ def render(report: dict[str, Any]) -> str:
             "",
             f"Goal replay >= 50 % of raw read: **{replay_goal}**.",
             "",
+            "CPU per event, by where it ran (µs; the event loop reads the stream with nats-py;",
+            "replay folds and encodes in its child process; the other threads are chDB's):",
+            "",
+            "| | event loop | other threads | fold process | nats-server | total |",
+            "|---|---:|---:|---:|---:|---:|",
+            _cpu_row("raw read", report["raw_read_cpu"]),
+            _cpu_row("replay", report["replay_cpu"]),
+            "",
+            f"With both cores to itself, the replay's CPU per event allows "
+            f"{report['replay_cpu_ceiling_events_per_s']:,} events/s "
+            f"({report['replay_cpu_ceiling_events_per_s'] / read:.2f} of the raw read rate).",
+            "",
             f"Incremental lag, {lag['chargers']} simulated chargers at one message per 2 s "
             f"each for {lag['window_s']:.0f} s ({lag['events']} events): "
             f"p50 {lag['lag_p50_s']} s, p99 **{lag['lag_p99_s']} s**, max {lag['lag_max_s']} s. "
             f"Goal p99 < 1 s: **{lag_goal}**.",
             "",
+            f"Runner stages (linger {lag['linger_s']} s): {lag['batches']} batches of "
+            f"{lag['events_per_batch']} events on average; fold p50 {lag['fold_ms_p50']} ms, "
+            f"p99 {lag['fold_ms_p99']} ms; store (one INSERT per table, progress row) "
+            f"p50 {lag['store_ms_p50']} ms, p99 {lag['store_ms_p99']} ms.",
+            "",
             f"Peak RSS of the benchmark process (chDB, fold, gateway): "
             f"{report['peak_rss_mib']} MiB.",
             "",
         ]
+    )
+
+
+def _cpu_row(name: str, cpu: dict[str, Any]) -> str:
+    each = cpu["us_per_event"]
+    return (
+        f"| {name} | {each['event_loop']} | {each['other_threads']} | {each['fold_process']} "
+        f"| {each['nats_server']} | **{cpu['us_per_event_total']}** |"
     )
 
 
@@ -352,7 +451,7 @@ def build_parser(sub: Any) -> None:
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument(
-        "--batch", type=int, default=5000, help="events per insert batch (raw insert)"
+        "--batch", type=int, default=BATCH, help="events per insert batch (raw insert)"
     )
     parser.add_argument(
         "--chargers", type=int, default=1000, help="simulated chargers for the lag run"

@@ -35,7 +35,7 @@ log = structlog.get_logger("projections.replay")
 
 SHADOW: Final = "__replay"
 # Events per batch: few, large parts (merging many small ones costs more than inserting).
-_FETCH: Final = 20_000
+BATCH: Final = 20_000
 _NOTHING: Final = 1 << 62
 
 
@@ -101,7 +101,7 @@ class _Reader:
             ),
         )
         self.consumer = info.name
-        self.puller = Puller(self.connection.client, self.stream, info.name, _FETCH)
+        self.puller = Puller(self.connection.client, self.stream, info.name, BATCH)
         await self.puller.start()
 
     async def read_until(self, end: int) -> list[tuple[int, bytes]]:
@@ -111,7 +111,7 @@ class _Reader:
         if self.held:
             messages, self.held = self.held, []
         else:
-            wanted = min(_FETCH, end - self.next_seq + 1)
+            wanted = min(BATCH, end - self.next_seq + 1)
             # Full batches: the reader is ahead of the fold, and fewer parts cost less.
             pulled = await self.puller.next_batch(wanted, linger_s=1.0, wait_s=5.0)
             messages = pulled.messages

@@ -13,11 +13,12 @@ A backend that fails pauses the runner, which retries the same batch with backof
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 import nats.errors
 import structlog
@@ -40,6 +41,13 @@ _MAX_BACKOFF_S: Final = 5.0
 
 # (last seq of the batch, received_at of each of its events) once the batch is stored.
 OnStored = Callable[[int, list[int]], None]
+
+
+class BatchTiming(NamedTuple):
+    events: int
+    fold_s: float
+    # Every table's INSERT and the progress row.
+    store_s: float
 
 
 class RunnerSettings:
@@ -115,6 +123,8 @@ class Runner:
         self._lock = asyncio.Lock()
         self._snapshot_seq = 0
         self.projected_seq = 0
+        # The latest batches' sizes and stage times, for whoever measures the runner.
+        self.timings: collections.deque[BatchTiming] = collections.deque(maxlen=10_000)
         self._stored = asyncio.Condition()
         # The fold is pure Python over a whole batch: off the event loop, in its own thread.
         self._fold_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fold")
@@ -227,14 +237,19 @@ class Runner:
         if batch:
             loop = asyncio.get_running_loop()
             state, skip = self.state, self._skip
+            started = time.perf_counter()
             out, received = await loop.run_in_executor(
                 self._fold_executor, fold_batch, state, skip, batch
             )
+            folded = time.perf_counter()
             first, last = batch[0][0], batch[-1][0]
             db = self.settings.database
             self.lag_events = pulled.pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
             await retrying("insert", lambda: self._store(out, first, last), self.stalled)
+            self.timings.append(
+                BatchTiming(len(batch), folded - started, time.perf_counter() - folded)
+            )
             if last - self._snapshot_seq >= self.settings.snapshot_every:
                 await retrying(
                     "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.stalled
