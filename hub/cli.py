@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import secrets
 import signal
 import sys
@@ -439,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
     default_level = "info" if args.command in ("up", "fanout") else "warning"
-    logs.configure(args.log_level or default_level, settings.log_format)
+    level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
+    logs.configure(level, settings.log_format)
     if args.command == "up":
         return uvloop.run(_up(settings))
     if args.command == "fanout":

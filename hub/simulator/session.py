@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from hub.simulator.charger import (
@@ -108,14 +109,20 @@ async def run_session(
 
     register = charger.meter_wh[connector_id]
     meter_start = int(register)
+    # The charger's clock runs in session time: each sample is sample_interval_s after the
+    # last whatever the pace, so the power its readings imply is the power it charges at
+    # (the hub's power detector would flag anything else).
+    started = datetime.now(UTC)
     # None means the Start was queued offline (transaction messages are never
     # skipped), so the rest of the session must use the local id.
-    started = await step(charger.start_transaction, connector_id, id_tag, meter_start)
-    tx = started if started is not None else OFFLINE_TRANSACTION_ID
+    answered = await step(
+        charger.start_transaction, connector_id, id_tag, meter_start, timestamp=started
+    )
+    tx = answered if answered is not None else OFFLINE_TRANSACTION_ID
     await step(charger.status, connector_id, "Charging")
 
     phases = max(1, min(charger.phases, 3))
-    for _ in range(meter_values):
+    for sample in range(1, meter_values + 1):
         # Constant-current phase up to 80 %, then the usual linear taper.
         taper = 1.0 if soc < 80.0 else max(0.1, (100.0 - soc) / 20.0)
         power = power_w * taper * rng.uniform(0.97, 1.0)
@@ -124,11 +131,15 @@ async def run_session(
         register += added_wh
         soc = min(100.0, soc + added_wh / capacity_wh * 100.0)
         amps = power / (volts * phases)
-        await step(charger.meter_values, connector_id, tx, register, power, amps, volts, soc)
+        at = started + timedelta(seconds=sample * sample_interval_s)
+        await step(
+            charger.meter_values, connector_id, tx, register, power, amps, volts, soc, timestamp=at
+        )
     charger.meter_wh[connector_id] = register
     meter_stop = int(register)
 
-    await step(charger.stop_transaction, tx, meter_stop, "EVDisconnected", id_tag=id_tag)
+    stopped = started + timedelta(seconds=meter_values * sample_interval_s + 5)
+    await step(charger.stop_transaction, tx, meter_stop, "EVDisconnected", stopped, id_tag=id_tag)
     await step(charger.status, connector_id, "Finishing")
     await step(charger.status, connector_id, "Available")
     await step(charger.heartbeat)
