@@ -229,7 +229,7 @@ def meter_values(
     elif not new:
         return
     session.updated_ms = received_at
-    newest = max((at for at, _ in points), default=None)
+    newest = max(at for at, _ in points) if points else None
     if (
         new
         or session.state != "ongoing"
@@ -364,6 +364,10 @@ def _bounds(session: Session) -> tuple[Point | None, Point | None]:
 def _place(out: Output, seq: int, session: Session, points: list[Point]) -> None:
     """New readings into the curve; the hours of the segments they split change."""
     start, stop = _bounds(session)
+    if len(points) == 1:
+        # One reading per MeterValues is the rule.
+        _energy_rows(out, seq, session, energy.place(session.points, start, stop, points[0]))
+        return
     change: energy.Hours = {}
     for point in points:
         for hour, delta in energy.place(session.points, start, stop, point).items():
@@ -380,7 +384,7 @@ def _recompute(out: Output, seq: int, session: Session) -> None:
 
 def _energy_rows(out: Output, seq: int, session: Session, change: energy.Hours) -> None:
     energy.apply(session.hourly, change)
-    for hour in sorted(change):
+    for hour in sorted(change) if len(change) > 1 else change:
         delta = change[hour]
         if delta:
             out.add(
