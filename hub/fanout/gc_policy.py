@@ -1,13 +1,13 @@
 """When the cyclic garbage collector may pause the process that serves the fan-out.
 
 CPython's collector walks every tracked object of a generation at once while holding the GIL.
-With 10,000 WebSocket clients the process holds ~400,000 long-lived objects (aiohttp's
-per-connection protocol, parser, writer, request, timers, tasks); a full collection of those
-stops the event loop for 0.3 to 2 s, and CPython starts one whenever the objects promoted to
-the oldest generation since the last one reach a quarter of it. Objects that merely live a
-little while (a JetStream message waiting for its turn, a published event waiting for its ack,
-a heartbeat's pong timer) get promoted and die by reference counting, but still count. That
-made the fan-out's p99 0.8 to 1 s, far above its 100 ms requirement.
+With 10,000 WebSocket clients the process holds about a million long-lived objects (~100
+per connection: aiohttp's protocol, parser, reader, writer, request, timers, tasks); a full
+collection of those stops the event loop for 0.5 to 2 s, and CPython starts one whenever the
+objects promoted to the oldest generation since the last one reach a quarter of it. Objects
+that merely live a little while (a JetStream message waiting for its turn, a heartbeat's pong
+timer) get promoted and die by reference counting, but still count. That made the fan-out's
+p99 0.8 to 1 s, far above its 100 ms requirement.
 
 The policy, started by ``running_fanout`` (so ``hub up`` and ``hub fanout``):
 
@@ -16,13 +16,17 @@ The policy, started by ``running_fanout`` (so ``hub up`` and ``hub fanout``):
   allocated since the last tick, so even a full automatic collection takes milliseconds.
   Frozen objects are still freed by reference counting the moment they are unreferenced.
 - what freezing gives up: a reference cycle that becomes garbage after it was frozen is not
-  collected while frozen. So at every tick the interpreter's allocated memory blocks are
-  counted (``sys.getallocatedblocks``, a walk over arenas, not objects: ~0.5 ms for a million
-  objects), and once they have grown by ``GROWTH`` (a quarter, the bound CPython applies) over
-  what the last full collection left, and by at least ``MIN_GROWTH`` blocks, everything is
-  unfrozen, collected in full, and frozen again. Memory held by unreachable cycles is thereby
-  bounded by a quarter of the live heap, as with CPython's own policy; the full pause is paid
-  when the heap really grows (clients connecting, leaked cycles), not for transient promotions.
+  collected while frozen. So once the frozen objects may have grown by ``GROWTH`` (a quarter,
+  the bound CPython applies) over what the last full collection left alive, and by at least
+  ``MIN_GROWTH`` objects, the policy unfreezes everything, collects in full, and freezes what
+  is left. Memory held by unreachable cycles is thereby bounded by a quarter of the live
+  objects, as with CPython's own rule; the full pause is paid when the set of long-lived
+  objects really grows (clients connecting), not for objects that merely lived a moment.
+- counting the frozen objects walks them all (~5 ms per 400,000), so it is done only when it
+  could matter: each tick adds the objects it freezes (the young generations' sizes, cheap)
+  to what may have been added since the last count, and only when that could have crossed
+  the bound are they counted exactly. Growth is never underestimated (the frozen set grows
+  only by what is frozen), so a due full collection runs within a tick.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,43 +45,63 @@ log = structlog.get_logger("hub.fanout.gc")
 
 FREEZE_EVERY_S: Final = 1.0
 GROWTH: Final = 0.25
-MIN_GROWTH: Final = 100_000  # blocks: a small process need not collect in full every tick
+MIN_GROWTH: Final = 20_000  # objects: a small process need not collect in full every tick
 
 
 @dataclass(slots=True)
-class Heap:
-    """The heap the last full collection left, and when the next one is due."""
+class FrozenObjects:
+    """What the policy knows about the frozen objects without walking them all."""
 
-    baseline: int
+    baseline: int  # alive after the last full collection
+    counted: int = 0  # at the last exact count
+    unseen: int = 0  # frozen since that count: an upper bound on the growth since
 
-    def needs_full_collection(self, blocks: int) -> bool:
-        return blocks - self.baseline > max(MIN_GROWTH, self.baseline * GROWTH)
+    def __post_init__(self) -> None:
+        self.counted = self.baseline
+
+    @property
+    def allowance(self) -> int:
+        return max(MIN_GROWTH, int(self.baseline * GROWTH))
+
+    def froze(self, objects: int) -> bool:
+        """``objects`` were just frozen; True when they may have grown past the allowance."""
+        self.unseen += objects
+        return self.counted + self.unseen - self.baseline > self.allowance
+
+    def count(self, frozen: int) -> bool:
+        """The exact number frozen; True when a full collection is due."""
+        self.counted, self.unseen = frozen, 0
+        return frozen - self.baseline > self.allowance
 
 
 def full_collection() -> int:
-    """Unfreeze, collect every generation, freeze what is left; returns the blocks left."""
+    """Unfreeze, collect every generation, freeze what is left; returns how many that is."""
     started = time.perf_counter()
     gc.unfreeze()
     collected = gc.collect()
     gc.freeze()
-    blocks = sys.getallocatedblocks()
+    frozen = gc.get_freeze_count()
     log.info(
         "gc.full_collection",
         collected=collected,
-        blocks=blocks,
+        frozen=frozen,
         pause_ms=round((time.perf_counter() - started) * 1000, 1),
     )
-    return blocks
+    return frozen
+
+
+def _young() -> int:
+    return sum(len(gc.get_objects(generation)) for generation in range(3))
 
 
 async def _run(freeze_every_s: float) -> None:
-    heap = Heap(full_collection())
+    frozen = FrozenObjects(full_collection())
     while True:
         await asyncio.sleep(freeze_every_s)
-        if heap.needs_full_collection(sys.getallocatedblocks()):
-            heap.baseline = full_collection()
-        else:
-            gc.freeze()
+        young = _young()
+        gc.freeze()
+        if frozen.froze(young) and frozen.count(gc.get_freeze_count()):
+            frozen = FrozenObjects(full_collection())
 
 
 @contextlib.asynccontextmanager
