@@ -39,6 +39,7 @@ ACTOR: Final = "supervisor"
 # Commands in flight at once; more wait for a slot, none is dropped.
 MAX_COMMANDS: Final = 32
 COMMAND_TIMEOUT_S: Final = 30.0
+SHUTDOWN_GRACE_S: Final = 5.0
 # What the core folds; the rest of the stream (Heartbeats, the hub's answers to
 # MeterValues and StatusNotification, ...) is about half of it and never read.
 FOLDED_SUBJECTS: Final = (
@@ -70,6 +71,14 @@ def policy_from(settings: SupervisorSettings) -> Policy:
         name: getattr(settings, name) for name in Policy.__struct_fields__ if name != "actions"
     }
     return Policy(**shared, actions=parse_actions(settings.actions))
+
+
+def _stop_if_cancelled() -> None:
+    """nats-py turns a cancelled wait into a library error when its connection is closing;
+    the task was still asked to stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _now_ms() -> int:
@@ -118,6 +127,7 @@ class SupervisorService:
             try:
                 await self._follow(subscription)
             except (nats.errors.Error, nats.js.errors.Error) as error:
+                _stop_if_cancelled()
                 # The consumer went away (a NATS restart, say): a new one goes on from here.
                 log.warning(
                     "supervisor.consumer_lost", last_seq=self.core.last_seq, error=str(error)
@@ -162,6 +172,7 @@ class SupervisorService:
             try:
                 messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except nats.errors.TimeoutError:
+                _stop_if_cancelled()
                 continue
             for msg in messages:
                 await self._on_message(msg)
@@ -300,5 +311,8 @@ async def running_supervisor(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: shutting down must not hang on a client library that swallows a cancel.
+        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        if stuck:
+            log.warning("supervisor.stop_timeout", tasks=sorted(t.get_name() for t in stuck))
         await service.close()
