@@ -124,10 +124,9 @@ async def wait_for_event(
 HUB_CLI = [sys.executable, "-m", "hub.cli"]
 
 
-@contextlib.asynccontextmanager
-async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``hub up`` as an operator runs it, on free ports; it must stop cleanly on Ctrl-C."""
-    process = await asyncio.create_subprocess_exec(
+async def start_hub_up(data_dir: Path, *flags: str) -> asyncio.subprocess.Process:
+    """``hub up`` on free ports, its stdout piped; stopping it is the caller's business."""
+    return await asyncio.create_subprocess_exec(
         *HUB_CLI,
         "up",
         "--data-dir",
@@ -140,6 +139,12 @@ async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subproces
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+@contextlib.asynccontextmanager
+async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``hub up`` as an operator runs it, on free ports; it must stop cleanly on Ctrl-C."""
+    process = await start_hub_up(data_dir, *flags)
     assert process.stdout is not None
     try:
         yield process
