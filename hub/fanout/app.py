@@ -36,6 +36,7 @@ STATIC: Final = Path(__file__).resolve().parent / "static"
 POLICY_VIOLATION: Final = 1008
 # A client may exceed its message rate by this many messages before it is closed as abusive.
 MAX_STRIKES: Final = 20
+CLOSE_TIMEOUT_S: Final = 5.0
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 NATS_URL: Final = web.AppKey("nats_url", str)
@@ -154,9 +155,15 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_clients(app: web.Application) -> None:
-    for client in list(app[BROKER].clients):
+    # All at once: one by one, 10,000 clients that each take a moment to answer the close
+    # would hold up shutdown for minutes.
+    async def close(client: Client) -> None:
         with contextlib.suppress(Exception):
             await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await asyncio.gather(*(close(client) for client in list(app[BROKER].clients)))
 
 
 # -- authentication ----------------------------------------------------------------------------

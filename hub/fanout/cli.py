@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import msgspec
 from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
 from hub.fanout.auth import mint
+from hub.fanout.child import LIFELINE, READY, fanout_process, lifeline
 
 DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
 
@@ -71,11 +73,12 @@ def demo_token(settings: Settings) -> str:
 
 @contextlib.asynccontextmanager
 async def optional_fanout(settings: Settings, nats_url: str) -> AsyncIterator[str]:
-    """For ``hub up``: the fan-out if enabled; yields lines to print once the hub is ready."""
+    """For ``hub up``: the fan-out, if enabled, in a process of its own (``hub.fanout.child``);
+    yields lines to print once the hub is ready."""
     if not settings.fanout.enabled:
         yield ""
         return
-    async with running_fanout(settings, nats_url) as port:
+    async with fanout_process(settings, nats_url) as port:
         token = demo_token(settings)
         base = f"http://{settings.fanout.host}:{port}"
         yield (
@@ -112,9 +115,14 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    watching = None
+    if os.environ.get(LIFELINE) == "stdin":
+        watching = asyncio.create_task(lifeline(stop), name="fanout.lifeline")
     async with running_fanout(settings, nats_url) as port:
-        print(f"fanout ready: http://{settings.fanout.host}:{port}/ nats {nats_url}", flush=True)
+        print(f"{READY}http://{settings.fanout.host}:{port}/ nats {nats_url}", flush=True)
         await stop.wait()
+    if watching is not None:
+        watching.cancel()
     return 0
 
 
