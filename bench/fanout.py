@@ -2,14 +2,16 @@
 
 Two targets, measured one after the other in the same run, each fresh:
 
-- ``hub``: ``hub up`` with its UI fan-out; subscribers use ``/ws/chargers/{id}`` with a token.
+- ``hub``: ``hub up`` with its UI fan-out (a child process); subscribers use
+  ``/ws/chargers/{id}`` with a token.
 - ``poll``: the seeds' design (``bench/baselines/poll_broadcast.py``): ``hub up --no-ui`` stores
   the frames, a consumer writes them into SQLite, a backend polls it every 2 s and broadcasts.
 
 For each: N chargers (``hub.simulator``, one load process) send a StatusNotification every
 ``interval`` seconds, stamped with the wall-clock time it was sent; S subscribers (another load
-process, S/N per charger) time its arrival. Memory per subscriber is the server's RSS growth
-while the subscribers connect, divided by their number. Writes bench/reports/fanout-latest.*.
+process, S/N per charger) time its arrival. Memory per subscriber is the RSS growth of the
+server's whole process tree (``hub up`` runs the fan-out as a child) while the subscribers
+connect, divided by their number. Writes bench/reports/fanout-latest.*.
 """
 
 from __future__ import annotations
@@ -204,10 +206,11 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
         result["subscribers_failed"] = joined["failed"]
         await asyncio.sleep(settings.settle)
         after = measured.sample()
-        grown = _rss_kib(after, "server") - _rss_kib(before, "server")
+        # The whole process tree: `hub up` runs the fan-out as a child (and nats-server).
+        grown = _rss_kib(after) - _rss_kib(before)
         result["memory"] = {
-            "server_rss_before_kib": _rss_kib(before, "server"),
-            "server_rss_after_kib": _rss_kib(after, "server"),
+            "server_rss_before_kib": _rss_kib(before),
+            "server_rss_after_kib": _rss_kib(after),
             "kib_per_subscriber": round(grown / max(1, joined["connected"]), 2),
         }
         cpu_start = measured.cpu() + (hub.cpu() if measured is not hub else 0.0)
