@@ -16,17 +16,19 @@ The policy, started by ``running_fanout`` (so ``hub up`` and ``hub fanout``):
   allocated since the last tick, so even a full automatic collection takes milliseconds.
   Frozen objects are still freed by reference counting the moment they are unreferenced.
 - what freezing gives up: a reference cycle that becomes garbage after it was frozen is not
-  collected while frozen. So once the frozen objects may have grown by ``GROWTH`` (a quarter,
-  the bound CPython applies) over what the last full collection left alive, and by at least
-  ``MIN_GROWTH`` objects, the policy unfreezes everything, collects in full, and freezes what
-  is left. Memory held by unreachable cycles is thereby bounded by a quarter of the live
-  objects, as with CPython's own rule; the full pause is paid when the set of long-lived
-  objects really grows (clients connecting), not for objects that merely lived a moment.
-- counting the frozen objects walks them all (~5 ms per 400,000), so it is done only when it
-  could matter: each tick adds the objects it freezes (the young generations' sizes, cheap)
-  to what may have been added since the last count, and only when that could have crossed
-  the bound are they counted exactly. Growth is never underestimated (the frozen set grows
-  only by what is frozen), so a due full collection runs within a tick.
+  collected while frozen. So the policy watches the heap, in allocated memory blocks
+  (``sys.getallocatedblocks``: a walk over memory arenas, ~1 ms, where counting the frozen
+  objects would walk all of them, ~100 ms at a million). Once the heap has grown by
+  ``GROWTH`` (a quarter, the bound CPython applies) since the last full collection, it
+  unfreezes everything, collects in full, and freezes what is left. Memory held by unreachable
+  cycles is thereby bounded by a quarter of the heap; the full pause (0.1 to 1 s at 10,000
+  clients) is paid when the heap really grows, never for objects that merely lived a moment.
+- the heap grows in surges (clients connecting); a threshold crossed by the tail of a surge
+  would put a full pause at some random later moment. So when a surge ends (a tick grew the
+  heap by less than ``SURGE`` after ticks that grew it by more), the policy collects in full
+  right away if the heap grew by ``SETTLED_GROWTH`` since the last full collection: the pause
+  comes while the clients that caused it are still settling in, and the next threshold is a
+  quarter above the new plateau.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,63 +48,58 @@ log = structlog.get_logger("hub.fanout.gc")
 
 FREEZE_EVERY_S: Final = 1.0
 GROWTH: Final = 0.25
-MIN_GROWTH: Final = 20_000  # objects: a small process need not collect in full every tick
+SURGE: Final = 0.02
+SETTLED_GROWTH: Final = 0.05
+MIN_GROWTH: Final = 100_000  # blocks: a small process need not collect in full every tick
 
 
 @dataclass(slots=True)
-class FrozenObjects:
-    """What the policy knows about the frozen objects without walking them all."""
+class Heap:
+    """The heap, in allocated blocks, as the policy saw it; decides what each tick does."""
 
-    baseline: int  # alive after the last full collection
-    counted: int = 0  # at the last exact count
-    unseen: int = 0  # frozen since that count: an upper bound on the growth since
+    collected_at: int  # blocks after the last full collection
+    previous: int = 0  # blocks at the previous tick
+    surging: bool = False
 
     def __post_init__(self) -> None:
-        self.counted = self.baseline
+        self.previous = self.collected_at
 
-    @property
-    def allowance(self) -> int:
-        return max(MIN_GROWTH, int(self.baseline * GROWTH))
-
-    def froze(self, objects: int) -> bool:
-        """``objects`` were just frozen; True when they may have grown past the allowance."""
-        self.unseen += objects
-        return self.counted + self.unseen - self.baseline > self.allowance
-
-    def count(self, frozen: int) -> bool:
-        """The exact number frozen; True when a full collection is due."""
-        self.counted, self.unseen = frozen, 0
-        return frozen - self.baseline > self.allowance
+    def full_collection_due(self, blocks: int) -> bool:
+        grew, self.previous = blocks - self.previous, blocks
+        since_collected = blocks - self.collected_at
+        if grew > max(MIN_GROWTH // 10, blocks * SURGE):
+            self.surging = True
+        elif self.surging:
+            self.surging = False
+            if since_collected > max(MIN_GROWTH, self.collected_at * SETTLED_GROWTH):
+                return True
+        return since_collected > max(MIN_GROWTH, self.collected_at * GROWTH)
 
 
 def full_collection() -> int:
-    """Unfreeze, collect every generation, freeze what is left; returns how many that is."""
+    """Unfreeze, collect every generation, freeze what is left; returns the blocks left."""
     started = time.perf_counter()
     gc.unfreeze()
     collected = gc.collect()
     gc.freeze()
-    frozen = gc.get_freeze_count()
+    blocks = sys.getallocatedblocks()
     log.info(
         "gc.full_collection",
         collected=collected,
-        frozen=frozen,
+        blocks=blocks,
         pause_ms=round((time.perf_counter() - started) * 1000, 1),
     )
-    return frozen
-
-
-def _young() -> int:
-    return sum(len(gc.get_objects(generation)) for generation in range(3))
+    return blocks
 
 
 async def _run(freeze_every_s: float) -> None:
-    frozen = FrozenObjects(full_collection())
+    heap = Heap(full_collection())
     while True:
         await asyncio.sleep(freeze_every_s)
-        young = _young()
-        gc.freeze()
-        if frozen.froze(young) and frozen.count(gc.get_freeze_count()):
-            frozen = FrozenObjects(full_collection())
+        if heap.full_collection_due(sys.getallocatedblocks()):
+            heap = Heap(full_collection())
+        else:
+            gc.freeze()
 
 
 @contextlib.asynccontextmanager
