@@ -230,6 +230,7 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
             ui_messages=report["received"],
             latency=report["latency"],
             max_ms_by_second=report["max_ms_by_second"],
+            window_first_second=report["first_second"],
             expected_ui_messages=sent["sent"] * settings.per_charger,
             server_cpu_percent=round(100 * cpu / elapsed, 1),
         )

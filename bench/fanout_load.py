@@ -176,6 +176,7 @@ async def subscribers(args: argparse.Namespace) -> int:
                 max_ms_by_second=[
                     round(worst_by_second[second] / 1e6, 1) for second in sorted(worst_by_second)
                 ],
+                first_second=min(worst_by_second, default=0),  # Unix time, to match logs
             )
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
             for reader in readers:
