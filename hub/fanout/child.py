@@ -4,7 +4,7 @@ The fan-out shares no memory with the gateway and the projections (it follows th
 in their process it shared their CPU and their GIL: the projections' fold and chDB threads and
 the gateway's work on the same event loop put its p50 at 30-60 ms and its p99 at 200-300 ms
 with 1,000 chargers and 10,000 subscribers, against ~10 and ~90 ms in a process of its own
-(docs/ui-messages.md, "Latency and the garbage collector"). So ``hub up`` runs it as a child:
+(docs/ui-messages.md, "Latency under load"). So ``hub up`` runs it as a child:
 
 - with the same data directory (so the same JWT secret, which ``hub up`` makes before it starts
   the child), the NATS URL, the UI host and port and the log settings as flags; every other

@@ -4,7 +4,7 @@ A live message goes straight to the client's socket when nothing is queued befor
 the socket takes it without buffering more than ``WRITE_BUFFER_LIMIT``: the broker builds
 the WebSocket frame once per message and every such client gets the very same bytes. That
 path allocates nothing per client and wakes no task, which is what keeps 10,000 clients from
-feeding the cyclic GC (docs/ui-messages.md, "Latency and the garbage collector"). Clients that
+feeding the cyclic GC (docs/ui-messages.md, "Latency under load"). Clients that
 negotiated permessage-deflate, and anything that has to wait, go through the queue and the
 sender task instead.
 
