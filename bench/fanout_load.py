@@ -115,6 +115,9 @@ async def chargers(args: argparse.Namespace) -> int:
 
 async def subscribers(args: argparse.Namespace) -> int:
     recorder = LatencyRecorder()
+    # From the hub's receipt of the frame (the message's receivedAt, whole ms) to arrival: the
+    # part of the latency after the gateway read the frame.
+    after_receipt = LatencyRecorder()
     worst_by_second: dict[int, int] = {}  # send time (s) -> the slowest arrival of it, ns
     measuring = False
     received = 0
@@ -155,6 +158,7 @@ async def subscribers(args: argparse.Namespace) -> int:
                     sent = int(info[1:])
                     latency = arrived - sent
                     recorder.record(latency)
+                    after_receipt.record(arrived - int(data.get("receivedAt", 0)) * 1_000_000)
                     received += 1
                     second = sent // 1_000_000_000
                     if latency > worst_by_second.get(second, 0):
@@ -173,6 +177,7 @@ async def subscribers(args: argparse.Namespace) -> int:
                 "report",
                 received=received,
                 latency=recorder.summary().to_dict(),
+                after_receipt=after_receipt.summary().to_dict(),
                 max_ms_by_second=[
                     round(worst_by_second[second] / 1e6, 1) for second in sorted(worst_by_second)
                 ],
