@@ -357,11 +357,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("Checks: " + json.dumps(report["checks"]))
     lines += [
         "",
-        "`hub` is `hub up` with its fan-out; `poll` is the seeds' design: `hub up --no-ui`, a "
-        "consumer writing SQLite, a backend polling it every 2 s and broadcasting. The "
+        "`hub` is `hub up`, which runs its fan-out as a child process; `poll` is the seeds' "
+        "design: `hub up --no-ui`, a consumer writing SQLite, a backend polling it every 2 s "
+        "and broadcasting. The window starts 5 s after the last subscriber connected. The "
         "subscribers' and chargers' load processes share the machine's two cores with the "
-        "servers; latency includes their event-loop delays. `poll`'s server CPU includes the "
-        "hub that stores the frames.",
+        "servers (they collect no garbage during the window); latency includes their "
+        "event-loop delays. Memory is over the process tree the subscribers connect to; "
+        "server CPU too, and `poll`'s includes the hub that stores the frames. "
+        'docs/ui-messages.md, "Latency under load", explains the numbers.',
     ]
     return "\n".join(lines) + "\n"
 
