@@ -10,7 +10,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.supervisor.policy import Policy, format_actions
+from hub.supervisor.policy import Policy, format_actions, parse_actions, parse_fee_rate
 
 BootPolicy = Literal["accept", "known", "pending"]
 AuthorizePolicy = Literal["accept", "list"]
@@ -181,9 +181,23 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "supervisor": sections["supervisor"],
     }
     try:
-        return msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)
+        settings = msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as error:
         raise ValueError(f"invalid environment: {_name_variable(str(error))}") from None
+    _check_supervisor(settings.supervisor)
+    return settings
+
+
+def _check_supervisor(supervisor: SupervisorSettings) -> None:
+    """Refuse at start what the supervisor could only fail on later."""
+    for variable, check in (
+        ("HUB_INTEGRITY_ACTIONS", lambda: parse_actions(supervisor.actions)),
+        ("HUB_PLATFORM_FEE_RATE", lambda: parse_fee_rate(supervisor.platform_fee_rate)),
+    ):
+        try:
+            check()
+        except ValueError as error:
+            raise ValueError(f"invalid environment: {error} - in {variable}") from None
 
 
 def _decode_path(kind: type, value: object) -> object:

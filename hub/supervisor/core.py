@@ -26,7 +26,7 @@ import msgspec
 
 from hub.supervisor import detectors
 from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction, key
-from hub.supervisor.policy import Policy
+from hub.supervisor.policy import Policy, parse_fee_rate
 from hub.supervisor.wallets import PLACES, Wallets, settle
 from projections import energy
 from projections.billing import tariff_for
@@ -98,7 +98,7 @@ class Supervisor:
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy or Policy()
-        self.fee_rate = Decimal(self.policy.platform_fee_rate)
+        self.fee_rate = parse_fee_rate(self.policy.platform_fee_rate)
         self.now = 0
         self.last_seq = 0
         self.chargers: dict[str, Charger] = {}

@@ -4,6 +4,7 @@ the same derived events."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 import msgspec
@@ -66,3 +67,14 @@ def parse_actions(text: str) -> dict[AnomalyKind, IntegrityActionKind]:
 
 def format_actions(actions: dict[AnomalyKind, IntegrityActionKind]) -> str:
     return ",".join(f"{kind}={action}" for kind, action in actions.items())
+
+
+def parse_fee_rate(text: str) -> Decimal:
+    """The platform's share as a fraction from 0 to 1; ``ValueError`` says what is wrong."""
+    try:
+        rate = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"platform fee rate {text!r} is not a decimal number") from None
+    if not rate.is_finite() or not 0 <= rate <= 1:
+        raise ValueError(f"platform fee rate {text!r} must be from 0 to 1 (0.10 is 10 %)")
+    return rate

@@ -77,6 +77,25 @@ def test_bad_environment_is_refused_naming_the_variable(tmp_path: Path) -> None:
     assert "HUB_STREAM_REPLICAS" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("HUB_INTEGRITY_ACTIONS", "ghost=explode", "integrity action 'ghost=explode'"),
+        ("HUB_INTEGRITY_ACTIONS", "ghost", "expected <kind>=<action>"),
+        ("HUB_PLATFORM_FEE_RATE", "ten percent", "is not a decimal number"),
+        ("HUB_PLATFORM_FEE_RATE", "1.5", "must be from 0 to 1"),
+        ("HUB_GHOST_AFTER", "soon", "HUB_GHOST_AFTER"),
+    ],
+)
+def test_bad_supervisor_settings_are_refused_at_start(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    result = hub("chargers", "list", data_dir=tmp_path, env={variable: value})
+    assert result.returncode == 2
+    assert variable in result.stderr and says in result.stderr
+    assert not (tmp_path / "nats").exists()
+
+
 async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
     async with hub_up(tmp_path, "--allow-unknown-chargers") as process:
         assert process.stdout is not None
