@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from msgspec import UNSET as _UNSET
 from msgspec.structs import astuple
 
-from schemas.ocpp.v16 import SampledValue, TransactionDataSampledValue
+from projections.tariffs import Point
+from projections.timeutil import parse_ms
+from schemas.ocpp.v16 import (
+    MeterValue,
+    SampledValue,
+    TransactionData,
+    TransactionDataSampledValue,
+)
 
 ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
 
@@ -100,3 +108,23 @@ class Reading:
         self.context: str = kind.context
         self.unit: str = kind.unit
         self.is_energy_register: bool = kind.is_energy_register
+
+
+def register_points(values: Sequence[MeterValue] | Sequence[TransactionData]) -> list[Point]:
+    """The energy register readings of a message, as billing takes them: the first
+    phase-less ``Energy.Active.Import.Register`` of each sample set, in Wh."""
+    points: list[Point] = []
+    for meter_value in values:
+        try:
+            at_ms = parse_ms(meter_value.timestamp)
+        except ValueError:
+            continue
+        for sampled in meter_value.sampled_value:
+            try:
+                reading = Reading(sampled)
+            except ValueError:
+                continue
+            if reading.is_energy_register:
+                points.append((at_ms, reading.value))
+                break
+    return points

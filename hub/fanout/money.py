@@ -11,7 +11,7 @@ import msgspec
 
 from projections import energy
 from projections.billing import tariff_for
-from projections.meter_values import Reading
+from projections.meter_values import register_points
 from projections.state import TariffEntry
 from projections.tariffs import Point, Tariff, session_cost
 from projections.timeutil import parse_ms
@@ -25,7 +25,7 @@ from schemas.events import (
     TariffSet,
 )
 from schemas.ocpp import validate_call
-from schemas.ocpp.v16 import MeterValue, MeterValuesRequest, StopTransactionRequest, TransactionData
+from schemas.ocpp.v16 import MeterValuesRequest, StopTransactionRequest
 from schemas.ui import (
     Alert,
     Bill,
@@ -138,26 +138,6 @@ class Metered:
     tariff: Tariff
     start: Point
     points: list[Point] = field(default_factory=list)
-
-
-def register_points(values: Sequence[MeterValue] | Sequence[TransactionData]) -> list[Point]:
-    """The energy register readings of a message, as billing takes them: the first
-    phase-less ``Energy.Active.Import.Register`` of each sample set, in Wh."""
-    points: list[Point] = []
-    for meter_value in values:
-        try:
-            at_ms = parse_ms(meter_value.timestamp)
-        except ValueError:
-            continue
-        for sampled in meter_value.sampled_value:
-            try:
-                reading = Reading(sampled)
-            except ValueError:
-                continue
-            if reading.is_energy_register:
-                points.append((at_ms, reading.value))
-                break
-    return points
 
 
 class Metering:

@@ -30,7 +30,7 @@ from hub.supervisor.policy import Policy, parse_fee_rate
 from hub.supervisor.wallets import PLACES, Wallets, settle
 from projections import energy
 from projections.billing import tariff_for
-from projections.meter_values import Reading
+from projections.meter_values import register_points
 from projections.state import TariffEntry
 from projections.tariffs import Tariff, session_cost
 from projections.timeutil import parse_ms
@@ -301,21 +301,9 @@ class Supervisor:
         self, transaction: Transaction, at: int, values: list[MeterValue] | list[TransactionData]
     ) -> None:
         transaction.last_meter_at = at
-        for meter_value in values:
-            try:
-                at_ms = parse_ms(meter_value.timestamp)
-            except ValueError:
-                continue
-            for sampled in meter_value.sampled_value:
-                try:
-                    reading = Reading(sampled)
-                except ValueError:
-                    continue
-                if reading.is_energy_register:
-                    point = (at_ms, reading.value)
-                    transaction.points.append(point)
-                    detectors.impossible_values(self, transaction, point)
-                    break
+        for point in register_points(values):
+            transaction.points.append(point)
+            detectors.impossible_values(self, transaction, point)
         self.check_limits(transaction, at)
 
     def bill(self, transaction: Transaction, stop: tuple[int, float] | None) -> Decimal:
