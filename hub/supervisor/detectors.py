@@ -8,7 +8,8 @@ they fire at the same place in a replay as they did live.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 from hub.supervisor.model import CHARGING, IDLE, Transaction
 from schemas.events import AnomalyKind
@@ -27,66 +28,89 @@ def condition_key(kind: AnomalyKind, cp: str, connector_id: int, transaction_id:
     return f"{kind}:{cp}:{connector_id}:{'' if transaction_id is None else transaction_id}"
 
 
-def scan(supervisor: Supervisor) -> None:
-    """The timed detectors, and time limits, at ``supervisor.now``."""
-    now, policy = supervisor.now, supervisor.policy
-    holding: dict[str, tuple[AnomalyKind, str, int, int | None, int, str]] = {}
+class Condition(NamedTuple):
+    kind: AnomalyKind
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    since: int  # when it began to hold, hub time (ms)
+    after_s: float  # how long it must hold to be an anomaly
+    detail: str
+
+
+def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
+    """Every timed condition that holds now, however briefly."""
+    policy = supervisor.policy
     for cp, charger in supervisor.chargers.items():
         for connector_id, connector in charger.connectors.items():
             if connector_id == 0:
                 continue
             open_tx = supervisor.transactions.get(connector.open) if connector.open else None
-            if open_tx is None and connector.status in CHARGING:
-                since = max(connector.status_at, connector.open_changed_at)
-                if now - since >= policy.orphaned_after_s * 1000:
-                    holding[condition_key("orphaned", cp, connector_id, None)] = (
+            if open_tx is None:
+                if connector.status in CHARGING:
+                    yield Condition(
                         "orphaned",
                         cp,
                         connector_id,
                         None,
-                        since,
+                        max(connector.status_at, connector.open_changed_at),
+                        policy.orphaned_after_s,
                         f"connector {connector.status} with no open transaction",
                     )
-            if open_tx is None:
                 continue
             tx = open_tx.transaction_id
             if connector.status in IDLE:
-                since = max(connector.status_at, open_tx.opened_at)
-                if now - since >= policy.ghost_after_s * 1000:
-                    holding[condition_key("ghost", cp, connector_id, tx)] = (
-                        "ghost",
-                        cp,
-                        connector_id,
-                        tx,
-                        since,
-                        f"transaction {tx} open while the connector is {connector.status}",
-                    )
-            elif not charger.connected:
-                since = max(charger.connected_changed_at, open_tx.opened_at)
-                if now - since >= policy.ghost_offline_after_s * 1000:
-                    holding[condition_key("ghost", cp, connector_id, tx)] = (
-                        "ghost",
-                        cp,
-                        connector_id,
-                        tx,
-                        since,
-                        f"transaction {tx} open while the charger is disconnected",
-                    )
-            if now - open_tx.last_meter_at >= policy.stale_after_s * 1000:
-                holding[condition_key("stale", cp, connector_id, tx)] = (
-                    "stale",
+                yield Condition(
+                    "ghost",
                     cp,
                     connector_id,
                     tx,
-                    open_tx.last_meter_at,
-                    f"transaction {tx} sent no meter values since then",
+                    max(connector.status_at, open_tx.opened_at),
+                    policy.ghost_after_s,
+                    f"transaction {tx} open while the connector is {connector.status}",
                 )
+            elif not charger.connected:
+                yield Condition(
+                    "ghost",
+                    cp,
+                    connector_id,
+                    tx,
+                    max(charger.connected_changed_at, open_tx.opened_at),
+                    policy.ghost_offline_after_s,
+                    f"transaction {tx} open while the charger is disconnected",
+                )
+            yield Condition(
+                "stale",
+                cp,
+                connector_id,
+                tx,
+                open_tx.last_meter_at,
+                policy.stale_after_s,
+                f"transaction {tx} sent no meter values since then",
+            )
+
+
+def scan(supervisor: Supervisor) -> None:
+    """The timed detectors, and time limits, at ``supervisor.now``."""
+    now = supervisor.now
+    holding = {
+        condition_key(c.kind, c.charge_point_id, c.connector_id, c.transaction_id): c
+        for c in _conditions(supervisor)
+        if now - c.since >= c.after_s * 1000
+    }
     for condition, anomaly in list(supervisor.anomalies.items()):
         if anomaly.kind not in _PER_TRANSACTION and condition not in holding:
             supervisor.resolve(condition, anomaly, "condition cleared")
-    for condition, (kind, cp, connector_id, tx_id, since, detail) in holding.items():
+    for condition, found in holding.items():
         if condition not in supervisor.anomalies:
-            supervisor.detect(kind, cp, connector_id, tx_id, since, detail)
+            supervisor.detect(
+                found.kind,
+                found.charge_point_id,
+                found.connector_id,
+                found.transaction_id,
+                found.since,
+                found.detail,
+            )
     for transaction in list(supervisor.transactions.values()):
         supervisor.check_limits(transaction, now)
 
