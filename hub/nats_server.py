@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -47,10 +48,19 @@ class EmbeddedNats:
     so nothing here polls or sleeps.
     """
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = -1) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = -1,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.store_dir = store_dir
         self.host = host
         self.port = port
+        # More nats-server flags (auth, TLS), for tests of clients against such a server.
+        self.extra_args = tuple(extra_args)
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
 
@@ -69,6 +79,7 @@ class EmbeddedNats:
             self.host,
             "--port",
             str(self.port),
+            *self.extra_args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             # Its own session keeps Ctrl-C from stopping it before the gateway has drained;
