@@ -10,7 +10,6 @@ the final catch-up and swap only, so the gateway never stops and nothing is lost
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -18,18 +17,16 @@ from typing import Final, NamedTuple
 
 import msgspec
 import structlog
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
-from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend
 from projections.fold_process import FoldProcess
-from projections.pull import Puller
 from projections.rows import TABLES
 from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
 from projections.store import Encoded
+from projections.stream_reader import StreamReader
 
 log = structlog.get_logger("projections.replay")
 
@@ -78,43 +75,27 @@ async def _stream_end(connection: Connection, stream: str) -> int:
 
 
 class _Reader:
-    """An ephemeral pull consumer over the whole stream, no acks: replay only reads."""
+    """The whole stream through an ephemeral consumer, no acks: replay only reads."""
 
     def __init__(self, connection: Connection, stream: str) -> None:
-        self.connection = connection
-        self.stream = stream
-        self.consumer = ""
-        self.puller: Puller | None = None
+        self.source = StreamReader(connection, stream, batch_size=BATCH)
         self.next_seq = 1
         # Read past the end of one catch-up (a gap in seqs): the start of the next one.
         self.held: list[tuple[int, bytes]] = []
 
     async def open(self) -> None:
-        info = await self.connection.js.add_consumer(
-            self.stream,
-            ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                filter_subject=EVENTS_WILDCARD,
-                inactive_threshold=60.0,
-                mem_storage=True,
-            ),
-        )
-        self.consumer = info.name
-        self.puller = Puller(self.connection.client, self.stream, info.name, BATCH)
-        await self.puller.start()
+        await self.source.start()
 
     async def read_until(self, end: int) -> list[tuple[int, bytes]]:
         """The next batch, none past ``end``."""
-        if self.next_seq > end or self.puller is None:
+        if self.next_seq > end:
             return []
         if self.held:
             messages, self.held = self.held, []
         else:
             wanted = min(BATCH, end - self.next_seq + 1)
             # Full batches: the reader is ahead of the fold, and fewer parts cost less.
-            pulled = await self.puller.next_batch(wanted, linger_s=1.0, wait_s=5.0)
-            messages = pulled.messages
+            messages = await self.source.take(wanted, wait_s=5.0)
         if messages and messages[-1][0] > end:
             self.held = [(seq, data) for seq, data in messages if seq > end]
             messages = [(seq, data) for seq, data in messages if seq <= end]
@@ -125,10 +106,7 @@ class _Reader:
         return messages
 
     async def close(self) -> None:
-        if self.puller is not None:
-            await self.puller.stop()
-            with contextlib.suppress(Exception):
-                await self.connection.js.delete_consumer(self.stream, self.consumer)
+        await self.source.close()
 
 
 async def replay(
