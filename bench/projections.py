@@ -187,17 +187,17 @@ async def raw_insert(backend: ChdbBackend, events: list[Event], batch: int) -> t
     state = State()
     encoded = [(seq, msgspec.json.encode(event)) for seq, event in enumerate(events, 1)]
     batches = []
+    rows = 0
     for start in range(0, len(encoded), batch):
         out, _ = fold_batch(state, {}, encoded[start : start + batch])
         batches.append(
             {table: store.encode_rows(out.rows[table]) for table in TABLES if out.rows[table]}
         )
-    rows = 0
+        rows += out.count()
     started = time.perf_counter()
     for index, tables in enumerate(batches):
         for table, body in tables.items():
             await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}")
-            rows += body.count(b"\n") + 1
     elapsed = time.perf_counter() - started
     await backend.execute(f"DROP DATABASE {db}")
     return len(events) / elapsed, rows

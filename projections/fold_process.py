@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import os
 import sys
 from typing import BinaryIO, Final
@@ -150,6 +151,10 @@ def main() -> None:
             raise
         replies.write(_frame(_encoder.encode(reply)))
         replies.flush()
+        # The fold's state is long-lived and free of cycles: left to the collector, its full
+        # passes walk all of it again and again as it grows. Frozen, they walk only what
+        # the next batch makes (refcounting still frees what the state lets go).
+        gc.freeze()
 
 
 if __name__ == "__main__":

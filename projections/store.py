@@ -55,7 +55,9 @@ async def positions(backend: Backend, db: str, tables: tuple[str, ...] = TABLES)
 
 
 def encode_rows(rows: Sequence[object]) -> bytes:
-    return b"\n".join(_encoder.encode(row) for row in rows)
+    """An INSERT body: JSONEachRow reads a JSON array of rows too, and one encode call for
+    the whole list costs half of one call per row."""
+    return _encoder.encode(rows)
 
 
 class Encoded(NamedTuple):

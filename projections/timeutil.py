@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
-import time
-from datetime import UTC, datetime
 from typing import Final
 
 HOUR_MS: Final = 3_600_000
 _MILLIS: Final = tuple(f".{n:03d}" for n in range(1000))
+_SECONDS: Final = tuple(f"{s:02d}" for s in range(60))
+# " hh:mm:" for every minute of a day.
+_CLOCK: Final = tuple(f" {m // 60:02d}:{m % 60:02d}:" for m in range(1440))
+_EPOCH: Final = datetime.date(1970, 1, 1)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -18,28 +21,26 @@ def parse_ms(text: str) -> int:
     A time without an offset is taken as UTC, which is what OCPP 1.6 chargers mean by it.
     Cached: a MeterValues' timestamp is read twice (to find its session, then its rows).
     """
-    moment = datetime.fromisoformat(text)
+    moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return round(moment.timestamp() * 1000)
 
 
 def ch_time(ms: int) -> str:
     """DateTime64(3, 'UTC') text, ``YYYY-MM-DD hh:mm:ss.mmm``: exact, and read the same way
     by every ClickHouse (a bare Unix number is ambiguous for small values)."""
+    # Put together from tables: almost every event has a time of its own, and formatting
+    # each (gmtime and an f-string, 2 µs) was a tenth of the fold.
     seconds, millis = divmod(ms, 1000)
-    return _second(seconds) + _MILLIS[millis]
+    days, second_of_day = divmod(seconds, 86_400)
+    minute, second = divmod(second_of_day, 60)
+    return _day(days) + _CLOCK[minute] + _SECONDS[second] + _MILLIS[millis]
 
 
-@functools.lru_cache(maxsize=65_536)
-def _second(seconds: int) -> str:
-    # Events of one batch share their seconds: formatting each once is a large share of the
-    # fold's time otherwise.
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-    )
+@functools.lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    return (_EPOCH + datetime.timedelta(days=days)).isoformat()
 
 
 def hour_of(ms: int) -> int:

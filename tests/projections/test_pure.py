@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from projections import energy
 from projections.fold import apply
@@ -14,7 +17,7 @@ from projections.query import QueryRefused, check_read_only
 from projections.rows import Output
 from projections.state import State, decode_state, encode_state
 from projections.tariffs import Tariff, session_cost
-from projections.timeutil import parse_ms
+from projections.timeutil import ch_time, parse_ms
 from schemas.events import TariffBand
 from schemas.ocpp.v16 import SampledValue
 from tests.projections.scenario import fleet, mixed
@@ -102,3 +105,9 @@ def test_rows_do_not_depend_on_batching_or_snapshots() -> None:
     assert {t: [encode(r) for r in rows] for t, rows in whole.rows.items()} == {
         t: [encode(r) for r in rows] for t, rows in pieces.rows.items()
     }
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))
+def test_clickhouse_times_are_the_utc_time_to_the_millisecond(ms: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert ch_time(ms) == moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
