@@ -58,7 +58,6 @@ _HEARTBEAT: Final = b"100"
 _NO_CONSUMER: Final = b"503"
 # Byte 8 of a header block: "NATS/1.0\r\n" for a message, "NATS/1.0 408 ..." for a status.
 _STATUS_MARK: Final = ord(" ")
-_SID: Final = b"1"
 # What ends a connection and starts an outage; anything else is a bug and reaches the caller.
 _DISCONNECTS: Final = (OSError, EOFError, nats.errors.Error, msgspec.DecodeError)
 
@@ -75,7 +74,6 @@ class _Connect(msgspec.Struct, frozen=True, kw_only=True):
     no_responders: bool = True
     protocol: int = 1
     lang: str = "python"
-    version: str = "hub-stream-reader"
     name: str = "hub-stream-reader"
     user: str | msgspec.UnsetType = msgspec.UNSET
     password: str | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="pass")
@@ -117,6 +115,26 @@ def _server(url: ParseResult) -> _Server:
     else:
         connect = _Connect(tls_required=tls)
     return _Server(url.hostname or "127.0.0.1", url.port or _DEFAULT_PORT, tls, connect)
+
+
+async def _handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: _Server
+) -> None:
+    line = await reader.readline()
+    if not line.startswith(b"INFO "):
+        raise ConnectionError("stream reader: no INFO from the server")
+    tls = server.tls or _info_decoder.decode(line[5:]).tls_required
+    if tls:
+        await writer.start_tls(ssl.create_default_context(), server_hostname=server.host)
+    connect = msgspec.structs.replace(server.connect, tls_required=tls)
+    # The PONG says CONNECT was accepted; a refused one gets -ERR instead.
+    writer.write(b"CONNECT " + _encoder.encode(connect) + b"\r\nPING\r\n")
+    await writer.drain()
+    while (line := await reader.readline()) != b"PONG\r\n":
+        if not line:
+            raise ConnectionError("stream reader: closed during the handshake")
+        if line.startswith(b"-ERR"):
+            raise ServerRefused(line[5:].strip().decode(errors="replace"))
 
 
 class _Session(NamedTuple):
@@ -262,7 +280,8 @@ class StreamReader:
             )
             self._consumer = info.name
             inbox = self.connection.client.new_inbox()
-            writer.write(f"SUB {inbox} {_SID.decode()}\r\n".encode())
+            # Sid 1: the connection's only subscription.
+            writer.write(f"SUB {inbox} 1\r\n".encode())
             await writer.drain()
         except BaseException:
             writer.close()
@@ -276,31 +295,16 @@ class StreamReader:
         self._url = self.connection.client.connected_url or self._url
         assert self._url is not None
         server = _server(self._url)
-        reader, writer = await asyncio.open_connection(server.host, server.port, limit=_READ_SIZE)
-        try:
-            async with asyncio.timeout(_HANDSHAKE_S):
-                line = await reader.readline()
-                if not line.startswith(b"INFO "):
-                    raise ConnectionError("stream reader: no INFO from the server")
-                info = _info_decoder.decode(line[5:])
-                if server.tls or info.tls_required:
-                    await writer.start_tls(
-                        ssl.create_default_context(), server_hostname=server.host
-                    )
-                connect = msgspec.structs.replace(
-                    server.connect, tls_required=server.tls or info.tls_required
-                )
-                # The PONG says CONNECT was accepted; a refused one gets -ERR instead.
-                writer.write(b"CONNECT " + _encoder.encode(connect) + b"\r\nPING\r\n")
-                await writer.drain()
-                while (line := await reader.readline()) != b"PONG\r\n":
-                    if not line:
-                        raise ConnectionError("stream reader: closed during the handshake")
-                    if line.startswith(b"-ERR"):
-                        raise ServerRefused(line[5:].strip().decode(errors="replace"))
-        except BaseException:
-            writer.close()
-            raise
+        # Also a server that accepts nothing (a dropped route) fails within the time limit.
+        async with asyncio.timeout(_HANDSHAKE_S):
+            reader, writer = await asyncio.open_connection(
+                server.host, server.port, limit=_READ_SIZE
+            )
+            try:
+                await _handshake(reader, writer, server)
+            except BaseException:
+                writer.close()
+                raise
         return reader, writer
 
     async def _delete_consumer(self) -> None:
