@@ -3,8 +3,9 @@
 Reading the stream (nats-py, about 20 µs an event) and folding it (about 30 µs) are both
 pure Python: in one process they share one GIL, whatever the threads, and replay ran at a
 sixth of the raw read rate. Replay needs no state back from its fold, only rows, so a
-child process folds and encodes each batch and sends back one INSERT body per table; the
-parent reads the next batch meanwhile, and chDB (which releases the GIL) stores the last.
+child process folds and encodes each batch into one INSERT body per table, each in a file
+that chDB reads itself; the parent reads the next batch meanwhile, and chDB (which releases
+the GIL) stores the last.
 
 The child is ``python -m projections.fold_process``, talking length-prefixed msgpack over
 its stdin and stdout: not a fork (the parent runs chDB's and nats-py's threads, whose locks a
@@ -21,13 +22,15 @@ import contextlib
 import gc
 import os
 import sys
+from pathlib import Path
 from typing import BinaryIO, Final
 
 import msgspec
 
 from projections.fold import fold_batch
+from projections.rows import Output
 from projections.state import State
-from projections.store import Encoded, encode_output
+from projections.store import Encoded, encode_rows
 
 _LENGTH: Final = 4
 _EXIT_WAIT_S: Final = 5.0
@@ -36,10 +39,16 @@ _EXIT_WAIT_S: Final = 5.0
 class _Start(msgspec.Struct, frozen=True):
     skip: dict[str, int]
     tables: tuple[str, ...]
+    # Where each batch's INSERT bodies go, one file per table.
+    spool: str
+
+
+# Table -> (file of its INSERT body, seq of its last row).
+_Bodies = dict[str, tuple[str, int]]
 
 
 class _Reply(msgspec.Struct, frozen=True):
-    bodies: dict[str, Encoded] = {}
+    bodies: _Bodies = {}
     error: str = ""
 
 
@@ -55,8 +64,8 @@ def _frame(data: bytes) -> bytes:
 class FoldProcess:
     """The parent's side: ``fold`` sends a batch, its future gets the INSERT bodies."""
 
-    def __init__(self, skip: dict[str, int], tables: tuple[str, ...]) -> None:
-        self._start = _Start(skip=skip, tables=tables)
+    def __init__(self, skip: dict[str, int], tables: tuple[str, ...], spool: Path) -> None:
+        self._start = _Start(skip=skip, tables=tables, spool=str(spool))
         self._process: asyncio.subprocess.Process | None = None
         self._replies: asyncio.Task[None] | None = None
         self._waiting: collections.deque[asyncio.Future[dict[str, Encoded]]] = collections.deque()
@@ -96,7 +105,12 @@ class FoldProcess:
                     error = reply.error
                     break
                 if not future.done():
-                    future.set_result(reply.bodies)
+                    future.set_result(
+                        {
+                            table: Encoded(Path(path), last_seq)
+                            for table, (path, last_seq) in reply.bodies.items()
+                        }
+                    )
         except asyncio.IncompleteReadError:
             error = f"the fold process exited (code {await process.wait()})"
         failure = RuntimeError(f"replay fold: {error}")
@@ -130,6 +144,18 @@ def _read(stream: BinaryIO) -> bytes | None:
     return stream.read(int.from_bytes(head, "big"))
 
 
+def _spooled(out: Output, tables: tuple[str, ...], spool: Path, first_seq: int) -> _Bodies:
+    """Each table's INSERT body in a file of its own: chDB reads it from there, so the
+    parent never copies it (about 2 kB an event)."""
+    files: _Bodies = {}
+    for table in tables:
+        if rows := out.rows[table]:
+            path = spool / f"{first_seq}-{table}.json"
+            path.write_bytes(encode_rows(rows))
+            files[table] = (str(path), rows[-1].seq)
+    return files
+
+
 def main() -> None:
     """The child: fold every batch from stdin, answer each on stdout, until stdin ends."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -141,10 +167,12 @@ def main() -> None:
         return
     settings = msgspec.msgpack.decode(start, type=_Start)
     state = State()
+    spool = Path(settings.spool)
     while (data := _read(requests)) is not None:
         try:
-            out, _ = fold_batch(state, settings.skip, _batch_decoder.decode(data))
-            reply = _Reply(bodies=encode_output(out, settings.tables))
+            batch = _batch_decoder.decode(data)
+            out, _ = fold_batch(state, settings.skip, batch)
+            reply = _Reply(bodies=_spooled(out, settings.tables, spool, batch[0][0]))
         except Exception as error:  # a bug in the fold: the parent fails the replay with it
             replies.write(_frame(_encoder.encode(_Reply(error=repr(error)[:2000]))))
             replies.flush()

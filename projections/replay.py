@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final, NamedTuple
 
 import msgspec
@@ -125,22 +127,23 @@ async def replay(
     # Rows only for the rebuilt tables, and only from from_seq on.
     skip = {table: _NOTHING for table in TABLES}
     skip.update({table: from_seq - 1 for table in tables})
-    folder = FoldProcess(skip, tables)
-    await folder.start()
-    try:
-        return await _replay(
-            backend,
-            connection,
-            folder,
-            db=db,
-            stream=stream,
-            tables=tables,
-            from_seq=from_seq,
-            runner=runner,
-            on_progress=on_progress,
-        )
-    finally:
-        await folder.close()
+    with tempfile.TemporaryDirectory(prefix="hub-replay-") as spool:
+        folder = FoldProcess(skip, tables, Path(spool))
+        await folder.start()
+        try:
+            return await _replay(
+                backend,
+                connection,
+                folder,
+                db=db,
+                stream=stream,
+                tables=tables,
+                from_seq=from_seq,
+                runner=runner,
+                on_progress=on_progress,
+            )
+        finally:
+            await folder.close()
 
 
 async def _replay(
@@ -155,15 +158,24 @@ async def _replay(
     runner: Runner | None,
     on_progress: Callable[[Progress], None],
 ) -> Progress:
-    await retrying("schema", lambda: store.ensure_schema(backend, db))
-    for table in tables:
-        await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
-        await backend.execute(table_ddl(db, table, table + SHADOW))
-        if from_seq > 1:
-            await backend.execute(
-                f"INSERT INTO {db}.{table}{SHADOW} SELECT * FROM {db}.{table} "
-                f"WHERE seq < {int(from_seq)}"
-            )
+    async def prepare() -> dict[str, str]:
+        """The shadow tables, and how their rows' files are read."""
+        await retrying("schema", lambda: store.ensure_schema(backend, db))
+        for table in tables:
+            await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
+            await backend.execute(table_ddl(db, table, table + SHADOW))
+            if from_seq > 1:
+                await backend.execute(
+                    f"INSERT INTO {db}.{table}{SHADOW} SELECT * FROM {db}.{table} "
+                    f"WHERE seq < {int(from_seq)}"
+                )
+        return {
+            table: await store.file_structure(backend, f"{db}.{table}{SHADOW}") for table in tables
+        }
+
+    # The DDL (about a second of chDB's time) goes on while the first batches are read and
+    # folded; only storing waits for it.
+    preparing = asyncio.create_task(prepare(), name="replay-prepare")
     reader = _Reader(connection, stream)
     await reader.open()
     started = time.monotonic()
@@ -177,7 +189,14 @@ async def _replay(
         nonlocal known
         current, known = known, None
         known = await store.store_encoded(
-            backend, db, bodies, first, last, suffix=SHADOW, known=current
+            backend,
+            db,
+            bodies,
+            first,
+            last,
+            suffix=SHADOW,
+            known=current,
+            structures=await preparing,
         )
 
     async def read_to(target: int) -> None:
@@ -204,6 +223,7 @@ async def _replay(
                 await retrying(
                     "replay insert", functools.partial(store_one, bodies, item.first, item.last)
                 )
+                await asyncio.to_thread(_remove, bodies)
                 done += item.events
                 elapsed = max(time.monotonic() - started, 1e-6)
                 rate = done / elapsed
@@ -223,6 +243,8 @@ async def _replay(
 
     try:
         await read_to(end)
+        # An empty stream stores nothing, so nothing has waited for the tables yet.
+        await preparing
         if runner is None:
             await _swap(backend, db, tables)
         else:
@@ -235,12 +257,20 @@ async def _replay(
                 for table in tables:
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
+        preparing.cancel()
         await reader.close()
     elapsed = max(time.monotonic() - started, 1e-6)
     result = Progress(done=done, total=done, events_per_s=done / elapsed, eta_s=0.0, finished=True)
     on_progress(result)
     log.info("replay.done", tables=list(tables), events=done, events_per_s=round(done / elapsed))
     return result
+
+
+def _remove(bodies: dict[str, Encoded]) -> None:
+    """A stored batch's files: a replay keeps only the batches still on their way."""
+    for body, _ in bodies.values():
+        if isinstance(body, Path):
+            body.unlink(missing_ok=True)
 
 
 async def _swap(backend: Backend, db: str, tables: tuple[str, ...]) -> None:

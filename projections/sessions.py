@@ -8,6 +8,7 @@ that become a session of their own, flagged, so nothing is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from projections import energy
@@ -138,16 +139,16 @@ def _samples(
     session: Session | None,
     values: list[MeterValue] | list[TransactionData],
     received_at: int,
+    times: list[int | None] | None = None,
 ) -> list[Point]:
     """Rows for every sampled value; returns the register readings among them (the first
     of each timestamp), the points of the session's curve."""
     points: list[Point] = []
     session_id = session.session_id if session is not None else ""
     add = out.sink(MeterValueRow, seq)
-    for meter_value in values:
-        try:
-            at_ms = parse_ms(meter_value.timestamp)
-        except ValueError:
+    sample_sets: Sequence[MeterValue | TransactionData] = values
+    for meter_value, at_ms in zip(sample_sets, times or _times(values), strict=True):
+        if at_ms is None:
             out.add(
                 _error(seq, received_at, cp, f"meter value timestamp {meter_value.timestamp!r}")
             )
@@ -183,13 +184,15 @@ def _samples(
     return points
 
 
-def _first_time(values: list[MeterValue]) -> int:
+def _times(values: list[MeterValue] | list[TransactionData]) -> list[int | None]:
+    """Each sample set's time, None for one that does not parse."""
+    times: list[int | None] = []
     for meter_value in values:
         try:
-            return parse_ms(meter_value.timestamp)
+            times.append(parse_ms(meter_value.timestamp))
         except ValueError:
-            continue
-    return 0
+            times.append(None)
+    return times
 
 
 def meter_values(
@@ -198,8 +201,9 @@ def meter_values(
     transaction_id = request.transaction_id if isinstance(request.transaction_id, int) else None
     session: Session | None = None
     matched = False
+    times = _times(request.meter_value)
     if transaction_id is not None:
-        at_ms = _first_time(request.meter_value)
+        at_ms = next((at for at in times if at is not None), 0)
         sent_as = key(cp, transaction_id)
         # An id seen for the first time and matched to an open session flags that session.
         known = sent_as in state.sessions or sent_as in state.aliases
@@ -220,6 +224,7 @@ def meter_values(
         session,
         request.meter_value,
         received_at,
+        times,
     )
     if session is None:
         return

@@ -8,7 +8,9 @@ retry, or a restart after SIGKILL, harmless (docs/projections.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Final, NamedTuple, TypeVar
 
 import msgspec
@@ -61,9 +63,9 @@ def encode_rows(rows: Sequence[object]) -> bytes:
 
 
 class Encoded(NamedTuple):
-    """One table's rows of a batch as the body of its INSERT."""
+    """One table's rows of a batch as the body of its INSERT, or a file that holds it."""
 
-    body: bytes
+    body: bytes | Path
     # The seq of its last row: once the table's position reaches it, the body is stored.
     last_seq: int
 
@@ -107,6 +109,7 @@ async def store_encoded(
     *,
     suffix: str = "",
     known: dict[str, int] | None = None,
+    structures: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """One INSERT per table, then the batch's progress row. Safe to call again after a
     failure.
@@ -123,9 +126,13 @@ async def store_encoded(
     for table, name in zip(bodies, names, strict=True):
         encoded = bodies[table]
         if encoded.last_seq > stored.get(name, 0):
-            await backend.insert(
-                f"{db}.{name}", encoded.body, token=f"{name}:{first_seq}:{last_seq}"
-            )
+            target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
+            if isinstance(encoded.body, Path):
+                assert structures is not None, "a body in a file needs its structure"
+                structure = structures[table]
+                await backend.insert_file(target, encoded.body, structure=structure, token=token)
+            else:
+                await backend.insert(target, encoded.body, token=token)
             stored[name] = encoded.last_seq
     if not suffix:
         await backend.insert(
@@ -134,6 +141,22 @@ async def store_encoded(
             token=f"p:{first_seq}:{last_seq}",
         )
     return stored
+
+
+class _Column(msgspec.Struct):
+    name: str
+    type: str
+
+
+_LOW_CARDINALITY: Final = re.compile(r"LowCardinality\((.*?)\)")
+
+
+async def file_structure(backend: Backend, table: str) -> str:
+    """``table``'s columns, in order, as a file of its rows is read: LowCardinality as the
+    plain type, which the INSERT then converts a whole column at a time."""
+    columns = decode_rows(await backend.query(f"DESCRIBE TABLE {table}"), _Column)
+    plain = [(column.name, _LOW_CARDINALITY.sub(r"\1", column.type)) for column in columns]
+    return ", ".join(f"`{name}` {kind}" for name, kind in plain)
 
 
 async def progress(backend: Backend, db: str) -> int:

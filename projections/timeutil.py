@@ -14,12 +14,12 @@ _CLOCK: Final = tuple(f" {m // 60:02d}:{m % 60:02d}:" for m in range(1440))
 _EPOCH: Final = datetime.date(1970, 1, 1)
 
 
-@functools.lru_cache(maxsize=8192)
 def parse_ms(text: str) -> int:
     """ISO 8601 as OCPP sends it (``2026-11-22T10:00:00Z``, offsets, fractions) to Unix ms.
 
     A time without an offset is taken as UTC, which is what OCPP 1.6 chargers mean by it.
-    Cached: a MeterValues' timestamp is read twice (to find its session, then its rows).
+    Not cached: nearly every reading has a time of its own, and a cache miss costs twice
+    the parse.
     """
     moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:

@@ -29,6 +29,11 @@ class Backend(Protocol):
         """Store JSONEachRow ``body`` in ``table`` with one INSERT, deduplicated by ``token``."""
         ...
 
+    async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
+        """``insert`` of the JSONEachRow file at ``path``, whose columns are ``structure``
+        (``name Type, ...``, in the table's order, ``projections.store.file_structure``)."""
+        ...
+
     async def close(self) -> None: ...
 
 
