@@ -27,7 +27,7 @@ from typing import BinaryIO, Final
 
 import msgspec
 
-from projections.fold import fold_batch
+from projections.fold import apply_message
 from projections.rows import Output
 from projections.state import State
 from projections.store import Encoded, encode_rows
@@ -47,13 +47,25 @@ class _Start(msgspec.Struct, frozen=True):
 _Bodies = dict[str, tuple[str, int]]
 
 
+class _Fold(msgspec.Struct, frozen=True, tag="fold"):
+    """Events to fold into the batch being built."""
+
+    events: list[tuple[int, bytes]]
+
+
+class _Flush(msgspec.Struct, frozen=True, tag="flush"):
+    """The batch is complete: its rows into files, and a reply naming them."""
+
+    first_seq: int
+
+
 class _Reply(msgspec.Struct, frozen=True):
     bodies: _Bodies = {}
     error: str = ""
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
-_batch_decoder: Final = msgspec.msgpack.Decoder(list[tuple[int, bytes]])
+_request_decoder: Final = msgspec.msgpack.Decoder(_Fold | _Flush)
 _reply_decoder: Final = msgspec.msgpack.Decoder(_Reply)
 
 
@@ -62,13 +74,16 @@ def _frame(data: bytes) -> bytes:
 
 
 class FoldProcess:
-    """The parent's side: ``fold`` sends a batch, its future gets the INSERT bodies."""
+    """The parent's side: ``add`` sends events as they are read, ``flush`` ends a batch
+    and gets the future of its INSERT bodies. The child folds while the parent reads on,
+    so a batch can be large (few parts) without the fold waiting for all of it."""
 
     def __init__(self, skip: dict[str, int], tables: tuple[str, ...], spool: Path) -> None:
         self._start = _Start(skip=skip, tables=tables, spool=str(spool))
         self._process: asyncio.subprocess.Process | None = None
         self._replies: asyncio.Task[None] | None = None
         self._waiting: collections.deque[asyncio.Future[dict[str, Encoded]]] = collections.deque()
+        self._failure: RuntimeError | None = None
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
@@ -82,14 +97,29 @@ class FoldProcess:
         self._process.stdin.write(_frame(_encoder.encode(self._start)))
         self._replies = asyncio.create_task(self._read_replies(), name="replay-fold-replies")
 
-    async def fold(self, batch: list[tuple[int, bytes]]) -> asyncio.Future[dict[str, Encoded]]:
-        """Send ``batch`` (waiting while the pipe is full); the future is its bodies."""
-        assert self._process is not None and self._process.stdin is not None
+    async def add(self, events: list[tuple[int, bytes]]) -> None:
+        """Fold ``events`` into the current batch (waiting while the pipe is full)."""
+        await self._send(_Fold(events))
+
+    async def flush(self, first_seq: int) -> asyncio.Future[dict[str, Encoded]]:
+        """End the batch that began at ``first_seq``; the future is its bodies."""
         future: asyncio.Future[dict[str, Encoded]] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        self._process.stdin.write(_frame(_encoder.encode(batch)))
-        await self._process.stdin.drain()
+        await self._send(_Flush(first_seq))
         return future
+
+    async def _send(self, message: _Fold | _Flush) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        if self._failure is not None:
+            raise self._failure
+        self._process.stdin.write(_frame(_encoder.encode(message)))
+        try:
+            await self._process.stdin.drain()
+        except ConnectionError:
+            # The child is gone; why is in the replies, read to their end.
+            assert self._replies is not None
+            await asyncio.wait([self._replies])
+            raise self._failure or RuntimeError("replay fold: the fold process exited") from None
 
     async def _read_replies(self) -> None:
         process = self._process
@@ -100,10 +130,10 @@ class FoldProcess:
             while True:
                 size = int.from_bytes(await stdout.readexactly(_LENGTH), "big")
                 reply = _reply_decoder.decode(await stdout.readexactly(size))
-                future = self._waiting.popleft()
                 if reply.error:
                     error = reply.error
                     break
+                future = self._waiting.popleft()
                 if not future.done():
                     future.set_result(
                         {
@@ -113,11 +143,11 @@ class FoldProcess:
                     )
         except asyncio.IncompleteReadError:
             error = f"the fold process exited (code {await process.wait()})"
-        failure = RuntimeError(f"replay fold: {error}")
+        self._failure = RuntimeError(f"replay fold: {error}")
         while self._waiting:
             waiting = self._waiting.popleft()
             if not waiting.done():
-                waiting.set_exception(failure)
+                waiting.set_exception(self._failure)
 
     async def close(self) -> None:
         process, self._process = self._process, None
@@ -157,7 +187,7 @@ def _spooled(out: Output, tables: tuple[str, ...], spool: Path, first_seq: int) 
 
 
 def main() -> None:
-    """The child: fold every batch from stdin, answer each on stdout, until stdin ends."""
+    """The child: fold what comes on stdin, answer each flush on stdout, until stdin ends."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     # Anything printed by accident goes to stderr, not into the replies.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -168,17 +198,22 @@ def main() -> None:
     settings = msgspec.msgpack.decode(start, type=_Start)
     state = State()
     spool = Path(settings.spool)
+    out = Output(settings.skip)
     while (data := _read(requests)) is not None:
         try:
-            batch = _batch_decoder.decode(data)
-            out, _ = fold_batch(state, settings.skip, batch)
-            reply = _Reply(bodies=_spooled(out, settings.tables, spool, batch[0][0]))
+            request = _request_decoder.decode(data)
+            if isinstance(request, _Fold):
+                for seq, event in request.events:
+                    apply_message(state, out, seq, event)
+                continue
+            reply = _Reply(bodies=_spooled(out, settings.tables, spool, request.first_seq))
         except Exception as error:  # a bug in the fold: the parent fails the replay with it
             replies.write(_frame(_encoder.encode(_Reply(error=repr(error)[:2000]))))
             replies.flush()
             raise
         replies.write(_frame(_encoder.encode(reply)))
         replies.flush()
+        out = Output(settings.skip)
         # The fold's state is long-lived and free of cycles: left to the collector, its full
         # passes walk all of it again and again as it grows. Frozen, they walk only what
         # the next batch makes (refcounting still frees what the state lets go).

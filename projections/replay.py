@@ -33,8 +33,11 @@ from projections.stream_reader import StreamReader
 log = structlog.get_logger("projections.replay")
 
 SHADOW: Final = "__replay"
-# Events per batch: few, large parts (merging many small ones costs more than inserting).
+# Events per batch, one INSERT per table each: few, large parts (merging many small ones
+# costs more than inserting).
 BATCH: Final = 20_000
+# Events per message to the fold process: it folds a batch as it is read, not once whole.
+CHUNK: Final = 2_000
 _NOTHING: Final = 1 << 62
 
 
@@ -89,14 +92,13 @@ class _Reader:
         await self.source.start()
 
     async def read_until(self, end: int) -> list[tuple[int, bytes]]:
-        """The next batch, none past ``end``."""
+        """The next chunk, none past ``end``."""
         if self.next_seq > end:
             return []
         if self.held:
             messages, self.held = self.held, []
         else:
-            wanted = min(BATCH, end - self.next_seq + 1)
-            # Full batches: the reader is ahead of the fold, and fewer parts cost less.
+            wanted = min(CHUNK, end - self.next_seq + 1)
             messages = await self.source.take(wanted, wait_s=5.0)
         if messages and messages[-1][0] > end:
             self.held = [(seq, data) for seq, data in messages if seq > end]
@@ -205,15 +207,24 @@ async def _replay(
         storing: asyncio.Queue[Folded | None] = asyncio.Queue(2)
 
         async def read() -> None:
+            first, last, events = 0, 0, 0
             while reader.next_seq <= target:
-                batch = await reader.read_until(target)
-                if not batch:
+                chunk = await reader.read_until(target)
+                if not chunk:
                     # Nothing more stored below the target: the rest was deleted by limits.
                     if await _stream_end(connection, stream) >= target:
                         continue
                     break
-                folded = await folder.fold(batch)
-                await storing.put(Folded(folded, batch[0][0], batch[-1][0], len(batch)))
+                await folder.add(chunk)
+                first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
+                # Batches halve towards the end, so that the last one stored after the fold
+                # is done is small.
+                if events >= min(BATCH, max(CHUNK, target - last)):
+                    folded = await folder.flush(first)
+                    await storing.put(Folded(folded, first, last, events))
+                    first, last, events = 0, 0, 0
+            if events:
+                await storing.put(Folded(await folder.flush(first), first, last, events))
             await storing.put(None)
 
         async def write() -> None:
