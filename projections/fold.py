@@ -15,7 +15,7 @@ from projections import sessions
 from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
 from projections.ledger import ledger
-from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, Output
+from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, EventRow, Output
 from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, TariffEntry, key
 from projections.tariffs import Tariff
 from projections.timeutil import ch_time, parse_ms
@@ -80,7 +80,8 @@ def fold_batch(
 
 
 def apply(state: State, out: Output, seq: int, event: Event) -> None:
-    out.add(event_row(seq, event))
+    if out.keeps(EventRow, seq):
+        out.add(event_row(seq, event))
     try:
         _apply(state, out, seq, event)
     except (ValueError, ArithmeticError, msgspec.ValidationError) as error:

@@ -23,8 +23,9 @@ import structlog
 from hub.bus import Connection
 from projections import store
 from projections.backends import Backend
-from projections.fold_process import FoldProcess
-from projections.rows import TABLES
+from projections.events_log import log_row
+from projections.fold_process import FoldProcess, spool_rows
+from projections.rows import TABLES, EventRow, Output
 from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
 from projections.store import Encoded
@@ -42,9 +43,11 @@ _NOTHING: Final = 1 << 62
 
 
 class Folded(NamedTuple):
-    """A batch on its way to the store: its INSERT bodies once the fold process is done."""
+    """A batch on its way to the store: its INSERT bodies once the fold process is done,
+    and the events log's, done already."""
 
     bodies: asyncio.Future[dict[str, Encoded]]
+    log: dict[str, Encoded]
     first: int
     last: int
     events: int
@@ -126,9 +129,11 @@ async def replay(
 ) -> Progress:
     tables = tables_of(projections)
     db = database
-    # Rows only for the rebuilt tables, and only from from_seq on.
+    # Rows only for the rebuilt tables, and only from from_seq on. The events log needs no
+    # state: it is made as the stream is read, and the fold process (the slowest stage)
+    # skips it.
     skip = {table: _NOTHING for table in TABLES}
-    skip.update({table: from_seq - 1 for table in tables})
+    skip.update({table: from_seq - 1 for table in tables if table != "events"})
     with tempfile.TemporaryDirectory(prefix="hub-replay-") as spool:
         folder = FoldProcess(skip, tables, Path(spool))
         await folder.start()
@@ -137,6 +142,7 @@ async def replay(
                 backend,
                 connection,
                 folder,
+                Path(spool),
                 db=db,
                 stream=stream,
                 tables=tables,
@@ -152,6 +158,7 @@ async def _replay(
     backend: Backend,
     connection: Connection,
     folder: FoldProcess,
+    spool: Path,
     *,
     db: str,
     stream: str,
@@ -201,6 +208,9 @@ async def _replay(
             structures=await preparing,
         )
 
+    def events_log() -> Output:
+        return Output({"events": from_seq - 1 if "events" in tables else _NOTHING})
+
     async def read_to(target: int) -> None:
         """Three stages that overlap: read from NATS, fold (in the fold process, up to two
         batches queued), store (chDB's thread)."""
@@ -208,6 +218,15 @@ async def _replay(
 
         async def read() -> None:
             first, last, events = 0, 0, 0
+            log = events_log()
+
+            async def flush() -> None:
+                nonlocal first, last, events, log
+                folded = await folder.flush(first)
+                logged = await asyncio.to_thread(spool_rows, log, ("events",), spool, first)
+                await storing.put(Folded(folded, logged, first, last, events))
+                first, last, events, log = 0, 0, 0, events_log()
+
             while reader.next_seq <= target:
                 chunk = await reader.read_until(target)
                 if not chunk:
@@ -216,21 +235,22 @@ async def _replay(
                         continue
                     break
                 await folder.add(chunk)
+                if log.keeps(EventRow, chunk[-1][0]):
+                    for seq, data in chunk:
+                        log.add(log_row(seq, data))
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches halve towards the end, so that the last one stored after the fold
                 # is done is small.
                 if events >= min(BATCH, max(CHUNK, target - last)):
-                    folded = await folder.flush(first)
-                    await storing.put(Folded(folded, first, last, events))
-                    first, last, events = 0, 0, 0
+                    await flush()
             if events:
-                await storing.put(Folded(await folder.flush(first), first, last, events))
+                await flush()
             await storing.put(None)
 
         async def write() -> None:
             nonlocal done
             while (item := await storing.get()) is not None:
-                bodies = await item.bodies
+                bodies = (await item.bodies) | item.log
                 await retrying(
                     "replay insert", functools.partial(store_one, bodies, item.first, item.last)
                 )

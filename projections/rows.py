@@ -204,6 +204,11 @@ class Output:
         if row.seq > floor:
             rows.append(row)
 
+    def keeps(self, kind: type[_Row], seq: int) -> bool:
+        """Whether a row of type ``kind`` from event ``seq`` would be kept: when not, the
+        fold need not build it."""
+        return seq > self._into[kind][1]
+
     def sink(self, kind: type[_Row], seq: int) -> Callable[[_Row], None]:
         """Where the rows of type ``kind`` of the event ``seq`` go: for the many rows of one
         event (its sampled values), checked once."""

@@ -142,6 +142,18 @@ class ProjectionContract:
             runner=projections.runner,
         )
         assert await dump(projections.backend) == incremental
+
+        # The events log is made apart from the fold: rebuilt on its own, from a seq on.
+        await replay(
+            projections.backend,
+            projections.connection,
+            database="ocpp",
+            stream="OCPP_EVENTS",
+            projections=["events"],
+            from_seq=150,
+            runner=projections.runner,
+        )
+        assert await dump(projections.backend) == incremental
         # The runner goes on after a replay, without doubling anything.
         await store_events(projection_settings, nats_server.url, mixed().events)
         await self.caught_up(projections, nats_server.url)
@@ -168,6 +180,17 @@ class ProjectionContract:
         assert events == [{"n": await last_seq(nats_server.url)}]
         sessions = await rows(projections.backend, "SELECT count() AS n FROM ocpp.sessions")
         assert sessions == [{"n": 3}]
+        # A replay records it exactly as the runner did.
+        incremental = await dump(projections.backend)
+        await replay(
+            projections.backend,
+            projections.connection,
+            database="ocpp",
+            stream="OCPP_EVENTS",
+            projections=[],
+            runner=projections.runner,
+        )
+        assert await dump(projections.backend) == incremental
 
     async def test_query_reads_in_every_format_and_refuses_writes(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
