@@ -41,6 +41,7 @@ from nats.js.api import DeliverPolicy
 
 from bench.run import cpu_seconds, descendants, process_name
 from hub import logs
+from hub.bus import Connection
 from hub.config import GatewaySettings, ProjectionSettings, Settings, StreamSettings
 from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone, running_gateway
@@ -322,7 +323,27 @@ def _peak_rss_mib() -> float:
     return 0.0
 
 
-async def run(events: int, batch: int, chargers: int, window: float) -> dict[str, Any]:
+async def _round(
+    clock: CpuClock, url: str, backend: ChdbBackend, connection: Connection, events: int
+) -> dict[str, Any]:
+    """One raw read of the stream, then one replay of it."""
+    before = clock.read()
+    read_rate = await raw_read(url, events)
+    read_cpu = CpuClock.spent(before, clock.read(), events)
+    before = clock.read()
+    started = time.perf_counter()
+    await replay(backend, connection, database="ocpp", stream="OCPP_EVENTS", projections=[])
+    replay_rate = events / (time.perf_counter() - started)
+    return {
+        "raw_read_events_per_s": round(read_rate),
+        "raw_read_cpu": read_cpu,
+        "replay_events_per_s": round(replay_rate),
+        "replay_cpu": CpuClock.spent(before, clock.read(), events),
+        "replay_vs_raw_read": round(replay_rate / read_rate, 3),
+    }
+
+
+async def run(events: int, batch: int, chargers: int, window: float, rounds: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-projections-"))
     try:
         stream = synthetic_stream(events)
@@ -332,9 +353,6 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
                 for start in range(0, len(stream), 1000):
                     await event_store.store(stream[start : start + 1000])
             clock = CpuClock()
-            before = clock.read()
-            read_rate = await raw_read(server.url, len(stream))
-            read_cpu = CpuClock.spent(before, clock.read(), len(stream))
             backend = ChdbBackend(workdir / "clickhouse")
             try:
                 insert_rate, rows = await raw_insert(backend, stream, batch)
@@ -342,18 +360,18 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
                     connection,
                     _,
                 ):
-                    before = clock.read()
-                    started = time.perf_counter()
-                    await replay(
-                        backend, connection, database="ocpp", stream="OCPP_EVENTS", projections=[]
-                    )
-                    replay_rate = len(stream) / (time.perf_counter() - started)
-                    replay_cpu = CpuClock.spent(before, clock.read(), len(stream))
+                    # The machine is shared: raw read and replay side by side, several times.
+                    measured = [
+                        await _round(clock, server.url, backend, connection, len(stream))
+                        for _ in range(rounds)
+                    ]
             finally:
                 await backend.close()
         lag = await incremental_lag(workdir, chargers, window)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    # The round with the median ratio speaks for the run.
+    median = sorted(measured, key=lambda each: each["replay_vs_raw_read"])[len(measured) // 2]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -363,19 +381,16 @@ async def run(events: int, batch: int, chargers: int, window: float) -> dict[str
         },
         "events": len(stream),
         "rows": rows,
-        "raw_read_events_per_s": round(read_rate),
+        "rounds": measured,
+        **median,
         "raw_insert_events_per_s": round(insert_rate),
         "raw_insert_rows_per_s": round(insert_rate * rows / len(stream)),
-        "raw_read_cpu": read_cpu,
-        "replay_events_per_s": round(replay_rate),
-        "replay_cpu": replay_cpu,
         # What the replay's CPU per event allows if it had both cores to itself.
         "replay_cpu_ceiling_events_per_s": round(
-            (os.cpu_count() or 1) * 1e6 / replay_cpu["us_per_event_total"]
+            (os.cpu_count() or 1) * 1e6 / median["replay_cpu"]["us_per_event_total"]
         ),
-        "replay_vs_raw_read": round(replay_rate / read_rate, 3),
-        "replay_vs_raw_insert": round(replay_rate / insert_rate, 3),
-        "goal_replay_ge_50pct_of_read": replay_rate >= 0.5 * read_rate,
+        "replay_vs_raw_insert": round(median["replay_events_per_s"] / insert_rate, 3),
+        "goal_replay_ge_50pct_of_read": median["replay_vs_raw_read"] >= 0.5,
         "incremental": lag,
         "goal_lag_p99_lt_1s": lag["lag_p99_s"] < 1.0,
         "peak_rss_mib": round(_peak_rss_mib(), 1),
@@ -406,10 +421,20 @@ def render(report: dict[str, Any]) -> str:
             f"| **replay** (read + fold + insert + swap) | {replayed:,} "
             f"| **{report['replay_vs_raw_read']:.2f}** |",
             "",
-            f"Goal replay >= 50 % of raw read: **{replay_goal}**.",
+            f"Goal replay >= 50 % of raw read: **{replay_goal}**. The machine is shared, so "
+            f"raw read and replay ran side by side {len(report['rounds'])} times; the tables "
+            "show the round with the median ratio. Every round, replay / raw read (events/s):",
             "",
-            "CPU per event, by where it ran (µs; the event loop reads the stream with nats-py;",
-            "replay folds and encodes in its child process; the other threads are chDB's):",
+            ", ".join(
+                f"{each['replay_vs_raw_read']:.2f} ({each['replay_events_per_s']:,} / "
+                f"{each['raw_read_events_per_s']:,})"
+                for each in report["rounds"]
+            )
+            + ".",
+            "",
+            "CPU per event, by where it ran (µs). The raw read's event loop reads with nats-py;",
+            "replay's reads with its own stream reader and writes the events log, its child",
+            "process folds the rest, and the other threads are chDB's:",
             "",
             "| | event loop | other threads | fold process | nats-server | total |",
             "|---|---:|---:|---:|---:|---:|",
@@ -457,6 +482,9 @@ def build_parser(sub: Any) -> None:
         "--chargers", type=int, default=1000, help="simulated chargers for the lag run"
     )
     parser.add_argument("--window", type=float, default=20.0, help="seconds of simulated load")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="raw read and replay, side by side, this often"
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--out-dir", type=Path, default=OUT)
 
@@ -464,8 +492,8 @@ def build_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     logs.configure("warning")
     if args.quick:
-        args.events, args.chargers, args.window = 5000, 50, 3.0
-    report = asyncio.run(run(args.events, args.batch, args.chargers, args.window))
+        args.events, args.chargers, args.window, args.rounds = 5000, 50, 3.0, 1
+    report = asyncio.run(run(args.events, args.batch, args.chargers, args.window, args.rounds))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in (
         (args.out_dir / "projections-latest.json", json.dumps(report, indent=2) + "\n"),
