@@ -8,7 +8,7 @@ import msgspec
 
 from projections.rows import EventRow
 from projections.timeutil import ch_time
-from schemas.events import Event, OcppFrame, decode_event
+from schemas.events import Event, OcppFrame
 
 _encoder: Final = msgspec.json.Encoder()
 
@@ -56,15 +56,6 @@ def event_row(seq: int, event: Event) -> EventRow:
         payload=payload_json(_encoder.encode(event)),
         error_code=str(getattr(event, "error_code", "")),
     )
-
-
-def log_row(seq: int, data: bytes) -> EventRow:
-    """The row of one stored message, whether today's code can decode it or not."""
-    try:
-        event = decode_event(data)
-    except msgspec.DecodeError:
-        return undecodable_row(seq, data)
-    return event_row(seq, event)
 
 
 def undecodable_row(seq: int, data: bytes) -> EventRow:

@@ -99,6 +99,34 @@ def apply(state: State, out: Output, seq: int, event: Event) -> None:
     state.last_seq = seq
 
 
+# Events ``_apply`` reads besides OCPP frames; the rest leave only their events row.
+_FOLDED: Final = (
+    FrameRejected,
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerRegistered,
+    ChargerUnregistered,
+    TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletHeld,
+    WalletSettled,
+    AnomalyDetected,
+    AnomalyResolved,
+    IntegrityAction,
+)
+
+
+def folds(event: Event) -> bool:
+    """Whether ``apply`` does more with ``event`` than its events row. Replay sends its fold
+    process only these: about half of a stream is answers and calls no projection reads."""
+    if isinstance(event, OcppFrame):
+        if event.direction == "in" and event.message_type == "CALL":
+            return event.action == "StartTransaction" or event.action in _READ_AT_CALL
+        return event.direction == "out" and event.action == "StartTransaction"
+    return isinstance(event, _FOLDED)
+
+
 def _apply(state: State, out: Output, seq: int, event: Event) -> None:
     match event:
         case OcppFrame():

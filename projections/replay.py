@@ -23,13 +23,15 @@ import structlog
 from hub.bus import Connection
 from projections import store
 from projections.backends import Backend
-from projections.events_log import log_row
+from projections.events_log import event_row, undecodable_row
+from projections.fold import folds
 from projections.fold_process import FoldProcess, spool_rows
 from projections.rows import TABLES, EventRow, Output
 from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
 from projections.store import Encoded
 from projections.stream_reader import StreamReader
+from schemas.events import decode_event
 
 log = structlog.get_logger("projections.replay")
 
@@ -234,10 +236,8 @@ async def _replay(
                     if await _stream_end(connection, stream) >= target:
                         continue
                     break
-                await folder.add(chunk)
-                if log.keeps(EventRow, chunk[-1][0]):
-                    for seq, data in chunk:
-                        log.add(log_row(seq, data))
+                if needed := _logged(chunk, log):
+                    await folder.add(needed)
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches halve towards the end, so that the last one stored after the fold
                 # is done is small.
@@ -295,6 +295,24 @@ async def _replay(
     on_progress(result)
     log.info("replay.done", tables=list(tables), events=done, events_per_s=round(done / elapsed))
     return result
+
+
+def _logged(chunk: list[tuple[int, bytes]], log: Output) -> list[tuple[int, bytes]]:
+    """The chunk's rows of the events log into ``log``; returns what the fold process
+    needs of it (the events ``fold.folds`` names, and any it cannot decode)."""
+    needed: list[tuple[int, bytes]] = []
+    for seq, data in chunk:
+        try:
+            event = decode_event(data)
+        except msgspec.DecodeError:
+            log.add(undecodable_row(seq, data))
+            needed.append((seq, data))
+            continue
+        if log.keeps(EventRow, seq):
+            log.add(event_row(seq, event))
+        if folds(event):
+            needed.append((seq, data))
+    return needed
 
 
 def _remove(bodies: dict[str, Encoded]) -> None:

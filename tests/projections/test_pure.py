@@ -11,16 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from projections import energy
-from projections.fold import apply
+from projections.fold import apply, folds
 from projections.meter_values import Reading
 from projections.query import QueryRefused, check_read_only
-from projections.rows import Output
+from projections.rows import EventRow, Output
 from projections.state import State, decode_state, encode_state
 from projections.tariffs import Tariff, session_cost
 from projections.timeutil import ch_time, parse_ms
 from schemas.events import TariffBand
 from schemas.ocpp.v16 import SampledValue
 from tests.projections.scenario import fleet, mixed
+from tests.unit.test_events_golden import golden_samples
 
 H = 3_600_000
 
@@ -111,3 +112,22 @@ def test_rows_do_not_depend_on_batching_or_snapshots() -> None:
 def test_clickhouse_times_are_the_utc_time_to_the_millisecond(ms: int) -> None:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     assert ch_time(ms) == moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def test_events_the_fold_skips_change_nothing_but_the_events_log() -> None:
+    """Replay's fold process gets only the events ``folds`` names: for every other one,
+    ``apply`` must leave the state as it was and add nothing but the event's own row."""
+    stream = [*fleet(3, 2).events, *mixed().events, *golden_samples().values()]
+    state = State()
+    skipped = 0
+    for seq, event in enumerate(stream, 1):
+        if folds(event):
+            apply(state, Output(), seq, event)
+            continue
+        skipped += 1
+        before = encode_state(msgspec.structs.replace(state, last_seq=0))
+        out = Output()
+        apply(state, out, seq, event)
+        assert encode_state(msgspec.structs.replace(state, last_seq=0)) == before
+        assert [type(row) for rows in out.rows.values() for row in rows] == [EventRow]
+    assert skipped > len(stream) / 3
