@@ -35,6 +35,7 @@ from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
+from hub.fanout.gc_policy import gc_policy
 from hub.gateway.handshake import charge_point_id_from_path
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
@@ -234,6 +235,10 @@ async def _up(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     async with (
         nats_server_for(settings) as url,
+        # The gateway answers chargers from this process: a full collection of its heap
+        # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
+        # passes through it first.
+        gc_policy(),
         running_gateway(settings, url) as gateway,
         fanout_cli.optional_fanout(settings, url) as ui,
         projections_cli.optional_projections(settings, url),

@@ -17,7 +17,6 @@ from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
 from hub.fanout.auth import mint
 from hub.fanout.child import LIFELINE, READY, fanout_process, lifeline
-from hub.fanout.gc_policy import gc_policy
 
 DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
 
@@ -75,15 +74,11 @@ def demo_token(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def optional_fanout(settings: Settings, nats_url: str) -> AsyncIterator[str]:
     """For ``hub up``: the fan-out, if enabled, in a process of its own (``hub.fanout.child``);
-    yields lines to print once the hub is ready.
-
-    ``hub up``'s own process follows the fan-out's GC policy too while it serves UIs: every UI
-    message passes through its gateway first, and a full collection there (~150 ms with 1,000
-    chargers) delays them all the same."""
+    yields lines to print once the hub is ready."""
     if not settings.fanout.enabled:
         yield ""
         return
-    async with fanout_process(settings, nats_url) as port, gc_policy():
+    async with fanout_process(settings, nats_url) as port:
         token = demo_token(settings)
         base = f"http://{settings.fanout.host}:{port}"
         yield (

@@ -9,7 +9,8 @@ that merely live a little while (a JetStream message waiting for its turn, a hea
 timer) get promoted and die by reference counting, but still count. That made the fan-out's
 p99 0.8 to 1 s, far above its 100 ms requirement.
 
-The policy, started by ``running_fanout`` (so ``hub up`` and ``hub fanout``):
+The policy, started by ``running_fanout`` (the fan-out's process) and by ``hub up`` for its
+own (the gateway's) process:
 
 - every ``FREEZE_EVERY_S`` seconds, ``gc.freeze()`` moves every object alive into the
   permanent generation, which automatic collections skip. They then only walk what was
