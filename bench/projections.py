@@ -483,7 +483,10 @@ def build_parser(sub: Any) -> None:
     )
     parser.add_argument("--window", type=float, default=20.0, help="seconds of simulated load")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="raw read and replay, side by side, this often"
+        "--rounds",
+        type=int,
+        default=3,
+        help="raw read and replay, side by side, this often (odd: the median is a round)",
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--out-dir", type=Path, default=OUT)
@@ -491,6 +494,8 @@ def build_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logs.configure("warning")
+    if args.rounds < 1:
+        raise SystemExit("bench: --rounds must be 1 or more")
     if args.quick:
         args.events, args.chargers, args.window, args.rounds = 5000, 50, 3.0, 1
     report = asyncio.run(run(args.events, args.batch, args.chargers, args.window, args.rounds))

@@ -20,7 +20,7 @@ from hub.config import Settings
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
-from projections.replay import Progress, replay, tables_of
+from projections.replay import Progress, failure_text, replay, tables_of
 from projections.schema import GROUPS, check_database
 from projections.service import (
     QUERY_SUBJECT,
@@ -230,6 +230,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         answered = await _replay_in_hub(url, args)
         if answered is not None:
             return answered
+    failed = False
     async with admin_backbone(settings) as (connection, _):
         backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
         try:
@@ -241,13 +242,14 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
                 projections=args.projection,
                 from_seq=args.from_seq,
                 on_progress=_print_progress,
+                spool_in=settings.data_dir,
             )
-        except BackendError as error:
-            print(f"\nhub: replay failed: {error}", file=sys.stderr)
-            return 1
+        except* Exception as errors:
+            print(f"\nhub: replay failed: {failure_text(errors)}", file=sys.stderr)
+            failed = True
         finally:
             await backend.close()
-    return 0
+    return 1 if failed else 0
 
 
 async def _replay_in_hub(url: str, args: argparse.Namespace) -> int | None:

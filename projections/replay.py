@@ -10,7 +10,9 @@ the final catch-up and swap only, so the gateway never stops and nothing is lost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +43,10 @@ SHADOW: Final = "__replay"
 BATCH: Final = 20_000
 # Events per message to the fold process: it folds a batch as it is read, not once whole.
 CHUNK: Final = 2_000
+# Events decoded between two turns of the event loop.
+_YIELD_EVERY: Final = 250
 _NOTHING: Final = 1 << 62
+_GLOB: Final = re.compile(r"[*?{}\[\]]")
 
 
 class Folded(NamedTuple):
@@ -49,7 +54,7 @@ class Folded(NamedTuple):
     and the events log's, done already."""
 
     bodies: asyncio.Future[dict[str, Encoded]]
-    log: dict[str, Encoded]
+    events_log: dict[str, Encoded]
     first: int
     last: int
     events: int
@@ -62,6 +67,13 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     eta_s: float
     finished: bool = False
     error: str = ""
+
+
+def failure_text(error: BaseException) -> str:
+    """What stopped a replay, for the operator: the first error a task group holds."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return str(error) or type(error).__name__
 
 
 def tables_of(names: list[str]) -> tuple[str, ...]:
@@ -128,7 +140,11 @@ async def replay(
     from_seq: int = 1,
     runner: Runner | None = None,
     on_progress: Callable[[Progress], None] = lambda _: None,
+    spool_in: Path | None = None,
 ) -> Progress:
+    """Rebuild ``projections`` (all when empty). Batches on their way from the fold process
+    to the store wait as files (about 40 MB each, at most four) in a temporary directory
+    under ``spool_in`` (the data directory, by default the system's temporary one)."""
     tables = tables_of(projections)
     db = database
     # Rows only for the rebuilt tables, and only from from_seq on. The events log needs no
@@ -136,7 +152,10 @@ async def replay(
     # skips it.
     skip = {table: _NOTHING for table in TABLES}
     skip.update({table: from_seq - 1 for table in tables if table != "events"})
-    with tempfile.TemporaryDirectory(prefix="hub-replay-") as spool:
+    if spool_in is not None and _GLOB.search(str(spool_in)):
+        # ClickHouse's file() reads such characters as a pattern, not as the name.
+        spool_in = None
+    with tempfile.TemporaryDirectory(prefix="replay-spool-", dir=spool_in) as spool:
         folder = FoldProcess(skip, tables, Path(spool))
         await folder.start()
         try:
@@ -188,15 +207,15 @@ async def _replay(
     # folded; only storing waits for it.
     preparing = asyncio.create_task(prepare(), name="replay-prepare")
     reader = _Reader(connection, stream)
-    await reader.open()
     started = time.monotonic()
     done = 0
-    end = await _stream_end(connection, stream)
     # The shadow tables' positions, carried from batch to batch (read back after a failure).
     # Rows copied below from_seq are below every body's rows.
     known: dict[str, int] | None = {}
 
-    async def store_one(bodies: dict[str, Encoded], first: int, last: int) -> None:
+    async def store_one(
+        bodies: dict[str, Encoded], first: int, last: int, structures: dict[str, str]
+    ) -> None:
         nonlocal known
         current, known = known, None
         known = await store.store_encoded(
@@ -207,27 +226,28 @@ async def _replay(
             last,
             suffix=SHADOW,
             known=current,
-            structures=await preparing,
+            structures=structures,
         )
 
-    def events_log() -> Output:
+    def events_rows() -> Output:
         return Output({"events": from_seq - 1 if "events" in tables else _NOTHING})
 
     async def read_to(target: int) -> None:
-        """Three stages that overlap: read from NATS, fold (in the fold process, up to two
-        batches queued), store (chDB's thread)."""
+        """Three stages that overlap: read from NATS (and make the events log), fold (in
+        the fold process, as the chunks come), store (chDB's thread); at most two folded
+        batches wait for the store."""
         storing: asyncio.Queue[Folded | None] = asyncio.Queue(2)
 
         async def read() -> None:
             first, last, events = 0, 0, 0
-            log = events_log()
+            rows = events_rows()
 
             async def flush() -> None:
-                nonlocal first, last, events, log
+                nonlocal first, last, events, rows
                 folded = await folder.flush(first)
-                logged = await asyncio.to_thread(spool_rows, log, ("events",), spool, first)
+                logged = await asyncio.to_thread(spool_rows, rows, ("events",), spool, first)
                 await storing.put(Folded(folded, logged, first, last, events))
-                first, last, events, log = 0, 0, 0, events_log()
+                first, last, events, rows = 0, 0, 0, events_rows()
 
             while reader.next_seq <= target:
                 chunk = await reader.read_until(target)
@@ -236,7 +256,7 @@ async def _replay(
                     if await _stream_end(connection, stream) >= target:
                         continue
                     break
-                if needed := _logged(chunk, log):
+                if needed := await _logged(chunk, rows):
                     await folder.add(needed)
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches halve towards the end, so that the last one stored after the fold
@@ -249,10 +269,14 @@ async def _replay(
 
         async def write() -> None:
             nonlocal done
+            # Outside ``retrying``: tables that could not be made fail the replay, not
+            # stall it like an outage.
+            structures = await preparing
             while (item := await storing.get()) is not None:
-                bodies = (await item.bodies) | item.log
+                bodies = (await item.bodies) | item.events_log
                 await retrying(
-                    "replay insert", functools.partial(store_one, bodies, item.first, item.last)
+                    "replay insert",
+                    functools.partial(store_one, bodies, item.first, item.last, structures),
                 )
                 await asyncio.to_thread(_remove, bodies)
                 done += item.events
@@ -273,7 +297,8 @@ async def _replay(
             tasks.create_task(write(), name="replay-write")
 
     try:
-        await read_to(end)
+        await reader.open()
+        await read_to(await _stream_end(connection, stream))
         # An empty stream stores nothing, so nothing has waited for the tables yet.
         await preparing
         if runner is None:
@@ -289,6 +314,9 @@ async def _replay(
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
         preparing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            # Its failure, if any, is the replay's already.
+            await preparing
         await reader.close()
     elapsed = max(time.monotonic() - started, 1e-6)
     result = Progress(done=done, total=done, events_per_s=done / elapsed, eta_s=0.0, finished=True)
@@ -297,19 +325,22 @@ async def _replay(
     return result
 
 
-def _logged(chunk: list[tuple[int, bytes]], log: Output) -> list[tuple[int, bytes]]:
-    """The chunk's rows of the events log into ``log``; returns what the fold process
+async def _logged(chunk: list[tuple[int, bytes]], rows: Output) -> list[tuple[int, bytes]]:
+    """The chunk's rows of the events log into ``rows``; returns what the fold process
     needs of it (the events ``fold.folds`` names, and any it cannot decode)."""
     needed: list[tuple[int, bytes]] = []
-    for seq, data in chunk:
+    for index, (seq, data) in enumerate(chunk):
+        if index % _YIELD_EVERY == 0:
+            # A running hub's gateway shares this loop: a few ms at a time, not a chunk's 20.
+            await asyncio.sleep(0)
         try:
             event = decode_event(data)
         except msgspec.DecodeError:
-            log.add(undecodable_row(seq, data))
+            rows.add(undecodable_row(seq, data))
             needed.append((seq, data))
             continue
-        if log.keeps(EventRow, seq):
-            log.add(event_row(seq, event))
+        if rows.keeps(EventRow, seq):
+            rows.add(event_row(seq, event))
         if folds(event):
             needed.append((seq, data))
     return needed

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.msg import Msg
 
@@ -22,7 +21,7 @@ from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
 from projections.backends import Backend, BackendError, open_backend
 from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
-from projections.replay import Progress, replay, tables_of
+from projections.replay import Progress, failure_text, replay, tables_of
 from projections.runner import OnStored, Runner, RunnerSettings
 from projections.schema import check_database
 
@@ -120,16 +119,19 @@ async def _replay_here(
                     from_seq=request.from_seq,
                     runner=projections.runner,
                     on_progress=report,
+                    spool_in=settings.data_dir,
                 )
             )
             while not work.done():
                 await asyncio.wait([work], timeout=0.2)
                 while pending:
                     await client.publish(request.progress_subject, pending.pop(0))
-    except* (BackendError, nats.errors.Error) as errors:
-        failure = Progress(
-            done=0, total=0, events_per_s=0, eta_s=0, finished=True, error=str(errors.exceptions[0])
-        )
+    except* Exception as errors:
+        # Whatever stopped it (the store, NATS, the fold process, the stream reader), the
+        # operator waiting on the other end is told, not left to time out.
+        error = failure_text(errors)
+        log.warning("projections.replay_failed", error=error)
+        failure = Progress(done=0, total=0, events_per_s=0, eta_s=0, finished=True, error=error)
         pending.append(_encoder.encode(failure))
     while pending:
         await client.publish(request.progress_subject, pending.pop(0))

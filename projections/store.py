@@ -128,7 +128,8 @@ async def store_encoded(
         if encoded.last_seq > stored.get(name, 0):
             target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
             if isinstance(encoded.body, Path):
-                assert structures is not None, "a body in a file needs its structure"
+                if structures is None:
+                    raise TypeError(f"{table}: a body in a file needs its table's structure")
                 structure = structures[table]
                 await backend.insert_file(target, encoded.body, structure=structure, token=token)
             else:

@@ -46,8 +46,9 @@ _REFUSED_PAUSE_S: Final = 0.1
 _FIRST_BACKOFF_S: Final = 0.25
 _MAX_BACKOFF_S: Final = 5.0
 _HANDSHAKE_S: Final = 5.0
-# Large reads: the cost of one read is spread over hundreds of messages.
-_READ_SIZE: Final = 1 << 20
+# Large reads spread the cost of one over hundreds of messages; not larger, because the
+# messages of one read are parsed in one go on a loop a running hub's gateway shares.
+_READ_SIZE: Final = 1 << 18
 # A control line the server sends is far shorter; past this the stream is not NATS.
 _MAX_CONTROL_LINE: Final = 1 << 16
 # Statuses that end a request because the consumer had nothing (more) to deliver.

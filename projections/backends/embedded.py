@@ -66,7 +66,8 @@ class ChdbBackend:
 
     async def insert(self, table: str, body: bytes, *, token: str) -> None:
         sql = (
-            f"INSERT INTO {table} SETTINGS {_SETTINGS_SQL}, insert_deduplication_token = '{token}'"
+            f"INSERT INTO {table} SETTINGS {_SETTINGS_SQL}, "
+            f"insert_deduplication_token = {_quote(token)}"
         )
 
         def run(session: Any) -> None:
