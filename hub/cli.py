@@ -456,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "cmd":
         return api_cli.cmd_main(settings, args)
     if args.command in projections_cli.COMMANDS:
-        return asyncio.run(projections_cli.main(settings, args))
+        # A replay without a running hub reads the stream on this loop, as `hub up` does.
+        return uvloop.run(projections_cli.main(settings, args))
     if args.command == "wallets":
         return asyncio.run(_wallets(settings, args))
     return asyncio.run(_admin(settings, args))
