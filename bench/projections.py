@@ -324,10 +324,22 @@ def _peak_rss_mib() -> float:
     return 0.0
 
 
+async def _settle(backend: ChdbBackend, limit_s: float = 60.0) -> None:
+    """Until chDB merges nothing: the parts an earlier round wrote are merged in the
+    background, and would otherwise take their CPU from the next round's measurements."""
+    deadline = time.monotonic() + limit_s
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        busy = await backend.query("SELECT count() AS n FROM system.merges", fmt="CSV")
+        quiet = quiet + 1 if busy.strip() == b"0" else 0
+        await asyncio.sleep(0.5)
+
+
 async def _round(
     clock: CpuClock, url: str, backend: ChdbBackend, connection: Connection, events: int
 ) -> dict[str, Any]:
-    """One raw read of the stream, then one replay of it."""
+    """One raw read of the stream, then one replay of it, from a quiet store."""
+    await _settle(backend)
     before = clock.read()
     read_rate = await raw_read(url, events)
     read_cpu = CpuClock.spent(before, clock.read(), events)
