@@ -252,7 +252,9 @@ async def _replay(
             while reader.next_seq <= target:
                 chunk = await reader.read_until(target)
                 if not chunk:
-                    # Nothing more stored below the target: the rest was deleted by limits.
+                    if reader.source.drained:
+                        # What is left up to the target was deleted (limits, or by hand).
+                        break
                     if await _stream_end(connection, stream) >= target:
                         continue
                     break

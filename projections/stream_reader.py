@@ -207,6 +207,12 @@ class StreamReader:
         self._taken.set()
         return taken
 
+    @property
+    def drained(self) -> bool:
+        """Nothing buffered, and the consumer said it had nothing more: every message it
+        could deliver was taken."""
+        return not self._buffer and self._pending == 0
+
     def _ready(self) -> bool:
         return len(self._buffer) >= self._want or (bool(self._buffer) and self._pending == 0)
 
@@ -410,6 +416,8 @@ class StreamReader:
             # Asking again would be refused forever: a new consumer, on a new connection.
             raise ConnectionError("stream reader: the consumer is gone")
         # 404 nothing stored, 408 expired, 409 refused...: each ends the request it answers.
+        if code in _NOTHING_LEFT:
+            self._pending = 0
         self._status = code
         self._expected = 0
         self._request_over.set()

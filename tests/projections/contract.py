@@ -6,6 +6,7 @@ and reads the tables back through the same backend.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -160,6 +161,32 @@ class ProjectionContract:
         after = await dump(projections.backend)
         assert len(after["events"]) == await last_seq(nats_server.url)
         assert len({row["seq"] for row in after["events"]}) == len(after["events"])
+
+    async def test_a_replay_ends_when_the_last_events_were_deleted(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        end = await last_seq(nats_server.url)
+        client = await nats.connect(nats_server.url)
+        try:
+            # An operator removed the last two events by hand: the stream's last seq stays.
+            for seq in (end - 1, end):
+                await client.jetstream().delete_msg("OCPP_EVENTS", seq)
+        finally:
+            await client.close()
+        progress = await asyncio.wait_for(
+            replay(
+                projections.backend,
+                projections.connection,
+                database="ocpp",
+                stream="OCPP_EVENTS",
+                projections=["events"],
+            ),
+            timeout=60,
+        )
+        assert progress.finished and progress.done == end - 2
+        logged = await rows(projections.backend, "SELECT max(seq) AS seq FROM ocpp.events")
+        assert logged == [{"seq": end - 2}]
 
     async def test_an_undecodable_message_is_recorded_and_the_runner_goes_on(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
