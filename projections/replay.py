@@ -144,7 +144,8 @@ async def replay(
 ) -> Progress:
     """Rebuild ``projections`` (all when empty). Batches on their way from the fold process
     to the store wait as files (about 40 MB each, at most four) in a temporary directory
-    under ``spool_in`` (the data directory, by default the system's temporary one)."""
+    under ``spool_in``: the hub and the CLI pass their data directory; without one, it is
+    the system's temporary directory."""
     tables = tables_of(projections)
     db = database
     # Rows only for the rebuilt tables, and only from from_seq on. The events log needs no
