@@ -13,7 +13,7 @@ from heapq import merge
 
 from hub.fanout.money import Metering, alert
 from hub.fanout.state import ChargerState, apply, snapshot
-from hub.fanout.translate import translate
+from hub.fanout.translate import charger_call, translate
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
@@ -63,7 +63,9 @@ class Live:
             found = alert(event, seq)
             messages = [found] if found is not None else []
         else:
-            messages = self.metering.enrich(event, seq, translate(state, event, seq))
+            # Decoded once, for the messages and for their live cost.
+            call = charger_call(event)
+            messages = self.metering.enrich(event, seq, translate(state, event, seq, call), call)
         apply(state, event, seq, messages)
         if messages:
             history = self._history.get(charge_point_id)

@@ -149,8 +149,14 @@ class Metering:
         self.open: dict[tuple[str, int], Metered] = {}
 
     def enrich(
-        self, event: Event, seq: int, messages: list[ChargerMessage]
+        self,
+        event: Event,
+        seq: int,
+        messages: list[ChargerMessage],
+        call: msgspec.Struct | None = None,
     ) -> list[ChargerMessage]:
+        """``messages`` with the live cost added; ``call`` is the event's decoded request
+        (``translate.charger_call``), read here again only when it is not given."""
         if not isinstance(event, OcppFrame) or not messages:
             return messages
         out: list[ChargerMessage] = []
@@ -161,14 +167,14 @@ class Metering:
                     self._open(message)
                     out.append(message)
                 case TransactionStopped():
-                    out.append(self._stopped(event, message))
+                    out.append(self._stopped(event, message, call))
                 case Meter():
                     meter = message
                     out.append(message)
                 case _:
                     out.append(message)
         if meter is not None:
-            out.extend(self._cost(event, seq, meter.transaction_id))
+            out.extend(self._cost(event, seq, meter.transaction_id, call))
         return out
 
     def _open(self, message: TransactionStarted) -> None:
@@ -185,11 +191,17 @@ class Metering:
             tariff, (start_ms, message.meter_start_wh)
         )
 
-    def _cost(self, frame: OcppFrame, seq: int, transaction_id: int | None) -> list[ChargerMessage]:
+    def _cost(
+        self, frame: OcppFrame, seq: int, transaction_id: int | None, call: msgspec.Struct | None
+    ) -> list[ChargerMessage]:
         metered = self.open.get((frame.charge_point_id, transaction_id or 0))
         if metered is None:
             return []
-        request = validate_call(frame.ocpp_version, "MeterValues", frame.payload)
+        request = (
+            call
+            if call is not None
+            else validate_call(frame.ocpp_version, "MeterValues", frame.payload)
+        )
         if not isinstance(request, MeterValuesRequest):
             return []
         points = register_points(request.meter_value)
@@ -208,11 +220,17 @@ class Metering:
             )
         ]
 
-    def _stopped(self, frame: OcppFrame, message: TransactionStopped) -> TransactionStopped:
+    def _stopped(
+        self, frame: OcppFrame, message: TransactionStopped, call: msgspec.Struct | None
+    ) -> TransactionStopped:
         metered = self.open.pop((frame.charge_point_id, message.transaction_id), None)
         if metered is None:
             return message
-        request = validate_call(frame.ocpp_version, "StopTransaction", frame.payload)
+        request = (
+            call
+            if call is not None
+            else validate_call(frame.ocpp_version, "StopTransaction", frame.payload)
+        )
         if not isinstance(request, StopTransactionRequest):
             return message
         if isinstance(request.transaction_data, list):

@@ -26,7 +26,7 @@ from schemas.events import (
     Event,
     OcppFrame,
 )
-from schemas.ocpp import v16, validate_call, validate_result
+from schemas.ocpp import PayloadError, v16, validate_call, validate_result
 from schemas.ui import (
     Boot,
     BootInfo,
@@ -49,10 +49,28 @@ SOC: Final = "SoC"
 _json: Final = msgspec.json.Decoder()
 
 
-def translate(state: ChargerState, event: Event, seq: int) -> list[ChargerMessage]:
+def charger_call(event: Event) -> msgspec.Struct | None:
+    """The decoded request of a CALL a 1.6 charger sent (None for anything else, or one that
+    does not decode): ``translate`` and the live cost read the same one."""
+    if not (
+        isinstance(event, OcppFrame)
+        and event.ocpp_version == "1.6"
+        and event.direction == "in"
+        and event.message_type == "CALL"
+    ):
+        return None
+    request = validate_call("1.6", event.action, event.payload)
+    return None if isinstance(request, PayloadError) else request
+
+
+def translate(
+    state: ChargerState, event: Event, seq: int, call: msgspec.Struct | None = None
+) -> list[ChargerMessage]:
+    """The UI messages of one stored event; ``call`` is its ``charger_call``, when the
+    caller has it already."""
     match event:
         case OcppFrame():
-            return _frame(state, event, seq)
+            return _frame(state, event, seq, call)
         case ChargerConnected():
             return [_connection(event, seq, "connected")]
         case ChargerReplaced():
@@ -83,11 +101,13 @@ def _connection(event: ChargerConnected | ChargerReplaced, seq: int, what: Any) 
     )
 
 
-def _frame(state: ChargerState, frame: OcppFrame, seq: int) -> list[ChargerMessage]:
+def _frame(
+    state: ChargerState, frame: OcppFrame, seq: int, call: msgspec.Struct | None
+) -> list[ChargerMessage]:
     if frame.ocpp_version != "1.6":
         return []
     if frame.direction == "in" and frame.message_type == "CALL":
-        request = validate_call("1.6", frame.action, frame.payload)
+        request = call if call is not None else charger_call(frame)
         match request:
             case v16.StatusNotificationRequest():
                 return [
