@@ -130,6 +130,10 @@ async def store_encoded(
             if isinstance(encoded.body, Path):
                 if structures is None:
                     raise TypeError(f"{table}: a body in a file needs its table's structure")
+                if not encoded.body.is_file():
+                    # Not an outage to wait out: the rows are gone, and only a new replay
+                    # makes them again.
+                    raise FileNotFoundError(f"{table}: {encoded.body} is gone")
                 structure = structures[table]
                 await backend.insert_file(target, encoded.body, structure=structure, token=token)
             else:

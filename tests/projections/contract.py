@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,9 +19,12 @@ import pytest
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone
+from projections import store
 from projections.query import QueryRefused, run_query
-from projections.replay import replay
+from projections.replay import SHADOW, replay
+from projections.runner import retrying
 from projections.service import Projections, running_projections
+from projections.store import Encoded
 from schemas.events import Event
 from tests.projections.helpers import dump, last_seq, rows
 from tests.projections.scenario import fleet, mixed
@@ -187,6 +191,28 @@ class ProjectionContract:
         assert progress.finished and progress.done == end - 2
         logged = await rows(projections.backend, "SELECT max(seq) AS seq FROM ocpp.events")
         assert logged == [{"seq": end - 2}]
+
+    async def test_a_spooled_body_that_vanished_fails_the_store_instead_of_waiting(
+        self, projections: Projections, tmp_path: Path
+    ) -> None:
+        gone = Encoded(tmp_path / "1-events.json", 5)
+        with pytest.raises(FileNotFoundError):
+            await asyncio.wait_for(
+                retrying(
+                    "replay insert",
+                    lambda: store.store_encoded(
+                        projections.backend,
+                        "ocpp",
+                        {"events": gone},
+                        1,
+                        5,
+                        suffix=SHADOW,
+                        known={},
+                        structures={"events": "seq UInt64"},
+                    ),
+                ),
+                timeout=10,
+            )
 
     async def test_an_undecodable_message_is_recorded_and_the_runner_goes_on(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
