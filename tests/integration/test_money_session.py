@@ -24,12 +24,11 @@ from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone
 from hub.simulator import SimulatedCharger
 from hub.supervisor.service import running_supervisor
-from projections.replay import replay
 from projections.service import Projections, running_projections
 from schemas.events import Event, TariffBand, TariffSet, WalletConfigured, WalletCredited
 from tests.integration.fanout_helpers import messages_until, token, ui_socket, with_fanout
 from tests.integration.helpers import stored_events
-from tests.projections.helpers import dump, last_seq, rows
+from tests.projections.helpers import dump, last_seq, replay_in, rows
 
 CP = "CP-MONEY"
 TAG = "PREPAID-1"
@@ -171,14 +170,7 @@ async def test_a_tariff_change_at_noon_bills_each_session_under_its_own_tariff(
     # The clock keeps ticking into the stream: compare what was there before the replay.
     before = await dump(projections.backend)
     cutoff = max(row["seq"] for row in before["events"])
-    await replay(
-        projections.backend,
-        projections.connection,
-        database="ocpp",
-        stream="OCPP_EVENTS",
-        projections=[],
-        runner=projections.runner,
-    )
+    await replay_in(projections)
     after = await dump(projections.backend)
     assert until(after, cutoff) == until(before, cutoff)
     assert until(after, cutoff)["wallet_ledger"] and until(after, cutoff)["billing_versions"]

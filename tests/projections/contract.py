@@ -21,12 +21,12 @@ from hub.nats_server import EmbeddedNats
 from hub.runtime import event_backbone
 from projections import store
 from projections.query import QueryRefused, run_query
-from projections.replay import SHADOW, replay
+from projections.replay import SHADOW, Progress
 from projections.runner import retrying
 from projections.service import Projections, running_projections
 from projections.store import Encoded
 from schemas.events import Event
-from tests.projections.helpers import dump, last_seq, rows
+from tests.projections.helpers import dump, last_seq, replay_in, rows
 from tests.projections.scenario import fleet, mixed
 
 
@@ -124,40 +124,16 @@ class ProjectionContract:
         tariffs = {row["tariff_id"] for row in incremental["billing_versions"]}
         assert {"std", "std-0", "day", "day-2"} <= tariffs
 
-        seen = []
-        await replay(
-            projections.backend,
-            projections.connection,
-            database="ocpp",
-            stream="OCPP_EVENTS",
-            projections=[],
-            runner=projections.runner,
-            on_progress=seen.append,
-        )
+        seen: list[Progress] = []
+        await replay_in(projections, on_progress=seen.append)
         assert seen[-1].finished and seen[-1].done == await last_seq(nats_server.url)
         assert await dump(projections.backend) == incremental
 
-        await replay(
-            projections.backend,
-            projections.connection,
-            database="ocpp",
-            stream="OCPP_EVENTS",
-            projections=["sessions"],
-            from_seq=200,
-            runner=projections.runner,
-        )
+        await replay_in(projections, "sessions", from_seq=200)
         assert await dump(projections.backend) == incremental
 
         # The events log is made apart from the fold: rebuilt on its own, from a seq on.
-        await replay(
-            projections.backend,
-            projections.connection,
-            database="ocpp",
-            stream="OCPP_EVENTS",
-            projections=["events"],
-            from_seq=150,
-            runner=projections.runner,
-        )
+        await replay_in(projections, "events", from_seq=150)
         assert await dump(projections.backend) == incremental
         # The runner goes on after a replay, without doubling anything.
         await store_events(projection_settings, nats_server.url, mixed().events)
@@ -179,14 +155,7 @@ class ProjectionContract:
         finally:
             await client.close()
         progress = await asyncio.wait_for(
-            replay(
-                projections.backend,
-                projections.connection,
-                database="ocpp",
-                stream="OCPP_EVENTS",
-                projections=["events"],
-            ),
-            timeout=60,
+            replay_in(projections, "events", alongside_runner=False), timeout=60
         )
         assert progress.finished and progress.done == end - 2
         logged = await rows(projections.backend, "SELECT max(seq) AS seq FROM ocpp.events")
@@ -235,14 +204,7 @@ class ProjectionContract:
         assert sessions == [{"n": 3}]
         # A replay records it exactly as the runner did.
         incremental = await dump(projections.backend)
-        await replay(
-            projections.backend,
-            projections.connection,
-            database="ocpp",
-            stream="OCPP_EVENTS",
-            projections=[],
-            runner=projections.runner,
-        )
+        await replay_in(projections)
         assert await dump(projections.backend) == incremental
 
     async def test_query_reads_in_every_format_and_refuses_writes(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import nats
 
 from projections.backends import Backend
+from projections.replay import Progress, replay
+from projections.service import Projections
 
 
 async def rows(backend: Backend, sql: str) -> list[dict[str, Any]]:
@@ -45,3 +48,24 @@ async def dump(backend: Backend, db: str = "ocpp") -> dict[str, list[dict[str, A
         table: await rows(backend, f"SELECT * FROM {db}.{table} ORDER BY {order}")
         for table, order in TABLES_ORDERED.items()
     }
+
+
+async def replay_in(
+    projections: Projections,
+    *names: str,
+    from_seq: int = 1,
+    alongside_runner: bool = True,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Progress:
+    """``hub replay`` of the projections ``names`` (all when none) into the tests' stream
+    and database, as the hub runs it: beside its runner, unless told otherwise."""
+    return await replay(
+        projections.backend,
+        projections.connection,
+        database="ocpp",
+        stream="OCPP_EVENTS",
+        projections=list(names),
+        from_seq=from_seq,
+        runner=projections.runner if alongside_runner else None,
+        on_progress=on_progress,
+    )

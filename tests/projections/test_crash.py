@@ -12,10 +12,9 @@ import pytest
 
 from hub.config import ProjectionSettings, Settings
 from hub.nats_server import EmbeddedNats
-from projections.replay import replay
 from projections.service import running_projections
 from tests.projections.contract import store_events
-from tests.projections.helpers import dump, last_seq
+from tests.projections.helpers import dump, last_seq, replay_in
 from tests.projections.scenario import fleet, mixed
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +50,6 @@ async def test_sigkill_mid_batch_then_restart_equals_a_rebuild(
         await projections.runner.wait_for(await last_seq(nats_server.url))
         after_crash = await dump(projections.backend)
         assert [row["seq"] for row in after_crash["events"]] == list(range(1, len(events) + 1))
-        await replay(
-            projections.backend,
-            projections.connection,
-            database="ocpp",
-            stream="OCPP_EVENTS",
-            projections=[],
-            runner=projections.runner,
-        )
+        await replay_in(projections)
         rebuilt = await dump(projections.backend)
     assert after_crash == rebuilt
