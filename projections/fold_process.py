@@ -32,7 +32,7 @@ import msgspec
 from projections.fold import apply_message
 from projections.rows import Output
 from projections.state import State
-from projections.store import Encoded, encode_rows
+from projections.store import Encoded, spool_rows
 
 _LENGTH: Final = 4
 _PIPE_BYTES: Final = 1 << 20
@@ -187,20 +187,6 @@ def _read(stream: BinaryIO) -> bytes | None:
     if len(head) < _LENGTH:
         return None
     return stream.read(int.from_bytes(head, "big"))
-
-
-def spool_rows(
-    out: Output, tables: tuple[str, ...], directory: Path, first_seq: int
-) -> dict[str, Encoded]:
-    """Each table's INSERT body in a file of its own: chDB reads it from there, so no
-    process copies it again (about 2 kB an event)."""
-    files: dict[str, Encoded] = {}
-    for table in tables:
-        if rows := out.rows[table]:
-            path = directory / f"{first_seq}-{table}.json"
-            path.write_bytes(encode_rows(rows))
-            files[table] = Encoded(path, rows[-1].seq)
-    return files
 
 
 def main() -> None:

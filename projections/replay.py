@@ -27,7 +27,7 @@ from projections import store
 from projections.backends import Backend
 from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
-from projections.fold_process import FoldProcess, spool_rows
+from projections.fold_process import FoldProcess
 from projections.rows import TABLES, EventRow, Output
 from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, table_ddl
@@ -246,7 +246,7 @@ async def _replay(
             async def flush() -> None:
                 nonlocal first, last, events, rows
                 folded = await folder.flush(first)
-                logged = await asyncio.to_thread(spool_rows, rows, ("events",), spool, first)
+                logged = await asyncio.to_thread(store.spool_rows, rows, ("events",), spool, first)
                 await storing.put(Folded(folded, logged, first, last, events))
                 first, last, events, rows = 0, 0, 0, events_rows()
 

@@ -78,6 +78,20 @@ def encode_output(out: Output, tables: tuple[str, ...] = TABLES) -> dict[str, En
     }
 
 
+def spool_rows(
+    out: Output, tables: tuple[str, ...], directory: Path, first_seq: int
+) -> dict[str, Encoded]:
+    """Each table's INSERT body in a file of its own: chDB reads it from there, so no
+    process copies it again (about 2 kB an event)."""
+    files: dict[str, Encoded] = {}
+    for table in tables:
+        if rows := out.rows[table]:
+            path = directory / f"{first_seq}-{table}.json"
+            path.write_bytes(encode_rows(rows))
+            files[table] = Encoded(path, rows[-1].seq)
+    return files
+
+
 async def store_batch(
     backend: Backend,
     db: str,
