@@ -83,3 +83,25 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
 
     markdown = (tmp_path / "ingest-latest.md").read_text()
     assert "| 10 | echo |" in markdown and "ocpp_lib/echo" in markdown
+
+
+@pytest.mark.timeout(60)
+def test_projections_benchmark_refuses_no_rounds(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "projections",
+            "--rounds",
+            "0",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "--rounds must be 1 or more" in done.stderr
+    assert not list(tmp_path.iterdir())
