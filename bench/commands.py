@@ -44,8 +44,8 @@ from bench.run import (
     sample_tree,
 )
 from hub.commands import send_command
-from hub.fanout.auth import mint
-from hub.simulator import raise_nofile_limit
+from hub.tokens import mint
+from tools.simulator import raise_nofile_limit
 
 SECRET = "bench-commands-secret-" + "x" * 24
 PREFIX = "BENCH-"

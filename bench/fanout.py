@@ -7,7 +7,7 @@ Two targets, measured one after the other in the same run, each fresh:
 - ``poll``: the seeds' design (``bench/baselines/poll_broadcast.py``): ``hub up --no-ui`` stores
   the frames, a consumer writes them into SQLite, a backend polls it every 2 s and broadcasts.
 
-For each: N chargers (``hub.simulator``, one load process) send a StatusNotification every
+For each: N chargers (``tools.simulator``, one load process) send a StatusNotification every
 ``interval`` seconds, stamped with the wall-clock time it was sent; S subscribers (another load
 process, S/N per charger) time its arrival. Memory per subscriber is the RSS growth of the
 server's whole process tree (``hub up`` runs the fan-out as a child) while the subscribers
@@ -39,8 +39,8 @@ from bench.run import (
     _read_event,
     free_port,
 )
-from hub.fanout.auth import mint
-from hub.simulator import raise_nofile_limit
+from hub.tokens import mint
+from tools.simulator import raise_nofile_limit
 
 SECRET = "bench-fanout-secret-" + "x" * 24
 HUB_GOAL_P99_MS = 10.0

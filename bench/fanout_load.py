@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from hub.simulator import LatencyRecorder, SimulatedCharger, raise_nofile_limit
+from tools.simulator import LatencyRecorder, SimulatedCharger, raise_nofile_limit
 
 _decode = msgspec.json.Decoder().decode
 

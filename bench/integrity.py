@@ -4,7 +4,7 @@ against the seeds' design (a service polling the database), measured in the same
 One ``hub up`` (fresh data dir, fan-out, projections, supervisor ticking every second, the
 timed detectors at a few seconds, no actions). A clean fleet (``bench.integrity_load``, its
 own process) runs whole sessions throughout, so the numbers are under load, and counts every
-alert the hub raises about it: a false alert. For each scenario of ``hub.simulator.anomalies``,
+alert the hub raises about it: a false alert. For each scenario of ``tools.simulator.anomalies``,
 R chargers of this process run it, their triggers spread over one poll interval, while a UI
 socket per charger times the ``alert``: latency = alert received - triggering frame sent.
 Meanwhile the baseline (``bench.integrity_poll``) runs ``hub query`` every P seconds and times
@@ -46,9 +46,9 @@ from bench.run import (
     sample_tree,
 )
 from hub.config import SupervisorSettings
-from hub.fanout.auth import mint
-from hub.simulator import SimulatedCharger, raise_nofile_limit
-from hub.simulator.anomalies import SCENARIOS
+from hub.tokens import mint
+from tools.simulator import SimulatedCharger, raise_nofile_limit
+from tools.simulator.anomalies import SCENARIOS
 
 SECRET = "bench-integrity-secret-" + "x" * 24
 SCENARIO_PREFIX = "INT-"

@@ -2,7 +2,7 @@
 
     python -m bench.integrity_load --url ws://.../ocpp --ui-url http://... --token T --chargers 200
 
-Each charger runs whole, plausible sessions (``hub.simulator.run_session``), one message every
+Each charger runs whole, plausible sessions (``tools.simulator.run_session``), one message every
 ``--interval`` seconds (±10 %), and a UI socket on ``/ws/chargers/{id}`` counts every ``alert``
 the hub raises about it. A clean fleet must raise none. Prints ``{"event": "connected", ...}``
 once connected, then runs until ``stop`` arrives on stdin and prints ``{"event": "report", ...}``.
@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from hub.simulator import SimulatedCharger, raise_nofile_limit
-from hub.simulator.charger import CallError, ChargerDisconnected
-from hub.simulator.session import run_session
+from tools.simulator import SimulatedCharger, raise_nofile_limit
+from tools.simulator.charger import CallError, ChargerDisconnected
+from tools.simulator.session import run_session
 
 _decode = msgspec.json.Decoder().decode
 

@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from hub.simulator import FleetHooks, FleetMode, FleetOptions, raise_nofile_limit, run_fleet
+from tools.simulator import FleetHooks, FleetMode, FleetOptions, raise_nofile_limit, run_fleet
 
 SCENARIO_MODES: dict[str, FleetMode] = {
     "saturation": "saturate",

@@ -42,10 +42,10 @@ from nats.js.api import DeliverPolicy
 
 from bench.run import cpu_seconds, descendants, process_name
 from hub import logs
-from hub.bus import Connection
+from hub.bus import Connection, event_backbone
 from hub.config import GatewaySettings, ProjectionSettings, Settings, StreamSettings
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone, running_gateway
+from hub.runtime import running_gateway
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import fold_batch

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import READY_MARKER
-from hub.simulator import raise_nofile_limit
+from tools.simulator import raise_nofile_limit
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "reports"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from hub.config import StreamSettings
+from hub.config import Settings, StreamSettings
 from hub.subjects import ADMIN_WILDCARD, EVENTS_WILDCARD, subject_for
 from schemas.events import Event, decode_event, encode_event
 
@@ -301,3 +301,17 @@ async def _follow(
 
     await js.subscribe(subject, cb=on_message, ordered_consumer=True, stream=stream)
     await caught_up.wait()
+
+
+@contextlib.asynccontextmanager
+async def event_backbone(
+    settings: Settings, url: str, *, name: str
+) -> AsyncIterator[tuple[Connection, EventStore]]:
+    connection = await connect(url, name=name)
+    try:
+        await ensure_stream(connection.js, settings.stream)
+        store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
+        await store.start()
+        yield connection, store
+    finally:
+        await connection.close()

@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     projections_cli.add_commands(commands, common)
 
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
-    from hub.simulator import add_simulate_arguments
+    from tools.simulator import add_simulate_arguments
 
     add_simulate_arguments(simulate)
     return parser
@@ -434,7 +434,7 @@ async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
-        from hub.simulator import simulate_main
+        from tools.simulator import simulate_main
 
         logs.configure("warning")
         return asyncio.run(simulate_main(args))

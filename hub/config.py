@@ -10,7 +10,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.supervisor.policy import Policy, format_actions, parse_actions, parse_fee_rate
+from hub.domain.policy import Policy, format_actions, parse_actions, parse_fee_rate
 
 BootPolicy = Literal["accept", "known", "pending"]
 AuthorizePolicy = Literal["accept", "list"]

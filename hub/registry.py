@@ -7,7 +7,7 @@ from typing import Final
 
 import msgspec
 
-from hub.supervisor.wallets import Wallets
+from hub.domain.wallets import Wallets
 from schemas.events import (
     ChargerRegistered,
     ChargerUnregistered,

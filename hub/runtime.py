@@ -9,7 +9,7 @@ from pathlib import Path
 import nats.errors
 import structlog
 
-from hub.bus import Connection, EventStore, connect, ensure_stream, follow_admin_events
+from hub.bus import Connection, EventStore, event_backbone, follow_admin_events
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
@@ -37,20 +37,6 @@ async def nats_server_for(settings: Settings) -> AsyncIterator[str]:
             yield server.url
         finally:
             url_file.unlink(missing_ok=True)
-
-
-@contextlib.asynccontextmanager
-async def event_backbone(
-    settings: Settings, url: str, *, name: str
-) -> AsyncIterator[tuple[Connection, EventStore]]:
-    connection = await connect(url, name=name)
-    try:
-        await ensure_stream(connection.js, settings.stream)
-        store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
-        await store.start()
-        yield connection, store
-    finally:
-        await connection.close()
 
 
 async def load_registry(connection: Connection, settings: Settings) -> Registry:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from hub.domain.timeutil import ch_time
 from projections.rows import AnomalyRow, Output
 from projections.state import Anomaly, State
-from projections.timeutil import ch_time
 from schemas.events import AnomalyDetected, AnomalyResolved, Event, IntegrityAction
 
 # Anomalies open at once in the state; beyond, the oldest is forgotten (its later

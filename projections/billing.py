@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
+from hub.domain.tariffs import Point, Tariff, session_cost
+from hub.domain.timeutil import ch_time
 from projections.rows import BillingRow
 from projections.state import Session, TariffEntry
-from projections.tariffs import Point, Tariff, session_cost
-from projections.timeutil import ch_time
 
 _ZERO: Final = Decimal("0.0000")
 

@@ -17,6 +17,8 @@ import nats.errors
 from hub.api.money_rules import add_limit_flags, limits_from_flags
 from hub.bus import follow_admin_events
 from hub.config import Settings
+from hub.domain.tariffs import Tariff, parse_hhmm, validate
+from hub.domain.timeutil import parse_ms
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
@@ -29,8 +31,6 @@ from projections.service import (
     ReplayRequest,
     running_projections,
 )
-from projections.tariffs import Tariff, parse_hhmm, validate
-from projections.timeutil import parse_ms
 from schemas.events import Event, SessionLimits, TariffBand, TariffSet
 
 COMMANDS: Final = frozenset({"query", "replay", "tariffs"})

@@ -6,8 +6,8 @@ from typing import Final
 
 import msgspec
 
+from hub.domain.timeutil import ch_time
 from projections.rows import EventRow
-from projections.timeutil import ch_time
 from schemas.events import Event, OcppFrame
 
 _encoder: Final = msgspec.json.Encoder()

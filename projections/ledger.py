@@ -1,11 +1,11 @@
 """wallet_ledger: every movement of every prepaid wallet, by the one wallet rule
-(hub/supervisor/wallets.py), with the balance after it."""
+(hub/domain/wallets.py), with the balance after it."""
 
 from __future__ import annotations
 
+from hub.domain.timeutil import ch_time
 from projections.rows import Output, WalletLedgerRow
 from projections.state import State
-from projections.timeutil import ch_time
 from schemas.events import Event
 
 

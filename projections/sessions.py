@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from projections import energy
+from hub.domain import energy
+from hub.domain.meter_values import kind_of, value_of
+from hub.domain.tariffs import Point
+from hub.domain.timeutil import ch_time, parse_ms
 from projections.billing import billing_row, tariff_for
-from projections.meter_values import kind_of, value_of
 from projections.rows import EnergyDeltaRow, ErrorRow, MeterValueRow, Output, SessionRow
 from projections.state import KEEP_COMPLETED, Session, Settlement, State, key
-from projections.tariffs import Point
-from projections.timeutil import ch_time, parse_ms
 from schemas.events import IntegrityAction, WalletSettled
 from schemas.ocpp.v16 import (
     MeterValue,

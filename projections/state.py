@@ -10,8 +10,8 @@ from typing import Final
 
 import msgspec
 
-from hub.supervisor.wallets import Wallets
-from projections.tariffs import Point, Tariff
+from hub.domain.tariffs import Point, Tariff
+from hub.domain.wallets import Wallets
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.

@@ -129,7 +129,7 @@ class TransactionUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="transa
 
 
 class Bill(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
-    """A session's cost by the one cost function (projections/tariffs.py); amounts are
+    """A session's cost by the one cost function (hub/domain/tariffs.py); amounts are
     decimal strings, so no float ever touches money."""
 
     tariff_id: str = ""
@@ -196,7 +196,7 @@ class DataTransfer(_ChargerMessage, frozen=True, kw_only=True, tag="data_transfe
 
 
 class Command(_ChargerMessage, frozen=True, kw_only=True, tag="command"):
-    """The outcome of a command sent through the command API (hub/api/tracking.py):
+    """The outcome of a command sent through the command API (hub/domain/command_tracking.py):
     ``status`` is accepted, rejected, failed or timeout; ``detail`` the answer or the error."""
 
     command_id: str

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.simulator.anomalies import SCENARIOS
+from tools.simulator.anomalies import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -364,7 +364,7 @@ def check(schema: Schema, case: Case) -> str | None:
 
 def test_generated_code_is_up_to_date() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "schemas.ocpp.codegen", "--check"],
+        [sys.executable, "-m", "tools.ocpp_codegen", "--check"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -25,7 +25,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
-from hub.simulator import (
+from tools.simulator import (
     OFFLINE_TRANSACTION_ID,
     CallError,
     ChargerDisconnected,

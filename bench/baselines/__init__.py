@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from hub.simulator import raise_nofile_limit
+from tools.simulator import raise_nofile_limit
 
 __all__ = ["READY_MARKER", "serve_until_signalled"]
 

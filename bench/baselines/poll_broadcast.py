@@ -25,8 +25,8 @@ from aiohttp import web
 from nats.js.api import DeliverPolicy
 
 from bench.baselines import READY_MARKER
-from hub.simulator import raise_nofile_limit
 from schemas.events import OcppFrame, decode_event
+from tools.simulator import raise_nofile_limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS status (

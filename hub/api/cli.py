@@ -130,7 +130,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> str:
     if token:
         return str(token)
     from hub.fanout.app import signing_key
-    from hub.fanout.auth import SECRET_FILE, mint
+    from hub.tokens import SECRET_FILE, mint
 
     fanout = settings.fanout
     secret_file = settings.data_dir / SECRET_FILE

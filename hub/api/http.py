@@ -21,12 +21,12 @@ from aiohttp import web
 from nats.aio.msg import Msg
 
 from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
-from hub.api.tracking import CommandError, CommandView, Tracker, finished_view
 from hub.bus import Connection, EventStore, connect
 from hub.commands import finished_event, send_requested
 from hub.config import Settings
-from hub.fanout.auth import AuthError, Scope, Verifier
+from hub.domain.command_tracking import CommandError, CommandView, Tracker, finished_view
 from hub.subjects import COMMAND_WILDCARD
+from hub.tokens import AuthError, Scope, Verifier
 from schemas.events import (
     AccessDenied,
     CommandRequested,

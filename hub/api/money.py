@@ -61,9 +61,9 @@ from hub.api.money_state import (
     session_limits_view,
     tariff_view,
 )
-from hub.fanout.auth import Scope
-from hub.supervisor.wallets import ZERO
-from projections.timeutil import parse_ms
+from hub.domain.timeutil import parse_ms
+from hub.domain.wallets import ZERO
+from hub.tokens import Scope
 from schemas.events import Event, WalletCreditKind, decode_event
 
 log = structlog.get_logger("hub.api.money")

@@ -17,9 +17,9 @@ from typing import Annotated, Final, NamedTuple
 
 import msgspec
 
+from hub.domain.tariffs import Tariff, validate, validate_limits
+from hub.domain.wallets import Wallets, money
 from hub.gateway.handshake import charge_point_id_from_path
-from hub.supervisor.wallets import Wallets, money
-from projections.tariffs import Tariff, validate, validate_limits
 from schemas.events import (
     SessionLimits,
     SessionLimitsSet,
@@ -131,7 +131,7 @@ class Origin(NamedTuple):
 
 
 def _split(error: ValueError) -> Invalid:
-    """projections.tariffs says ``field: problem``; keep the two apart."""
+    """hub.domain.tariffs says ``field: problem``; keep the two apart."""
     field, _, problem = str(error).partition(": ")
     return Invalid(field.lstrip("."), problem)
 

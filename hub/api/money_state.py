@@ -2,7 +2,7 @@
 
 Both folds change only in ``apply`` and skip a sequence they have seen, so they are a
 function of the events (a redelivery changes nothing). The wallet fold is the supervisor's
-(``hub.supervisor.wallets``), fed in stream order across the operators' and the
+(``hub.domain.wallets``), fed in stream order across the operators' and the
 supervisor's subjects, so each ledger line's running balance is the one replay gives.
 """
 
@@ -16,7 +16,7 @@ from typing import Final
 import msgspec
 
 from hub.api.money_rules import Band, Limits
-from hub.supervisor.wallets import LedgerKind, Wallets
+from hub.domain.wallets import LedgerKind, Wallets
 from schemas.events import (
     Event,
     SessionLimits,

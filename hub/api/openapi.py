@@ -17,7 +17,7 @@ from aiohttp import web
 from hub.api.endpoints import ENDPOINTS, Endpoint
 from hub.api.money_rules import CreditBody, Limits, TariffBody, WalletBody
 from hub.api.money_state import CreditView, LimitsView, TariffList, TariffView, WalletView
-from hub.api.tracking import CommandView
+from hub.domain.command_tracking import CommandView
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
 REF: Final = "#/components/schemas/{name}"

@@ -22,11 +22,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub.bus import connect, ensure_stream
 from hub.config import Settings
-from hub.fanout.auth import AuthError, Scope, Verifier, ensure_secret
 from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
 from hub.fanout.gc_policy import gc_policy
 from hub.fanout.live import Live
+from hub.tokens import AuthError, Scope, Verifier, ensure_secret
 from schemas.events import decode_event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
 

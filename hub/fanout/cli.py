@@ -15,8 +15,8 @@ import msgspec
 
 from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
-from hub.fanout.auth import mint
 from hub.fanout.child import LIFELINE, READY, fanout_process, lifeline
+from hub.tokens import mint
 
 DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
 

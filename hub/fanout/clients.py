@@ -33,8 +33,8 @@ from typing import Final
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from hub.fanout.auth import Scope
 from hub.fanout.state import reading_key
+from hub.tokens import Scope
 from schemas.ui import ChargerMessage, Error, Meter, TransactionUpdated, UiMessage, encode_ui
 
 log = structlog.get_logger("hub.fanout")

@@ -9,12 +9,12 @@ from typing import Final
 
 import msgspec
 
-from projections import energy
+from hub.domain import energy
+from hub.domain.meter_values import register_points
+from hub.domain.tariffs import Point, Tariff, session_cost
+from hub.domain.timeutil import parse_ms
 from projections.billing import tariff_for
-from projections.meter_values import register_points
 from projections.state import TariffEntry
-from projections.tariffs import Point, Tariff, session_cost
-from projections.timeutil import parse_ms
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,

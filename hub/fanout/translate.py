@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from hub.api.tracking import command_message
+from hub.domain.command_tracking import command_message
 from hub.fanout.state import ChargerState
 from schemas.events import (
     ChargerConnected,

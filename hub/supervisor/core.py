@@ -24,16 +24,16 @@ from typing import Final
 
 import msgspec
 
+from hub.domain import energy
+from hub.domain.meter_values import register_points
+from hub.domain.policy import Policy, parse_fee_rate
+from hub.domain.tariffs import Tariff, session_cost
+from hub.domain.timeutil import parse_ms
+from hub.domain.wallets import PLACES, Wallets, settle
 from hub.supervisor import detectors
 from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction, key
-from hub.supervisor.policy import Policy, parse_fee_rate
-from hub.supervisor.wallets import PLACES, Wallets, settle
-from projections import energy
 from projections.billing import tariff_for
-from projections.meter_values import register_points
 from projections.state import TariffEntry
-from projections.tariffs import Tariff, session_cost
-from projections.timeutil import parse_ms
 from schemas.events import (
     AnomalyDetected,
     AnomalyKind,

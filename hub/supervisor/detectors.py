@@ -15,8 +15,8 @@ from hub.supervisor.model import CHARGING, IDLE, Transaction
 from schemas.events import AnomalyKind
 
 if TYPE_CHECKING:
+    from hub.domain.tariffs import Point
     from hub.supervisor.core import Supervisor
-    from projections.tariffs import Point
 
 # Conditions judged per transaction rather than per connector state.
 _PER_TRANSACTION: frozenset[str] = frozenset(

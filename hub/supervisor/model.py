@@ -11,7 +11,7 @@ from typing import Final
 
 import msgspec
 
-from projections.tariffs import Point, Tariff
+from hub.domain.tariffs import Point, Tariff
 from schemas.events import AnomalyKind, LimitKind, LimitSource
 
 # Connector states in which energy is, or may be about to be, flowing.

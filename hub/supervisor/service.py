@@ -24,13 +24,12 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from hub.bus import Connection, EventStore, StoreError
+from hub.bus import Connection, EventStore, StoreError, event_backbone
 from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
-from hub.runtime import event_backbone
+from hub.domain.policy import Policy, parse_actions
 from hub.supervisor import snapshot
 from hub.supervisor.core import Command, Supervisor
-from hub.supervisor.policy import Policy, parse_actions
 from schemas.events import ClockTick, CommandRequested, decode_event
 
 log = structlog.get_logger("hub.supervisor")

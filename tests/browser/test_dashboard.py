@@ -15,8 +15,8 @@ from hub.config import Settings
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.simulator import SimulatedCharger
 from tests.integration.fanout_helpers import token, with_fanout
+from tools.simulator import SimulatedCharger
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

@@ -13,7 +13,7 @@ from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 
-from hub.fanout.auth import Role, mint
+from hub.tokens import Role, mint
 from tests.integration.fanout_helpers import SECRET, messages_until, ui_socket
 from tests.integration.helpers import ocpp_charger
 

@@ -11,7 +11,7 @@ import aiohttp
 import msgspec
 
 from hub.config import Settings
-from hub.fanout.auth import mint
+from hub.tokens import mint
 
 SECRET = "fanout-test-secret-that-is-long-enough"
 

@@ -14,12 +14,12 @@ from ocpp.v16 import call
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hub.bus import EventStore
+from hub.bus import EventStore, event_backbone
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.passwords import hash_password
-from hub.runtime import event_backbone, running_gateway
+from hub.runtime import running_gateway
 from hub.subjects import charger_subject
 from schemas.events import (
     ChargerConnected,

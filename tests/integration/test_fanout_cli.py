@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from hub.fanout.auth import Verifier, ensure_secret
+from hub.tokens import Verifier, ensure_secret
 from tests.integration.helpers import hub_up, start_hub_up
 
 HUB = [sys.executable, "-m", "hub.cli"]

@@ -19,9 +19,9 @@ from hub.config import Settings
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.simulator import raise_nofile_limit
 from tests.integration.fanout_helpers import next_message, token, ui_socket, with_fanout
 from tests.integration.helpers import ocpp_charger
+from tools.simulator import raise_nofile_limit
 
 
 @contextlib.asynccontextmanager

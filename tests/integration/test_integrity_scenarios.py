@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from hub.bus import event_backbone
 from hub.config import Settings, SupervisorSettings
 from hub.fanout.app import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone
-from hub.simulator import SimulatedCharger
-from hub.simulator.anomalies import SCENARIOS
 from hub.supervisor.service import running_supervisor
 from projections.service import running_projections
 from tests.integration.fanout_helpers import messages_until, token, ui_socket, with_fanout
 from tests.integration.helpers import wait_for_event
 from tests.projections.helpers import last_seq, rows
+from tools.simulator import SimulatedCharger
+from tools.simulator.anomalies import SCENARIOS
 
 
 @pytest.fixture

@@ -17,18 +17,18 @@ from typing import Any
 import msgspec
 import pytest
 
+from hub.bus import event_backbone
 from hub.config import Settings, SupervisorSettings
 from hub.fanout.app import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone
-from hub.simulator import SimulatedCharger
 from hub.supervisor.service import running_supervisor
 from projections.service import Projections, running_projections
 from schemas.events import Event, TariffBand, TariffSet, WalletConfigured, WalletCredited
 from tests.integration.fanout_helpers import messages_until, token, ui_socket, with_fanout
 from tests.integration.helpers import stored_events
 from tests.projections.helpers import dump, last_seq, replay_in, rows
+from tools.simulator import SimulatedCharger
 
 CP = "CP-MONEY"
 TAG = "PREPAID-1"

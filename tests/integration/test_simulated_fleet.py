@@ -9,9 +9,9 @@ import msgspec
 
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.simulator import OFFLINE_TRANSACTION_ID, SimulatedCharger, run_session
 from schemas.events import ChargerConnected, FrameRejected, OcppFrame
 from tests.integration.helpers import charger_events
+from tools.simulator import OFFLINE_TRANSACTION_ID, SimulatedCharger, run_session
 
 
 async def test_offline_charger_flushes_its_transaction_messages_in_order(

@@ -15,12 +15,10 @@ import nats
 import pytest
 from ocpp.v16 import call
 
-from hub.bus import EventStore
+from hub.bus import EventStore, event_backbone
 from hub.config import Settings, SupervisorSettings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone
-from hub.simulator import SimulatedCharger
 from hub.supervisor.service import SupervisorService, running_supervisor
 from schemas.events import (
     AnomalyDetected,
@@ -36,6 +34,7 @@ from schemas.events import (
 )
 from tests.integration.api_helpers import AnsweringCharger
 from tests.integration.helpers import ocpp_charger, stored_events, wait_for_event
+from tools.simulator import SimulatedCharger
 
 
 def fast(settings: Settings, **changes: object) -> Settings:

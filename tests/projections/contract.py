@@ -16,9 +16,9 @@ import msgspec
 import nats
 import pytest
 
+from hub.bus import event_backbone
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone
 from projections import store
 from projections.query import QueryRefused, run_query
 from projections.replay import SHADOW, Progress

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections import energy
+from hub.domain import energy
+from hub.domain.tariffs import Point
+from hub.domain.timeutil import HOUR_MS, ch_time, hour_of
 from projections.fold import apply
 from projections.rows import EnergyDeltaRow, Output, SessionRow
 from projections.sessions import VERSION_EVERY_MS
 from projections.state import State
-from projections.tariffs import Point
-from projections.timeutil import HOUR_MS, ch_time, hour_of
 from tests.projections.scenario import Builder
 
 T0 = 1_795_340_000_000  # 2026-11-22T09:33:20Z, not on an hour

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from ocpp.v16 import call
 
+from hub.bus import event_backbone
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import event_backbone
 from projections.service import Projections, running_projections
 from schemas.events import TariffSet
 from tests.integration.helpers import ocpp_charger

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections import energy
+from hub.domain import energy
+from hub.domain.meter_values import Reading
+from hub.domain.tariffs import Tariff, session_cost
+from hub.domain.timeutil import ch_time, parse_ms
 from projections.fold import apply, folds
-from projections.meter_values import Reading
 from projections.query import QueryRefused, check_read_only
 from projections.rows import EventRow, Output
 from projections.state import State, decode_state, encode_state
-from projections.tariffs import Tariff, session_cost
-from projections.timeutil import ch_time, parse_ms
 from schemas.events import TariffBand
 from schemas.ocpp.v16 import SampledValue
 from tests.projections.scenario import fleet, mixed

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from hub.domain.policy import Policy
 from hub.supervisor.core import Intent, Supervisor
-from hub.supervisor.policy import Policy
 from schemas.events import ChargerConnected, ClockTick, Event, OcppFrame
 
 T0 = 1_790_000_000_000  # hub time of the first event, ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hub.api.tracking import Tracker, command_message, tracking_status
+from hub.domain.command_tracking import Tracker, command_message, tracking_status
 from schemas.events import CommandFinished, CommandRequested
 
 

@@ -10,8 +10,8 @@ from aiohttp import WSMsgType, web
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from hub.fanout.auth import Scope
 from hub.fanout.clients import WRITE_BUFFER_LIMIT, Client, text_frame
+from hub.tokens import Scope
 from schemas.ui import Meter, Reading, Snapshot, Status, decode_ui, encode_ui
 
 SCOPE = Scope(subject="t", role="viewer", chargers=frozenset(), everything=True, expires_at=0)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from hub.domain.policy import Policy
 from hub.fanout.live import Live
-from hub.supervisor.policy import Policy
 from schemas.events import TariffSet
 from schemas.ui import Alert, ChargerMessage, CostUpdated, TransactionStopped
 from tests.unit.supervisor_stream import Stream

@@ -18,11 +18,11 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.domain import energy
+from hub.domain.policy import Policy
+from hub.domain.tariffs import Point, Tariff, session_cost
+from hub.domain.wallets import PLACES, Wallets, money, settle
 from hub.supervisor.core import Intent, Supervisor
-from hub.supervisor.policy import Policy
-from hub.supervisor.wallets import PLACES, Wallets, money, settle
-from projections import energy
-from projections.tariffs import Point, Tariff, session_cost
 from schemas.events import (
     Event,
     TariffBand,

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import msgspec
 
+from hub.domain.policy import Policy
 from hub.supervisor import snapshot
 from hub.supervisor.core import Supervisor
-from hub.supervisor.policy import Policy
 from schemas.events import (
     AnomalyDetected,
     IntegrityAction,

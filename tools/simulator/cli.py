@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 
-from hub.simulator.fleet import (
+from tools.simulator.fleet import (
     FleetHooks,
     FleetOptions,
     FleetProgress,

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from hub.simulator.stats import LatencyRecorder
+from tools.simulator.stats import LatencyRecorder
 
 __all__ = [
     "OFFLINE_TRANSACTION_ID",

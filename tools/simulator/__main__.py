@@ -1,16 +1,16 @@
-"""`python -m hub.simulator`: the same as `hub simulate`, without the hub CLI."""
+"""`python -m tools.simulator`: the same as `hub simulate`, without the hub CLI."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from hub.simulator.cli import add_simulate_arguments, simulate_main
+from tools.simulator.cli import add_simulate_arguments, simulate_main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.simulator", description="Simulated OCPP 1.6J charger fleet"
+        prog="python -m tools.simulator", description="Simulated OCPP 1.6J charger fleet"
     )
     add_simulate_arguments(parser)
     return asyncio.run(simulate_main(parser.parse_args()))

@@ -14,15 +14,15 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from hub.simulator.charger import CallError, ChargerDisconnected, SimulatedCharger
-from hub.simulator.session import (
+from tools.simulator.charger import CallError, ChargerDisconnected, SimulatedCharger
+from tools.simulator.session import (
     DEFAULT_VENDOR_ID,
     PRE_CHARGE_MESSAGE_ID,
     Pace,
     pre_charge_data,
     run_session,
 )
-from hub.simulator.stats import LatencyRecorder, LatencySummary
+from tools.simulator.stats import LatencyRecorder, LatencySummary
 
 __all__ = [
     "FleetHooks",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-from hub.simulator.charger import (
+from tools.simulator.charger import (
     OFFLINE_TRANSACTION_ID,
     ChargerDisconnected,
     SimulatedCharger,

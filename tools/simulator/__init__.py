@@ -6,7 +6,7 @@ single process can drive thousands of chargers; see charger.py for why.
 
 from __future__ import annotations
 
-from hub.simulator.charger import (
+from tools.simulator.charger import (
     OFFLINE_TRANSACTION_ID,
     QUEUED_WHILE_OFFLINE,
     CallError,
@@ -18,8 +18,8 @@ from hub.simulator.charger import (
     default_response,
     utc_timestamp,
 )
-from hub.simulator.cli import add_simulate_arguments, simulate_main
-from hub.simulator.fleet import (
+from tools.simulator.cli import add_simulate_arguments, simulate_main
+from tools.simulator.fleet import (
     FleetHooks,
     FleetMode,
     FleetOptions,
@@ -28,8 +28,13 @@ from hub.simulator.fleet import (
     raise_nofile_limit,
     run_fleet,
 )
-from hub.simulator.session import PRE_CHARGE_MESSAGE_ID, SessionResult, pre_charge_data, run_session
-from hub.simulator.stats import LatencyRecorder, LatencySummary
+from tools.simulator.session import (
+    PRE_CHARGE_MESSAGE_ID,
+    SessionResult,
+    pre_charge_data,
+    run_session,
+)
+from tools.simulator.stats import LatencyRecorder, LatencySummary
 
 __all__ = [
     "OFFLINE_TRANSACTION_ID",

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Final
 
-from projections.tariffs import Point
-from projections.timeutil import HOUR_MS
+from hub.domain.tariffs import Point
+from hub.domain.timeutil import HOUR_MS
 
 # nano-Wh per Wh: the unit of every hour's sum.
 NANO: Final = 1_000_000_000

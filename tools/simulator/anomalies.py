@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from hub.simulator.charger import SimulatedCharger
+from tools.simulator.charger import SimulatedCharger
 
 Scenario = Callable[[SimulatedCharger], Awaitable[float]]
 

@@ -9,8 +9,8 @@ from typing import Final, NamedTuple
 from msgspec import UNSET as _UNSET
 from msgspec.structs import astuple
 
-from projections.tariffs import Point
-from projections.timeutil import parse_ms
+from hub.domain.tariffs import Point
+from hub.domain.timeutil import parse_ms
 from schemas.ocpp.v16 import (
     MeterValue,
     SampledValue,
