@@ -9,16 +9,23 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Final
 
 import msgspec
 import nats.errors
 
-from hub.api.money_rules import add_limit_flags, limits_from_flags
+from hub.api.money_rules import (
+    Invalid,
+    Origin,
+    TariffBody,
+    add_limit_flags,
+    body_from,
+    effective_from_ms,
+    tariff_set,
+)
 from hub.bus import follow_admin_events
 from hub.config import Settings
-from hub.domain.tariffs import Tariff, parse_hhmm, validate
-from hub.domain.timeutil import parse_ms
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
@@ -31,7 +38,7 @@ from projections.service import (
     ReplayRequest,
     running_projections,
 )
-from schemas.events import Event, SessionLimits, TariffBand, TariffSet
+from schemas.events import Event, SessionLimits, TariffSet
 
 COMMANDS: Final = frozenset({"query", "replay", "tariffs"})
 _QUERY_TIMEOUT_S: Final = 60.0
@@ -97,65 +104,51 @@ def add_commands(
     tariff_commands.add_parser("list", parents=[common], help="tariffs recorded so far")
 
 
-def _band(spec: str) -> TariffBand:
+def _band(spec: str) -> SimpleNamespace:
     window, sep, prices = spec.partition("=")
     start, dash, end = window.partition("-")
     if not sep or not dash:
         raise ValueError(f"--band {spec!r}: expected HH:MM-HH:MM=PER_KWH[/PER_MINUTE]")
     per_kwh, _, per_minute = prices.partition("/")
-    try:
-        parse_hhmm(start)
-        parse_hhmm(end)
-    except ValueError as error:
-        raise ValueError(f"--band {spec!r}: {error}") from None
-    return TariffBand(start=start, end=end, per_kwh=per_kwh or "0", per_minute=per_minute or "0")
+    return SimpleNamespace(
+        start=start, end=end, per_kwh=per_kwh or "0", per_minute=per_minute or "0"
+    )
+
+
+def _flag(field: str, args: argparse.Namespace) -> str:
+    """A body field's path (``bands[1].per_kwh``) as the operator typed it."""
+    if field.startswith("bands["):
+        return f"--band {args.band[int(field[6 : field.index(']')])]!r}"
+    if field == "tariff_id":
+        return f"tariff id {args.tariff_id!r}"
+    name = {"charge_point_id": "charger"}.get(field, field.removeprefix("limits."))
+    return "--" + name.replace("_", "-")
 
 
 def tariff_event(args: argparse.Namespace, now_ms: int) -> TariffSet:
-    """The event ``hub tariffs set`` records; ``ValueError`` names the bad argument."""
-    bands = tuple(_band(spec) for spec in args.band)
-    limits = limits_from_flags(args)
-    tariff = Tariff(
-        tariff_id=args.tariff_id,
-        currency=args.currency,
-        per_kwh=args.per_kwh,
-        per_minute=args.per_minute,
-        session_fee=args.session_fee,
-        bands=bands,
-        idle_per_minute=args.idle_per_minute,
-        idle_grace_minutes=args.idle_grace_minutes,
-        limits=limits,
+    """The event ``hub tariffs set`` records, by the rules ``PUT /api/v1/tariffs/{id}``
+    applies (``hub.api.money_rules``); ``ValueError`` names the bad argument."""
+    limits = SimpleNamespace(
+        max_energy_wh=args.max_energy_wh, max_duration_s=args.max_duration_s, max_cost=args.max_cost
     )
-    try:
-        validate(tariff)
-    except ValueError as error:
-        raise ValueError(f"--{str(error).replace('_', '-')}") from None
-    if len(args.currency) != 3 or not args.currency.isalpha():
-        raise ValueError(f"--currency {args.currency!r}: a three-letter ISO 4217 code")
-    effective = 0
-    if args.effective_from:
-        try:
-            effective = parse_ms(args.effective_from)
-        except ValueError:
-            raise ValueError(
-                f"--effective-from {args.effective_from!r} is not an ISO 8601 date-time"
-            ) from None
-    return TariffSet(
-        id=uuid.uuid4().hex,
-        received_at=now_ms,
-        actor=f"cli:{getpass.getuser()}",
-        tariff_id=args.tariff_id,
+    fields = SimpleNamespace(
         charge_point_id=args.charger,
         currency=args.currency.upper(),
         per_kwh=args.per_kwh,
         per_minute=args.per_minute,
         session_fee=args.session_fee,
-        bands=bands,
-        effective_from=effective,
         idle_per_minute=args.idle_per_minute,
         idle_grace_minutes=args.idle_grace_minutes,
+        bands=[_band(spec) for spec in args.band],
+        effective_from=args.effective_from or None,
         limits=limits,
     )
+    try:
+        body = body_from(TariffBody, fields)
+        origin = Origin(uuid.uuid4().hex, now_ms, f"cli:{getpass.getuser()}")
+        return tariff_set(args.tariff_id, body, effective_from_ms(body.effective_from), origin)
+    except Invalid as error:
+        raise ValueError(f"{_flag(error.field, args)}: {error.problem}") from None
 
 
 def _print_progress(progress: Progress) -> None:

@@ -45,6 +45,7 @@ from hub.api.money_rules import (
     WalletBody,
     check_id_tag,
     check_same_credit,
+    effective_from_ms,
     session_limits_set,
     tariff_set,
     wallet_configured,
@@ -61,7 +62,6 @@ from hub.api.money_state import (
     session_limits_view,
     tariff_view,
 )
-from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import ZERO
 from hub.tokens import Scope
 from schemas.events import Event, WalletCreditKind, decode_event
@@ -256,18 +256,6 @@ async def _get_tariff(request: web.Request) -> web.Response:
     return json_response(tariff_view(found[-1]))
 
 
-def _effective_from(text: str | None) -> int:
-    if text is None:
-        return 0
-    try:
-        effective = parse_ms(text)
-    except (ValueError, OverflowError):
-        raise Invalid("effective_from", f"{text!r} is not an ISO 8601 date-time") from None
-    if effective <= 0:
-        raise Invalid("effective_from", f"{text!r} is not after 1970-01-01")
-    return effective
-
-
 async def _put_tariff(request: web.Request) -> web.Response:
     api, money = request.app[API], request.app[MONEY]
     scope = await _authorise(request, "", command=True, doing="change tariffs")
@@ -277,7 +265,7 @@ async def _put_tariff(request: web.Request) -> web.Response:
     else:
         await _hub_wide(request, scope, "default tariffs")
     try:
-        effective = _effective_from(body.effective_from)
+        effective = effective_from_ms(body.effective_from)
         event = tariff_set(request.match_info["tariff_id"], body, effective, _origin(scope))
     except Invalid as error:
         raise _invalid(error) from None

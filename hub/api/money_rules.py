@@ -13,11 +13,12 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Final, NamedTuple, TypeVar
 
 import msgspec
 
 from hub.domain.tariffs import Tariff, validate, validate_limits
+from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import Wallets, money
 from hub.gateway.handshake import charge_point_id_from_path
 from schemas.events import (
@@ -51,6 +52,9 @@ Reference = Annotated[str, msgspec.Meta(pattern=REFERENCE, max_length=128)]
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     pass
+
+
+B = TypeVar("B", bound=_Body)
 
 
 class Band(_Body, frozen=True, kw_only=True):
@@ -154,6 +158,58 @@ def _amount(text: str, field: str) -> Decimal:
 
 def _currency(text: str) -> str:
     return _matching(text, CURRENCY, "currency", "a three-letter ISO 4217 code (EUR)")
+
+
+_PATTERN_WORDS: Final = {
+    PRICE: "is not a decimal price (at most 8 decimals)",
+    AMOUNT: "is not a decimal amount (at most 4 decimals)",
+    CURRENCY: "is not a three-letter ISO 4217 code (EUR)",
+    HHMM: "is not a time HH:MM",
+    REFERENCE: "is not 1 to 128 printable characters",
+}
+_BOUND_WORDS: Final = {">=": "at least", ">": "above", "<=": "at most", "<": "below"}
+
+
+def _in_words(problem: str) -> str:
+    """msgspec's ``Expected `str` matching regex '...'`` as an operator would say it."""
+    for pattern, words in _PATTERN_WORDS.items():
+        if problem.endswith(f"regex {pattern!r}"):
+            return words
+    found = re.fullmatch(r"Expected `\w+` (>=|>|<=|<) (.+)", problem)
+    if found:
+        return f"must be {_BOUND_WORDS[found[1]]} {found[2]}"
+    return problem
+
+
+def _attribute(fields: object, path: str) -> object:
+    for part in re.findall(r"\w+|\[\d+\]", path):
+        fields = fields[int(part[1:-1])] if part[0] == "[" else getattr(fields, part)  # type: ignore[index]
+    return fields
+
+
+def body_from(kind: type[B], fields: object) -> B:
+    """A body built by a shell that reads no JSON (the CLI), held to the constraints a REST
+    body is decoded with: ``fields`` has the body's attributes (snake_case, nested alike)."""
+    try:
+        return msgspec.convert(fields, kind, from_attributes=True)
+    except msgspec.ValidationError as error:
+        problem, _, at = str(error).rpartition(" - at `$")
+        path = at.rstrip("`").lstrip(".")
+        value = _attribute(fields, path)
+        raise Invalid(path, f"{value!r} {_in_words(problem)}") from None
+
+
+def effective_from_ms(text: str | None) -> int:
+    """When a tariff takes effect, Unix ms; ``None`` (or empty) is from now on (0)."""
+    if not text:
+        return 0
+    try:
+        effective = parse_ms(text)
+    except (ValueError, OverflowError):
+        raise Invalid("effective_from", f"{text!r} is not an ISO 8601 date-time") from None
+    if effective <= 0:
+        raise Invalid("effective_from", f"{text!r} is not after 1970-01-01")
+    return effective
 
 
 # -- tariffs -----------------------------------------------------------------------------------

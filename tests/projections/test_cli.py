@@ -92,11 +92,11 @@ async def test_bad_tariff_arguments_name_the_flag(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for argv, message in (
-        (("--per-kwh", "abc"), "--per-kwh: 'abc' is not a decimal number"),
-        (("--session-fee", "-1"), "--session-fee: '-1' must be a finite, non-negative number"),
+        (("--per-kwh", "abc"), "--per-kwh: 'abc' is not a decimal price"),
+        (("--session-fee", "-1"), "--session-fee: '-1' is not a decimal price"),
         (("--band", "25:00-06:00=0.1"), "--band '25:00-06:00=0.1': '25:00' is not a time"),
-        (("--currency", "EURO"), "--currency 'EURO'"),
-        (("--effective-from", "soon"), "--effective-from 'soon'"),
+        (("--currency", "EURO"), "--currency: 'EURO' is not a three-letter ISO 4217 code"),
+        (("--effective-from", "soon"), "--effective-from: 'soon' is not an ISO 8601 date-time"),
     ):
         assert await projections_cli.main(settings, parse("tariffs", "set", "t", *argv)) == 2
         assert message in capsys.readouterr().err

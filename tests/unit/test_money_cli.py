@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+import msgspec
 import pytest
 
-from hub.api.money_rules import Conflict, Invalid, NoWallet, Origin
+from hub.api.money_rules import (
+    Conflict,
+    Invalid,
+    NoWallet,
+    Origin,
+    TariffBody,
+    effective_from_ms,
+    tariff_set,
+)
 from hub.api.money_state import WalletBook
 from hub.cli import admin_event, build_parser, wallet_event
 from projections.cli import tariff_event
@@ -170,14 +179,47 @@ def test_tariffs_set_records_idle_prices_and_limits() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("--idle-per-minute", "x"), "--idle-per-minute: 'x' is not a decimal number"),
-        (("--idle-grace-minutes", "-1"), "--idle-grace-minutes: -1 must not be negative"),
+        (("--idle-per-minute", "x"), "--idle-per-minute: 'x' is not a decimal price"),
+        (("--idle-grace-minutes", "-1"), "--idle-grace-minutes: -1 must be at least 0"),
         (("--max-energy-wh", "0"), "--max-energy-wh: 0.0 must be above 0"),
-        (("--max-duration-s", "-5"), "--max-duration-s: -5 must be above 0"),
-        (("--max-cost", "-1"), "--max-cost: '-1' must be a finite, non-negative number"),
-        (("--max-energy-wh", "inf"), "--max-energy-wh: inf must be finite"),
+        (("--max-duration-s", "-5"), "--max-duration-s: -5 must be at least 1"),
+        (("--max-cost", "-1"), "--max-cost: '-1' is not a decimal price"),
+        (("--max-energy-wh", "inf"), "--max-energy-wh: inf must be at most 1000000000.0"),
     ],
 )
 def test_bad_tariff_flags_name_the_flag(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match="^" + message.replace(".", r"\.")):
         tariff_event(parse("tariffs", "set", "std", *argv), ORIGIN.received_at)
+
+
+# What PUT /api/v1/tariffs/{id} refuses, as (path tariff id, body changes, CLI arguments).
+GARBAGE = [
+    ("t" * 100, {}, ("t" * 100,)),
+    ("std", {"chargePointId": "CP:1/a"}, ("std", "--charger", "CP:1/a")),
+    ("std", {"perKwh": "1E+1"}, ("std", "--per-kwh", "1E+1")),
+    ("std", {"sessionFee": "-1"}, ("std", "--session-fee", "-1")),
+    ("std", {"currency": "EURO"}, ("std", "--currency", "EURO")),
+    ("std", {"bands": [{"start": "25:00", "end": "06:00"}]}, ("std", "--band", "25:00-06:00=0")),
+    ("std", {"effectiveFrom": "tomorrow"}, ("std", "--effective-from", "tomorrow")),
+    ("std", {"limits": {"maxCost": "1e3"}}, ("std", "--max-cost", "1e3")),
+]
+
+
+@pytest.mark.parametrize(("tariff_id", "changes", "argv"), GARBAGE)
+def test_the_cli_refuses_what_rest_refuses(
+    tariff_id: str, changes: dict[str, object], argv: tuple[str, ...]
+) -> None:
+    body = {
+        "currency": "EUR",
+        "perKwh": "0.35",
+        "perMinute": "0",
+        "sessionFee": "0",
+        "idlePerMinute": "0",
+        "idleGraceMinutes": 0,
+        "bands": [],
+    } | changes
+    with pytest.raises((msgspec.ValidationError, Invalid)):
+        decoded = msgspec.json.decode(msgspec.json.encode(body), type=TariffBody)
+        tariff_set(tariff_id, decoded, effective_from_ms(decoded.effective_from), ORIGIN)
+    with pytest.raises(ValueError, match=r"^(--|tariff id )"):
+        tariff_event(parse("tariffs", "set", *argv), ORIGIN.received_at)
