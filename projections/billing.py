@@ -9,25 +9,9 @@ from typing import Final
 from hub.domain.tariffs import Point, Tariff, session_cost
 from hub.domain.timeutil import ch_time
 from projections.rows import BillingRow
-from projections.state import Session, TariffEntry
+from projections.state import Session
 
 _ZERO: Final = Decimal("0.0000")
-
-
-def tariff_for(entries: Sequence[TariffEntry], charge_point_id: str, at_ms: int) -> Tariff:
-    """The charger's own tariff in force at ``at_ms``, else the default one, else none.
-
-    Among several in force, the latest ``effective_from`` wins, then the latest recorded.
-    """
-    for target in (charge_point_id, ""):
-        best: TariffEntry | None = None
-        for entry in entries:
-            in_force = entry.charge_point_id == target and entry.effective_from <= at_ms
-            if in_force and (best is None or entry.effective_from >= best.effective_from):
-                best = entry
-        if best is not None:
-            return best.tariff
-    return Tariff()
 
 
 def billing_row(

@@ -11,14 +11,14 @@ from typing import Final
 
 import msgspec
 
-from hub.domain.tariffs import Tariff
+from hub.domain.tariffs import Tariff, TariffEntry
 from hub.domain.timeutil import ch_time, parse_ms
 from projections import sessions
 from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
 from projections.ledger import ledger
 from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, EventRow, Output
-from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, TariffEntry, key
+from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, key
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,

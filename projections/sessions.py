@@ -13,9 +13,9 @@ from typing import Final
 
 from hub.domain import energy
 from hub.domain.meter_values import kind_of, value_of
-from hub.domain.tariffs import Point
+from hub.domain.tariffs import Point, tariff_for
 from hub.domain.timeutil import ch_time, parse_ms
-from projections.billing import billing_row, tariff_for
+from projections.billing import billing_row
 from projections.rows import EnergyDeltaRow, ErrorRow, MeterValueRow, Output, SessionRow
 from projections.state import KEEP_COMPLETED, Session, Settlement, State, key
 from schemas.events import IntegrityAction, WalletSettled

@@ -10,7 +10,7 @@ from typing import Final
 
 import msgspec
 
-from hub.domain.tariffs import Point, Tariff
+from hub.domain.tariffs import Point, Tariff, TariffEntry
 from hub.domain.wallets import Wallets
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
@@ -85,12 +85,6 @@ class Anomaly(msgspec.Struct, kw_only=True):
     detected_ms: int
     detail: str
     actions: list[str] = []
-
-
-class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
-    charge_point_id: str
-    effective_from: int
-    tariff: Tariff
 
 
 class State(msgspec.Struct, kw_only=True):

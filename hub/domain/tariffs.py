@@ -200,3 +200,25 @@ def _flat(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, 
         wh / 1000 * Decimal(tariff.per_kwh),
         Decimal(span_ms) / _MINUTE_MS * Decimal(tariff.per_minute),
     )
+
+
+class TariffEntry(msgspec.Struct, frozen=True, kw_only=True):
+    charge_point_id: str
+    effective_from: int
+    tariff: Tariff
+
+
+def tariff_for(entries: Sequence[TariffEntry], charge_point_id: str, at_ms: int) -> Tariff:
+    """The charger's own tariff in force at ``at_ms``, else the default one, else none.
+
+    Among several in force, the latest ``effective_from`` wins, then the latest recorded.
+    """
+    for target in (charge_point_id, ""):
+        best: TariffEntry | None = None
+        for entry in entries:
+            in_force = entry.charge_point_id == target and entry.effective_from <= at_ms
+            if in_force and (best is None or entry.effective_from >= best.effective_from):
+                best = entry
+        if best is not None:
+            return best.tariff
+    return Tariff()

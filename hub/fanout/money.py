@@ -11,10 +11,8 @@ import msgspec
 
 from hub.domain import energy
 from hub.domain.meter_values import register_points
-from hub.domain.tariffs import Point, Tariff, session_cost
+from hub.domain.tariffs import Point, Tariff, TariffEntry, session_cost, tariff_for
 from hub.domain.timeutil import parse_ms
-from projections.billing import tariff_for
-from projections.state import TariffEntry
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,

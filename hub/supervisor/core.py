@@ -27,13 +27,11 @@ import msgspec
 from hub.domain import energy
 from hub.domain.meter_values import register_points
 from hub.domain.policy import Policy, parse_fee_rate
-from hub.domain.tariffs import Tariff, session_cost
+from hub.domain.tariffs import Tariff, TariffEntry, session_cost, tariff_for
 from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import PLACES, Wallets, settle
 from hub.supervisor import detectors
 from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction, key
-from projections.billing import tariff_for
-from projections.state import TariffEntry
 from schemas.events import (
     AnomalyDetected,
     AnomalyKind,

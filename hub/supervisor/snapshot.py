@@ -17,10 +17,10 @@ from typing import Final
 import msgspec
 
 from hub.domain.policy import Policy
+from hub.domain.tariffs import TariffEntry
 from hub.domain.wallets import Wallets
 from hub.supervisor.core import Command, Intent, Supervisor
 from hub.supervisor.model import Charger, OpenAnomaly, Transaction
-from projections.state import TariffEntry
 from schemas.events import SessionLimits
 from schemas.ocpp.v16 import StartTransactionRequest
 

@@ -1,0 +1,707 @@
+"""The charging fold: ``Charging.apply(seq, event) -> facts``, the one meaning of the stream.
+
+It alone decides:
+
+- which CALL an answer belongs to (a StartTransaction's transaction id is in the hub's
+  answer, so a start is a fact only once both are stored);
+- which transaction a message belongs to. Chargers that worked offline use ids the hub
+  never issued (``-1``, ``0``, ...); such a message belongs to the transaction open on its
+  connector (for a Stop: on its charger) that started before it, and failing that becomes
+  a transaction of its own, flagged ``no_start``, so nothing is dropped;
+- what a retry is: a start with the same connector, time, meter and tag as the one open
+  is the same transaction under a second id; a Stop equal to the one that ended a
+  transaction changes nothing. Retries are recognised by content, whatever message id
+  they came with (firmware retries under new ids, and reuses ids after a reboot);
+- that a newer start on a busy connector ends the older transaction (``superseded``);
+- which reading is the energy register (:mod:`hub.domain.meter_values`);
+- which tariff applies: the one in force at the transaction's start.
+
+State is a plain msgspec value, changed only here, so it snapshots and replays. Nothing
+reads a clock. Consumers read ``state`` (sessions, chargers, tariffs, wallets) as it stands
+after the facts they were handed, and never change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from hub.domain import energy
+from hub.domain.facts import (
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    ConnectorStatusChanged,
+    EndReason,
+    Fact,
+    Flag,
+    Problem,
+    Sample,
+    TransactionEnded,
+    TransactionFlagged,
+    TransactionId,
+    TransactionMetered,
+    TransactionSettled,
+    TransactionStarted,
+)
+from hub.domain.meter_values import kind_of, value_of
+from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
+from hub.domain.timeutil import parse_ms
+from hub.domain.wallets import Wallets
+from schemas.events import (
+    ChargerConnected as ConnectedEvent,
+)
+from schemas.events import (
+    ChargerDisconnected as DisconnectedEvent,
+)
+from schemas.events import (
+    ChargerReplaced,
+    Event,
+    IdTagRemoved,
+    IdTagUpserted,
+    IntegrityAction,
+    OcppFrame,
+    SessionLimits,
+    SessionLimitsSet,
+    TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletHeld,
+    WalletSettled,
+)
+from schemas.ocpp import PayloadError, validate_call, validate_result
+from schemas.ocpp.v16 import (
+    BootNotificationRequest,
+    BootNotificationResponse,
+    MeterValue,
+    MeterValuesRequest,
+    StartTransactionRequest,
+    StartTransactionResponse,
+    StatusNotificationRequest,
+    StopTransactionRequest,
+    TransactionData,
+)
+
+# Bump whenever the fold derives something else from the same events: snapshots of
+# another version are then ignored and the stream is folded again.
+STATE_VERSION: Final = 1
+# Ended transactions stay known so late readings and retried Stops still find them; beyond
+# this many the oldest ended one is forgotten (FIFO by end: deterministic).
+KEEP_ENDED: Final = 20_000
+# CALLs waiting for the hub's answer (a charger that never gets one leaves its CALL here);
+# the oldest beyond this many go.
+MAX_PENDING: Final = 10_000
+
+# CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
+_ANSWERED: Final = frozenset({"StartTransaction", "BootNotification"})
+_READ: Final = frozenset({"StatusNotification", "MeterValues", "StopTransaction"})
+
+
+class Connector(msgspec.Struct, kw_only=True):
+    status: str = ""
+    status_at: int = 0
+    # The key of the transaction open on it ("" if none), and when that last changed.
+    open: str = ""
+    open_changed_at: int = 0
+
+
+class Charger(msgspec.Struct, kw_only=True):
+    connected: bool = False
+    connection_id: str = ""
+    connected_changed_at: int = 0
+    vendor: str = ""
+    model: str = ""
+    serial_number: str = ""
+    firmware_version: str = ""
+    last_boot_at: int | None = None
+    connectors: dict[int, Connector] = {}
+
+    def connector(self, connector_id: int) -> Connector:
+        found = self.connectors.get(connector_id)
+        if found is None:
+            found = self.connectors[connector_id] = Connector()
+        return found
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    held: str
+    refund: str
+    shortfall: str
+    platform_fee: str
+    operator_share: str
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """One transaction, from its start (or first sign of it) to its end and beyond."""
+
+    charge_point_id: str
+    session: str  # its name: the hub's transaction id, or ``unknown-<seq>`` if it had none
+    connector_id: int = 0
+    transaction_id: TransactionId = 0
+    id_tag: str = ""
+    start_ms: int | None = None
+    stop_ms: int | None = None
+    meter_start: float | None = None
+    meter_stop: float | None = None
+    # ongoing; completed (the charger stopped it); terminated (the hub ended it: superseded
+    # or closed by policy)
+    state: str = "ongoing"
+    end_reason: EndReason | None = None
+    stop_reason: str = ""  # the charger's reason, or why the hub ended it
+    flags: list[Flag] = []
+    # Register readings, sorted by charger time (equal times in arrival order).
+    points: list[Point] = []
+    tariff: Tariff = msgspec.field(default_factory=Tariff)
+    limits: list[SessionLimits] = []
+    opened_at: int = 0  # hub time of its start fact
+    updated_at: int = 0  # hub time of the last event that changed it
+    last_meter_at: int = 0  # hub time of its last readings
+    settlement: Settlement | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self.state == "ongoing"
+
+    def bounds(self) -> tuple[Point | None, Point | None]:
+        start = (
+            (self.start_ms, self.meter_start)
+            if self.start_ms is not None and self.meter_start is not None
+            else None
+        )
+        stop = (
+            (self.stop_ms, self.meter_stop)
+            if self.stop_ms is not None and self.meter_stop is not None
+            else None
+        )
+        return start, stop
+
+    def curve(self) -> list[Point]:
+        """The energy register over time, bounded by the start and stop readings."""
+        start, stop = self.bounds()
+        return energy.curve(self.points, start, stop)
+
+
+class PendingCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    action: str
+    payload: str
+    seq: int
+
+
+class State(msgspec.Struct, kw_only=True):
+    version: int = STATE_VERSION
+    last_seq: int = 0
+    chargers: dict[str, Charger] = {}
+    sessions: dict[str, Session] = {}
+    # "<charger>\x1f<id as the charger sent it>" -> session key, for ids that name a
+    # session under another key (retransmitted starts, ids the hub never issued).
+    aliases: dict[str, str] = {}
+    ended: list[str] = []
+    pending: dict[str, PendingCall] = {}
+    tariffs: list[TariffEntry] = []
+    id_tag_limits: dict[str, SessionLimits] = {}
+    wallets: Wallets = msgspec.field(default_factory=Wallets)
+
+
+def key(first: object, second: object) -> str:
+    return f"{first}\x1f{second}"
+
+
+class Charging:
+    """The fold. ``apply`` is its only mutator."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self.state = state or State()
+        self._seq = 0
+        self._at = 0
+        self._facts: list[Fact] = []
+
+    def charger(self, charge_point_id: str) -> Charger:
+        found = self.state.chargers.get(charge_point_id)
+        if found is None:
+            found = self.state.chargers[charge_point_id] = Charger()
+        return found
+
+    def session_of(self, charge_point_id: str, transaction_id: TransactionId) -> Session | None:
+        """The session a transaction id the charger (or an operator) used names, if known."""
+        session_key = key(charge_point_id, transaction_id)
+        session_key = self.state.aliases.get(session_key, session_key)
+        return self.state.sessions.get(session_key)
+
+    def apply(self, seq: int, event: Event) -> list[Fact]:
+        self._seq, self._at, self._facts = seq, event.received_at, []
+        state = self.state
+        match event:
+            case OcppFrame():
+                self._frame(event)
+            case ConnectedEvent(charge_point_id=cp):
+                charger = self.charger(cp)
+                charger.connected, charger.connection_id = True, event.connection_id
+                charger.connected_changed_at = event.received_at
+                self._facts.append(
+                    ChargerConnected(
+                        seq=seq,
+                        at=self._at,
+                        charge_point_id=cp,
+                        connection_id=event.connection_id,
+                        ocpp_version=event.ocpp_version,
+                    )
+                )
+            case ChargerReplaced(charge_point_id=cp):
+                # The old connection's close, which follows, must not mark it offline.
+                self.charger(cp).connection_id = event.new_connection_id
+            case DisconnectedEvent(charge_point_id=cp):
+                charger = self.charger(cp)
+                if event.connection_id == charger.connection_id:
+                    charger.connected = False
+                    charger.connected_changed_at = event.received_at
+                    self._facts.append(
+                        ChargerDisconnected(
+                            seq=seq,
+                            at=self._at,
+                            charge_point_id=cp,
+                            connection_id=event.connection_id,
+                            close_code=event.close_code,
+                            close_reason=event.close_reason,
+                        )
+                    )
+            case TariffSet():
+                state.tariffs.append(
+                    TariffEntry(
+                        charge_point_id=event.charge_point_id,
+                        effective_from=event.effective_from or event.received_at,
+                        tariff=Tariff.from_event(event),
+                    )
+                )
+            case IdTagUpserted(id_tag=tag, limits=limits):
+                if limits is None:
+                    state.id_tag_limits.pop(tag, None)
+                else:
+                    state.id_tag_limits[tag] = limits
+            case IdTagRemoved(id_tag=tag):
+                state.id_tag_limits.pop(tag, None)
+            case SessionLimitsSet():
+                found = self.session_of(event.charge_point_id, event.transaction_id)
+                if found is not None:
+                    found.limits = [*found.limits, event.limits]
+            case WalletConfigured() | WalletCredited() | WalletHeld():
+                state.wallets.apply(event)
+            case WalletSettled():
+                state.wallets.apply(event)
+                self._settled(event)
+            case IntegrityAction(action="close_session", transaction_id=int() as tx):
+                found = self.session_of(event.charge_point_id, tx)
+                if found is not None and found.ongoing:
+                    self._end(found, "closed", f"integrity:{event.anomaly_id}")
+        state.last_seq = seq
+        return self._facts
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def _frame(self, frame: OcppFrame) -> None:
+        cp = frame.charge_point_id
+        if frame.direction == "in" and frame.message_type == "CALL":
+            if frame.action in _ANSWERED:
+                pending = self.state.pending
+                pending[key(cp, frame.unique_id)] = PendingCall(
+                    action=frame.action, payload=bytes(frame.payload).decode(), seq=self._seq
+                )
+                if len(pending) > MAX_PENDING:
+                    del pending[next(iter(pending))]
+                return
+            if frame.action not in _READ:
+                return
+            request = validate_call(frame.ocpp_version, frame.action, frame.payload)
+            match request:
+                case StatusNotificationRequest():
+                    self._status(cp, request)
+                case MeterValuesRequest():
+                    self._meter_values(cp, request)
+                case StopTransactionRequest():
+                    self._stop(cp, request)
+                case PayloadError():
+                    self._problem(cp, f"{frame.action}: {request}")
+            return
+        if frame.direction == "out" and frame.action in _ANSWERED:
+            pending_call = self.state.pending.pop(key(cp, frame.unique_id), None)
+            if pending_call is None or frame.message_type != "CALLRESULT":
+                return
+            request = validate_call(frame.ocpp_version, frame.action, pending_call.payload)
+            answer = validate_result(frame.ocpp_version, frame.action, frame.payload)
+            match request, answer:
+                case StartTransactionRequest(), StartTransactionResponse():
+                    self._start(cp, request, answer.transaction_id)
+                case BootNotificationRequest(), BootNotificationResponse():
+                    self._booted(cp, request, answer)
+                case _:
+                    self._problem(cp, f"{frame.action}: undecodable")
+
+    def _booted(
+        self, cp: str, request: BootNotificationRequest, answer: BootNotificationResponse
+    ) -> None:
+        charger = self.charger(cp)
+        serial = request.charge_point_serial_number
+        if not isinstance(serial, str):
+            serial = request.charge_box_serial_number
+        firmware = request.firmware_version
+        charger.vendor, charger.model = request.charge_point_vendor, request.charge_point_model
+        charger.serial_number = serial if isinstance(serial, str) else ""
+        charger.firmware_version = firmware if isinstance(firmware, str) else ""
+        charger.last_boot_at = self._at
+        self._facts.append(
+            ChargerBooted(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                vendor=charger.vendor,
+                model=charger.model,
+                serial_number=charger.serial_number,
+                firmware_version=charger.firmware_version,
+                status=answer.status,
+                interval=answer.interval,
+            )
+        )
+
+    def _status(self, cp: str, request: StatusNotificationRequest) -> None:
+        timestamp_ms: int | None = None
+        if isinstance(request.timestamp, str):
+            try:
+                timestamp_ms = parse_ms(request.timestamp)
+            except ValueError:
+                self._problem(cp, f"status timestamp {request.timestamp!r}")
+        connector = self.charger(cp).connector(request.connector_id)
+        if connector.status != request.status:
+            connector.status, connector.status_at = request.status, self._at
+        self._facts.append(
+            ConnectorStatusChanged(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                connector_id=request.connector_id,
+                status=request.status,
+                error_code=request.error_code,
+                info=_text(request.info),
+                vendor_id=_text(request.vendor_id),
+                vendor_error_code=_text(request.vendor_error_code),
+                timestamp_ms=timestamp_ms,
+            )
+        )
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def _start(self, cp: str, request: StartTransactionRequest, transaction_id: int) -> None:
+        start_ms = parse_ms(request.timestamp)
+        connector = self.charger(cp).connector(request.connector_id)
+        current = self.state.sessions.get(connector.open) if connector.open else None
+        if (
+            current is not None
+            and current.start_ms == start_ms
+            and current.meter_start == float(request.meter_start)
+            and current.id_tag == request.id_tag
+        ):
+            # The charger sent its start again (it saw no answer before a reconnect) and got
+            # a second id: one transaction, reachable by both ids.
+            self.state.aliases[key(cp, transaction_id)] = connector.open
+            self._flag(current, "retransmitted_start", transaction_id)
+            return
+        if current is not None and current.ongoing and (current.start_ms or 0) <= start_ms:
+            # A newer start on a busy connector: the charger restarted or lost the Stop.
+            self._end(current, "superseded", f"superseded by {transaction_id}")
+        session = self._open(cp, str(transaction_id), transaction_id, start_ms)
+        session.connector_id = request.connector_id
+        session.id_tag = request.id_tag
+        session.meter_start = float(request.meter_start)
+        session.limits = self._limits_for(session)
+        if current is None or not current.ongoing:
+            connector.open, connector.open_changed_at = key(cp, transaction_id), self._at
+        self._started(session)
+
+    def _open(
+        self, cp: str, name: str, transaction_id: TransactionId, start_ms: int | None
+    ) -> Session:
+        session = Session(
+            charge_point_id=cp,
+            session=name,
+            transaction_id=transaction_id,
+            start_ms=start_ms,
+            opened_at=self._at,
+            updated_at=self._at,
+            last_meter_at=self._at,
+        )
+        session.tariff = tariff_for(self.state.tariffs, cp, start_ms or 0)
+        self.state.sessions[key(cp, name)] = session
+        return session
+
+    def _limits_for(self, session: Session) -> list[SessionLimits]:
+        limits = [session.tariff.limits] if session.tariff.limits is not None else []
+        by_tag = self.state.id_tag_limits.get(session.id_tag)
+        return [*limits, by_tag] if by_tag is not None else limits
+
+    def _started(self, session: Session) -> None:
+        self._facts.append(
+            TransactionStarted(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=session.charge_point_id,
+                session=session.session,
+                connector_id=session.connector_id,
+                transaction_id=session.transaction_id,
+                id_tag=session.id_tag,
+                start_ms=session.start_ms,
+                meter_start_wh=session.meter_start,
+                tariff_id=session.tariff.tariff_id,
+                inferred=session.start_ms is None,
+            )
+        )
+
+    def _flag(
+        self, session: Session, flag: Flag, transaction_id: TransactionId | None = None
+    ) -> None:
+        session.updated_at = self._at
+        if flag in session.flags:
+            return
+        session.flags.append(flag)
+        self._facts.append(
+            TransactionFlagged(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=session.charge_point_id,
+                session=session.session,
+                flag=flag,
+                transaction_id=transaction_id,
+            )
+        )
+
+    def _resolve(
+        self, cp: str, transaction_id: TransactionId, candidates: Sequence[str], at_ms: int
+    ) -> Session | None:
+        """The session an id as the charger sent it belongs to: by id, by alias, or the
+        newest ongoing candidate that started before ``at_ms`` (an id the hub never issued)."""
+        found = self.session_of(cp, transaction_id)
+        if found is not None:
+            return found
+        best: tuple[str, Session] | None = None
+        for candidate in candidates:
+            session = self.state.sessions.get(candidate)
+            if session is None or not session.ongoing:
+                continue
+            if session.start_ms is not None and session.start_ms > at_ms:
+                continue
+            if best is None or (session.start_ms or 0) >= (best[1].start_ms or 0):
+                best = candidate, session
+        if best is None:
+            return None
+        self.state.aliases[key(cp, transaction_id)] = best[0]
+        self._flag(best[1], "unknown_transaction_id", transaction_id)
+        return best[1]
+
+    def _orphan(
+        self, cp: str, connector_id: int, transaction_id: TransactionId, at_ms: int
+    ) -> Session:
+        """Messages for an id nobody knows, with nothing open to belong to: a transaction
+        of its own, so their energy is not lost."""
+        session = self._open(cp, f"unknown-{self._seq}", transaction_id, None)
+        session.connector_id = connector_id
+        session.tariff = tariff_for(self.state.tariffs, cp, at_ms)
+        session.flags = ["unknown_transaction_id", "no_start"]
+        self.state.aliases[key(cp, transaction_id)] = key(cp, session.session)
+        self._started(session)
+        return session
+
+    def _open_on_charger(self, cp: str) -> list[str]:
+        charger = self.state.chargers.get(cp)
+        if charger is None:
+            return []
+        return [c.open for c in charger.connectors.values() if c.open]
+
+    def _meter_values(self, cp: str, request: MeterValuesRequest) -> None:
+        transaction_id = request.transaction_id if isinstance(request.transaction_id, int) else None
+        times = self._times(cp, request.meter_value)
+        session: Session | None = None
+        if transaction_id is not None:
+            at_ms = next((at for at in times if at is not None), 0)
+            open_key = self.charger(cp).connector(request.connector_id).open
+            session = self._resolve(cp, transaction_id, [open_key] if open_key else [], at_ms)
+            if session is None:
+                session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
+        self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
+
+    def _times(self, cp: str, values: Sequence[MeterValue | TransactionData]) -> list[int | None]:
+        """Each sample set's time, None for one that does not parse (a problem)."""
+        times: list[int | None] = []
+        for meter_value in values:
+            try:
+                times.append(parse_ms(meter_value.timestamp))
+            except ValueError:
+                self._problem(cp, f"meter value timestamp {meter_value.timestamp!r}")
+                times.append(None)
+        return times
+
+    def _metered(
+        self,
+        cp: str,
+        connector_id: int,
+        transaction_id: TransactionId | None,
+        session: Session | None,
+        values: Sequence[MeterValue | TransactionData],
+        times: list[int | None],
+    ) -> None:
+        samples: list[Sample] = []
+        register: list[Point] = []
+        for meter_value, at_ms in zip(values, times, strict=True):
+            if at_ms is None:
+                continue
+            register_seen = False
+            for sampled in meter_value.sampled_value:
+                kind = kind_of(sampled)
+                try:
+                    value = value_of(sampled, kind)
+                except ValueError as error:
+                    self._problem(cp, str(error))
+                    continue
+                samples.append(
+                    Sample(
+                        at_ms=at_ms,
+                        measurand=kind.measurand,
+                        value=value,
+                        unit=kind.unit,
+                        phase=kind.phase,
+                        location=kind.location,
+                        context=kind.context,
+                    )
+                )
+                if kind.is_energy_register and not register_seen:
+                    register_seen = True
+                    register.append((at_ms, value))
+        if session is not None:
+            for point in register:
+                energy.insert(session.points, point)
+            session.updated_at = session.last_meter_at = self._at
+        self._facts.append(
+            TransactionMetered(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                session=session.session if session is not None else "",
+                connector_id=connector_id,
+                transaction_id=transaction_id,
+                samples=tuple(samples),
+                register=tuple(register),
+            )
+        )
+
+    def _stop(self, cp: str, request: StopTransactionRequest) -> None:
+        stop_ms = parse_ms(request.timestamp)
+        tx = request.transaction_id
+        session = self._resolve(cp, tx, self._open_on_charger(cp), stop_ms)
+        if session is None:
+            session = self._orphan(cp, 0, tx, stop_ms)
+        reason = request.reason if isinstance(request.reason, str) else "Local"
+        meter_stop = float(request.meter_stop)
+        if (
+            session.state == "completed"
+            and session.stop_ms == stop_ms
+            and session.meter_stop == meter_stop
+        ):
+            return  # the same Stop again: the charger retried it
+        if isinstance(request.id_tag, str) and not session.id_tag:
+            session.id_tag = request.id_tag
+        if isinstance(request.transaction_data, list):
+            data = request.transaction_data
+            times = self._times(cp, data)
+            self._metered(cp, session.connector_id, tx, session, data, times)
+        corrected = not session.ongoing
+        session.stop_ms, session.meter_stop = stop_ms, meter_stop
+        self._end(session, "stopped", reason, corrected=corrected)
+
+    def _end(
+        self, session: Session, reason: EndReason, why: str, *, corrected: bool = False
+    ) -> None:
+        was_ongoing = session.ongoing
+        session.state = "completed" if reason == "stopped" else "terminated"
+        session.end_reason = reason
+        session.stop_reason = why
+        session.updated_at = self._at
+        connector = self.charger(session.charge_point_id).connector(session.connector_id)
+        session_key = key(session.charge_point_id, session.session)
+        if connector.open == session_key:
+            connector.open, connector.open_changed_at = "", self._at
+        if was_ongoing:
+            self._forget_later(session_key)
+        self._facts.append(
+            TransactionEnded(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=session.charge_point_id,
+                session=session.session,
+                connector_id=session.connector_id,
+                reason=reason,
+                stop_ms=session.stop_ms,
+                meter_stop_wh=session.meter_stop,
+                charger_reason=why,
+                corrected=corrected,
+            )
+        )
+
+    def _forget_later(self, session_key: str) -> None:
+        ended = self.state.ended
+        ended.append(session_key)
+        # Trim in steps so the list is not shifted on every end.
+        if len(ended) > KEEP_ENDED + 1000:
+            for old in ended[:1000]:
+                gone = self.state.sessions.pop(old, None)
+                if gone is not None:
+                    self.state.aliases.pop(key(gone.charge_point_id, gone.transaction_id), None)
+            del ended[:1000]
+
+    def _settled(self, event: WalletSettled) -> None:
+        session = self.session_of(event.charge_point_id, event.transaction_id)
+        if session is None:
+            self._problem(
+                event.charge_point_id,
+                f"settlement of an unknown or forgotten transaction {event.transaction_id}",
+            )
+            return
+        session.settlement = Settlement(
+            held=event.held,
+            refund=event.refund,
+            shortfall=event.shortfall,
+            platform_fee=event.platform_fee,
+            operator_share=event.operator_share,
+        )
+        session.updated_at = self._at
+        self._facts.append(
+            TransactionSettled(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=event.charge_point_id,
+                session=session.session,
+                held=event.held,
+                refund=event.refund,
+                shortfall=event.shortfall,
+                platform_fee=event.platform_fee,
+                operator_share=event.operator_share,
+            )
+        )
+
+    def _problem(self, cp: str, reason: str) -> None:
+        self._facts.append(
+            Problem(seq=self._seq, at=self._at, charge_point_id=cp, reason=reason[:1000])
+        )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(State)
+
+
+def encode_state(state: State) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes | str) -> State:
+    return _decoder.decode(data)

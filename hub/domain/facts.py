@@ -1,0 +1,165 @@
+"""Domain facts: what a sequence of events means, decided once, for every consumer.
+
+The charging fold (:mod:`hub.domain.charging`) turns each stored event into zero or more
+facts. Consumers (projections, the supervisor, the fan-out, the API) render facts into
+rows, derived events and UI messages; none of them reads an OCPP payload to decide what
+happened. Facts are values: the same events give the same facts, live or in a replay.
+
+Facts are version-neutral. OCPP 1.6's StartTransaction, MeterValues and StopTransaction
+and OCPP 2.0.1's TransactionEvent (Started, Updated, Ended) map onto the same three
+transaction facts; a transaction id is the charger's (an int in 1.6, a string in 2.x).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from hub.domain.tariffs import Point
+
+TransactionId = int | str
+
+# Why a transaction ended:
+#   stopped     the charger said so (StopTransaction; TransactionEvent Ended)
+#   superseded  a newer transaction started on the same connector before it was stopped:
+#               the charger restarted, or lost the Stop; the older one is over
+#   closed      the hub's integrity policy closed it (a ghost the charger never stopped)
+EndReason = Literal["stopped", "superseded", "closed"]
+
+# Marks on a transaction:
+#   retransmitted_start     the charger sent its start again and got a second id
+#   unknown_transaction_id  messages came with an id the hub never issued (-1, 0, ...)
+#   no_start                messages for a transaction whose start the hub never saw
+Flag = Literal["retransmitted_start", "unknown_transaction_id", "no_start"]
+
+
+class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag_field="fact", gc=False):
+    seq: int  # the stream position of the event it came from
+    at: int  # that event's received_at: the hub's time, Unix ms
+    charge_point_id: str
+
+
+class ChargerConnected(_Fact, frozen=True, kw_only=True, tag="charger.connected"):
+    connection_id: str
+    ocpp_version: str
+
+
+class ChargerDisconnected(_Fact, frozen=True, kw_only=True, tag="charger.disconnected"):
+    """The charger's current connection ended (a replaced connection's close is no fact)."""
+
+    connection_id: str
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+class ChargerBooted(_Fact, frozen=True, kw_only=True, tag="charger.booted"):
+    vendor: str
+    model: str
+    serial_number: str = ""
+    firmware_version: str = ""
+    status: str = ""  # the hub's answer: Accepted, Pending, Rejected ("" if none was stored)
+    interval: int = 0
+
+
+class ConnectorStatusChanged(_Fact, frozen=True, kw_only=True, tag="connector.status"):
+    connector_id: int
+    status: str
+    error_code: str = ""
+    info: str = ""
+    vendor_id: str = ""
+    vendor_error_code: str = ""
+    timestamp_ms: int | None = None  # the charger's time, when it gave one
+
+
+class Sample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One sampled value, in its base unit (Wh, W, A, V, %, ...)."""
+
+    at_ms: int  # the charger's time
+    measurand: str
+    value: float
+    unit: str = ""
+    phase: str = ""
+    location: str = ""
+    context: str = ""
+
+
+class TransactionStarted(_Fact, frozen=True, kw_only=True, tag="transaction.started"):
+    """A transaction began. ``session`` names it for its whole life, whatever ids the
+    charger uses for it later. ``inferred``: its start was never seen (messages came for
+    an id nobody knows), so start time and meter start are unknown."""
+
+    session: str
+    connector_id: int
+    transaction_id: TransactionId
+    id_tag: str = ""
+    start_ms: int | None = None
+    meter_start_wh: float | None = None
+    tariff_id: str = ""
+    inferred: bool = False
+
+
+class TransactionMetered(_Fact, frozen=True, kw_only=True, tag="transaction.metered"):
+    """Readings arrived. ``session`` is empty for readings outside any transaction;
+    ``register`` holds the energy register readings (Wh) among ``samples``, the points of
+    the session's energy curve."""
+
+    session: str
+    connector_id: int
+    transaction_id: TransactionId | None = None
+    samples: tuple[Sample, ...] = ()
+    register: tuple[Point, ...] = ()
+
+
+class TransactionFlagged(_Fact, frozen=True, kw_only=True, tag="transaction.flagged"):
+    session: str
+    flag: Flag
+    # The id the charger used, where the flag is about one.
+    transaction_id: TransactionId | None = None
+
+
+class TransactionEnded(_Fact, frozen=True, kw_only=True, tag="transaction.ended"):
+    """A transaction is over. It comes once per transaction; ``corrected`` marks a later
+    Stop from the charger that changes the end of one already over (say, one superseded
+    while the charger was offline): consumers update what they show, but what was settled
+    at the first end stays settled."""
+
+    session: str
+    connector_id: int
+    reason: EndReason
+    stop_ms: int | None = None
+    meter_stop_wh: float | None = None
+    charger_reason: str = ""  # the charger's own word (OCPP's reason), or the policy's
+    corrected: bool = False
+
+
+class TransactionSettled(_Fact, frozen=True, kw_only=True, tag="transaction.settled"):
+    """A prepaid transaction's wallet hold was settled (``wallet.settled``)."""
+
+    session: str
+    held: str
+    refund: str
+    shortfall: str
+    platform_fee: str
+    operator_share: str
+
+
+class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
+    """Something in a frame the domain cannot use: a timestamp that does not parse, a
+    reading that is no number. The rest of the frame still counts."""
+
+    reason: str
+
+
+Fact = (
+    ChargerConnected
+    | ChargerDisconnected
+    | ChargerBooted
+    | ConnectorStatusChanged
+    | TransactionStarted
+    | TransactionMetered
+    | TransactionFlagged
+    | TransactionEnded
+    | TransactionSettled
+    | Problem
+)
