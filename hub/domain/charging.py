@@ -62,6 +62,7 @@ from schemas.events import (
     IdTagRemoved,
     IdTagUpserted,
     IntegrityAction,
+    LimitSource,
     OcppFrame,
     SessionLimits,
     SessionLimitsSet,
@@ -125,6 +126,13 @@ class Charger(msgspec.Struct, kw_only=True):
         return found
 
 
+class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Limits on a transaction, and who set them."""
+
+    source: LimitSource
+    limits: SessionLimits
+
+
 class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     held: str
     refund: str
@@ -154,7 +162,7 @@ class Session(msgspec.Struct, kw_only=True):
     # Register readings, sorted by charger time (equal times in arrival order).
     points: list[Point] = []
     tariff: Tariff = msgspec.field(default_factory=Tariff)
-    limits: list[SessionLimits] = []
+    limits: list[Limits] = []
     opened_at: int = 0  # hub time of its start fact
     updated_at: int = 0  # hub time of the last event that changed it
     last_meter_at: int = 0  # hub time of its last readings
@@ -284,7 +292,7 @@ class Charging:
             case SessionLimitsSet():
                 found = self.session_of(event.charge_point_id, event.transaction_id)
                 if found is not None:
-                    found.limits = [*found.limits, event.limits]
+                    found.limits = [*found.limits, Limits(source="api", limits=event.limits)]
             case WalletConfigured() | WalletCredited() | WalletHeld():
                 state.wallets.apply(event)
             case WalletSettled():
@@ -433,10 +441,14 @@ class Charging:
         self.state.sessions[key(cp, name)] = session
         return session
 
-    def _limits_for(self, session: Session) -> list[SessionLimits]:
-        limits = [session.tariff.limits] if session.tariff.limits is not None else []
+    def _limits_for(self, session: Session) -> list[Limits]:
+        found = []
+        if session.tariff.limits is not None:
+            found.append(Limits(source="tariff", limits=session.tariff.limits))
         by_tag = self.state.id_tag_limits.get(session.id_tag)
-        return [*limits, by_tag] if by_tag is not None else limits
+        if by_tag is not None:
+            found.append(Limits(source="id_tag", limits=by_tag))
+        return found
 
     def _started(self, session: Session) -> None:
         self._facts.append(

@@ -24,55 +24,38 @@ from typing import Final
 
 import msgspec
 
-from hub.domain import energy
-from hub.domain.meter_values import register_points
+from hub.domain.charging import Charging, Limits, Session
+from hub.domain.charging import key as session_key
+from hub.domain.facts import (
+    Fact,
+    TransactionEnded,
+    TransactionMetered,
+    TransactionStarted,
+)
 from hub.domain.policy import Policy, parse_fee_rate
-from hub.domain.tariffs import Tariff, TariffEntry, session_cost, tariff_for
-from hub.domain.timeutil import parse_ms
+from hub.domain.tariffs import session_cost
 from hub.domain.wallets import PLACES, Wallets, settle
 from hub.supervisor import detectors
-from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction, key
+from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction
 from schemas.events import (
     AnomalyDetected,
     AnomalyKind,
     AnomalyResolved,
-    ChargerConnected,
-    ChargerDisconnected,
     ClockTick,
     CommandRequested,
     DerivedEvent,
     Event,
-    IdTagRemoved,
-    IdTagUpserted,
     IntegrityAction,
     LimitReached,
-    OcppFrame,
-    SessionLimits,
-    SessionLimitsSet,
-    TariffSet,
-    WalletConfigured,
-    WalletCredited,
     WalletHeld,
     WalletSettled,
     _DerivedEvent,
-)
-from schemas.ocpp import PayloadError, validate_call, validate_result
-from schemas.ocpp.v16 import (
-    MeterValue,
-    MeterValuesRequest,
-    StartTransactionRequest,
-    StartTransactionResponse,
-    StatusNotificationRequest,
-    StopTransactionRequest,
-    TransactionData,
 )
 
 # Deterministic command ids (OCPP-J unique ids, at most 36 characters) from their cause.
 _COMMANDS: Final = uuid.UUID("6d1f4f0e-7a53-4d0b-9a36-0c6f1bb1d2a4")
 # Derived events the core made and the stream has not shown yet, at most this many.
 MAX_UNCONFIRMED: Final = 100_000
-# StartTransaction requests waiting for the hub's answer, at most this many.
-MAX_PENDING_STARTS: Final = 10_000
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -99,12 +82,10 @@ class Supervisor:
         self.fee_rate = parse_fee_rate(self.policy.platform_fee_rate)
         self.now = 0
         self.last_seq = 0
-        self.chargers: dict[str, Charger] = {}
+        # What the events mean (chargers, connectors, sessions, tariffs, wallets): the domain.
+        self.charging = Charging()
+        # What the supervisor adds to each transaction it watches, by session key.
         self.transactions: dict[str, Transaction] = {}
-        self.pending_starts: dict[str, StartTransactionRequest] = {}
-        self.tariffs: list[TariffEntry] = []
-        self.id_tag_limits: dict[str, SessionLimits] = {}
-        self.wallets = Wallets()
         self.anomalies: dict[str, OpenAnomaly] = {}
         # Derived events made here, by id, until the stream shows them: what to (re)publish.
         self.unconfirmed: dict[str, Intent] = {}
@@ -118,48 +99,37 @@ class Supervisor:
     def apply(self, seq: int, event: Event) -> list[Intent]:
         self._seq, self._out = seq, []
         self.now = max(self.now, event.received_at)
-        match event:
-            case OcppFrame():
-                self._frame(event)
-            case ClockTick():
-                detectors.scan(self)
-            case ChargerConnected(charge_point_id=cp) | ChargerDisconnected(charge_point_id=cp):
-                charger = self.charger(cp)
-                charger.connected = isinstance(event, ChargerConnected)
-                charger.connected_changed_at = event.received_at
-            case TariffSet():
-                self.tariffs.append(
-                    TariffEntry(
-                        charge_point_id=event.charge_point_id,
-                        effective_from=event.effective_from or event.received_at,
-                        tariff=Tariff.from_event(event),
-                    )
-                )
-            case IdTagUpserted(id_tag=tag, limits=limits):
-                if limits is None:
-                    self.id_tag_limits.pop(tag, None)
-                else:
-                    self.id_tag_limits[tag] = limits
-            case IdTagRemoved(id_tag=tag):
-                self.id_tag_limits.pop(tag, None)
-            case SessionLimitsSet():
-                found = self.transactions.get(key(event.charge_point_id, event.transaction_id))
-                if found is not None:
-                    found.limits = [*found.limits, *_limits(event.limits, "api")]
-            case WalletConfigured() | WalletCredited():
-                self.wallets.apply(event)
-            case CommandRequested(command_id=command_id):
-                self.commands_due.pop(command_id, None)
-            case _DerivedEvent():
-                self._stored(event)
+        if isinstance(event, _DerivedEvent) and self.unconfirmed.pop(event.id, None) is not None:
+            # Derived here and applied when it was made: the stream only confirms it.
+            pass
+        else:
+            self._react(self.charging.apply(seq, event))
+            match event:
+                case ClockTick():
+                    detectors.scan(self)
+                case CommandRequested(command_id=command_id):
+                    self.commands_due.pop(command_id, None)
+                case _DerivedEvent():
+                    # Stored by an earlier run whose state this one does not share: the
+                    # stream is the truth, so it counts.
+                    self._absorb(event)
         self.last_seq = max(self.last_seq, seq)
         return self._out
 
-    def charger(self, cp: str) -> Charger:
-        found = self.chargers.get(cp)
-        if found is None:
-            found = self.chargers[cp] = Charger()
-        return found
+    @property
+    def wallets(self) -> Wallets:
+        return self.charging.state.wallets
+
+    @property
+    def chargers(self) -> dict[str, Charger]:
+        return self.charging.state.chargers
+
+    def session(self, transaction: Transaction) -> Session:
+        return self.charging.state.sessions[transaction.key]
+
+    def open_on(self, connector_key: str) -> Transaction | None:
+        """The watched transaction a connector's ``open`` names, if any."""
+        return self.transactions.get(connector_key) if connector_key else None
 
     def emit(self, event: DerivedEvent, command: Command | None = None) -> None:
         """Derive ``event``: apply it here now, and hand it out to be stored."""
@@ -173,16 +143,11 @@ class Supervisor:
         # is closed, say) follows it in the stream.
         self._absorb(event)
 
-    def _stored(self, event: DerivedEvent) -> None:
-        if self.unconfirmed.pop(event.id, None) is None:
-            # Stored by an earlier run whose state this one does not share: the stream is
-            # the truth, so it counts.
-            self._absorb(event)
-
     def _absorb(self, event: DerivedEvent) -> None:
         match event:
-            case WalletHeld() | WalletSettled():
-                self.wallets.apply(event)
+            case WalletHeld() | WalletSettled() | IntegrityAction():
+                # What they mean (money moved, a transaction closed) is the domain's to say.
+                self._react(self.charging.apply(self._seq, event))
             case AnomalyDetected():
                 condition = detectors.condition_key(
                     event.kind, event.charge_point_id, event.connector_id, event.transaction_id
@@ -199,121 +164,73 @@ class Supervisor:
                     event.kind, event.charge_point_id, event.connector_id, event.transaction_id
                 )
                 self.anomalies.pop(condition, None)
-            case IntegrityAction(action="close_session", transaction_id=int() as tx):
-                found = self.transactions.get(key(event.charge_point_id, tx))
-                if found is not None:
-                    self._close(found, None, "closed by the integrity policy")
 
-    # -- frames ------------------------------------------------------------------------------
+    # -- facts -----------------------------------------------------------------------------
 
-    def _frame(self, frame: OcppFrame) -> None:
-        cp = frame.charge_point_id
-        if frame.direction == "in" and frame.message_type == "CALL":
-            if frame.action not in _READ:
-                return
-            request = validate_call(frame.ocpp_version, frame.action, frame.payload)
-            match request:
-                case StartTransactionRequest():
-                    self.pending_starts[key(cp, frame.unique_id)] = request
-                    if len(self.pending_starts) > MAX_PENDING_STARTS:
-                        del self.pending_starts[next(iter(self.pending_starts))]
-                case StatusNotificationRequest():
-                    connector = self.charger(cp).connector(request.connector_id)
-                    if connector.status != request.status:
-                        connector.status, connector.status_at = request.status, frame.received_at
-                case MeterValuesRequest(transaction_id=int() as tx):
-                    found = self.transactions.get(key(cp, tx))
+    def _react(self, facts: list[Fact]) -> None:
+        for fact in facts:
+            match fact:
+                case TransactionStarted(inferred=False):
+                    self._open(fact)
+                case TransactionMetered(session=name) if name:
+                    found = self.transactions.get(session_key(fact.charge_point_id, name))
                     if found is not None:
-                        self._meter(found, frame.received_at, request.meter_value)
-                case StopTransactionRequest():
-                    found = self.transactions.get(key(cp, request.transaction_id))
+                        self._meter(found, fact)
+                case TransactionEnded(corrected=False):
+                    found = self.transactions.get(session_key(fact.charge_point_id, fact.session))
                     if found is not None:
-                        if isinstance(request.transaction_data, list):
-                            self._meter(found, frame.received_at, request.transaction_data)
-                        self._close(
-                            found, (parse_ms(request.timestamp), float(request.meter_stop)), ""
-                        )
-                case PayloadError():
-                    pass
-            return
-        if frame.direction == "out" and frame.action == "StartTransaction":
-            pending = self.pending_starts.pop(key(cp, frame.unique_id), None)
-            if frame.message_type != "CALLRESULT":
-                return
-            answer = validate_result(frame.ocpp_version, "StartTransaction", frame.payload)
-            if isinstance(pending, StartTransactionRequest) and isinstance(
-                answer, StartTransactionResponse
-            ):
-                self._open(cp, frame.received_at, pending, answer.transaction_id)
+                        self._close(found, fact)
 
-    def _open(
-        self, cp: str, at: int, request: StartTransactionRequest, transaction_id: int
-    ) -> None:
-        if key(cp, transaction_id) in self.transactions:
-            return
-        start_ms = parse_ms(request.timestamp)
-        tariff = tariff_for(self.tariffs, cp, start_ms)
+    def _open(self, fact: TransactionStarted) -> None:
+        name = session_key(fact.charge_point_id, fact.session)
         transaction = Transaction(
-            charge_point_id=cp,
-            connector_id=request.connector_id,
-            transaction_id=transaction_id,
-            id_tag=request.id_tag,
-            start_ms=start_ms,
-            meter_start=float(request.meter_start),
-            opened_at=at,
-            last_meter_at=at,
-            tariff=tariff,
-            limits=[
-                *_limits(tariff.limits, "tariff"),
-                *_limits(self.id_tag_limits.get(request.id_tag), "id_tag"),
-            ],
-            last_register=(start_ms, float(request.meter_start)),
+            key=name,
+            charge_point_id=fact.charge_point_id,
+            connector_id=fact.connector_id,
+            transaction_id=int(fact.transaction_id),
         )
-        connector = self.charger(cp).connector(request.connector_id)
-        previous = self.transactions.get(connector.open) if connector.open else None
-        self.transactions[transaction.key] = transaction
-        connector.open, connector.open_changed_at = transaction.key, at
-        if previous is not None:
-            detectors.duplicate_start(self, previous, transaction)
-        if self.wallets.prepaid(request.id_tag) is not None:
-            transaction.prepaid = True
-            held = self.wallets.hold_for(request.id_tag)
-            wallet = self.wallets.prepaid(request.id_tag)
-            assert wallet is not None
-            transaction.limits.append(Limit("cost", held, "prepaid"))
-            self.emit(
-                WalletHeld(
-                    id=f"held:{transaction.charge_point_id}:{transaction.transaction_id}",
-                    received_at=at,
-                    cause_seq=self._seq,
-                    id_tag=request.id_tag,
-                    charge_point_id=cp,
-                    transaction_id=transaction_id,
-                    amount=str(held),
-                    currency=wallet.currency,
-                )
+        self.transactions[name] = transaction
+        wallet = self.wallets.prepaid(fact.id_tag)
+        if wallet is None:
+            return
+        held = self.wallets.hold_for(fact.id_tag)
+        transaction.prepaid, transaction.held = True, held
+        self.emit(
+            WalletHeld(
+                id=f"held:{transaction.charge_point_id}:{transaction.transaction_id}",
+                received_at=fact.at,
+                cause_seq=self._seq,
+                id_tag=fact.id_tag,
+                charge_point_id=transaction.charge_point_id,
+                transaction_id=transaction.transaction_id,
+                amount=str(held),
+                currency=wallet.currency,
             )
-            transaction.held = held
+        )
 
-    def _meter(
-        self, transaction: Transaction, at: int, values: list[MeterValue] | list[TransactionData]
-    ) -> None:
-        transaction.last_meter_at = at
-        for point in register_points(values):
-            transaction.points.append(point)
+    def _meter(self, transaction: Transaction, fact: TransactionMetered) -> None:
+        for point in fact.register:
             detectors.impossible_values(self, transaction, point)
-        self.check_limits(transaction, at)
+        self.check_limits(transaction, fact.at)
 
-    def bill(self, transaction: Transaction, stop: tuple[int, float] | None) -> Decimal:
-        start = (transaction.start_ms, transaction.meter_start)
-        curve = energy.curve(transaction.points, start, stop)
-        return session_cost(transaction.tariff, curve).total
+    def bill(self, transaction: Transaction) -> Decimal:
+        session = self.session(transaction)
+        return session_cost(session.tariff, session.curve()).total
+
+    def limits(self, transaction: Transaction) -> list[Limit]:
+        """Every limit on the transaction: tariff, id tag and API ones, and the prepaid hold."""
+        found = [
+            limit for sourced in self.session(transaction).limits for limit in _limits(sourced)
+        ]
+        if transaction.prepaid:
+            found.append(Limit("cost", transaction.held, "prepaid"))
+        return found
 
     def check_limits(self, transaction: Transaction, at: int) -> None:
-        if transaction.limit_reached or not transaction.limits:
+        if transaction.limit_reached:
             return
         values: dict[str, Decimal] = {}
-        for limit in transaction.limits:
+        for limit in self.limits(transaction):
             if limit.kind not in values:
                 values[limit.kind] = self._measure(transaction, limit.kind, at)
             value = values[limit.kind]
@@ -345,29 +262,29 @@ class Supervisor:
                 return
 
     def _measure(self, transaction: Transaction, kind: str, at: int) -> Decimal:
+        session = self.session(transaction)
         if kind == "cost":
-            return self.bill(transaction, None)
+            return self.bill(transaction)
         if kind == "duration":
-            return Decimal((at - transaction.opened_at) // 1000)
-        register = max((value for _, value in transaction.points), default=transaction.meter_start)
-        return Decimal(repr(register - transaction.meter_start)).quantize(PLACES, ROUND_HALF_EVEN)
+            return Decimal((at - session.opened_at) // 1000)
+        meter_start = session.meter_start or 0.0
+        register = max((value for _, value in session.points), default=meter_start)
+        return Decimal(repr(register - meter_start)).quantize(PLACES, ROUND_HALF_EVEN)
 
-    def _close(self, transaction: Transaction, stop: tuple[int, float] | None, reason: str) -> None:
+    def _close(self, transaction: Transaction, fact: TransactionEnded) -> None:
         """The transaction is over: settle its wallet, resolve what it was flagged for."""
-        self.transactions.pop(transaction.key, None)
-        connector = self.charger(transaction.charge_point_id).connector(transaction.connector_id)
-        if connector.open == transaction.key:
-            connector.open, connector.open_changed_at = "", self.now
+        if fact.reason == "superseded":
+            detectors.superseded(self, transaction, fact)
         if transaction.prepaid:
-            cost = self.bill(transaction, stop)
+            cost = self.bill(transaction)
             settlement = settle(transaction.held, cost, self.fee_rate)
-            wallet = self.wallets.prepaid(transaction.id_tag)
+            wallet = self.wallets.prepaid(self.session(transaction).id_tag)
             self.emit(
                 WalletSettled(
                     id=f"settled:{transaction.charge_point_id}:{transaction.transaction_id}",
                     received_at=self.now,
                     cause_seq=self._seq,
-                    id_tag=transaction.id_tag,
+                    id_tag=self.session(transaction).id_tag,
                     charge_point_id=transaction.charge_point_id,
                     transaction_id=transaction.transaction_id,
                     currency=wallet.currency if wallet is not None else "",
@@ -380,7 +297,11 @@ class Supervisor:
                     fee_rate=str(self.fee_rate),
                 )
             )
-        detectors.transaction_over(self, transaction, reason or "transaction stopped")
+        self.transactions.pop(transaction.key, None)
+        resolution = {"stopped": "transaction stopped", "closed": "closed by the integrity policy"}
+        detectors.transaction_over(
+            self, transaction, resolution.get(fact.reason, fact.charger_reason)
+        )
 
     def resolve(self, condition: str, anomaly: OpenAnomaly, resolution: str) -> None:
         self.emit(
@@ -462,21 +383,15 @@ class Supervisor:
         )
 
 
-_READ: Final = frozenset(
-    {"StartTransaction", "StatusNotification", "MeterValues", "StopTransaction"}
-)
-
-
-def _limits(limits: SessionLimits | None, source: str) -> list[Limit]:
-    if limits is None:
-        return []
+def _limits(sourced: Limits) -> list[Limit]:
+    limits, source = sourced.limits, sourced.source
     found: list[Limit] = []
     if limits.max_energy_wh is not None:
-        found.append(Limit("energy", Decimal(repr(limits.max_energy_wh)), source))  # type: ignore[arg-type]
+        found.append(Limit("energy", Decimal(repr(limits.max_energy_wh)), source))
     if limits.max_duration_s is not None:
-        found.append(Limit("duration", Decimal(limits.max_duration_s), source))  # type: ignore[arg-type]
+        found.append(Limit("duration", Decimal(limits.max_duration_s), source))
     if limits.max_cost is not None:
-        found.append(Limit("cost", Decimal(limits.max_cost), source))  # type: ignore[arg-type]
+        found.append(Limit("cost", Decimal(limits.max_cost), source))
     return found
 
 

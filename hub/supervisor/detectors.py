@@ -15,6 +15,7 @@ from hub.supervisor.model import CHARGING, IDLE, Transaction
 from schemas.events import AnomalyKind
 
 if TYPE_CHECKING:
+    from hub.domain.facts import TransactionEnded
     from hub.domain.tariffs import Point
     from hub.supervisor.core import Supervisor
 
@@ -45,7 +46,7 @@ def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
         for connector_id, connector in charger.connectors.items():
             if connector_id == 0:
                 continue
-            open_tx = supervisor.transactions.get(connector.open) if connector.open else None
+            open_tx = supervisor.open_on(connector.open)
             if open_tx is None:
                 if connector.status in CHARGING:
                     yield Condition(
@@ -59,13 +60,14 @@ def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
                     )
                 continue
             tx = open_tx.transaction_id
+            session = supervisor.session(open_tx)
             if connector.status in IDLE:
                 yield Condition(
                     "ghost",
                     cp,
                     connector_id,
                     tx,
-                    max(connector.status_at, open_tx.opened_at),
+                    max(connector.status_at, session.opened_at),
                     policy.ghost_after_s,
                     f"transaction {tx} open while the connector is {connector.status}",
                 )
@@ -75,7 +77,7 @@ def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
                     cp,
                     connector_id,
                     tx,
-                    max(charger.connected_changed_at, open_tx.opened_at),
+                    max(charger.connected_changed_at, session.opened_at),
                     policy.ghost_offline_after_s,
                     f"transaction {tx} open while the charger is disconnected",
                 )
@@ -84,7 +86,7 @@ def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
                 cp,
                 connector_id,
                 tx,
-                open_tx.last_meter_at,
+                session.last_meter_at,
                 policy.stale_after_s,
                 f"transaction {tx} sent no meter values since then",
             )
@@ -115,17 +117,16 @@ def scan(supervisor: Supervisor) -> None:
         supervisor.check_limits(transaction, now)
 
 
-def duplicate_start(supervisor: Supervisor, previous: Transaction, new: Transaction) -> None:
-    """A second StartTransaction on a connector whose transaction never stopped."""
-    # About the earlier transaction: it is the one left without a connector, open until it
-    # is stopped or closed, which resolves this.
+def superseded(supervisor: Supervisor, transaction: Transaction, ended: TransactionEnded) -> None:
+    """A second start on a connector whose transaction never stopped: the domain ended the
+    older one (``superseded``); the anomaly is about it, and its end resolves it."""
     supervisor.detect(
         "duplicate_start",
-        previous.charge_point_id,
-        previous.connector_id,
-        previous.transaction_id,
-        new.opened_at,
-        f"transaction {new.transaction_id} started while {previous.transaction_id} was open",
+        transaction.charge_point_id,
+        transaction.connector_id,
+        transaction.transaction_id,
+        ended.at,
+        f"transaction {transaction.transaction_id} {ended.charger_reason}",
     )
 
 

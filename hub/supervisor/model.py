@@ -11,7 +11,8 @@ from typing import Final
 
 import msgspec
 
-from hub.domain.tariffs import Point, Tariff
+from hub.domain.charging import Charger, Connector
+from hub.domain.tariffs import Point
 from schemas.events import AnomalyKind, LimitKind, LimitSource
 
 # Connector states in which energy is, or may be about to be, flowing.
@@ -27,47 +28,18 @@ class Limit(msgspec.Struct, frozen=True, gc=False):
 
 
 class Transaction(msgspec.Struct, kw_only=True):
+    """What the supervisor adds to a transaction the domain has open (its ``Session``)."""
+
+    key: str  # the domain's session key
     charge_point_id: str
     connector_id: int
     transaction_id: int
-    id_tag: str
-    start_ms: int
-    meter_start: float
-    opened_at: int
-    last_meter_at: int
-    tariff: Tariff
-    limits: list[Limit] = []
-    points: list[Point] = []
-    last_register: Point | None = None
     prepaid: bool = False
     held: Decimal = Decimal(0)
     limit_reached: bool = False
+    last_register: Point | None = None
     # Anomaly kinds already reported for this transaction, so each fires once.
     reported: set[str] = set()
-
-    @property
-    def key(self) -> str:
-        return key(self.charge_point_id, self.transaction_id)
-
-
-class Connector(msgspec.Struct, kw_only=True):
-    status: str = "Unknown"
-    status_at: int = 0
-    # The transaction open on it (its key), and when that last changed.
-    open: str = ""
-    open_changed_at: int = 0
-
-
-class Charger(msgspec.Struct, kw_only=True):
-    connected: bool = False
-    connected_changed_at: int = 0
-    connectors: dict[int, Connector] = {}
-
-    def connector(self, connector_id: int) -> Connector:
-        found = self.connectors.get(connector_id)
-        if found is None:
-            found = self.connectors[connector_id] = Connector()
-        return found
 
 
 class OpenAnomaly(msgspec.Struct, frozen=True, gc=False):
@@ -78,5 +50,4 @@ class OpenAnomaly(msgspec.Struct, frozen=True, gc=False):
     transaction_id: int | None
 
 
-def key(*parts: object) -> str:
-    return "\x1f".join(str(part) for part in parts)
+__all__ = ["CHARGING", "IDLE", "Charger", "Connector", "Limit", "OpenAnomaly", "Transaction"]

@@ -16,40 +16,42 @@ from typing import Final
 
 import msgspec
 
+from hub.domain.charging import STATE_VERSION, Charging, State
 from hub.domain.policy import Policy
-from hub.domain.tariffs import TariffEntry
-from hub.domain.wallets import Wallets
 from hub.supervisor.core import Command, Intent, Supervisor
-from hub.supervisor.model import Charger, OpenAnomaly, Transaction
-from schemas.events import SessionLimits
-from schemas.ocpp.v16 import StartTransactionRequest
+from hub.supervisor.model import OpenAnomaly, Transaction
 
 # Bump when the core's state changes shape or meaning.
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
     version: int = SNAPSHOT_VERSION
     now: int
     last_seq: int
-    chargers: dict[str, Charger]
+    domain: State
     transactions: dict[str, Transaction]
-    pending_starts: dict[str, StartTransactionRequest]
-    tariffs: list[TariffEntry]
-    id_tag_limits: dict[str, SessionLimits]
-    wallets: Wallets
     anomalies: dict[str, OpenAnomaly]
     unconfirmed: dict[str, Intent]
     commands_due: dict[str, Command]
 
 
-_FIELDS: Final = tuple(name for name in Snapshot.__struct_fields__ if name != "version")
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
 _decoder: Final = msgspec.json.Decoder(Snapshot)
 
 
 def encode(supervisor: Supervisor) -> bytes:
-    return _encoder.encode(Snapshot(**{name: getattr(supervisor, name) for name in _FIELDS}))
+    return _encoder.encode(
+        Snapshot(
+            now=supervisor.now,
+            last_seq=supervisor.last_seq,
+            domain=supervisor.charging.state,
+            transactions=supervisor.transactions,
+            anomalies=supervisor.anomalies,
+            unconfirmed=supervisor.unconfirmed,
+            commands_due=supervisor.commands_due,
+        )
+    )
 
 
 def decode(data: bytes, policy: Policy) -> Supervisor | None:
@@ -57,11 +59,15 @@ def decode(data: bytes, policy: Policy) -> Supervisor | None:
         snapshot = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, ArithmeticError):
         return None
-    if snapshot.version != SNAPSHOT_VERSION:
+    if snapshot.version != SNAPSHOT_VERSION or snapshot.domain.version != STATE_VERSION:
         return None
     supervisor = Supervisor(policy)
-    for name in _FIELDS:
-        setattr(supervisor, name, getattr(snapshot, name))
+    supervisor.now, supervisor.last_seq = snapshot.now, snapshot.last_seq
+    supervisor.charging = Charging(snapshot.domain)
+    supervisor.transactions = snapshot.transactions
+    supervisor.anomalies = snapshot.anomalies
+    supervisor.unconfirmed = snapshot.unconfirmed
+    supervisor.commands_due = snapshot.commands_due
     return supervisor
 
 
