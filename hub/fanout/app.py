@@ -147,6 +147,8 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
                 # Within the replay, events older than the time bound are skipped.
                 if caught_up.is_set() or event.received_at >= cutoff_ms:
                     broker.on_event(event, seq)
+                else:
+                    broker.live.skipped(seq)
             if seq >= last and not caught_up.is_set():
                 caught_up.set()
 
