@@ -229,6 +229,7 @@ ErrorCode = Literal[
     "resume_unavailable",
     "rate_limited",
     "not_found",
+    "resume_beyond_end",
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Final
 import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.typedefs import Handler
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -66,7 +67,7 @@ def signing_key(settings: Settings) -> str:
 
 
 def create_app(settings: Settings, nats_url: str) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[answer_http_errors_without_cycles])
     app[SETTINGS] = settings
     app[NATS_URL] = nats_url
     app[BROKER] = Broker(
@@ -90,6 +91,28 @@ def create_app(settings: Settings, nats_url: str) -> web.Application:
     known = broker.live.chargers.__contains__  # a charger the stream has shown: else 404
     setup_command_api(app, settings, app[VERIFIER], known, nats_url)
     return app
+
+
+@web.middleware
+async def answer_http_errors_without_cycles(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Answer an ``HTTPException`` a handler raised with a plain copy of it.
+
+    aiohttp (3.14) sends a raised ``HTTPException`` itself as the response, held in a local of
+    the frame that caught it, which the exception's own traceback references: a reference
+    cycle through every frame of the request. For a body refused with 413 those frames hold
+    the request, the 1 MiB read so far and the rest still buffered, ~2 MB in all. Only the
+    cyclic collector frees a cycle, and ``gc_policy`` freezes it first, watching a heap size
+    that buffers this large are no part of: each refused body stayed for good. A copy has no
+    traceback, and the exception dies with this frame's ``except`` block.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        return web.Response(
+            status=error.status, reason=error.reason, body=error.body, headers=error.headers
+        )
 
 
 # -- the stream --------------------------------------------------------------------------------
@@ -124,6 +147,8 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
                 # Within the replay, events older than the time bound are skipped.
                 if caught_up.is_set() or event.received_at >= cutoff_ms:
                     broker.on_event(event, seq)
+                else:
+                    broker.live.skipped(seq)
             if seq >= last and not caught_up.is_set():
                 caught_up.set()
 

@@ -13,7 +13,7 @@ import time
 from hub.fanout.clients import Client, text_frame
 from hub.fanout.live import Live
 from schemas.events import Event
-from schemas.ui import Error, encode_ui
+from schemas.ui import encode_ui
 
 
 class Forbidden(Exception):
@@ -74,14 +74,7 @@ class Broker:
             client.floor = max(client.floor, since)
         else:
             if since is not None:
-                client.push(
-                    Error(
-                        code="resume_unavailable",
-                        message=f"cannot resume after seq {since}: this instance holds "
-                        f"history only from seq {self.live.first_seq}, up to "
-                        f"{self.live.seq}; fresh snapshots follow",
-                    )
-                )
+                client.push(self.live.resume_error(since))
             received_at = now_ms()
             for charge_point_id in targets:
                 client.push(self.live.snapshot(charge_point_id, received_at))

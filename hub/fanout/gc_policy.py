@@ -22,8 +22,11 @@ own (the gateway's) process:
   objects would walk all of them, ~100 ms at a million). Once the heap has grown by
   ``GROWTH`` (a quarter, the bound CPython applies) since the last full collection, it
   unfreezes everything, collects in full, and freezes what is left. Memory held by unreachable
-  cycles is thereby bounded by a quarter of the heap; the full pause (0.1 to 1 s at 10,000
-  clients) is paid when the heap really grows, never for objects that merely lived a moment.
+  cycles is thereby bounded by a quarter of the heap, in objects: a buffer over 512 bytes is
+  no pymalloc block, so one a frozen cycle holds goes unseen (aiohttp's 413 answers held
+  request bodies so: ``app.answer_http_errors_without_cycles``). The full pause (0.1 to 1 s
+  at 10,000 clients) is paid when the heap really grows, never for objects that merely lived
+  a moment.
 - the heap grows in surges (clients connecting); a threshold crossed by the tail of a surge
   would put a full pause at some random later moment. So when a surge ends (a tick grew the
   heap by less than ``SURGE`` after ticks that grew it by more), the policy collects in full

@@ -25,7 +25,7 @@ from schemas.events import (
     LimitReached,
     TariffSet,
 )
-from schemas.ui import ChargerMessage, Snapshot
+from schemas.ui import ChargerMessage, Error, Snapshot
 
 # The supervisor's findings a UI sees as ``alert`` messages.
 _ALERTS = AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached
@@ -39,7 +39,8 @@ class Live:
         self._evicted_upto: dict[str, int] = {}
         self._history_size = max(1, history_per_charger)
         self.first_seq = 0  # the first stream sequence this instance folded
-        self.seq = 0  # the last one
+        self.seq = 0  # the last one the stream has reached here, folded or skipped
+        self._skipped_upto = 0  # the last one the replay skipped: no history up to it
         self.metering = Metering()
 
     def fold(self, event: Event, seq: int) -> list[ChargerMessage]:
@@ -77,17 +78,40 @@ class Live:
                 history.append(message)
         return messages
 
+    def skipped(self, seq: int) -> None:
+        """An event the replay leaves out (older than its time bound): the stream has reached
+        ``seq``, but no message up to it is held here."""
+        self.seq = max(self.seq, seq)
+        self._skipped_upto = seq
+
     def snapshot(self, charge_point_id: str, received_at: int) -> Snapshot:
         state = self.chargers.get(charge_point_id) or ChargerState(charge_point_id)
         return snapshot(state, self.seq, received_at)
 
     def can_resume(self, chargers: Iterable[str], since: int) -> bool:
         """Whether every message after ``since`` for these chargers is still held here."""
-        if since < 0:
+        if since < 0 or since < self._skipped_upto:
             return False
         if self.first_seq and since < self.first_seq - 1:
             return False
+        if since > self.seq:
+            return False  # a sequence this stream never reached: nothing would ever follow
         return all(since >= self._evicted_upto.get(cp, 0) for cp in chargers)
+
+    def resume_error(self, since: int) -> Error:
+        """What a client that cannot resume after ``since`` is told, before fresh snapshots."""
+        if since > self.seq:
+            return Error(
+                code="resume_beyond_end",
+                message=f"cannot resume after seq {since}: the stream here ends at seq "
+                f"{self.seq} (it was recreated, or this instance is behind); "
+                "fresh snapshots follow",
+            )
+        return Error(
+            code="resume_unavailable",
+            message=f"cannot resume after seq {since}: this instance holds history only "
+            f"from seq {self.first_seq}, up to {self.seq}; fresh snapshots follow",
+        )
 
     def missed(self, chargers: Iterable[str], since: int) -> list[ChargerMessage]:
         """The messages after ``since``, across ``chargers``, in stream order."""

@@ -6,6 +6,7 @@ A simulated charger starts a session; the page must show its live power and the 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hub.config import Settings
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
+from hub.runtime import running_gateway
 from tests.integration.fanout_helpers import token, with_fanout
 from tools.simulator import SimulatedCharger
 
@@ -44,8 +46,6 @@ async def fanout_port(nats_server: EmbeddedNats, settings: Settings) -> AsyncIte
 
 @pytest.fixture
 async def gateway(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[Gateway]:
-    from hub.runtime import running_gateway
-
     async with running_gateway(settings, nats_server.url) as gateway:
         yield gateway
 
@@ -77,5 +77,54 @@ async def test_dashboard_shows_live_power_and_the_session(
                 await expect(row).to_contain_text("SIM-UI-1")
                 await expect(row).to_contain_text("2.50 kWh")
                 await expect(page.locator("#log")).to_contain_text("started")
+        finally:
+            await browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_dashboard_starts_over_when_the_stream_was_recreated(
+    gateway: Gateway, nats_server: EmbeddedNats, settings: Settings, tmp_path: Path
+) -> None:
+    """The hub comes back on the same address with a new data directory: the page resumes
+    with a seq of the old stream, beyond the new one's end; it must show the new stream, not
+    freeze on the old one."""
+    from playwright.async_api import async_playwright, expect
+
+    on_port = with_fanout(settings, port=free_port())
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=FLAGS
+        )
+        try:
+            page = await browser.new_page()
+            async with running_fanout(on_port, nats_server.url) as port:
+                await page.goto(f"http://127.0.0.1:{port}/#token={token()}")
+                await expect(page.locator("#link")).to_have_attribute("data-state", "live")
+                url = f"ws://127.0.0.1:{gateway.port}/ocpp"
+                async with SimulatedCharger("OLD-1", url) as old:
+                    await old.boot()
+                    for status in ["Preparing", "Charging", "SuspendedEV", "Finishing"]:
+                        await old.status(1, status)
+                    old_card = page.locator('[data-charger="OLD-1"]')
+                    await expect(old_card.locator(".connectors")).to_have_text("#1 Finishing")
+            async with (
+                EmbeddedNats(tmp_path / "recreated") as recreated,
+                running_gateway(settings, recreated.url) as new_gateway,
+                running_fanout(on_port, recreated.url),
+            ):
+                url = f"ws://127.0.0.1:{new_gateway.port}/ocpp"
+                async with SimulatedCharger("NEW-1", url) as new:
+                    await new.boot()
+                    new_card = page.locator('[data-charger="NEW-1"]')
+                    await expect(new_card).to_be_visible(timeout=30_000)
+                    await expect(old_card).to_have_count(0)
+                    await expect(page.locator("#log")).to_contain_text("resume_beyond_end")
+                    await new.status(1, "Charging")  # live messages flow again
+                    await expect(new_card.locator(".connectors")).to_have_text("#1 Charging")
         finally:
             await browser.close()

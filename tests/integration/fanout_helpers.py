@@ -17,7 +17,8 @@ SECRET = "fanout-test-secret-that-is-long-enough"
 
 
 def with_fanout(settings: Settings, **changes: object) -> Settings:
-    fanout = msgspec.structs.replace(settings.fanout, port=0, jwt_secret=SECRET, **changes)
+    changes = {"port": 0, "jwt_secret": SECRET, **changes}
+    fanout = msgspec.structs.replace(settings.fanout, **changes)
     return msgspec.structs.replace(settings, fanout=fanout)
 
 

@@ -21,7 +21,7 @@ from tests.integration.fanout_helpers import (
     ui_socket,
     with_fanout,
 )
-from tests.integration.helpers import ocpp_charger
+from tests.integration.helpers import ocpp_charger, stored_events
 
 
 @pytest.fixture
@@ -204,6 +204,61 @@ async def test_resume_from_too_old_a_sequence_gets_an_error_and_a_fresh_snapshot
     assert error["type"] == "error" and error["code"] == "resume_unavailable"
     assert "seq 1" in error["message"]
     assert snapshot["type"] == "snapshot" and snapshot["boot"]["vendor"] == "Acme"
+
+
+@pytest.mark.parametrize("path", ["/ws/chargers/CP-1", "/ws"])
+async def test_resume_beyond_the_end_of_the_stream_gets_an_error_a_snapshot_and_live_messages(
+    gateway: Gateway, fanout: int, path: str
+) -> None:
+    """As a UI that reconnects after the data directory was recreated: its `since` is from a
+    stream that no longer exists."""
+    async with ocpp_charger(gateway.port, "CP-1") as cp:
+        await charge(cp, stop=False)
+        beyond = 1_000_000
+        async with ui_socket(
+            fanout, path, token_value=token(), params={"since": str(beyond)}
+        ) as ws:
+            if path == "/ws":
+                await ws.send_json({"op": "subscribe", "chargers": ["*"]})
+            error = await next_message(ws)
+            snapshot = await next_message(ws)
+            await cp.call(
+                call.StatusNotification(connector_id=1, error_code="NoError", status="Finishing")
+            )
+            live = await next_message(ws)
+    assert error["type"] == "error" and error["code"] == "resume_beyond_end"
+    assert f"after seq {beyond}" in error["message"] and "fresh snapshots" in error["message"]
+    assert snapshot["type"] == "snapshot" and snapshot["chargePointId"] == "CP-1"
+    assert snapshot["boot"]["vendor"] == "Acme" and snapshot["transactions"]
+    assert live["type"] == "status" and live["status"] == "Finishing"
+    assert live["seq"] > snapshot["seq"]
+
+
+async def test_a_replay_bounded_by_age_resumes_from_the_end_of_the_stream(
+    gateway: Gateway, nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    """Events older than HUB_FANOUT_REBUILD_AGE are left out of the replay: a client that saw
+    them resumes after the last, and one that missed some gets fresh snapshots."""
+    async with ocpp_charger(gateway.port, "CP-1") as cp:
+        await charge(cp, stop=False)
+        end, _ = (await stored_events(nats_server.url))[-1]
+        recent_only = with_fanout(settings, rebuild_max_age_s=1e-6)  # every event is older
+        async with running_fanout(recent_only, nats_server.url) as port:
+            async with ui_socket(
+                port, "/ws/chargers/CP-1", token_value=token(), params={"since": str(end)}
+            ) as ws:
+                await cp.call(
+                    call.StatusNotification(
+                        connector_id=1, error_code="NoError", status="Finishing"
+                    )
+                )
+                live = await next_message(ws)
+            async with ui_socket(
+                port, "/ws/chargers/CP-1", token_value=token(), params={"since": str(end - 1)}
+            ) as ws:
+                error = await next_message(ws)
+    assert live["type"] == "status" and live["status"] == "Finishing" and live["seq"] > end
+    assert error["type"] == "error" and error["code"] == "resume_unavailable"
 
 
 @pytest.mark.parametrize(

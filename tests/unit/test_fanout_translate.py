@@ -289,3 +289,33 @@ def test_resume_serves_the_history_or_says_it_is_too_old() -> None:
     assert live.missed([CP], 10) == []
     assert not live.can_resume([CP], 1)  # fell out of the 4-message history
     assert not live.can_resume([CP], -1)
+
+
+def test_resume_beyond_the_end_of_the_stream_is_refused_as_such() -> None:
+    live = Live()
+    events = session()
+    for seq, event in enumerate(events, start=1):
+        live.fold(event, seq)
+    end = len(events)
+    assert live.can_resume([CP], end)  # nothing missed, live messages follow
+    assert not live.can_resume([CP], end + 1)  # e.g. the stream was recreated
+    error = live.resume_error(end + 1)
+    assert error.code == "resume_beyond_end"
+    assert f"after seq {end + 1}" in error.message and f"ends at seq {end}" in error.message
+    assert live.resume_error(0).code == "resume_unavailable"
+    assert not Live().can_resume([CP], 1)  # an empty stream ends at 0
+
+
+def test_events_the_replay_skipped_cannot_be_resumed_across() -> None:
+    live = Live()
+    events = session()
+    for seq in range(1, 4):
+        live.skipped(seq)  # older than the replay's time bound
+    for seq, event in enumerate(events[3:], start=4):
+        live.fold(event, seq)
+    assert live.seq == len(events)
+    assert live.can_resume([CP], 3) and not live.can_resume([CP], 2)
+    assert live.resume_error(2).code == "resume_unavailable"
+    only_skipped = Live()
+    only_skipped.skipped(7)
+    assert only_skipped.can_resume([CP], 7) and not only_skipped.can_resume([CP], 6)

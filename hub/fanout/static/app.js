@@ -82,8 +82,24 @@ function connector(c, id) {
   return k;
 }
 
+// The server could not resume after our seq: fresh snapshots follow the error and replace
+// everything shown. After `resume_beyond_end` (the stream was recreated, say with the data
+// directory) our seq belongs to a stream that is gone, so it must not be sent again.
+const RESETS = new Set(["resume_beyond_end", "resume_unavailable"]);
+
+function reset() {
+  state.seq = null;
+  state.chargers.clear();
+  state.history.clear();
+}
+
 function handle(m) {
-  if (m.type === "error") { addLog(`error ${m.code}: ${m.message}`); return; }
+  if (m.type === "error") {
+    addLog(`error ${m.code}: ${m.message}`);
+    if (RESETS.has(m.code)) reset();
+    schedule();
+    return;
+  }
   if (typeof m.seq === "number" && (state.seq === null || m.seq > state.seq)) state.seq = m.seq;
   const c = m.type === "snapshot" ? null : charger(m.chargePointId);
   switch (m.type) {
@@ -178,6 +194,7 @@ function render() {
   const grid = $("#chargers");
   const ids = [...state.chargers.keys()].sort();
   $("#charger-count").textContent = `(${ids.length})`;
+  for (const card of [...grid.children]) if (!state.chargers.has(card.dataset.charger)) card.remove();
   for (const id of ids) {
     const c = state.chargers.get(id);
     let card = grid.querySelector(`[data-charger="${CSS.escape(id)}"]`);
