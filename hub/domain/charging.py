@@ -34,6 +34,7 @@ from hub.domain.facts import (
     ChargerConnected,
     ChargerDisconnected,
     ConnectorStatusChanged,
+    DataTransferred,
     EndReason,
     Fact,
     Flag,
@@ -76,6 +77,8 @@ from schemas.ocpp import PayloadError, validate_call, validate_result
 from schemas.ocpp.v16 import (
     BootNotificationRequest,
     BootNotificationResponse,
+    DataTransferRequest,
+    DataTransferResponse,
     MeterValue,
     MeterValuesRequest,
     StartTransactionRequest,
@@ -96,7 +99,7 @@ KEEP_ENDED: Final = 20_000
 MAX_PENDING: Final = 10_000
 
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
-_ANSWERED: Final = frozenset({"StartTransaction", "BootNotification"})
+_ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
 _READ: Final = frozenset({"StatusNotification", "MeterValues", "StopTransaction"})
 
 
@@ -339,9 +342,21 @@ class Charging:
             answer = validate_result(frame.ocpp_version, frame.action, frame.payload)
             match request, answer:
                 case StartTransactionRequest(), StartTransactionResponse():
-                    self._start(cp, request, answer.transaction_id)
+                    self._start(cp, request, answer)
                 case BootNotificationRequest(), BootNotificationResponse():
                     self._booted(cp, request, answer)
+                case DataTransferRequest(), DataTransferResponse():
+                    self._facts.append(
+                        DataTransferred(
+                            seq=self._seq,
+                            at=self._at,
+                            charge_point_id=cp,
+                            vendor_id=request.vendor_id,
+                            message_id=_text(request.message_id),
+                            data=request.data if isinstance(request.data, str) else None,
+                            status=answer.status,
+                        )
+                    )
                 case _:
                     self._problem(cp, f"{frame.action}: undecodable")
 
@@ -398,7 +413,10 @@ class Charging:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def _start(self, cp: str, request: StartTransactionRequest, transaction_id: int) -> None:
+    def _start(
+        self, cp: str, request: StartTransactionRequest, answer: StartTransactionResponse
+    ) -> None:
+        transaction_id = answer.transaction_id
         start_ms = parse_ms(request.timestamp)
         connector = self.charger(cp).connector(request.connector_id)
         current = self.state.sessions.get(connector.open) if connector.open else None
@@ -423,7 +441,7 @@ class Charging:
         session.limits = self._limits_for(session)
         if current is None or not current.ongoing:
             connector.open, connector.open_changed_at = key(cp, transaction_id), self._at
-        self._started(session)
+        self._started(session, answer.id_tag_info.status)
 
     def _open(
         self, cp: str, name: str, transaction_id: TransactionId, start_ms: int | None
@@ -450,7 +468,7 @@ class Charging:
             found.append(Limits(source="id_tag", limits=by_tag))
         return found
 
-    def _started(self, session: Session) -> None:
+    def _started(self, session: Session, authorization: str = "") -> None:
         self._facts.append(
             TransactionStarted(
                 seq=self._seq,
@@ -464,6 +482,7 @@ class Charging:
                 meter_start_wh=session.meter_start,
                 tariff_id=session.tariff.tariff_id,
                 inferred=session.start_ms is None,
+                authorization=authorization,
             )
         )
 

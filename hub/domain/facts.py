@@ -97,6 +97,8 @@ class TransactionStarted(_Fact, frozen=True, kw_only=True, tag="transaction.star
     meter_start_wh: float | None = None
     tariff_id: str = ""
     inferred: bool = False
+    # The hub's word on the id tag when it answered the start (Accepted, Blocked, ...).
+    authorization: str = ""
 
 
 class TransactionMetered(_Fact, frozen=True, kw_only=True, tag="transaction.metered"):
@@ -144,6 +146,15 @@ class TransactionSettled(_Fact, frozen=True, kw_only=True, tag="transaction.sett
     operator_share: str
 
 
+class DataTransferred(_Fact, frozen=True, kw_only=True, tag="data.transferred"):
+    """A vendor-specific DataTransfer from the charger, once the hub answered it."""
+
+    vendor_id: str
+    message_id: str = ""
+    data: str | None = None  # as the charger sent it
+    status: str = ""  # the hub's answer
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -161,5 +172,6 @@ Fact = (
     | TransactionFlagged
     | TransactionEnded
     | TransactionSettled
+    | DataTransferred
     | Problem
 )
