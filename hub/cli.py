@@ -32,11 +32,11 @@ from hub.api.money_rules import (
     wallet_credited,
 )
 from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
+from hub.charger_ids import id_problem
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
-from hub.gateway.handshake import charge_point_id_from_path
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
 from hub.runtime import (
@@ -268,10 +268,9 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
     event_id, received_at, actor = uuid.uuid4().hex, now_ms(), _actor()
     match args.command, args.action:
         case "chargers", "add":
-            if charge_point_id_from_path("/" + args.charge_point_id) != args.charge_point_id:
+            if problem := id_problem(args.charge_point_id):
                 raise SystemExit(
-                    f"hub: invalid charge point id {args.charge_point_id!r}: "
-                    "1-48 printable characters, no ':' or '/'"
+                    f"hub: invalid charge point id {args.charge_point_id!r}: {problem}"
                 )
             password = args.password or (
                 secrets.token_urlsafe(18) if args.generate_password else ""

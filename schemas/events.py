@@ -106,6 +106,7 @@ RefusalReason = Literal[
     "unknown_charger",
     "bad_credentials",
     "missing_credentials",
+    "locked_out",
 ]
 
 

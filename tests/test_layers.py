@@ -41,7 +41,6 @@ ENTRY_MODULES: Final = (
 
 SIBLING_EDGES: Final = {
     ("hub.fanout", "hub.api"): "the fan-out process serves the REST API beside the UI stream",
-    ("hub.api", "hub.gateway"): "money rules check charger ids with the handshake's rule",
 }
 
 

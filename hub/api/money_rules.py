@@ -17,10 +17,10 @@ from typing import Annotated, Final, NamedTuple, TypeVar
 
 import msgspec
 
+from hub.charger_ids import id_problem
 from hub.domain.tariffs import Tariff, validate, validate_limits
 from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import Wallets, money
-from hub.gateway.handshake import charge_point_id_from_path
 from schemas.events import (
     SessionLimits,
     SessionLimitsSet,
@@ -259,8 +259,8 @@ def tariff_set(tariff_id: str, body: TariffBody, effective_from: int, origin: Or
     if not 1 <= len(tariff_id) <= MAX_TARIFF_ID or not tariff_id.isprintable():
         raise Invalid("tariff_id", f"{tariff_id!r}: 1 to {MAX_TARIFF_ID} printable characters")
     cp = body.charge_point_id
-    if cp and charge_point_id_from_path("/" + cp) != cp:
-        raise Invalid("charge_point_id", f"{cp!r}: 1-48 printable characters, no ':' or '/'")
+    if cp and (problem := id_problem(cp)):
+        raise Invalid("charge_point_id", f"{cp!r}: {problem}")
     _currency(body.currency)
     for index, band in enumerate(body.bands):
         for name in ("start", "end"):

@@ -1,32 +1,35 @@
-"""What the gateway reads off a WebSocket handshake: the charger id, credentials, the peer."""
+"""What the gateway reads off a WebSocket handshake: the charger id, credentials, the peer;
+and what websockets itself has to say about handshakes that fail."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 
-MAX_CHARGE_POINT_ID_LENGTH: Final = 48
+from hub.logs import Throttle, suppressed_field
+
+log = structlog.get_logger("hub.gateway")
+
+# Longest stretch of a client's own text (a path, an error message) that goes into a log line.
+LOG_CLIP: Final = 120
 
 
 def charge_point_id_from_path(path: str) -> str | None:
     """The last path segment, percent-decoded; chargers are provisioned with many URL styles
-    (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``)."""
-    last_segment = urlsplit(path).path.rpartition("/")[2]
+    (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``). None when it
+    does not decode; whether the id is acceptable is ``hub.charger_ids``' business."""
     try:
-        candidate = unquote(last_segment, errors="strict")
-    except UnicodeDecodeError:
+        last_segment = urlsplit(path).path.rpartition("/")[2]
+        return unquote(last_segment, errors="strict")
+    except (UnicodeDecodeError, ValueError):  # ValueError: '//[x/...' is a bad IPv6 host
         return None
-    if not 0 < len(candidate) <= MAX_CHARGE_POINT_ID_LENGTH:
-        return None
-    # ':' would make HTTP Basic credentials ambiguous (OCPP 2.0.1 forbids it for the same reason).
-    if ":" in candidate or not candidate.isprintable():
-        return None
-    return candidate
 
 
 def basic_credentials(headers: Headers) -> tuple[str, str] | None:
@@ -46,3 +49,74 @@ def remote_address(connection: ServerConnection) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
     return str(address)
+
+
+def peer_host(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
+
+
+def clip(text: str) -> str:
+    return text if len(text) <= LOG_CLIP else f"{text[:LOG_CLIP]}... ({len(text)} characters)"
+
+
+def _one_line(error: BaseException | None) -> str:
+    return clip(f"{type(error).__name__}: {error}") if error is not None else ""
+
+
+# What websockets logs, at INFO, when it answers a handshake with anything but 101.
+_HANDSHAKE_ANSWERS: Final = frozenset({"HTTP response sent (%d %s)", "connection rejected (%d %s)"})
+
+
+class _WebsocketsLog(logging.Handler):
+    """websockets' log records as throttled structlog lines, one line each, no traceback.
+
+    Left alone, websockets logs a handshake that makes the gateway fail (and anything else
+    unexpected) with a full traceback through the root logger, one per request, and logs the
+    requests it refuses itself (request line or headers too long, not an upgrade) nowhere.
+    """
+
+    def __init__(self, throttle: Throttle) -> None:
+        super().__init__(logging.INFO)
+        self._throttle = throttle
+
+    def emit(self, record: logging.LogRecord) -> None:
+        connection = getattr(record, "websocket", None)
+        remote = remote_address(connection) if isinstance(connection, ServerConnection) else ""
+        if record.levelno >= logging.WARNING:
+            suppressed = self._throttle.admit(f"websockets.error:{record.msg}")
+            if suppressed is not None:
+                error = record.exc_info[1] if record.exc_info else None
+                log.warning(
+                    "websockets.error",
+                    message=str(record.msg),
+                    error=_one_line(error),
+                    remote=remote,
+                    **suppressed_field(suppressed),
+                )
+        elif record.msg in _HANDSHAKE_ANSWERS and isinstance(connection, ServerConnection):
+            failure = connection.protocol.handshake_exc
+            if failure is None:
+                return  # the gateway's own refusal, already logged as connection.refused
+            status = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+            suppressed = self._throttle.admit(f"handshake.failed:{status}")
+            if suppressed is not None:
+                log.info(
+                    "handshake.failed",
+                    status=status,
+                    error=_one_line(failure),
+                    remote=remote,
+                    **suppressed_field(suppressed),
+                )
+        # Everything else at INFO ("connection open", "connection closed", "server listening")
+        # repeats the gateway's own lines.
+
+
+def websockets_logger(throttle: Throttle) -> logging.Logger:
+    """The logger to give websockets: not in the logging tree, so nothing it logs reaches
+    the root logger's handlers (or, without any, stderr)."""
+    logger = logging.Logger("hub.gateway.websockets", logging.INFO)
+    logger.addHandler(_WebsocketsLog(throttle))
+    return logger

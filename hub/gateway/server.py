@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from hub.bus import Connection, EventStore
+from hub.charger_ids import id_problem
 from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.gateway import ocpp16
@@ -31,8 +33,12 @@ from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.handshake import (
     basic_credentials,
     charge_point_id_from_path,
+    clip,
+    peer_host,
     remote_address,
+    websockets_logger,
 )
+from hub.gateway.lockout import AuthGuard, address_key
 from hub.gateway.session import (
     SUBPROTOCOLS,
     Exchange,
@@ -45,6 +51,7 @@ from hub.gateway.session import (
     connection_replaced,
     reject,
 )
+from hub.logs import Throttle, suppressed_field
 from hub.passwords import verify_password
 from hub.registry import Registry
 from hub.subjects import decode_token, encode_token
@@ -94,6 +101,10 @@ class Gateway:
         self._server: Server | None = None
         # websockets owns the connection tasks; a shutdown that runs out of patience cancels them.
         self._handlers: set[asyncio.Task[None]] = set()
+        self.auth_guard = AuthGuard()
+        # Refusals and failed handshakes are logged through this: a flood of bad requests
+        # costs a bounded number of lines.
+        self.log_throttle = Throttle()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -114,6 +125,7 @@ class Gateway:
             close_timeout=self.settings.close_timeout_s,
             ssl=self._tls_context(),
             server_header=None,
+            logger=websockets_logger(self.log_throttle),
         )
         return self._server
 
@@ -148,6 +160,8 @@ class Gateway:
             for handler in self._handlers:
                 handler.cancel()
             await self._server.wait_closed()
+        for kind, count in self.log_throttle.drain():
+            log.info("log.suppressed", kind=kind, suppressed=count)
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -168,17 +182,40 @@ class Gateway:
         remote = remote_address(connection)
         charge_point_id = charge_point_id_from_path(request.path)
         if charge_point_id is None:
-            await self._refuse("invalid_charge_point_id", request.path, remote, request.path)
-            return connection.respond(HTTPStatus.BAD_REQUEST, "invalid charge point id\n")
-        refusal = await self._authenticate(charge_point_id, request.headers)
+            problem: str | None = "not percent-encoded UTF-8"
+        elif self.registry.is_known(charge_point_id):
+            problem = None  # registered before the id rule existed, or under it: either way
+        else:
+            problem = id_problem(charge_point_id)
+        if charge_point_id is None or problem is not None:
+            await self._refuse(
+                "invalid_charge_point_id", request.path, remote, request.path, problem=problem or ""
+            )
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, f"invalid charge point id: {problem}\n"
+            )
+        address = address_key(peer_host(connection))
+        refusal = await self._authenticate(charge_point_id, request.headers, address)
         if refusal is None:
             return None
+        if refusal == "locked_out":
+            retry_after = math.ceil(self.auth_guard.retry_after(charge_point_id, address))
+            await self._refuse(
+                refusal, charge_point_id, remote, request.path, retry_after=retry_after
+            )
+            response = connection.respond(
+                HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins; try again later\n"
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
         await self._refuse(refusal, charge_point_id, remote, request.path)
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "authentication required\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
 
-    async def _authenticate(self, charge_point_id: str, headers: Headers) -> RefusalReason | None:
+    async def _authenticate(
+        self, charge_point_id: str, headers: Headers, address: str
+    ) -> RefusalReason | None:
         record = self.registry.chargers.get(charge_point_id)
         credentials = basic_credentials(headers)
         if record is None:
@@ -190,12 +227,23 @@ class Gateway:
         username, password = credentials
         if username != charge_point_id:
             return "bad_credentials"
+        # Checked before the password, so a locked-out guesser costs no PBKDF2 either.
+        if not self.auth_guard.admit(charge_point_id, address):
+            return "locked_out"
         # PBKDF2 is deliberately slow, so it must not run on the event loop.
         valid = await asyncio.to_thread(verify_password, password, record.password_hash)
-        return None if valid else "bad_credentials"
+        if not valid:
+            return "bad_credentials"
+        self.auth_guard.succeeded(charge_point_id, address)
+        return None
 
     async def _refuse(
-        self, reason: RefusalReason, charge_point_id: str, remote: str, path: str
+        self,
+        reason: RefusalReason,
+        charge_point_id: str,
+        remote: str,
+        path: str,
+        **details: str | int,
     ) -> None:
         received_at = now_ms()
         event = ConnectionRefused(
@@ -208,9 +256,16 @@ class Gateway:
             path=path,
         )
         await self._store.store([event])
-        log.info(
-            "connection.refused", charge_point_id=charge_point_id, reason=reason, remote=remote
-        )
+        suppressed = self.log_throttle.admit(f"connection.refused:{reason}")
+        if suppressed is not None:
+            log.info(
+                "connection.refused",
+                charge_point_id=clip(charge_point_id),
+                reason=reason,
+                remote=remote,
+                **suppressed_field(suppressed),
+                **details,
+            )
 
     # -- connection --------------------------------------------------------------------------
 

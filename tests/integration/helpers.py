@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import sys
@@ -16,8 +17,12 @@ from ocpp.v16 import ChargePoint
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from hub.bus import EventStore
+from hub.config import Settings
+from hub.passwords import hash_password
+from hub.runtime import event_backbone
 from hub.subjects import charger_subject
-from schemas.events import Event, decode_event
+from schemas.events import ChargerRegistered, Event, decode_event
 
 
 @contextlib.asynccontextmanager
@@ -153,3 +158,27 @@ async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subproces
         async with asyncio.timeout(30):
             code = await process.wait()
     assert code == 0, f"hub up exited with {code}"
+
+
+async def register_charger(
+    nats_url: str, settings: Settings, charge_point_id: str, password: str = ""
+) -> None:
+    """What ``hub chargers add`` stores, stored directly (so ids the CLI refuses can be too)."""
+    async with event_backbone(settings, nats_url, name="test-admin") as (_, store):
+        await EventStore.store(
+            store,
+            [
+                ChargerRegistered(
+                    id=f"reg-{charge_point_id}",
+                    received_at=1,
+                    actor="test",
+                    charge_point_id=charge_point_id,
+                    password_hash=hash_password(password) if password else "",
+                )
+            ],
+        )
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}

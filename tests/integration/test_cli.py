@@ -57,6 +57,7 @@ def test_registering_chargers_and_id_tags_is_remembered(tmp_path: Path) -> None:
         (("idtags", "add", "X" * 21), "20 characters"),
         (("idtags", "add", "T", "--parent", "P" * 21), "20 characters"),
         (("chargers", "add", "bad:id"), "invalid charge point id"),
+        (("chargers", "add", "CP\u20101"), "U+2010 HYPHEN is not allowed"),
         (("chargers", "add", "CP", "--password"), "expected one argument"),
         (("up", "--boot-policy", "sometimes"), "invalid choice"),
     ],

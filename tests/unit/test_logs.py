@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from hub.logs import Throttle
+
 
 def _log_line(fmt: str) -> str:
     program = (
@@ -36,3 +38,22 @@ def test_console_logs_filter_below_the_level() -> None:
     output = _log_line("console")
     assert "ocpp.exchange" in output and "CP-1" in output
     assert "secret" not in output
+
+
+def test_throttle_lets_a_burst_through_then_counts_what_it_drops() -> None:
+    now = [0.0]
+    throttle = Throttle(burst=3, window_s=10.0, clock=lambda: now[0])
+    assert [throttle.admit("refused") for _ in range(5)] == [0, 0, 0, None, None]
+    assert throttle.admit("other") == 0  # kinds are counted apart
+    now[0] = 10.0
+    assert throttle.admit("refused") == 2  # the next line says what was left out
+    assert [throttle.admit("refused") for _ in range(3)] == [0, 0, None]
+    assert throttle.drain() == [("refused", 1)]
+    assert throttle.drain() == []
+
+
+def test_throttle_forgets_the_oldest_kind_past_its_bound() -> None:
+    throttle = Throttle(burst=1, max_kinds=4, clock=lambda: 0.0)
+    for n in range(100):
+        throttle.admit(f"kind-{n}")
+    assert len(throttle._windows) == 4
