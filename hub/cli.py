@@ -32,9 +32,9 @@ from hub.api.money_rules import (
     wallet_credited,
 )
 from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
-from hub.charger_ids import id_problem
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
+from hub.domain.charger_ids import id_problem
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
 from hub.passwords import hash_password

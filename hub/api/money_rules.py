@@ -17,7 +17,7 @@ from typing import Annotated, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from hub.charger_ids import id_problem
+from hub.domain.charger_ids import id_problem
 from hub.domain.tariffs import Tariff, validate, validate_limits
 from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import Wallets, money

@@ -24,7 +24,7 @@ LOG_CLIP: Final = 120
 def charge_point_id_from_path(path: str) -> str | None:
     """The last path segment, percent-decoded; chargers are provisioned with many URL styles
     (``/ocpp/CP1``, ``/steve/websocket/CentralSystemService/CP1``, ``/CP1``). None when it
-    does not decode; whether the id is acceptable is ``hub.charger_ids``' business."""
+    does not decode; whether the id is acceptable is ``hub.domain.charger_ids``' business."""
     try:
         last_segment = urlsplit(path).path.rpartition("/")[2]
         return unquote(last_segment, errors="strict")

@@ -24,9 +24,9 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from hub.bus import Connection, EventStore
-from hub.charger_ids import id_problem
 from hub.clock import now_ms
 from hub.config import GatewaySettings
+from hub.domain.charger_ids import id_problem
 from hub.gateway import ocpp16
 from hub.gateway.connection import QUEUE_DEPTH, ChargerSession
 from hub.gateway.frames import CallError, CallResult, Malformed

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.charger_ids import id_problem
 from hub.cli import admin_event, build_parser
+from hub.domain.charger_ids import id_problem
 from schemas.events import ChargerRegistered
 from tests.integration.test_handshake_abuse import LOOK_ALIKES
 
