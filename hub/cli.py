@@ -27,6 +27,7 @@ from hub.api.money_rules import (
     Origin,
     WalletBody,
     add_limit_flags,
+    check_id_tag,
     limits_from_flags,
     wallet_configured,
     wallet_credited,
@@ -293,9 +294,12 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 charge_point_id=args.charge_point_id,
             ), (f"unregistered {args.charge_point_id}")
         case "idtags", "add":
-            for tag in (args.id_tag, args.parent):
-                if len(tag) > 20:
-                    raise SystemExit(f"hub: id tag {tag!r} is longer than OCPP's 20 characters")
+            try:
+                check_id_tag(args.id_tag)
+                if args.parent:
+                    check_id_tag(args.parent)
+            except Invalid as error:
+                raise SystemExit(f"hub: id tag {error.problem}") from None
             try:
                 expiry = format_time(parse_time(args.expiry)) if args.expiry else ""
             except ValueError:

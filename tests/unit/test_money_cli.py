@@ -13,6 +13,7 @@ from hub.api.money_rules import (
     NoWallet,
     Origin,
     TariffBody,
+    check_id_tag,
     effective_from_ms,
     tariff_set,
 )
@@ -223,3 +224,13 @@ def test_the_cli_refuses_what_rest_refuses(
         tariff_set(tariff_id, decoded, effective_from_ms(decoded.effective_from), ORIGIN)
     with pytest.raises(ValueError, match=r"^(--|tariff id )"):
         tariff_event(parse("tariffs", "set", *argv), ORIGIN.received_at)
+
+
+def test_idtags_add_follows_the_id_tag_rule_the_wallet_api_applies() -> None:
+    for tag in ("T" * 21, ""):
+        with pytest.raises(Invalid):
+            check_id_tag(tag)
+        with pytest.raises(SystemExit, match="must be 1 to 20 characters"):
+            admin_event(parse("idtags", "add", tag))
+    with pytest.raises(SystemExit, match="must be 1 to 20 characters"):
+        admin_event(parse("idtags", "add", "T", "--parent", "P" * 21))
