@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -19,8 +19,8 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from hub.config import Settings, StreamSettings
-from hub.subjects import ADMIN_WILDCARD, EVENTS_WILDCARD, subject_for
-from schemas.events import Event, decode_event, encode_event
+from hub.subjects import EVENTS_WILDCARD, subject_for
+from schemas.events import Event, encode_event
 
 log = structlog.get_logger("hub.bus")
 
@@ -261,46 +261,6 @@ def _expire(futures: list[asyncio.Future[_PubAck]]) -> None:
     for future in futures:
         if not future.done():
             future.set_exception(TimeoutError("no PubAck in time"))
-
-
-async def follow_admin_events(
-    connection: Connection,
-    stream: str,
-    apply: Callable[[Event, int], None],
-    subjects: Sequence[str] = (ADMIN_WILDCARD,),
-) -> None:
-    """Replay the events under ``subjects`` into ``apply``, then keep applying new ones.
-
-    Returns once the events stored before the call have been applied, so a gateway never
-    accepts chargers on a registry older than its start. Narrow ``subjects`` to what the
-    caller folds: command audit events, say, grow without bound and a registry needs none.
-    """
-    for subject in subjects:
-        await _follow(connection, stream, subject, apply)
-
-
-async def _follow(
-    connection: Connection, stream: str, subject: str, apply: Callable[[Event, int], None]
-) -> None:
-    js = connection.js
-    info = await js.stream_info(stream, subjects_filter=subject)
-    caught_up = asyncio.Event()
-    if not info.state.subjects:
-        caught_up.set()
-
-    async def on_message(msg: Msg) -> None:
-        metadata = msg.metadata
-        try:
-            event = decode_event(msg.data)
-        except msgspec.DecodeError as error:
-            log.error("admin.undecodable", seq=metadata.sequence.stream, error=str(error))
-        else:
-            apply(event, metadata.sequence.stream)
-        if metadata.num_pending == 0:
-            caught_up.set()
-
-    await js.subscribe(subject, cb=on_message, ordered_consumer=True, stream=stream)
-    await caught_up.wait()
 
 
 @contextlib.asynccontextmanager

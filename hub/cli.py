@@ -18,7 +18,6 @@ import uvloop
 
 from hub import logs
 from hub.api import cli as api_cli
-from hub.api.money import Follower
 from hub.api.money_rules import (
     Conflict,
     CreditBody,
@@ -38,11 +37,11 @@ from hub.config import Settings, from_environment, with_gateway_id
 from hub.domain.charger_ids import id_problem
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
+from hub.follower import Follower, fold_once
 from hub.passwords import hash_password
-from hub.registry import format_time, parse_time
+from hub.registry import REGISTRY_SUBJECTS, Registry, format_time, parse_time
 from hub.runtime import (
     admin_backbone,
-    load_registry,
     nats_server_for,
     running_gateway,
 )
@@ -334,7 +333,10 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             await store.store([event])
             print(message)
             return 0
-        registry = await load_registry(connection, settings)
+        registry = Registry()
+        await fold_once(
+            connection, settings.stream.name, REGISTRY_SUBJECTS, registry.apply, name="registry"
+        )
         if args.command == "chargers":
             for charge_point_id, record in sorted(registry.chargers.items()):
                 auth = "password" if record.password_hash else "no password"
@@ -409,10 +411,13 @@ def _print_wallet(book: WalletBook, id_tag: str) -> int:
 
 
 async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
-    async with admin_backbone(settings) as (connection, store):
-        book = WalletBook()
-        followed = Follower(book.apply)
-        await followed.start(connection.js, settings.stream.name, WALLET_SUBJECTS)
+    book = WalletBook()
+    async with (
+        admin_backbone(settings) as (connection, store),
+        Follower(
+            connection, settings.stream.name, WALLET_SUBJECTS, book.apply, name="wallets"
+        ) as followed,
+    ):
         if args.action == "show":
             return _print_wallet(book, args.id_tag)
         try:

@@ -9,8 +9,9 @@ from pathlib import Path
 import nats.errors
 import structlog
 
-from hub.bus import Connection, EventStore, event_backbone, follow_admin_events
+from hub.bus import Connection, EventStore, event_backbone
 from hub.config import Settings
+from hub.follower import Follower
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.registry import REGISTRY_SUBJECTS, Registry
@@ -39,10 +40,11 @@ async def nats_server_for(settings: Settings) -> AsyncIterator[str]:
             url_file.unlink(missing_ok=True)
 
 
-async def load_registry(connection: Connection, settings: Settings) -> Registry:
-    registry = Registry()
-    await follow_admin_events(connection, settings.stream.name, registry.apply, REGISTRY_SUBJECTS)
-    return registry
+def registry_follower(connection: Connection, settings: Settings, registry: Registry) -> Follower:
+    """The registry's follower: ``async with`` it, and the registry is up to date within."""
+    return Follower(
+        connection, settings.stream.name, REGISTRY_SUBJECTS, registry.apply, name="registry"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -59,18 +61,19 @@ async def running_gateway(settings: Settings, url: str) -> AsyncIterator[Gateway
             file_storage=settings.stream.storage == "file",
             request_timeout=gateway_settings.publish_timeout_s,
         )
-        registry = await load_registry(connection, settings)
-        gateway = Gateway(gateway_settings, connection, store, txids, registry)
-        await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
-        log.info(
-            "gateway.listening",
-            url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
-            gateway_id=gateway.gateway_id,
-        )
-        try:
-            yield gateway
-        finally:
-            await gateway.close()
+        registry = Registry()
+        async with registry_follower(connection, settings, registry):
+            gateway = Gateway(gateway_settings, connection, store, txids, registry)
+            await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
+            log.info(
+                "gateway.listening",
+                url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
+                gateway_id=gateway.gateway_id,
+            )
+            try:
+                yield gateway
+            finally:
+                await gateway.close()
 
 
 async def reachable(url: str) -> bool:

@@ -24,8 +24,8 @@ from hub.api.money_rules import (
     effective_from_ms,
     tariff_set,
 )
-from hub.bus import follow_admin_events
 from hub.config import Settings
+from hub.follower import fold_once
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
@@ -294,7 +294,9 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> int:
             found.append(event)
 
     async with admin_backbone(settings) as (connection, _):
-        await follow_admin_events(connection, settings.stream.name, collect, ("ev.admin.tariff.>",))
+        await fold_once(
+            connection, settings.stream.name, ("ev.admin.tariff.>",), collect, name="tariffs"
+        )
     for tariff in found:
         effective = datetime.fromtimestamp(
             (tariff.effective_from or tariff.received_at) / 1000, UTC

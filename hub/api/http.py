@@ -18,20 +18,19 @@ from typing import Any, Final
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.msg import Msg
 
 from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
 from hub.bus import Connection, EventStore, connect
 from hub.commands import finished_event, send_requested
 from hub.config import Settings
 from hub.domain.command_tracking import CommandError, CommandView, Tracker, finished_view
+from hub.follower import Follower
 from hub.subjects import COMMAND_WILDCARD
 from hub.tokens import AuthError, Scope, Verifier
 from schemas.events import (
     AccessDenied,
     CommandRequested,
     Event,
-    decode_event,
 )
 
 log = structlog.get_logger("hub.api")
@@ -117,40 +116,30 @@ def _backbone(
         try:
             store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
             await store.start()
-            await _follow_commands(connection, settings.stream.name, api.tracker)
-            api.connection, api.store = connection, store
-            yield
+            tracker = api.tracker
+            async with Follower(
+                connection,
+                settings.stream.name,
+                (COMMAND_WILDCARD,),
+                lambda event, _: tracker.apply(event),
+                name="commands",
+            ):
+                api.connection, api.store = connection, store
+                try:
+                    yield
+                finally:
+                    # Commands answered 202 get a moment to record their outcome; the rest
+                    # stay pending in the tracker (their CALL and answer are in the stream
+                    # regardless).
+                    if api.background:
+                        await asyncio.wait(list(api.background), timeout=SHUTDOWN_GRACE_S)
+                    for task in list(api.background):
+                        task.cancel()
+                    await asyncio.gather(*api.background, return_exceptions=True)
         finally:
-            # Commands answered 202 get a moment to record their outcome; the rest stay
-            # pending in the tracker (their CALL and answer are in the stream regardless).
-            if api.background:
-                await asyncio.wait(list(api.background), timeout=SHUTDOWN_GRACE_S)
-            for task in list(api.background):
-                task.cancel()
-            await asyncio.gather(*api.background, return_exceptions=True)
             await connection.close()
 
     return run
-
-
-async def _follow_commands(connection: Connection, stream: str, tracker: Tracker) -> None:
-    """Replay every command event into the tracker; returns once caught up, keeps following."""
-    js = connection.js
-    info = await js.stream_info(stream, subjects_filter=COMMAND_WILDCARD)
-    caught_up = asyncio.Event()
-    if not info.state.subjects:
-        caught_up.set()
-
-    async def on_message(msg: Msg) -> None:
-        try:
-            tracker.apply(decode_event(msg.data))
-        except msgspec.DecodeError as error:
-            log.error("api.undecodable", seq=msg.metadata.sequence.stream, error=str(error))
-        if msg.metadata.num_pending == 0:
-            caught_up.set()
-
-    await js.subscribe(COMMAND_WILDCARD, cb=on_message, ordered_consumer=True, stream=stream)
-    await caught_up.wait()
 
 
 async def _store(api: CommandApi, event: Event) -> int:

@@ -9,22 +9,19 @@ concern every charger, so they need a token whose ``chargers`` claim is ``*``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Final, TypeVar
 
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
 
 from hub.api.http import (
     API,
     ApiError,
+    CommandApi,
     Handler,
     _answering_errors,
     _authorise,
@@ -63,8 +60,9 @@ from hub.api.money_state import (
     tariff_view,
 )
 from hub.domain.wallets import ZERO
+from hub.follower import Follower
 from hub.tokens import Scope
-from schemas.events import Event, WalletCreditKind, decode_event
+from schemas.events import Event, WalletCreditKind
 
 log = structlog.get_logger("hub.api.money")
 
@@ -80,66 +78,21 @@ _PATH_PARAMETERS: Final = {
 T = TypeVar("T")
 
 
-class Follower:
-    """Feeds a fold from ONE ordered consumer over all its subjects, so the fold sees their
-    events in stream order, and lets a writer wait until its own event has been folded."""
-
-    def __init__(self, apply: Callable[[Event, int], None]) -> None:
-        self._apply = apply
-        self.seq = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-
-    async def start(self, js: JetStreamContext, stream: str, subjects: Sequence[str]) -> None:
-        """Returns once the events stored before the call are folded; keeps following."""
-        caught_up = asyncio.Event()
-        infos = [await js.stream_info(stream, subjects_filter=s) for s in subjects]
-        if not any(info.state.subjects for info in infos):
-            caught_up.set()
-
-        async def on_message(msg: Msg) -> None:
-            self._on_event(msg.data, msg.metadata.sequence.stream)
-            if msg.metadata.num_pending == 0:
-                caught_up.set()
-
-        config = ConsumerConfig(filter_subjects=list(subjects)) if len(subjects) > 1 else None
-        await js.subscribe(
-            subjects[0], cb=on_message, ordered_consumer=True, stream=stream, config=config
-        )
-        await caught_up.wait()
-
-    def _on_event(self, data: bytes, seq: int) -> None:
-        try:
-            self._apply(decode_event(data), seq)
-        except (msgspec.DecodeError, ValueError, ArithmeticError) as error:
-            # One bad event costs itself, never the fold of the rest.
-            log.error("api.money.unapplicable", seq=seq, error=str(error))
-        self.seq = max(self.seq, seq)
-        for target, future in self._waiters:
-            if target <= seq and not future.done():
-                future.set_result(None)
-
-    async def reached(self, seq: int, within_s: float = FOLD_WAIT_S) -> bool:
-        if self.seq >= seq:
-            return True
-        waiter = (seq, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(within_s):
-                await waiter[1]
-            return True
-        except TimeoutError:
-            log.warning("api.money.fold_behind", seq=seq, folded=self.seq)
-            return False
-        finally:
-            self._waiters.remove(waiter)
-
-
 class MoneyApi:
     def __init__(self) -> None:
         self.tariffs = TariffBook()
         self.wallets = WalletBook()
-        self.tariffs_followed = Follower(self.tariffs.apply)
-        self.wallets_followed = Follower(self.wallets.apply)
+        self._follower: Follower | None = None
+
+    def apply(self, event: Event, seq: int) -> None:
+        self.tariffs.apply(event, seq)
+        self.wallets.apply(event, seq)
+
+    async def stored(self, api: CommandApi, event: Event) -> None:
+        """Store ``event`` and wait until the books hold it, so the answer shows it."""
+        seq = await _store(api, event)
+        if self._follower is not None:
+            await self._follower.reached(seq, within_s=FOLD_WAIT_S)
 
 
 MONEY: Final = web.AppKey("money_api", MoneyApi)
@@ -168,12 +121,12 @@ def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
         connection, money = app[API].connection, app[MONEY]
         assert connection is not None, "money.setup must come after the command API's backbone"
-        # Serving starts once both folds hold what was stored before: a retried top-up must
+        # Serving starts once both books hold what was stored before: a retried top-up must
         # find the credit it repeats.
-        await money.tariffs_followed.start(connection.js, stream, TARIFF_SUBJECTS)
-        await money.wallets_followed.start(connection.js, stream, WALLET_SUBJECTS)
-        # The subscriptions end with the connection, which the command API closes.
-        yield
+        subjects = (*TARIFF_SUBJECTS, *WALLET_SUBJECTS)
+        async with Follower(connection, stream, subjects, money.apply, name="money") as follower:
+            money._follower = follower
+            yield
 
     return run
 
@@ -269,7 +222,7 @@ async def _put_tariff(request: web.Request) -> web.Response:
         event = tariff_set(request.match_info["tariff_id"], body, effective, _origin(scope))
     except Invalid as error:
         raise _invalid(error) from None
-    await money.tariffs_followed.reached(await _store(api, event))
+    await money.stored(api, event)
     log.info("api.tariff_set", tariff_id=event.tariff_id, event_id=event.id, actor=event.actor)
     return json_response(tariff_view(event))
 
@@ -303,7 +256,7 @@ async def _put_wallet(request: web.Request) -> web.Response:
         raise _invalid(error) from None
     except Conflict as error:
         raise _error(409, "conflict", str(error)) from None
-    await money.wallets_followed.reached(await _store(api, event))
+    await money.stored(api, event)
     log.info("api.wallet_configured", id_tag=id_tag, event_id=event.id, actor=event.actor)
     # The configuration as stored, even if the fold has not caught up with it (yet).
     folded = money.wallets.view(id_tag) or WalletView(
@@ -360,7 +313,7 @@ def _credit(kind: WalletCreditKind) -> Handler:
         if not replayed:
             # A concurrent retry may have been stored first: JetStream keeps that one (same
             # id), and the answer is the one it got.
-            await money.wallets_followed.reached(await _store(api, event))
+            await money.stored(api, event)
             stored = book.credits.get(event.id, event)
             try:
                 check_same_credit(stored, event)

@@ -17,20 +17,16 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
-import nats.errors
-import nats.js.errors
 import structlog
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
 
 from hub.bus import Connection, EventStore, StoreError, event_backbone
 from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.domain.policy import Policy, parse_actions
+from hub.follower import Follower
 from hub.supervisor import snapshot
 from hub.supervisor.core import Command, Supervisor
-from schemas.events import ClockTick, CommandRequested, decode_event
+from schemas.events import ClockTick, CommandRequested, Event
 
 log = structlog.get_logger("hub.supervisor")
 
@@ -54,10 +50,6 @@ FOLDED_SUBJECTS: Final = (
     "ev.integrity.>",
     "ev.session.>",
 )
-FETCH_BATCH: Final = 200
-FETCH_WAIT_S: Final = 5.0
-# The server drops the fold's consumer when this process is gone this long.
-CONSUMER_IDLE_S: Final = 60.0
 # A snapshot of the fold's state at most this many events or seconds apart.
 SNAPSHOT_EVERY_EVENTS: Final = 50_000
 SNAPSHOT_EVERY_S: Final = 60.0
@@ -70,14 +62,6 @@ def policy_from(settings: SupervisorSettings) -> Policy:
         name: getattr(settings, name) for name in Policy.__struct_fields__ if name != "actions"
     }
     return Policy(**shared, actions=parse_actions(settings.actions))
-
-
-def _stop_if_cancelled() -> None:
-    """nats-py turns a cancelled wait into a library error when its connection is closing;
-    the task was still asked to stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _now_ms() -> int:
@@ -103,38 +87,18 @@ class SupervisorService:
         self._slots = asyncio.Semaphore(MAX_COMMANDS)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Fold the stream from its start, then follow it, forever.
-
-        A pull consumer, not an ordered push one: nats-py answers a push consumer's flow
-        control at most every 0.25 s once the subscriber is behind, which throttles a fold
-        that fell behind under load to a crawl it never recovers from.
-        """
-        js = self.connection.js
-        while True:
-            config = ConsumerConfig(
-                filter_subjects=list(FOLDED_SUBJECTS),
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.core.last_seq + 1,
-                mem_storage=True,
-                inactive_threshold=CONSUMER_IDLE_S,
-            )
-            subscription = await js.pull_subscribe(
-                "", durable=None, stream=self.stream, config=config
-            )
-            try:
-                await self._follow(subscription)
-            except (nats.errors.Error, nats.js.errors.Error) as error:
-                _stop_if_cancelled()
-                # The consumer went away (a NATS restart, say): a new one goes on from here.
-                log.warning(
-                    "supervisor.consumer_lost", last_seq=self.core.last_seq, error=str(error)
-                )
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+    def follower(self) -> Follower:
+        """What feeds the core: the stream from the event after its state (a snapshot's)."""
+        follower = Follower(
+            self.connection,
+            self.stream,
+            FOLDED_SUBJECTS,
+            self._on_event,
+            name="supervisor",
+            start_seq=self.core.last_seq + 1,
+        )
+        self.caught_up = follower.caught_up
+        return follower
 
     async def resume(self) -> None:
         """Take up the latest snapshot, if it fits the stream; before :meth:`run`."""
@@ -149,8 +113,6 @@ class SupervisorService:
             log.info("supervisor.resumed", last_seq=found.last_seq)
         elif data is not None:
             log.warning("supervisor.snapshot_ignored", path=str(self.snapshot_path))
-        if self.core.last_seq >= stream_last_seq:
-            self.caught_up.set()
 
     def _maybe_snapshot(self) -> None:
         due = self.core.last_seq - self._snapshot_seq >= SNAPSHOT_EVERY_EVENTS or (
@@ -166,39 +128,19 @@ class SupervisorService:
             asyncio.to_thread(snapshot.write, self.snapshot_path, data)
         )
 
-    async def _follow(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except nats.errors.TimeoutError:
-                _stop_if_cancelled()
-                continue
-            for msg in messages:
-                await self._on_message(msg)
-
-    async def _on_message(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        try:
-            event = decode_event(msg.data)
-        except msgspec.DecodeError as error:
-            log.error("supervisor.undecodable", seq=seq, error=str(error))
-            return
-        try:
-            self.core.apply(seq, event)
-        except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
-            # A charger's nonsense costs its own event, never the supervision of the rest.
-            log.error("supervisor.unapplicable", seq=seq, error=str(error))
-        if msg.metadata.num_pending == 0:
-            self.caught_up.set()
+    def _on_event(self, event: Event, seq: int) -> None:
+        self.core.apply(seq, event)
+        if self.caught_up.is_set() or seq - self._snapshot_seq >= SNAPSHOT_EVERY_EVENTS:
             self._maybe_snapshot()
-        elif seq - self._snapshot_seq >= SNAPSHOT_EVERY_EVENTS:
-            self._maybe_snapshot()
-        if self.caught_up.is_set() and (self.core.unconfirmed or self.core.commands_due):
+        if self.core.unconfirmed or self.core.commands_due:
             self._due.set()
 
     async def drain(self) -> None:
         """Store what the core derived, then send its commands; never on the fold's path,
-        which must keep reading the stream while a store waits for its ack."""
+        which must keep reading the stream while a store waits for its ack. It starts once
+        the fold has caught up: what a restart derives again is mostly stored already."""
+        await self.caught_up.wait()
+        self._due.set()
         while True:
             await self._due.wait()
             self._due.clear()
@@ -300,14 +242,16 @@ async def running_supervisor(
 ) -> AsyncIterator[SupervisorService]:
     service = SupervisorService(connection, store, settings)
     await service.resume()
+    follower = service.follower()
+    await follower.begin()
     tasks = [
-        asyncio.create_task(service.run(), name="supervisor.follow"),
         asyncio.create_task(service.tick(), name="supervisor.tick"),
         asyncio.create_task(service.drain(), name="supervisor.drain"),
     ]
     try:
         yield service
     finally:
+        await follower.close()
         for task in tasks:
             task.cancel()
         # Bounded: shutting down must not hang on a client library that swallows a cancel.

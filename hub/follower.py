@@ -1,0 +1,197 @@
+"""One way to follow the stream: every in-memory fold of the hub is fed by a ``Follower``.
+
+A follower is one pull consumer over all the subjects its fold reads, so the fold sees
+their events in stream order (two per-subject consumers would interleave them as they
+pleased). It starts at a sequence (1, or the one after a snapshot), says when it has
+caught up with what the stream held when it started (``caught_up``), and lets a writer
+wait until its own event has been folded (``reached``). When its consumer is lost (a NATS
+restart, a cluster failover), it makes a new one that goes on from the next sequence, so
+nothing is folded twice or skipped.
+
+Pull, not push: nats-py answers a push consumer's flow control at most every 0.25 s once
+the subscriber is behind, which throttles a fold that fell behind to a crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from hub.bus import Connection
+from schemas.events import Event, decode_event
+
+log = structlog.get_logger("hub.follower")
+
+FETCH_BATCH: Final = 256
+FETCH_WAIT_S: Final = 5.0
+# The server drops a follower's consumer when its process is gone this long.
+CONSUMER_IDLE_S: Final = 60.0
+# How long a writer waits by default for its event to be folded.
+REACH_WAIT_S: Final = 5.0
+
+Apply = Callable[[Event, int], None]
+
+
+class Follower:
+    """Feeds ``apply(event, seq)`` the events under ``subjects``, in stream order."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        stream: str,
+        subjects: Sequence[str],
+        apply: Apply,
+        *,
+        name: str,
+        start_seq: int = 1,
+    ) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._subjects = list(subjects)
+        self._apply = apply
+        self.name = name
+        # The last sequence folded (or passed over: the consumer skips other subjects).
+        self.seq = start_seq - 1
+        self.caught_up = asyncio.Event()
+        self._target = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def begin(self) -> None:
+        """Follow in the background, from now on; ``caught_up`` says when it has caught up."""
+        info = await self._connection.js.stream_info(self._stream)
+        self._target = info.state.last_seq
+        if self.seq >= self._target:
+            self.caught_up.set()
+        self._task = asyncio.create_task(self._run(), name=f"follow.{self.name}")
+
+    async def start(self) -> None:
+        """Follow in the background; returns once what the stream held now is folded."""
+        await self.begin()
+        assert self._task is not None
+        caught_up = asyncio.create_task(self.caught_up.wait())
+        done, _ = await asyncio.wait({self._task, caught_up}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            caught_up.cancel()
+            self._task.result()  # raises what stopped it
+
+    async def __aenter__(self) -> Follower:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def reached(self, seq: int, within_s: float = REACH_WAIT_S) -> bool:
+        """Whether ``seq`` is folded within ``within_s`` seconds."""
+        if self.seq >= seq:
+            return True
+        waiter = (seq, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(within_s):
+                await waiter[1]
+            return True
+        except TimeoutError:
+            log.warning("follower.behind", follower=self.name, seq=seq, folded=self.seq)
+            return False
+        finally:
+            self._waiters.remove(waiter)
+
+    async def _run(self) -> None:
+        js = self._connection.js
+        while True:
+            config = ConsumerConfig(
+                filter_subjects=self._subjects,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.seq + 1,
+                mem_storage=True,
+                inactive_threshold=CONSUMER_IDLE_S,
+            )
+            try:
+                subscription = await js.pull_subscribe(
+                    "", durable=None, stream=self._stream, config=config
+                )
+            except (nats.errors.Error, nats.js.errors.Error) as error:
+                _stop_if_cancelled()
+                log.warning("follower.consumer_failed", follower=self.name, error=str(error))
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                pending = (await subscription.consumer_info()).num_pending
+                if pending == 0:
+                    self.caught_up.set()
+                await self._follow(subscription)
+            except (nats.errors.Error, nats.js.errors.Error) as error:
+                _stop_if_cancelled()
+                # The consumer went away (a NATS restart, say): a new one goes on from here.
+                log.warning(
+                    "follower.consumer_lost", follower=self.name, seq=self.seq, error=str(error)
+                )
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _follow(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except nats.errors.TimeoutError:
+                _stop_if_cancelled()
+                # Nothing more under our subjects: whatever the stream held is behind us.
+                self.caught_up.set()
+                continue
+            for msg in messages:
+                metadata = msg.metadata
+                self._fold(msg.data, metadata.sequence.stream)
+                if metadata.num_pending == 0 or self.seq >= self._target:
+                    self.caught_up.set()
+
+    def _fold(self, data: bytes, seq: int) -> None:
+        try:
+            event = decode_event(data)
+        except msgspec.DecodeError as error:
+            log.error("follower.undecodable", follower=self.name, seq=seq, error=str(error))
+        else:
+            try:
+                self._apply(event, seq)
+            except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
+                # One bad event costs itself, never the fold of the rest.
+                log.error("follower.unapplicable", follower=self.name, seq=seq, error=str(error))
+        self.seq = max(self.seq, seq)
+        for target, future in self._waiters:
+            if target <= seq and not future.done():
+                future.set_result(None)
+
+
+def _stop_if_cancelled() -> None:
+    """nats-py turns a cancelled wait into a library error when its connection is closing;
+    the task was still asked to stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def fold_once(
+    connection: Connection, stream: str, subjects: Sequence[str], apply: Apply, *, name: str
+) -> None:
+    """Fold what the stream holds under ``subjects`` now, then stop following."""
+    async with Follower(connection, stream, subjects, apply, name=name):
+        pass
