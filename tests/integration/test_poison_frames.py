@@ -13,9 +13,12 @@ import nats
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
+from hub.runtime import running_gateway
 from schemas.events import FrameRejected, OcppFrame
+from tests.conftest import with_gateway
 from tests.integration.helpers import charger_events, gateway_port, hub_up, raw_socket
 
 _random = random.Random(16)
@@ -220,3 +223,30 @@ async def test_hub_up_survives_a_poison_frame_and_still_stops_on_ctrl_c(tmp_path
             async with asyncio.timeout(10):
                 assert json.loads(await other.recv())[:2] == [3, "after"]
     # hub_up itself asserts that SIGINT stopped the hub with exit code 0.
+
+
+async def test_a_frame_whose_event_nats_refuses_is_answered_internal_error_and_recorded(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # A server whose max_payload is below the frame limit: the CALL's event cannot be stored.
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 65536\n")
+    big = with_gateway(settings, max_frame_bytes=200_000)
+    frame = '[2,"big-1","DataTransfer",{"vendorId":"v","data":"' + "x" * 100_000 + '"}]'
+    async with (
+        EmbeddedNats(tmp_path / "nats", extra_args=("-c", str(config))) as server,
+        running_gateway(big, server.url) as gateway,
+        raw_socket(gateway.port, "CP-BIG") as ws,
+    ):
+        await ws.send(frame)
+        async with asyncio.timeout(10):
+            assert json.loads(await ws.recv())[:3] == [4, "big-1", "InternalError"]
+        await ws.send('[2,"after","Heartbeat",{}]')
+        async with asyncio.timeout(10):
+            assert json.loads(await ws.recv())[:2] == [3, "after"]
+        events = await charger_events(server.url, "CP-BIG")
+    rejected = [e for e in events if isinstance(e, FrameRejected)]
+    assert [(e.reason, e.raw_truncated, e.raw_size) for e in rejected] == [
+        ("internal_error", True, len(frame))
+    ]
+    assert rejected[0].raw_sha256 == hashlib.sha256(frame.encode()).hexdigest()
