@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+from nats.protocol.parser import PERMISSIONS_ERR as _PERMISSIONS_ERR
 
 from hub.config import Settings, StreamSettings
 from hub.subjects import EVENTS_WILDCARD, subject_for
@@ -25,6 +26,31 @@ from schemas.events import Event, encode_event
 log = structlog.get_logger("hub.bus")
 
 _MSG_ID: Final = "Nats-Msg-Id"
+# nats-server's default max_control_line: a PUB line longer than this is a protocol error.
+MAX_CONTROL_LINE: Final = 4096
+# Room in a PUB line for the verb, the sizes and the spaces between them.
+_CONTROL_OVERHEAD: Final = 64
+# Room in a message for the header block around the Nats-Msg-Id line.
+_HEADER_OVERHEAD: Final = 64
+# JetStream's PubAck error: the message exceeds the stream's max_msg_size.
+_JS_MESSAGE_TOO_LARGE: Final = 10054
+
+
+class _Client(NatsClient):
+    """nats-py closes a connection for good on any ``-ERR`` from the server, reconnects or
+    not; the server itself has by then closed the socket after a protocol error. One
+    charger's unstorable frame must not cut every charger off NATS, so this client
+    reconnects instead, as it does when the socket breaks, unless the error came while
+    connecting (bad credentials must fail the connect).
+    """
+
+    async def _process_err(self, err_msg: str) -> None:
+        if self.is_connecting or self.is_closed or _PERMISSIONS_ERR in err_msg:
+            await super()._process_err(err_msg)
+            return
+        error = nats.errors.Error(f"nats: {err_msg.strip(chr(39))}")
+        await self._error_cb(error)
+        await self._process_op_err(error)
 
 
 class Connection:
@@ -75,11 +101,12 @@ async def connect(url: str, *, name: str) -> Connection:
     backoff = 0.25
     while True:
         try:
-            client = await nats.connect(
+            client = _Client()
+            await client.connect(
                 url,
                 name=name,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; typed int, used as float
                 allow_reconnect=True,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
@@ -125,6 +152,11 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
 
 class StoreError(Exception):
     """JetStream refused an event (as opposed to not answering); retried like an outage."""
+
+
+class EventRefused(Exception):
+    """NATS would refuse this event however often it is sent (it exceeds the server's or the
+    stream's size limits); it is not sent, or not retried, so the refusal costs one event."""
 
 
 class _PubAck(msgspec.Struct):
@@ -177,12 +209,17 @@ class EventStore:
             future.set_exception(StoreError(f"undecodable ack: {error}"))
 
     async def store(self, events: Sequence[Event]) -> list[int]:
-        """Store ``events`` in order and return their stream sequences; retries until stored."""
+        """Store ``events`` in order and return their stream sequences; retries until stored.
+
+        Raises ``EventRefused``, before sending any of them, if one of them is beyond what
+        NATS accepts: sent, it would make the server drop the connection, again on every retry.
+        """
+        messages = [self._message(event) for event in events]
         backoff = 0.05
         attempts = 0
         while True:
             try:
-                sequences = await self._store_once(events)
+                sequences = await self._store_once(messages)
             except (
                 TimeoutError,
                 StoreError,
@@ -209,13 +246,25 @@ class EventStore:
             backoff = min(backoff * 2, 2.0)
             await self._connection.connected.wait()
 
-    async def _store_once(self, events: Sequence[Event]) -> list[int]:
+    def _message(self, event: Event) -> tuple[str, bytes, str]:
+        subject, data = subject_for(event), encode_event(event)
+        # The reply subject is the inbox plus a counter: 20 digits cover any counter.
+        line = len(subject) + len(self._inbox) + 21 + _CONTROL_OVERHEAD
+        if line > MAX_CONTROL_LINE:
+            raise EventRefused(f"subject of {len(subject)} bytes is too long for NATS")
+        size = len(data) + len(event.id) + len(_MSG_ID) + _HEADER_OVERHEAD
+        limit = self._connection.client.max_payload
+        if size > limit:
+            raise EventRefused(f"event of {size} bytes exceeds NATS max_payload {limit}")
+        return subject, data, event.id
+
+    async def _store_once(self, messages: Sequence[tuple[str, bytes, str]]) -> list[int]:
         client = self._connection.client
         futures: list[asyncio.Future[_PubAck]] = []
         tokens: list[str] = []
         loop = asyncio.get_running_loop()
         try:
-            for event in events:
+            for subject, data, event_id in messages:
                 self._counter += 1
                 token = str(self._counter)
                 future: asyncio.Future[_PubAck] = loop.create_future()
@@ -223,10 +272,7 @@ class EventStore:
                 futures.append(future)
                 tokens.append(token)
                 await client.publish(
-                    subject_for(event),
-                    encode_event(event),
-                    reply=f"{self._inbox}.{token}",
-                    headers={_MSG_ID: event.id},
+                    subject, data, reply=f"{self._inbox}.{token}", headers={_MSG_ID: event_id}
                 )
             # One timer for the batch: cheaper than asyncio.timeout on this per-frame path.
             deadline = loop.call_later(self._timeout, _expire, futures)
@@ -243,7 +289,10 @@ class EventStore:
         sequences = []
         for ack in acks:
             if ack.error is not None:
-                raise StoreError(ack.error.get("description", "JetStream error"))
+                description = ack.error.get("description", "JetStream error")
+                if ack.error.get("err_code") == _JS_MESSAGE_TOO_LARGE:
+                    raise EventRefused(description)
+                raise StoreError(description)
             sequences.append(ack.seq)
         return sequences
 

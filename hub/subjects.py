@@ -13,10 +13,17 @@ Events live under ``ev.``::
                                         facts the supervisor derived from the events
 
 so ``ev.cp.CP-1.>`` follows one charger and ``ev.cp.*.*.StartTransaction`` one action.
+
+Every part of a subject is bounded, since nats-server drops a connection whose PUB line
+exceeds 4 KiB: charger ids are at most 48 characters (the handshake refuses longer ones),
+and an action, which a charger may send at any length, is cut to ``MAX_ACTION_TOKEN``
+characters and ends in ``~~`` and a digest of the whole action (``action_token``). The
+event itself keeps the action as sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Final
 
@@ -75,6 +82,30 @@ def decode_token(token: str) -> str:
     return raw.decode()
 
 
+# Longer than any action OCPP defines (the longest, 1.6's SignedFirmwareStatusNotification,
+# has 32 characters), far shorter than what breaks a NATS subject.
+MAX_ACTION_TOKEN: Final = 64
+_DIGEST_TOKEN: Final = 18  # "~~" and 16 hex digits
+
+
+def action_token(action: str) -> str:
+    """``action`` as a subject token of at most ``MAX_ACTION_TOKEN`` characters.
+
+    An action whose token is longer keeps a readable head and ends in ``~~`` and 64 bits of
+    its BLAKE2b digest: ``encode_token`` never writes ``~~``, so a cut token is never some
+    other action's, and two long actions share a token only if their digests collide.
+    """
+    token = encode_token(action)
+    if len(token) <= MAX_ACTION_TOKEN:
+        return token
+    head = token[: MAX_ACTION_TOKEN - _DIGEST_TOKEN]
+    escape = head.rfind("~", len(head) - 2)
+    if escape >= 0:
+        head = head[:escape]  # never cut a ~XX escape in two
+    digest = hashlib.blake2b(action.encode(errors="surrogatepass"), digest_size=8).hexdigest()
+    return f"{head}~~{digest}"
+
+
 def charger_subject(charge_point_id: str) -> str:
     """Wildcard that follows every event of one charger."""
     return f"{EVENTS_PREFIX}.cp.{encode_token(charge_point_id)}.>"
@@ -83,7 +114,7 @@ def charger_subject(charge_point_id: str) -> str:
 def subject_for(event: Event) -> str:
     match event:
         case OcppFrame(charge_point_id=cp, direction=direction, action=action):
-            return f"ev.cp.{encode_token(cp)}.{direction}.{encode_token(action)}"
+            return f"ev.cp.{encode_token(cp)}.{direction}.{action_token(action)}"
         case FrameRejected(charge_point_id=cp, reason=reason):
             return f"ev.cp.{encode_token(cp)}.rejected.{reason}"
         case ChargerConnected(charge_point_id=cp):

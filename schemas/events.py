@@ -63,11 +63,15 @@ RejectionReason = Literal[
     "unique_id_too_long",
     "unexpected_result",
     "internal_error",
+    "binary_frame",
 ]
 
 
 class FrameRejected(_ChargerEvent, frozen=True, kw_only=True, tag="ocpp.rejected"):
-    """An inbound frame the gateway refused; ``raw`` keeps it byte for byte (UTF-8 text)."""
+    """An inbound frame the gateway refused; ``raw`` keeps it byte for byte (UTF-8 text).
+
+    A frame too large to keep whole is cut: ``raw_truncated`` says so, and ``raw_size`` (bytes)
+    and ``raw_sha256`` (hex) describe the whole frame."""
 
     ocpp_version: OcppVersion
     reason: RejectionReason
@@ -76,6 +80,9 @@ class FrameRejected(_ChargerEvent, frozen=True, kw_only=True, tag="ocpp.rejected
     raw: str
     unique_id: str = ""
     action: str = ""
+    raw_truncated: bool = False
+    raw_size: int = 0
+    raw_sha256: str = ""
 
 
 SecurityProfile = Literal[0, 1, 2, 3]

@@ -13,6 +13,7 @@ import structlog
 from nats.aio.msg import Msg
 from websockets.exceptions import ConnectionClosed
 
+from hub.bus import EventRefused
 from hub.clock import now_ms
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult, Malformed
@@ -24,6 +25,7 @@ from hub.gateway.session import (
     inspect,
     outbound_call,
     settle,
+    unstorable,
 )
 from schemas.commands import CommandReply, CommandRequest, request_decoder, request_encoder
 
@@ -131,7 +133,12 @@ class ChargerSession:
         self._awaiting = _AwaitedAnswer(request.command_id, request.action, future)
         try:
             # Persist, then send: the CALL is in the stream before the charger sees it.
-            await self._gateway.store_events([event])
+            try:
+                await self._gateway.store_events([event])
+            except EventRefused as error:
+                return CommandReply(
+                    command_id=request.command_id, status="invalid", error_description=str(error)
+                )
             try:
                 await self._websocket.send(frame, text=True)
             except ConnectionClosed:
@@ -165,8 +172,15 @@ class ChargerSession:
         settings = self._gateway.settings
         with contextlib.suppress(ConnectionClosed):
             while True:
-                data = await self._websocket.recv(decode=False)
+                # Text frames arrive decoded, so websockets itself fails one that is not
+                # UTF-8 with 1007 (RFC 6455 §8.1); binary ones arrive as bytes.
+                message = await self._websocket.recv()
                 received_at = now_ms()
+                if isinstance(message, bytes):
+                    # Recorded, then the connection is closed: nothing after it is read.
+                    await self._queue.put((message, received_at, frames.binary_frame(), False))
+                    return
+                data = message.encode()
                 inbound = inspect(
                     self._link.ocpp_version, data, max_frame_bytes=settings.max_frame_bytes
                 )
@@ -214,12 +228,19 @@ class ChargerSession:
                 exchange, outcome = settle(self._link, awaited.action, inbound, data, received_at)
             else:
                 exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
-            sequences = await self._gateway.store(exchange)
+            try:
+                sequences = await self._gateway.store(exchange)
+            except EventRefused as error:
+                self._log.error("store.refused", unique_id=exchange.unique_id, error=str(error))
+                exchange = unstorable(self._link, inbound, data, received_at, str(error))
+                sequences = await self._gateway.store(exchange)
             if outcome is not None and awaited is not None and not awaited.future.done():
                 awaited.future.set_result(outcome)
             if exchange.reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(exchange.reply, text=True)
+            if isinstance(inbound, Malformed) and inbound.close_code:
+                await self._websocket.close(inbound.close_code, inbound.description)
             if counted:
                 self._calls_unanswered -= 1
             self._log.info(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from typing import Final
 
 import msgspec
@@ -13,6 +16,14 @@ CALLRESULT: Final = 3
 CALLERROR: Final = 4
 MAX_UNIQUE_ID_LENGTH: Final = 36
 UNREADABLE_ID: Final = "-1"
+# Both sides of RFC 6455 §7.4.1: 1003 refuses data of a kind the endpoint does not accept.
+UNSUPPORTED_DATA: Final = 1003
+# What of a refused frame's text an event keeps, in encoded JSON bytes: every frame up to the
+# WebSocket limit (256 KiB) of ordinary JSON fits, while the worst case (bytes that are not
+# UTF-8, escaped to 5 bytes each) is cut, so the event stays far below NATS's 1 MiB.
+RAW_BUDGET: Final = 320 * 1024
+# Descriptions quote what the charger sent; a CALLERROR should not echo a whole frame back.
+QUOTE_LIMIT: Final = 64
 
 
 class Call(msgspec.Struct, frozen=True, gc=False):
@@ -37,7 +48,10 @@ class Malformed(msgspec.Struct, frozen=True, gc=False):
     """A frame we cannot accept; ``unique_id`` is ``-1`` when it could not be read.
 
     ``answerable`` is False for a broken CALLRESULT or CALLERROR: OCPP-J never answers a
-    result, so such a frame is only recorded.
+    result, so such a frame is only recorded. ``close_code``, when set, ends the connection
+    once the frame is recorded. ``echo`` is the id's JSON text when ``unique_id`` had to be
+    made storable (a lone surrogate escape): the CALLERROR repeats the id as the charger
+    wrote it.
     """
 
     reason: RejectionReason
@@ -46,6 +60,8 @@ class Malformed(msgspec.Struct, frozen=True, gc=False):
     unique_id: str = UNREADABLE_ID
     action: str = ""
     answerable: bool = True
+    close_code: int = 0
+    echo: bytes = b""
 
 
 Frame = Call | CallResult | CallError
@@ -62,14 +78,21 @@ def parse(data: bytes) -> Frame | Malformed:
     try:
         parts = _parts.decode(data)
     except msgspec.DecodeError:
-        return _malformed_json(data)
+        return _undecodable(data)
+    except RecursionError:
+        return _headed(data, "JSON nested deeper than the gateway reads")
     if not parts:
         return Malformed("bad_shape", "FormationViolation", "frame is an empty array")
+    unique_id = _read_unique_id(parts)
     try:
         message_type = _int.decode(parts[0])
     except msgspec.DecodeError:
-        return Malformed("bad_shape", "FormationViolation", "message type id must be an integer")
-    unique_id = _read_unique_id(parts)
+        return Malformed(
+            "bad_shape",
+            "FormationViolation",
+            "message type id must be an integer",
+            unique_id=UNREADABLE_ID if unique_id is None else unique_id,
+        )
     if unique_id is None:
         return Malformed("bad_shape", "FormationViolation", "unique id must be a string")
     if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
@@ -78,6 +101,7 @@ def parse(data: bytes) -> Frame | Malformed:
             "FormationViolation",
             f"unique id is {len(unique_id)} characters, at most {MAX_UNIQUE_ID_LENGTH} allowed",
             unique_id=unique_id,
+            answerable=message_type not in (CALLRESULT, CALLERROR),
         )
     if message_type == CALL:
         return _call(parts, unique_id)
@@ -95,12 +119,85 @@ def parse(data: bytes) -> Frame | Malformed:
     )
 
 
-def _malformed_json(data: bytes) -> Malformed:
+def binary_frame() -> Malformed:
+    """OCPP-J messages are JSON text; a binary frame is recorded, then the connection closed."""
+    return Malformed(
+        "binary_frame",
+        "FormationViolation",
+        "OCPP-J messages are text frames; binary frames are not accepted",
+        answerable=False,
+        close_code=UNSUPPORTED_DATA,
+    )
+
+
+def _undecodable(data: bytes) -> Malformed:
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError as error:
+        if _is_json(data):
+            # JSON allows "\ud800" alone; Unicode text, and so the frame, cannot hold it.
+            return _headed(data, f"frame is JSON but not Unicode text: {error}")
         return Malformed("not_json", "FormationViolation", f"frame is not valid JSON: {error}")
+    except RecursionError:
+        pass
     return Malformed("bad_shape", "FormationViolation", "frame must be a JSON array")
+
+
+def _is_json(data: bytes) -> bool:
+    """Python's parser, unlike msgspec, takes lone surrogate escapes; it runs only on frames
+    msgspec refused, so its speed does not matter."""
+    try:
+        json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+# The first two elements of an array, read without parsing the rest of it.
+_HEAD: Final = re.compile(rb'\s*\[\s*(-?\d{1,18})\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
+
+
+def _headed(data: bytes, description: str) -> Malformed:
+    """A frame that is an OCPP-J array at its head but cannot be taken whole: refused with its
+    own unique id when the head shows one, and answered unless it is a result."""
+    head = _HEAD.match(data)
+    if head is None:
+        return Malformed("bad_shape", "FormationViolation", description)
+    message_type = int(head.group(1))
+    token = head.group(2)
+    try:
+        unique_id = json.loads(token)
+    except ValueError:
+        return Malformed("bad_shape", "FormationViolation", description)
+    storable = storable_text(unique_id)
+    return Malformed(
+        "bad_shape",
+        "FormationViolation",
+        description,
+        unique_id=storable,
+        answerable=message_type not in (CALLRESULT, CALLERROR),
+        echo=token if storable != unique_id else b"",
+    )
+
+
+def storable_text(text: str) -> str:
+    """``text`` with lone surrogates spelt ``\\udXXX``, so it can be encoded as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="backslashreplace").decode()
+    return text
+
+
+def quote(text: str) -> str:
+    """``text`` for a description: repr'd, and cut to ``QUOTE_LIMIT`` characters."""
+    if len(text) <= QUOTE_LIMIT:
+        return repr(text)
+    return f"{text[:QUOTE_LIMIT]!r}... ({len(text)} characters)"
 
 
 def _read_unique_id(parts: list[msgspec.Raw]) -> str | None:
@@ -161,3 +258,42 @@ def encode_result(unique_id: str, payload: object) -> bytes:
 
 def encode_error(unique_id: str, code: str, description: str) -> bytes:
     return _encoder.encode((CALLERROR, unique_id, code, description, _EMPTY_OBJECT))
+
+
+def encode_refusal(malformed: Malformed) -> bytes:
+    """The CALLERROR answering ``malformed``, with its unique id exactly as the charger sent it."""
+    if not malformed.echo:
+        return encode_error(malformed.unique_id, malformed.error_code, malformed.description)
+    unique_id = msgspec.Raw(malformed.echo)
+    return _encoder.encode(
+        (CALLERROR, unique_id, malformed.error_code, malformed.description, _EMPTY_OBJECT)
+    )
+
+
+class RawText(msgspec.Struct, frozen=True, gc=False):
+    """A refused frame as an event keeps it: its text, cut to a budget if need be, and then
+    the whole frame's length in bytes and SHA-256, so the cut copy still identifies it."""
+
+    text: str
+    truncated: bool = False
+    size: int = 0
+    sha256: str = ""
+
+
+def raw_text(data: bytes, budget: int = RAW_BUDGET) -> RawText:
+    """``data`` as text (bytes that are not UTF-8 escaped with backslashes) whose JSON encoding
+    fits in ``budget`` bytes."""
+    # Every byte costs at least one in JSON, so nothing past ``budget`` bytes can be kept.
+    end = min(len(data), budget + 1)
+    while 0 < end < len(data) and data[end] & 0xC0 == 0x80:
+        end -= 1  # never cut a UTF-8 character in two
+    text = data[:end].decode(errors="backslashreplace")
+    encoded = len(_encoder.encode(text))
+    if end == len(data) and encoded <= budget:
+        return RawText(text)
+    keep = len(text)
+    while encoded > budget:
+        # Shrink in proportion to the overshoot; characters cost 1 to 6 bytes each.
+        keep = max(0, min(keep - 1, keep * budget // encoded))
+        encoded = len(_encoder.encode(text[:keep]))
+    return RawText(text[:keep], True, len(data), hashlib.sha256(data).hexdigest())

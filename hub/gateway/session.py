@@ -119,7 +119,7 @@ def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
         # A known action, but one only the central system sends (Reset, RemoteStart...).
         code, description = "NotSupported", f"{call.action} is not sent by a charger"
     else:
-        code, description = "NotImplemented", f"unknown action {call.action!r}"
+        code, description = "NotImplemented", f"unknown action {frames.quote(call.action)}"
     return Malformed(
         "unknown_action", code, description, unique_id=call.unique_id, action=call.action
     )
@@ -187,12 +187,20 @@ def answer(
     return Exchange(events, reply, call.action, call.unique_id, "ok")
 
 
-def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Exchange:
+def reject(
+    link: Link,
+    malformed: Malformed,
+    raw: bytes,
+    received_at: int,
+    *,
+    raw_budget: int = frames.RAW_BUDGET,
+) -> Exchange:
     """Record the refused frame, and answer with a CALLERROR unless the charger sent a result.
 
     A CALLERROR must not answer a CALLRESULT or CALLERROR (OCPP-J §4.2.3), so a broken or
     unexpected result is only recorded.
     """
+    kept = frames.raw_text(raw, raw_budget)
     rejected = FrameRejected(
         id=event_id(link.charge_point_id, "rejected", raw),
         received_at=received_at,
@@ -203,13 +211,16 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
         reason=malformed.reason,
         error_code=malformed.error_code,
         error_description=malformed.description,
-        raw=raw.decode(errors="backslashreplace"),
+        raw=kept.text,
         unique_id=malformed.unique_id,
         action=malformed.action,
+        raw_truncated=kept.truncated,
+        raw_size=kept.size,
+        raw_sha256=kept.sha256,
     )
     if not malformed.answerable:
         return Exchange([rejected], None, malformed.action, malformed.unique_id, malformed.reason)
-    reply = frames.encode_error(malformed.unique_id, malformed.error_code, malformed.description)
+    reply = frames.encode_refusal(malformed)
     error_event = frame_event(
         link,
         direction="out",
@@ -225,6 +236,33 @@ def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Ex
     return Exchange(
         [rejected, error_event], reply, malformed.action, malformed.unique_id, malformed.error_code
     )
+
+
+# What of the frame the fallback below keeps: small enough for any NATS server's limit.
+REFUSED_RAW_BUDGET: Final = 4096
+REFUSED_ACTION_LIMIT: Final = 256
+
+
+def unstorable(link: Link, inbound: Inbound, raw: bytes, received_at: int, why: str) -> Exchange:
+    """The exchange to store instead of one NATS refused to store (too large for its limits):
+    the frame, cut short, as rejected with InternalError, answered if the charger waits."""
+    match inbound:
+        case ValidCall(call=call):
+            unique_id, action, waits = call.unique_id, call.action, True
+        case Malformed():
+            unique_id, action, waits = inbound.unique_id, inbound.action, inbound.answerable
+        case CallResult() | CallError():
+            unique_id, action, waits = inbound.unique_id, "", False
+    failure = Malformed(
+        "internal_error",
+        "InternalError",
+        f"the frame's event could not be stored: {why}",
+        unique_id=unique_id,
+        action=action[:REFUSED_ACTION_LIMIT],
+        answerable=waits,
+        echo=inbound.echo if isinstance(inbound, Malformed) else b"",
+    )
+    return reject(link, failure, raw, received_at, raw_budget=REFUSED_RAW_BUDGET)
 
 
 def connection_opened(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -144,6 +145,16 @@ async def start_hub_up(data_dir: Path, *flags: str) -> asyncio.subprocess.Proces
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+async def gateway_port(process: asyncio.subprocess.Process) -> int:
+    """The gateway port ``hub up`` announces on its first line of output."""
+    assert process.stdout is not None
+    async with asyncio.timeout(30):
+        ready = (await process.stdout.readline()).decode()
+    match = re.search(r"ws://127\.0\.0\.1:(\d+)/ocpp/\{chargePointId\}", ready)
+    assert match, ready
+    return int(match.group(1))
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from ocpp.v16 import call
 
-from tests.integration.helpers import hub_up, ocpp_charger
+from tests.integration.helpers import gateway_port, hub_up, ocpp_charger
 
 HUB = [sys.executable, "-m", "hub.cli"]
 
@@ -99,12 +98,7 @@ def test_bad_supervisor_settings_are_refused_at_start(
 
 async def test_hub_up_serves_chargers_and_stops_cleanly(tmp_path: Path) -> None:
     async with hub_up(tmp_path, "--allow-unknown-chargers") as process:
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            ready = (await process.stdout.readline()).decode()
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)/ocpp/\{chargePointId\}", ready)
-        assert match, ready
-        async with ocpp_charger(int(match.group(1)), "CP-UP") as cp:
+        async with ocpp_charger(await gateway_port(process), "CP-UP") as cp:
             boot = await cp.call(
                 call.BootNotification(charge_point_model="M", charge_point_vendor="V")
             )

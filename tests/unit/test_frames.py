@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -229,3 +231,99 @@ def test_parse_never_raises_and_echoes_only_readable_ids(data: bytes) -> None:
     if isinstance(frame, Malformed) and frame.unique_id != "-1":
         # A refusal only echoes a unique id that really is the frame's second element.
         assert json.loads(data)[1] == frame.unique_id
+
+
+# -- the CALLERROR table's harder classes (issue #16) -------------------------------------------
+
+
+@pytest.mark.parametrize("message_type", [b'"2"', b"2.0", b"1e400", b"-1e400", b"null", b"[2]"])
+def test_non_integer_message_type_is_refused_with_the_frames_unique_id(
+    message_type: bytes,
+) -> None:
+    frame = _malformed(b"[" + message_type + b',"id-7","Heartbeat",{}]')
+    assert (frame.reason, frame.unique_id, frame.answerable) == ("bad_shape", "id-7", True)
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_deep_nesting_is_a_formation_violation_with_the_frames_unique_id(depth: int) -> None:
+    frame = _malformed(b'[2,"deep-1","DataTransfer",' + _nested(depth) + b"]")
+    assert (frame.reason, frame.unique_id, frame.answerable) == ("bad_shape", "deep-1", True)
+    assert "nested" in frame.description
+
+
+def test_deep_nesting_without_a_readable_unique_id_is_answered_with_minus_one() -> None:
+    frame = _malformed(_nested(5_000))
+    assert (frame.reason, frame.unique_id) == ("bad_shape", "-1")
+
+
+def test_deeply_nested_result_is_not_answered() -> None:
+    frame = _malformed(b'[3,"r-deep",' + _nested(5_000) + b"]")
+    assert (frame.unique_id, frame.answerable) == ("r-deep", False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb'[2,"s1","DataTransfer",{"vendorId":"v","data":"\ud800"}]',
+        rb'[2,"s1","\udc00",{}]',
+        rb'[2,"s1","Heartbeat",{"\udfff":1}]',
+    ],
+)
+def test_lone_surrogate_is_a_formation_violation_with_the_frames_unique_id(data: bytes) -> None:
+    frame = _malformed(data)
+    assert (frame.reason, frame.unique_id, frame.answerable) == ("bad_shape", "s1", True)
+    assert "Unicode" in frame.description
+    assert json.loads(frames.encode_refusal(frame))[:3] == [4, "s1", FORMATION]
+
+
+def test_lone_surrogate_in_the_unique_id_is_echoed_exactly_and_stored_readably() -> None:
+    frame = _malformed(rb'[2,"a\ud800b","Heartbeat",{}]')
+    # The event keeps a storable spelling; the charger gets its own id back.
+    assert frame.unique_id == "a\\ud800b"
+    frame.unique_id.encode()
+    assert json.loads(frames.encode_refusal(frame))[:3] == [4, "a\ud800b", FORMATION]
+
+
+def test_invalid_json_stays_unanswerable_by_id() -> None:
+    frame = _malformed(rb'[2,"x","Heartbeat",{]')
+    assert (frame.reason, frame.unique_id) == ("not_json", "-1")
+
+
+@pytest.mark.parametrize("message_type", [3, 4])
+def test_results_with_a_too_long_unique_id_are_never_answered(message_type: int) -> None:
+    frame = _malformed(json.dumps([message_type, "r" * 40, {}]).encode())
+    assert (frame.reason, frame.answerable) == ("unique_id_too_long", False)
+
+
+def test_call_with_a_too_long_unique_id_is_answered() -> None:
+    assert _malformed(json.dumps([2, "c" * 40, "Heartbeat", {}]).encode()).answerable
+
+
+def test_binary_frame_is_recorded_then_closed_with_1003() -> None:
+    frame = frames.binary_frame()
+    assert (frame.reason, frame.answerable, frame.close_code) == ("binary_frame", False, 1003)
+
+
+# -- what an event keeps of a refused frame ---------------------------------------------------
+
+
+def test_raw_text_keeps_a_frame_within_budget_whole() -> None:
+    kept = frames.raw_text(b'[2,"1","Heartbeat",{}]\xff')
+    assert kept == frames.RawText('[2,"1","Heartbeat",{}]\\xff')
+
+
+@pytest.mark.parametrize(
+    "data",
+    [bytes(range(256)) * 1_000, b"\x01" * 200_000, "充".encode() * 100_000, b"x" * 400_000],
+)
+def test_raw_text_cuts_a_frame_to_its_budget_with_length_and_digest(data: bytes) -> None:
+    budget = 64 * 1024
+    kept = frames.raw_text(data, budget)
+    assert kept.truncated and kept.size == len(data)
+    assert kept.sha256 == hashlib.sha256(data).hexdigest()
+    assert budget * 0.99 <= len(msgspec.json.encode(kept.text)) <= budget
+    assert "\ufffd" not in kept.text  # never a character cut in two

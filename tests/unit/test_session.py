@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -10,9 +11,20 @@ import pytest
 from hub.config import GatewaySettings
 from hub.gateway import ocpp16
 from hub.gateway.frames import CallError, CallResult, Malformed
-from hub.gateway.session import Exchange, Inbound, Link, ValidCall, answer, inspect, reject
+from hub.gateway.session import (
+    REFUSED_RAW_BUDGET,
+    Exchange,
+    Inbound,
+    Link,
+    ValidCall,
+    answer,
+    inspect,
+    reject,
+    unstorable,
+)
 from hub.registry import Registry
-from schemas.events import FrameRejected, OcppFrame
+from hub.subjects import subject_for
+from schemas.events import FrameRejected, OcppFrame, encode_event
 from schemas.ocpp import PayloadError, v16, validate_result
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
@@ -330,3 +342,62 @@ def test_refused_frame_and_its_accepted_retry_are_different_events() -> None:
     refused = reject(_link(), outstanding, BOOT, RECEIVED_AT).events[0]
     accepted = _answer(BOOT).events[0]
     assert refused.id != accepted.id
+
+
+# -- poison frames (issue #16): every event stays far inside NATS's limits --------------------
+
+_POISON = [
+    b'[2,"p1","' + b"A" * 4100 + b'",{}]',
+    b'[2,"p2","' + "充".encode() * 460 + b'",{}]',
+    b'[2,"p3","' + b"B" * 250_000 + b'",{}]',
+    b"\x01" * 250_000,
+    bytes(range(0x80, 0xC0)) * 4_000,
+]
+
+
+@pytest.mark.parametrize("data", _POISON, ids=["ascii", "cjk", "huge-action", "control", "binary"])
+def test_a_poison_frames_events_fit_nats_and_its_callerror_stays_short(data: bytes) -> None:
+    exchange = _reject(data, max_frame_bytes=256 * 1024)
+    for event in exchange.events:
+        assert len(encode_event(event)) < 700 * 1024
+        assert len(subject_for(event)) < 256
+    assert exchange.reply is None or len(exchange.reply) < 1024
+
+
+def test_a_cut_frame_is_marked_with_its_size_and_digest() -> None:
+    data = bytes(range(0x80, 0xC0)) * 4_000
+    rejected = _reject(data).events[0]
+    assert isinstance(rejected, FrameRejected)
+    assert rejected.raw_truncated
+    assert (rejected.raw_size, rejected.raw_sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert rejected.raw.startswith("\\x80\\x81")
+
+
+def test_a_whole_frame_is_not_marked() -> None:
+    rejected = _reject(b"not json").events[0]
+    assert isinstance(rejected, FrameRejected)
+    assert (rejected.raw, rejected.raw_truncated, rejected.raw_size) == ("not json", False, 0)
+
+
+def test_unstorable_call_is_answered_with_internal_error_and_recorded_cut_short() -> None:
+    data = b'[2,"big-1","DataTransfer",{"vendorId":"v","data":"' + b"x" * 100_000 + b'"}]'
+    valid = _inspect(data, max_frame_bytes=256 * 1024)
+    exchange = unstorable(_link(), valid, data, RECEIVED_AT, "too large")
+    rejected, error = exchange.events
+    assert isinstance(rejected, FrameRejected) and isinstance(error, OcppFrame)
+    assert (rejected.reason, rejected.error_code, rejected.raw_truncated) == (
+        "internal_error",
+        "InternalError",
+        True,
+    )
+    assert len(rejected.raw) < REFUSED_RAW_BUDGET
+    assert exchange.reply is not None
+    assert json.loads(exchange.reply)[:3] == [4, "big-1", "InternalError"]
+
+
+def test_unstorable_result_is_recorded_but_not_answered() -> None:
+    data = b'[3,"r-1",{}]'
+    result = _inspect(data)
+    exchange = unstorable(_link(), result, data, RECEIVED_AT, "too large")
+    assert exchange.reply is None
+    assert [type(e) for e in exchange.events] == [FrameRejected]

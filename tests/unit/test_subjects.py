@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from hub.subjects import (
     ADMIN_WILDCARD,
     EVENTS_WILDCARD,
+    MAX_ACTION_TOKEN,
+    action_token,
     charger_subject,
     decode_token,
     encode_token,
@@ -271,3 +273,41 @@ def test_the_registry_follows_exactly_the_admin_events_it_folds() -> None:
         assert any(matches(p, subject_for(event)) for p in REGISTRY_SUBJECTS), event
     tariff = msgspec.convert({**common, "tariff_id": "std"}, TariffSet)
     assert not any(matches(p, subject_for(tariff)) for p in REGISTRY_SUBJECTS)
+
+
+# -- bounded action tokens (issue #16: a 4,100-character action broke NATS's 4 KiB PUB line) --
+
+
+@pytest.mark.parametrize("action", ["Heartbeat", "SignedFirmwareStatusNotification", "A" * 64])
+def test_actions_of_up_to_64_token_characters_stay_as_they_are(action: str) -> None:
+    assert action_token(action) == encode_token(action)
+
+
+@pytest.mark.parametrize("action", ["A" * 4100, "充" * 460, "a.b" * 40, "~" * 100, "x" * 65])
+def test_a_long_action_is_cut_to_a_readable_head_and_a_digest(action: str) -> None:
+    token = action_token(action)
+    assert len(token) <= MAX_ACTION_TOKEN
+    assert not _FORBIDDEN_IN_TOKEN.search(token)
+    head, marker, digest = token.partition("~~")
+    assert marker and re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert encode_token(action).startswith(head)
+    assert re.fullmatch(r"([A-Za-z0-9_\-]|~[0-9A-F]{2})*", head)  # no escape cut in two
+
+
+@given(st.text(min_size=60, max_size=300), st.text(min_size=60, max_size=300))
+def test_long_actions_keep_distinct_tokens(left: str, right: str) -> None:
+    if left != right:
+        assert action_token(left) != action_token(right)
+
+
+def test_a_cut_action_token_is_never_an_uncut_one() -> None:
+    # encode_token never writes "~~", so no action of any length maps onto a cut token.
+    assert "~~" not in encode_token("~~" + "A" * 30)
+
+
+def test_the_subject_of_any_charger_frame_fits_a_nats_control_line() -> None:
+    widest_id = "\U0001f600" * 48  # 4 UTF-8 bytes each: the longest token a charger id makes
+    for event in _charger_events(widest_id).values():
+        if isinstance(event, OcppFrame):
+            event = msgspec.structs.replace(event, action="\U0001f600" * 100_000)
+        assert len(subject_for(event).encode()) < 1024
