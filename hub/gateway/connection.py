@@ -212,7 +212,7 @@ class ChargerSession:
             if reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(reply, text=True)
-            self._held.done(admission)
+            self._held.done(admission, now_ms=time.monotonic() * 1000)
             self._log.info(
                 "ocpp.exchange",
                 action=exchange.action,

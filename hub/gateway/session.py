@@ -297,11 +297,14 @@ class HeldCalls:
     - a retry when it repeats a held CALL's action and payload under the same uniqueId, or
       under a new one while the hub is late: recorded, and not answered on its own. The
       held CALL is answered once, under the newest uniqueId, the one the charger waits on;
-    - queued when the hub is late: storage is stalled, or the oldest held CALL has waited
-      ``late_after_ms`` or more, so the charger may have timed out and moved on. The hub
-      stays late until it has answered every held CALL, because its late answers are what
-      let a charger that takes any answer as its own send its next CALL early;
+    - queued, and answered in order, when the hub is late;
     - refused with ProtocolError otherwise: the charger did not wait.
+
+    The hub is late once storage is stalled while a CALL is held, or a CALL has waited
+    ``late_after_ms`` or more: the charger may have timed out and moved on. It stays late
+    until nothing has been held for another ``late_after_ms``, because a charger that takes
+    any answer as the one it waits on is put one answer behind by a late answer, and sends
+    each next CALL early until it falls quiet.
 
     No I/O: the connection admits frames as it reads them, asks ``reply`` once an
     exchange's events are stored, and says ``done`` once the reply is sent. Every held
@@ -312,6 +315,7 @@ class HeldCalls:
         self._late_after_ms = late_after_ms
         self._held: list[HeldCall] = []  # oldest first
         self._late = False
+        self._idle_since_ms = 0.0  # when the last held CALL was answered
 
     def admit(self, inbound: ValidCall | Malformed, *, now_ms: float, stalled: bool) -> Admission:
         if isinstance(inbound, ValidCall):
@@ -329,6 +333,8 @@ class HeldCalls:
                 return Admission(inbound, retried, retried.frames)
             if not self._late:
                 return Admission(_second_call(unique_id, action))
+        elif now_ms - self._idle_since_ms >= self._late_after_ms:
+            self._late = False
         held = HeldCall(action=action, request=request, since_ms=now_ms, reply_to=unique_id)
         self._held.append(held)
         return Admission(inbound, held)
@@ -371,13 +377,14 @@ class HeldCalls:
         held.answered = True
         return exchange.reply
 
-    def done(self, admission: Admission) -> None:
+    def done(self, admission: Admission, *, now_ms: float) -> None:
         held = admission.held
         if held is None or not held.answered:
             return
         self._held = [other for other in self._held if other is not held]
+        self._late = self._late or now_ms - held.since_ms >= self._late_after_ms
         if not self._held:
-            self._late = False
+            self._idle_since_ms = now_ms
 
 
 def _second_call(unique_id: str, action: str) -> Malformed:

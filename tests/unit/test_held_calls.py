@@ -42,30 +42,34 @@ def _status(unique_id: str, status: str = "Finishing") -> bytes:
 
 class Charger:
     """One connection's frames through HeldCalls in the order the gateway's reader and
-    processor see them; ``sent`` is what went out on the wire."""
+    processor see them, on a clock in ms that only moves when told; ``sent`` is what went
+    out on the wire."""
 
     def __init__(self) -> None:
         self.held = HeldCalls(late_after_ms=LATE_AFTER_MS)
         self.queue: list[tuple[bytes, Admission]] = []
         self.sent: list[tuple[int, str]] = []
         self.stored: list[OcppFrame] = []
+        self.now = 10_000.0
 
-    def arrive(self, data: bytes, *, at: float = 0.0, stalled: bool = False) -> Admission:
+    def arrive(self, data: bytes, *, after: float = 0.0, stalled: bool = False) -> Admission:
+        self.now += after
         inbound = inspect("1.6", data, max_frame_bytes=65536)
         assert isinstance(inbound, ValidCall | Malformed)
-        admission = self.held.admit(inbound, now_ms=at, stalled=stalled)
+        admission = self.held.admit(inbound, now_ms=self.now, stalled=stalled)
         self.queue.append((data, admission))
         return admission
 
-    def process(self) -> None:
+    def process(self, *, after: float = 0.0) -> None:
         """The processor takes the oldest queued frame, stores it and sends what is due."""
+        self.now += after
         data, admission = self.queue.pop(0)
         exchange = self._exchange(data, admission)
         self.stored.extend(e for e in exchange.events if isinstance(e, OcppFrame))
         reply = self.held.reply(admission, exchange)
         if reply is not None:
             self.sent.append(_head(reply))
-        self.held.done(admission)
+        self.held.done(admission, now_ms=self.now)
 
     def process_all(self) -> None:
         while self.queue:
@@ -95,8 +99,8 @@ def _head(frame: bytes) -> tuple[int, str]:
 def test_byte_identical_retry_is_recorded_and_answered_once() -> None:
     charger = Charger()
     charger.arrive(_meter("mv"))
-    charger.arrive(_meter("mv"), at=1500, stalled=True)
-    charger.arrive(_meter("mv"), at=3000, stalled=True)
+    charger.arrive(_meter("mv"), after=1500, stalled=True)
+    charger.arrive(_meter("mv"), after=1500, stalled=True)
     charger.process_all()
     assert charger.sent == [(3, "mv")]
     calls = [e for e in charger.stored if e.message_type == "CALL"]
@@ -109,8 +113,8 @@ def test_byte_identical_retry_is_recorded_and_answered_once() -> None:
 def test_retry_under_a_new_id_is_answered_once_under_the_newest_id() -> None:
     charger = Charger()
     charger.arrive(_meter("mv-1"))
-    charger.arrive(_meter("mv-2"), at=1500, stalled=True)
-    charger.arrive(_meter("mv-3"), at=3000, stalled=True)
+    charger.arrive(_meter("mv-2"), after=1500, stalled=True)
+    charger.arrive(_meter("mv-3"), after=1500, stalled=True)
     charger.process_all()
     assert charger.sent == [(3, "mv-3")]
     results = [e for e in charger.stored if e.message_type == "CALLRESULT"]
@@ -126,7 +130,7 @@ def test_start_transaction_retried_under_a_new_id_keeps_its_answer() -> None:
     )
     charger = Charger()
     charger.arrive(start.format(id="s-1").encode())
-    charger.arrive(start.format(id="s-2").encode(), at=2000)
+    charger.arrive(start.format(id="s-2").encode(), after=2000)
     charger.process_all()
     assert charger.sent == [(3, "s-2")]
     results = [e for e in charger.stored if e.message_type == "CALLRESULT"]
@@ -137,7 +141,7 @@ def test_repeat_after_the_answer_went_out_is_a_new_call() -> None:
     charger = Charger()
     charger.arrive(_meter("mv"))
     charger.process()  # stored and answered before the retry arrived
-    charger.arrive(_meter("mv"), at=1500)
+    charger.arrive(_meter("mv"), after=1500)
     charger.process()
     # Nothing held any more: a repeat after the answer is a new CALL (a race on the wire).
     assert charger.sent == [(3, "mv"), (3, "mv")]
@@ -146,7 +150,7 @@ def test_repeat_after_the_answer_went_out_is_a_new_call() -> None:
 def test_same_id_repeat_on_time_is_the_same_call_not_a_second_one() -> None:
     charger = Charger()
     charger.arrive(_status("st"))
-    repeated = charger.arrive(_status("st"), at=10)
+    repeated = charger.arrive(_status("st"), after=10)
     assert repeated.nth == 2
     charger.process_all()
     # A CALLERROR under "st" would be a second answer to the one CALL.
@@ -162,8 +166,8 @@ def test_retry_of_an_answer_being_sent_is_recorded_without_an_answer() -> None:
     reply = charger.held.reply(first, answer(LINK, inbound, data, _ctx(), RECEIVED_AT))
     assert reply is not None
     # The answer is on its way out when the same frame arrives again.
-    late = charger.arrive(_meter("mv"), at=2000)
-    charger.held.done(first)
+    late = charger.arrive(_meter("mv"), after=2000)
+    charger.held.done(first, now_ms=charger.now)
     assert late.nth == 2
     charger.process_all()
     assert charger.sent == []
@@ -175,7 +179,7 @@ def test_retry_of_an_answer_being_sent_is_recorded_without_an_answer() -> None:
 def test_second_call_on_time_is_refused() -> None:
     charger = Charger()
     charger.arrive(_meter("mv"))
-    refused = charger.arrive(_status("st"), at=10)
+    refused = charger.arrive(_status("st"), after=10)
     assert isinstance(refused.inbound, Malformed)
     assert (refused.inbound.error_code, refused.inbound.unique_id) == ("ProtocolError", "st")
     assert refused.held is None
@@ -184,45 +188,61 @@ def test_second_call_on_time_is_refused() -> None:
 def test_same_payload_under_a_new_id_on_time_is_refused() -> None:
     charger = Charger()
     charger.arrive(b'[2,"first","Heartbeat",{}]')
-    refused = charger.arrive(b'[2,"second","Heartbeat",{}]', at=10)
+    refused = charger.arrive(b'[2,"second","Heartbeat",{}]', after=10)
     assert isinstance(refused.inbound, Malformed)
     assert refused.inbound.error_code == "ProtocolError"
 
 
 @pytest.mark.parametrize(
-    ("at", "stalled"), [(LATE_AFTER_MS, False), (10.0, True)], ids=["waited", "stalled"]
+    ("after", "stalled"), [(LATE_AFTER_MS, False), (10.0, True)], ids=["waited", "stalled"]
 )
 def test_next_call_after_the_hub_was_late_is_queued_and_answered_in_order(
-    at: float, stalled: bool
+    after: float, stalled: bool
 ) -> None:
     charger = Charger()
     charger.arrive(_status("st-1", "Charging"))
-    queued = charger.arrive(_meter("mv"), at=at, stalled=stalled)
+    queued = charger.arrive(_meter("mv"), after=after, stalled=stalled)
     assert queued.held is not None and queued.nth == 1
     charger.process_all()
     assert charger.sent == [(3, "st-1"), (3, "mv")]
 
 
-def test_hub_stays_late_until_every_held_call_is_answered() -> None:
-    """A charger that takes any answer as its own sends its next CALL early: after st-1's
-    late answer it sends stop while mv is still held, and stop's answer lets it send st-2."""
+STOP = (
+    b'[2,"stop","StopTransaction",'
+    b'{"meterStop":900,"transactionId":7,"timestamp":"2026-11-22T11:00:00Z"}]'
+)
+
+
+def test_charger_put_behind_by_a_late_answer_is_not_refused_until_it_falls_quiet() -> None:
+    """A charger that takes any answer as its own sends its next CALL early after a late
+    answer: st-1's answer, late, is taken for mv's, so stop comes once both are answered,
+    and mv's answer, taken for stop's, brings st-2 while stop is still held."""
     charger = Charger()
     charger.arrive(_status("st-1", "Charging"))
-    charger.arrive(_meter("mv"), at=1500, stalled=True)
-    charger.process()  # st-1 answered late; the charger believes mv is answered
-    stop = (
-        b'[2,"stop","StopTransaction",'
-        b'{"meterStop":900,"transactionId":7,"timestamp":"2026-11-22T11:00:00Z"}]'
-    )
-    assert charger.arrive(stop, at=3001).held is not None
+    charger.arrive(_meter("mv"), after=1500, stalled=True)
+    charger.process(after=1500)
     charger.process()
-    assert charger.arrive(_status("st-2"), at=3002).held is not None
+    assert charger.arrive(STOP, after=5).held is not None
+    assert charger.arrive(_status("st-2"), after=5).held is not None
     charger.process_all()
     assert charger.sent == [(3, "st-1"), (3, "mv"), (3, "stop"), (3, "st-2")]
-    # With everything answered the hub is on time again, and the rule is strict again.
-    charger.arrive(_status("st-3"), at=3003)
-    refused = charger.arrive(_meter("mv-2"), at=3004)
+    # Quiet for late_after: the charger has caught up, and the rule is strict again.
+    charger.arrive(_status("st-3"), after=LATE_AFTER_MS)
+    refused = charger.arrive(_meter("mv-2"), after=1)
     assert isinstance(refused.inbound, Malformed) and refused.held is None
+
+
+def test_one_late_answer_alone_makes_the_hub_late() -> None:
+    """No second CALL came during the stall: the charger gave up on st-1 and sent mv only
+    after it, so st-1's late answer is taken for mv's and stop comes while mv is held."""
+    charger = Charger()
+    charger.arrive(_status("st-1", "Charging"))
+    charger.process(after=3000)
+    charger.arrive(_meter("mv"), after=5)
+    queued = charger.arrive(STOP, after=5)
+    assert queued.held is not None
+    charger.process_all()
+    assert charger.sent == [(3, "st-1"), (3, "mv"), (3, "stop")]
 
 
 def test_refused_frame_is_never_taken_for_a_retry() -> None:
@@ -230,7 +250,7 @@ def test_refused_frame_is_never_taken_for_a_retry() -> None:
     bad = b'[2,"bad","StatusNotification",{"connectorId":1}]'
     first = charger.arrive(bad)
     assert isinstance(first.inbound, Malformed)
-    again = charger.arrive(bad, at=2000, stalled=True)
+    again = charger.arrive(bad, after=2000, stalled=True)
     assert again.nth == 1  # answered with its own CALLERROR, in order
     charger.process_all()
     assert charger.sent == [(4, "bad"), (4, "bad")]
