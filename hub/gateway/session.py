@@ -185,16 +185,7 @@ def repeat(
     identity = raw + f"\x00{link.connection_id}#{nth}".encode()
     if answer is not None:
         return _answered(link, call, raw, answer, received_at, identity=identity)
-    event = frame_event(
-        link,
-        direction="in",
-        message_type="CALL",
-        unique_id=call.unique_id,
-        action=call.action,
-        payload=call.payload,
-        identity=identity,
-        received_at=received_at,
-    )
+    event = _call_event(link, call, identity, received_at)
     return Exchange([event], None, call.action, call.unique_id, "retry")
 
 
@@ -203,16 +194,7 @@ def _answered(
 ) -> Exchange:
     reply = frames.encode_result(call.unique_id, payload)
     events: list[Event] = [
-        frame_event(
-            link,
-            direction="in",
-            message_type="CALL",
-            unique_id=call.unique_id,
-            action=call.action,
-            payload=call.payload,
-            identity=identity,
-            received_at=received_at,
-        ),
+        _call_event(link, call, identity, received_at),
         frame_event(
             link,
             direction="out",
@@ -225,6 +207,19 @@ def _answered(
         ),
     ]
     return Exchange(events, reply, call.action, call.unique_id, "ok", payload)
+
+
+def _call_event(link: Link, call: Call, identity: bytes, received_at: int) -> OcppFrame:
+    return frame_event(
+        link,
+        direction="in",
+        message_type="CALL",
+        unique_id=call.unique_id,
+        action=call.action,
+        payload=call.payload,
+        identity=identity,
+        received_at=received_at,
+    )
 
 
 def reject(link: Link, malformed: Malformed, raw: bytes, received_at: int) -> Exchange:

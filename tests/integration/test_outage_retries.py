@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import nats
@@ -82,7 +82,9 @@ class Wire:
     async def call(self, frame: str) -> None:
         """Send and read until the answer to this CALL's uniqueId comes (a strict charger)."""
         await self.send(frame)
-        unique_id = json.loads(frame)[1]
+        await self.wait_for(json.loads(frame)[1])
+
+    async def wait_for(self, unique_id: str) -> None:
         while (answer := await self.next(20)) is not None and answer[1] != unique_id:
             pass
 
@@ -113,29 +115,16 @@ async def test_retries_and_early_calls_after_a_stall_get_one_answer_each_and_no_
             wires[name] = wire
         retried = {name: asyncio.Event() for name in names}
 
-        async def same(wire: Wire, tx: int) -> None:
-            frame = METER.format(id="mv", tx=tx)
-            for _ in range(2):
-                await wire.send(frame)
-                assert await wire.next(CALL_TIMEOUT) is None
-            await wire.send(frame)
-            await wire.read_in()
-            retried["CP-SAME"].set()
-            while (answer := await wire.next(20)) is not None and answer[1] != "mv":
-                pass
-            await wire.call(STOP.format(id="stop", tx=tx))
-            await wire.call(STATUS.format(id="st-fin", s="Finishing"))
-            await wire.call('[2,"final","Heartbeat",{}]')
-
-        async def new_ids(wire: Wire, tx: int) -> None:
-            for attempt in ("mv-1", "mv-2"):
+        async def retrying(wire: Wire, tx: int, name: str, attempts: list[str]) -> None:
+            """A strict charger: it retries MeterValues under ``attempts`` and waits for the
+            answer to the last one before it stops the transaction."""
+            for attempt in attempts[:-1]:
                 await wire.send(METER.format(id=attempt, tx=tx))
                 assert await wire.next(CALL_TIMEOUT) is None
-            await wire.send(METER.format(id="mv-3", tx=tx))
+            await wire.send(METER.format(id=attempts[-1], tx=tx))
             await wire.read_in()
-            retried["CP-NEWID"].set()
-            while (answer := await wire.next(20)) is not None and answer[1] != "mv-3":
-                pass
+            retried[name].set()
+            await wire.wait_for(attempts[-1])
             await wire.call(STOP.format(id="stop", tx=tx))
             await wire.call(STATUS.format(id="st-fin", s="Finishing"))
             await wire.call('[2,"final","Heartbeat",{}]')
@@ -157,18 +146,16 @@ async def test_retries_and_early_calls_after_a_stall_get_one_answer_each_and_no_
             ):
                 assert await wire.next(20) is not None
                 await wire.send(frame)
-            while (answer := await wire.next(20)) is not None and answer[1] != "final":
-                pass
+            await wire.wait_for("final")
 
-        scripts: dict[str, Callable[[Wire, int], Coroutine[Any, Any, None]]] = {
-            "CP-SAME": same,
-            "CP-NEWID": new_ids,
-            "CP-EAGER": eager,
-        }
         with frozen(nats_server) as resume:
             async with asyncio.TaskGroup() as tasks:
-                for name in names:
-                    tasks.create_task(scripts[name](wires[name], transactions[name]))
+                for name, attempts in (
+                    ("CP-SAME", ["mv"] * 3),
+                    ("CP-NEWID", ["mv-1", "mv-2", "mv-3"]),
+                ):
+                    tasks.create_task(retrying(wires[name], transactions[name], name, attempts))
+                tasks.create_task(eager(wires["CP-EAGER"], transactions["CP-EAGER"]))
                 async with asyncio.timeout(20):
                     for event in retried.values():
                         await event.wait()
