@@ -376,7 +376,10 @@ class HeldCalls:
         held = admission.held
         if held is None or not held.answered:
             return
-        self._held = [other for other in self._held if other is not held]
+        remaining = [other for other in self._held if other is not held]
+        if len(remaining) == len(self._held):
+            return  # released by an earlier frame of the same CALL
+        self._held = remaining
         self._late = self._late or now_ms - held.since_ms >= self._late_after_ms
         if not self._held:
             self._idle_since_ms = now_ms
