@@ -18,12 +18,14 @@ from hub.clock import now_ms
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.session import (
+    Admission,
     CallOutcome,
-    Inbound,
+    HeldCalls,
     ValidCall,
     check_command,
     inspect,
     outbound_call,
+    repeat,
     settle,
     unstorable,
 )
@@ -40,9 +42,9 @@ COMMANDQUEUE_DEPTH: Final = 32
 class ChargerSession:
     """One reader and one processor per connection, joined by a bounded queue.
 
-    The reader keeps reading while the processor waits on JetStream, which is how a second
-    CALL sent before the first was answered (OCPP-J §4.1.1) is seen and refused. The queue's
-    bound pushes back on the charger through TCP when storage is slow.
+    The reader keeps reading while the processor waits on JetStream, which is how a retry or
+    a second CALL sent before the first was answered is seen; ``HeldCalls`` decides what
+    each gets. The queue's bound pushes back on the charger through TCP when storage is slow.
     """
 
     def __init__(
@@ -53,10 +55,8 @@ class ChargerSession:
         self._link = charger.link
         self._websocket = charger.websocket
         self._log = log
-        self._queue: asyncio.Queue[tuple[bytes, int, Inbound, bool] | None] = asyncio.Queue(
-            QUEUE_DEPTH
-        )
-        self._calls_unanswered = 0
+        self._queue: asyncio.Queue[tuple[bytes, int, Admission] | None] = asyncio.Queue(QUEUE_DEPTH)
+        self._held = HeldCalls(late_after_ms=gateway.settings.publish_timeout_s * 1000)
         self._call_lock = asyncio.Lock()
         self._commands_waiting = 0
         self._awaiting: _AwaitedAnswer | None = None
@@ -178,49 +178,40 @@ class ChargerSession:
                 received_at = now_ms()
                 if isinstance(message, bytes):
                     # Recorded, then the connection is closed: nothing after it is read.
-                    await self._queue.put((message, received_at, frames.binary_frame(), False))
+                    await self._queue.put((message, received_at, Admission(frames.binary_frame())))
                     return
                 data = message.encode()
                 inbound = inspect(
                     self._link.ocpp_version, data, max_frame_bytes=settings.max_frame_bytes
                 )
-                counted = False
                 if isinstance(inbound, ValidCall) or (
                     isinstance(inbound, Malformed)
                     and inbound.answerable
                     and inbound.unique_id != frames.UNREADABLE_ID
                 ):
-                    inbound, counted = self._admit_call(inbound)
-                await self._queue.put((data, received_at, inbound, counted))
-
-    def _admit_call(self, inbound: ValidCall | Malformed) -> tuple[Inbound, bool]:
-        """Count a CALL the charger now waits on, or refuse it if another one is unanswered."""
-        if self._calls_unanswered == 0 or self._gateway.storage_stalled:
-            # While storage is stalled the gateway holds its answers, so the charger times out
-            # and retries; refusing the retry would make it count a failed attempt (OCPP 1.6
-            # §3.7) and eventually drop a transaction message. The retry waits in the queue.
-            self._calls_unanswered += 1
-            return inbound, True
-        if isinstance(inbound, ValidCall):
-            unique_id, action = inbound.call.unique_id, inbound.call.action
-        else:
-            unique_id, action = inbound.unique_id, inbound.action
-        refusal = Malformed(
-            "call_outstanding",
-            "ProtocolError",
-            "the previous CALL is still being answered; OCPP-J allows one outstanding CALL",
-            unique_id=unique_id,
-            action=action,
-        )
-        return refusal, False
+                    admission = self._held.admit(
+                        inbound,
+                        now_ms=time.monotonic() * 1000,
+                        stalled=self._gateway.storage_stalled,
+                    )
+                else:
+                    admission = Admission(inbound)
+                await self._queue.put((data, received_at, admission))
 
     async def _process(self) -> None:
         while (item := await self._queue.get()) is not None:
-            data, received_at, inbound, counted = item
+            data, received_at, admission = item
+            inbound = admission.inbound
             started = time.perf_counter()
             awaited = self._awaiting
             outcome: CallOutcome | None = None
-            if (
+            if admission.nth > 1:
+                assert isinstance(inbound, ValidCall)  # only a valid CALL is ever a retry
+                answer = self._held.answer_for(admission)
+                exchange = repeat(
+                    self._link, inbound, data, received_at, nth=admission.nth, answer=answer
+                )
+            elif (
                 isinstance(inbound, CallResult | CallError)
                 and awaited is not None
                 and awaited.unique_id == inbound.unique_id
@@ -236,18 +227,19 @@ class ChargerSession:
                 sequences = await self._gateway.store(exchange)
             if outcome is not None and awaited is not None and not awaited.future.done():
                 awaited.future.set_result(outcome)
-            if exchange.reply is not None:
+            reply = self._held.reply(admission, exchange)
+            if reply is not None:
                 with contextlib.suppress(ConnectionClosed):
-                    await self._websocket.send(exchange.reply, text=True)
+                    await self._websocket.send(reply, text=True)
             if isinstance(inbound, Malformed) and inbound.close_code:
                 await self._websocket.close(inbound.close_code, inbound.description)
-            if counted:
-                self._calls_unanswered -= 1
+            self._held.done(admission, now_ms=time.monotonic() * 1000)
             self._log.info(
                 "ocpp.exchange",
                 action=exchange.action,
                 unique_id=exchange.unique_id,
-                outcome=exchange.outcome,
+                # superseded: stored, but the charger retried under a newer uniqueId meanwhile
+                outcome=exchange.outcome if reply or not exchange.reply else "superseded",
                 seq=sequences[0] if sequences else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )

@@ -54,6 +54,8 @@ class Exchange(msgspec.Struct, frozen=True, gc=False):
     action: str
     unique_id: str
     outcome: str
+    # The CALLRESULT payload in ``reply``: a retry of the CALL may be answered with it.
+    answer: msgspec.Raw | None = None
 
 
 Inbound = ValidCall | CallResult | CallError | Malformed
@@ -161,18 +163,38 @@ def answer(
     call = valid.call
     response = HANDLERS[link.ocpp_version][call.action](valid.request, ctx)
     payload = msgspec.Raw(_encoder.encode(response))
+    return _answered(link, call, raw, payload, received_at, identity=raw)
+
+
+def repeat(
+    link: Link,
+    valid: ValidCall,
+    raw: bytes,
+    received_at: int,
+    *,
+    nth: int,
+    answer: msgspec.Raw | None,
+) -> Exchange:
+    """A retry of a CALL the hub still holds (``nth`` frame of it on this connection).
+
+    It is stored as the frame it is, under an id of its own even when it repeats the CALL
+    byte for byte: the stream records every frame that arrived. It is answered only when
+    ``answer`` is given: the held CALL's answer, under the retry's uniqueId.
+    """
+    call = valid.call
+    identity = raw + f"\x00{link.connection_id}#{nth}".encode()
+    if answer is not None:
+        return _answered(link, call, raw, answer, received_at, identity=identity)
+    event = _call_event(link, call, identity, received_at)
+    return Exchange([event], None, call.action, call.unique_id, "retry")
+
+
+def _answered(
+    link: Link, call: Call, raw: bytes, payload: msgspec.Raw, received_at: int, *, identity: bytes
+) -> Exchange:
     reply = frames.encode_result(call.unique_id, payload)
     events: list[Event] = [
-        frame_event(
-            link,
-            direction="in",
-            message_type="CALL",
-            unique_id=call.unique_id,
-            action=call.action,
-            payload=call.payload,
-            identity=raw,
-            received_at=received_at,
-        ),
+        _call_event(link, call, identity, received_at),
         frame_event(
             link,
             direction="out",
@@ -184,7 +206,20 @@ def answer(
             received_at=received_at,
         ),
     ]
-    return Exchange(events, reply, call.action, call.unique_id, "ok")
+    return Exchange(events, reply, call.action, call.unique_id, "ok", payload)
+
+
+def _call_event(link: Link, call: Call, identity: bytes, received_at: int) -> OcppFrame:
+    return frame_event(
+        link,
+        direction="in",
+        message_type="CALL",
+        unique_id=call.unique_id,
+        action=call.action,
+        payload=call.payload,
+        identity=identity,
+        received_at=received_at,
+    )
 
 
 def reject(
@@ -263,6 +298,139 @@ def unstorable(link: Link, inbound: Inbound, raw: bytes, received_at: int, why: 
         echo=inbound.echo if isinstance(inbound, Malformed) else b"",
     )
     return reject(link, failure, raw, received_at, raw_budget=REFUSED_RAW_BUDGET)
+
+
+class HeldCall(msgspec.Struct, kw_only=True):
+    """A CALL from the charger that the hub has not answered yet."""
+
+    action: str
+    # What a retry repeats; None for a frame the hub refuses, which is never retried.
+    request: msgspec.Struct | None
+    since_ms: float  # when its first frame arrived, on a monotonic clock
+    reply_to: str  # the uniqueId the charger waits on: that of its newest frame
+    frames: int = 1  # its first frame and every retry of it
+    answer: msgspec.Raw | None = None  # once stored
+    answered: bool = False
+
+
+class Admission(msgspec.Struct, frozen=True, gc=False):
+    """An inbound frame and the held CALL it is (``nth`` 1) or retries (``nth`` 2 and up)."""
+
+    inbound: Inbound
+    held: HeldCall | None = None  # None: not a CALL, or one refused as a second CALL
+    nth: int = 1
+
+
+class HeldCalls:
+    """The CALLs a charger sent that the hub has not answered yet, and what a new one gets.
+
+    OCPP-J §4.1.1 lets a charger send its next CALL once the previous one is answered or has
+    timed out. So a CALL that arrives while another is held is
+
+    - a retry when it repeats a held CALL's action and payload under the same uniqueId, or
+      under a new one while the hub is late: recorded, and not answered on its own. The
+      held CALL is answered once, under the newest uniqueId, the one the charger waits on;
+    - queued, and answered in order, when the hub is late;
+    - refused with ProtocolError otherwise: the charger did not wait.
+
+    The hub is late once storage is stalled while a CALL is held, or a CALL has waited
+    ``late_after_ms`` or more: the charger may have timed out and moved on. It stays late
+    until nothing has been held for another ``late_after_ms``, because a charger that takes
+    any answer as the one it waits on is put one answer behind by a late answer, and sends
+    each next CALL early until it falls quiet.
+
+    No I/O: the connection admits frames as it reads them, asks ``reply`` once an
+    exchange's events are stored, and says ``done`` once the reply is sent. Every held
+    CALL has a frame in the connection's bounded queue, so this list is bounded too.
+    """
+
+    def __init__(self, *, late_after_ms: float) -> None:
+        self._late_after_ms = late_after_ms
+        self._held: list[HeldCall] = []  # oldest first
+        self._late = False
+        self._idle_since_ms = 0.0  # when the last held CALL was answered
+
+    def admit(self, inbound: ValidCall | Malformed, *, now_ms: float, stalled: bool) -> Admission:
+        if isinstance(inbound, ValidCall):
+            unique_id, action = inbound.call.unique_id, inbound.call.action
+            request: msgspec.Struct | None = inbound.request
+        else:
+            unique_id, action, request = inbound.unique_id, inbound.action, None
+        if self._held:
+            waited = now_ms - self._held[0].since_ms
+            self._late = self._late or stalled or waited >= self._late_after_ms
+            retried = self._retried(unique_id, action, request)
+            if retried is not None:
+                retried.frames += 1
+                retried.reply_to = unique_id
+                return Admission(inbound, retried, retried.frames)
+            if not self._late:
+                return Admission(_second_call(unique_id, action))
+        elif now_ms - self._idle_since_ms >= self._late_after_ms:
+            self._late = False
+        held = HeldCall(action=action, request=request, since_ms=now_ms, reply_to=unique_id)
+        self._held.append(held)
+        return Admission(inbound, held)
+
+    def _retried(
+        self, unique_id: str, action: str, request: msgspec.Struct | None
+    ) -> HeldCall | None:
+        if request is None:
+            return None
+        for held in reversed(self._held):
+            if held.action != action or held.request != request:
+                continue
+            # The same uniqueId is the same CALL even while its answer is on its way out.
+            if held.reply_to == unique_id or (self._late and not held.answered):
+                return held
+        return None
+
+    @staticmethod
+    def answer_for(admission: Admission) -> msgspec.Raw | None:
+        """The answer a retry carries: the held CALL's, if it is still owed and this retry
+        is its newest frame."""
+        held = admission.held
+        if held is None or held.answered or admission.nth != held.frames:
+            return None
+        return held.answer
+
+    @staticmethod
+    def reply(admission: Admission, exchange: Exchange) -> bytes | None:
+        """The frame to send now that ``exchange`` is stored, if any."""
+        held = admission.held
+        if held is None:
+            return exchange.reply
+        if held.answered:
+            return None
+        if held.answer is None:
+            held.answer = exchange.answer
+        if exchange.reply is None or exchange.unique_id != held.reply_to:
+            # The charger retried under a newer uniqueId meanwhile; that frame gets the answer.
+            return None
+        held.answered = True
+        return exchange.reply
+
+    def done(self, admission: Admission, *, now_ms: float) -> None:
+        held = admission.held
+        if held is None or not held.answered:
+            return
+        remaining = [other for other in self._held if other is not held]
+        if len(remaining) == len(self._held):
+            return  # released by an earlier frame of the same CALL
+        self._held = remaining
+        self._late = self._late or now_ms - held.since_ms >= self._late_after_ms
+        if not self._held:
+            self._idle_since_ms = now_ms
+
+
+def _second_call(unique_id: str, action: str) -> Malformed:
+    return Malformed(
+        "call_outstanding",
+        "ProtocolError",
+        "the previous CALL is still being answered; OCPP-J allows one outstanding CALL",
+        unique_id=unique_id,
+        action=action,
+    )
 
 
 def connection_opened(

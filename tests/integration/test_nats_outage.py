@@ -100,7 +100,7 @@ async def test_restart_of_nats_loses_and_doubles_nothing(
         assert values == sorted(values)
 
 
-async def test_charger_retry_during_outage_waits_instead_of_being_refused(
+async def test_charger_retry_during_outage_is_answered_once_under_its_new_id(
     tmp_path: Path, settings: Settings
 ) -> None:
     store_dir = tmp_path / "nats"
@@ -126,12 +126,15 @@ async def test_charger_retry_during_outage_waits_instead_of_being_refused(
                 await ws.send(stop.format(id="try-2"))
                 server = EmbeddedNats(store_dir, port=port)
                 await server.start()
-                answers = [json.loads(await ws.recv()) for _ in range(2)]
+                # The charger waits on try-2 only, and gets one answer, not one per try.
+                assert json.loads(await ws.recv())[:2] == [3, "try-2"]
+                await ws.send('[2, "hb-2", "Heartbeat", {}]')
+                assert json.loads(await ws.recv())[:2] == [3, "hb-2"]
         events = await charger_events(server.url, "CP-PATIENT")
     finally:
         await server.stop()
-    assert [(a[0], a[1]) for a in answers] == [(3, "try-1"), (3, "try-2")]
     stored = [(e.unique_id, e.message_type) for e in events if isinstance(e, OcppFrame)]
+    # try-1's answer was stored before try-2 arrived to supersede it, and never sent.
     assert stored == [
         ("hb", "CALL"),
         ("hb", "CALLRESULT"),
@@ -139,6 +142,8 @@ async def test_charger_retry_during_outage_waits_instead_of_being_refused(
         ("try-1", "CALLRESULT"),
         ("try-2", "CALL"),
         ("try-2", "CALLRESULT"),
+        ("hb-2", "CALL"),
+        ("hb-2", "CALLRESULT"),
     ]
 
 
