@@ -21,12 +21,13 @@ from hub.gateway.session import (
     Admission,
     CallOutcome,
     HeldCalls,
+    Received,
     ValidCall,
     check_command,
     inspect,
     outbound_call,
+    record_answer,
     repeat,
-    settle,
     unstorable,
 )
 from schemas.commands import CommandReply, CommandRequest, request_decoder, request_encoder
@@ -55,7 +56,9 @@ class ChargerSession:
         self._link = charger.link
         self._websocket = charger.websocket
         self._log = log
-        self._queue: asyncio.Queue[tuple[bytes, int, Admission] | None] = asyncio.Queue(QUEUE_DEPTH)
+        self._queue: asyncio.Queue[tuple[Received, Admission] | None] = asyncio.Queue(QUEUE_DEPTH)
+        # Where the next frame stands on this connection: part of its events' ids.
+        self._position = 0
         self._held = HeldCalls(late_after_ms=gateway.settings.publish_timeout_s * 1000)
         self._call_lock = asyncio.Lock()
         self._commands_waiting = 0
@@ -176,9 +179,11 @@ class ChargerSession:
                 # UTF-8 with 1007 (RFC 6455 §8.1); binary ones arrive as bytes.
                 message = await self._websocket.recv()
                 received_at = now_ms()
+                self._position += 1
                 if isinstance(message, bytes):
                     # Recorded, then the connection is closed: nothing after it is read.
-                    await self._queue.put((message, received_at, Admission(frames.binary_frame())))
+                    received = Received(message, received_at, self._position)
+                    await self._queue.put((received, Admission(frames.binary_frame())))
                     return
                 data = message.encode()
                 inbound = inspect(
@@ -196,11 +201,11 @@ class ChargerSession:
                     )
                 else:
                     admission = Admission(inbound)
-                await self._queue.put((data, received_at, admission))
+                await self._queue.put((Received(data, received_at, self._position), admission))
 
     async def _process(self) -> None:
         while (item := await self._queue.get()) is not None:
-            data, received_at, admission = item
+            received, admission = item
             inbound = admission.inbound
             started = time.perf_counter()
             awaited = self._awaiting
@@ -208,22 +213,20 @@ class ChargerSession:
             if admission.nth > 1:
                 assert isinstance(inbound, ValidCall)  # only a valid CALL is ever a retry
                 answer = self._held.answer_for(admission)
-                exchange = repeat(
-                    self._link, inbound, data, received_at, nth=admission.nth, answer=answer
-                )
+                exchange = repeat(self._link, inbound, received, answer=answer)
             elif (
                 isinstance(inbound, CallResult | CallError)
                 and awaited is not None
                 and awaited.unique_id == inbound.unique_id
             ):
-                exchange, outcome = settle(self._link, awaited.action, inbound, data, received_at)
+                exchange, outcome = record_answer(self._link, awaited.action, inbound, received)
             else:
-                exchange = await self._gateway.exchange(self._link, inbound, data, received_at)
+                exchange = await self._gateway.exchange(self._link, inbound, received)
             try:
                 sequences = await self._gateway.store(exchange)
             except EventRefused as error:
                 self._log.error("store.refused", unique_id=exchange.unique_id, error=str(error))
-                exchange = unstorable(self._link, inbound, data, received_at, str(error))
+                exchange = unstorable(self._link, inbound, received, str(error))
                 sequences = await self._gateway.store(exchange)
             if outcome is not None and awaited is not None and not awaited.future.done():
                 awaited.future.set_result(outcome)

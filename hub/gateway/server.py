@@ -44,6 +44,7 @@ from hub.gateway.session import (
     Exchange,
     Inbound,
     Link,
+    Received,
     ValidCall,
     answer,
     connection_closed,
@@ -386,15 +387,13 @@ class Gateway:
 
     # -- exchanges ---------------------------------------------------------------------------
 
-    async def exchange(
-        self, link: Link, inbound: Inbound, raw: bytes, received_at: int
-    ) -> Exchange:
+    async def exchange(self, link: Link, inbound: Inbound, received: Received) -> Exchange:
         match inbound:
             case ValidCall():
                 ctx = await self._context(link, inbound)
-                return answer(link, inbound, raw, ctx, received_at)
+                return answer(link, inbound, received, ctx)
             case Malformed():
-                return reject(link, inbound, raw, received_at)
+                return reject(link, inbound, received)
             case CallResult() | CallError():
                 # No server-initiated CALL is outstanding (the command API issue adds them).
                 unexpected = Malformed(
@@ -404,7 +403,7 @@ class Gateway:
                     unique_id=inbound.unique_id,
                     answerable=False,
                 )
-                return reject(link, unexpected, raw, received_at)
+                return reject(link, unexpected, received)
 
     async def _context(self, link: Link, valid: ValidCall) -> ocpp16.Context:
         transaction_id = 0

@@ -4,7 +4,7 @@ to send out. No I/O happens here; ``hub.gateway.connection`` does it, in that or
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import msgspec
 
@@ -61,17 +61,28 @@ class Exchange(msgspec.Struct, frozen=True, gc=False):
 Inbound = ValidCall | CallResult | CallError | Malformed
 
 
-def event_id(charge_point_id: str, kind: str, data: bytes) -> str:
-    """Deterministic, so a frame stored twice (a retry, a redelivery) is one event.
+class Received(NamedTuple):
+    """A frame as it arrived: its bytes, the hub's time, and its place on the connection
+    (1 for the connection's first frame, 2 for the next, ...)."""
 
-    ``kind`` (in, out, rejected) and the length-prefixed charger id come first, so no two
-    chargers, directions or verdicts can produce the same input to the hash.
+    raw: bytes
+    at: int
+    position: int
+
+
+def event_id(link: Link, kind: str, place: str) -> str:
+    """The id of an event about the frame at ``place`` on ``link``'s connection.
+
+    It names a receipt, not a content: storing the same receipt twice (the hub publishing
+    again after a NATS reconnect) is one event, while a frame the charger sends again (a
+    retry, a reboot's byte-identical BootNotification) arrives at another place, so it is
+    recorded as the frame it is. ``kind`` (in, out, rejected) keeps a frame's events apart.
     """
-    charger = charge_point_id.encode()
     digest = hashlib.blake2b(digest_size=16, person=kind.encode()[:16])
-    digest.update(len(charger).to_bytes(4, "big"))
-    digest.update(charger)
-    digest.update(data)
+    for part in (link.charge_point_id, link.connection_id, place):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(4, "big"))
+        digest.update(encoded)
     return digest.hexdigest()
 
 
@@ -135,13 +146,13 @@ def frame_event(
     unique_id: str,
     action: str,
     payload: msgspec.Raw,
-    identity: bytes,
+    place: str,
     received_at: int,
     error_code: str = "",
     error_description: str = "",
 ) -> OcppFrame:
     return OcppFrame(
-        id=event_id(link.charge_point_id, direction, identity),
+        id=event_id(link, direction, place),
         received_at=received_at,
         charge_point_id=link.charge_point_id,
         gateway_id=link.gateway_id,
@@ -157,44 +168,33 @@ def frame_event(
     )
 
 
-def answer(
-    link: Link, valid: ValidCall, raw: bytes, ctx: ocpp16.Context, received_at: int
-) -> Exchange:
+def answer(link: Link, valid: ValidCall, received: Received, ctx: ocpp16.Context) -> Exchange:
     call = valid.call
     response = HANDLERS[link.ocpp_version][call.action](valid.request, ctx)
     payload = msgspec.Raw(_encoder.encode(response))
-    return _answered(link, call, raw, payload, received_at, identity=raw)
+    return _answered(link, call, received, payload)
 
 
 def repeat(
-    link: Link,
-    valid: ValidCall,
-    raw: bytes,
-    received_at: int,
-    *,
-    nth: int,
-    answer: msgspec.Raw | None,
+    link: Link, valid: ValidCall, received: Received, *, answer: msgspec.Raw | None
 ) -> Exchange:
-    """A retry of a CALL the hub still holds (``nth`` frame of it on this connection).
+    """A retry of a CALL the hub still holds.
 
     It is stored as the frame it is, under an id of its own even when it repeats the CALL
     byte for byte: the stream records every frame that arrived. It is answered only when
     ``answer`` is given: the held CALL's answer, under the retry's uniqueId.
     """
     call = valid.call
-    identity = raw + f"\x00{link.connection_id}#{nth}".encode()
     if answer is not None:
-        return _answered(link, call, raw, answer, received_at, identity=identity)
-    event = _call_event(link, call, identity, received_at)
+        return _answered(link, call, received, answer)
+    event = _call_event(link, call, received)
     return Exchange([event], None, call.action, call.unique_id, "retry")
 
 
-def _answered(
-    link: Link, call: Call, raw: bytes, payload: msgspec.Raw, received_at: int, *, identity: bytes
-) -> Exchange:
+def _answered(link: Link, call: Call, received: Received, payload: msgspec.Raw) -> Exchange:
     reply = frames.encode_result(call.unique_id, payload)
     events: list[Event] = [
-        _call_event(link, call, identity, received_at),
+        _call_event(link, call, received),
         frame_event(
             link,
             direction="out",
@@ -202,14 +202,14 @@ def _answered(
             unique_id=call.unique_id,
             action=call.action,
             payload=payload,
-            identity=raw + reply,
-            received_at=received_at,
+            place=str(received.position),
+            received_at=received.at,
         ),
     ]
     return Exchange(events, reply, call.action, call.unique_id, "ok", payload)
 
 
-def _call_event(link: Link, call: Call, identity: bytes, received_at: int) -> OcppFrame:
+def _call_event(link: Link, call: Call, received: Received) -> OcppFrame:
     return frame_event(
         link,
         direction="in",
@@ -217,28 +217,23 @@ def _call_event(link: Link, call: Call, identity: bytes, received_at: int) -> Oc
         unique_id=call.unique_id,
         action=call.action,
         payload=call.payload,
-        identity=identity,
-        received_at=received_at,
+        place=str(received.position),
+        received_at=received.at,
     )
 
 
 def reject(
-    link: Link,
-    malformed: Malformed,
-    raw: bytes,
-    received_at: int,
-    *,
-    raw_budget: int = frames.RAW_BUDGET,
+    link: Link, malformed: Malformed, received: Received, *, raw_budget: int = frames.RAW_BUDGET
 ) -> Exchange:
     """Record the refused frame, and answer with a CALLERROR unless the charger sent a result.
 
     A CALLERROR must not answer a CALLRESULT or CALLERROR (OCPP-J §4.2.3), so a broken or
     unexpected result is only recorded.
     """
-    kept = frames.raw_text(raw, raw_budget)
+    kept = frames.raw_text(received.raw, raw_budget)
     rejected = FrameRejected(
-        id=event_id(link.charge_point_id, "rejected", raw),
-        received_at=received_at,
+        id=event_id(link, "rejected", str(received.position)),
+        received_at=received.at,
         charge_point_id=link.charge_point_id,
         gateway_id=link.gateway_id,
         connection_id=link.connection_id,
@@ -263,8 +258,8 @@ def reject(
         unique_id=malformed.unique_id,
         action=malformed.action,
         payload=_NO_DETAILS,
-        identity=raw + reply,
-        received_at=received_at,
+        place=str(received.position),
+        received_at=received.at,
         error_code=malformed.error_code,
         error_description=malformed.description,
     )
@@ -278,7 +273,7 @@ REFUSED_RAW_BUDGET: Final = 4096
 REFUSED_ACTION_LIMIT: Final = 256
 
 
-def unstorable(link: Link, inbound: Inbound, raw: bytes, received_at: int, why: str) -> Exchange:
+def unstorable(link: Link, inbound: Inbound, received: Received, why: str) -> Exchange:
     """The exchange to store instead of one NATS refused to store (too large for its limits):
     the frame, cut short, as rejected with InternalError, answered if the charger waits."""
     match inbound:
@@ -297,7 +292,7 @@ def unstorable(link: Link, inbound: Inbound, raw: bytes, received_at: int, why: 
         answerable=waits,
         echo=inbound.echo if isinstance(inbound, Malformed) else b"",
     )
-    return reject(link, failure, raw, received_at, raw_budget=REFUSED_RAW_BUDGET)
+    return reject(link, failure, received, raw_budget=REFUSED_RAW_BUDGET)
 
 
 class HeldCall(msgspec.Struct, kw_only=True):
@@ -493,14 +488,14 @@ def outbound_call(
         unique_id=unique_id,
         action=action,
         payload=payload,
-        identity=frame,
+        place=f"call:{unique_id}",
         received_at=at,
     )
     return event, frame
 
 
-def settle(
-    link: Link, action: str, inbound: CallResult | CallError, raw: bytes, at: int
+def record_answer(
+    link: Link, action: str, inbound: CallResult | CallError, received: Received
 ) -> tuple[Exchange, CallOutcome]:
     """Record the charger's answer to our CALL for ``action`` and say what it was."""
     if isinstance(inbound, CallError):
@@ -511,8 +506,8 @@ def settle(
             unique_id=inbound.unique_id,
             action=action,
             payload=inbound.details,
-            identity=raw,
-            received_at=at,
+            place=str(received.position),
+            received_at=received.at,
             error_code=inbound.error_code,
             error_description=inbound.error_description,
         )
@@ -531,7 +526,7 @@ def settle(
             answerable=False,
         )
         outcome = CallOutcome("invalid_answer", inbound.payload, result.code, result.description)
-        return reject(link, broken, raw, at), outcome
+        return reject(link, broken, received), outcome
     event = frame_event(
         link,
         direction="in",
@@ -539,8 +534,8 @@ def settle(
         unique_id=inbound.unique_id,
         action=action,
         payload=inbound.payload,
-        identity=raw,
-        received_at=at,
+        place=str(received.position),
+        received_at=received.at,
     )
     return Exchange([event], None, action, inbound.unique_id, "ok"), CallOutcome(
         "answered", inbound.payload

@@ -13,6 +13,7 @@ from hub.gateway.session import (
     Exchange,
     HeldCalls,
     Link,
+    Received,
     ValidCall,
     answer,
     inspect,
@@ -47,7 +48,7 @@ class Charger:
 
     def __init__(self) -> None:
         self.held = HeldCalls(late_after_ms=LATE_AFTER_MS)
-        self.queue: list[tuple[bytes, Admission]] = []
+        self.queue: list[tuple[Received, Admission]] = []
         self.sent: list[tuple[int, str]] = []
         self.stored: list[OcppFrame] = []
         self.now = 10_000.0
@@ -57,14 +58,16 @@ class Charger:
         inbound = inspect("1.6", data, max_frame_bytes=65536)
         assert isinstance(inbound, ValidCall | Malformed)
         admission = self.held.admit(inbound, now_ms=self.now, stalled=stalled)
-        self.queue.append((data, admission))
+        self.queue.append(
+            (Received(data, RECEIVED_AT, len(self.stored) + len(self.queue) + 1), admission)
+        )
         return admission
 
     def process(self, *, after: float = 0.0) -> None:
         """The processor takes the oldest queued frame, stores it and sends what is due."""
         self.now += after
-        data, admission = self.queue.pop(0)
-        exchange = self._exchange(data, admission)
+        received, admission = self.queue.pop(0)
+        exchange = self._exchange(received, admission)
         self.stored.extend(e for e in exchange.events if isinstance(e, OcppFrame))
         reply = self.held.reply(admission, exchange)
         if reply is not None:
@@ -76,16 +79,16 @@ class Charger:
             self.process()
 
     @staticmethod
-    def _exchange(data: bytes, admission: Admission) -> Exchange:
+    def _exchange(received: Received, admission: Admission) -> Exchange:
         inbound = admission.inbound
         if admission.nth > 1:
             assert isinstance(inbound, ValidCall)
             found = HeldCalls.answer_for(admission)
-            return repeat(LINK, inbound, data, RECEIVED_AT, nth=admission.nth, answer=found)
+            return repeat(LINK, inbound, received, answer=found)
         if isinstance(inbound, ValidCall):
-            return answer(LINK, inbound, data, _ctx(), RECEIVED_AT)
+            return answer(LINK, inbound, received, _ctx())
         assert isinstance(inbound, Malformed)
-        return reject(LINK, inbound, data, RECEIVED_AT)
+        return reject(LINK, inbound, received)
 
 
 def _head(frame: bytes) -> tuple[int, str]:
@@ -160,10 +163,10 @@ def test_same_id_repeat_on_time_is_the_same_call_not_a_second_one() -> None:
 def test_retry_of_an_answer_being_sent_is_recorded_without_an_answer() -> None:
     charger = Charger()
     first = charger.arrive(_meter("mv"))
-    data, _ = charger.queue.pop(0)
+    received, _ = charger.queue.pop(0)
     inbound = first.inbound
     assert isinstance(inbound, ValidCall)
-    reply = charger.held.reply(first, answer(LINK, inbound, data, _ctx(), RECEIVED_AT))
+    reply = charger.held.reply(first, answer(LINK, inbound, received, _ctx()))
     assert reply is not None
     # The answer is on its way out when the same frame arrives again.
     late = charger.arrive(_meter("mv"), after=2000)

@@ -1,4 +1,4 @@
-"""CALLs the hub sends: how they are recorded, and how the charger's answers are settled."""
+"""CALLs the hub sends: how they are recorded, and how the charger's answers are recorded."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult
-from hub.gateway.session import Link, outbound_call, settle
+from hub.gateway.session import Link, Received, outbound_call, record_answer
 from schemas.events import FrameRejected, OcppFrame
 
 LINK = Link(charge_point_id="CP-1", connection_id="c1", gateway_id="gw-1", ocpp_version="1.6")
@@ -34,9 +34,9 @@ def test_outbound_call_is_recorded_exactly_as_sent() -> None:
     assert bytes(event.payload) == b'{"type":"Soft"}'
 
 
-def test_a_valid_result_is_settled_as_answered() -> None:
+def test_a_valid_result_is_recorded_as_answered() -> None:
     raw = '[3,"cmd-1",{"status":"Accepted"}]'
-    exchange, outcome = settle(LINK, "Reset", _answer(raw), raw.encode(), AT)
+    exchange, outcome = record_answer(LINK, "Reset", _answer(raw), Received(raw.encode(), AT, 1))
     assert outcome.status == "answered" and bytes(outcome.payload) == b'{"status":"Accepted"}'
     [event] = exchange.events
     assert isinstance(event, OcppFrame)
@@ -44,9 +44,11 @@ def test_a_valid_result_is_settled_as_answered() -> None:
     assert exchange.reply is None
 
 
-def test_a_callerror_is_settled_with_its_code() -> None:
+def test_a_callerror_is_recorded_with_its_code() -> None:
     raw = '[4,"cmd-1","NotSupported","no can do",{"hint":1}]'
-    exchange, outcome = settle(LINK, "UnlockConnector", _answer(raw), raw.encode(), AT)
+    exchange, outcome = record_answer(
+        LINK, "UnlockConnector", _answer(raw), Received(raw.encode(), AT, 1)
+    )
     assert (outcome.status, outcome.error_code, outcome.error_description) == (
         "callerror",
         "NotSupported",
@@ -72,7 +74,7 @@ def test_a_callerror_is_settled_with_its_code() -> None:
 def test_a_schema_breaking_result_is_recorded_as_rejected_and_never_answered(
     raw: str, code: str
 ) -> None:
-    exchange, outcome = settle(LINK, "Reset", _answer(raw), raw.encode(), AT)
+    exchange, outcome = record_answer(LINK, "Reset", _answer(raw), Received(raw.encode(), AT, 1))
     assert (outcome.status, outcome.error_code) == ("invalid_answer", code)
     [event] = exchange.events
     assert isinstance(event, FrameRejected)

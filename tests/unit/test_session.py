@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from hub.config import GatewaySettings
@@ -16,8 +17,10 @@ from hub.gateway.session import (
     Exchange,
     Inbound,
     Link,
+    Received,
     ValidCall,
     answer,
+    event_id,
     inspect,
     reject,
     unstorable,
@@ -56,16 +59,21 @@ def _inspect(data: bytes, max_frame_bytes: int = LIMIT) -> Inbound:
     return inspect("1.6", data, max_frame_bytes=max_frame_bytes)
 
 
-def _answer(data: bytes, charge_point_id: str = "CP-1") -> Exchange:
+def _answer(
+    data: bytes, charge_point_id: str = "CP-1", position: int = 1, connection: str = "conn-1"
+) -> Exchange:
     valid = _inspect(data)
     assert isinstance(valid, ValidCall), valid
-    return answer(_link(charge_point_id), valid, data, _ctx(charge_point_id), RECEIVED_AT)
+    link = msgspec.structs.replace(_link(charge_point_id), connection_id=connection)
+    return answer(link, valid, Received(data, RECEIVED_AT, position), _ctx(charge_point_id))
 
 
-def _reject(data: bytes, charge_point_id: str = "CP-1", **kwargs: int) -> Exchange:
+def _reject(
+    data: bytes, charge_point_id: str = "CP-1", position: int = 1, **kwargs: int
+) -> Exchange:
     malformed = _inspect(data, **kwargs)
     assert isinstance(malformed, Malformed), malformed
-    return reject(_link(charge_point_id), malformed, data, RECEIVED_AT)
+    return reject(_link(charge_point_id), malformed, Received(data, RECEIVED_AT, position))
 
 
 # -- valid calls ------------------------------------------------------------------------------
@@ -282,7 +290,7 @@ def test_unexpected_result_is_recorded_but_not_answered() -> None:
         unique_id="nobody-asked",
         answerable=False,
     )
-    exchange = reject(_link(), unexpected, data, RECEIVED_AT)
+    exchange = reject(_link(), unexpected, Received(data, RECEIVED_AT, 1))
     assert exchange.reply is None
     (rejected,) = exchange.events
     assert isinstance(rejected, FrameRejected)
@@ -294,23 +302,30 @@ def test_unexpected_result_is_recorded_but_not_answered() -> None:
 # -- event ids --------------------------------------------------------------------------------
 
 
-def test_same_frame_from_same_charger_is_the_same_event() -> None:
+def test_the_same_receipt_stored_again_is_the_same_event() -> None:
+    # The hub publishing a frame's events again (after a NATS reconnect) stores them once.
     first, second = _answer(BOOT), _answer(BOOT)
     assert [e.id for e in first.events] == [e.id for e in second.events]
     assert [e.id for e in _reject(b"{{").events] == [e.id for e in _reject(b"{{").events]
+
+
+def test_a_frame_sent_again_is_another_event() -> None:
+    # A retry, or a repeat byte for byte: it arrived again, so the stream records it again.
+    first, again = _answer(BOOT, position=1), _answer(BOOT, position=2)
+    assert not {e.id for e in first.events} & {e.id for e in again.events}
+    assert _reject(b"{{", position=1).events[0].id != _reject(b"{{", position=2).events[0].id
+
+
+def test_a_reboots_byte_identical_frame_is_another_event() -> None:
+    # MicroOcpp reuses message ids after a reboot: the same bytes, first on a new connection.
+    before, after = _answer(BOOT, connection="conn-1"), _answer(BOOT, connection="conn-2")
+    assert not {e.id for e in before.events} & {e.id for e in after.events}
 
 
 def test_same_frame_from_another_charger_is_another_event() -> None:
     mine, theirs = _answer(BOOT, "CP-1"), _answer(BOOT, "CP-2")
     assert not {e.id for e in mine.events} & {e.id for e in theirs.events}
     assert _reject(b"{{", "CP-1").events[0].id != _reject(b"{{", "CP-2").events[0].id
-
-
-def test_different_bytes_are_different_events() -> None:
-    other = BOOT.replace(b"boot-1", b"boot-2")
-    assert not {e.id for e in _answer(BOOT).events} & {e.id for e in _answer(other).events}
-    spaced = BOOT.replace(b",", b", ")
-    assert _answer(BOOT).events[0].id != _answer(spaced).events[0].id
 
 
 def test_all_ids_of_one_exchange_differ() -> None:
@@ -322,25 +337,31 @@ def test_all_ids_of_one_exchange_differ() -> None:
 def test_garbage_frames_answered_with_id_minus_one_stay_distinct() -> None:
     # Regression guard: both replies are [4,"-1","FormationViolation",...], but the two
     # out-events must not collapse into one under JetStream's duplicate detection.
-    first, second = _reject(b'{"not": "an array"}'), _reject(b'"neither"')
+    first = _reject(b'{"not": "an array"}', position=1)
+    second = _reject(b'"neither"', position=2)
     assert first.unique_id == second.unique_id == "-1"
     assert first.reply == second.reply
     assert first.events[1].id != second.events[1].id
     assert first.events[0].id != second.events[0].id
 
 
-def test_event_ids_of_different_chargers_cannot_collide_by_concatenation() -> None:
-    valid = _answer(b'[2,"1","Heartbeat",{}]', "CP-1").events[0]
-    garbage = _reject(b'[2,"1","Heartbeat",{}]C', "P-1").events[0]
-    assert valid.id != garbage.id
+def test_event_ids_cannot_collide_by_concatenation() -> None:
+    one = event_id(msgspec.structs.replace(_link("CP-1"), connection_id="c"), "in", "12")
+    other = event_id(msgspec.structs.replace(_link("CP-1c"), connection_id=""), "in", "12")
+    assert one != other
+    assert (
+        event_id(_link(), "in", "12")
+        != event_id(_link(), "in", "1")
+        != event_id(_link(), "out", "1")
+    )
 
 
 def test_refused_frame_and_its_accepted_retry_are_different_events() -> None:
     outstanding = Malformed(
         "call_outstanding", "ProtocolError", "busy", unique_id="boot-1", action="BootNotification"
     )
-    refused = reject(_link(), outstanding, BOOT, RECEIVED_AT).events[0]
-    accepted = _answer(BOOT).events[0]
+    refused = reject(_link(), outstanding, Received(BOOT, RECEIVED_AT, 1)).events[0]
+    accepted = _answer(BOOT, position=2).events[0]
     assert refused.id != accepted.id
 
 
@@ -382,7 +403,7 @@ def test_a_whole_frame_is_not_marked() -> None:
 def test_unstorable_call_is_answered_with_internal_error_and_recorded_cut_short() -> None:
     data = b'[2,"big-1","DataTransfer",{"vendorId":"v","data":"' + b"x" * 100_000 + b'"}]'
     valid = _inspect(data, max_frame_bytes=256 * 1024)
-    exchange = unstorable(_link(), valid, data, RECEIVED_AT, "too large")
+    exchange = unstorable(_link(), valid, Received(data, RECEIVED_AT, 1), "too large")
     rejected, error = exchange.events
     assert isinstance(rejected, FrameRejected) and isinstance(error, OcppFrame)
     assert (rejected.reason, rejected.error_code, rejected.raw_truncated) == (
@@ -398,6 +419,6 @@ def test_unstorable_call_is_answered_with_internal_error_and_recorded_cut_short(
 def test_unstorable_result_is_recorded_but_not_answered() -> None:
     data = b'[3,"r-1",{}]'
     result = _inspect(data)
-    exchange = unstorable(_link(), result, data, RECEIVED_AT, "too large")
+    exchange = unstorable(_link(), result, Received(data, RECEIVED_AT, 1), "too large")
     assert exchange.reply is None
     assert [type(e) for e in exchange.events] == [FrameRejected]
