@@ -16,7 +16,7 @@ byte for byte.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import msgspec
 
@@ -185,14 +185,17 @@ def _metered(fact: TransactionMetered, seq: int, charging: Charging) -> list[ui.
     if session is None or transaction_id is None or not session.ongoing or not fact.register:
         return out
     curve = session.curve()
+    about: _About = {
+        "charge_point_id": cp,
+        "seq": seq,
+        "ts": ts,
+        "received_at": fact.at,
+        "transaction_id": transaction_id,
+        "connector_id": session.connector_id,
+    }
     out.append(
         ui.TransactionUpdated(
-            charge_point_id=cp,
-            seq=seq,
-            ts=ts,
-            received_at=fact.at,
-            transaction_id=transaction_id,
-            connector_id=session.connector_id,
+            **about,
             energy_wh=energy_of(curve),
             power_w=power_w(fact.samples),
             soc=latest(fact.samples, SOC),
@@ -200,18 +203,19 @@ def _metered(fact: TransactionMetered, seq: int, charging: Charging) -> list[ui.
     )
     cost = bill(session, curve)
     if cost is not None:
-        out.append(
-            ui.CostUpdated(
-                charge_point_id=cp,
-                seq=seq,
-                ts=ts,
-                received_at=fact.at,
-                transaction_id=transaction_id,
-                connector_id=session.connector_id,
-                bill=cost,
-            )
-        )
+        out.append(ui.CostUpdated(**about, bill=cost))
     return out
+
+
+class _About(TypedDict):
+    """What a transaction's running figures (``transaction.updated``, ``cost``) are about."""
+
+    charge_point_id: str
+    seq: int
+    ts: str
+    received_at: int
+    transaction_id: int
+    connector_id: int
 
 
 def _ended(fact: TransactionEnded, seq: int, charging: Charging) -> list[ui.ChargerMessage]:
