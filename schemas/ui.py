@@ -73,6 +73,8 @@ class TransactionView(msgspec.Struct, frozen=True, kw_only=True, rename="camel",
     energy_wh: float = 0.0
     power_w: float | None = None
     soc: float | None = None
+    # Its start was never seen (see TransactionStarted.inferred).
+    inferred: bool = False
 
 
 class DataTransferView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
@@ -118,6 +120,10 @@ class TransactionStarted(_ChargerMessage, frozen=True, kw_only=True, tag="transa
     id_tag: str = ""
     meter_start_wh: float = 0.0
     id_tag_status: str = ""
+    # The hub never saw its start: readings or a Stop came for an id nobody knew (a charger
+    # that worked offline, or a start before the fan-out's rebuild window). Its start time
+    # and meter start are unknown, and its energy counts from its first reading.
+    inferred: bool = False
 
 
 class TransactionUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.updated"):
@@ -151,6 +157,12 @@ class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transa
     meter_stop_wh: float = 0.0
     # The final bill, as the billing table has it.
     bill: Bill | None = None
+    # Who ended it: "stopped" (the charger's Stop), "superseded" (a newer start on its
+    # connector: the charger restarted or lost the Stop) or "closed" (the integrity policy).
+    ended_by: str = ""
+    # A later Stop from the charger changed the end of a transaction already reported over
+    # (say, one superseded while the charger was offline): these figures replace those.
+    corrected: bool = False
 
 
 class CostUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="cost"):

@@ -1,8 +1,12 @@
 """Every charger's live state plus a short per-charger history, folded from the stream.
 
 No I/O: the shell feeds events in stream order and asks for snapshots and for the messages
-a resuming client missed. The history is what makes resume exact: it holds the very messages
-that went out live, so a client that resumes gets them again, not a re-derivation.
+a resuming client missed. Each event goes through the one charging domain of the whole
+stream first (``hub.domain.charging``: what it means), then its facts are translated into UI
+messages. The rebuild at start feeds the same window of the stream the same way, so the
+domain, and with it every snapshot, is what live folding would have made of it. The history
+is what makes resume exact: it holds the very messages that went out live, so a client that
+resumes gets them again, not a re-derivation.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from collections import deque
 from collections.abc import Iterable
 from heapq import merge
 
-from hub.fanout.money import Metering, alert
+from hub.domain.charging import Charging
 from hub.fanout.state import ChargerState, apply, snapshot
-from hub.fanout.translate import charger_call, translate
+from hub.fanout.translate import translate
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
@@ -23,7 +27,6 @@ from schemas.events import (
     FrameRejected,
     IntegrityAction,
     LimitReached,
-    TariffSet,
 )
 from schemas.ui import ChargerMessage, Error, Snapshot
 
@@ -41,16 +44,17 @@ class Live:
         self.first_seq = 0  # the first stream sequence this instance folded
         self.seq = 0  # the last one the stream has reached here, folded or skipped
         self._skipped_upto = 0  # the last one the replay skipped: no history up to it
-        self.metering = Metering()
+        # What the stream means, for every charger: transactions, their curves and tariffs.
+        # Read (never changed) by translate and snapshots.
+        self.charging = Charging()
 
     def fold(self, event: Event, seq: int) -> list[ChargerMessage]:
         """Apply one stored event; returns the UI messages it produced, in order."""
         if not self.first_seq:
             self.first_seq = seq
         self.seq = seq
-        if isinstance(event, TariffSet):
-            self.metering.tariffs.apply(event)
-            return []
+        # Every event, in stream order: tariffs, wallets and the policy's closes count too.
+        facts = self.charging.apply(seq, event)
         if not isinstance(event, ChargerEvent | CommandFinished | _ALERTS):
             return []
         charge_point_id = event.charge_point_id
@@ -59,14 +63,7 @@ class Live:
             if isinstance(event, FrameRejected | CommandFinished):
                 return []  # a charger known only for garbage is not worth a UI entry
             state = self.chargers[charge_point_id] = ChargerState(charge_point_id)
-        messages: list[ChargerMessage]
-        if isinstance(event, _ALERTS):
-            found = alert(event, seq)
-            messages = [found] if found is not None else []
-        else:
-            # Decoded once, for the messages and for their live cost.
-            call = charger_call(event)
-            messages = self.metering.enrich(event, seq, translate(state, event, seq, call), call)
+        messages = translate(facts, event, seq, self.charging)
         apply(state, event, seq, messages)
         if messages:
             history = self._history.get(charge_point_id)
@@ -86,7 +83,7 @@ class Live:
 
     def snapshot(self, charge_point_id: str, received_at: int) -> Snapshot:
         state = self.chargers.get(charge_point_id) or ChargerState(charge_point_id)
-        return snapshot(state, self.seq, received_at)
+        return snapshot(state, self.charging, self.seq, received_at)
 
     def can_resume(self, chargers: Iterable[str], since: int) -> bool:
         """Whether every message after ``since`` for these chargers is still held here."""

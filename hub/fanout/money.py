@@ -1,72 +1,46 @@
-"""Money and integrity for UIs: live cost by the one cost function, and the supervisor's
-findings as ``alert`` messages. Pure functions of events, like the rest of translate."""
+"""Money and integrity for UIs: a session's cost by the one cost function, and the
+supervisor's findings as ``alert`` messages. Pure functions, like the rest of translate.
+
+The tariff is the one the charging domain fixed at the session's start (``session.tariff``)
+and the curve is the domain's (``session.curve()``): the very inputs the billing table and
+the supervisor's settlements use, so a UI shows to the cent what is billed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Final
-
-import msgspec
 
 from hub.domain import energy
-from hub.domain.meter_values import register_points
-from hub.domain.tariffs import Point, Tariff, TariffEntry, session_cost, tariff_for
-from hub.domain.timeutil import parse_ms
+from hub.domain.charging import Session
+from hub.domain.tariffs import Point, session_cost
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
     Event,
     IntegrityAction,
     LimitReached,
-    OcppFrame,
-    TariffSet,
 )
-from schemas.ocpp import validate_call
-from schemas.ocpp.v16 import MeterValuesRequest, StopTransactionRequest
-from schemas.ui import (
-    Alert,
-    Bill,
-    ChargerMessage,
-    CostUpdated,
-    Meter,
-    TransactionStarted,
-    TransactionStopped,
-)
-
-# Open transactions metered at once; beyond, the oldest stops getting cost messages.
-MAX_METERED: Final = 100_000
+from schemas.ui import Alert, Bill
 
 
-class TariffBook:
-    """Every tariff set so far, folded from ``admin.tariff.set``; one per fan-out, shared by
-    all chargers' states."""
-
-    def __init__(self) -> None:
-        self.entries: list[TariffEntry] = []
-
-    def apply(self, event: TariffSet) -> None:
-        self.entries.append(
-            TariffEntry(
-                charge_point_id=event.charge_point_id,
-                effective_from=event.effective_from or event.received_at,
-                tariff=Tariff.from_event(event),
-            )
-        )
-
-    def tariff_for(self, charge_point_id: str, at_ms: int) -> Tariff:
-        return tariff_for(self.entries, charge_point_id, at_ms)
+def energy_of(curve: Sequence[Point]) -> float:
+    """Energy of a session's curve as UIs get it: rounded as the bill rounds it (readings
+    in kWh scaled to Wh carry float noise a UI should not show)."""
+    return round(energy.energy_wh(curve), 6)
 
 
-def bill(tariff: Tariff, points: Sequence[Point], start: Point, stop: Point | None = None) -> Bill:
-    """The bill of a session's readings so far (or, with ``stop``, its final one): the same
-    curve and function as the billing table."""
-    curve = energy.curve(points, start, stop)
+def bill(session: Session, curve: Sequence[Point]) -> Bill | None:
+    """The bill of ``session`` (``curve`` is ``session.curve()``): so far while it runs, the
+    final one once it ended. None when nothing is priced, or when its start is unknown: a
+    bill from its first reading on would be too low."""
+    tariff = session.tariff
+    if not tariff.tariff_id or session.start_ms is None or session.meter_start is None:
+        return None
     cost = session_cost(tariff, curve)
     return Bill(
         tariff_id=tariff.tariff_id,
         currency=tariff.currency,
-        energy_wh=round(energy.energy_wh(curve), 6),
+        energy_wh=energy_of(curve),
         energy_cost=str(cost.energy_cost),
         time_cost=str(cost.time_cost),
         idle_cost=str(cost.idle_cost),
@@ -129,113 +103,3 @@ def alert(event: Event, seq: int) -> Alert | None:
                 command_id=event.command_id,
             )
     return None
-
-
-@dataclass(slots=True)
-class Metered:
-    tariff: Tariff
-    start: Point
-    points: list[Point] = field(default_factory=list)
-
-
-class Metering:
-    """Live cost of every open transaction the fan-out follows: a second pure step after
-    ``translate``, which adds ``cost`` messages and the final bill on ``transaction.stopped``."""
-
-    def __init__(self) -> None:
-        self.tariffs = TariffBook()
-        self.open: dict[tuple[str, int], Metered] = {}
-
-    def enrich(
-        self,
-        event: Event,
-        seq: int,
-        messages: list[ChargerMessage],
-        call: msgspec.Struct | None = None,
-    ) -> list[ChargerMessage]:
-        """``messages`` with the live cost added; ``call`` is the event's decoded request
-        (``translate.charger_call``), read here again only when it is not given."""
-        if not isinstance(event, OcppFrame) or not messages:
-            return messages
-        out: list[ChargerMessage] = []
-        meter: Meter | None = None
-        for message in messages:
-            match message:
-                case TransactionStarted():
-                    self._open(message)
-                    out.append(message)
-                case TransactionStopped():
-                    out.append(self._stopped(event, message, call))
-                case Meter():
-                    meter = message
-                    out.append(message)
-                case _:
-                    out.append(message)
-        if meter is not None:
-            out.extend(self._cost(event, seq, meter.transaction_id, call))
-        return out
-
-    def _open(self, message: TransactionStarted) -> None:
-        try:
-            start_ms = parse_ms(message.ts)
-        except ValueError:
-            return
-        if len(self.open) >= MAX_METERED:
-            del self.open[next(iter(self.open))]
-        tariff = self.tariffs.tariff_for(message.charge_point_id, start_ms)
-        if not tariff.tariff_id:
-            return  # nothing is priced: no cost to show
-        self.open[message.charge_point_id, message.transaction_id] = Metered(
-            tariff, (start_ms, message.meter_start_wh)
-        )
-
-    def _cost(
-        self, frame: OcppFrame, seq: int, transaction_id: int | None, call: msgspec.Struct | None
-    ) -> list[ChargerMessage]:
-        metered = self.open.get((frame.charge_point_id, transaction_id or 0))
-        if metered is None:
-            return []
-        request = (
-            call
-            if call is not None
-            else validate_call(frame.ocpp_version, "MeterValues", frame.payload)
-        )
-        if not isinstance(request, MeterValuesRequest):
-            return []
-        points = register_points(request.meter_value)
-        if not points:
-            return []
-        metered.points.extend(points)
-        return [
-            CostUpdated(
-                charge_point_id=frame.charge_point_id,
-                seq=seq,
-                ts=request.meter_value[-1].timestamp,
-                received_at=frame.received_at,
-                transaction_id=transaction_id or 0,
-                connector_id=request.connector_id,
-                bill=bill(metered.tariff, metered.points, metered.start),
-            )
-        ]
-
-    def _stopped(
-        self, frame: OcppFrame, message: TransactionStopped, call: msgspec.Struct | None
-    ) -> TransactionStopped:
-        metered = self.open.pop((frame.charge_point_id, message.transaction_id), None)
-        if metered is None:
-            return message
-        request = (
-            call
-            if call is not None
-            else validate_call(frame.ocpp_version, "StopTransaction", frame.payload)
-        )
-        if not isinstance(request, StopTransactionRequest):
-            return message
-        if isinstance(request.transaction_data, list):
-            metered.points.extend(register_points(request.transaction_data))
-        try:
-            stop = (parse_ms(request.timestamp), float(request.meter_stop))
-        except ValueError:
-            return message
-        final = bill(metered.tariff, metered.points, metered.start, stop)
-        return msgspec.structs.replace(message, bill=final)

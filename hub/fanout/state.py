@@ -1,9 +1,12 @@
-"""Per-charger live state, folded from the UI messages the stream's events translate into.
+"""Per-charger live state: what a UI is shown, folded from the UI messages the stream's
+events translate into.
 
 ``apply`` is the only code that changes a ``ChargerState``; it takes the event and the
 messages ``translate.translate`` derived from it, so the state a snapshot shows is exactly
-what the live messages told a UI. Everything here is bounded: a charger that invents
-connector ids or DataTransfer vendors cannot grow it without limit.
+what the live messages told a UI. Which transactions are going on, and their energy, are the
+charging domain's (``snapshot`` reads them from it); kept here is only what readings alone
+tell of them (power, SoC). Everything here is bounded: a charger that invents connector ids
+or DataTransfer vendors cannot grow it without limit.
 """
 
 from __future__ import annotations
@@ -12,20 +15,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-import msgspec
-
-from schemas.events import (
-    ChargerConnected,
-    ChargerDisconnected,
-    ChargerReplaced,
-    Event,
-    FrameRejected,
-    OcppFrame,
-)
+from hub.domain.charging import Charging
+from hub.fanout.money import energy_of
+from hub.fanout.translate import iso
+from schemas.events import ChargerConnected, Event, FrameRejected, OcppFrame
 from schemas.ui import (
     Boot,
     BootInfo,
     ChargerMessage,
+    Connection,
     ConnectorView,
     DataTransfer,
     DataTransferView,
@@ -46,15 +44,6 @@ MAX_DATA_TRANSFERS: Final = 32
 
 
 @dataclass(slots=True)
-class PendingCall:
-    """The charger's CALL that the hub has not answered yet (OCPP-J allows one at a time)."""
-
-    unique_id: str
-    action: str
-    payload: bytes
-
-
-@dataclass(slots=True)
 class ConnectorState:
     status: str = ""
     error_code: str = ""
@@ -64,25 +53,27 @@ class ConnectorState:
 
 
 @dataclass(slots=True)
+class Readings:
+    """What only the readings tell of a transaction going on."""
+
+    power_w: float | None = None
+    soc: float | None = None
+
+
+@dataclass(slots=True)
 class ChargerState:
     charge_point_id: str
     seq: int = 0
     connected: bool = False
-    connection_id: str = ""
     last_seen: int = 0
     boot: BootInfo | None = None
-    pending: PendingCall | None = None
     connectors: dict[int, ConnectorState] = field(default_factory=dict)
-    transactions: dict[int, TransactionView] = field(default_factory=dict)
+    # The transactions UIs were told started and not yet stopped, by transaction id (the
+    # domain resolves every id a charger uses to the one the hub knows a transaction by).
+    transactions: dict[int, Readings] = field(default_factory=dict)
     data_transfers: OrderedDict[tuple[str, str], DataTransferView] = field(
         default_factory=OrderedDict
     )
-
-    def transaction_on(self, connector_id: int) -> TransactionView | None:
-        for transaction in self.transactions.values():
-            if transaction.connector_id == connector_id:
-                return transaction
-        return None
 
 
 def reading_key(reading: Reading) -> str:
@@ -93,27 +84,9 @@ def apply(state: ChargerState, event: Event, seq: int, messages: list[ChargerMes
     """Fold one event, and the messages translated from it, into ``state``."""
     state.seq = seq
     match event:
-        case OcppFrame():
-            if event.direction == "in":
-                state.last_seen = max(state.last_seen, event.received_at)
-                if event.message_type == "CALL":
-                    state.pending = PendingCall(event.unique_id, event.action, bytes(event.payload))
-            elif state.pending is not None and state.pending.unique_id == event.unique_id:
-                state.pending = None
-        case FrameRejected():
+        case OcppFrame(direction="in") | FrameRejected() | ChargerConnected():
+            # Anything the charger sent, understood or not, is a sign of life.
             state.last_seen = max(state.last_seen, event.received_at)
-        case ChargerConnected():
-            state.connected = True
-            state.connection_id = event.connection_id
-            state.last_seen = max(state.last_seen, event.received_at)
-            state.pending = None
-        case ChargerReplaced():
-            # The old connection's close, which follows, must not mark the charger offline.
-            state.connection_id = event.new_connection_id
-        case ChargerDisconnected():
-            if event.connection_id == state.connection_id:
-                state.connected = False
-                state.pending = None
     for message in messages:
         _apply_message(state, message)
 
@@ -141,24 +114,20 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
                     key = reading_key(reading)
                     if key in connector.meter or len(connector.meter) < MAX_READINGS_PER_CONNECTOR:
                         connector.meter[key] = reading
+        case Connection():
+            # A replaced connection's close is no message: the charger stays connected.
+            if message.state != "replaced":
+                state.connected = message.state == "connected"
         case TransactionStarted():
             if len(state.transactions) < MAX_TRANSACTIONS:
-                state.transactions[message.transaction_id] = TransactionView(
-                    transaction_id=message.transaction_id,
-                    connector_id=message.connector_id,
-                    id_tag=message.id_tag,
-                    meter_start_wh=message.meter_start_wh,
-                    started_at=message.ts,
-                )
+                state.transactions[message.transaction_id] = Readings()
         case TransactionUpdated():
             current = state.transactions.get(message.transaction_id)
             if current is not None:
-                state.transactions[message.transaction_id] = msgspec.structs.replace(
-                    current,
-                    energy_wh=message.energy_wh,
-                    power_w=message.power_w if message.power_w is not None else current.power_w,
-                    soc=message.soc if message.soc is not None else current.soc,
-                )
+                if message.power_w is not None:
+                    current.power_w = message.power_w
+                if message.soc is not None:
+                    current.soc = message.soc
         case TransactionStopped():
             state.transactions.pop(message.transaction_id, None)
         case Boot():
@@ -173,7 +142,31 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
             pass
 
 
-def snapshot(state: ChargerState, seq: int, received_at: int) -> Snapshot:
+def transactions(state: ChargerState, charging: Charging) -> list[TransactionView]:
+    """The charger's transactions going on, as the domain has them after the last event
+    folded (a superseded one, or one a Stop stamped -1 ended, is gone), by connector."""
+    views: list[TransactionView] = []
+    for transaction_id, readings in state.transactions.items():
+        session = charging.session_of(state.charge_point_id, transaction_id)
+        if session is None or not session.ongoing:
+            continue
+        views.append(
+            TransactionView(
+                transaction_id=transaction_id,
+                connector_id=session.connector_id,
+                id_tag=session.id_tag,
+                meter_start_wh=session.meter_start or 0.0,
+                started_at=iso(session.start_ms),
+                energy_wh=energy_of(session.curve()),
+                power_w=readings.power_w,
+                soc=readings.soc,
+                inferred=session.start_ms is None,
+            )
+        )
+    return sorted(views, key=lambda t: (t.connector_id, t.transaction_id))
+
+
+def snapshot(state: ChargerState, charging: Charging, seq: int, received_at: int) -> Snapshot:
     """The charger as of stream sequence ``seq`` (the last one folded by this instance)."""
     return Snapshot(
         charge_point_id=state.charge_point_id,
@@ -193,6 +186,6 @@ def snapshot(state: ChargerState, seq: int, received_at: int) -> Snapshot:
             )
             for connector_id, connector in sorted(state.connectors.items())
         ],
-        transactions=sorted(state.transactions.values(), key=lambda t: t.connector_id),
+        transactions=transactions(state, charging),
         data_transfers=list(state.data_transfers.values()),
     )

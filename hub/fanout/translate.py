@@ -1,330 +1,327 @@
-"""``(state, event, seq) -> UI messages``: a pure function of the charger's state and one event.
+"""``(facts, event, seq, charging) -> UI messages``: what one stored event means to a UI.
 
-It never changes ``state`` (``state.apply`` does that afterwards, with these very messages), so
-replaying the same events into a fresh state yields the same messages, byte for byte.
+The charging domain (``hub.domain.charging``) decides what events mean: which transaction a
+message belongs to (ids the hub never issued, such as an offline charger's ``-1``), what a
+retried Stop is, that a newer start on a busy connector ends the older transaction, what the
+readings are. The fan-out folds the one ``Charging`` of the whole stream first; here its
+facts are rendered, in order, reading the domain's state as it stands after them (read-only)
+for what a UI shows of a transaction: the id the hub knows it by, its energy curve, its
+tariff. Only events that are no OCPP (a connection replaced, a command finished, the
+supervisor's findings) are read directly: the fan-out decodes no OCPP payload.
 
-A charger's CALL and the hub's answer are consecutive events with the same unique id; what
-only the answer knows (the transactionId, whether a boot was accepted, a DataTransfer's
-status) is read from the answer, paired with the CALL kept in ``state.pending``.
+A pure function: replaying the same events into a fresh domain yields the same messages,
+byte for byte.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, TypedDict
 
 import msgspec
 
+from hub.domain.charging import Charging, Session
+from hub.domain.charging import key as session_key
 from hub.domain.command_tracking import command_message
-from hub.fanout.state import ChargerState
-from schemas.events import (
+from hub.domain.facts import (
+    ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
+    ConnectorStatusChanged,
+    DataTransferred,
+    Fact,
+    Sample,
+    TransactionEnded,
+    TransactionId,
+    TransactionMetered,
+    TransactionStarted,
+)
+from hub.domain.timeutil import ch_time
+from hub.fanout.money import alert, bill, energy_of
+from schemas import ui
+from schemas.events import (
+    AnomalyDetected,
+    AnomalyResolved,
     ChargerReplaced,
     CommandFinished,
     Event,
-    OcppFrame,
-)
-from schemas.ocpp import PayloadError, v16, validate_call, validate_result
-from schemas.ui import (
-    Boot,
-    BootInfo,
-    ChargerMessage,
-    Connection,
-    DataTransfer,
-    DataTransferView,
-    Meter,
-    Reading,
-    Status,
-    TransactionStarted,
-    TransactionStopped,
-    TransactionUpdated,
+    IntegrityAction,
+    LimitReached,
 )
 
-ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
 POWER: Final = "Power.Active.Import"
 SOC: Final = "SoC"
 
 _json: Final = msgspec.json.Decoder()
 
 
-def charger_call(event: Event) -> msgspec.Struct | None:
-    """The decoded request of a CALL a 1.6 charger sent (None for anything else, or one that
-    does not decode): ``translate`` and the live cost read the same one."""
-    if not (
-        isinstance(event, OcppFrame)
-        and event.ocpp_version == "1.6"
-        and event.direction == "in"
-        and event.message_type == "CALL"
-    ):
-        return None
-    request = validate_call("1.6", event.action, event.payload)
-    return None if isinstance(request, PayloadError) else request
-
-
 def translate(
-    state: ChargerState, event: Event, seq: int, call: msgspec.Struct | None = None
-) -> list[ChargerMessage]:
-    """The UI messages of one stored event; ``call`` is its ``charger_call``, when the
-    caller has it already."""
+    facts: Sequence[Fact], event: Event, seq: int, charging: Charging
+) -> list[ui.ChargerMessage]:
+    """The UI messages of one stored event: ``facts`` are what ``charging.apply`` made of
+    it, ``charging`` the domain right after."""
+    out: list[ui.ChargerMessage] = []
     match event:
-        case OcppFrame():
-            return _frame(state, event, seq, call)
-        case ChargerConnected():
-            return [_connection(event, seq, "connected")]
         case ChargerReplaced():
-            return [_connection(event, seq, "replaced")]
-        case CommandFinished():
-            # The outcome of a command sent through the command API (hub/api).
-            return [command_message(event, seq)]
-        case ChargerDisconnected():
-            # The close of a connection that was already replaced changes nothing for a UI.
-            if event.connection_id != state.connection_id:
-                return []
-            return [
-                Connection(
+            # No fact: the charger is as connected as it was. UIs see the change of hands.
+            out.append(
+                ui.Connection(
                     charge_point_id=event.charge_point_id,
                     seq=seq,
                     received_at=event.received_at,
+                    state="replaced",
+                )
+            )
+        case CommandFinished():
+            # The outcome of a command sent through the command API (hub/api).
+            out.append(command_message(event, seq))
+        case AnomalyDetected() | AnomalyResolved() | IntegrityAction() | LimitReached():
+            found = alert(event, seq)
+            if found is not None:
+                out.append(found)
+    for fact in facts:
+        out.extend(_render(fact, seq, charging))
+    return out
+
+
+def _render(fact: Fact, seq: int, charging: Charging) -> list[ui.ChargerMessage]:
+    cp, at = fact.charge_point_id, fact.at
+    match fact:
+        case ChargerConnected():
+            return [ui.Connection(charge_point_id=cp, seq=seq, received_at=at, state="connected")]
+        case ChargerDisconnected():
+            return [
+                ui.Connection(
+                    charge_point_id=cp,
+                    seq=seq,
+                    received_at=at,
                     state="disconnected",
-                    close_code=event.close_code,
-                    close_reason=event.close_reason,
+                    close_code=fact.close_code,
+                    close_reason=fact.close_reason,
                 )
             ]
+        case ConnectorStatusChanged():
+            return [
+                ui.Status(
+                    charge_point_id=cp,
+                    seq=seq,
+                    ts=iso(fact.timestamp_ms),
+                    received_at=at,
+                    connector_id=fact.connector_id,
+                    status=fact.status,
+                    error_code=fact.error_code,
+                    info=fact.info,
+                )
+            ]
+        case ChargerBooted():
+            # A boot has no time of the charger's: its time is the hub's answer's.
+            answered = iso(at)
+            boot = ui.BootInfo(
+                vendor=fact.vendor,
+                model=fact.model,
+                serial_number=fact.serial_number,
+                firmware_version=fact.firmware_version,
+                status=fact.status,
+                interval=fact.interval,
+                ts=answered,
+            )
+            return [ui.Boot(charge_point_id=cp, seq=seq, ts=answered, received_at=at, boot=boot)]
+        case DataTransferred():
+            transfer = ui.DataTransferView(
+                vendor_id=fact.vendor_id,
+                message_id=fact.message_id,
+                data=_decoded(fact.data),
+                status=fact.status,
+                received_at=at,
+            )
+            return [ui.DataTransfer(charge_point_id=cp, seq=seq, received_at=at, transfer=transfer)]
+        case TransactionStarted():
+            transaction_id = ui_transaction_id(fact.transaction_id)
+            if transaction_id is None:
+                return []
+            return [
+                ui.TransactionStarted(
+                    charge_point_id=cp,
+                    seq=seq,
+                    ts=iso(fact.start_ms),
+                    received_at=at,
+                    transaction_id=transaction_id,
+                    connector_id=fact.connector_id,
+                    id_tag=fact.id_tag,
+                    meter_start_wh=fact.meter_start_wh or 0.0,
+                    id_tag_status=fact.authorization,
+                    inferred=fact.inferred,
+                )
+            ]
+        case TransactionMetered():
+            return _metered(fact, seq, charging)
+        case TransactionEnded():
+            return _ended(fact, seq, charging)
     return []
 
 
-def _connection(event: ChargerConnected | ChargerReplaced, seq: int, what: Any) -> ChargerMessage:
-    return Connection(
-        charge_point_id=event.charge_point_id, seq=seq, received_at=event.received_at, state=what
-    )
-
-
-def _frame(
-    state: ChargerState, frame: OcppFrame, seq: int, call: msgspec.Struct | None
-) -> list[ChargerMessage]:
-    if frame.ocpp_version != "1.6":
+def _metered(fact: TransactionMetered, seq: int, charging: Charging) -> list[ui.ChargerMessage]:
+    if not fact.samples:
         return []
-    if frame.direction == "in" and frame.message_type == "CALL":
-        request = call if call is not None else charger_call(frame)
-        match request:
-            case v16.StatusNotificationRequest():
-                return [
-                    Status(
-                        charge_point_id=frame.charge_point_id,
-                        seq=seq,
-                        ts=_text(request.timestamp),
-                        received_at=frame.received_at,
-                        connector_id=request.connector_id,
-                        status=request.status,
-                        error_code=request.error_code,
-                        info=_text(request.info),
-                    )
-                ]
-            case v16.MeterValuesRequest():
-                return _meter(state, frame, seq, request)
-            case v16.StopTransactionRequest():
-                return [_stopped(state, frame, seq, request)]
-        return []
-    pending = state.pending
-    if (
-        frame.direction != "out"
-        or frame.message_type != "CALLRESULT"
-        or pending is None
-        or pending.unique_id != frame.unique_id
-    ):
-        return []
-    request = validate_call("1.6", pending.action, pending.payload)
-    response = validate_result("1.6", pending.action, frame.payload)
-    match request, response:
-        case v16.BootNotificationRequest(), v16.BootNotificationResponse():
-            boot = BootInfo(
-                vendor=request.charge_point_vendor,
-                model=request.charge_point_model,
-                serial_number=_text(request.charge_point_serial_number)
-                or _text(request.charge_box_serial_number),
-                firmware_version=_text(request.firmware_version),
-                status=response.status,
-                interval=response.interval,
-                ts=response.current_time,
-            )
-            return [
-                Boot(
-                    charge_point_id=frame.charge_point_id,
-                    seq=seq,
-                    ts=response.current_time,
-                    received_at=frame.received_at,
-                    boot=boot,
-                )
-            ]
-        case v16.StartTransactionRequest(), v16.StartTransactionResponse():
-            return [
-                TransactionStarted(
-                    charge_point_id=frame.charge_point_id,
-                    seq=seq,
-                    ts=request.timestamp,
-                    received_at=frame.received_at,
-                    transaction_id=response.transaction_id,
-                    connector_id=request.connector_id,
-                    id_tag=request.id_tag,
-                    meter_start_wh=float(request.meter_start),
-                    id_tag_status=response.id_tag_info.status,
-                )
-            ]
-        case v16.DataTransferRequest(), v16.DataTransferResponse():
-            transfer = DataTransferView(
-                vendor_id=request.vendor_id,
-                message_id=_text(request.message_id),
-                data=_decoded(request.data),
-                status=response.status,
-                received_at=frame.received_at,
-            )
-            return [
-                DataTransfer(
-                    charge_point_id=frame.charge_point_id,
-                    seq=seq,
-                    received_at=frame.received_at,
-                    transfer=transfer,
-                )
-            ]
-    return []
-
-
-def _meter(
-    state: ChargerState, frame: OcppFrame, seq: int, request: v16.MeterValuesRequest
-) -> list[ChargerMessage]:
-    readings: list[Reading] = []
-    ts = ""
-    for meter_value in request.meter_value:
-        ts = meter_value.timestamp
-        for sampled in meter_value.sampled_value:
-            if sampled.format == "SignedData":
-                continue
-            value = _number(sampled.value)
-            if value is None:
-                continue
-            readings.append(
-                Reading(
-                    measurand=_text(sampled.measurand) or ENERGY_REGISTER,
-                    value=value,
-                    unit=_text(sampled.unit),
-                    phase=_text(sampled.phase),
-                    location=_text(sampled.location),
-                    ts=meter_value.timestamp,
-                )
-            )
-    if not readings:
-        return []
-    transaction_id = request.transaction_id if isinstance(request.transaction_id, int) else None
-    messages: list[ChargerMessage] = [
-        Meter(
-            charge_point_id=frame.charge_point_id,
+    cp = fact.charge_point_id
+    session = _session(charging, cp, fact.session) if fact.session else None
+    # The id the hub knows the transaction by: readings an offline charger stamped -1 name
+    # the transaction they belong to.
+    transaction_id = ui_transaction_id(session.transaction_id) if session is not None else None
+    ts = iso(fact.samples[-1].at_ms)
+    out: list[ui.ChargerMessage] = [
+        ui.Meter(
+            charge_point_id=cp,
             seq=seq,
             ts=ts,
-            received_at=frame.received_at,
-            connector_id=request.connector_id,
+            received_at=fact.at,
+            connector_id=fact.connector_id,
             transaction_id=transaction_id,
-            readings=readings,
+            readings=readings(fact.samples),
         )
     ]
-    transaction = (
-        state.transactions.get(transaction_id) if transaction_id is not None else None
-    ) or state.transaction_on(request.connector_id)
-    register = _energy_wh(readings)
-    if transaction is not None and register is not None:
-        messages.append(
-            TransactionUpdated(
-                charge_point_id=frame.charge_point_id,
-                seq=seq,
+    # Late readings of a transaction already over change no live figure (a corrected end
+    # does); and only a register reading moves the energy.
+    if session is None or transaction_id is None or not session.ongoing or not fact.register:
+        return out
+    curve = session.curve()
+    about: _About = {
+        "charge_point_id": cp,
+        "seq": seq,
+        "ts": ts,
+        "received_at": fact.at,
+        "transaction_id": transaction_id,
+        "connector_id": session.connector_id,
+    }
+    out.append(
+        ui.TransactionUpdated(
+            **about,
+            energy_wh=energy_of(curve),
+            power_w=power_w(fact.samples),
+            soc=latest(fact.samples, SOC),
+        )
+    )
+    cost = bill(session, curve)
+    if cost is not None:
+        out.append(ui.CostUpdated(**about, bill=cost))
+    return out
+
+
+class _About(TypedDict):
+    """What a transaction's running figures (``transaction.updated``, ``cost``) are about."""
+
+    charge_point_id: str
+    seq: int
+    ts: str
+    received_at: int
+    transaction_id: int
+    connector_id: int
+
+
+def _ended(fact: TransactionEnded, seq: int, charging: Charging) -> list[ui.ChargerMessage]:
+    session = _session(charging, fact.charge_point_id, fact.session)
+    if session is None:
+        return []
+    transaction_id = ui_transaction_id(session.transaction_id)
+    if transaction_id is None:
+        return []
+    curve = session.curve()
+    duration = (
+        (session.stop_ms - session.start_ms) / 1000
+        if session.stop_ms is not None and session.start_ms is not None
+        else None
+    )
+    return [
+        ui.TransactionStopped(
+            charge_point_id=fact.charge_point_id,
+            seq=seq,
+            ts=iso(fact.stop_ms),
+            received_at=fact.at,
+            transaction_id=transaction_id,
+            connector_id=fact.connector_id,
+            energy_wh=energy_of(curve),
+            duration_s=duration,
+            # The charger's reason (OCPP 1.6: "Local" when it gave none), or why the hub
+            # ended it.
+            reason=fact.charger_reason if fact.reason == "stopped" else fact.reason,
+            meter_stop_wh=fact.meter_stop_wh or 0.0,
+            bill=bill(session, curve),
+            ended_by=fact.reason,
+            corrected=fact.corrected,
+        )
+    ]
+
+
+def _session(charging: Charging, charge_point_id: str, name: str) -> Session | None:
+    return charging.state.sessions.get(session_key(charge_point_id, name))
+
+
+def ui_transaction_id(transaction_id: TransactionId) -> int | None:
+    """The UI schema carries OCPP 1.6's integer ids; another version's string id has no
+    place in it yet (it needs a field of its own, or a new schema version)."""
+    return transaction_id if isinstance(transaction_id, int) else None
+
+
+# -- readings ----------------------------------------------------------------------------------
+
+
+def readings(samples: Sequence[Sample]) -> list[ui.Reading]:
+    out: list[ui.Reading] = []
+    at_ms: int | None = None
+    ts = ""
+    for sample in samples:
+        if sample.at_ms != at_ms:  # a sample set's values share their time: rendered once
+            at_ms, ts = sample.at_ms, iso(sample.at_ms)
+        out.append(
+            ui.Reading(
+                measurand=sample.measurand,
+                value=sample.value,
+                unit=sample.unit,
+                phase=sample.phase,
+                location=sample.location,
                 ts=ts,
-                received_at=frame.received_at,
-                transaction_id=transaction.transaction_id,
-                connector_id=transaction.connector_id,
-                energy_wh=max(0.0, register - transaction.meter_start_wh),
-                power_w=_power_w(readings),
-                soc=_latest(readings, SOC),
             )
         )
-    return messages
+    return out
 
 
-def _stopped(
-    state: ChargerState, frame: OcppFrame, seq: int, request: v16.StopTransactionRequest
-) -> ChargerMessage:
-    transaction = state.transactions.get(request.transaction_id)
-    energy = duration = None
-    connector_id = 0
-    if transaction is not None:
-        connector_id = transaction.connector_id
-        energy = max(0.0, request.meter_stop - transaction.meter_start_wh)
-        duration = _seconds_between(transaction.started_at, request.timestamp)
-    return TransactionStopped(
-        charge_point_id=frame.charge_point_id,
-        seq=seq,
-        ts=request.timestamp,
-        received_at=frame.received_at,
-        transaction_id=request.transaction_id,
-        connector_id=connector_id,
-        energy_wh=energy if energy is not None else 0.0,
-        duration_s=duration,
-        reason=_text(request.reason) or "Local",  # OCPP 1.6: an absent reason means Local
-        meter_stop_wh=float(request.meter_stop),
-    )
+def power_w(samples: Sequence[Sample]) -> float | None:
+    """Active import power at the latest time it was sampled: the total if the charger
+    gave one, else the sum of its phases."""
+    found = [s for s in samples if s.measurand == POWER]
+    if not found:
+        return None
+    newest = max(s.at_ms for s in found)
+    found = [s for s in found if s.at_ms == newest]
+    total = [s for s in found if not s.phase]
+    return total[-1].value if total else sum(s.value for s in found)
+
+
+def latest(samples: Sequence[Sample], measurand: str) -> float | None:
+    for sample in reversed(samples):
+        if sample.measurand == measurand:
+            return sample.value
+    return None
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
+def iso(ms: int | None) -> str:
+    """A charger time (Unix ms) as ISO 8601 in UTC, ``2026-11-22T10:05:00Z`` (milliseconds
+    only when there are some); ``""`` for none."""
+    if ms is None:
+        return ""
+    text = ch_time(ms)  # "2026-11-22 10:05:00.000", from tables: no datetime per reading
+    if text.endswith(".000"):
+        text = text[:-4]
+    return f"{text[:10]}T{text[11:]}Z"
 
 
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _decoded(data: object) -> Any:
-    if not isinstance(data, str):
+def _decoded(data: str | None) -> Any:
+    if data is None:
         return None
     try:
         return _json.decode(data)
     except msgspec.DecodeError:
         return data
-
-
-_SCALE: Final = {"kWh": 1000.0, "kW": 1000.0, "Wh": 1.0, "W": 1.0, "": 1.0}
-
-
-def _energy_wh(readings: list[Reading]) -> float | None:
-    for reading in reversed(readings):
-        if reading.measurand == ENERGY_REGISTER and not reading.phase:
-            return reading.value * _SCALE.get(reading.unit, 1.0)
-    return None
-
-
-def _power_w(readings: list[Reading]) -> float | None:
-    phases = [r for r in readings if r.measurand == POWER]
-    if not phases:
-        return None
-    total = [r for r in phases if not r.phase]
-    chosen = total[-1:] if total else phases
-    return sum(r.value * _SCALE.get(r.unit, 1.0) for r in chosen)
-
-
-def _latest(readings: list[Reading], measurand: str) -> float | None:
-    for reading in reversed(readings):
-        if reading.measurand == measurand:
-            return reading.value
-    return None
-
-
-def _seconds_between(start: str, end: str) -> float | None:
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except (ValueError, TypeError):
-        return None

@@ -1,4 +1,5 @@
-"""The fan-out's pure core: events in, UI messages out, no sockets."""
+"""The fan-out's pure core: events in, through the charging domain's facts, UI messages out,
+no sockets."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 import msgspec
 
+from hub.domain.charging import Charging, encode_state
 from hub.fanout.live import Live
-from hub.fanout.state import ChargerState
-from hub.fanout.translate import translate
+from hub.fanout.translate import iso, translate
 from schemas.events import (
     ChargerConnected,
     ChargerDisconnected,
@@ -249,10 +250,13 @@ def test_a_replaced_connection_closing_does_not_mark_the_charger_offline() -> No
 
 
 def test_translate_is_pure_and_replay_gives_identical_bytes() -> None:
-    state = ChargerState(CP)
-    before = repr(state)
-    translate(state, connected(), 1)
-    assert repr(state) == before
+    charging = Charging()
+    events = session()
+    for seq, event in enumerate(events, start=1):
+        facts = charging.apply(seq, event)
+        before = encode_state(charging.state)
+        assert translate(facts, event, seq, charging) == translate(facts, event, seq, charging)
+        assert encode_state(charging.state) == before  # the domain is only read
     events = session()
     _, first = fold_all(events)
     _, second = fold_all(events)
@@ -319,3 +323,134 @@ def test_events_the_replay_skipped_cannot_be_resumed_across() -> None:
     only_skipped = Live()
     only_skipped.skipped(7)
     assert only_skipped.can_resume([CP], 7) and not only_skipped.can_resume([CP], 6)
+
+
+# -- what the charging domain decides, as UIs see it -----------------------------------------
+
+
+def start(tx: int, at: str, meter_start: int = 1000, connector: int = 1) -> list[Event]:
+    return exchange(
+        "StartTransaction",
+        {"connectorId": connector, "idTag": "TAG1", "meterStart": meter_start, "timestamp": at},
+        {"transactionId": tx, "idTagInfo": {"status": "Accepted"}},
+    )
+
+
+def reading(tx: int, wh: str, at: str, unit: str = "Wh") -> list[Event]:
+    return exchange(
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": tx,
+            "meterValue": [
+                {
+                    "timestamp": at,
+                    "sampledValue": [
+                        {"value": wh, "measurand": "Energy.Active.Import.Register", "unit": unit},
+                        {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
+                    ],
+                }
+            ],
+        },
+        {},
+    )
+
+
+def stop(tx: int, meter_stop: int, at: str, reason: str = "EVDisconnected") -> list[Event]:
+    return exchange(
+        "StopTransaction",
+        {"transactionId": tx, "meterStop": meter_stop, "timestamp": at, "reason": reason},
+        {"idTagInfo": {"status": "Accepted"}},
+    )
+
+
+def of(kind: type[Any], messages: list[Any]) -> list[Any]:
+    return [m for m in messages if isinstance(m, kind)]
+
+
+def test_readings_and_a_stop_stamped_minus_one_belong_to_the_transaction_the_hub_answered() -> None:
+    live, messages = fold_all(
+        [
+            connected(),
+            *start(7, "2026-11-22T10:00:00Z"),
+            *reading(-1, "2.5", "2026-11-22T10:10:00Z", unit="kWh"),
+            *stop(-1, 4000, "2026-11-22T10:30:00Z"),
+        ]
+    )
+    [metered] = of(Meter, messages)
+    assert metered.transaction_id == 7
+    register, power = metered.readings
+    assert (register.value, register.unit, register.ts) == (2500.0, "Wh", "2026-11-22T10:10:00Z")
+    assert (power.value, power.unit) == (7200.0, "W")  # readings come in base units
+    [updated] = of(TransactionUpdated, messages)
+    assert (updated.transaction_id, updated.energy_wh, updated.power_w) == (7, 1500.0, 7200.0)
+    [stopped] = of(TransactionStopped, messages)
+    assert (stopped.transaction_id, stopped.energy_wh, stopped.duration_s) == (7, 3000.0, 1800.0)
+    assert (stopped.reason, stopped.ended_by, stopped.corrected) == (
+        "EVDisconnected",
+        "stopped",
+        False,
+    )
+    assert stopped.meter_stop_wh == 4000.0 and stopped.ts == "2026-11-22T10:30:00Z"
+    assert live.snapshot(CP, 0).transactions == []
+
+
+def test_a_newer_start_on_a_busy_connector_ends_the_older_transaction_as_superseded() -> None:
+    live, messages = fold_all(
+        [
+            connected(),
+            *start(7, "2026-11-22T10:00:00Z"),
+            *reading(7, "2500", "2026-11-22T10:10:00Z"),
+            # The charger restarted and lost the Stop of 7.
+            *start(8, "2026-11-22T11:00:00Z", meter_start=2600),
+        ]
+    )
+    [stopped] = of(TransactionStopped, messages)
+    assert (stopped.transaction_id, stopped.energy_wh, stopped.duration_s) == (7, 1500.0, None)
+    assert (stopped.reason, stopped.ended_by) == ("superseded", "superseded")
+    assert [m.transaction_id for m in of(TransactionStarted, messages)] == [7, 8]
+    [active] = live.snapshot(CP, 0).transactions
+    assert (active.transaction_id, active.energy_wh, active.power_w) == (8, 0.0, None)
+    # The lost Stop turns up after all: the end of 7 is corrected, 8 goes on.
+    [corrected] = live.fold(stop(7, 3000, "2026-11-22T10:20:00Z")[0], 99)
+    assert isinstance(corrected, TransactionStopped) and corrected.corrected
+    assert (corrected.transaction_id, corrected.energy_wh, corrected.duration_s) == (
+        7,
+        2000.0,
+        1200.0,
+    )
+    assert (corrected.reason, corrected.ended_by) == ("EVDisconnected", "stopped")
+    assert [t.transaction_id for t in live.snapshot(CP, 0).transactions] == [8]
+
+
+def test_a_stop_retried_under_a_new_message_id_is_reported_once() -> None:
+    first = stop(7, 4000, "2026-11-22T10:30:00Z")
+    retried = stop(7, 4000, "2026-11-22T10:30:00Z")  # same content, new unique id
+    live, messages = fold_all([connected(), *start(7, "2026-11-22T10:00:00Z"), *first, *retried])
+    [stopped] = of(TransactionStopped, messages)
+    assert stopped.energy_wh == 3000.0 and stopped.seq == 4  # the first Stop's CALL
+    assert live.snapshot(CP, 0).transactions == []
+
+
+def test_readings_for_an_id_nobody_knows_make_an_inferred_transaction() -> None:
+    live, messages = fold_all([connected(), *reading(42, "5000", "2026-11-22T10:10:00Z")])
+    [started] = of(TransactionStarted, messages)
+    assert (started.transaction_id, started.inferred, started.ts) == (42, True, "")
+    [view] = live.snapshot(CP, 0).transactions
+    assert (view.transaction_id, view.inferred, view.started_at, view.power_w) == (
+        42,
+        True,
+        "",
+        7200.0,
+    )
+
+
+def test_charger_times_are_rendered_in_utc() -> None:
+    assert iso(None) == ""
+    assert iso(1_795_341_600_000) == "2026-11-22T10:00:00Z"
+    assert iso(1_795_341_600_250) == "2026-11-22T10:00:00.250Z"
+    live = Live()
+    [started_call, answer] = start(7, "2026-11-22T12:00:00+02:00")
+    live.fold(started_call, 1)
+    [started] = live.fold(answer, 2)
+    assert isinstance(started, TransactionStarted) and started.ts == "2026-11-22T10:00:00Z"
