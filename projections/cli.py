@@ -1,4 +1,5 @@
-"""``hub query``, ``hub replay``, ``hub tariffs``, and the projections inside ``hub up``."""
+"""``hub query``, ``hub replay``, ``hub status``, ``hub tariffs``, and the projections inside
+``hub up``."""
 
 from __future__ import annotations
 
@@ -34,13 +35,16 @@ from projections.schema import GROUPS, check_database
 from projections.service import (
     QUERY_SUBJECT,
     REPLAY_SUBJECT,
+    STATUS_SUBJECT,
     Projections,
     ReplayRequest,
+    Status,
     running_projections,
 )
 from schemas.events import Event, SessionLimits, TariffSet
 
-COMMANDS: Final = frozenset({"query", "replay", "tariffs"})
+COMMANDS: Final = frozenset({"query", "replay", "tariffs", "status"})
+_STATUS_TIMEOUT_S: Final = 10.0
 _QUERY_TIMEOUT_S: Final = 60.0
 
 
@@ -74,6 +78,11 @@ def add_commands(
         help=f"repeatable; one of {', '.join(GROUPS)} (default: all)",
     )
     replay_parser.add_argument("--from-seq", type=int, default=1, help="keep rows below N")
+
+    status = commands.add_parser(
+        "status", parents=[common], help="how far the projections are behind, and whether stalled"
+    )
+    status.add_argument("--json", action="store_true", help="the hub's answer as JSON")
 
     tariffs = commands.add_parser("tariffs", help="prices that billing applies")
     tariff_commands = tariffs.add_subparsers(dest="action", required=True)
@@ -326,6 +335,51 @@ def _limits_text(limits: SessionLimits | None) -> str:
     return ", ".join(parts) or "no limits"
 
 
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    """Ask the running hub's projections how far behind they are (``ctl.projections.status``);
+    exit 1 if no hub answers or the runner is stalled, so scripts can alert on it."""
+    url = await running_hub_url(settings)
+    if not url:
+        print("hub: no running hub found (start it with `hub up`)", file=sys.stderr)
+        return 1
+    client = await nats.connect(url, name="hub-status", max_reconnect_attempts=0)
+    try:
+        msg = await client.request(STATUS_SUBJECT, b"", timeout=_STATUS_TIMEOUT_S)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        print(f"hub: no projections answer at {url} (HUB_PROJECTIONS=false?)", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    status = msgspec.json.decode(msg.data, type=Status)
+    if args.json:
+        print(msgspec.json.encode(status).decode())
+    else:
+        print(status_text(status))
+    return 1 if status.stalled else 0
+
+
+def status_text(status: Status) -> str:
+    """``hub status`` for people: one line per fact, the stall's cause when stalled."""
+    lines = [
+        f"backend        {status.backend}",
+        f"projected seq  {status.projected_seq}",
+        f"lag            {status.lag_events} events, {status.lag_seconds:.1f} s",
+    ]
+    if status.stalled:
+        lines.append(
+            f"stalled        yes: {status.retries} failed attempts, the latest "
+            f"{status.last_error_age_s:.1f} s ago: {status.last_error}"
+        )
+    else:
+        lines.append("stalled        no")
+        if status.last_error:
+            lines.append(f"last error     {status.last_error_age_s:.0f} s ago: {status.last_error}")
+    lines.append(f"refused rows   {status.refused_rows} (in ocpp.projection_errors)")
+    if status.last_refusal:
+        lines.append(f"last refused   {status.last_refusal}")
+    return "\n".join(lines)
+
+
 async def main(settings: Settings, args: argparse.Namespace) -> int:
     try:
         check_database(settings.projections.database)
@@ -336,4 +390,6 @@ async def main(settings: Settings, args: argparse.Namespace) -> int:
         return await _query(settings, args)
     if args.command == "replay":
         return await _replay(settings, args)
+    if args.command == "status":
+        return await _status(settings, args)
     return await _tariffs(settings, args)

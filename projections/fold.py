@@ -54,6 +54,22 @@ _READ_AT_CALL: Final = frozenset(
 )
 
 
+# The range of the Int64 columns that hold charger-sent integers (connector and transaction
+# ids). OCPP 1.6 bounds none of them; ClickHouse would wrap a value beyond these silently.
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
+
+
+def out_of_range(value: msgspec.Struct) -> str:
+    """The first integer field of ``value`` that no Int64 column holds, as ``name value``
+    (its name as sent), or an empty string."""
+    names = value.__struct_encode_fields__
+    for name, item in zip(names, msgspec.structs.astuple(value), strict=True):
+        if type(item) is int and not INT64_MIN <= item <= INT64_MAX:
+            return f"{name} {item}"
+    return ""
+
+
 def apply_message(state: State, out: Output, seq: int, data: bytes) -> int:
     """Apply one stored message and return its ``received_at``; one that does not decode is
     recorded in projection_errors, never fatal."""
@@ -128,6 +144,11 @@ def folds(event: Event) -> bool:
 
 
 def _apply(state: State, out: Output, seq: int, event: Event) -> None:
+    if isinstance(event, _FOLDED) and (beyond := out_of_range(event)):
+        cp = getattr(event, "charge_point_id", "")
+        tag = type(event).__struct_config__.tag
+        out.add(_error(seq, event.received_at, "events", cp, f"{tag}: {_beyond(beyond)}"))
+        return
     match event:
         case OcppFrame():
             _frame(state, out, seq, event)
@@ -186,6 +207,11 @@ def _frame(state: State, out: Output, seq: int, frame: OcppFrame) -> None:
         if isinstance(request, PayloadError):
             out.add(_error(seq, frame.received_at, "ocpp", cp, f"{frame.action}: {request}"))
             return
+        if beyond := out_of_range(request):
+            out.add(
+                _error(seq, frame.received_at, "ocpp", cp, f"{frame.action}: {_beyond(beyond)}")
+            )
+            return
         match request:
             case BootNotificationRequest():
                 serial = request.charge_point_serial_number
@@ -220,6 +246,10 @@ def _frame(state: State, out: Output, seq: int, frame: OcppFrame) -> None:
         if isinstance(start, StartTransactionRequest) and isinstance(
             answer, StartTransactionResponse
         ):
+            if beyond := out_of_range(start) or out_of_range(answer):
+                why = f"StartTransaction: {_beyond(beyond)}"
+                out.add(_error(seq, frame.received_at, "ocpp", cp, why))
+                return
             sessions.start(state, out, seq, frame.received_at, cp, start, answer.transaction_id)
         else:
             out.add(_error(seq, frame.received_at, "ocpp", cp, "StartTransaction: undecodable"))
@@ -267,6 +297,10 @@ def _charge_point(
             updated_at=ch_time(received_at),
         )
     )
+
+
+def _beyond(field: str) -> str:
+    return f"{field} is beyond the Int64 columns (-2^63 to 2^63-1): the message is not projected"
 
 
 def _error(seq: int, received_at: int, projection: str, cp: str, reason: str) -> ErrorRow:

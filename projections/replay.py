@@ -23,15 +23,15 @@ import msgspec
 import structlog
 
 from hub.bus import Connection
-from projections import store
+from projections import refusals, store
 from projections.backends import Backend
 from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
 from projections.fold_process import FoldProcess
 from projections.rows import TABLES, EventRow, Output
 from projections.runner import Runner, retrying
-from projections.schema import ALIASES, GROUPS, table_ddl
-from projections.store import Encoded
+from projections.schema import ALIASES, GROUPS, PROJECTED, table_ddl
+from projections.store import ERRORS, Encoded
 from projections.stream_reader import StreamReader
 from schemas.events import decode_event
 
@@ -228,6 +228,9 @@ async def _replay(
             suffix=SHADOW,
             known=current,
             structures=structures,
+            # Without its own projection_errors, a replay only logs the rows the store
+            # refuses: the runner recorded them when it stored the live table.
+            keeps_errors=ERRORS in tables,
         )
 
     def events_rows() -> Output:
@@ -305,14 +308,14 @@ async def _replay(
         # An empty stream stores nothing, so nothing has waited for the tables yet.
         await preparing
         if runner is None:
-            await _swap(backend, db, tables)
+            await _swap(backend, db, tables, from_seq)
         else:
             async with runner.paused():
                 # The runner stands between batches: catch up to exactly where it is, then
                 # swap, so the rebuilt tables continue where the live ones were.
                 position = runner.projected_seq
                 await read_to(position)
-                await _swap(backend, db, tables)
+                await _swap(backend, db, tables, from_seq)
                 for table in tables:
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
@@ -356,7 +359,16 @@ def _remove(bodies: dict[str, Encoded]) -> None:
             body.unlink(missing_ok=True)
 
 
-async def _swap(backend: Backend, db: str, tables: tuple[str, ...]) -> None:
+async def _swap(backend: Backend, db: str, tables: tuple[str, ...], from_seq: int) -> None:
+    kept = [table for table in PROJECTED if table not in tables]
+    if ERRORS in tables and kept:
+        # The rows the store refused from tables not rebuilt are found only when those are
+        # stored: they are kept as the live table has them.
+        refused = ", ".join(f"'{refusals.PREFIX}{table}'" for table in kept)
+        await backend.execute(
+            f"INSERT INTO {db}.{ERRORS}{SHADOW} SELECT * FROM {db}.{ERRORS} "
+            f"WHERE seq >= {int(from_seq)} AND `projection` IN ({refused})"
+        )
     for table in tables:
         await backend.execute(f"EXCHANGE TABLES {db}.{table} AND {db}.{table}{SHADOW}")
         await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")

@@ -7,7 +7,8 @@
 ClickHouse, not the consumer, is the record of what is stored: at start the runner reads
 each table's position and the latest state snapshot, and re-creates its durable consumer
 at the first event after that snapshot. Events are acked only after their rows are stored.
-A backend that fails pauses the runner, which retries the same batch with backoff.
+A backend that fails pauses the runner, which retries the same batch with backoff; rows the
+backend refuses for their content go to projection_errors instead (``projections.refusals``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from projections import store
 from projections.backends import Backend, BackendError
 from projections.fold import fold_batch
 from projections.pull import Batch, Puller
-from projections.rows import Output
+from projections.rows import ErrorRow, Output
 from projections.state import State
 
 log = structlog.get_logger("projections.runner")
@@ -69,12 +70,41 @@ class RunnerSettings:
         self.stream = stream
 
 
-async def retrying(
-    what: str, call: Callable[[], object], stalled: asyncio.Event | None = None
-) -> None:
+class Health:
+    """What an operator needs to tell a runner that waits from one that works (``hub
+    status``): set while the backend fails, and its latest failure."""
+
+    def __init__(self) -> None:
+        self.stalled = asyncio.Event()
+        # Failed attempts since the last success: the same batch (or step) retried.
+        self.retries = 0
+        self.last_error = ""
+        # Unix seconds of the latest failure, 0 before any.
+        self.last_error_at = 0.0
+        # Rows the store refused for their content, recorded in projection_errors.
+        self.refused_rows = 0
+        self.last_refusal = ""
+
+    def failed(self, error: BaseException) -> None:
+        self.retries += 1
+        self.last_error = str(error)[:500]
+        self.last_error_at = time.time()
+        self.stalled.set()
+
+    def succeeded(self) -> None:
+        self.retries = 0
+        self.stalled.clear()
+
+    def refused(self, rows: list[ErrorRow]) -> None:
+        self.refused_rows += len(rows)
+        if rows:
+            self.last_refusal = f"seq {rows[-1].seq} ({rows[-1].projection}): {rows[-1].reason}"
+
+
+async def retrying(what: str, call: Callable[[], object], health: Health | None = None) -> None:
     """Run ``call`` (a coroutine factory) until it succeeds: a backend outage is a pause.
 
-    ``stalled`` is set while it waits for the backend, for whoever watches the runner.
+    ``health`` tells whoever watches the runner that it waits for the backend, and why.
     """
     backoff = 0.1
     attempts = 0
@@ -85,15 +115,15 @@ async def retrying(
                 await result
         except BackendError as error:
             attempts += 1
-            if stalled is not None:
-                stalled.set()
+            if health is not None:
+                health.failed(error)
             if attempts == 1:
                 log.warning("projections.backend_unavailable", what=what, error=str(error)[:300])
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
             continue
-        if stalled is not None:
-            stalled.clear()
+        if health is not None:
+            health.succeeded()
         if attempts:
             log.info("projections.backend_back", what=what, attempts=attempts + 1)
         return
@@ -116,8 +146,9 @@ class Runner:
         self.lag_events = 0
         self._oldest_unstored_ms = 0
         self.ready = asyncio.Event()
+        self.health = Health()
         # Set while the backend is unreachable and the runner waits for it.
-        self.stalled = asyncio.Event()
+        self.stalled = self.health.stalled
         self._skip: dict[str, int] = {}
         self._positions: dict[str, int] | None = None
         self._lock = asyncio.Lock()
@@ -155,7 +186,7 @@ class Runner:
     async def recover(self) -> int:
         """Schema, positions and the latest snapshot; returns the first seq to read."""
         db = self.settings.database
-        await retrying("schema", lambda: store.ensure_schema(self.backend, db))
+        await retrying("schema", lambda: store.ensure_schema(self.backend, db), self.health)
         done = 0
         skip: dict[str, int] = {}
 
@@ -165,7 +196,7 @@ class Runner:
             skip = await store.positions(self.backend, db)
             self.state = await store.load_snapshot(self.backend, db, done)
 
-        await retrying("positions", read)
+        await retrying("positions", read, self.health)
         self._skip = skip
         self._snapshot_seq = self.state.last_seq
         self.projected_seq = max(done, self.state.last_seq)
@@ -217,7 +248,13 @@ class Runner:
         # Positions are read back from the tables after a failure (an INSERT may have
         # landed even though it failed here), else carried over from the last batch.
         self._positions = await store.store_batch(
-            self.backend, self.settings.database, out, first, last, known=known
+            self.backend,
+            self.settings.database,
+            out,
+            first,
+            last,
+            known=known,
+            on_refused=self.health.refused,
         )
 
     async def _fetch(self, puller: Puller) -> Batch:
@@ -246,13 +283,13 @@ class Runner:
             db = self.settings.database
             self.lag_events = pulled.pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
-            await retrying("insert", lambda: self._store(out, first, last), self.stalled)
+            await retrying("insert", lambda: self._store(out, first, last), self.health)
             self.timings.append(
                 BatchTiming(len(batch), folded - started, time.perf_counter() - folded)
             )
             if last - self._snapshot_seq >= self.settings.snapshot_every:
                 await retrying(
-                    "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.stalled
+                    "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.health
                 )
                 self._snapshot_seq = last
             async with self._stored:

@@ -62,7 +62,7 @@ _TABLES: Final[dict[str, str]] = {
         received_at DateTime64(3, 'UTC'),
         timestamp Nullable(DateTime64(3, 'UTC')),
         charge_point_id String,
-        connector_id UInt32,
+        connector_id Int64,
         status LowCardinality(String),
         error_code LowCardinality(String),
         info String,
@@ -73,7 +73,7 @@ _TABLES: Final[dict[str, str]] = {
         seq UInt64,
         timestamp DateTime64(3, 'UTC'),
         charge_point_id String,
-        connector_id UInt32,
+        connector_id Int64,
         transaction_id Nullable(Int64),
         session_id String,
         measurand LowCardinality(String),
@@ -87,7 +87,7 @@ _TABLES: Final[dict[str, str]] = {
         seq UInt64,
         charge_point_id String,
         session_id String,
-        connector_id UInt32,
+        connector_id Int64,
         transaction_id Int64,
         id_tag String,
         start_time Nullable(DateTime64(3, 'UTC')),
@@ -105,7 +105,7 @@ _TABLES: Final[dict[str, str]] = {
         seq UInt64,
         charge_point_id String,
         session_id String,
-        hour DateTime('UTC'),
+        hour DateTime64(0, 'UTC'),
         energy_wh Float64
     ) ENGINE = MergeTree ORDER BY (charge_point_id, hour, seq)""",
     "billing_versions": """
@@ -148,7 +148,7 @@ _TABLES: Final[dict[str, str]] = {
         anomaly_id String,
         kind LowCardinality(String),
         charge_point_id String,
-        connector_id UInt32,
+        connector_id Int64,
         transaction_id Nullable(Int64),
         observed_at DateTime64(3, 'UTC'),
         detected_at DateTime64(3, 'UTC'),
@@ -233,6 +233,22 @@ _ADDED: Final[dict[str, tuple[str, ...]]] = {
         "operator_share Decimal(18, 4)",
     ),
 }
+
+
+# Columns whose type changed after they first shipped (connector ids were UInt32, which
+# refused -1, stalling every projection, and wrapped 2^32 to 0): a data directory from
+# before has such a table rebuilt under the new type at start, its rows copied as they are
+# (``store.ensure_schema``).
+RETYPED: Final[dict[str, dict[str, str]]] = {
+    "connector_status": {"connector_id": "Int64"},
+    "meter_values": {"connector_id": "Int64"},
+    "session_versions": {"connector_id": "Int64"},
+    "anomaly_versions": {"connector_id": "Int64"},
+    # DateTime ends in 2106 and begins in 1970, and clamps a charger's hour outside silently.
+    "energy_deltas": {"hour": "DateTime64(0, 'UTC')"},
+}
+# The new table a retyped one is copied into before the two are exchanged.
+MIGRATING: Final = "__migrating"
 
 
 def ddl(db: str) -> list[str]:

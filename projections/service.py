@@ -63,6 +63,32 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     lag_events: int
     lag_seconds: float
     stalled: bool
+    # Failed attempts at the current batch (or step) since the last success.
+    retries: int = 0
+    # The backend's latest failure and how long ago it was (seconds; -1: none yet).
+    last_error: str = ""
+    last_error_age_s: float = -1.0
+    # Rows the backend refused for their content since the hub started (in projection_errors).
+    refused_rows: int = 0
+    last_refusal: str = ""
+
+
+def status_of(runner: Runner) -> Status:
+    health = runner.health
+    return Status(
+        backend=runner.backend.name,
+        projected_seq=runner.projected_seq,
+        lag_events=runner.lag_events,
+        lag_seconds=round(runner.lag_seconds, 3),
+        stalled=health.stalled.is_set(),
+        retries=health.retries,
+        last_error=health.last_error,
+        last_error_age_s=(
+            round(time.time() - health.last_error_at, 3) if health.last_error_at else -1.0
+        ),
+        refused_rows=health.refused_rows,
+        last_refusal=health.last_refusal,
+    )
 
 
 class Projections:
@@ -185,14 +211,7 @@ async def running_projections(
             )
 
             async def on_status(msg: Msg) -> None:
-                status = Status(
-                    backend=backend.name,
-                    projected_seq=runner.projected_seq,
-                    lag_events=runner.lag_events,
-                    lag_seconds=round(runner.lag_seconds, 3),
-                    stalled=runner.stalled.is_set(),
-                )
-                await msg.respond(_encoder.encode(status))
+                await msg.respond(_encoder.encode(status_of(runner)))
 
             status_subscription = await connection.client.subscribe(
                 STATUS_SUBJECT, cb=on_status, pending_msgs_limit=16

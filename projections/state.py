@@ -15,7 +15,7 @@ from hub.domain.wallets import Wallets
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 4
+STATE_VERSION: Final = 5
 # Completed sessions stay in the state so late meter values still reach them; beyond this
 # many the oldest completed one is forgotten (its late values are then recorded in
 # projection_errors instead of moving its energy). FIFO by completion: deterministic.

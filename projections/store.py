@@ -8,19 +8,28 @@ retry, or a restart after SIGKILL, harmless (docs/projections.md).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple, TypeVar
 
 import msgspec
+import structlog
 
-from projections.backends import Backend
-from projections.rows import TABLES, Output
-from projections.schema import ddl
+from projections import refusals
+from projections.backends import Backend, BackendError
+from projections.rows import TABLES, ErrorRow, Output
+from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
 
+log = structlog.get_logger("projections.store")
+
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
+_raw_rows: Final = msgspec.json.Decoder(list[msgspec.Raw])
+# A copy of a table that keeps nothing, to try rows against (refusals).
+_PROBE: Final = "__probe"
 
 
 T = TypeVar("T")
@@ -42,9 +51,46 @@ class _Snapshot(msgspec.Struct):
     state: str
 
 
+class _Table(msgspec.Struct):
+    table: str
+
+
 async def ensure_schema(backend: Backend, db: str) -> None:
     for statement in ddl(db):
         await backend.execute(statement)
+    await _retype(backend, db)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def _retype(backend: Backend, db: str) -> None:
+    """Rebuild each table whose columns still have a type they no longer have in the DDL
+    (``schema.RETYPED``): its rows are copied into a table made by today's DDL, which is then
+    swapped in. Each step is safe to repeat after a crash; the swap is atomic."""
+    for table in RETYPED:
+        # A copy left by a crash, before or after its swap: the table itself is whole.
+        await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{MIGRATING}")
+    stale = " OR ".join(
+        f"(table = '{table}' AND name = '{column}' AND type != {_literal(kind)})"
+        for table, columns in RETYPED.items()
+        for column, kind in columns.items()
+    )
+    found = await backend.query(
+        f"SELECT DISTINCT table FROM system.columns WHERE database = '{db}' AND ({stale})"
+    )
+    for row in decode_rows(found, _Table):
+        table, copy = row.table, f"{db}.{row.table}{MIGRATING}"
+        columns = ", ".join(
+            f"`{column.name}`"
+            for column in decode_rows(await backend.query(f"DESCRIBE TABLE {db}.{table}"), _Column)
+        )
+        await backend.execute(table_ddl(db, table, table + MIGRATING))
+        await backend.execute(f"INSERT INTO {copy} ({columns}) SELECT {columns} FROM {db}.{table}")
+        await backend.execute(f"EXCHANGE TABLES {db}.{table} AND {copy}")
+        await backend.execute(f"DROP TABLE IF EXISTS {copy}")
+        log.info("projections.table_retyped", table=table)
 
 
 async def positions(backend: Backend, db: str, tables: tuple[str, ...] = TABLES) -> dict[str, int]:
@@ -101,6 +147,7 @@ async def store_batch(
     *,
     tables: tuple[str, ...] = TABLES,
     known: dict[str, int] | None = None,
+    on_refused: OnRefused | None = None,
 ) -> dict[str, int]:
     """Every table's rows, then the batch's progress row (``store_encoded``)."""
     stored = dict(known) if known is not None else await positions(backend, db, tables)
@@ -110,8 +157,19 @@ async def store_batch(
         for row in out.rows[table]:
             pending.add(row)
     return await store_encoded(
-        backend, db, encode_output(pending, tables), first_seq, last_seq, known=stored
+        backend,
+        db,
+        encode_output(pending, tables),
+        first_seq,
+        last_seq,
+        known=stored,
+        on_refused=on_refused,
     )
+
+
+# Told the rows of projection_errors that stand for rows the store refused.
+OnRefused = Callable[[list[ErrorRow]], None]
+ERRORS: Final = "projection_errors"
 
 
 async def store_encoded(
@@ -124,6 +182,8 @@ async def store_encoded(
     suffix: str = "",
     known: dict[str, int] | None = None,
     structures: Mapping[str, str] | None = None,
+    keeps_errors: bool = True,
+    on_refused: OnRefused | None = None,
 ) -> dict[str, int]:
     """One INSERT per table, then the batch's progress row. Safe to call again after a
     failure.
@@ -134,25 +194,24 @@ async def store_encoded(
     whose position reached its last row has it. Returns the positions after this batch.
     Replay writes into shadow tables (``suffix``) and records no progress: the live
     tables' progress is the runner's.
+
+    An INSERT the store refuses for its rows (``refusals``) does not stop the batch: the
+    refused rows of every table still to store are found, recorded in projection_errors
+    (when ``keeps_errors``: this store writes that table) before anything else, then the
+    rest is stored.
     """
     names = tuple(table + suffix for table in bodies)
     stored = dict(known) if known is not None else await positions(backend, db, names)
-    for table, name in zip(bodies, names, strict=True):
-        encoded = bodies[table]
-        if encoded.last_seq > stored.get(name, 0):
-            target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
-            if isinstance(encoded.body, Path):
-                if structures is None:
-                    raise TypeError(f"{table}: a body in a file needs its table's structure")
-                if not encoded.body.is_file():
-                    # Not an outage to wait out: the rows are gone, and only a new replay
-                    # makes them again.
-                    raise FileNotFoundError(f"{table}: {encoded.body} is gone")
-                structure = structures[table]
-                await backend.insert_file(target, encoded.body, structure=structure, token=token)
-            else:
-                await backend.insert(target, encoded.body, token=token)
-            stored[name] = encoded.last_seq
+    try:
+        await _insert_bodies(backend, db, bodies, stored, first_seq, last_seq, suffix, structures)
+    except BackendError as error:
+        if not refusals.refused(error):
+            raise
+        screened = await _screen(backend, db, bodies, stored, suffix, keeps_errors, on_refused)
+        if screened is None:
+            # No row is refused on its own: nothing to set aside, so waited out as an outage.
+            raise
+        await _insert_bodies(backend, db, screened, stored, first_seq, last_seq, suffix, structures)
     if not suffix:
         await backend.insert(
             f"{db}._progress",
@@ -160,6 +219,111 @@ async def store_encoded(
             token=f"p:{first_seq}:{last_seq}",
         )
     return stored
+
+
+async def _insert_bodies(
+    backend: Backend,
+    db: str,
+    bodies: dict[str, Encoded],
+    stored: dict[str, int],
+    first_seq: int,
+    last_seq: int,
+    suffix: str,
+    structures: Mapping[str, str] | None,
+) -> None:
+    """Each body not stored yet, in order; ``stored`` follows every INSERT that succeeds."""
+    for table, encoded in bodies.items():
+        name = table + suffix
+        if encoded.last_seq <= stored.get(name, 0):
+            continue
+        target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
+        if isinstance(encoded.body, Path):
+            if structures is None:
+                raise TypeError(f"{table}: a body in a file needs its table's structure")
+            if not encoded.body.is_file():
+                # Not an outage to wait out: the rows are gone, and only a new replay
+                # makes them again.
+                raise FileNotFoundError(f"{table}: {encoded.body} is gone")
+            structure = structures[table]
+            await backend.insert_file(target, encoded.body, structure=structure, token=token)
+        elif encoded.body != b"[]":
+            await backend.insert(target, encoded.body, token=token)
+        stored[name] = encoded.last_seq
+
+
+async def _rows_of(body: bytes | Path) -> list[msgspec.Raw]:
+    data = body if isinstance(body, bytes) else await asyncio.to_thread(body.read_bytes)
+    return _raw_rows.decode(data)
+
+
+async def _screen(
+    backend: Backend,
+    db: str,
+    bodies: dict[str, Encoded],
+    stored: dict[str, int],
+    suffix: str,
+    keeps_errors: bool,
+    on_refused: OnRefused | None,
+) -> dict[str, Encoded] | None:
+    """The bodies still to store without the rows the store refuses, projection_errors
+    first with a row for each refused one; None if no row is refused on its own.
+
+    projection_errors goes first so that the record of a refused row is stored before the
+    rest of its table: after a crash in between, the table is stored again, refuses the
+    same rows, and their records are found stored (at or below the table's position)."""
+    screened: dict[str, Encoded] = {}
+    found: list[ErrorRow] = []
+    for table, encoded in bodies.items():
+        name = table + suffix
+        if encoded.last_seq <= stored.get(name, 0):
+            continue
+        rows = await _rows_of(encoded.body)
+        probe = f"{db}.{name}{_PROBE}"
+        await backend.execute(f"DROP TABLE IF EXISTS {probe}")
+        await backend.execute(f"CREATE TABLE {probe} AS {db}.{name} ENGINE = Null")
+        try:
+            refused = await refusals.refused_rows(
+                functools.partial(backend.insert, probe, token=f"{probe}:probe"), rows
+            )
+        finally:
+            await backend.execute(f"DROP TABLE IF EXISTS {probe}")
+        if not refused:
+            screened[table] = encoded
+            continue
+        bad = {id(row) for row, _ in refused}
+        kept = [row for row in rows if id(row) not in bad]
+        screened[table] = Encoded(refusals.body_of(kept), encoded.last_seq)
+        if table == ERRORS:
+            # A record of an error the store refuses has nowhere else to go.
+            log.warning("projections.error_rows_refused", rows=len(refused), why=refused[0][1])
+        else:
+            found += [refusals.error_row(table, row, why) for row, why in refused]
+    if not found and all(screened[t] is bodies[t] for t in screened):
+        return None
+    log.warning(
+        "projections.rows_refused",
+        tables=sorted({row.projection for row in found}),
+        seqs=[row.seq for row in found][:20],
+        recorded=keeps_errors,
+    )
+    if on_refused is not None:
+        on_refused(found)
+    if not keeps_errors or not found:
+        return screened
+    # The records of refused rows join the batch's own errors, in seq order.
+    floor = stored.get(ERRORS + suffix, 0)
+    errors = [row for row in found if row.seq > floor]
+    previous = screened.pop(ERRORS, None)
+    own = await _rows_of(previous.body) if previous is not None else []
+    merged = sorted(
+        [(refusals.seq_of(row), row) for row in own]
+        + [(row.seq, msgspec.Raw(_encoder.encode(row))) for row in errors],
+        key=lambda pair: pair[0],
+    )
+    if not merged:
+        return screened
+    body = Encoded(refusals.body_of([row for _, row in merged]), merged[-1][0])
+    return {ERRORS: body, **screened}
 
 
 class _Column(msgspec.Struct):

@@ -27,7 +27,17 @@ from projections.service import Projections, running_projections
 from projections.store import Encoded
 from schemas.events import Event
 from tests.projections.helpers import dump, last_seq, replay_in, rows
-from tests.projections.scenario import fleet, mixed
+from tests.projections.scenario import (
+    BEYOND_INT64,
+    INT64_MIN,
+    fleet,
+    mixed,
+    overpriced,
+    wide_values,
+)
+
+# Long enough for any batch here; a runner stuck on one batch never gets there.
+_CATCH_UP_S = 30.0
 
 
 async def store_events(settings: Settings, url: str, events: list[Event]) -> None:
@@ -235,3 +245,129 @@ class ProjectionContract:
             with pytest.raises(QueryRefused, match=r"read-only|one statement"):
                 await run_query(backend, write, "json")
         assert await rows(backend, "SELECT count() AS n FROM ocpp.events") == [{"n": 3}]
+
+    async def test_every_integer_the_schema_allows_is_stored_or_recorded(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, wide_values().events)
+        await asyncio.wait_for(self.caught_up(projections, nats_server.url), _CATCH_UP_S)
+        backend = projections.backend
+
+        statuses = await rows(
+            backend,
+            "SELECT connector_id FROM ocpp.connector_status WHERE charge_point_id = 'CP-ODD' "
+            "ORDER BY seq",
+        )
+        assert [s["connector_id"] for s in statuses] == [-1, 1 << 32, INT64_MIN]
+        sessions = await rows(
+            backend,
+            "SELECT charge_point_id, connector_id, transaction_id, meter_start, energy_wh, "
+            "state FROM ocpp.sessions ORDER BY charge_point_id, connector_id",
+        )
+        odd = [s for s in sessions if s["charge_point_id"] == "CP-ODD"]
+        # The Start on connector 2 (reservationId -5, kept nowhere) opened a session too.
+        assert [(s["connector_id"], s["state"]) for s in odd] == [
+            (-1, "completed"),
+            (2, "ongoing"),
+            (1 << 32, "ongoing"),
+        ]
+        assert odd[0]["meter_start"] == float(1 << 40) and odd[0]["energy_wh"] == 9_000.0
+        assert odd[2]["transaction_id"] == -1
+        (ok,) = [s for s in sessions if s["charge_point_id"] == "CP-OK"]
+        assert ok["state"] == "completed" and ok["energy_wh"] == 8_000.0
+        meters = await rows(
+            backend,
+            "SELECT charge_point_id, connector_id, transaction_id, value FROM ocpp.meter_values "
+            "WHERE measurand = 'Energy.Active.Import.Register' ORDER BY seq",
+        )
+        assert [(m["connector_id"], m["transaction_id"]) for m in meters[:2]] == [
+            (-1, odd[0]["transaction_id"]),
+            (1, ok["transaction_id"]),
+        ]
+        assert (meters[2]["connector_id"], meters[2]["transaction_id"]) == (1 << 32, -1)
+        assert [m["charge_point_id"] for m in meters[3:]] == ["CP-OK"]
+        hourly = await rows(
+            backend,
+            "SELECT sum(energy_wh) AS wh FROM ocpp.energy_hourly WHERE charge_point_id = 'CP-OK'",
+        )
+        assert hourly == [{"wh": 8_000.0}]
+        bills = await rows(
+            backend,
+            "SELECT toString(energy_cost) AS cost FROM ocpp.billing "
+            "WHERE charge_point_id = 'CP-OK'",
+        )
+        assert [Decimal(b["cost"]) for b in bills] == [Decimal("2")]  # 8 kWh at 0.25
+
+        errors = await rows(
+            backend, "SELECT `projection`, reason FROM ocpp.projection_errors ORDER BY seq"
+        )
+        assert [e["projection"] for e in errors] == ["ocpp"] * 3
+        for error, field in zip(
+            errors,
+            (
+                f"connectorId {BEYOND_INT64}",
+                f"transactionId {-(1 << 64)}",
+                f"connectorId {1 << 70}",
+            ),
+            strict=True,
+        ):
+            assert f"{field} is beyond the Int64 columns" in error["reason"]
+
+        incremental = await dump(backend)
+        await replay_in(projections)
+        assert await dump(backend) == incremental
+
+    async def test_rows_the_store_refuses_are_recorded_and_the_rest_is_stored(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, overpriced().events)
+        await asyncio.wait_for(self.caught_up(projections, nats_server.url), _CATCH_UP_S)
+        backend = projections.backend
+        sessions = await rows(
+            backend,
+            "SELECT charge_point_id, energy_wh, state FROM ocpp.sessions ORDER BY 1",
+        )
+        assert sessions == [
+            {"charge_point_id": "CP-GOLD", "energy_wh": 1_000_000.0, "state": "completed"},
+            {"charge_point_id": "CP-OK", "energy_wh": 6_000.0, "state": "completed"},
+        ]
+        # CP-GOLD's bill at 10^12 a kWh is beyond Decimal(18, 4): only its first version,
+        # at 0 Wh, was stored.
+        bills = await rows(
+            backend,
+            "SELECT charge_point_id, toString(total) AS total FROM ocpp.billing ORDER BY 1",
+        )
+        assert bills == [
+            {"charge_point_id": "CP-GOLD", "total": "0"},
+            # 6 kWh at 0.25, 60 minutes at 0.01, a 0.50 fee.
+            {"charge_point_id": "CP-OK", "total": "2.6"},
+        ]
+        errors = await rows(
+            backend,
+            "SELECT charge_point_id, `projection`, reason FROM ocpp.projection_errors",
+        )
+        assert len(errors) == 2
+        for error in errors:
+            assert error["charge_point_id"] == "CP-GOLD"
+            assert error["projection"] == "store:billing_versions"
+            assert error["reason"].startswith("refused by the store: Code: 69.")
+        health = projections.runner.health
+        assert health.refused_rows == 2 and "store:billing_versions" in health.last_refusal
+        assert not health.stalled.is_set()
+
+        # Replay meets the same refusals, whatever it rebuilds, and keeps what the runner
+        # recorded.
+        incremental = await dump(backend)
+        await replay_in(projections)
+        assert await dump(backend) == incremental
+        await replay_in(projections, "sessions")
+        assert await dump(backend) == incremental
+        await replay_in(projections, "projection_errors")
+        assert await dump(backend) == incremental
+        await replay_in(projections, "sessions", "projection_errors", from_seq=10)
+        assert await dump(backend) == incremental
+        # The runner goes on: a later session of the same charger is refused and recorded too.
+        await store_events(projection_settings, nats_server.url, overpriced().events)
+        await asyncio.wait_for(self.caught_up(projections, nats_server.url), _CATCH_UP_S)
+        errors = await rows(backend, "SELECT count() AS n FROM ocpp.projection_errors")
+        assert errors == [{"n": 4}]

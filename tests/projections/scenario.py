@@ -215,3 +215,77 @@ def fleet(chargers: int, sessions: int) -> Builder:
             if s == sessions // 2:
                 b.tariff(f"std-{n}", "0.27")
     return b
+
+
+# Integers OCPP 1.6 allows (JSON integers, unbounded) at and past the Int64 columns' ends.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+BEYOND_INT64 = 1 << 63
+
+
+def wide_values(builder: Builder | None = None) -> Builder:
+    """One charger sending every integer the schema allows, the ordinary sessions of another
+    around it: -1 and 2^32 (which UInt32 columns refused or wrapped) are stored as sent, and
+    a message with an integer no Int64 holds is recorded in projection_errors instead."""
+    b = builder or Builder()
+    b.tariff("std", "0.25")
+    for cp in ("CP-ODD", "CP-OK"):
+        b.connect(cp)
+        b.boot(cp)
+    b.status("CP-ODD", -1, "Available")
+    b.status("CP-ODD", 1 << 32, "Available")
+    b.status("CP-ODD", INT64_MIN, "Available")
+    b.status("CP-ODD", BEYOND_INT64, "Faulted")
+    b.status("CP-OK", 1, "Preparing")
+    ok = b.start("CP-OK", 1, "2026-11-22T10:00:00Z", 1_000)
+    odd = b.start("CP-ODD", -1, "2026-11-22T10:00:00Z", 1 << 40)
+    b.meter("CP-ODD", -1, odd, "2026-11-22T10:30:00Z", (1 << 40) + 5_000)
+    b.meter("CP-OK", 1, ok, "2026-11-22T10:30:00Z", 4_000)
+    # An id the hub never issued, on a connector with nothing open: a session of its own.
+    b.meter("CP-ODD", 1 << 32, -1, "2026-11-22T10:40:00Z", 7_000)
+    b.meter("CP-ODD", 1, -(1 << 64), "2026-11-22T10:45:00Z", 8_000)
+    b.stop("CP-ODD", odd, "2026-11-22T11:00:00Z", (1 << 40) + 9_000)
+    b.start("CP-ODD", 1 << 70, "2026-11-22T11:10:00Z", 0)
+    b.call(
+        "CP-ODD",
+        "StartTransaction",
+        {
+            "connectorId": 2,
+            "idTag": "TAG",
+            "meterStart": 0,
+            "timestamp": "2026-11-22T11:20:00Z",
+            "reservationId": -5,
+        },
+        {"transactionId": next(_txids), "idTagInfo": {"status": "Accepted"}},
+    )
+    b.meter("CP-OK", 1, ok, "2026-11-22T11:00:00Z", 7_000)
+    b.stop("CP-OK", ok, "2026-11-22T11:30:00Z", 9_000)
+    return b
+
+
+def overpriced(builder: Builder | None = None) -> Builder:
+    """A tariff whose bills no Decimal(18, 4) column holds (10^12 a kWh), for one charger
+    only, between ordinary sessions of others: the store refuses those billing rows."""
+    b = builder or Builder()
+    b.tariff("std", "0.25")
+    b.events.append(
+        TariffSet(
+            id=b._id(),
+            received_at=b._tick(),
+            actor="test",
+            tariff_id="gold",
+            charge_point_id="CP-GOLD",
+            currency="EUR",
+            per_kwh="1000000000000",
+        )
+    )
+    for cp in ("CP-GOLD", "CP-OK"):
+        b.connect(cp)
+        b.boot(cp)
+    ok = b.start("CP-OK", 1, "2026-11-22T10:00:00Z", 0)
+    gold = b.start("CP-GOLD", 1, "2026-11-22T10:00:00Z", 0)
+    b.meter("CP-GOLD", 1, gold, "2026-11-22T10:30:00Z", 500_000)
+    b.meter("CP-OK", 1, ok, "2026-11-22T10:30:00Z", 3_000)
+    b.stop("CP-GOLD", gold, "2026-11-22T11:00:00Z", 1_000_000)
+    b.stop("CP-OK", ok, "2026-11-22T11:00:00Z", 6_000)
+    return b

@@ -11,10 +11,10 @@ from hub.cli import build_parser
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from projections import cli as projections_cli
-from projections.service import running_projections
+from projections.service import Status, running_projections
 from tests.projections.contract import store_events
 from tests.projections.helpers import last_seq, rows
-from tests.projections.scenario import mixed
+from tests.projections.scenario import mixed, overpriced
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -100,3 +100,50 @@ async def test_bad_tariff_arguments_name_the_flag(
     ):
         assert await projections_cli.main(settings, parse("tariffs", "set", "t", *argv)) == 2
         assert message in capsys.readouterr().err
+
+
+async def test_status_shows_lag_and_the_rows_the_store_refused(
+    settings: Settings, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = msgspec.structs.replace(settings, nats_url=nats_server.url)
+    async with running_projections(settings, nats_server.url) as projections:
+        await store_events(settings, nats_server.url, overpriced().events)
+        end = await last_seq(nats_server.url)
+        await projections.runner.wait_for(end)
+
+        assert await projections_cli.main(settings, parse("status")) == 0
+        shown = capsys.readouterr().out.splitlines()
+        assert shown[:4] == [
+            "backend        chdb",
+            f"projected seq  {end}",
+            "lag            0 events, 0.0 s",
+            "stalled        no",
+        ]
+        assert shown[4] == "refused rows   2 (in ocpp.projection_errors)"
+        assert shown[5].startswith("last refused   seq ") and "store:billing_versions" in shown[5]
+
+        assert await projections_cli.main(settings, parse("status", "--json")) == 0
+        status = msgspec.json.decode(capsys.readouterr().out, type=Status)
+        assert (status.projected_seq, status.lag_events, status.stalled) == (end, 0, False)
+        assert status.refused_rows == 2
+
+    # No hub: said so, and a failure for scripts.
+    assert await projections_cli.main(settings, parse("status")) == 1
+    assert "no" in capsys.readouterr().err
+
+
+def test_a_stalled_runner_shows_why() -> None:
+    status = Status(
+        backend="clickhouse",
+        projected_seq=10,
+        lag_events=5,
+        lag_seconds=12.25,
+        stalled=True,
+        retries=7,
+        last_error="Connection refused",
+        last_error_age_s=0.4,
+    )
+    assert projections_cli.status_text(status).splitlines()[2:4] == [
+        "lag            5 events, 12.2 s",
+        "stalled        yes: 7 failed attempts, the latest 0.4 s ago: Connection refused",
+    ]

@@ -14,8 +14,10 @@ import msgspec
 import nats
 import pytest
 
+from hub.cli import build_parser
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
+from projections import cli as projections_cli
 from projections.service import STATUS_SUBJECT, Status, running_projections
 from tests.projections.contract import ProjectionContract, store_events
 from tests.projections.helpers import dump, last_seq
@@ -40,7 +42,10 @@ class TestClickHouseConnect(ProjectionContract):
 
 
 async def test_a_backend_that_goes_down_pauses_the_runner_and_loses_nothing(
-    settings: Settings, tmp_path: Path, nats_server: EmbeddedNats
+    settings: Settings,
+    tmp_path: Path,
+    nats_server: EmbeddedNats,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "server"
     events = fleet(3, 3).events
@@ -67,10 +72,21 @@ async def test_a_backend_that_goes_down_pauses_the_runner_and_loses_nothing(
             status = msgspec.json.decode(answer.data, type=Status)
             assert status.stalled and status.lag_events == len(events) - half
             assert status.projected_seq == half and status.lag_seconds > 0
+            assert status.retries >= 1 and status.last_error and status.last_error_age_s >= 0
+            # `hub status` says so too, and fails, for scripts that alert on it.
+            cli_settings = msgspec.structs.replace(settings, nats_url=nats_server.url)
+            assert (
+                await projections_cli.main(cli_settings, build_parser().parse_args(["status"])) == 1
+            )
+            shown = capsys.readouterr().out
+            assert f"lag            {len(events) - half} events" in shown
+            assert "stalled        yes: " in shown and " failed attempts, the latest " in shown
 
             async with chdb_http(path, port):
                 await runner.wait_for(len(events))
                 assert runner.lag_events == 0 and not runner.stalled.is_set()
+                # An outage is waited out: nothing was set aside as refused.
+                assert runner.health.refused_rows == 0 and runner.health.retries == 0
                 stored = await dump(projections.backend)
     assert len(stored["events"]) == len(events) == await last_seq(nats_server.url)
     assert [row["seq"] for row in stored["events"]] == list(range(1, len(events) + 1))

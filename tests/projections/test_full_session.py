@@ -1,7 +1,10 @@
-"""A real ocpp-library charger through the real gateway: every table gets its rows."""
+"""Real ocpp-library chargers through the real gateway: every table gets its rows, and
+integers OCPP 1.6 allows anywhere are stored as sent or recorded, never stopping the
+projections for other chargers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -15,7 +18,8 @@ from hub.nats_server import EmbeddedNats
 from projections.service import Projections, running_projections
 from schemas.events import TariffSet
 from tests.integration.helpers import ocpp_charger
-from tests.projections.helpers import last_seq, rows
+from tests.projections.helpers import dump, last_seq, replay_in, rows
+from tests.projections.scenario import BEYOND_INT64
 
 
 @pytest.fixture
@@ -172,3 +176,127 @@ async def test_a_full_session_lands_in_every_table(
 
     errors = await rows(backend, "SELECT * FROM ocpp.projection_errors")
     assert errors == []
+
+
+def _sample(at: str, wh: int) -> list[dict[str, object]]:
+    return [{"timestamp": at, "sampledValue": [{"value": str(wh), "unit": "Wh"}]}]
+
+
+async def _session(cp_id: str, port: int, connector: int, meter: int) -> int:
+    """A whole session; returns the hub's transaction id."""
+    async with ocpp_charger(port, cp_id) as cp:
+        await cp.call(
+            call.StatusNotification(connector_id=connector, error_code="NoError", status="Charging")
+        )
+        start = await cp.call(
+            call.StartTransaction(
+                connector_id=connector,
+                id_tag="TAG1",
+                meter_start=meter,
+                timestamp="2026-11-22T10:00:00Z",
+            )
+        )
+        txid: int = start.transaction_id
+        await cp.call(
+            call.MeterValues(
+                connector_id=connector,
+                transaction_id=txid,
+                meter_value=_sample("2026-11-22T10:30:00Z", meter + 1_000),
+            )
+        )
+        await cp.call(
+            call.StopTransaction(
+                meter_stop=meter + 2_000, timestamp="2026-11-22T11:00:00Z", transaction_id=txid
+            )
+        )
+    return txid
+
+
+async def test_out_of_range_integers_from_chargers_never_stop_the_projections(
+    gateway: Gateway, nats_server: EmbeddedNats, projections: Projections
+) -> None:
+    async with ocpp_charger(gateway.port, "CP-ODD") as odd:
+        for connector in (-1, 1 << 32, BEYOND_INT64):
+            # The gateway answers each normally: the schema bounds no integer.
+            await odd.call(
+                call.StatusNotification(
+                    connector_id=connector, error_code="NoError", status="Available"
+                )
+            )
+        await odd.call(
+            call.MeterValues(
+                connector_id=1 << 32,
+                transaction_id=-1,
+                meter_value=_sample("2026-11-22T09:00:00Z", 500),
+            )
+        )
+    odd_tx = await _session("CP-ODD", gateway.port, -1, 1 << 40)
+    ok_tx = await _session("CP-OK", gateway.port, 1, 10_000)
+    await asyncio.wait_for(projections.runner.wait_for(await last_seq(nats_server.url)), 30)
+    backend = projections.backend
+
+    statuses = await rows(
+        backend,
+        "SELECT charge_point_id, connector_id FROM ocpp.connector_status ORDER BY seq",
+    )
+    assert [(s["charge_point_id"], s["connector_id"]) for s in statuses] == [
+        ("CP-ODD", -1),
+        ("CP-ODD", 1 << 32),
+        ("CP-ODD", -1),
+        ("CP-OK", 1),
+    ]
+    sessions = await rows(
+        backend,
+        "SELECT charge_point_id, connector_id, transaction_id, energy_wh, state "
+        "FROM ocpp.sessions ORDER BY charge_point_id, connector_id",
+    )
+    assert sessions == [
+        {
+            "charge_point_id": "CP-ODD",
+            "connector_id": -1,
+            "transaction_id": odd_tx,
+            "energy_wh": 2_000.0,
+            "state": "completed",
+        },
+        {
+            "charge_point_id": "CP-ODD",
+            "connector_id": 1 << 32,
+            "transaction_id": -1,
+            "energy_wh": 0.0,
+            "state": "ongoing",
+        },
+        {
+            "charge_point_id": "CP-OK",
+            "connector_id": 1,
+            "transaction_id": ok_tx,
+            "energy_wh": 2_000.0,
+            "state": "completed",
+        },
+    ]
+    meters = await rows(
+        backend,
+        "SELECT charge_point_id, connector_id, value FROM ocpp.meter_values ORDER BY seq",
+    )
+    assert [(m["charge_point_id"], m["connector_id"]) for m in meters] == [
+        ("CP-ODD", 1 << 32),
+        ("CP-ODD", -1),
+        ("CP-OK", 1),
+    ]
+    hourly = await rows(
+        backend,
+        "SELECT charge_point_id, sum(energy_wh) AS wh FROM ocpp.energy_hourly GROUP BY 1 "
+        "ORDER BY 1",
+    )
+    assert hourly == [
+        {"charge_point_id": "CP-ODD", "wh": 2_000.0},
+        {"charge_point_id": "CP-OK", "wh": 2_000.0},
+    ]
+    bills = await rows(backend, "SELECT charge_point_id, state FROM ocpp.billing ORDER BY 1, 2")
+    assert [b["charge_point_id"] for b in bills] == ["CP-ODD", "CP-ODD", "CP-OK"]
+    errors = await rows(backend, "SELECT charge_point_id, reason FROM ocpp.projection_errors")
+    assert len(errors) == 1 and errors[0]["charge_point_id"] == "CP-ODD"
+    assert errors[0]["reason"].startswith(f"StatusNotification: connectorId {BEYOND_INT64} is")
+
+    incremental = await dump(backend)
+    await asyncio.wait_for(replay_in(projections), 60)
+    assert await dump(backend) == incremental
