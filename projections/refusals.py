@@ -17,9 +17,9 @@ from typing import Final
 
 import msgspec
 
+from hub.domain.timeutil import ch_time
 from projections.backends import BackendError
 from projections.rows import ErrorRow
-from projections.timeutil import ch_time
 
 # ClickHouse's error codes for a value that does not parse as, or fit in, its column.
 REFUSAL_CODES: Final = frozenset(

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.domain.timeutil import ch_time, hour_of
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import apply
@@ -35,7 +36,6 @@ from projections.rows import (
     WalletLedgerRow,
 )
 from projections.state import State
-from projections.timeutil import ch_time, hour_of
 from schemas.events import OcppFrame
 from tests.projections.scenario import INT64_MAX, INT64_MIN
 
