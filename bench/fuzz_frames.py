@@ -90,7 +90,8 @@ class FuzzFrame:
     kind: Kind
     """``call``: message type 2; ``result``: 3 or 4, never answered; ``other``: a CALLERROR."""
     ids: frozenset[str]
-    """The unique ids its answer may carry: its own when readable, else ``-1``."""
+    """The unique ids its answer may carry: its own when readable, else ``-1``. (A result's
+    own id, which no answer may carry.)"""
     valid: bool = False
     """An untouched, schema-valid CALL: it must get a CALLRESULT."""
     binary: bool = False
@@ -467,7 +468,7 @@ def unique_id(ch: Chooser) -> FuzzFrame:
         return FuzzFrame(
             array([b"2", raw_id, dumps(action, ch), dumps(payload, ch)]), "unique_id", "call", ids
         )
-    return _result(ch, kind_byte, raw_id, "unique_id")
+    return _result(ch, kind_byte, raw_id, ids, "unique_id")
 
 
 ODD_ACTIONS: Final = (
@@ -560,7 +561,10 @@ def oversized(ch: Chooser) -> FuzzFrame:
     return FuzzFrame(data, "oversized", "call", _own(unique_id))
 
 
-def _result(ch: Chooser, kind_byte: bytes, raw_id: bytes, mutation: str) -> FuzzFrame:
+def _result(
+    ch: Chooser, kind_byte: bytes, raw_id: bytes, ids: frozenset[str], mutation: str
+) -> FuzzFrame:
+    """``ids``: the frame's own id, which nothing may answer (kept to spot answers that come)."""
     if kind_byte == b"3":
         payload = ch.choice((b"{}", b'{"status":"Accepted"}', b"[]", b"null", nested(3000, ch)))
         parts = [b"3", raw_id, payload]
@@ -573,14 +577,18 @@ def _result(ch: Chooser, kind_byte: bytes, raw_id: bytes, mutation: str) -> Fuzz
             ch.choice((b"{}", b"null", b"[]")),
         ]
     count = ch.choice((len(parts), len(parts), 1, 2, len(parts) + 1))
-    return FuzzFrame(array([*parts, b"0"][:count]), mutation, "result", _NOWHERE)
+    return FuzzFrame(array([*parts, b"0"][:count]), mutation, "result", ids)
 
 
 def result(ch: Chooser) -> FuzzFrame:
     """A CALLRESULT or CALLERROR nobody asked for, well formed or not: never answered."""
     kind_byte = ch.choice((b"3", b"4"))
-    raw_id = dumps(ch.unique_id()) if ch.integer(0, 2) else _odd_unique_id(ch)[0]
-    return _result(ch, kind_byte, raw_id, "result")
+    if ch.integer(0, 2):
+        unique_id = ch.unique_id()
+        raw_id, ids = dumps(unique_id), _own(unique_id)
+    else:
+        raw_id, ids = _odd_unique_id(ch)
+    return _result(ch, kind_byte, raw_id, ids, "result")
 
 
 def binary(ch: Chooser) -> FuzzFrame:

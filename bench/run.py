@@ -904,10 +904,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    from bench import integrity, projections
+    from bench import fuzz, integrity, projections
 
     projections.build_parser(sub)
     integrity.build_parser(sub)
+    fuzz.build_parser(sub)
     return parser
 
 
@@ -946,6 +947,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import integrity
 
         return integrity.main(args)
+    if args.benchmark == "fuzz":
+        from bench import fuzz
+
+        return fuzz.main(args)
     settings = settings_from_args(args)
     report = asyncio.run(ingest(settings))
     md_path, json_path = write_report(report, settings.out_dir)
