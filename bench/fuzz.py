@@ -18,9 +18,9 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,8 @@ from bench.run import (
     descendants,
     free_port,
     rss_kib,
+    work_dir,
+    write_named_report,
 )
 from hub.config import GatewaySettings
 from hub.fanout.auth import mint
@@ -258,29 +260,59 @@ class Canary:
     disconnects: int = 0
 
 
+async def _call(
+    ws: ClientConnection, unique_id: str, action: str, payload: Any, within: float
+) -> list[Any] | None:
+    """Sends a CALL and returns its answer; None if none came ``within`` seconds."""
+    await ws.send(json.dumps([2, unique_id, action, payload]))
+    try:
+        async with asyncio.timeout(within):
+            while (answer := json.loads(await ws.recv()))[1] != unique_id:
+                pass
+    except TimeoutError:
+        return None
+    return list(answer)
+
+
+async def _well_behaved(
+    url: str,
+    stop: asyncio.Event,
+    pause: float,
+    step: Callable[[ClientConnection], Awaitable[None]],
+    disconnected: Callable[[], None],
+) -> None:
+    """``step`` after ``step`` until ``stop``, a pause between them, reconnecting as needed."""
+    while not stop.is_set():
+        try:
+            async with await _open(url) as ws:
+                while not stop.is_set():
+                    await step(ws)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(pause):
+                            await stop.wait()
+        except (ConnectionClosed, OSError, InvalidHandshake):
+            disconnected()
+
+
 async def canary(url: str, stop: asyncio.Event, settings: FuzzSettings, out: Canary) -> None:
     """A well-behaved charger: a Heartbeat, its answer, a pause, again."""
     serial = 0
-    while not stop.is_set():
-        try:
-            async with await _open(f"{url}/FUZZ-CANARY") as ws:
-                while not stop.is_set():
-                    serial += 1
-                    started = time.perf_counter()
-                    await ws.send(json.dumps([2, f"c{serial}", "Heartbeat", {}]))
-                    try:
-                        async with asyncio.timeout(settings.answer_within):
-                            while json.loads(await ws.recv())[1] != f"c{serial}":
-                                pass
-                    except TimeoutError:
-                        out.missing += 1
-                        continue
-                    out.latencies_ms.append((time.perf_counter() - started) * 1000)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(settings.canary_interval):
-                            await stop.wait()
-        except (ConnectionClosed, OSError, InvalidHandshake):
-            out.disconnects += 1
+
+    async def heartbeat(ws: ClientConnection) -> None:
+        nonlocal serial
+        serial += 1
+        started = time.perf_counter()
+        if await _call(ws, f"c{serial}", "Heartbeat", {}, settings.answer_within) is None:
+            out.missing += 1
+        else:
+            out.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    def disconnected() -> None:
+        out.disconnects += 1
+
+    await _well_behaved(
+        f"{url}/FUZZ-CANARY", stop, settings.canary_interval, heartbeat, disconnected
+    )
 
 
 @dataclass(slots=True)
@@ -298,40 +330,31 @@ async def bystander(
     index: int, url: str, stop: asyncio.Event, settings: FuzzSettings, out: Bystanders
 ) -> None:
     """An ordinary charger: StatusNotifications with a serial in `info`, and Heartbeats."""
-    charge_point_id = f"FUZZ-BYSTANDER-{index}"
     serial = 0
-    while not stop.is_set():
-        try:
-            async with await _open(f"{url}/{charge_point_id}") as ws:
-                while not stop.is_set():
-                    serial += 1
-                    info = f"{index}-{serial}"
-                    status = {
-                        "connectorId": 1,
-                        "errorCode": "NoError",
-                        "status": "Available",
-                        "info": info,
-                    }
-                    for action, payload in (("StatusNotification", status), ("Heartbeat", {})):
-                        out.sent += 1
-                        await ws.send(json.dumps([2, f"b{serial}{action[0]}", action, payload]))
-                        try:
-                            async with asyncio.timeout(settings.answer_within):
-                                answer = json.loads(await ws.recv())
-                        except TimeoutError:
-                            out.timeouts += 1
-                            continue
-                        if answer[0] == 3:
-                            out.answered += 1
-                            if action == "StatusNotification":
-                                out.sent_infos.add(info)
-                        else:
-                            out.errors += 1
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await stop.wait()
-        except (ConnectionClosed, OSError, InvalidHandshake):
-            out.disconnects += 1
+
+    async def step(ws: ClientConnection) -> None:
+        nonlocal serial
+        serial += 1
+        info = f"{index}-{serial}"
+        status = {"connectorId": 1, "errorCode": "NoError", "status": "Available", "info": info}
+        for action, payload in (("StatusNotification", status), ("Heartbeat", {})):
+            out.sent += 1
+            answer = await _call(
+                ws, f"b{serial}{action[0]}", action, payload, settings.answer_within
+            )
+            if answer is None:
+                out.timeouts += 1
+            elif answer[0] != 3:
+                out.errors += 1
+            else:
+                out.answered += 1
+                if action == "StatusNotification":
+                    out.sent_infos.add(info)
+
+    def disconnected() -> None:
+        out.disconnects += 1
+
+    await _well_behaved(f"{url}/FUZZ-BYSTANDER-{index}", stop, 0.5, step, disconnected)
 
 
 async def ui_watcher(ui_url: str, count: int, ready: asyncio.Event, out: Bystanders) -> None:
@@ -530,12 +553,8 @@ def checks(report: dict[str, Any]) -> dict[str, bool]:
 async def fuzz(settings: FuzzSettings) -> dict[str, Any]:
     raise_nofile_limit()
     environment = _environment()
-    if settings.keep_logs is not None:
-        settings.keep_logs.mkdir(parents=True, exist_ok=True)
-        report = await campaign(settings, settings.keep_logs)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as work:
-            report = await campaign(settings, Path(work))
+    with work_dir("bench-fuzz-", settings.keep_logs) as work:
+        report = await campaign(settings, work)
     environment["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     sent, elapsed = report["frames"]["sent"], report.get("elapsed_s") or 0
     report["frames_per_s"] = round(sent / elapsed) if elapsed else None
@@ -651,14 +670,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md_path, json_path = out_dir / "fuzz-latest.md", out_dir / "fuzz-latest.json"
-    md_path.write_text(render_markdown(report))
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    return md_path, json_path
-
-
 # ----------------------------------------------------------------------- CLI
 
 
@@ -692,7 +703,9 @@ def main(args: argparse.Namespace) -> int:
         keep_logs=args.keep_logs,
     )
     report = asyncio.run(fuzz(settings))
-    md_path, json_path = write_report(report, settings.out_dir)
+    md_path, json_path = write_named_report(
+        "fuzz", report, render_markdown(report), settings.out_dir
+    )
     print(render_markdown(report))
     print(f"[bench] wrote {md_path} and {json_path}", file=sys.stderr)
     # A broken run is 2; findings (a failed check) are 1, so a campaign can gate a change.

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -845,6 +845,30 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
         (json_path, json.dumps(report, indent=2) + "\n"),
         (md_path, render_markdown(report)),
     ):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return md_path, json_path
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str, keep: Path | None) -> Iterator[Path]:
+    """``keep`` (made if need be, left in place) or a temporary directory removed after."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        yield Path(work)
+
+
+def write_named_report(
+    name: str, report: dict[str, Any], markdown: str, out_dir: Path
+) -> tuple[Path, Path]:
+    """``<name>-latest.md`` and ``.json`` in ``out_dir``, each written whole or not at all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = out_dir / f"{name}-latest.md", out_dir / f"{name}-latest.json"
+    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, markdown)):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
