@@ -69,7 +69,7 @@ FUZZER_PREFIX: Final = "FUZZ-"
 WEIGHTS: Final[dict[str, int]] = {
     "valid": 60,
     **dict.fromkeys(("huge_string", "deep_nesting", "whole_nesting", "oversized"), 1),
-    **dict.fromkeys(("message_type", "unique_id", "action", "result", "binary"), 5),
+    **dict.fromkeys(("message_type", "unique_id", "long_action", "result", "binary"), 5),
 }
 SMALL_WEIGHT: Final = 30
 EXAMPLES_PER_CLASS: Final = 3

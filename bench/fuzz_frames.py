@@ -490,13 +490,22 @@ ODD_ACTIONS: Final = (
 )
 
 
-def action(ch: Chooser) -> FuzzFrame:
+def _with_action(ch: Chooser, raw: bytes, mutation: str) -> FuzzFrame:
     unique_id, _, payload = _valid_call(ch)
-    shape = ch.choice(("long", "long_unicode", "odd", "central", "not_a_string", "surrogate"))
-    if shape in ("long", "long_unicode"):
-        size = ch.choice((40, 1000, 5000, 60_000))
-        raw = long_string(ch, size, "Heartbeat" if shape == "long" else (ch.text(4) or "ü"))
-    elif shape == "odd":
+    data = array([b"2", dumps(unique_id, ch), raw, dumps(payload, ch)])
+    return FuzzFrame(data, mutation, "call", _own(unique_id))
+
+
+def long_action(ch: Chooser) -> FuzzFrame:
+    """An action of 40 bytes to 60 KB: it must not reach a NATS subject whole."""
+    size = ch.choice((40, 1000, 5000, 60_000))
+    unit = ch.choice(("Heartbeat", ch.text(4) or "ü"))
+    return _with_action(ch, long_string(ch, size, unit), "long_action")
+
+
+def action(ch: Chooser) -> FuzzFrame:
+    shape = ch.choice(("odd", "central", "not_a_string", "surrogate"))
+    if shape == "odd":
         raw = dumps(ch.choice(ODD_ACTIONS), ch)
     elif shape == "central":
         raw = dumps(ch.choice(CENTRAL_ACTIONS))
@@ -504,8 +513,7 @@ def action(ch: Chooser) -> FuzzFrame:
         raw = ch.choice(LONE_SURROGATES)
     else:
         raw = dumps(ch.choice((17, None, [], {}, True)))
-    data = array([b"2", dumps(unique_id, ch), raw, dumps(payload, ch)])
-    return FuzzFrame(data, "action", "call", _own(unique_id))
+    return _with_action(ch, raw, "action")
 
 
 def element_count(ch: Chooser) -> FuzzFrame:
@@ -614,6 +622,7 @@ MUTATIONS: Final[dict[str, Callable[[Chooser], FuzzFrame]]] = {
         message_type,
         unique_id,
         action,
+        long_action,
         element_count,
         not_an_array,
         not_json,

@@ -232,7 +232,7 @@ def api(hub: RunningHub) -> RunningHub:
 
 
 FUZZ: Final = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -129,7 +129,7 @@ async def _run(hub: RunningHub, batch: list[FuzzFrame]) -> None:
 
 
 @settings(
-    max_examples=25,
+    max_examples=30,
     deadline=None,
     # A failing batch is reported whole: shrinking it would replay it against the live hub
     # for minutes. The pure tests shrink each frame class to a minimal example.

@@ -94,7 +94,7 @@ def check(frame: FuzzFrame) -> None:
 
 @pytest.mark.parametrize("mutation", TEXT_MUTATIONS)
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -252,7 +252,7 @@ async def _converse(hub: RunningHub, messages: list[Message]) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
