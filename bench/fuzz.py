@@ -561,7 +561,7 @@ async def fuzz(settings: FuzzSettings) -> dict[str, Any]:
     report["checks"] = checks(report)
     return {
         "benchmark": "fuzz",
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _git_commit(),
         "environment": environment,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars_of(settings).items()},
@@ -583,7 +583,7 @@ def _mib(kib: int | None) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     s, env = report["settings"], report["environment"]
     lines = [
-        f"# Fuzz campaign ({report['started']})",
+        f"# Fuzz campaign ({report['generated_at']})",
         "",
         f"Commit `{report['commit']}` · {env['cpu_count']} CPUs · load average "
         f"{env['loadavg_start'][0]} at start, {env['loadavg_end'][0]} at end · "

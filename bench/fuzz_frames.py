@@ -558,10 +558,14 @@ def whole_nesting(ch: Chooser) -> FuzzFrame:
 
 
 def oversized(ch: Chooser) -> FuzzFrame:
-    """Valid JSON made large with whitespace: over --max-frame-bytes, under the hard limit."""
+    """Over --max-frame-bytes, under the hard limit: valid JSON made large with whitespace, or
+    bytes that are not UTF-8 (each one four characters once escaped to be recorded)."""
     unique_id, action, payload = _valid_call(ch)
+    kind_byte = ch.choice((b"2", b"3", b"garbage"))
+    if kind_byte == b"garbage":
+        data = b"[\x00" + ch.choice(INVALID_UTF8)[:1] * ch.choice((70_000, HARD_FRAME_LIMIT - 2))
+        return FuzzFrame(data, "oversized", "other", _NOWHERE)
     padding = b" " * ch.choice((65_536, 70_000, 200_000))
-    kind_byte = ch.choice((b"2", b"3"))
     if kind_byte == b"3":
         data = array([b"3", dumps(unique_id), padding + b"{}"])
         return FuzzFrame(data, "oversized", "result", _own(unique_id))
