@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -851,6 +851,30 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return md_path, json_path
 
 
+@contextlib.contextmanager
+def work_dir(prefix: str, keep: Path | None) -> Iterator[Path]:
+    """``keep`` (made if need be, left in place) or a temporary directory removed after."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        yield Path(work)
+
+
+def write_named_report(
+    name: str, report: dict[str, Any], markdown: str, out_dir: Path
+) -> tuple[Path, Path]:
+    """``<name>-latest.md`` and ``.json`` in ``out_dir``, each written whole or not at all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = out_dir / f"{name}-latest.md", out_dir / f"{name}-latest.json"
+    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, markdown)):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return md_path, json_path
+
+
 # ----------------------------------------------------------------------- CLI
 
 
@@ -904,10 +928,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    from bench import integrity, projections
+    from bench import fuzz, integrity, projections
 
     projections.build_parser(sub)
     integrity.build_parser(sub)
+    fuzz.build_parser(sub)
     return parser
 
 
@@ -946,6 +971,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import integrity
 
         return integrity.main(args)
+    if args.benchmark == "fuzz":
+        from bench import fuzz
+
+        return fuzz.main(args)
     settings = settings_from_args(args)
     report = asyncio.run(ingest(settings))
     md_path, json_path = write_report(report, settings.out_dir)
