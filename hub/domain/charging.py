@@ -531,12 +531,17 @@ class Charging:
         self, cp: str, connector_id: int, transaction_id: TransactionId, at_ms: int
     ) -> Session:
         """Messages for an id nobody knows, with nothing open to belong to: a transaction
-        of its own, so their energy is not lost."""
+        of its own, so their energy is not lost. It holds its connector like any other, so
+        the next start there ends it if its Stop never comes."""
         session = self._open(cp, f"unknown-{self._seq}", transaction_id, None)
         session.connector_id = connector_id
         session.tariff = tariff_for(self.state.tariffs, cp, at_ms)
         session.flags = ["unknown_transaction_id", "no_start"]
-        self.state.aliases[key(cp, transaction_id)] = key(cp, session.session)
+        session_key = key(cp, session.session)
+        self.state.aliases[key(cp, transaction_id)] = session_key
+        connector = self.charger(cp).connector(connector_id)
+        if connector_id and not connector.open:
+            connector.open, connector.open_changed_at = session_key, self._at
         self._started(session)
         return session
 

@@ -178,3 +178,14 @@ def test_the_integrity_policy_closes_a_transaction_the_charger_never_stopped() -
     assert isinstance(ended, TransactionEnded)
     assert (ended.reason, ended.charger_reason) == ("closed", "integrity:ghost:CP:1")
     assert charging.charger("CP").connector(1).open == ""
+
+
+def test_a_transaction_known_only_from_its_readings_ends_at_the_next_start() -> None:
+    b = Builder()
+    b.meter("CP", 1, 4711, "2026-11-22T10:30:00Z", 5_000)
+    new = b.start("CP", 1, "2026-11-22T12:00:00Z", 7_000)
+    charging, facts = fold(b)
+    (ended,) = of(facts, TransactionEnded)
+    assert isinstance(ended, TransactionEnded)
+    assert ended.session.startswith("unknown-") and ended.reason == "superseded"
+    assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(new)]
