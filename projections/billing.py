@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
-from hub.domain.tariffs import Point, Tariff, session_cost
+from hub.domain.charging import Session
+from hub.domain.tariffs import Point, session_cost
 from hub.domain.timeutil import ch_time
 from projections.rows import BillingRow
-from projections.state import Session
 
 _ZERO: Final = Decimal("0.0000")
 
@@ -17,14 +17,14 @@ _ZERO: Final = Decimal("0.0000")
 def billing_row(
     seq: int, session: Session, curve: Sequence[Point], duration_s: float
 ) -> BillingRow:
-    tariff = session.tariff or Tariff()
+    tariff = session.tariff
     cost = session_cost(tariff, curve)
     settled = session.settlement
     return BillingRow(
         seq=seq,
         charge_point_id=session.charge_point_id,
-        session_id=session.session_id,
-        transaction_id=session.transaction_id,
+        session_id=session.session,
+        transaction_id=session.transaction_id if isinstance(session.transaction_id, int) else 0,
         tariff_id=tariff.tariff_id,
         currency=tariff.currency,
         energy_wh=round(curve[-1][1] - curve[0][1], 6) if len(curve) > 1 else 0.0,
@@ -34,7 +34,7 @@ def billing_row(
         session_fee=cost.session_fee,
         total=cost.total,
         state=session.state,
-        updated_at=ch_time(session.updated_ms),
+        updated_at=ch_time(session.updated_at),
         id_tag=session.id_tag,
         idle_cost=cost.idle_cost,
         prepaid=Decimal(settled.held) if settled else _ZERO,

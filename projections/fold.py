@@ -11,14 +11,15 @@ from typing import Final
 
 import msgspec
 
-from hub.domain.tariffs import Tariff, TariffEntry
-from hub.domain.timeutil import ch_time, parse_ms
+from hub.domain import charging, facts
+from hub.domain.charging import Charging
+from hub.domain.timeutil import ch_time
 from projections import sessions
 from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
 from projections.ledger import ledger
 from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, EventRow, Output
-from projections.state import MAX_PENDING, ChargePoint, PendingCall, State, key
+from projections.state import ChargePoint, State
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
@@ -29,7 +30,6 @@ from schemas.events import (
     Event,
     FrameRejected,
     IntegrityAction,
-    OcppFrame,
     TariffSet,
     WalletConfigured,
     WalletCredited,
@@ -37,27 +37,11 @@ from schemas.events import (
     WalletSettled,
     decode_event,
 )
-from schemas.ocpp import PayloadError, validate_call, validate_result
-from schemas.ocpp.v16 import (
-    BootNotificationRequest,
-    MeterValuesRequest,
-    StartTransactionRequest,
-    StartTransactionResponse,
-    StatusNotificationRequest,
-    StopTransactionRequest,
-)
-
-# CALLs from chargers that the projections read at once; StartTransaction waits for the
-# answer that carries its transaction id.
-_READ_AT_CALL: Final = frozenset(
-    {"BootNotification", "StatusNotification", "MeterValues", "StopTransaction"}
-)
-
 
 # The range of the Int64 columns that hold charger-sent integers (connector and transaction
 # ids). OCPP 1.6 bounds none of them; ClickHouse would wrap a value beyond these silently.
-INT64_MIN: Final = -(1 << 63)
-INT64_MAX: Final = (1 << 63) - 1
+INT64_MIN: Final = sessions.INT64_MIN
+INT64_MAX: Final = sessions.INT64_MAX
 
 
 def out_of_range(value: msgspec.Struct) -> str:
@@ -136,11 +120,7 @@ _FOLDED: Final = (
 def folds(event: Event) -> bool:
     """Whether ``apply`` does more with ``event`` than its events row. Replay sends its fold
     process only these: about half of a stream is answers and calls no projection reads."""
-    if isinstance(event, OcppFrame):
-        if event.direction == "in" and event.message_type == "CALL":
-            return event.action == "StartTransaction" or event.action in _READ_AT_CALL
-        return event.direction == "out" and event.action == "StartTransaction"
-    return isinstance(event, _FOLDED)
+    return charging.reads(event) or isinstance(event, _FOLDED)
 
 
 def _apply(state: State, out: Output, seq: int, event: Event) -> None:
@@ -149,9 +129,9 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
         tag = type(event).__struct_config__.tag
         out.add(_error(seq, event.received_at, "events", cp, f"{tag}: {_beyond(beyond)}"))
         return
+    for fact in Charging(state.domain).apply(seq, event):
+        _fact(state, out, fact)
     match event:
-        case OcppFrame():
-            _frame(state, out, seq, event)
         case FrameRejected():
             out.add(
                 _error(
@@ -162,115 +142,70 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
                     f"rejected frame ({event.reason}): {event.error_description}",
                 )
             )
-        case ChargerConnected(charge_point_id=cp):
-            _charge_point(state, out, seq, event.received_at, cp, connected=True)
-        case ChargerDisconnected(charge_point_id=cp):
-            _charge_point(state, out, seq, event.received_at, cp, connected=False)
         case ChargerRegistered(charge_point_id=cp):
             _charge_point(state, out, seq, event.received_at, cp, registered=True)
         case ChargerUnregistered(charge_point_id=cp):
             _charge_point(state, out, seq, event.received_at, cp, registered=False)
-        case TariffSet():
-            state.tariffs.append(
-                TariffEntry(
-                    charge_point_id=event.charge_point_id,
-                    effective_from=event.effective_from or event.received_at,
-                    tariff=Tariff.from_event(event),
-                )
-            )
-        case WalletConfigured() | WalletCredited() | WalletHeld():
-            ledger(state, out, seq, event)
-        case WalletSettled():
-            ledger(state, out, seq, event)
-            sessions.settle(state, out, seq, event)
-        case AnomalyDetected() | AnomalyResolved():
+        case AnomalyDetected() | AnomalyResolved() | IntegrityAction():
             anomalies(state, out, seq, event)
-        case IntegrityAction():
-            anomalies(state, out, seq, event)
-            if event.action == "close_session":
-                sessions.terminate(state, out, seq, event)
 
 
-def _frame(state: State, out: Output, seq: int, frame: OcppFrame) -> None:
-    cp = frame.charge_point_id
-    if frame.direction == "in" and frame.message_type == "CALL":
-        if frame.action == "StartTransaction":
-            state.pending[key(cp, frame.unique_id)] = PendingCall(
-                action=frame.action, payload=bytes(frame.payload).decode(), seq=seq
-            )
-            if len(state.pending) > MAX_PENDING:
-                del state.pending[next(iter(state.pending))]
-            return
-        if frame.action not in _READ_AT_CALL:
-            return
-        request = validate_call(frame.ocpp_version, frame.action, frame.payload)
-        if isinstance(request, PayloadError):
-            out.add(_error(seq, frame.received_at, "ocpp", cp, f"{frame.action}: {request}"))
-            return
-        if beyond := out_of_range(request):
-            out.add(
-                _error(seq, frame.received_at, "ocpp", cp, f"{frame.action}: {_beyond(beyond)}")
-            )
-            return
-        match request:
-            case BootNotificationRequest():
-                serial = request.charge_point_serial_number
-                if not isinstance(serial, str):
-                    serial = request.charge_box_serial_number
-                firmware = request.firmware_version
-                _charge_point(
-                    state,
-                    out,
-                    seq,
-                    frame.received_at,
-                    cp,
-                    vendor=request.charge_point_vendor,
-                    model=request.charge_point_model,
-                    serial_number=serial if isinstance(serial, str) else "",
-                    firmware_version=firmware if isinstance(firmware, str) else "",
-                    last_boot_ms=frame.received_at,
-                )
-            case StatusNotificationRequest():
-                _status(out, seq, frame, request)
-            case MeterValuesRequest():
-                sessions.meter_values(state, out, seq, frame.received_at, cp, request)
-            case StopTransactionRequest():
-                sessions.stop(state, out, seq, frame.received_at, cp, request)
+def _fact(state: State, out: Output, fact: facts.Fact) -> None:
+    if isinstance(fact, facts.TransactionStarted) and fact.inferred:
+        return  # known only from readings or a Stop: its rows come with them
+    if beyond := out_of_range(fact):
+        why = f"{type(fact).__struct_config__.tag}: {_beyond(beyond)}"
+        out.add(_error(fact.seq, fact.at, "ocpp", fact.charge_point_id, why))
         return
-    if frame.direction == "out" and frame.action == "StartTransaction":
-        pending = state.pending.pop(key(cp, frame.unique_id), None)
-        if pending is None or frame.message_type != "CALLRESULT":
-            return
-        start = validate_call(frame.ocpp_version, "StartTransaction", pending.payload)
-        answer = validate_result(frame.ocpp_version, "StartTransaction", frame.payload)
-        if isinstance(start, StartTransactionRequest) and isinstance(
-            answer, StartTransactionResponse
-        ):
-            if beyond := out_of_range(start) or out_of_range(answer):
-                why = f"StartTransaction: {_beyond(beyond)}"
-                out.add(_error(seq, frame.received_at, "ocpp", cp, why))
-                return
-            sessions.start(state, out, seq, frame.received_at, cp, start, answer.transaction_id)
-        else:
-            out.add(_error(seq, frame.received_at, "ocpp", cp, "StartTransaction: undecodable"))
+    match fact:
+        case facts.TransactionStarted():
+            sessions.started(state, out, fact)
+        case facts.TransactionMetered():
+            sessions.metered(state, out, fact)
+        case facts.TransactionFlagged():
+            sessions.flagged(state, out, fact)
+        case facts.TransactionEnded():
+            sessions.ended(state, out, fact)
+        case facts.TransactionSettled():
+            sessions.settled(state, out, fact)
+        case facts.ConnectorStatusChanged():
+            _status(out, fact)
+        case facts.ChargerBooted(charge_point_id=cp):
+            _charge_point(
+                state,
+                out,
+                fact.seq,
+                fact.at,
+                cp,
+                vendor=fact.vendor,
+                model=fact.model,
+                serial_number=fact.serial_number,
+                firmware_version=fact.firmware_version,
+                last_boot_ms=fact.at,
+            )
+        case facts.ChargerConnected(charge_point_id=cp):
+            _charge_point(state, out, fact.seq, fact.at, cp, connected=True)
+        case facts.ChargerDisconnected(charge_point_id=cp):
+            _charge_point(state, out, fact.seq, fact.at, cp, connected=False)
+        case facts.WalletMoved():
+            ledger(out, fact)
+        case facts.Problem():
+            out.add(_error(fact.seq, fact.at, "sessions", fact.charge_point_id, fact.reason))
 
 
-def _status(out: Output, seq: int, frame: OcppFrame, request: StatusNotificationRequest) -> None:
-    timestamp = request.timestamp if isinstance(request.timestamp, str) else None
+def _status(out: Output, fact: facts.ConnectorStatusChanged) -> None:
     out.add(
         ConnectorStatusRow(
-            seq=seq,
-            received_at=ch_time(frame.received_at),
-            timestamp=ch_time(parse_ms(timestamp)) if timestamp else None,
-            charge_point_id=frame.charge_point_id,
-            connector_id=request.connector_id,
-            status=request.status,
-            error_code=request.error_code,
-            info=request.info if isinstance(request.info, str) else "",
-            vendor_id=request.vendor_id if isinstance(request.vendor_id, str) else "",
-            vendor_error_code=(
-                request.vendor_error_code if isinstance(request.vendor_error_code, str) else ""
-            ),
+            seq=fact.seq,
+            received_at=ch_time(fact.at),
+            timestamp=ch_time(fact.timestamp_ms) if fact.timestamp_ms is not None else None,
+            charge_point_id=fact.charge_point_id,
+            connector_id=fact.connector_id,
+            status=fact.status,
+            error_code=fact.error_code,
+            info=fact.info,
+            vendor_id=fact.vendor_id,
+            vendor_error_code=fact.vendor_error_code,
         )
     )
 
@@ -300,7 +235,7 @@ def _charge_point(
 
 
 def _beyond(field: str) -> str:
-    return f"{field} is beyond the Int64 columns (-2^63 to 2^63-1): the message is not projected"
+    return f"{field} is beyond the Int64 columns (-2^63 to 2^63-1): it is not projected"
 
 
 def _error(seq: int, received_at: int, projection: str, cp: str, reason: str) -> ErrorRow:

@@ -10,24 +10,11 @@ from typing import Final
 
 import msgspec
 
-from hub.domain.tariffs import Point, Tariff, TariffEntry
-from hub.domain.wallets import Wallets
+from hub.domain import charging
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 5
-# Completed sessions stay in the state so late meter values still reach them; beyond this
-# many the oldest completed one is forgotten (its late values are then recorded in
-# projection_errors instead of moving its energy). FIFO by completion: deterministic.
-KEEP_COMPLETED: Final = 20_000
-# A charger that never answers leaves its CALL here; the oldest beyond this many go.
-MAX_PENDING: Final = 10_000
-
-
-class PendingCall(msgspec.Struct, kw_only=True, gc=False):
-    action: str
-    payload: str
-    seq: int
+STATE_VERSION: Final = 6
 
 
 class ChargePoint(msgspec.Struct, kw_only=True):
@@ -40,38 +27,18 @@ class ChargePoint(msgspec.Struct, kw_only=True):
     registered: bool = False
 
 
-class Session(msgspec.Struct, kw_only=True):
-    charge_point_id: str
-    session_id: str
-    connector_id: int = 0
-    transaction_id: int = 0
-    id_tag: str = ""
-    start_ms: int | None = None
-    stop_ms: int | None = None
-    meter_start: float | None = None
-    meter_stop: float | None = None
-    stop_reason: str = ""
-    state: str = "ongoing"
-    flags: list[str] = []
-    # Register readings, sorted by charger time (equal times in arrival order).
-    points: list[Point] = []
+class Written(msgspec.Struct, kw_only=True):
+    """What the projections wrote of one transaction so far (the domain's ``Session`` says
+    what it is)."""
+
     # nano-Wh per hour of the curve, as written to energy_deltas so far.
     hourly: dict[int, int] = {}
-    tariff: Tariff | None = None
-    updated_ms: int = 0
     # Charger time of the newest reading the latest session version covered (None: no
     # version yet, or none with a reading): readings write a new one VERSION_EVERY_MS later.
     versioned_ms: int | None = None
-    # wallet.settled of a prepaid session: amounts as the event has them.
-    settlement: Settlement | None = None
-
-
-class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    held: str
-    refund: str
-    shortfall: str
-    platform_fee: str
-    operator_share: str
+    # Whether a version was written: a transaction known only from its readings gets its
+    # first with them.
+    versioned: bool = False
 
 
 class Anomaly(msgspec.Struct, kw_only=True):
@@ -90,16 +57,11 @@ class Anomaly(msgspec.Struct, kw_only=True):
 class State(msgspec.Struct, kw_only=True):
     version: int = STATE_VERSION
     last_seq: int = 0
-    pending: dict[str, PendingCall] = {}
+    # What the events mean: the charging domain's state, folded here like everywhere.
+    domain: charging.State = msgspec.field(default_factory=charging.State)
     charge_points: dict[str, ChargePoint] = {}
-    sessions: dict[str, Session] = {}
-    # "<charger>\x1f<connector>" -> key of the session open on it.
-    open_by_connector: dict[str, str] = {}
-    # "<charger>\x1f<transaction id as sent>" -> key, for ids the hub never issued.
-    aliases: dict[str, str] = {}
-    completed: list[str] = []
-    tariffs: list[TariffEntry] = []
-    wallets: Wallets = msgspec.field(default_factory=Wallets)
+    # By the domain's session key; forgotten with the domain's session.
+    written: dict[str, Written] = {}
     # Open anomalies by id; a resolved one is forgotten.
     anomalies: dict[str, Anomaly] = {}
 

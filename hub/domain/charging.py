@@ -46,11 +46,12 @@ from hub.domain.facts import (
     TransactionMetered,
     TransactionSettled,
     TransactionStarted,
+    WalletMoved,
 )
 from hub.domain.meter_values import kind_of, value_of
 from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
 from hub.domain.timeutil import parse_ms
-from hub.domain.wallets import Wallets
+from hub.domain.wallets import LedgerEntry, Wallets
 from schemas.events import (
     ChargerConnected as ConnectedEvent,
 )
@@ -101,6 +102,32 @@ MAX_PENDING: Final = 10_000
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
 _ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
 _READ: Final = frozenset({"StatusNotification", "MeterValues", "StopTransaction"})
+
+
+def reads(event: Event) -> bool:
+    """Whether the fold reads ``event``: the rest of a stream, about half of it, is
+    Heartbeats, answers no meaning depends on, and actions no fact is made of."""
+    if isinstance(event, OcppFrame):
+        if event.direction == "in" and event.message_type == "CALL":
+            return event.action in _ANSWERED or event.action in _READ
+        return event.direction == "out" and event.action in _ANSWERED
+    return isinstance(event, _READ_EVENTS)
+
+
+_READ_EVENTS: Final = (
+    ConnectedEvent,
+    ChargerReplaced,
+    DisconnectedEvent,
+    TariffSet,
+    IdTagUpserted,
+    IdTagRemoved,
+    SessionLimitsSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletHeld,
+    WalletSettled,
+    IntegrityAction,
+)
 
 
 class Connector(msgspec.Struct, kw_only=True):
@@ -297,9 +324,9 @@ class Charging:
                 if found is not None:
                     found.limits = [*found.limits, Limits(source="api", limits=event.limits)]
             case WalletConfigured() | WalletCredited() | WalletHeld():
-                state.wallets.apply(event)
+                self._moved(state.wallets.apply(event))
             case WalletSettled():
-                state.wallets.apply(event)
+                self._moved(state.wallets.apply(event))
                 self._settled(event)
             case IntegrityAction(action="close_session", transaction_id=int() as tx):
                 found = self.session_of(event.charge_point_id, tx)
@@ -720,6 +747,14 @@ class Charging:
                 operator_share=event.operator_share,
             )
         )
+
+    def _moved(self, entries: list[LedgerEntry]) -> None:
+        for entry in entries:
+            self._facts.append(
+                WalletMoved(
+                    seq=self._seq, at=self._at, charge_point_id=entry.charge_point_id, entry=entry
+                )
+            )
 
     def _problem(self, cp: str, reason: str) -> None:
         self._facts.append(

@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 
 from hub.domain.tariffs import Point
+from hub.domain.wallets import LedgerEntry
 
 TransactionId = int | str
 
@@ -146,6 +147,13 @@ class TransactionSettled(_Fact, frozen=True, kw_only=True, tag="transaction.sett
     operator_share: str
 
 
+class WalletMoved(_Fact, frozen=True, kw_only=True, tag="wallet.moved"):
+    """Money moved in a prepaid wallet (a top-up, an adjustment, a hold, its settlement);
+    ``charge_point_id`` is the transaction's charger, if the movement is about one."""
+
+    entry: LedgerEntry
+
+
 class DataTransferred(_Fact, frozen=True, kw_only=True, tag="data.transferred"):
     """A vendor-specific DataTransfer from the charger, once the hub answered it."""
 
@@ -172,6 +180,7 @@ Fact = (
     | TransactionFlagged
     | TransactionEnded
     | TransactionSettled
+    | WalletMoved
     | DataTransferred
     | Problem
 )

@@ -305,9 +305,9 @@ class ProjectionContract:
         for error, field in zip(
             errors,
             (
-                f"connectorId {BEYOND_INT64}",
-                f"transactionId {-(1 << 64)}",
-                f"connectorId {1 << 70}",
+                f"connector_id {BEYOND_INT64}",
+                f"transaction_id {-(1 << 64)}",
+                f"connector_id {1 << 70}",
             ),
             strict=True,
         ):

@@ -295,7 +295,7 @@ async def test_out_of_range_integers_from_chargers_never_stop_the_projections(
     assert [b["charge_point_id"] for b in bills] == ["CP-ODD", "CP-ODD", "CP-OK"]
     errors = await rows(backend, "SELECT charge_point_id, reason FROM ocpp.projection_errors")
     assert len(errors) == 1 and errors[0]["charge_point_id"] == "CP-ODD"
-    assert errors[0]["reason"].startswith(f"StatusNotification: connectorId {BEYOND_INT64} is")
+    assert errors[0]["reason"].startswith(f"connector.status: connector_id {BEYOND_INT64} is")
 
     incremental = await dump(backend)
     await asyncio.wait_for(replay_in(projections), 60)

@@ -114,6 +114,11 @@ def test_clickhouse_times_are_the_utc_time_to_the_millisecond(ms: int) -> None:
     assert ch_time(ms) == moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def _without_positions(state: State) -> bytes:
+    domain = msgspec.structs.replace(state.domain, last_seq=0)
+    return encode_state(msgspec.structs.replace(state, last_seq=0, domain=domain))
+
+
 def test_events_the_fold_skips_change_nothing_but_the_events_log() -> None:
     """Replay's fold process gets only the events ``folds`` names: for every other one,
     ``apply`` must leave the state as it was and add nothing but the event's own row."""
@@ -125,9 +130,10 @@ def test_events_the_fold_skips_change_nothing_but_the_events_log() -> None:
             apply(state, Output(), seq, event)
             continue
         skipped += 1
-        before = encode_state(msgspec.structs.replace(state, last_seq=0))
+        before = _without_positions(state)
         out = Output()
         apply(state, out, seq, event)
-        assert encode_state(msgspec.structs.replace(state, last_seq=0)) == before
+        assert _without_positions(state) == before
         assert [type(row) for rows in out.rows.values() for row in rows] == [EventRow]
-    assert skipped > len(stream) / 3
+    # Answers to MeterValues and StatusNotification, Heartbeats: in real streams about half.
+    assert skipped > len(stream) / 4
