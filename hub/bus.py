@@ -279,7 +279,7 @@ class EventStore:
             try:
                 acks = [await future for future in futures]
             except BaseException:
-                _settle(futures)
+                _resolve_acks(futures)
                 raise
             finally:
                 deadline.cancel()
@@ -297,7 +297,7 @@ class EventStore:
         return sequences
 
 
-def _settle(futures: list[asyncio.Future[_PubAck]]) -> None:
+def _resolve_acks(futures: list[asyncio.Future[_PubAck]]) -> None:
     """After the first failure, the others must not linger as never-retrieved exceptions."""
     for future in futures:
         if future.done() and not future.cancelled():

@@ -1,1 +1,1 @@
-"""The OCPP-J gateway: a pure protocol core (frames, handlers, session), a thin I/O shell."""
+"""The OCPP-J gateway: a pure protocol core (frames, handlers, protocol), a thin I/O shell."""

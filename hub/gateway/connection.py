@@ -17,7 +17,7 @@ from hub.bus import EventRefused
 from hub.clock import now_ms
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult, Malformed
-from hub.gateway.session import (
+from hub.gateway.protocol import (
     Admission,
     CallOutcome,
     HeldCalls,
@@ -40,7 +40,7 @@ QUEUE_DEPTH: Final = 16
 COMMANDQUEUE_DEPTH: Final = 32
 
 
-class ChargerSession:
+class ChargerConnection:
     """One reader and one processor per connection, joined by a bounded queue.
 
     The reader keeps reading while the processor waits on JetStream, which is how a retry or
@@ -63,7 +63,7 @@ class ChargerSession:
         self._call_lock = asyncio.Lock()
         self._commands_waiting = 0
         self._awaiting: _AwaitedAnswer | None = None
-        # The session owns its command tasks: run() waits for every one before it returns.
+        # The connection owns its command tasks: run() waits for every one before it returns.
         self._command_tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:

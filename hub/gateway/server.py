@@ -28,7 +28,7 @@ from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.domain.charger_ids import id_problem
 from hub.gateway import ocpp16
-from hub.gateway.connection import QUEUE_DEPTH, ChargerSession
+from hub.gateway.connection import QUEUE_DEPTH, ChargerConnection
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.handshake import (
     basic_credentials,
@@ -39,7 +39,7 @@ from hub.gateway.handshake import (
     websockets_logger,
 )
 from hub.gateway.lockout import AuthGuard, address_key
-from hub.gateway.session import (
+from hub.gateway.protocol import (
     SUBPROTOCOLS,
     Exchange,
     Inbound,
@@ -305,14 +305,14 @@ class Gateway:
         )
         bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
         charger = ChargerLink(link=link, websocket=websocket)
-        session = ChargerSession(self, charger, bound)
+        connection = ChargerConnection(self, charger, bound)
         # Listening for commands before the connection is announced means anyone who saw
         # the charger connect can already reach it. A queue group: while an old and a new
         # connection overlap during a replacement, a command still goes to only one of them.
         commands = await self._nats.client.subscribe(
             f"{COMMAND_SUBJECT_PREFIX}.{encode_token(charge_point_id)}",
             queue="holder",
-            cb=session.on_command,
+            cb=connection.on_command,
         )
         # While NATS is away the subscription waits in the client and is made on reconnect.
         with contextlib.suppress(nats.errors.Error, TimeoutError):
@@ -331,7 +331,7 @@ class Gateway:
             await self._replace(previous, link)
         await self._announce(link)
         try:
-            await session.run()
+            await connection.run()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await commands.unsubscribe()

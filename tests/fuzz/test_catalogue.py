@@ -12,7 +12,7 @@ from bench.fuzz_frames import (
     enabled,
     generate,
 )
-from hub.gateway.session import ValidCall, inspect
+from hub.gateway.protocol import ValidCall, inspect
 
 
 def test_every_class_stays_under_the_websocket_limit_and_valid_frames_are_valid() -> None:

@@ -1,4 +1,4 @@
-"""Fuzzing the gateway's pure core (frames.py, session.py) with generated frames.
+"""Fuzzing the gateway's pure core (frames.py, protocol.py) with generated frames.
 
 For every frame of every class in bench/fuzz_frames.py: the core never raises; a CALL gets a
 CALLRESULT or a CALLERROR with its own unique id (``-1`` only when the id cannot be read);
@@ -21,7 +21,7 @@ from bench.fuzz_frames import CENTRAL_ACTIONS, TEXT_MUTATIONS, FuzzFrame, check_
 from hub.config import GatewaySettings
 from hub.gateway import ocpp16
 from hub.gateway.frames import CallError, CallResult, Malformed
-from hub.gateway.session import (
+from hub.gateway.protocol import (
     Exchange,
     Link,
     Received,

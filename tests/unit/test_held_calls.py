@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hub.gateway.frames import Malformed
-from hub.gateway.session import (
+from hub.gateway.protocol import (
     Admission,
     Exchange,
     HeldCalls,
@@ -21,7 +21,7 @@ from hub.gateway.session import (
     repeat,
 )
 from schemas.events import OcppFrame
-from tests.unit.test_session import RECEIVED_AT, _ctx
+from tests.unit.test_protocol import RECEIVED_AT, _ctx
 
 LATE_AFTER_MS = 1000.0
 LINK = Link(charge_point_id="CP-1", connection_id="conn-1", gateway_id="gw-1", ocpp_version="1.6")

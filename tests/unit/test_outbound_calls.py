@@ -9,7 +9,7 @@ import pytest
 
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult
-from hub.gateway.session import Link, Received, outbound_call, record_answer
+from hub.gateway.protocol import Link, Received, outbound_call, record_answer
 from schemas.events import FrameRejected, OcppFrame
 
 LINK = Link(charge_point_id="CP-1", connection_id="c1", gateway_id="gw-1", ocpp_version="1.6")

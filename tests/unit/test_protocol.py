@@ -12,7 +12,7 @@ import pytest
 from hub.config import GatewaySettings
 from hub.gateway import ocpp16
 from hub.gateway.frames import CallError, CallResult, Malformed
-from hub.gateway.session import (
+from hub.gateway.protocol import (
     REFUSED_RAW_BUDGET,
     Exchange,
     Inbound,
