@@ -9,48 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-import pytest
-
 from hub.bus import event_backbone
-from hub.config import Settings, SupervisorSettings
-from hub.fanout.app import running_fanout
-from hub.gateway.server import Gateway
+from hub.config import Settings
 from hub.nats_server import EmbeddedNats
-from hub.supervisor.service import running_supervisor
-from projections.service import Projections, running_projections
+from projections.service import Projections
 from schemas.events import Event, TariffBand, TariffSet, WalletConfigured, WalletCredited
-from tests.integration.fanout_helpers import messages_until, token, ui_socket, with_fanout
+from tests.integration.fanout_helpers import messages_until, token, ui_socket
 from tests.integration.helpers import stored_events
 from tests.projections.helpers import dump, last_seq, replay_in, rows
 from tools.simulator import SimulatedCharger
 
 CP = "CP-MONEY"
 TAG = "PREPAID-1"
-
-
-@pytest.fixture
-def money_settings(settings: Settings) -> Settings:
-    supervisor = SupervisorSettings(tick_s=0.5, platform_fee_rate="0.10")
-    return with_fanout(msgspec.structs.replace(settings, supervisor=supervisor))
-
-
-@pytest.fixture
-async def hub(
-    nats_server: EmbeddedNats, money_settings: Settings, gateway: Gateway
-) -> AsyncIterator[tuple[int, int, Projections]]:
-    async with (
-        event_backbone(money_settings, nats_server.url, name="test-sup") as (connection, store),
-        running_supervisor(connection, store, money_settings),
-        running_projections(money_settings, nats_server.url) as projections,
-        running_fanout(money_settings, nats_server.url) as ui_port,
-    ):
-        yield gateway.port, ui_port, projections
 
 
 def admin(event_type: type[Event], **fields: Any) -> Event:
