@@ -153,7 +153,7 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
 def _fact(state: State, out: Output, fact: facts.Fact) -> None:
     if isinstance(fact, facts.TransactionStarted) and fact.inferred:
         return  # known only from readings or a Stop: its rows come with them
-    if beyond := out_of_range(fact):
+    if beyond := _ids_beyond(fact):
         why = f"{type(fact).__struct_config__.tag}: {_beyond(beyond)}"
         out.add(_error(fact.seq, fact.at, "ocpp", fact.charge_point_id, why))
         return
@@ -191,6 +191,16 @@ def _fact(state: State, out: Output, fact: facts.Fact) -> None:
             ledger(out, fact)
         case facts.Problem():
             out.add(_error(fact.seq, fact.at, "sessions", fact.charge_point_id, fact.reason))
+
+
+def _ids_beyond(fact: facts.Fact) -> str:
+    """A fact's id no Int64 column holds, as ``name value``, or an empty string (the only
+    integers facts carry are connector and transaction ids)."""
+    for name in ("connector_id", "transaction_id"):
+        value = getattr(fact, name, None)
+        if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+            return f"{name} {value}"
+    return ""
 
 
 def _status(out: Output, fact: facts.ConnectorStatusChanged) -> None:
