@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+import structlog
 import uvloop
 
 from hub import logs
@@ -37,10 +38,14 @@ from hub.config import Settings, from_environment, with_gateway_id
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
 from hub.gateway.handshake import charge_point_id_from_path
+from hub.nats_server import kill_servers, redacted
 from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
 from hub.runtime import (
+    DataDirInUse,
+    HubNotAnswering,
     admin_backbone,
+    data_dir_lock,
     load_registry,
     nats_server_for,
     running_gateway,
@@ -227,19 +232,35 @@ def _wallet_commands(
 # -- hub up ------------------------------------------------------------------------------------
 
 
-async def _up(settings: Settings) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def _up_main(settings: Settings) -> int:
+    """``hub up``, holding the data directory for its whole life: one hub per directory."""
+    with data_dir_lock(settings.data_dir) as lock_fd:
+        return uvloop.run(_up(settings, lock_fd))
+
+
+def _overdue(grace: float) -> None:
+    # Whatever still waits (events for a NATS that is gone, a child that hangs) has had its
+    # time; nothing unstored was answered, so chargers send it again to the next hub.
+    structlog.get_logger("hub").error("hub.shutdown_overdue", grace_s=grace)
+    kill_servers()
+    os._exit(1)
+
+
+async def _up(settings: Settings, lock_fd: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    grace = settings.shutdown_grace_s
     async with (
-        nats_server_for(settings) as url,
+        # The steps that wait on NATS get parts of the grace; the watchdog below bounds the
+        # rest (the fan-out child, the projections, the supervisor).
+        nats_server_for(settings, lock_fd=lock_fd, shutdown_grace=grace / 4) as url,
         # The gateway answers chargers from this process: a full collection of its heap
         # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
         # passes through it first.
         gc_policy(),
-        running_gateway(settings, url) as gateway,
+        running_gateway(settings, url, close_grace=grace / 2) as gateway,
         fanout_cli.optional_fanout(settings, url) as ui,
         projections_cli.optional_projections(settings, url),
         optional_supervisor(settings, url),
@@ -247,12 +268,16 @@ async def _up(settings: Settings) -> int:
         host = settings.gateway.host
         print(
             f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-            f"nats {url} data {settings.data_dir}",
+            f"nats {redacted(url)} data {settings.data_dir}",
             flush=True,
         )
         if ui:
             print(ui, flush=True)
         await stop.wait()
+        log = structlog.get_logger("hub")
+        log.info("hub.stopping", grace_s=grace)
+        watchdog = loop.call_later(grace, _overdue, grace)
+    watchdog.cancel()
     return 0
 
 
@@ -432,6 +457,14 @@ async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (DataDirInUse, HubNotAnswering) as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
         from hub.simulator import simulate_main
@@ -448,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
     logs.configure(level, settings.log_format)
     if args.command == "up":
-        return uvloop.run(_up(settings))
+        return _up_main(settings)
     if args.command == "fanout":
         return uvloop.run(fanout_cli.fanout_command(settings))
     if args.command == "token":
