@@ -243,6 +243,8 @@ async def test_the_embedded_nats_refuses_clients_without_the_hub_credentials(
             ("idtags", "add", "TAG-AUTH"),
             ("tariffs", "set", "std", "--per-kwh", "0.30"),
             ("query", "SELECT count() FROM ocpp.charge_points"),
+            # Its stream reader logs in on a connection of its own.
+            ("replay", "--projection", "sessions"),
         ):
             code, out, err, _ = await hub(*command, data_dir=tmp_path)
             assert code == 0, (command, err)
