@@ -43,7 +43,7 @@ from hub.passwords import hash_password
 from hub.registry import format_time, parse_time
 from hub.runtime import (
     DataDirInUse,
-    HubNotAnswering,
+    HubUnreachable,
     admin_backbone,
     data_dir_lock,
     load_registry,
@@ -249,9 +249,17 @@ def _overdue(grace: float) -> None:
 async def _up(settings: Settings, lock_fd: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     grace = settings.shutdown_grace_s
+
+    def on_signal() -> None:
+        # Armed by the first signal, even one during start-up (a NATS that never comes).
+        if not stop.is_set():
+            structlog.get_logger("hub").info("hub.stopping", grace_s=grace)
+            loop.call_later(grace, _overdue, grace)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
     async with (
         # The steps that wait on NATS get parts of the grace; the watchdog below bounds the
         # rest (the fan-out child, the projections, the supervisor).
@@ -274,10 +282,6 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         if ui:
             print(ui, flush=True)
         await stop.wait()
-        log = structlog.get_logger("hub")
-        log.info("hub.stopping", grace_s=grace)
-        watchdog = loop.call_later(grace, _overdue, grace)
-    watchdog.cancel()
     return 0
 
 
@@ -459,7 +463,7 @@ async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (DataDirInUse, HubNotAnswering) as error:
+    except (DataDirInUse, HubUnreachable) as error:
         print(f"hub: {error}", file=sys.stderr)
         return 1
 

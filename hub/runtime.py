@@ -47,8 +47,8 @@ class DataDirInUse(Exception):
     """Another process runs a hub (or an embedded server for a command) on the directory."""
 
 
-class HubNotAnswering(Exception):
-    """A hub holds the data directory, but its NATS does not answer."""
+class HubUnreachable(Exception):
+    """A hub holds the data directory, but its NATS does not answer, or not to us."""
 
 
 @contextlib.contextmanager
@@ -219,14 +219,20 @@ def announced_url(data_dir: Path) -> str:
     password_file = nats_password_file(data_dir)
     if not url or not password_file.exists():
         return url
-    return with_credentials(url, password_file.read_text().strip())
+    try:
+        password = password_file.read_text().strip()
+    except PermissionError:
+        raise HubUnreachable(
+            f"cannot read {password_file}: run the command as the user the hub runs as"
+        ) from None
+    return with_credentials(url, password)
 
 
 async def running_hub_url(settings: Settings) -> str:
     """The configured NATS, else the one a hub running on this data directory announced,
     else an empty string (no hub holds the directory: whatever ``nats.url`` says is stale).
 
-    Raises ``HubNotAnswering`` within ``HUB_ANSWER_WITHIN_S`` if a hub holds the directory
+    Raises ``HubUnreachable`` within ``HUB_ANSWER_WITHIN_S`` if a hub holds the directory
     but its NATS does not answer.
     """
     if settings.nats_url:
@@ -245,8 +251,8 @@ async def running_hub_url(settings: Settings) -> str:
         await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
     holder = f"{settings.data_dir} is held by {lock_holder(settings.data_dir)}"
     if url := announced_url(settings.data_dir):
-        raise HubNotAnswering(f"{holder}, but its NATS {redacted(url)} does not answer")
-    raise HubNotAnswering(
+        raise HubUnreachable(f"{holder}, but its NATS {redacted(url)} does not answer")
+    raise HubUnreachable(
         f"{holder}, which announced no embedded NATS: give its NATS with --nats-url"
     )
 
