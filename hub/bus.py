@@ -20,6 +20,7 @@ from nats.js.errors import BadRequestError
 from nats.protocol.parser import PERMISSIONS_ERR as _PERMISSIONS_ERR
 
 from hub.config import Settings, StreamSettings
+from hub.nats_server import redacted
 from hub.subjects import EVENTS_WILDCARD, subject_for
 from schemas.events import Event, encode_event
 
@@ -78,17 +79,18 @@ async def connect(url: str, *, name: str) -> Connection:
     connected = asyncio.Event()
     connection: Connection | None = None
     last_error = ""
+    shown = redacted(url)
 
     async def on_disconnect() -> None:
         connected.clear()
         if connection is None or not connection.closing:
-            log.warning("nats.disconnected", url=url)
+            log.warning("nats.disconnected", url=shown)
 
     async def on_reconnect() -> None:
         nonlocal last_error
         last_error = ""
         connected.set()
-        log.info("nats.reconnected", url=url)
+        log.info("nats.reconnected", url=shown)
 
     async def on_error(error: Exception) -> None:
         # The client reports every failed reconnect attempt, several a second during an
@@ -118,7 +120,7 @@ async def connect(url: str, *, name: str) -> Connection:
             break
         except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as error:
             # A NATS that is not up yet is waited for, as one that goes away later is.
-            log.warning("nats.unreachable", url=url, error=str(error), retry_in_s=backoff)
+            log.warning("nats.unreachable", url=shown, error=str(error), retry_in_s=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
     connected.set()

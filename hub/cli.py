@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+import structlog
 import uvloop
 
 from hub import logs
@@ -38,10 +39,14 @@ from hub.domain.charger_ids import id_problem
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
 from hub.follower import Follower, fold_once
+from hub.nats_server import kill_servers, redacted
 from hub.passwords import hash_password
 from hub.registry import REGISTRY_SUBJECTS, Registry, format_time, parse_time
 from hub.runtime import (
+    DataDirInUse,
+    HubUnreachable,
     admin_backbone,
+    data_dir_lock,
     nats_server_for,
     running_gateway,
 )
@@ -227,19 +232,43 @@ def _wallet_commands(
 # -- hub up ------------------------------------------------------------------------------------
 
 
-async def _up(settings: Settings) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def _up_main(settings: Settings) -> int:
+    """``hub up``, holding the data directory for its whole life: one hub per directory."""
+    with data_dir_lock(settings.data_dir) as lock_fd:
+        return uvloop.run(_up(settings, lock_fd))
+
+
+def _overdue(grace: float) -> None:
+    # Whatever still waits (events for a NATS that is gone, a child that hangs) has had its
+    # time; nothing unstored was answered, so chargers send it again to the next hub.
+    structlog.get_logger("hub").error("hub.shutdown_overdue", grace_s=grace)
+    kill_servers()
+    os._exit(1)
+
+
+async def _up(settings: Settings, lock_fd: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    grace = settings.shutdown_grace_s
+
+    def on_signal() -> None:
+        # Armed by the first signal, even one during start-up (a NATS that never comes).
+        if not stop.is_set():
+            structlog.get_logger("hub").info("hub.stopping", grace_s=grace)
+            loop.call_later(grace, _overdue, grace)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     async with (
-        nats_server_for(settings) as url,
+        # The steps that wait on NATS get parts of the grace; the watchdog below bounds the
+        # rest (the fan-out child, the projections, the supervisor).
+        nats_server_for(settings, lock_fd=lock_fd, shutdown_grace=grace / 4) as url,
         # The gateway answers chargers from this process: a full collection of its heap
         # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
         # passes through it first.
         gc_policy(),
-        running_gateway(settings, url) as gateway,
+        running_gateway(settings, url, close_grace=grace / 2) as gateway,
         fanout_cli.optional_fanout(settings, url) as ui,
         projections_cli.optional_projections(settings, url),
         optional_supervisor(settings, url),
@@ -247,7 +276,7 @@ async def _up(settings: Settings) -> int:
         host = settings.gateway.host
         print(
             f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-            f"nats {url} data {settings.data_dir}",
+            f"nats {redacted(url)} data {settings.data_dir}",
             flush=True,
         )
         if ui:
@@ -440,6 +469,14 @@ async def _wallets(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (DataDirInUse, HubUnreachable) as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
         from tools.simulator import simulate_main
@@ -456,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
     logs.configure(level, settings.log_format)
     if args.command == "up":
-        return uvloop.run(_up(settings))
+        return _up_main(settings)
     if args.command == "fanout":
         return uvloop.run(fanout_cli.fanout_command(settings))
     if args.command == "token":

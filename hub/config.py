@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -105,6 +105,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fanout: FanoutSettings = FanoutSettings()
     projections: ProjectionSettings = ProjectionSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    # Seconds `hub up` may take to stop once told to; past that it exits anyway (code 1).
+    shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     log_level: str = "info"
     # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -114,6 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_DATA_DIR": ("", "data_dir"),
     "HUB_NATS_URL": ("", "nats_url"),
+    "HUB_SHUTDOWN_GRACE": ("", "shutdown_grace_s"),
     "HUB_LOG_LEVEL": ("", "log_level"),
     "HUB_LOG_FORMAT": ("", "log_format"),
     "HUB_GATEWAY_ID": ("gateway", "gateway_id"),

@@ -7,8 +7,9 @@ with 1,000 chargers and 10,000 subscribers, against ~10 and ~90 ms in a process 
 (docs/ui-messages.md, "Latency under load"). So ``hub up`` runs it as a child:
 
 - with the same data directory (so the same JWT secret, which ``hub up`` makes before it starts
-  the child), the NATS URL, the UI host and port and the log settings as flags; every other
-  setting comes from the environment it inherits. Its logs go where ``hub up``'s go.
+  the child), the UI host and port and the log settings as flags, the NATS URL (credentials
+  included) in ``HUB_NATS_URL``; every other setting comes from the environment it inherits.
+  Its logs go where ``hub up``'s go.
 - ready once it prints its ``fanout ready:`` line, which also names the port it took.
 - its stdin is a pipe from ``hub up``: when ``hub up`` ends in any way, SIGKILL included, the
   child reads end-of-file and stops (``HUB_FANOUT_LIFELINE=stdin``, see ``lifeline``).
@@ -40,7 +41,9 @@ FIRST_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 30.0
 
 
-def child_command(settings: Settings, nats_url: str, port: int) -> list[str]:
+def child_command(settings: Settings, port: int) -> list[str]:
+    """The NATS URL is not among the flags: it may carry a password, and any local user can
+    read a command line. The child gets it in ``HUB_NATS_URL``, which only its owner can."""
     return [
         sys.executable,
         "-m",
@@ -48,8 +51,6 @@ def child_command(settings: Settings, nats_url: str, port: int) -> list[str]:
         "fanout",
         "--data-dir",
         str(settings.data_dir),
-        "--nats-url",
-        nats_url,
         "--ui-host",
         settings.fanout.host,
         "--ui-port",
@@ -79,10 +80,10 @@ class FanoutProcess:
     async def start(self, port: int) -> int:
         """Starts the child and waits until it serves; returns its port."""
         process = await asyncio.create_subprocess_exec(
-            *child_command(self._settings, self._nats_url, port),
+            *child_command(self._settings, port),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, LIFELINE: "stdin"},
+            env={**os.environ, LIFELINE: "stdin", "HUB_NATS_URL": self._nats_url},
             # A terminal's Ctrl-C reaches only `hub up`, which stops the child in its turn.
             start_new_session=True,
         )

@@ -16,6 +16,7 @@ import msgspec
 from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
 from hub.fanout.child import LIFELINE, READY, fanout_process, lifeline
+from hub.nats_server import redacted
 from hub.tokens import mint
 
 DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
@@ -119,7 +120,8 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
     if os.environ.get(LIFELINE) == "stdin":
         watching = asyncio.create_task(lifeline(stop), name="fanout.lifeline")
     async with running_fanout(settings, nats_url) as port:
-        print(f"{READY}http://{settings.fanout.host}:{port}/ nats {nats_url}", flush=True)
+        shown = redacted(nats_url)
+        print(f"{READY}http://{settings.fanout.host}:{port}/ nats {shown}", flush=True)
         await stop.wait()
     if watching is not None:
         watching.cancel()
