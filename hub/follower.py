@@ -92,10 +92,15 @@ class Follower:
         await self.close()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # stopping must not fail what stops it
+            log.warning("follower.stopped_with_error", follower=self.name, error=repr(error))
 
     async def reached(self, seq: int, within_s: float = REACH_WAIT_S) -> bool:
         """Whether ``seq`` is folded within ``within_s`` seconds."""
@@ -153,7 +158,8 @@ class Follower:
         while True:
             try:
                 messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # nats-py's own, or the plain one a cancelled fetch turns into.
                 _stop_if_cancelled()
                 # Nothing more under our subjects: whatever the stream held is behind us.
                 self.caught_up.set()
