@@ -27,6 +27,7 @@ from hub.api.money_rules import (
 )
 from hub.config import Settings
 from hub.follower import fold_once
+from hub.nats_server import redacted
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
@@ -346,7 +347,10 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     try:
         msg = await client.request(STATUS_SUBJECT, b"", timeout=_STATUS_TIMEOUT_S)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        print(f"hub: no projections answer at {url} (HUB_PROJECTIONS=false?)", file=sys.stderr)
+        print(
+            f"hub: no projections answer at {redacted(url)} (HUB_PROJECTIONS=false?)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         await client.close()
