@@ -158,14 +158,12 @@ def _fact(state: State, out: Output, fact: facts.Fact) -> None:
         out.add(_error(fact.seq, fact.at, "ocpp", fact.charge_point_id, why))
         return
     match fact:
-        case facts.TransactionStarted():
-            sessions.started(state, out, fact)
+        case facts.TransactionStarted() | facts.TransactionEnded():
+            sessions.bounds_moved(state, out, fact)
         case facts.TransactionMetered():
             sessions.metered(state, out, fact)
         case facts.TransactionFlagged():
             sessions.flagged(state, out, fact)
-        case facts.TransactionEnded():
-            sessions.ended(state, out, fact)
         case facts.TransactionSettled():
             sessions.settled(state, out, fact)
         case facts.ConnectorStatusChanged():

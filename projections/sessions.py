@@ -57,8 +57,9 @@ def _sweep(state: State) -> None:
         del state.written[gone]
 
 
-def started(state: State, out: Output, fact: TransactionStarted) -> None:
-    """A start the hub answered (one known only from its readings is versioned with them)."""
+def bounds_moved(state: State, out: Output, fact: TransactionStarted | TransactionEnded) -> None:
+    """A start the hub answered, or an end: the curve's bounds moved, so its hours are
+    worked out anew (once per start and end) and a new version written."""
     found = _session(state, fact.charge_point_id, fact.session)
     if found is None:
         return
@@ -110,16 +111,6 @@ def flagged(state: State, out: Output, fact: TransactionFlagged) -> None:
     found = _session(state, fact.charge_point_id, fact.session)
     if found is not None and found[1].versioned:
         version(out, fact.seq, *found)
-
-
-def ended(state: State, out: Output, fact: TransactionEnded) -> None:
-    found = _session(state, fact.charge_point_id, fact.session)
-    if found is None:
-        return
-    session, written = found
-    # The curve's bounds moved: its hours are worked out anew, once per session.
-    _recompute(out, fact.seq, session, written)
-    version(out, fact.seq, session, written)
 
 
 def settled(state: State, out: Output, fact: TransactionSettled) -> None:
