@@ -95,6 +95,8 @@ STATE_VERSION: Final = 1
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
+# Connectors kept per charger (real ones have a handful).
+MAX_CONNECTORS: Final = 256
 # CALLs waiting for the hub's answer (a charger that never gets one leaves its CALL here);
 # the oldest beyond this many go.
 MAX_PENDING: Final = 10_000
@@ -152,7 +154,11 @@ class Charger(msgspec.Struct, kw_only=True):
     def connector(self, connector_id: int) -> Connector:
         found = self.connectors.get(connector_id)
         if found is None:
-            found = self.connectors[connector_id] = Connector()
+            found = Connector()
+            # A charger that invents connector ids must not grow the state without bound:
+            # beyond this many, a new one is not kept (what it says still reaches facts).
+            if len(self.connectors) < MAX_CONNECTORS:
+                self.connectors[connector_id] = found
         return found
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from hub.domain.charging import Charging, key
+from hub.domain.charging import MAX_CONNECTORS, Charging, key
 from hub.domain.facts import (
     ChargerBooted,
+    ConnectorStatusChanged,
     Fact,
     TransactionEnded,
     TransactionFlagged,
@@ -189,3 +190,12 @@ def test_a_transaction_known_only_from_its_readings_ends_at_the_next_start() -> 
     assert isinstance(ended, TransactionEnded)
     assert ended.session.startswith("unknown-") and ended.reason == "superseded"
     assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(new)]
+
+
+def test_a_charger_inventing_connector_ids_cannot_grow_the_state_without_bound() -> None:
+    b = Builder()
+    for connector in range(1, 1001):
+        b.status("CP", connector, "Available")
+    charging, facts = fold(b)
+    assert len(of(facts, ConnectorStatusChanged)) == 1000
+    assert len(charging.charger("CP").connectors) == MAX_CONNECTORS
