@@ -189,3 +189,27 @@ def test_a_transaction_known_only_from_its_readings_ends_at_the_next_start() -> 
     assert isinstance(ended, TransactionEnded)
     assert ended.session.startswith("unknown-") and ended.reason == "superseded"
     assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(new)]
+
+
+def test_a_start_replayed_after_its_stop_is_the_same_transaction() -> None:
+    b = Builder()
+    tx = b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")
+    start_call, start_answer = b.events[-2:]
+    b.meter("CP", 1, tx, "2026-11-22T10:30:00Z", 500)
+    b.stop("CP", tx, "2026-11-22T11:00:00Z", 900)
+    stop_call, stop_answer = b.events[-2:]
+    charging, _ = fold(b)
+    # A reboot sends its last frames again, byte for byte; the gateway answers the same id.
+    b.events.extend(
+        msgspec.structs.replace(frame, id=f"again-{n}")
+        for n, frame in enumerate((start_call, start_answer, stop_call, stop_answer))
+    )
+    _, again = fold(b, charging)
+    assert again == []
+    session = charging.session_of("CP", tx)
+    assert session is not None and session.state == "completed"
+    assert session.curve() == [
+        (parse_ms("2026-11-22T10:00:00Z"), 100.0),
+        (parse_ms("2026-11-22T10:30:00Z"), 500.0),
+        (parse_ms("2026-11-22T11:00:00Z"), 900.0),
+    ]
