@@ -539,8 +539,11 @@ class Charging:
         """The session an id as the charger sent it belongs to: by id, by alias, or the
         newest ongoing candidate that started before ``at_ms`` (an id the hub never issued)."""
         found = self.session_of(cp, transaction_id)
-        if found is not None:
+        if found is not None and (found.ongoing or key(cp, transaction_id) in self.state.sessions):
             return found
+        # An id that names a session by alias (-1, 0, ...) and the session is over: a charger
+        # offline again stamps its next transaction with the same id. A message belongs to
+        # the one that started last before it.
         best: tuple[str, Session] | None = None
         for candidate in candidates:
             session = self.state.sessions.get(candidate)
@@ -550,6 +553,8 @@ class Charging:
                 continue
             if best is None or (session.start_ms or 0) >= (best[1].start_ms or 0):
                 best = candidate, session
+        if found is not None and (best is None or (best[1].start_ms or 0) < _began(found)):
+            return found
         if best is None:
             return None
         self.state.aliases[key(cp, transaction_id)] = best[0]
@@ -762,6 +767,13 @@ class Charging:
         self._facts.append(
             Problem(seq=self._seq, at=self._at, charge_point_id=cp, reason=reason[:1000])
         )
+
+
+def _began(session: Session) -> int:
+    """When a session began by the charger's clock: its start, else its first reading."""
+    if session.start_ms is not None:
+        return session.start_ms
+    return session.points[0][0] if session.points else 0
 
 
 def _same_start(session: Session, request: StartTransactionRequest, start_ms: int) -> bool:

@@ -213,3 +213,24 @@ def test_a_start_replayed_after_its_stop_is_the_same_transaction() -> None:
         (parse_ms("2026-11-22T10:30:00Z"), 500.0),
         (parse_ms("2026-11-22T11:00:00Z"), 900.0),
     ]
+
+
+def test_an_offline_id_names_the_next_transaction_once_the_one_it_named_is_over() -> None:
+    b = Builder()
+    # The charger lost both answers: each transaction's readings and Stop carry -1.
+    first = b.start("CP", 1, "2026-11-22T10:00:00Z", 0)
+    b.meter("CP", 1, -1, "2026-11-22T10:30:00Z", 5_000)
+    b.stop("CP", -1, "2026-11-22T11:00:00Z", 9_000)
+    second = b.start("CP", 1, "2026-11-22T12:00:00Z", 9_000)
+    b.meter("CP", 1, -1, "2026-11-22T12:30:00Z", 12_000)
+    b.stop("CP", -1, "2026-11-22T13:00:00Z", 15_000)
+    charging, facts = fold(b)
+    ends = [f for f in of(facts, TransactionEnded) if isinstance(f, TransactionEnded)]
+    assert [(e.session, e.meter_stop_wh, e.corrected) for e in ends] == [
+        (str(first), 9000.0, False),
+        (str(second), 15000.0, False),
+    ]
+    metered = [f for f in of(facts, TransactionMetered) if isinstance(f, TransactionMetered)]
+    assert [m.session for m in metered] == [str(first), str(second)]
+    session = charging.session_of("CP", second)
+    assert session is not None and session.state == "completed"
