@@ -448,10 +448,11 @@ class Charging:
         transaction_id = answer.transaction_id
         start_ms = parse_ms(request.timestamp)
         connector = self.charger(cp).connector(request.connector_id)
-        known = self.state.sessions.get(key(cp, transaction_id))
+        known = self.session_of(cp, transaction_id)
         if known is not None and _same_start(known, request, start_ms):
-            # The gateway answers a start it already answered with the same id: a reboot
-            # sent it again, perhaps after its Stop. The transaction is the one it began.
+            # The gateway answers a start it already answered with the same id (its first, or
+            # a second one it got when retransmitted): a reboot sent it again, perhaps after
+            # its Stop. The transaction is the one it began.
             return
         current = self.state.sessions.get(connector.open) if connector.open else None
         if current is not None and _same_start(current, request, start_ms):

@@ -234,3 +234,19 @@ def test_an_offline_id_names_the_next_transaction_once_the_one_it_named_is_over(
     assert [m.session for m in metered] == [str(first), str(second)]
     session = charging.session_of("CP", second)
     assert session is not None and session.state == "completed"
+
+
+def test_a_retransmitted_start_replayed_after_a_newer_start_is_no_transaction() -> None:
+    b = Builder()
+    b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")
+    b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")  # retransmitted: a second id
+    second_call, second_answer = b.events[-2:]
+    newer = b.start("CP", 1, "2026-11-22T11:00:00Z", 900, tag="T")
+    charging, _ = fold(b)
+    b.events.extend(
+        msgspec.structs.replace(frame, id=f"again-{n}")
+        for n, frame in enumerate((second_call, second_answer))
+    )
+    _, again = fold(b, charging)
+    assert again == []
+    assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(newer)]
