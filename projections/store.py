@@ -18,6 +18,7 @@ from typing import Final, NamedTuple, TypeVar
 import msgspec
 import structlog
 
+from hub.domain import charging
 from projections import refusals
 from projections.backends import Backend, BackendError
 from projections.rows import TABLES, ErrorRow, Output
@@ -363,5 +364,7 @@ async def load_snapshot(backend: Backend, db: str, at_most: int) -> State:
         return State()
     snapshot = msgspec.json.decode(data, type=_Snapshot)
     state = decode_state(snapshot.state)
-    # A snapshot folded by other projection code is no base for this code: start over.
-    return state if state.version == STATE_VERSION else State()
+    # A snapshot folded by other projection (or domain) code is no base for this code: start
+    # over.
+    current = state.version == STATE_VERSION and state.domain.version == charging.STATE_VERSION
+    return state if current else State()

@@ -9,9 +9,11 @@ It alone decides:
   connector (for a Stop: on its charger) that started before it, and failing that becomes
   a transaction of its own, flagged ``no_start``, so nothing is dropped;
 - what a retry is: a start with the same connector, time, meter and tag as the one open
-  is the same transaction under a second id; a Stop equal to the one that ended a
-  transaction changes nothing. Retries are recognised by content, whatever message id
-  they came with (firmware retries under new ids, and reuses ids after a reboot);
+  is the same transaction under a second id, and as one the hub already answered with the
+  same id (a reboot replays frames, even after the Stop) it is that transaction again; a
+  Stop equal to the one that ended a transaction changes nothing. Retries are recognised
+  by content, whatever message id they came with (firmware retries under new ids, and
+  reuses ids after a reboot);
 - that a newer start on a busy connector ends the older transaction (``superseded``);
 - which reading is the energy register (:mod:`hub.domain.meter_values`);
 - which tariff applies: the one in force at the transaction's start.
@@ -91,7 +93,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -452,13 +454,14 @@ class Charging:
         transaction_id = answer.transaction_id
         start_ms = parse_ms(request.timestamp)
         connector = self.charger(cp).connector(request.connector_id)
+        known = self.session_of(cp, transaction_id)
+        if known is not None and _same_start(known, request, start_ms):
+            # The gateway answers a start it already answered with the same id (its first, or
+            # a second one it got when retransmitted): a reboot sent it again, perhaps after
+            # its Stop. The transaction is the one it began.
+            return
         current = self.state.sessions.get(connector.open) if connector.open else None
-        if (
-            current is not None
-            and current.start_ms == start_ms
-            and current.meter_start == float(request.meter_start)
-            and current.id_tag == request.id_tag
-        ):
+        if current is not None and _same_start(current, request, start_ms):
             # The charger sent its start again (it saw no answer before a reconnect) and got
             # a second id: one transaction, reachable by both ids.
             self.state.aliases[key(cp, transaction_id)] = connector.open
@@ -543,8 +546,11 @@ class Charging:
         """The session an id as the charger sent it belongs to: by id, by alias, or the
         newest ongoing candidate that started before ``at_ms`` (an id the hub never issued)."""
         found = self.session_of(cp, transaction_id)
-        if found is not None:
+        if found is not None and (found.ongoing or key(cp, transaction_id) in self.state.sessions):
             return found
+        # An id that names a session by alias (-1, 0, ...) and the session is over: a charger
+        # offline again stamps its next transaction with the same id. A message belongs to
+        # the one that started last before it.
         best: tuple[str, Session] | None = None
         for candidate in candidates:
             session = self.state.sessions.get(candidate)
@@ -554,6 +560,8 @@ class Charging:
                 continue
             if best is None or (session.start_ms or 0) >= (best[1].start_ms or 0):
                 best = candidate, session
+        if found is not None and (best is None or (best[1].start_ms or 0) < _began(found)):
+            return found
         if best is None:
             return None
         self.state.aliases[key(cp, transaction_id)] = best[0]
@@ -766,6 +774,22 @@ class Charging:
         self._facts.append(
             Problem(seq=self._seq, at=self._at, charge_point_id=cp, reason=reason[:1000])
         )
+
+
+def _began(session: Session) -> int:
+    """When a session began by the charger's clock: its start, else its first reading."""
+    if session.start_ms is not None:
+        return session.start_ms
+    return session.points[0][0] if session.points else 0
+
+
+def _same_start(session: Session, request: StartTransactionRequest, start_ms: int) -> bool:
+    return (
+        session.connector_id == request.connector_id
+        and session.start_ms == start_ms
+        and session.meter_start == float(request.meter_start)
+        and session.id_tag == request.id_tag
+    )
 
 
 def _text(value: object) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Final, TypedDict
 
 import msgspec
 
+from hub.domain import energy
 from hub.domain.charging import Charging, Session
 from hub.domain.charging import key as session_key
 from hub.domain.command_tracking import command_message
@@ -36,6 +37,7 @@ from hub.domain.facts import (
     TransactionMetered,
     TransactionStarted,
 )
+from hub.domain.tariffs import Point
 from hub.domain.timeutil import ch_time
 from hub.fanout.money import alert, bill, energy_of
 from schemas import ui
@@ -180,11 +182,15 @@ def _metered(fact: TransactionMetered, seq: int, charging: Charging) -> list[ui.
             readings=readings(fact.samples),
         )
     ]
-    # Late readings of a transaction already over change no live figure (a corrected end
-    # does); and only a register reading moves the energy.
-    if session is None or transaction_id is None or not session.ongoing or not fact.register:
+    # Only a register reading moves the energy.
+    if session is None or transaction_id is None or not fact.register:
         return out
     curve = session.curve()
+    if not session.ongoing:
+        # Late readings of a transaction already over (flushed from a queue after a newer
+        # start superseded it, say): what billing now says of it replaces the figures UIs
+        # were told, as a corrected end does.
+        return out + _corrected(fact, seq, session, transaction_id, curve)
     about: _About = {
         "charge_point_id": cp,
         "seq": seq,
@@ -225,31 +231,54 @@ def _ended(fact: TransactionEnded, seq: int, charging: Charging) -> list[ui.Char
     transaction_id = ui_transaction_id(session.transaction_id)
     if transaction_id is None:
         return []
-    curve = session.curve()
+    return [_stopped(session, transaction_id, seq, fact.at, session.curve(), fact.corrected)]
+
+
+def _corrected(
+    fact: TransactionMetered, seq: int, session: Session, transaction_id: int, curve: list[Point]
+) -> list[ui.ChargerMessage]:
+    """A corrected end for late readings of a transaction already over, if they changed its
+    energy or its bill."""
+    points = list(session.points)
+    for point in fact.register:
+        points.remove(point)
+    before = energy.curve(points, *session.bounds())
+    now, then = bill(session, curve), bill(session, before)
+    if energy_of(curve) == energy_of(before) and now == then:
+        return []
+    return [_stopped(session, transaction_id, seq, fact.at, curve, corrected=True)]
+
+
+def _stopped(
+    session: Session,
+    transaction_id: int,
+    seq: int,
+    received_at: int,
+    curve: list[Point],
+    corrected: bool,
+) -> ui.TransactionStopped:
     duration = (
         (session.stop_ms - session.start_ms) / 1000
         if session.stop_ms is not None and session.start_ms is not None
         else None
     )
-    return [
-        ui.TransactionStopped(
-            charge_point_id=fact.charge_point_id,
-            seq=seq,
-            ts=iso(fact.stop_ms),
-            received_at=fact.at,
-            transaction_id=transaction_id,
-            connector_id=fact.connector_id,
-            energy_wh=energy_of(curve),
-            duration_s=duration,
-            # The charger's reason (OCPP 1.6: "Local" when it gave none), or why the hub
-            # ended it.
-            reason=fact.charger_reason if fact.reason == "stopped" else fact.reason,
-            meter_stop_wh=fact.meter_stop_wh or 0.0,
-            bill=bill(session, curve),
-            ended_by=fact.reason,
-            corrected=fact.corrected,
-        )
-    ]
+    ended_by = session.end_reason or "stopped"
+    return ui.TransactionStopped(
+        charge_point_id=session.charge_point_id,
+        seq=seq,
+        ts=iso(session.stop_ms),
+        received_at=received_at,
+        transaction_id=transaction_id,
+        connector_id=session.connector_id,
+        energy_wh=energy_of(curve),
+        duration_s=duration,
+        # The charger's reason (OCPP 1.6: "Local" when it gave none), or why the hub ended it.
+        reason=session.stop_reason if ended_by == "stopped" else ended_by,
+        meter_stop_wh=session.meter_stop or 0.0,
+        bill=bill(session, curve),
+        ended_by=ended_by,
+        corrected=corrected,
+    )
 
 
 def _session(charging: Charging, charge_point_id: str, name: str) -> Session | None:

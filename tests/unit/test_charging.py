@@ -199,3 +199,64 @@ def test_a_charger_inventing_connector_ids_cannot_grow_the_state_without_bound()
     charging, facts = fold(b)
     assert len(of(facts, ConnectorStatusChanged)) == 1000
     assert len(charging.charger("CP").connectors) == MAX_CONNECTORS
+
+
+def test_a_start_replayed_after_its_stop_is_the_same_transaction() -> None:
+    b = Builder()
+    tx = b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")
+    start_call, start_answer = b.events[-2:]
+    b.meter("CP", 1, tx, "2026-11-22T10:30:00Z", 500)
+    b.stop("CP", tx, "2026-11-22T11:00:00Z", 900)
+    stop_call, stop_answer = b.events[-2:]
+    charging, _ = fold(b)
+    # A reboot sends its last frames again, byte for byte; the gateway answers the same id.
+    b.events.extend(
+        msgspec.structs.replace(frame, id=f"again-{n}")
+        for n, frame in enumerate((start_call, start_answer, stop_call, stop_answer))
+    )
+    _, again = fold(b, charging)
+    assert again == []
+    session = charging.session_of("CP", tx)
+    assert session is not None and session.state == "completed"
+    assert session.curve() == [
+        (parse_ms("2026-11-22T10:00:00Z"), 100.0),
+        (parse_ms("2026-11-22T10:30:00Z"), 500.0),
+        (parse_ms("2026-11-22T11:00:00Z"), 900.0),
+    ]
+
+
+def test_an_offline_id_names_the_next_transaction_once_the_one_it_named_is_over() -> None:
+    b = Builder()
+    # The charger lost both answers: each transaction's readings and Stop carry -1.
+    first = b.start("CP", 1, "2026-11-22T10:00:00Z", 0)
+    b.meter("CP", 1, -1, "2026-11-22T10:30:00Z", 5_000)
+    b.stop("CP", -1, "2026-11-22T11:00:00Z", 9_000)
+    second = b.start("CP", 1, "2026-11-22T12:00:00Z", 9_000)
+    b.meter("CP", 1, -1, "2026-11-22T12:30:00Z", 12_000)
+    b.stop("CP", -1, "2026-11-22T13:00:00Z", 15_000)
+    charging, facts = fold(b)
+    ends = [f for f in of(facts, TransactionEnded) if isinstance(f, TransactionEnded)]
+    assert [(e.session, e.meter_stop_wh, e.corrected) for e in ends] == [
+        (str(first), 9000.0, False),
+        (str(second), 15000.0, False),
+    ]
+    metered = [f for f in of(facts, TransactionMetered) if isinstance(f, TransactionMetered)]
+    assert [m.session for m in metered] == [str(first), str(second)]
+    session = charging.session_of("CP", second)
+    assert session is not None and session.state == "completed"
+
+
+def test_a_retransmitted_start_replayed_after_a_newer_start_is_no_transaction() -> None:
+    b = Builder()
+    b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")
+    b.start("CP", 1, "2026-11-22T10:00:00Z", 100, tag="T")  # retransmitted: a second id
+    second_call, second_answer = b.events[-2:]
+    newer = b.start("CP", 1, "2026-11-22T11:00:00Z", 900, tag="T")
+    charging, _ = fold(b)
+    b.events.extend(
+        msgspec.structs.replace(frame, id=f"again-{n}")
+        for n, frame in enumerate((second_call, second_answer))
+    )
+    _, again = fold(b, charging)
+    assert again == []
+    assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(newer)]

@@ -30,6 +30,7 @@ from schemas.ui import (
     decode_ui,
     encode_ui,
 )
+from tests.projections.scenario import Builder
 
 CP = "CP-1"
 _ids = itertools.count(1)
@@ -454,3 +455,22 @@ def test_charger_times_are_rendered_in_utc() -> None:
     live.fold(started_call, 1)
     [started] = live.fold(answer, 2)
     assert isinstance(started, TransactionStarted) and started.ts == "2026-11-22T10:00:00Z"
+
+
+def test_late_readings_of_a_transaction_over_correct_what_uis_were_told() -> None:
+    b = Builder()
+    b.tariff("std", "0.30")
+    old = b.start(CP, 1, "2026-11-22T10:00:00Z", 1_000)
+    # The charger restarts without a Stop; the reading it took before is flushed after.
+    b.start(CP, 1, "2026-11-22T11:00:00Z", 9_000)
+    b.meter(CP, 1, old, "2026-11-22T10:30:00Z", 5_000)
+    live, messages = fold_all(b.events)
+    stopped = [m for m in messages if isinstance(m, TransactionStopped)]
+    assert [(m.transaction_id, m.energy_wh, m.ended_by, m.corrected) for m in stopped] == [
+        (old, 0.0, "superseded", False),
+        (old, 4_000.0, "superseded", True),
+    ]
+    assert stopped[1].bill is not None and stopped[1].bill.energy_cost == "1.2000"
+    # The same reading again changes nothing: nothing more is said.
+    more = live.fold(b.events[-2], len(b.events) + 1)
+    assert not [m for m in more if isinstance(m, TransactionStopped)]
