@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -9,12 +10,15 @@ import msgspec
 
 from hub.domain.wallets import Wallets
 from schemas.events import (
+    ChargerAccepted,
     ChargerRegistered,
     ChargerUnregistered,
     Event,
     IdTagRemoved,
     IdTagStatus,
     IdTagUpserted,
+    PasswordRotationEnded,
+    PasswordRotationStarted,
 )
 
 # The events a registry folds; it follows only these, not every admin event.
@@ -28,6 +32,16 @@ REGISTRY_SUBJECTS: Final = (
 
 class ChargerRecord(msgspec.Struct, frozen=True):
     password_hash: str
+    # A password rotation under way: its id, and the new password's hash, which logs in too
+    # until the rotation ends.
+    rotation_id: str = ""
+    pending_hash: str = ""
+
+    @property
+    def password_hashes(self) -> tuple[str, ...]:
+        """The hashes a login may match: the password, then the one being rotated to."""
+        rotating = (self.pending_hash,) if self.pending_hash else ()
+        return (self.password_hash, *rotating)
 
 
 class IdTagRecord(msgspec.Struct, frozen=True):
@@ -53,14 +67,36 @@ class Registry:
         self.chargers: dict[str, ChargerRecord] = {}
         self.id_tags: dict[str, IdTagRecord] = {}
         self.wallets = Wallets()
+        # Chargers an operator accepted: the pending boot policy answers them Accepted.
+        self.accepted: set[str] = set()
         self.last_seq = 0
+        # Told every event once it is folded (the gateway acts on some); they only read.
+        self.listeners: list[Callable[[Event], None]] = []
 
     def apply(self, event: Event, seq: int = 0) -> None:
         match event:
             case ChargerRegistered(charge_point_id=cp, password_hash=password_hash):
+                # A registration replaces everything, a rotation under way included.
                 self.chargers[cp] = ChargerRecord(password_hash)
             case ChargerUnregistered(charge_point_id=cp):
                 self.chargers.pop(cp, None)
+                self.accepted.discard(cp)
+            case ChargerAccepted(charge_point_id=cp):
+                self.accepted.add(cp)
+            case PasswordRotationStarted(charge_point_id=cp, rotation_id=rotation):
+                if (record := self.chargers.get(cp)) is not None:
+                    self.chargers[cp] = ChargerRecord(
+                        record.password_hash, rotation, event.password_hash
+                    )
+            case PasswordRotationEnded(charge_point_id=cp, rotation_id=rotation):
+                record = self.chargers.get(cp)
+                # An end of a rotation that is not the current one (superseded by a
+                # registration) changes nothing.
+                if record is not None and record.rotation_id == rotation:
+                    completed = event.outcome == "completed"
+                    self.chargers[cp] = ChargerRecord(
+                        record.pending_hash if completed else record.password_hash
+                    )
             case IdTagUpserted(id_tag=tag, status=status, expiry_date=expiry, parent_id_tag=parent):
                 self.id_tags[tag] = IdTagRecord(status, _expiry(expiry), parent)
             case IdTagRemoved(id_tag=tag):
@@ -68,9 +104,15 @@ class Registry:
             case _:
                 self.wallets.apply(event)
         self.last_seq = max(self.last_seq, seq)
+        for listener in self.listeners:
+            listener(event)
 
     def is_known(self, charge_point_id: str) -> bool:
         return charge_point_id in self.chargers
+
+    def rotating(self, charge_point_id: str) -> bool:
+        record = self.chargers.get(charge_point_id)
+        return record is not None and bool(record.rotation_id)
 
     def authorize(self, id_tag: str, now: datetime) -> IdTagVerdict:
         """Decide on an id tag the way OCPP 1.6 §5.2 expects: unknown tags are ``Invalid``."""

@@ -125,6 +125,8 @@ class ConnectionRefused(_Event, frozen=True, kw_only=True, tag="connection.refus
     reason: RefusalReason
     remote_address: str
     path: str
+    # What the charger offered in Sec-WebSocket-Protocol, in its order.
+    offered_subprotocols: tuple[str, ...] = ()
 
 
 class _AdminEvent(_Event, frozen=True, kw_only=True):
@@ -140,6 +142,45 @@ class ChargerRegistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charg
 
 class ChargerUnregistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"):
     charge_point_id: str
+
+
+class ChargerAccepted(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.accepted"):
+    """An operator accepted a charger the ``pending`` boot policy holds: its BootNotifications
+    are answered ``Accepted`` from then on, and a connected one is asked for one at once."""
+
+    charge_point_id: str
+
+
+class PasswordRotationStarted(
+    _AdminEvent, frozen=True, kw_only=True, tag="admin.charger.password.rotating"
+):
+    """The hub sends a charger a new password (ChangeConfiguration AuthorizationKey, command
+    ``command_id``). Until the rotation ends, the old password and this one
+    (``password_hash``, PBKDF2 like a registration's, never the secret) both log in."""
+
+    charge_point_id: str
+    rotation_id: str
+    password_hash: str
+    command_id: str
+
+
+# completed: the charger logged in with the new password, which replaces the old one.
+# rejected: it answered anything but Accepted (or RebootRequired), or a CALLERROR.
+# timeout: it did not answer in time, or disconnected before answering.
+# failed: the CALL never reached it (offline, too many commands queued).
+RotationOutcome = Literal["completed", "rejected", "timeout", "failed"]
+
+
+class PasswordRotationEnded(
+    _AdminEvent, frozen=True, kw_only=True, tag="admin.charger.password.rotated"
+):
+    """What became of a rotation; unless ``completed``, the old password stays the only one.
+    ``detail``: the charger's status or error code, or why nothing reached it."""
+
+    charge_point_id: str
+    rotation_id: str
+    outcome: RotationOutcome
+    detail: str = ""
 
 
 IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
@@ -379,6 +420,9 @@ ChargerEvent = OcppFrame | FrameRejected | ChargerConnected | ChargerDisconnecte
 AdminEvent = (
     ChargerRegistered
     | ChargerUnregistered
+    | ChargerAccepted
+    | PasswordRotationStarted
+    | PasswordRotationEnded
     | IdTagUpserted
     | IdTagRemoved
     | TariffSet

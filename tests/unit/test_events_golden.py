@@ -105,6 +105,23 @@ def golden_samples() -> dict[str, Event]:
             password_hash="$pbkdf2_sha256$i=60000$c2FsdHNhbHRzYWx0c2FsdA$ZGlnZXN0ZGlnZXN0ZGlnZXN0",
         ),
         events.ChargerUnregistered(**admin, id="admin-2", charge_point_id="CP-1.é"),
+        events.ChargerAccepted(**admin, id="admin-accept-1", charge_point_id="CP-1.é"),
+        events.PasswordRotationStarted(
+            **admin,
+            id="rotation-1",
+            charge_point_id="CP-1.é",
+            rotation_id="rotation-1",
+            password_hash="$pbkdf2_sha256$i=60000$c2FsdHNhbHRzYWx0c2FsdA$ZGlnZXN0ZGlnZXN0ZGlnZXN0",
+            command_id="5c1e0d2b7a9f4e3c8b6a1d0f2e4c6b8a",
+        ),
+        events.PasswordRotationEnded(
+            **admin,
+            id="rotation-1:ended",
+            charge_point_id="CP-1.é",
+            rotation_id="rotation-1",
+            outcome="rejected",
+            detail="NotSupported",
+        ),
         events.IdTagUpserted(
             **admin,
             id="admin-3",
