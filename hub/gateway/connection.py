@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -102,7 +103,17 @@ class ChargerConnection:
         self._command_tasks.add(task)
         task.add_done_callback(self._command_tasks.discard)
 
-    async def _answer_command(self, msg: Msg, request: CommandRequest) -> None:
+    def send_own(self, action: str, payload: bytes) -> None:
+        """A CALL the gateway sends of its own accord, behind any commands; the CALL and the
+        answer are stored like a command's, and the outcome is logged."""
+        request = CommandRequest(
+            command_id=uuid.uuid4().hex, action=action, payload=msgspec.Raw(payload)
+        )
+        task = asyncio.get_running_loop().create_task(self._answer_command(None, request))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _answer_command(self, msg: Msg | None, request: CommandRequest) -> None:
         reply = await self.call(request)
         self._log.info(
             "ocpp.command",
@@ -111,7 +122,8 @@ class ChargerConnection:
             outcome=reply.status,
             error_code=reply.error_code or None,
         )
-        await _respond(msg, reply)
+        if msg is not None:
+            await _respond(msg, reply)
 
     async def call(self, request: CommandRequest) -> CommandReply:
         """Send one CALL to the charger and wait for its answer, one CALL at a time."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -19,6 +19,8 @@ log = structlog.get_logger("hub.gateway")
 
 # Longest stretch of a client's own text (a path, an error message) that goes into a log line.
 LOG_CLIP: Final = 120
+# Subprotocols of a refused handshake an event keeps.
+_MAX_OFFERED: Final = 16
 
 
 def charge_point_id_from_path(path: str) -> str | None:
@@ -32,16 +34,41 @@ def charge_point_id_from_path(path: str) -> str | None:
         return None
 
 
-def basic_credentials(headers: Headers) -> tuple[str, str] | None:
+class BasicCredentials(NamedTuple):
+    """What an ``Authorization: Basic`` header carried. ``user`` is None when it is not UTF-8
+    (or the header not base64): sent, but no charger's. The password stays bytes: a binary
+    AuthorizationKey need not be text."""
+
+    user: str | None
+    password: bytes
+
+
+def basic_credentials(headers: Headers) -> BasicCredentials | None:
+    """None only when no Basic credentials were sent at all."""
     value = headers.get("Authorization", "")
     scheme, _, encoded = value.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return username, password
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        return BasicCredentials(None, b"")
+    user, _, password = decoded.partition(b":")
+    try:
+        return BasicCredentials(user.decode(), password)
+    except UnicodeDecodeError:
+        return BasicCredentials(None, password)
+
+
+def offered_subprotocols(headers: Headers) -> tuple[str, ...]:
+    """Sec-WebSocket-Protocol as the client sent it (every header, comma-separated lists
+    split), each cut for the log-safe length."""
+    return tuple(
+        clip(name.strip())
+        for value in headers.get_all("Sec-WebSocket-Protocol")
+        for name in value.split(",")
+        if name.strip()
+    )[:_MAX_OFFERED]
 
 
 def remote_address(connection: ServerConnection) -> str:

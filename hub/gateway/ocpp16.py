@@ -45,7 +45,9 @@ def boot_notification(
     policy = ctx.settings.boot_policy
     status: Literal["Accepted", "Pending", "Rejected"]
     if policy == "pending":
-        status = "Pending"
+        # Pending lasts until an operator accepts the charger (OCPP 1.6 §4.2: the central
+        # system may configure it meanwhile).
+        status = "Accepted" if ctx.charge_point_id in ctx.registry.accepted else "Pending"
     elif policy == "known" and not ctx.registry.is_known(ctx.charge_point_id):
         status = "Rejected"
     else:

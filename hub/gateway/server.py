@@ -34,6 +34,7 @@ from hub.gateway.handshake import (
     basic_credentials,
     charge_point_id_from_path,
     clip,
+    offered_subprotocols,
     peer_host,
     remote_address,
     websockets_logger,
@@ -53,16 +54,18 @@ from hub.gateway.protocol import (
     reject,
 )
 from hub.logs import Throttle, suppressed_field
-from hub.passwords import verify_password
-from hub.registry import Registry
+from hub.passwords import first_match
+from hub.registry import ChargerRecord, Registry
 from hub.subjects import decode_token, encode_token
 from hub.txids import StartIdentity, TransactionIds
 from schemas.commands import (
     COMMAND_SUBJECT_PREFIX,
 )
 from schemas.events import (
+    ChargerAccepted,
     ConnectionRefused,
     Event,
+    PasswordRotationEnded,
     RefusalReason,
     SecurityProfile,
 )
@@ -74,6 +77,7 @@ log = structlog.get_logger("hub.gateway")
 # records a frame has to fit in one NATS message, whose default limit is 1 MiB.
 HARD_FRAME_LIMIT: Final = 256 * 1024
 _CLAIM_SUBJECT: Final = "ctl.claim"
+_TRIGGER_BOOT: Final = b'{"requestedMessage":"BootNotification"}'
 
 
 class ChargerLink(msgspec.Struct, kw_only=True):
@@ -81,6 +85,8 @@ class ChargerLink(msgspec.Struct, kw_only=True):
 
     link: Link
     websocket: ServerConnection
+    # Sends the hub's own CALLs on this connection; set as soon as it exists.
+    calls: ChargerConnection | None = None
 
 
 class Gateway:
@@ -103,6 +109,7 @@ class Gateway:
         # websockets owns the connection tasks; a shutdown that runs out of patience cancels them.
         self._handlers: set[asyncio.Task[None]] = set()
         self.auth_guard = AuthGuard()
+        registry.listeners.append(self._registry_changed)
         # Refusals and failed handshakes are logged through this: a flood of bad requests
         # costs a bounded number of lines.
         self.log_throttle = Throttle()
@@ -190,7 +197,7 @@ class Gateway:
             problem = id_problem(charge_point_id)
         if charge_point_id is None or problem is not None:
             await self._refuse(
-                "invalid_charge_point_id", request.path, remote, request.path, problem=problem or ""
+                "invalid_charge_point_id", request.path, remote, request, problem=problem or ""
             )
             return connection.respond(
                 HTTPStatus.BAD_REQUEST, f"invalid charge point id: {problem}\n"
@@ -201,15 +208,13 @@ class Gateway:
             return None
         if refusal == "locked_out":
             retry_after = math.ceil(self.auth_guard.retry_after(charge_point_id, address))
-            await self._refuse(
-                refusal, charge_point_id, remote, request.path, retry_after=retry_after
-            )
+            await self._refuse(refusal, charge_point_id, remote, request, retry_after=retry_after)
             response = connection.respond(
                 HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins; try again later\n"
             )
             response.headers["Retry-After"] = str(retry_after)
             return response
-        await self._refuse(refusal, charge_point_id, remote, request.path)
+        await self._refuse(refusal, charge_point_id, remote, request)
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "authentication required\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
@@ -225,25 +230,53 @@ class Gateway:
             return None
         if credentials is None:
             return "missing_credentials"
-        username, password = credentials
-        if username != charge_point_id:
+        if credentials.user != charge_point_id:
             return "bad_credentials"
         # Checked before the password, so a locked-out guesser costs no PBKDF2 either.
         if not self.auth_guard.admit(charge_point_id, address):
             return "locked_out"
         # PBKDF2 is deliberately slow, so it must not run on the event loop.
-        valid = await asyncio.to_thread(verify_password, password, record.password_hash)
-        if not valid:
+        matched = await asyncio.to_thread(first_match, credentials.password, record.password_hashes)
+        if matched is None:
             return "bad_credentials"
         self.auth_guard.succeeded(charge_point_id, address)
+        if matched == 1:
+            await self._rotation_completed(charge_point_id, record)
         return None
+
+    async def _rotation_completed(self, charge_point_id: str, record: ChargerRecord) -> None:
+        """The charger logged in with the password it is being rotated to: from now on that
+        one alone. Stored before the handshake is answered; the id makes two gateways (or two
+        connections) record it once."""
+        ended = PasswordRotationEnded(
+            id=f"{record.rotation_id}:ended",
+            received_at=now_ms(),
+            actor=f"gateway:{self.gateway_id}",
+            charge_point_id=charge_point_id,
+            rotation_id=record.rotation_id,
+            outcome="completed",
+        )
+        await self._store.store([ended])
+        log.info(
+            "password.rotated", charge_point_id=charge_point_id, rotation_id=record.rotation_id
+        )
+
+    def _registry_changed(self, event: Event) -> None:
+        """An operator accepted a Pending charger this gateway holds: ask it for the
+        BootNotification that will be answered Accepted (TriggerMessage, OCPP 1.6 §5.17).
+        Folded first, so the answer cannot find the registry behind."""
+        if not isinstance(event, ChargerAccepted) or self.settings.boot_policy != "pending":
+            return
+        charger = self.connections.get(event.charge_point_id)
+        if charger is not None and charger.calls is not None:
+            charger.calls.send_own("TriggerMessage", _TRIGGER_BOOT)
 
     async def _refuse(
         self,
         reason: RefusalReason,
         charge_point_id: str,
         remote: str,
-        path: str,
+        request: Request,
         **details: str | int,
     ) -> None:
         received_at = now_ms()
@@ -254,7 +287,8 @@ class Gateway:
             gateway_id=self.gateway_id,
             reason=reason,
             remote_address=remote,
-            path=path,
+            path=request.path,
+            offered_subprotocols=offered_subprotocols(request.headers),
         )
         await self._store.store([event])
         suppressed = self.log_throttle.admit(f"connection.refused:{reason}")
@@ -294,7 +328,7 @@ class Gateway:
             reason: RefusalReason = (
                 "missing_subprotocol" if not offered else "unsupported_subprotocol"
             )
-            await self._refuse(reason, charge_point_id, remote, request.path)
+            await self._refuse(reason, charge_point_id, remote, request)
             await websocket.close(1002, f"{reason.replace('_', ' ')}; this hub speaks ocpp1.6")
             return
         link = Link(
@@ -305,7 +339,7 @@ class Gateway:
         )
         bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
         charger = ChargerLink(link=link, websocket=websocket)
-        connection = ChargerConnection(self, charger, bound)
+        connection = charger.calls = ChargerConnection(self, charger, bound)
         # Listening for commands before the connection is announced means anyone who saw
         # the charger connect can already reach it. A queue group: while an old and a new
         # connection overlap during a replacement, a command still goes to only one of them.

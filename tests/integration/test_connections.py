@@ -172,7 +172,8 @@ async def test_basic_auth_accepts_the_right_password(
         ("CP-SECURE", basic_auth("CP-SECURE", "wrong"), "bad_credentials"),
         ("CP-SECURE", basic_auth("CP-OTHER", "correct horse battery"), "bad_credentials"),
         ("CP-SECURE", {}, "missing_credentials"),
-        ("CP-SECURE", {"Authorization": "Basic !!!not-base64"}, "missing_credentials"),
+        # Sent, if unreadable: bad, not missing.
+        ("CP-SECURE", {"Authorization": "Basic !!!not-base64"}, "bad_credentials"),
         ("CP-STRANGER", {}, "unknown_charger"),
     ],
 )
