@@ -19,6 +19,14 @@ import uvloop
 
 from hub import logs
 from hub.api import cli as api_cli
+from hub.api.credentials import (
+    Busy,
+    NotRegistered,
+    RotationBody,
+    charger_accepted,
+    rotate,
+    rotation_secret,
+)
 from hub.api.money_rules import (
     Conflict,
     CreditBody,
@@ -33,9 +41,11 @@ from hub.api.money_rules import (
     wallet_credited,
 )
 from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
+from hub.bus import Connection, EventStore
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.domain.charger_ids import id_problem
+from hub.domain.credentials import BadSecret, key_secret, password_secret
 from hub.fanout import cli as fanout_cli
 from hub.fanout.gc_policy import gc_policy
 from hub.follower import Follower, fold_once
@@ -56,6 +66,7 @@ from schemas.events import (
     AdminEvent,
     ChargerRegistered,
     ChargerUnregistered,
+    Event,
     IdTagRemoved,
     IdTagUpserted,
     WalletConfigured,
@@ -161,7 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("charge_point_id")
     secret = add.add_mutually_exclusive_group()
-    secret.add_argument("--password", help="HTTP Basic password (security profiles 1 and 2)")
+    secret.add_argument(
+        "--password",
+        help="HTTP Basic password (security profiles 1 and 2), 16 to 40 printable characters",
+    )
+    secret.add_argument(
+        "--key",
+        help="binary AuthorizationKey as hex, 16 to 20 bytes (OCPP 1.6 security whitepaper)",
+    )
     secret.add_argument(
         "--generate-password",
         action="store_true",
@@ -169,6 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove = charger_commands.add_parser("remove", help="unregister a charger", parents=[common])
     remove.add_argument("charge_point_id")
+    accept = charger_commands.add_parser(
+        "accept",
+        help="accept a charger the pending boot policy holds (an audited event)",
+        parents=[common],
+    )
+    accept.add_argument("charge_point_id")
+    rotate = charger_commands.add_parser(
+        "rotate-password",
+        help="give a connected charger a new password (ChangeConfiguration AuthorizationKey)",
+        parents=[common],
+    )
+    rotate.add_argument("charge_point_id")
+    new_secret = rotate.add_mutually_exclusive_group()
+    new_secret.add_argument("--password", help="the new password (default: a generated key)")
+    new_secret.add_argument("--key", help="the new binary key, as hex")
+    rotate.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the charger's answer"
+    )
     charger_commands.add_parser("list", help="list registered chargers", parents=[common])
 
     idtags = commands.add_parser("idtags", help="manage the id-tag list used by Authorize")
@@ -301,9 +337,15 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 raise SystemExit(
                     f"hub: invalid charge point id {args.charge_point_id!r}: {problem}"
                 )
-            password = args.password or (
-                secrets.token_urlsafe(18) if args.generate_password else ""
-            )
+            password = secrets.token_urlsafe(18) if args.generate_password else args.password
+            try:
+                secret = None
+                if password is not None:
+                    secret = password_secret(password)
+                elif args.key is not None:
+                    secret = key_secret(args.key)
+            except BadSecret as error:
+                raise SystemExit(f"hub: --{error.field}: {error.problem}") from None
             message = f"registered {args.charge_point_id}"
             if args.generate_password:
                 message += f"\npassword: {password}"
@@ -312,8 +354,17 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                 received_at=received_at,
                 actor=actor,
                 charge_point_id=args.charge_point_id,
-                password_hash=hash_password(password) if password else "",
+                password_hash=hash_password(secret.raw) if secret else "",
             ), message
+        case "chargers", "accept":
+            if problem := id_problem(args.charge_point_id):
+                raise SystemExit(
+                    f"hub: invalid charge point id {args.charge_point_id!r}: {problem}"
+                )
+            return charger_accepted(args.charge_point_id, Origin(event_id, received_at, actor)), (
+                f"accepted {args.charge_point_id}: its next BootNotification is answered "
+                "Accepted (a connected charger is asked for one now)"
+            )
         case "chargers", "remove":
             return ChargerUnregistered(
                 id=event_id,
@@ -356,7 +407,7 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
 
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
-    event, message = admin_event(args)
+    event, message = (None, "") if args.action == "rotate-password" else admin_event(args)
     async with admin_backbone(settings) as (connection, store):
         if event is not None:
             await store.store([event])
@@ -366,6 +417,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
         await fold_once(
             connection, settings.stream.name, REGISTRY_SUBJECTS, registry.apply, name="registry"
         )
+        if args.action == "rotate-password":
+            return await _rotate_password(connection, store, registry, args)
         if args.command == "chargers":
             for charge_point_id, record in sorted(registry.chargers.items()):
                 auth = "password" if record.password_hash else "no password"
@@ -375,6 +428,46 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                 expiry = format_time(tag.expires_at) if tag.expires_at else "-"
                 print(f"{id_tag}\t{tag.status}\t{expiry}\t{tag.parent_id_tag or '-'}")
     return 0
+
+
+async def _rotate_password(
+    connection: Connection, store: EventStore, registry: Registry, args: argparse.Namespace
+) -> int:
+    """``hub chargers rotate-password``: the REST endpoint's rules and steps, from here."""
+    body = RotationBody(password=args.password, key=args.key)
+    try:
+        secret, generated = rotation_secret(registry, args.charge_point_id, body)
+    except BadSecret as error:
+        print(f"hub: --{error.field}: {error.problem}", file=sys.stderr)
+        return 2
+    except (NotRegistered, Busy) as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 1
+
+    async def stored(event: Event) -> int:
+        [seq] = await store.store([event])
+        return seq
+
+    view = await rotate(
+        connection.client,
+        stored,
+        args.charge_point_id,
+        secret,
+        Origin(uuid.uuid4().hex, now_ms(), _actor()),
+        timeout_s=args.timeout,
+        show_key=generated,
+    )
+    what = {
+        "accepted": "took the new password; the old one works until it logs in with it",
+        "rejected": f"refused the new password ({view.detail}); the old one stays",
+        "timeout": "did not answer in time; the old password stays",
+        "failed": f"could not be reached ({view.detail}); the old password stays",
+        "completed": "logs in with the new password",
+    }[view.state]
+    print(f"{args.charge_point_id} {what} (rotation {view.rotation_id})")
+    if view.key:
+        print(f"key: {view.key}")
+    return 0 if view.state in ("accepted", "completed") else 1
 
 
 # -- hub wallets -------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def setup(
     nats_url: str,
 ) -> None:
     """Register the command API on an aiohttp app (the fan-out's)."""
-    from hub.api import money, openapi
+    from hub.api import credentials, money, openapi
 
     app[API] = CommandApi(verifier, known)
     app.cleanup_ctx.append(_backbone(settings, nats_url))
@@ -101,6 +101,7 @@ def setup(
         )
     app.router.add_get("/api/v1/commands/{command_id}", _answering_errors(_get_command))
     money.setup(app, settings.stream.name)
+    credentials.setup(app, settings.stream.name)
     openapi.add_routes(app)
 
 

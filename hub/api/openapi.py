@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from hub.api.credentials import AcceptanceView, RotationBody, RotationView
 from hub.api.endpoints import ENDPOINTS, Endpoint
 from hub.api.money_rules import CreditBody, Limits, TariffBody, WalletBody
 from hub.api.money_state import CreditView, LimitsView, TariffList, TariffView, WalletView
@@ -157,24 +158,76 @@ def _money(
     answer: tuple[str, type[Any]],
     errors: str,
     body: type[Any] | None = None,
+    *,
+    tag: str = "money",
+    meanings: dict[str, str] = MONEY_ERRORS,
 ) -> dict[str, Any]:
     """An operation; ``errors`` lists the error statuses it can answer, e.g. "400 401 503"."""
     status, kind = answer
     responses = {status: _json(_ref(kind), summary)}
-    responses.update({code: _error(MONEY_ERRORS[code]) for code in errors.split()})
+    responses.update({code: _error(meanings[code]) for code in errors.split()})
     operation: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
-        "tags": ["money"],
+        "tags": [tag],
         "parameters": parameters,
         "responses": responses,
     }
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            # Optional for a rotation: no body, and the hub generates the key.
+            "required": tag == "money",
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return operation
+
+
+# -- charger credentials and acceptance (hub/api/credentials.py) -------------------------------
+
+CREDENTIAL_ERRORS: Final = {
+    "400": "a bad body or query parameter: a password or key too short or too long",
+    "401": "no valid token (audited)",
+    "403": "the token's role or charger scope does not allow it (audited)",
+    "404": "a charger the hub does not know, or (rotation) without a password",
+    "409": "a rotation is under way already, or the charger is offline (state failed)",
+    "503": "the event store did not acknowledge in time",
+    "504": "the charger did not answer the ChangeConfiguration in time (state timeout)",
+}
+
+
+def _credential_paths() -> dict[str, dict[str, Any]]:
+    timeout = {
+        "name": "timeout",
+        "in": "query",
+        "description": "seconds to wait for the charger's answer (0.1 to 300, default 30)",
+        "schema": {"type": "number", "minimum": 0.1, "maximum": 300},
+    }
+    return {
+        "/api/v1/chargers/{charge_point_id}/password-rotation": {
+            "post": _money(
+                "rotate_password",
+                "Give a charger a new password (ChangeConfiguration AuthorizationKey); "
+                "stores admin.charger.password.rotating and .rotated",
+                [CHARGER, timeout],
+                ("200", RotationView),
+                "400 401 403 404 409 503 504",
+                RotationBody,
+                tag="chargers",
+                meanings=CREDENTIAL_ERRORS,
+            )
+        },
+        "/api/v1/chargers/{charge_point_id}/accept": {
+            "post": _money(
+                "accept_charger",
+                "Accept a charger the pending boot policy holds (stores admin.charger.accepted)",
+                [CHARGER],
+                ("200", AcceptanceView),
+                "401 403 404 503",
+                tag="chargers",
+                meanings=CREDENTIAL_ERRORS,
+            )
+        },
+    }
 
 
 def _money_paths() -> dict[str, dict[str, Any]]:
@@ -261,7 +314,14 @@ def _money_paths() -> dict[str, dict[str, Any]]:
 def document() -> dict[str, Any]:
     from hub.api.http import ErrorBody
 
-    types: list[Any] = [CommandView, ErrorBody, *MONEY_TYPES]
+    types: list[Any] = [
+        CommandView,
+        ErrorBody,
+        *MONEY_TYPES,
+        RotationBody,
+        RotationView,
+        AcceptanceView,
+    ]
     for endpoint in ENDPOINTS:
         types += [endpoint.request_type, endpoint.response_type]
     _, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -286,6 +346,7 @@ def document() -> dict[str, Any]:
         }
     }
     paths.update(_money_paths())
+    paths.update(_credential_paths())
     return {
         "openapi": "3.1.0",
         "info": {

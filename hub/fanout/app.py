@@ -23,10 +23,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub.bus import connect, ensure_stream
 from hub.config import Settings
+from hub.domain.refusals import Refused
 from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
 from hub.fanout.gc_policy import gc_policy
 from hub.fanout.live import Live
+from hub.fanout.translate import iso
 from hub.tokens import AuthError, Scope, Verifier, ensure_secret
 from schemas.events import decode_event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
@@ -82,6 +84,7 @@ def create_app(settings: Settings, nats_url: str) -> web.Application:
     app.router.add_get("/ws", _ws_multi)
     app.router.add_get("/ws/chargers/{charge_point_id}", _ws_single)
     app.router.add_get("/api/v1/chargers", _rest_list)
+    app.router.add_get("/api/v1/refusals", _rest_refusals)
     app.router.add_get("/api/v1/chargers/{charge_point_id}", _rest_one)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     # The command API (hub/api) shares this app, its token verifier and its live state.
@@ -254,10 +257,37 @@ async def _rest_one(request: web.Request) -> web.Response:
         )
     live = request.app[BROKER].live
     if charge_point_id not in live.chargers:
-        return _json_response(
-            {"error": "not_found", "message": f"no charger {charge_point_id!r}"}, status=404
-        )
+        body: dict[str, object] = {"error": "not_found"}
+        message = f"no charger {charge_point_id!r}"
+        if (refused := live.refusals.get(charge_point_id)) is not None:
+            # Known only for being turned away: say why, so the operator need not search.
+            message += f": its connections are refused ({refused.reason})"
+            body["refused"] = refusal_view(refused)
+        return _json_response({**body, "message": message}, status=404)
     return _json_response(live.snapshot(charge_point_id, int(time.time() * 1000)))
+
+
+def refusal_view(refused: Refused) -> dict[str, object]:
+    return {
+        "chargePointId": refused.charge_point_id,
+        "reason": refused.reason,
+        "lastAttemptAt": iso(refused.last_attempt_at),
+        "remoteAddress": refused.remote_address,
+        "offeredSubprotocols": refused.offered_subprotocols,
+        "attempts": refused.attempts,
+    }
+
+
+async def _rest_refusals(request: web.Request) -> web.Response:
+    """Chargers whose last attempt to connect was refused, latest first, within the
+    rebuild window (a charger that connects leaves the list)."""
+    scope = _rest_scope(request)
+    if isinstance(scope, web.Response):
+        return scope
+    refusals = request.app[BROKER].live.refusals.latest_first()
+    return _json_response(
+        {"refused": [refusal_view(r) for r in refusals if scope.allows(r.charge_point_id)]}
+    )
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from heapq import merge
 
 from hub.domain.charging import Charging
+from hub.domain.refusals import Refusals
 from hub.fanout.state import ChargerState, apply, snapshot
 from hub.fanout.translate import translate
 from schemas.events import (
@@ -47,6 +48,8 @@ class Live:
         # What the stream means, for every charger: transactions, their curves and tariffs.
         # Read (never changed) by translate and snapshots.
         self.charging = Charging()
+        # Chargers whose last attempt to connect was refused (they have no state of their own).
+        self.refusals = Refusals()
 
     def fold(self, event: Event, seq: int) -> list[ChargerMessage]:
         """Apply one stored event; returns the UI messages it produced, in order."""
@@ -55,6 +58,7 @@ class Live:
         self.seq = seq
         # Every event, in stream order: tariffs, wallets and the policy's closes count too.
         facts = self.charging.apply(seq, event)
+        self.refusals.apply(event)
         if not isinstance(event, ChargerEvent | CommandFinished | _ALERTS):
             return []
         charge_point_id = event.charge_point_id

@@ -51,6 +51,7 @@ function connect() {
   ws.onopen = () => {
     state.retry = 0;
     setLink("live", true);
+    loadRefused();
     const request = { op: "subscribe", chargers: ["*"] };
     if (state.seq !== null) request.since = state.seq;
     ws.send(JSON.stringify(request));
@@ -253,6 +254,33 @@ function chart(canvas, points) {
     g.stroke();
   }
 }
+
+// Refused handshakes are no charger's messages: read from the REST API, now and then.
+const REFUSED_EVERY_MS = 10000;
+async function loadRefused() {
+  if (!state.token) return;
+  try {
+    const response = await fetch("/api/v1/refusals", { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) return;
+    const { refused } = await response.json();
+    $("#refused-count").textContent = `(${refused.length})`;
+    const body = $("#refused tbody");
+    body.replaceChildren(...refused.map((r) => {
+      const row = document.createElement("tr");
+      row.dataset.charger = r.chargePointId;
+      for (const text of [r.chargePointId, r.reason, r.lastAttemptAt, r.remoteAddress,
+        r.offeredSubprotocols.join(", ") || "none", r.attempts]) {
+        const cell = document.createElement("td");
+        cell.textContent = String(text);
+        row.appendChild(cell);
+      }
+      return row;
+    }));
+  } catch (error) {
+    // The next round tries again; the live view does not depend on it.
+  }
+}
+setInterval(loadRefused, REFUSED_EVERY_MS);
 
 state.token = readToken();
 connect();

@@ -1,0 +1,332 @@
+"""Charger credentials and acceptance over REST and ``hub chargers``: password rotation, and
+accepting a charger the ``pending`` boot policy holds.
+
+A rotation is events first, then the CALL: ``admin.charger.password.rotating`` (the new
+password's PBKDF2 hash, never the password), then ChangeConfiguration AuthorizationKey through
+the command path (``admin.command.requested`` with the value redacted, the CALL,
+``admin.command.finished``), then ``admin.charger.password.rotated`` when the charger
+refuses the key or does not answer. When it takes the key, the gateway records the end
+(``completed``) as the charger logs in with it; until then both passwords log in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, Literal
+
+import msgspec
+import structlog
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+
+from hub.api.http import (
+    API,
+    _answering_errors,
+    _authorise,
+    _error,
+    _store,
+    _timeout,
+    json_response,
+    now_ms,
+)
+from hub.api.money_rules import Origin
+from hub.commands import finished_event, send_command
+from hub.domain.credentials import MAX_KEY_BYTES, BadSecret, Secret, rotation_outcome, secret_of
+from hub.follower import Follower
+from hub.passwords import hash_password
+from hub.registry import Registry
+from schemas.events import (
+    ChargerAccepted,
+    CommandRequested,
+    Event,
+    PasswordRotationEnded,
+    PasswordRotationStarted,
+)
+
+log = structlog.get_logger("hub.api.credentials")
+
+CHARGER_SUBJECTS: Final = ("ev.admin.charger.>",)
+# What the stored command shows in place of the AuthorizationKey's value.
+REDACTED: Final = "<redacted>"
+FOLD_WAIT_S: Final = 5.0
+
+RotationState = Literal["accepted", "completed", "rejected", "timeout", "failed"]
+
+
+class RotationBody(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """``POST /api/v1/chargers/{chargePointId}/password-rotation``: the new ``password``
+    (16 to 40 printable characters), or ``key`` (16 to 20 bytes, as hex); with neither, the
+    hub generates a 20-byte key and answers it once."""
+
+    password: str | None = None
+    key: str | None = None
+
+
+class RotationView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """``state`` ``accepted``: the charger took the key; both passwords log in until it logs
+    in with the new one. ``key``: the generated key, in this answer only."""
+
+    rotation_id: str
+    charge_point_id: str
+    command_id: str
+    state: RotationState
+    detail: str = ""
+    actor: str = ""
+    key: str = ""
+
+
+class AcceptanceView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    charge_point_id: str
+    event_id: str
+    actor: str
+    accepted_at: int
+
+
+class NotRegistered(LookupError):
+    """A rotation for a charger the hub has no password for (404 over REST, exit 1)."""
+
+
+class Busy(Exception):
+    """A rotation that would cut another one short (409)."""
+
+
+def rotation_secret(
+    registry: Registry, charge_point_id: str, body: RotationBody
+) -> tuple[Secret, bool]:
+    """The new secret a rotation request asks for, and whether the hub generated it (then
+    the operator is shown it); the one check REST and CLI share.
+
+    Raises BadSecret, NotRegistered or Busy. A second rotation while one goes on is refused:
+    dropping a key the charger may already hold would lock it out."""
+    record = registry.chargers.get(charge_point_id)
+    if record is None:
+        raise NotRegistered(f"charger {charge_point_id!r} is not registered")
+    if not record.password_hash:
+        raise NotRegistered(
+            f"charger {charge_point_id!r} has no password (security profile 0): "
+            "register one with hub chargers add"
+        )
+    if record.rotation_id:
+        raise Busy(
+            f"a password rotation of {charge_point_id!r} is under way ({record.rotation_id}); "
+            "it ends when the charger logs in with the new password"
+        )
+    return secret_of(body.password, body.key, secrets.token_bytes(MAX_KEY_BYTES))
+
+
+async def rotate(
+    client: NatsClient,
+    store: Callable[[Event], Awaitable[int]],
+    charge_point_id: str,
+    secret: Secret,
+    origin: Origin,
+    *,
+    timeout_s: float,
+    show_key: bool,
+) -> RotationView:
+    """Record the rotation, send the key through the command path, record what came of it."""
+    rotation_id, command_id = origin.event_id, uuid.uuid4().hex
+    password_hash = await asyncio.to_thread(hash_password, secret.raw)
+    await store(
+        PasswordRotationStarted(
+            id=rotation_id,
+            received_at=origin.received_at,
+            actor=origin.actor,
+            charge_point_id=charge_point_id,
+            rotation_id=rotation_id,
+            password_hash=password_hash,
+            command_id=command_id,
+        )
+    )
+    requested = CommandRequested(
+        id=f"{command_id}:requested",
+        received_at=now_ms(),
+        actor=origin.actor,
+        command_id=command_id,
+        charge_point_id=charge_point_id,
+        action="ChangeConfiguration",
+        payload=msgspec.Raw(_change(REDACTED)),
+        timeout_s=timeout_s,
+    )
+    await store(requested)
+    reply = await send_command(
+        client,
+        charge_point_id,
+        "ChangeConfiguration",
+        _change(secret.configured),
+        command_id=command_id,
+        timeout_s=timeout_s,
+    )
+    await store(finished_event(requested, reply, now_ms()))
+    outcome, detail = rotation_outcome(reply.status, bytes(reply.payload))
+    if outcome is not None:
+        await store(
+            PasswordRotationEnded(
+                id=f"{rotation_id}:ended",
+                received_at=now_ms(),
+                actor=origin.actor,
+                charge_point_id=charge_point_id,
+                rotation_id=rotation_id,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+    log.info(
+        "password.rotation",
+        charge_point_id=charge_point_id,
+        rotation_id=rotation_id,
+        state=outcome or "accepted",
+        actor=origin.actor,
+    )
+    return RotationView(
+        rotation_id=rotation_id,
+        charge_point_id=charge_point_id,
+        command_id=command_id,
+        state=outcome or "accepted",
+        detail=detail,
+        actor=origin.actor,
+        key=secret.configured if show_key else "",
+    )
+
+
+def _change(value: str) -> bytes:
+    return msgspec.json.encode({"key": "AuthorizationKey", "value": value})
+
+
+def charger_accepted(charge_point_id: str, origin: Origin) -> ChargerAccepted:
+    return ChargerAccepted(
+        id=origin.event_id,
+        received_at=origin.received_at,
+        actor=origin.actor,
+        charge_point_id=charge_point_id,
+    )
+
+
+def acceptance_view(event: ChargerAccepted) -> AcceptanceView:
+    return AcceptanceView(
+        charge_point_id=event.charge_point_id,
+        event_id=event.id,
+        actor=event.actor,
+        accepted_at=event.received_at,
+    )
+
+
+# -- REST --------------------------------------------------------------------------------------
+
+
+class CredentialsApi:
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.follower: Follower | None = None
+
+    async def stored(self, request: web.Request, event: Event) -> int:
+        """Store ``event`` and wait until the registry holds it, so the next request sees it."""
+        seq = await _store(request.app[API], event)
+        if self.follower is not None:
+            await self.follower.reached(seq, within_s=FOLD_WAIT_S)
+        return seq
+
+
+CREDENTIALS: Final = web.AppKey("credentials_api", CredentialsApi)
+
+
+def setup(app: web.Application, stream: str) -> None:
+    """Register the routes; call after the command API's backbone (whose connection it uses)."""
+    app[CREDENTIALS] = CredentialsApi()
+    app.cleanup_ctx.append(_follow(stream))
+    route = app.router.add_route
+    route(
+        "POST",
+        "/api/v1/chargers/{charge_point_id}/password-rotation",
+        _answering_errors(_rotate),
+    )
+    route("POST", "/api/v1/chargers/{charge_point_id}/accept", _answering_errors(_accept))
+
+
+def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        connection, state = app[API].connection, app[CREDENTIALS]
+        assert connection is not None, "credentials.setup must come after the API's backbone"
+        async with Follower(
+            connection, stream, CHARGER_SUBJECTS, state.registry.apply, name="credentials"
+        ) as follower:
+            state.follower = follower
+            yield
+
+    return run
+
+
+def _origin(subject: str) -> Origin:
+    return Origin(uuid.uuid4().hex, now_ms(), subject)
+
+
+# HTTP status of each state: the charger's verdict is an answer; no answer is the gateway's.
+_ROTATION_STATUS: Final[dict[RotationState, int]] = {
+    "accepted": 200,
+    "completed": 200,
+    "rejected": 200,
+    "timeout": 504,
+    "failed": 409,
+}
+
+
+async def _rotate(request: web.Request) -> web.Response:
+    api, state = request.app[API], request.app[CREDENTIALS]
+    charge_point_id = request.match_info["charge_point_id"]
+    scope = await _authorise(request, charge_point_id, command=True, doing="rotate passwords")
+    timeout_s = _timeout(request)
+    raw = await request.read()
+    try:
+        body = msgspec.json.decode(raw or b"{}", type=RotationBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise _error(400, "bad_request", str(error)) from None
+    try:
+        secret, generated = rotation_secret(state.registry, charge_point_id, body)
+    except BadSecret as error:
+        raise _error(400, "bad_request", f"{error.problem} - at `$.{error.field}`") from None
+    except NotRegistered as error:
+        raise _error(404, "not_found", str(error)) from None
+    except Busy as error:
+        raise _error(409, "conflict", str(error)) from None
+    assert api.connection is not None
+    view = await rotate(
+        api.connection.client,
+        lambda event: state.stored(request, event),
+        charge_point_id,
+        secret,
+        _origin(scope.subject),
+        timeout_s=timeout_s,
+        show_key=generated,
+    )
+    return json_response(view, status=_ROTATION_STATUS[view.state])
+
+
+async def _accept(request: web.Request) -> web.Response:
+    api, state = request.app[API], request.app[CREDENTIALS]
+    charge_point_id = request.match_info["charge_point_id"]
+    scope = await _authorise(request, charge_point_id, command=True, doing="accept chargers")
+    if not api.known(charge_point_id) and not state.registry.is_known(charge_point_id):
+        raise _error(404, "not_found", f"no charger {charge_point_id!r}")
+    event = charger_accepted(charge_point_id, _origin(scope.subject))
+    await state.stored(request, event)
+    log.info("api.charger_accepted", charge_point_id=charge_point_id, actor=event.actor)
+    return json_response(acceptance_view(event))
+
+
+__all__ = [
+    "CREDENTIALS",
+    "AcceptanceView",
+    "Busy",
+    "NotRegistered",
+    "RotationBody",
+    "RotationView",
+    "charger_accepted",
+    "rotate",
+    "rotation_secret",
+    "setup",
+]
