@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import sys
@@ -186,6 +187,22 @@ def holder(answer: str) -> type[KeyHolder]:
     return Holder
 
 
+@contextlib.asynccontextmanager
+async def holding(
+    gateway: Gateway, nats_url: str, settings: Settings, charge_point_id: str, answer: str
+) -> AsyncIterator[KeyHolder]:
+    """A charger registered with the OLD password, connected with it and booted."""
+    await register_charger(nats_url, settings, charge_point_id, OLD)
+    async with ocpp_charger(
+        gateway.port,
+        charge_point_id,
+        charger_class=holder(answer),
+        additional_headers=basic(charge_point_id, OLD.encode()),
+    ) as charger:
+        await charger.call(BOOT)
+        yield charger
+
+
 def folded(gateway: Gateway, kind: type[E]) -> asyncio.Future[E]:
     """Set once the gateway's registry has folded an event of ``kind``."""
     seen: asyncio.Future[E] = asyncio.get_running_loop().create_future()
@@ -205,18 +222,11 @@ async def admin_events(url: str) -> list[Event]:
 async def test_rotation_accepted_old_and_new_work_until_the_charger_logs_in_with_the_new(
     strict: Gateway, ui_port: int, nats_server: EmbeddedNats, settings: Settings
 ) -> None:
-    await register_charger(nats_server.url, settings, "CP-ROT", OLD)
     ended = folded(strict, PasswordRotationEnded)
     async with (
-        ocpp_charger(
-            strict.port,
-            "CP-ROT",
-            charger_class=holder("Accepted"),
-            additional_headers=basic("CP-ROT", OLD.encode()),
-        ) as charger,
+        holding(strict, nats_server.url, settings, "CP-ROT", "Accepted") as charger,
         api_client(ui_port) as api,
     ):
-        await charger.call(BOOT)
         status, view = await api.call("POST", "/api/v1/chargers/CP-ROT/password-rotation")
         assert status == 200, view
         assert view["state"] == "accepted" and view["actor"] == "alice"
@@ -250,16 +260,9 @@ async def test_rotation_accepted_old_and_new_work_until_the_charger_logs_in_with
 async def test_rotation_rejected_keeps_the_old_password(
     strict: Gateway, nats_server: EmbeddedNats, settings: Settings
 ) -> None:
-    await register_charger(nats_server.url, settings, "CP-REJ", OLD)
     ended = folded(strict, PasswordRotationEnded)
     new = "new-password-4567"
-    async with ocpp_charger(
-        strict.port,
-        "CP-REJ",
-        charger_class=holder("Rejected"),
-        additional_headers=basic("CP-REJ", OLD.encode()),
-    ) as charger:
-        await charger.call(BOOT)
+    async with holding(strict, nats_server.url, settings, "CP-REJ", "Rejected") as charger:
         # Through the CLI this time: the same rules and steps as the REST endpoint.
         code, out, err = await hub_command(
             "chargers",
@@ -284,20 +287,13 @@ async def test_rotation_rejected_keeps_the_old_password(
 async def test_rotation_timed_out_keeps_the_old_password_and_short_passwords_are_refused(
     strict: Gateway, ui_port: int, nats_server: EmbeddedNats, settings: Settings
 ) -> None:
-    await register_charger(nats_server.url, settings, "CP-MUTE", OLD)
     ended = folded(strict, PasswordRotationEnded)
     new = "new-password-8901"
     path = "/api/v1/chargers/CP-MUTE/password-rotation"
     async with (
-        ocpp_charger(
-            strict.port,
-            "CP-MUTE",
-            charger_class=holder("never"),
-            additional_headers=basic("CP-MUTE", OLD.encode()),
-        ) as charger,
+        holding(strict, nats_server.url, settings, "CP-MUTE", "never"),
         api_client(ui_port) as api,
     ):
-        await charger.call(BOOT)
         status, short = await api.call("POST", path, {"password": "short"})
         assert status == 400
         assert short["message"].startswith("must be 16 to 40 characters, got 5")

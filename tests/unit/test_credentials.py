@@ -97,7 +97,8 @@ def _admin(kind: type[Any], **fields: Any) -> Any:
     return kind(id=fields.pop("id", "e"), received_at=1, actor="test", **fields)
 
 
-def test_a_rotation_accepts_both_hashes_until_it_ends() -> None:
+def rotating() -> Registry:
+    """CP registered with hash ``old``, being rotated (r1) to ``new``."""
     registry = Registry()
     registry.apply(_admin(ChargerRegistered, charge_point_id="CP", password_hash="old"))
     registry.apply(
@@ -109,6 +110,11 @@ def test_a_rotation_accepts_both_hashes_until_it_ends() -> None:
             command_id="c1",
         )
     )
+    return registry
+
+
+def test_a_rotation_accepts_both_hashes_until_it_ends() -> None:
+    registry = rotating()
     assert registry.chargers["CP"].password_hashes == ("old", "new")
     assert registry.rotating("CP")
     # The end of some other rotation changes nothing.
@@ -124,17 +130,7 @@ def test_a_rotation_accepts_both_hashes_until_it_ends() -> None:
 
 @pytest.mark.parametrize("outcome", ["rejected", "timeout", "failed"])
 def test_a_rotation_that_fails_keeps_the_old_hash(outcome: Any) -> None:
-    registry = Registry()
-    registry.apply(_admin(ChargerRegistered, charge_point_id="CP", password_hash="old"))
-    registry.apply(
-        _admin(
-            PasswordRotationStarted,
-            charge_point_id="CP",
-            rotation_id="r1",
-            password_hash="new",
-            command_id="c1",
-        )
-    )
+    registry = rotating()
     registry.apply(
         _admin(PasswordRotationEnded, charge_point_id="CP", rotation_id="r1", outcome=outcome)
     )
