@@ -532,6 +532,22 @@ def test_unknown_action_and_version() -> None:
     assert codes == ["NotImplemented", "NotImplemented", "NotSupported"]
 
 
+def _with_stack(frames: int, call: Callable[[], object]) -> object:
+    return call() if frames == 0 else _with_stack(frames - 1, call)
+
+
+@pytest.mark.parametrize("depth", [700, 800, 900, 1000, 100_000])
+def test_deep_payloads_are_refused_whatever_the_callers_stack(depth: int) -> None:
+    """How deep the parsers read depends on how deep the caller's stack already is: a payload
+    one parser reads and the next cannot is still a refusal, never an exception (the gateway
+    answered such a frame with InternalError, the command API with a 500)."""
+    payload = b'{"fuzzExtra":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
+    for frames in range(0, 300, 10):
+        result = _with_stack(frames, lambda: validate_call("1.6", "Heartbeat", payload))
+        assert isinstance(result, PayloadError), (frames, result)
+        assert result.code == "FormationViolation", (frames, result)
+
+
 def test_decoded_struct_round_trips() -> None:
     schema = next(s for s in SCHEMAS if s.kind == "request" and s.action == "MeterValues")
     document = example(schema, schema.root, maximal=True)
