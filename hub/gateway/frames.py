@@ -172,18 +172,20 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-# The first two elements of an array, read without parsing the rest of it.
-_HEAD: Final = re.compile(rb'\s*\[\s*(-?\d{1,18})\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
+# The first element of an array, and the first two, read without parsing the rest of it.
+_TYPE: Final = re.compile(rb"\s*\[\s*(-?\d{1,18})\s*[,\]]")
+_HEAD: Final = re.compile(rb'\s*\[\s*-?\d{1,18}\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
 
 
 def _headed(data: bytes, description: str, reason: RejectionReason = "bad_shape") -> Malformed:
     """A frame that is an OCPP-J array at its head but cannot be taken whole: refused with its
     own unique id when the head shows one, and answered unless it is a result."""
+    kind = _TYPE.match(data)
+    answerable = kind is None or int(kind.group(1)) not in (CALLRESULT, CALLERROR)
     head = _HEAD.match(data)
     if head is None:
-        return Malformed(reason, "FormationViolation", description)
-    answerable = int(head.group(1)) not in (CALLRESULT, CALLERROR)
-    token = head.group(2)
+        return Malformed(reason, "FormationViolation", description, answerable=answerable)
+    token = head.group(1)
     try:
         # Decoded strictly first: json.loads would let UTF-8-encoded surrogates (CESU-8) through.
         unique_id = json.loads(token.decode())

@@ -265,6 +265,14 @@ def test_deeply_nested_result_is_not_answered() -> None:
     assert (frame.unique_id, frame.answerable) == ("r-deep", False)
 
 
+@pytest.mark.parametrize("unique_id", [b"17", b'"r\xff"', b"null"])
+def test_deeply_nested_result_without_a_readable_unique_id_is_not_answered(
+    unique_id: bytes,
+) -> None:
+    frame = _malformed(b"[3," + unique_id + b"," + _nested(5_000) + b"]")
+    assert (frame.unique_id, frame.answerable) == ("-1", False)
+
+
 @pytest.mark.parametrize(
     "data",
     [
