@@ -152,10 +152,20 @@ def _undecodable(data: bytes) -> Malformed:
         if _is_json(data):
             # JSON allows "\ud800" alone; Unicode text, and so the frame, cannot hold it.
             return _headed(data, f"frame is JSON but not Unicode text: {error}")
-        return Malformed("not_json", "FormationViolation", f"frame is not valid JSON: {error}")
+        return Malformed(
+            "not_json",
+            "FormationViolation",
+            f"frame is not valid JSON: {error}",
+            answerable=_answerable(data),
+        )
     except RecursionError:
         pass
-    return Malformed("bad_shape", "FormationViolation", "frame must be a JSON array")
+    return Malformed(
+        "bad_shape",
+        "FormationViolation",
+        "frame must be a JSON array",
+        answerable=_answerable(data),
+    )
 
 
 def _is_json(data: bytes) -> bool:
@@ -177,11 +187,17 @@ _TYPE: Final = re.compile(rb"\s*\[\s*(-?\d{1,18})\s*[,\]]")
 _HEAD: Final = re.compile(rb'\s*\[\s*-?\d{1,18}\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
 
 
+def _answerable(data: bytes) -> bool:
+    """Whether a frame that cannot be parsed may be answered: not if its head says it is a
+    CALLRESULT or CALLERROR, which OCPP-J never answers, however broken."""
+    kind = _TYPE.match(data)
+    return kind is None or int(kind.group(1)) not in (CALLRESULT, CALLERROR)
+
+
 def _headed(data: bytes, description: str, reason: RejectionReason = "bad_shape") -> Malformed:
     """A frame that is an OCPP-J array at its head but cannot be taken whole: refused with its
     own unique id when the head shows one, and answered unless it is a result."""
-    kind = _TYPE.match(data)
-    answerable = kind is None or int(kind.group(1)) not in (CALLRESULT, CALLERROR)
+    answerable = _answerable(data)
     head = _HEAD.match(data)
     if head is None:
         return Malformed(reason, "FormationViolation", description, answerable=answerable)

@@ -103,7 +103,10 @@ def _retry_as_python_reads_it(
 
 def _canonical_json(payload: Payload) -> bytes | ValueError | RecursionError:
     try:
-        document = json.loads(payload if isinstance(payload, str | bytes) else bytes(payload))
+        # Bytes are decoded strictly: json.loads would take UTF-8-encoded surrogates (CESU-8),
+        # which are not UTF-8. A byte order mark it skips, and so does this.
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8-sig")
+        document = json.loads(text)
         # NaN and infinities encode as null, which every OCPP 1.6 field refuses, as jsonschema
         # does (the only number fields all carry multipleOf, where the ocpp library fails on
         # them). Walking the document recurses too: json.loads can read deeper than that.

@@ -301,6 +301,19 @@ def test_invalid_json_stays_unanswerable_by_id() -> None:
     assert (frame.reason, frame.unique_id) == ("not_json", "-1")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb'[3,"x",{]',
+        rb'[4,"x","GenericError","",{]',
+        b'[3,"\\ud800",' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"]",
+    ],
+)
+def test_results_that_are_not_json_are_never_answered(data: bytes) -> None:
+    frame = _malformed(data)
+    assert (frame.unique_id, frame.answerable) == ("-1", False)
+
+
 @pytest.mark.parametrize("message_type", [3, 4])
 def test_results_with_a_too_long_unique_id_are_never_answered(message_type: int) -> None:
     frame = _malformed(json.dumps([message_type, "r" * 40, {}]).encode())
