@@ -120,9 +120,29 @@ class FuzzFrame:
 
 Answer = Literal["none", "error", "result", "any"]
 
+# What the WebSocket shell does instead of answering (docs/gateway.md), whatever the frame
+# holds: a binary message is recorded and the connection closed with 1003; websockets fails
+# a text message that is not UTF-8 with 1007 before the gateway sees it, so only the close is
+# recorded. The pure core, which never gets such text from the shell, answers it as below.
+CLOSE_FOR_BINARY: Final = 1003
+CLOSE_FOR_INVALID_UTF8: Final = 1007
+
+
+def closing_code(frame: FuzzFrame) -> int | None:
+    """The code a live gateway closes the connection with after ``frame``, if it does."""
+    if frame.binary:
+        return CLOSE_FOR_BINARY
+    return None if frame.utf8 else CLOSE_FOR_INVALID_UTF8
+
+
+def recorded_as_frame(frame: FuzzFrame) -> bool:
+    """Whether a live gateway stores ``frame`` itself (else only its connection's close)."""
+    return frame.binary or frame.utf8
+
 
 def expected_answer(frame: FuzzFrame, max_frame_bytes: int) -> Answer:
-    """What the gateway must send back (docs/gateway.md, "CALLERRORs")."""
+    """What the gateway must send back (docs/gateway.md, "CALLERRORs"). A live gateway
+    closes the connection instead after the frames :func:`closing_code` names."""
     if frame.kind == "result":
         return "none"  # a result is never answered, even to refuse it
     if frame.binary or not frame.utf8 or len(frame.data) > max_frame_bytes:
@@ -435,10 +455,16 @@ ODD_MESSAGE_TYPES: Final = (
 def message_type(ch: Chooser) -> FuzzFrame:
     unique_id, action, payload = _valid_call(ch)
     odd = ch.choice((*ODD_MESSAGE_TYPES, b"nest"))
+    ids = _own(unique_id)
     if odd == b"nest":
-        odd = nested(ch.choice((3, 2000, 20_000)), ch)
+        depth = ch.choice((3, 2000, 20_000))
+        odd = nested(depth, ch)
+        if depth > 1000:
+            # Deeper than the parser goes (about 1,000 levels), before the id: docs/gateway.md
+            # answers with the id read from the frame's head, and this head shows none.
+            ids |= _NOWHERE
     data = array([odd, dumps(unique_id, ch), dumps(action, ch), dumps(payload, ch)])
-    return FuzzFrame(data, "message_type", "other", _own(unique_id))
+    return FuzzFrame(data, "message_type", "other", ids)
 
 
 def _odd_unique_id(ch: Chooser) -> tuple[bytes, frozenset[str]]:

@@ -253,12 +253,19 @@ class Error(_Ui, frozen=True, kw_only=True, tag="error"):
     charge_point_id: str = ""
 
 
-class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="op", tag="subscribe"):
+class _ClientRequest(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="op", forbid_unknown_fields=True
+):
+    """Unknown fields are refused, as everywhere else the hub reads input: a misspelt
+    `since` would otherwise turn a resume into a fresh subscribe without a word."""
+
+
+class Subscribe(_ClientRequest, frozen=True, kw_only=True, tag="subscribe"):
     chargers: list[str]
     since: int | None = None
 
 
-class Unsubscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="op", tag="unsubscribe"):
+class Unsubscribe(_ClientRequest, frozen=True, kw_only=True, tag="unsubscribe"):
     chargers: list[str]
 
 

@@ -84,7 +84,9 @@ class Verdict:
 
 def reference(schema: Schema, payload: bytes) -> Verdict:
     try:
-        document = json.loads(payload)
+        # The ocpp library gets text from websockets, which holds no bytes that are not UTF-8;
+        # json.loads on bytes would take UTF-8-encoded surrogates (CESU-8). A BOM it skips.
+        document = json.loads(payload.decode("utf-8-sig"))
     except ValueError:
         return Verdict(False, frozenset({FORMATION}))
     if schema.kind == "request":
@@ -423,7 +425,7 @@ JSON_CORNERS: tuple[tuple[str, str, bytes | None, str | None], ...] = (
         b'{"idTag": "' + b"\\ud83d\\ude00" * 20 + b'"}',
         None,
     ),
-    ("Authorize", "raw surrogate bytes", b'{"idTag": "\xed\xa0\x80"}', None),
+    ("Authorize", "raw surrogate bytes", b'{"idTag": "\xed\xa0\x80"}', FORMATION),
     ("Authorize", "NaN", b'{"idTag": NaN}', TYPE),
     ("Authorize", "BOM", b'\xef\xbb\xbf{"idTag": "ok"}', None),
     ("Authorize", "whitespace", b' \n{"idTag" : "ok"}\t', None),
@@ -530,6 +532,30 @@ def test_unknown_action_and_version() -> None:
     ]
     codes = [r.code if isinstance(r, PayloadError) else None for r in results]
     assert codes == ["NotImplemented", "NotImplemented", "NotSupported"]
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
+def test_a_payload_that_is_not_utf8_is_refused(bad: bytes) -> None:
+    """Also a UTF-8-encoded surrogate (CESU-8), which json.loads would take from bytes."""
+    payload = b'{"chargePointVendor": "a' + bad + b'b", "chargePointModel": "M"}'
+    result = validate_call("1.6", "BootNotification", payload)
+    assert isinstance(result, PayloadError) and result.code == "FormationViolation", result
+
+
+def _with_stack(frames: int, call: Callable[[], object]) -> object:
+    return call() if frames == 0 else _with_stack(frames - 1, call)
+
+
+@pytest.mark.parametrize("depth", [700, 800, 900, 1000, 100_000])
+def test_deep_payloads_are_refused_whatever_the_callers_stack(depth: int) -> None:
+    """How deep the parsers read depends on how deep the caller's stack already is: a payload
+    one parser reads and the next cannot is still a refusal, never an exception (the gateway
+    answered such a frame with InternalError, the command API with a 500)."""
+    payload = b'{"fuzzExtra":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
+    for frames in range(0, 300, 10):
+        result = _with_stack(frames, lambda: validate_call("1.6", "Heartbeat", payload))
+        assert isinstance(result, PayloadError), (frames, result)
+        assert result.code == "FormationViolation", (frames, result)
 
 
 def test_decoded_struct_round_trips() -> None:

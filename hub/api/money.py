@@ -139,7 +139,8 @@ def _decode(body: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
         raise _error(400, "bad_request", str(error)) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
         raise _error(400, "bad_request", f"the body is not valid JSON: {error}") from None
 
 

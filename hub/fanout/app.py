@@ -109,12 +109,29 @@ async def answer_http_errors_without_cycles(
     cyclic collector frees a cycle, and ``gc_policy`` freezes it first, watching a heap size
     that buffers this large are no part of: each refused body stayed for good. A copy has no
     traceback, and the exception dies with this frame's ``except`` block.
+
+    A 4xx becomes a JSON error body, as every other refusal of the API and the REST reads is
+    (``{"error": "request_entity_too_large", "message": ...}``): clients parse one format.
     """
     try:
         return await handler(request)
     except web.HTTPException as error:
-        return web.Response(
-            status=error.status, reason=error.reason, body=error.body, headers=error.headers
+        if not 400 <= error.status < 500:
+            return web.Response(
+                status=error.status, reason=error.reason, body=error.body, headers=error.headers
+            )
+        headers = {
+            name: value
+            for name, value in error.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return _json_response(
+            {
+                "error": error.reason.lower().replace(" ", "_"),
+                "message": error.text or error.reason,
+            },
+            status=error.status,
+            **headers,
         )
 
 

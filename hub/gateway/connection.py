@@ -157,7 +157,10 @@ class ChargerConnection:
             try:
                 await self._websocket.send(frame, text=True)
             except ConnectionClosed:
-                future.set_result(None)
+                # The reader may have seen the close first, while the CALL was being stored,
+                # and said so already.
+                if not future.done():
+                    future.set_result(None)
             try:
                 async with asyncio.timeout(request.timeout_s):
                     outcome = await future

@@ -76,6 +76,16 @@ _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 def parse(data: bytes) -> Frame | Malformed:
     """Split one WebSocket message into an OCPP-J frame without looking at the payload's schema."""
     try:
+        return _parse(data)
+    except UnicodeDecodeError as error:
+        # msgspec reads strings as UTF-8 and raises this, not a DecodeError. The shell never
+        # gets here (websockets fails a text frame that is not UTF-8 with 1007), but the core
+        # answers whatever bytes it is given: JSON that is not UTF-8 is not JSON (RFC 8259 §8.1).
+        return _headed(data, f"frame is not UTF-8 text: {error}", "not_json")
+
+
+def _parse(data: bytes) -> Frame | Malformed:
+    try:
         parts = _parts.decode(data)
     except msgspec.DecodeError:
         return _undecodable(data)
@@ -94,7 +104,12 @@ def parse(data: bytes) -> Frame | Malformed:
             unique_id=UNREADABLE_ID if unique_id is None else unique_id,
         )
     if unique_id is None:
-        return Malformed("bad_shape", "FormationViolation", "unique id must be a string")
+        return Malformed(
+            "bad_shape",
+            "FormationViolation",
+            "unique id must be a string",
+            answerable=message_type not in (CALLRESULT, CALLERROR),
+        )
     if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
         return Malformed(
             "unique_id_too_long",
@@ -137,10 +152,20 @@ def _undecodable(data: bytes) -> Malformed:
         if _is_json(data):
             # JSON allows "\ud800" alone; Unicode text, and so the frame, cannot hold it.
             return _headed(data, f"frame is JSON but not Unicode text: {error}")
-        return Malformed("not_json", "FormationViolation", f"frame is not valid JSON: {error}")
+        return Malformed(
+            "not_json",
+            "FormationViolation",
+            f"frame is not valid JSON: {error}",
+            answerable=_answerable(data),
+        )
     except RecursionError:
         pass
-    return Malformed("bad_shape", "FormationViolation", "frame must be a JSON array")
+    return Malformed(
+        "bad_shape",
+        "FormationViolation",
+        "frame must be a JSON array",
+        answerable=_answerable(data),
+    )
 
 
 def _is_json(data: bytes) -> bool:
@@ -157,29 +182,38 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-# The first two elements of an array, read without parsing the rest of it.
-_HEAD: Final = re.compile(rb'\s*\[\s*(-?\d{1,18})\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
+# The first element of an array, and the first two, read without parsing the rest of it.
+_TYPE: Final = re.compile(rb"\s*\[\s*(-?\d{1,18})\s*[,\]]")
+_HEAD: Final = re.compile(rb'\s*\[\s*-?\d{1,18}\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
 
 
-def _headed(data: bytes, description: str) -> Malformed:
+def _answerable(data: bytes) -> bool:
+    """Whether a frame that cannot be parsed may be answered: not if its head says it is a
+    CALLRESULT or CALLERROR, which OCPP-J never answers, however broken."""
+    kind = _TYPE.match(data)
+    return kind is None or int(kind.group(1)) not in (CALLRESULT, CALLERROR)
+
+
+def _headed(data: bytes, description: str, reason: RejectionReason = "bad_shape") -> Malformed:
     """A frame that is an OCPP-J array at its head but cannot be taken whole: refused with its
     own unique id when the head shows one, and answered unless it is a result."""
+    answerable = _answerable(data)
     head = _HEAD.match(data)
     if head is None:
-        return Malformed("bad_shape", "FormationViolation", description)
-    message_type = int(head.group(1))
-    token = head.group(2)
+        return Malformed(reason, "FormationViolation", description, answerable=answerable)
+    token = head.group(1)
     try:
-        unique_id = json.loads(token)
-    except ValueError:
-        return Malformed("bad_shape", "FormationViolation", description)
+        # Decoded strictly first: json.loads would let UTF-8-encoded surrogates (CESU-8) through.
+        unique_id = json.loads(token.decode())
+    except ValueError:  # UnicodeDecodeError too: an id that is not UTF-8 is unreadable
+        return Malformed(reason, "FormationViolation", description, answerable=answerable)
     storable = storable_text(unique_id)
     return Malformed(
-        "bad_shape",
+        reason,
         "FormationViolation",
         description,
         unique_id=storable,
-        answerable=message_type not in (CALLRESULT, CALLERROR),
+        answerable=answerable,
         echo=token if storable != unique_id else b"",
     )
 

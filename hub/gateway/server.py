@@ -371,11 +371,10 @@ class Gateway:
                 await commands.unsubscribe()
             if self.connections.get(charge_point_id) is charger:
                 del self.connections[charge_point_id]
-            closed = connection_closed(
-                link, code=websocket.close_code, reason=websocket.close_reason or "", at=now_ms()
-            )
+            close_code, close_reason = _close_of(websocket)
+            closed = connection_closed(link, code=close_code, reason=close_reason, at=now_ms())
             await self._store.store([closed])
-            bound.info("connection.closed", code=websocket.close_code)
+            bound.info("connection.closed", code=close_code)
 
     def _security_profile(self, headers: Headers) -> SecurityProfile:
         has_password = basic_credentials(headers) is not None
@@ -473,3 +472,20 @@ class Gateway:
 
     async def store(self, exchange: Exchange) -> list[int]:
         return await self._store.store(exchange.events)
+
+
+# Close codes that refuse what the charger sent (RFC 6455 §7.4.1): a protocol error, data of
+# a kind not accepted, text that is not UTF-8, a message too big.
+_REFUSING_CLOSES: Final = frozenset({1002, 1003, 1007, 1009})
+
+
+def _close_of(websocket: ServerConnection) -> tuple[int | None, str]:
+    """The close code and reason the charger sent. When the gateway closed the connection over
+    what the charger sent, websockets reads nothing after its own close if it failed the
+    connection (text that is not UTF-8, a frame too large), so it has none (1006): the close
+    the gateway sent says why."""
+    protocol = websocket.protocol
+    sent = protocol.close_sent
+    if protocol.close_rcvd is None and sent is not None and sent.code in _REFUSING_CLOSES:
+        return sent.code, sent.reason
+    return websocket.close_code, websocket.close_reason or ""

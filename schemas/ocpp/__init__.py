@@ -64,7 +64,12 @@ def _validate(
         return PayloadError("NotImplemented", f"Unknown action {action!r} for OCPP {version}")
     try:
         result: msgspec.Struct = decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as error:
+    except (
+        msgspec.ValidationError,
+        msgspec.DecodeError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as error:
         return _retry_as_python_reads_it(decoder, payload, error)
     return result
 
@@ -80,6 +85,10 @@ def _retry_as_python_reads_it(
     judge the same document jsonschema judges. Only refusals pay for this.
     """
     canonical = _canonical_json(payload)
+    if isinstance(canonical, RecursionError) and isinstance(error, msgspec.ValidationError):
+        # Deeper than Python reads back (the parsers' limits depend on the caller's stack):
+        # msgspec read far enough to refuse it precisely.
+        return classify(error)
     if isinstance(canonical, Exception):
         # Not JSON at all, even if msgspec happened to trip over something else first.
         return classify(canonical)
@@ -94,12 +103,16 @@ def _retry_as_python_reads_it(
 
 def _canonical_json(payload: Payload) -> bytes | ValueError | RecursionError:
     try:
-        document = json.loads(payload if isinstance(payload, str | bytes) else bytes(payload))
+        # Bytes are decoded strictly: json.loads would take UTF-8-encoded surrogates (CESU-8),
+        # which are not UTF-8. A byte order mark it skips, and so does this.
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8-sig")
+        document = json.loads(text)
+        # NaN and infinities encode as null, which every OCPP 1.6 field refuses, as jsonschema
+        # does (the only number fields all carry multipleOf, where the ocpp library fails on
+        # them). Walking the document recurses too: json.loads can read deeper than that.
+        return msgspec.json.encode(_without_lone_surrogates(document))
     except (ValueError, RecursionError) as error:
         return error
-    # NaN and infinities encode as null, which every OCPP 1.6 field refuses, as jsonschema does
-    # (the only number fields all carry multipleOf, where the ocpp library fails on them).
-    return msgspec.json.encode(_without_lone_surrogates(document))
 
 
 def _without_lone_surrogates(value: Any) -> Any:

@@ -318,6 +318,10 @@ async def test_garbage_gets_an_error_naming_the_field_and_the_connection_stays_u
         await ws.send_str('{"op": "subscribe", "chargers": "CP-1"}')
         error = await next_message(ws)
         assert "chargers" in error["message"]
+        # A misspelt field is refused, not ignored: this resume would become a fresh subscribe.
+        await ws.send_str('{"op": "subscribe", "chargers": ["CP-1"], "sinse": 3}')
+        error = await next_message(ws)
+        assert error["code"] == "bad_request" and "sinse" in error["message"]
         await ws.send_bytes(b"\x00\x01")
         assert (await next_message(ws))["code"] == "bad_request"
         await ws.send_json({"op": "subscribe", "chargers": ["CP-1"]})

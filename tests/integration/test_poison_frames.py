@@ -14,12 +14,19 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from hub.config import Settings
-from hub.gateway.server import Gateway
+from hub.gateway.server import HARD_FRAME_LIMIT, Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
-from schemas.events import FrameRejected, OcppFrame
+from hub.subjects import charger_subject
+from schemas.events import ChargerDisconnected, FrameRejected, OcppFrame
 from tests.conftest import with_gateway
-from tests.integration.helpers import charger_events, gateway_port, hub_up, raw_socket
+from tests.integration.helpers import (
+    charger_events,
+    gateway_port,
+    hub_up,
+    raw_socket,
+    wait_for_event,
+)
 
 _random = random.Random(16)
 # Lone continuation bytes are never UTF-8; each cost 5 bytes in the event before the fix
@@ -195,6 +202,17 @@ async def test_a_binary_frame_is_recorded_then_the_connection_closed_with_1003(
     assert not [e for e in events if isinstance(e, OcppFrame)]  # never answered
 
 
+async def recorded_close(nats_url: str, charge_point_id: str) -> int | None:
+    """The close code of the charger's first recorded connection.closed event."""
+    closed = await wait_for_event(
+        nats_url,
+        charger_subject(charge_point_id),
+        lambda event: isinstance(event, ChargerDisconnected),
+    )
+    assert isinstance(closed, ChargerDisconnected)
+    return closed.close_code
+
+
 async def test_invalid_utf8_in_a_text_frame_closes_the_connection_with_1007(
     gateway: Gateway, nats_server: EmbeddedNats
 ) -> None:
@@ -208,8 +226,21 @@ async def test_invalid_utf8_in_a_text_frame_closes_the_connection_with_1007(
         async with asyncio.timeout(10):
             await ws.wait_closed()
         assert ws.close_code == 1007
+    # The frame is not recorded, but why the connection ended is (docs/gateway.md).
+    assert await recorded_close(nats_server.url, "CP-UTF8") == 1007
     events = await charger_events(nats_server.url, "CP-UTF8")
     assert not [e for e in events if isinstance(e, FrameRejected | OcppFrame)]
+
+
+async def test_a_frame_over_the_websocket_limit_closes_with_1009_and_is_recorded_so(
+    gateway: Gateway, nats_server: EmbeddedNats
+) -> None:
+    async with raw_socket(gateway.port, "CP-HUGE") as ws:
+        await ws.send('[2,"h1","Heartbeat",{"x":"' + "x" * (HARD_FRAME_LIMIT + 1) + '"}]')
+        async with asyncio.timeout(10):
+            await ws.wait_closed()
+        assert ws.close_code == 1009
+    assert await recorded_close(nats_server.url, "CP-HUGE") == 1009
 
 
 async def test_hub_up_survives_a_poison_frame_and_still_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -265,6 +265,14 @@ def test_deeply_nested_result_is_not_answered() -> None:
     assert (frame.unique_id, frame.answerable) == ("r-deep", False)
 
 
+@pytest.mark.parametrize("unique_id", [b"17", b'"r\xff"', b"null"])
+def test_deeply_nested_result_without_a_readable_unique_id_is_not_answered(
+    unique_id: bytes,
+) -> None:
+    frame = _malformed(b"[3," + unique_id + b"," + _nested(5_000) + b"]")
+    assert (frame.unique_id, frame.answerable) == ("-1", False)
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -291,6 +299,19 @@ def test_lone_surrogate_in_the_unique_id_is_echoed_exactly_and_stored_readably()
 def test_invalid_json_stays_unanswerable_by_id() -> None:
     frame = _malformed(rb'[2,"x","Heartbeat",{]')
     assert (frame.reason, frame.unique_id) == ("not_json", "-1")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb'[3,"x",{]',
+        rb'[4,"x","GenericError","",{]',
+        b'[3,"\\ud800",' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"]",
+    ],
+)
+def test_results_that_are_not_json_are_never_answered(data: bytes) -> None:
+    frame = _malformed(data)
+    assert (frame.unique_id, frame.answerable) == ("-1", False)
 
 
 @pytest.mark.parametrize("message_type", [3, 4])
@@ -327,3 +348,32 @@ def test_raw_text_cuts_a_frame_to_its_budget_with_length_and_digest(data: bytes)
     assert kept.sha256 == hashlib.sha256(data).hexdigest()
     assert budget * 0.99 <= len(msgspec.json.encode(kept.text)) <= budget
     assert "\ufffd" not in kept.text  # never a character cut in two
+
+
+@pytest.mark.parametrize("unique_id", [b"17", b"null", b"[]"])
+@pytest.mark.parametrize("result", [b"[3,{id},{{}}]", b'[4,{id},"GenericError","",{{}}]'])
+def test_results_with_a_unique_id_that_is_not_a_string_are_never_answered(
+    result: bytes, unique_id: bytes
+) -> None:
+    frame = _malformed(result.replace(b"{id}", unique_id).replace(b"{{}}", b"{}"))
+    assert (frame.reason, frame.unique_id, frame.answerable) == ("bad_shape", "-1", False)
+
+
+# The shell never passes on a text frame that is not UTF-8 (websockets closes it with 1007), but
+# the core must still answer whatever bytes it is given as the CALLERROR table says.
+@pytest.mark.parametrize(
+    ("data", "unique_id", "answerable"),
+    [
+        (b'[2,"u\xff","Heartbeat",{}]', "-1", True),
+        (b'[2,"u-8","Heart\xc3\x28",{}]', "u-8", True),
+        (b'[3,"u\xed\xa0\x80",{}]', "-1", False),
+        (b'[4,"u-8","Generic\x80","",{}]', "u-8", False),
+        (b"\xfe", "-1", True),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_as_not_json(
+    data: bytes, unique_id: str, answerable: bool
+) -> None:
+    frame = _malformed(data)
+    assert (frame.reason, frame.unique_id, frame.answerable) == ("not_json", unique_id, answerable)
+    assert frame.error_code == FORMATION
