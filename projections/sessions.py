@@ -126,13 +126,8 @@ def _place(out: Output, seq: int, session: Session, written: Written, points: li
     changed: the sum is the curve's hours after them minus before."""
     start, stop = session.bounds()
     change: energy.Hours = {}
-    curve = session.points
     for point in reversed(points):
-        # In order, as almost every reading comes, it is the last one.
-        if curve[-1] == point:
-            curve.pop()
-        else:
-            curve.remove(point)
+        energy.take_back(session.points, point)
     for point in points:
         for hour, delta in energy.place(session.points, start, stop, point).items():
             change[hour] = change.get(hour, 0) + delta

@@ -22,6 +22,8 @@ from hub.domain.timeutil import HOUR_MS
 
 # nano-Wh per Wh: the unit of every hour's sum.
 NANO: Final = 1_000_000_000
+# Energy between two readings further apart than this is not spread over the hours between.
+MAX_SPREAD_MS: Final = 7 * 24 * HOUR_MS
 # Start of the UTC hour (Unix ms) -> nano-Wh in it.
 Hours = dict[int, int]
 
@@ -60,6 +62,13 @@ def _spread(into: Hours, first: Point, second: Point, sign: int) -> None:
     """Add (``sign`` 1) or take away (-1) the segment's energy, hour by hour."""
     (t0, v0), (t1, v1) = first, second
     delta = v1 - v0
+    if t1 - t0 > MAX_SPREAD_MS:
+        # Readings this far apart say nothing of when the energy flowed (a charger whose
+        # clock jumped, or a fuzzer): it is booked in the hour of the later reading, so one
+        # frame cannot make a row per hour of 15 years.
+        hour = t1 - t1 % HOUR_MS
+        into[hour] = into.get(hour, 0) + sign * round(delta * NANO)
+        return
     if t1 <= t0:
         hour = t0 - t0 % HOUR_MS
         into[hour] = into.get(hour, 0) + sign * round(delta * NANO)
@@ -101,6 +110,14 @@ def insert(points: list[Point], point: Point) -> int:
     index = bisect.bisect_right(points, point[0], key=_time)
     points.insert(index, point)
     return index
+
+
+def take_back(points: list[Point], point: Point) -> None:
+    """Undo the latest ``insert`` of ``point``: among readings of its time it is the last."""
+    index = bisect.bisect_right(points, point[0], key=_time) - 1
+    if index < 0 or points[index] != point:
+        raise ValueError(f"{point} is not the latest reading of its time")
+    del points[index]
 
 
 def place(points: list[Point], start: Point | None, stop: Point | None, point: Point) -> Hours:

@@ -142,3 +142,15 @@ def test_a_reading_writes_a_session_version_at_most_every_five_minutes_of_charge
 def _iso(ms: int) -> str:
     seconds, millis = divmod(ms, 1000)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+def test_readings_years_apart_cost_one_hour_not_one_per_hour_between() -> None:
+    """A charger whose clock jumped 15 years: the energy is kept, in the later reading's
+    hour, and the work is bounded (one frame once made 131,496 hourly rows)."""
+    start = (1_600_000_000_000, 1_000.0)
+    later = (start[0] + 15 * 365 * 24 * 3_600_000, 3_000.0)
+    hours = energy.hourly([start, later])
+    assert list(hours.values()) == [2_000 * energy.NANO]
+    assert list(hours) == [later[0] - later[0] % 3_600_000]
+    week = (start[0] + 7 * 24 * 3_600_000, 2_000.0)
+    assert len(energy.hourly([start, week])) == 7 * 24 + 1  # a week from mid-hour
