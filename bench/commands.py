@@ -44,6 +44,7 @@ from bench.run import (
     sample_tree,
 )
 from hub.commands import send_command
+from hub.runtime import announced_url
 from hub.tokens import mint
 from tools.simulator import raise_nofile_limit
 
@@ -126,7 +127,7 @@ async def _measure(settings: CommandSettings, work: Path) -> dict[str, Any]:
     fleet: asyncio.subprocess.Process | None = None
     try:
         rss_idle = _rss_mib(hub.pid)
-        nats_url = (data_dir / "nats.url").read_text().strip()
+        nats_url = announced_url(data_dir)
         waiting = asyncio.create_task(_wait_connected(nats_url, settings.chargers, 180))
         fleet = await asyncio.create_subprocess_exec(
             str(_hub_executable()),

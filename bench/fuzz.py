@@ -59,6 +59,7 @@ from bench.run import (
     write_named_report,
 )
 from hub.config import GatewaySettings
+from hub.runtime import announced_url
 from hub.subjects import encode_token
 from hub.tokens import mint
 from tools.simulator import raise_nofile_limit
@@ -460,7 +461,7 @@ async def campaign(settings: FuzzSettings, work: Path) -> dict[str, Any]:
     helpers: list[asyncio.Task[None]] = []
     try:
         await hub.start(ready_within=120)
-        nats_url = (work / "data" / "nats.url").read_text().strip()
+        nats_url = announced_url(work / "data")
         ui_ready = asyncio.Event()
         helpers.append(
             asyncio.create_task(ui_watcher(ui_url, settings.bystanders, ui_ready, bystanders_out))
