@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -16,13 +17,23 @@ from nats.js.api import DeliverPolicy
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 
+from hub.bus import event_backbone
+from hub.clock import now_ms
 from hub.config import Settings
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from hub.subjects import charger_subject
-from schemas.events import CommandFinished, CommandRequested, FrameRejected, OcppFrame
+from schemas.events import (
+    CommandFinished,
+    CommandRequested,
+    Event,
+    FrameRejected,
+    IdTagUpserted,
+    OcppFrame,
+    WalletConfigured,
+)
 from tests.conftest import with_gateway
 from tests.integration.api_helpers import AnsweringCharger, api_client, api_token, online
 from tests.integration.fanout_helpers import messages_until, ui_socket, with_fanout
@@ -142,6 +153,52 @@ async def test_an_authorization_key_reaches_the_charger_but_is_stored_nowhere_in
     for data in await raw_stream(nats_server.url):
         assert SECRET.encode() not in data
         assert SECRET.lower().encode() not in data.lower()
+
+
+# -- 5. CiStrings --------------------------------------------------------------------------
+
+
+def admin(event_type: type[Event], **fields: Any) -> Event:
+    return event_type(id=uuid.uuid4().hex, received_at=now_ms(), actor="test", **fields)  # type: ignore[call-arg]
+
+
+async def test_id_tags_vendors_and_message_ids_match_in_any_case(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    listed = with_gateway(
+        settings,
+        authorize_policy="list",
+        data_transfer_vendors={"AcmeCorp": ["GetPrice"]},
+    )
+    async with event_backbone(listed, nats_server.url, name="test") as (_, store):
+        await store.store(
+            [
+                admin(IdTagUpserted, id_tag="Aqckz"),
+                admin(IdTagUpserted, id_tag="fleet-a", status="Blocked"),
+                admin(IdTagUpserted, id_tag="Driver7", parent_id_tag="FLEET-A"),
+                # A prepaid tag with nothing in its wallet may not start, in any case.
+                admin(IdTagUpserted, id_tag="Prepaid1"),
+                admin(WalletConfigured, id_tag="prepaid1", hold_amount="10"),
+            ]
+        )
+    # The gateway's registry has folded every stored admin event once it runs.
+    async with running_gateway(listed, nats_server.url) as gateway:
+        async with ocpp_charger(gateway.port, "CP-CASE") as charger:
+            verdicts = [
+                (await charger.call(call.Authorize(id_tag=tag))).id_tag_info["status"]
+                for tag in ("aQCKZ", "AQCKZ", "Aqckz", "DRIVER7", "PREPAID1", "nobody")
+            ]
+            transfers = [
+                (await charger.call(call.DataTransfer(vendor_id=vendor, message_id=message))).status
+                for vendor, message in (
+                    ("acmecorp", "getprice"),
+                    ("ACMECORP", "GETPRICE"),
+                    ("AcmeCorp", "other"),
+                    ("Other", "GetPrice"),
+                )
+            ]
+    assert verdicts == ["Accepted", "Accepted", "Accepted", "Blocked", "Blocked", "Invalid"]
+    assert transfers == ["Accepted", "Accepted", "UnknownMessageId", "UnknownVendorId"]
 
 
 # -- 7. large frames ----------------------------------------------------------------------
