@@ -25,6 +25,7 @@ from schemas.events import (
     OcppVersion,
     SecurityProfile,
 )
+from schemas.ocpp.formats import check_formats
 
 SUBPROTOCOLS: Final[dict[str, OcppVersion]] = {"ocpp1.6": "1.6"}
 HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {"1.6": ocpp16.HANDLERS}
@@ -597,4 +598,7 @@ def check_command(link: Link, request: CommandRequest) -> CommandReply | None:
     checked = ocpp.validate_call(version, request.action, request.payload)
     if isinstance(checked, ocpp.PayloadError):
         return invalid(checked.description, checked.code)
+    misformatted = check_formats(version, "request", request.action, request.payload)
+    if misformatted is not None:
+        return invalid(misformatted.description, misformatted.code)
     return None

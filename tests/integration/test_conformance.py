@@ -321,3 +321,60 @@ async def test_an_answer_above_the_frame_limit_is_a_clear_error_not_a_timeout(
     assert (rejected.reason, rejected.action) == ("oversized", "GetConfiguration")
     finished = [e for _, e in await stored_events(nats_server.url, "ev.admin.command.finished")]
     assert [e.status for e in finished if isinstance(e, CommandFinished)] == ["invalid_answer"]
+
+
+# -- 9. formats ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "field"),
+    [
+        (
+            "reserve-now",
+            {"connectorId": 1, "expiryDate": "tomorrow", "idTag": "T", "reservationId": 7},
+            "$.expiryDate",
+        ),
+        (
+            "update-firmware",
+            {"location": "https://example.com/fw", "retrieveDate": "2027-02-30T00:00:00Z"},
+            "$.retrieveDate",
+        ),
+        (
+            "charging-profiles",
+            {
+                "connectorId": 1,
+                "csChargingProfiles": {
+                    "chargingProfileId": 1,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "chargingRateUnit": "A",
+                        "startSchedule": "2027-01-01 08:00",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}],
+                    },
+                },
+            },
+            "$.csChargingProfiles.chargingSchedule.startSchedule",
+        ),
+        ("get-diagnostics", {"location": "not a uri"}, "$.location"),
+    ],
+)
+async def test_a_body_with_an_invalid_date_time_or_uri_is_refused_naming_the_field(
+    gateway: Gateway, ui_port: int, nats_server: EmbeddedNats, name: str, body: Any, field: str
+) -> None:
+    async with (
+        online(gateway.port, ui_port, "CP-DATES") as charger,
+        api_client(ui_port) as api,
+    ):
+        status, answer = await api.call("POST", f"/api/v1/chargers/CP-DATES/{name}", body)
+        # The charger was there, and gets the next command.
+        reset = await api.call("POST", "/api/v1/chargers/CP-DATES/reset", {"type": "Soft"})
+    assert status == 400, answer
+    assert answer["error"] == "bad_request"
+    assert answer["message"].endswith(f"- at `{field}`"), answer
+    assert reset[0] == 200
+    # Nothing was stored or sent for the refused body.
+    assert [action for action, _ in charger.received] == ["Reset"]
+    requested = await stored_events(nats_server.url, "ev.admin.command.requested")
+    assert [e.action for _, e in requested if isinstance(e, CommandRequested)] == ["Reset"]
