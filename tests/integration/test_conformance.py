@@ -35,7 +35,7 @@ from schemas.events import (
     WalletConfigured,
 )
 from tests.conftest import with_gateway
-from tests.integration.api_helpers import AnsweringCharger, api_client, api_token, online
+from tests.integration.api_helpers import PROFILE, AnsweringCharger, api_client, api_token, online
 from tests.integration.fanout_helpers import messages_until, ui_socket, with_fanout
 from tests.integration.helpers import charger_events, ocpp_charger, stored_events, wait_for_event
 
@@ -343,16 +343,10 @@ async def test_an_answer_above_the_frame_limit_is_a_clear_error_not_a_timeout(
             "charging-profiles",
             {
                 "connectorId": 1,
-                "csChargingProfiles": {
-                    "chargingProfileId": 1,
-                    "stackLevel": 0,
-                    "chargingProfilePurpose": "TxDefaultProfile",
-                    "chargingProfileKind": "Absolute",
-                    "chargingSchedule": {
-                        "chargingRateUnit": "A",
-                        "startSchedule": "2027-01-01 08:00",
-                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}],
-                    },
+                "csChargingProfiles": PROFILE
+                | {
+                    "chargingSchedule": PROFILE["chargingSchedule"]
+                    | {"startSchedule": "2027-01-01 08:00"}
                 },
             },
             "$.csChargingProfiles.chargingSchedule.startSchedule",
