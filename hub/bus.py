@@ -137,6 +137,7 @@ def stream_config(settings: StreamSettings) -> StreamConfig:
         max_age=settings.max_age_s or None,
         max_bytes=settings.max_bytes,
         duplicate_window=settings.duplicate_window_s,
+        max_msg_size=settings.max_msg_size,
         discard=DiscardPolicy.OLD,
         allow_direct=True,
     )

@@ -492,7 +492,7 @@ def wallet_event(
     Raises Invalid (a bad argument), NoWallet or Conflict, as the REST API refuses them."""
     tag = args.id_tag
     if args.action == "config":
-        known = book.wallets.wallets.get(tag)
+        known = book.wallets.get(tag)
         currency = (args.currency or (known.currency if known else "EUR")).upper()
         body = WalletBody(
             currency=currency, hold_amount=args.hold or None, min_balance=args.min_balance

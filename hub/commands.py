@@ -8,6 +8,7 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from hub.domain.redaction import DEFAULT_SECRET_KEYS, SecretKeys, redact_payload
 from hub.subjects import encode_token
 from schemas.commands import (
     COMMAND_SUBJECT_PREFIX,
@@ -65,9 +66,14 @@ async def send_command(
 
 
 def finished_event(
-    requested: CommandRequested, reply: CommandReply, received_at: int
+    requested: CommandRequested,
+    reply: CommandReply,
+    received_at: int,
+    secret_keys: SecretKeys = DEFAULT_SECRET_KEYS,
 ) -> CommandFinished:
-    """The audit event of what became of a requested command."""
+    """The audit event of what became of a requested command; secret configuration values
+    in the charger's answer are redacted (the gateway's reply should have none already)."""
+    redacted = redact_payload(requested.action, reply.payload, secret_keys)
     return CommandFinished(
         id=f"{requested.command_id}:finished",
         received_at=received_at,
@@ -76,18 +82,22 @@ def finished_event(
         charge_point_id=requested.charge_point_id,
         action=requested.action,
         status=reply.status,
-        payload=reply.payload,
+        payload=reply.payload if redacted is None else msgspec.Raw(redacted),
         error_code=reply.error_code,
         error_description=reply.error_description,
     )
 
 
-async def send_requested(client: NatsClient, requested: CommandRequested) -> CommandReply:
+async def send_requested(
+    client: NatsClient, requested: CommandRequested, payload: bytes | None = None
+) -> CommandReply:
+    """Send a requested command: its stored payload, or ``payload`` when the stored one had
+    secrets redacted (the charger gets the real value)."""
     return await send_command(
         client,
         requested.charge_point_id,
         requested.action,
-        requested.payload,
+        requested.payload if payload is None else payload,
         command_id=requested.command_id,
         timeout_s=requested.timeout_s,
     )

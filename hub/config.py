@@ -16,6 +16,11 @@ BootPolicy = Literal["accept", "known", "pending"]
 AuthorizePolicy = Literal["accept", "list"]
 StorageKind = Literal["file", "memory"]
 
+# The largest event the hub stores: a frame up to the gateway's limit (1 MiB by default), its
+# envelope and NATS headers fit with room to spare. The embedded nats-server's max_payload and
+# the stream's max_msg_size are set to it.
+MAX_EVENT_BYTES: Final = 4 * 1024 * 1024
+
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     name: str = "OCPP_EVENTS"
@@ -24,6 +29,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_age_s: float = 0.0  # 0 keeps events forever
     max_bytes: int = -1
     duplicate_window_s: float = 600.0
+    max_msg_size: int = MAX_EVENT_BYTES
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,7 +42,12 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     authorize_policy: AuthorizePolicy = "accept"
     # vendorId -> accepted messageIds ("*" for all); an empty map accepts every vendor.
     data_transfer_vendors: dict[str, list[str]] = {}
-    max_frame_bytes: int = 65536
+    # OCPP-J sets no limit; real StopTransactions with hours of transactionData and
+    # GetConfiguration answers of whole chargers run to hundreds of kilobytes.
+    max_frame_bytes: int = 1024 * 1024
+    # Configuration keys whose values are redacted in stored events, comma-separated, on top
+    # of AuthorizationKey, which always is (hub.domain.redaction).
+    secret_config_keys: str = ""
     ping_interval_s: float = 30.0
     ping_timeout_s: float = 30.0
     close_timeout_s: float = 10.0
@@ -125,6 +136,7 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_AUTHORIZE_POLICY": ("gateway", "authorize_policy"),
     "HUB_HEARTBEAT_INTERVAL": ("gateway", "heartbeat_interval_s"),
     "HUB_MAX_FRAME_BYTES": ("gateway", "max_frame_bytes"),
+    "HUB_SECRET_CONFIG_KEYS": ("gateway", "secret_config_keys"),
     "HUB_TLS_CERT": ("gateway", "tls_cert"),
     "HUB_TLS_KEY": ("gateway", "tls_key"),
     "HUB_STREAM_STORAGE": ("stream", "storage"),

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from hub.config import MAX_EVENT_BYTES
+
 log = structlog.get_logger("hub.nats")
 
 _LISTENING: Final = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
@@ -30,6 +32,9 @@ USER: Final = "hub"
 # Constant, so it holds no secret: nats-server reads the two variables from its environment,
 # which only its owner can read (a password on its command line would be visible to all).
 _AUTH_CONFIG: Final = "authorization {\n  user: $HUB_NATS_USER\n  password: $HUB_NATS_PASSWORD\n}\n"
+# An event carries a whole frame (up to the gateway's 1 MiB limit) plus its envelope, and
+# its headers count too: nats-server's own default of 1 MiB would refuse the largest ones.
+_LIMITS_CONFIG: Final = f"max_payload: {MAX_EVENT_BYTES}\n"
 _FIRST_RESTART_DELAY_S: Final = 0.25
 _MAX_RESTART_DELAY_S: Final = 5.0
 
@@ -158,13 +163,14 @@ class EmbeddedNats:
 
     async def _spawn(self, ready_within: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        auth: list[str] = []
         env: dict[str, str] | None = None
+        config = self.store_dir / "hub.conf"
         if self.password:
-            config = self.store_dir / "hub-auth.conf"
-            config.write_text(_AUTH_CONFIG)
-            auth = ["--config", str(config)]
+            config.write_text(_LIMITS_CONFIG + _AUTH_CONFIG)
             env = {**os.environ, "HUB_NATS_USER": USER, "HUB_NATS_PASSWORD": self.password}
+        else:
+            config.write_text(_LIMITS_CONFIG)
+        auth = ["--config", str(config)]
         self._process = await asyncio.create_subprocess_exec(
             nats_server_binary(),
             *auth,

@@ -8,6 +8,7 @@ from typing import Final
 
 import msgspec
 
+from hub.domain.cistring import ci
 from hub.domain.wallets import Wallets
 from schemas.events import (
     ChargerAccepted,
@@ -65,7 +66,10 @@ class Registry:
 
     def __init__(self) -> None:
         self.chargers: dict[str, ChargerRecord] = {}
+        # Id tags by the operator's spelling, and that spelling by ci(tag): tags are
+        # CiString20 (OCPP 1.6 §7.15), so `aQCKZ` is the tag registered as `Aqckz`.
         self.id_tags: dict[str, IdTagRecord] = {}
+        self._spelling: dict[str, str] = {}
         self.wallets = Wallets()
         # Chargers an operator accepted: the pending boot policy answers them Accepted.
         self.accepted: set[str] = set()
@@ -98,14 +102,26 @@ class Registry:
                         record.pending_hash if completed else record.password_hash
                     )
             case IdTagUpserted(id_tag=tag, status=status, expiry_date=expiry, parent_id_tag=parent):
+                self._forget_tag(tag)
                 self.id_tags[tag] = IdTagRecord(status, _expiry(expiry), parent)
+                self._spelling[ci(tag)] = tag
             case IdTagRemoved(id_tag=tag):
-                self.id_tags.pop(tag, None)
+                self._forget_tag(tag)
             case _:
                 self.wallets.apply(event)
         self.last_seq = max(self.last_seq, seq)
         for listener in self.listeners:
             listener(event)
+
+    def _forget_tag(self, id_tag: str) -> None:
+        spelling = self._spelling.pop(ci(id_tag), None)
+        if spelling is not None:
+            self.id_tags.pop(spelling, None)
+
+    def id_tag(self, id_tag: str) -> IdTagRecord | None:
+        """The record of ``id_tag`` in any case."""
+        spelling = self._spelling.get(ci(id_tag))
+        return None if spelling is None else self.id_tags.get(spelling)
 
     def is_known(self, charge_point_id: str) -> bool:
         return charge_point_id in self.chargers
@@ -116,14 +132,14 @@ class Registry:
 
     def authorize(self, id_tag: str, now: datetime) -> IdTagVerdict:
         """Decide on an id tag the way OCPP 1.6 §5.2 expects: unknown tags are ``Invalid``."""
-        record = self.id_tags.get(id_tag)
+        record = self.id_tag(id_tag)
         if record is None:
             return IdTagVerdict("Invalid")
         status = record.status
         if status == "Accepted" and record.expires_at is not None and record.expires_at <= now:
             status = "Expired"
         if status == "Accepted" and record.parent_id_tag:
-            parent = self.id_tags.get(record.parent_id_tag)
+            parent = self.id_tag(record.parent_id_tag)
             if parent is not None and parent.status == "Blocked":
                 status = "Blocked"
         expiry = format_time(record.expires_at) if record.expires_at is not None else ""

@@ -35,6 +35,7 @@ from hub.api.http import (
 from hub.api.money_rules import Origin
 from hub.commands import finished_event, send_command
 from hub.domain.credentials import MAX_KEY_BYTES, BadSecret, Secret, rotation_outcome, secret_of
+from hub.domain.redaction import REDACTED
 from hub.follower import Follower
 from hub.passwords import hash_password
 from hub.registry import Registry
@@ -49,8 +50,6 @@ from schemas.events import (
 log = structlog.get_logger("hub.api.credentials")
 
 CHARGER_SUBJECTS: Final = ("ev.admin.charger.>",)
-# What the stored command shows in place of the AuthorizationKey's value.
-REDACTED: Final = "<redacted>"
 FOLD_WAIT_S: Final = 5.0
 
 RotationState = Literal["accepted", "completed", "rejected", "timeout", "failed"]

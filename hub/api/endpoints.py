@@ -13,6 +13,7 @@ from typing import Final, Literal
 import msgspec
 
 from schemas.ocpp import PayloadError, v16, validate_call
+from schemas.ocpp.formats import check_formats
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
 
@@ -111,4 +112,8 @@ def payload_for(endpoint: Endpoint, body: bytes, keys: list[str]) -> bytes:
     decoded = validate_call("1.6", endpoint.action, body)
     if isinstance(decoded, PayloadError):
         raise BadBody(decoded.description)
-    return _encoder.encode(decoded)
+    payload = _encoder.encode(decoded)
+    # Formats (date-time, uri) are not part of the types; a charger must not get "tomorrow".
+    if (problem := check_formats("1.6", "request", endpoint.action, payload)) is not None:
+        raise BadBody(problem.description)
+    return payload

@@ -20,13 +20,20 @@ import structlog
 from aiohttp import web
 
 from hub.api.endpoints import ENDPOINTS, BadBody, Endpoint, payload_for
-from hub.bus import Connection, EventStore, connect
+from hub.bus import Connection, EventRefused, EventStore, connect
 from hub.commands import finished_event, send_requested
 from hub.config import Settings
 from hub.domain.command_tracking import CommandError, CommandView, Tracker, finished_view
+from hub.domain.redaction import (
+    DEFAULT_SECRET_KEYS,
+    SecretKeys,
+    parse_secret_keys,
+    redact_payload,
+)
 from hub.follower import Follower
 from hub.subjects import COMMAND_WILDCARD
 from hub.tokens import AuthError, Scope, Verifier
+from schemas.commands import CommandReply
 from schemas.events import (
     AccessDenied,
     CommandRequested,
@@ -54,8 +61,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class CommandApi:
     """The API's state: the tracking fold, the event store, and the commands in flight."""
 
-    def __init__(self, verifier: Verifier, known: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        known: Callable[[str], bool],
+        secret_keys: SecretKeys = DEFAULT_SECRET_KEYS,
+    ) -> None:
         self.verifier = verifier
+        self.secret_keys = secret_keys  # configuration values never stored in clear
         self.known = known  # whether the hub has ever seen the charger (else 404)
         self.tracker = Tracker()
         self.connection: Connection | None = None
@@ -91,7 +104,7 @@ def setup(
     """Register the command API on an aiohttp app (the fan-out's)."""
     from hub.api import credentials, money, openapi
 
-    app[API] = CommandApi(verifier, known)
+    app[API] = CommandApi(verifier, known, parse_secret_keys(settings.gateway.secret_config_keys))
     app.cleanup_ctx.append(_backbone(settings, nats_url))
     for endpoint in ENDPOINTS:
         app.router.add_route(
@@ -321,6 +334,8 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
     if len(api.background) >= MAX_BACKGROUND and not wait:
         raise _error(429, "busy", "too many commands waiting for answers", **{"Retry-After": "1"})
     command_id = uuid.uuid4().hex
+    # The audit event keeps secret configuration values redacted; the charger gets them.
+    stored = redact_payload(endpoint.action, payload, api.secret_keys)
     requested = CommandRequested(
         id=f"{command_id}:requested",
         received_at=now_ms(),
@@ -328,10 +343,14 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
         command_id=command_id,
         charge_point_id=charge_point_id,
         action=endpoint.action,
-        payload=msgspec.Raw(payload),
+        payload=msgspec.Raw(payload if stored is None else stored),
         timeout_s=timeout_s,
     )
-    await _store(api, requested)
+    try:
+        await _store(api, requested)
+    except EventRefused as error:
+        # Nothing is sent that could not be recorded first.
+        raise _error(413, "payload_too_large", f"the command cannot be recorded: {error}") from None
     log.info(
         "api.command",
         command_id=command_id,
@@ -340,12 +359,14 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
         actor=scope.subject,
     )
     if not wait:
-        task = asyncio.create_task(_finish(api, requested), name=f"api.command.{command_id}")
+        task = asyncio.create_task(
+            _finish(api, requested, payload), name=f"api.command.{command_id}"
+        )
         api.background.add(task)
         task.add_done_callback(_forget(api))
         view = api.tracker.get(command_id)
         return json_response(view, status=202, Location=f"/api/v1/commands/{command_id}")
-    view = await _finish(api, requested)
+    view = await _finish(api, requested, payload)
     return json_response(view, status=HTTP_STATUS[view.outcome])
 
 
@@ -370,12 +391,26 @@ HTTP_STATUS: Final[dict[str, int]] = {
 }
 
 
-async def _finish(api: CommandApi, requested: CommandRequested) -> CommandView:
-    """Send the command, store what became of it, and return the tracked view."""
+async def _finish(api: CommandApi, requested: CommandRequested, payload: bytes) -> CommandView:
+    """Send the command (``payload``: the CALL's, secrets and all), store what became of it,
+    and return the tracked view."""
     assert api.connection is not None
-    reply = await send_requested(api.connection.client, requested)
-    finished = finished_event(requested, reply, now_ms())
-    await _store(api, finished)
+    reply = await send_requested(api.connection.client, requested, payload)
+    finished = finished_event(requested, reply, now_ms(), api.secret_keys)
+    try:
+        await _store(api, finished)
+    except EventRefused as error:
+        # The answer is too large for NATS to store twice; the gateway stored it as an
+        # ocpp.frame event, and this one says so instead of failing the request.
+        too_large = CommandReply(
+            command_id=requested.command_id,
+            status="invalid_answer",
+            error_code="AnswerTooLarge",
+            error_description=f"the answer could not be stored with this command: {error}; "
+            "it is in the stream as an ocpp.frame event",
+        )
+        finished = finished_event(requested, too_large, now_ms())
+        await _store(api, finished)
     log.info("api.command_finished", command_id=requested.command_id, status=reply.status)
     view = api.tracker.get(requested.command_id)
     return view if view is not None else finished_view(finished)

@@ -304,7 +304,7 @@ def wallet_configured(
         raise Invalid("hold_amount", f"{hold!r} must be above 0 (or absent: the whole balance)")
     if _amount(body.min_balance, "min_balance") < 0:
         raise Invalid("min_balance", f"{body.min_balance!r} must not be negative")
-    current = wallets.wallets.get(id_tag)
+    current = wallets.get(id_tag)
     if current is not None and current.balance and current.currency != body.currency:
         # The balance is a sum of amounts in the old currency; relabelling it would be wrong.
         raise Conflict(

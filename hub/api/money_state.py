@@ -220,9 +220,11 @@ class WalletBook:
             )
 
     def view(self, id_tag: str) -> WalletView | None:
-        wallet = self.wallets.wallets.get(id_tag)
+        wallet = self.wallets.get(id_tag)
         if wallet is None:
             return None
+        # The ledger is kept under the wallet's own spelling of the tag (a CiString).
+        id_tag = wallet.id_tag or id_tag
         return WalletView(
             id_tag=id_tag,
             configured=wallet.configured,

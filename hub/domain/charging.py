@@ -31,6 +31,7 @@ from typing import Final
 import msgspec
 
 from hub.domain import energy
+from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
     ChargerConnected,
@@ -93,7 +94,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 2
+STATE_VERSION: Final = 3
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -246,7 +247,7 @@ class State(msgspec.Struct, kw_only=True):
     ended: list[str] = []
     pending: dict[str, PendingCall] = {}
     tariffs: list[TariffEntry] = []
-    id_tag_limits: dict[str, SessionLimits] = {}
+    id_tag_limits: dict[str, SessionLimits] = {}  # by ci(id tag): CiString20
     wallets: Wallets = msgspec.field(default_factory=Wallets)
 
 
@@ -322,11 +323,11 @@ class Charging:
                 )
             case IdTagUpserted(id_tag=tag, limits=limits):
                 if limits is None:
-                    state.id_tag_limits.pop(tag, None)
+                    state.id_tag_limits.pop(ci(tag), None)
                 else:
-                    state.id_tag_limits[tag] = limits
+                    state.id_tag_limits[ci(tag)] = limits
             case IdTagRemoved(id_tag=tag):
-                state.id_tag_limits.pop(tag, None)
+                state.id_tag_limits.pop(ci(tag), None)
             case SessionLimitsSet():
                 found = self.session_of(event.charge_point_id, event.transaction_id)
                 if found is not None:
@@ -499,7 +500,7 @@ class Charging:
         found = []
         if session.tariff.limits is not None:
             found.append(Limits(source="tariff", limits=session.tariff.limits))
-        by_tag = self.state.id_tag_limits.get(session.id_tag)
+        by_tag = self.state.id_tag_limits.get(ci(session.id_tag))
         if by_tag is not None:
             found.append(Limits(source="id_tag", limits=by_tag))
         return found

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from hub.domain.cistring import ci
 from schemas.events import Event, WalletConfigured, WalletCredited, WalletHeld, WalletSettled
 
 PLACES: Final = Decimal("0.0001")
@@ -23,6 +24,8 @@ LedgerKind = Literal["topup", "adjustment", "hold", "refund", "shortfall"]
 
 
 class Wallet(msgspec.Struct, kw_only=True):
+    # The id tag as the wallet was first named; it matches the tag in any case (CiString20).
+    id_tag: str = ""
     currency: str = "EUR"
     hold_amount: str = ""
     min_balance: str = "0"
@@ -74,8 +77,12 @@ def settle(held: Decimal, cost: Decimal, fee_rate: Decimal) -> Settlement:
 
 class Wallets(msgspec.Struct, kw_only=True):
     """Changed only by :meth:`apply`, so it is a fold of the stream; a Struct, so the
-    projections can keep it in their snapshots."""
+    projections can keep it in their snapshots.
 
+    Id tags are CiString20, so a wallet is found by its tag in any case: a charger that
+    sends ``aQCKZ`` pays from the wallet of ``Aqckz``, whose ledger keeps that spelling."""
+
+    # ci(id tag) -> wallet
     wallets: dict[str, Wallet] = {}
 
     def apply(self, event: Event) -> list[LedgerEntry]:
@@ -121,8 +128,11 @@ class Wallets(msgspec.Struct, kw_only=True):
                 return entries
         return []
 
+    def get(self, id_tag: str) -> Wallet | None:
+        return self.wallets.get(ci(id_tag))
+
     def prepaid(self, id_tag: str) -> Wallet | None:
-        wallet = self.wallets.get(id_tag)
+        wallet = self.get(id_tag)
         return wallet if wallet is not None and wallet.configured else None
 
     def too_low(self, id_tag: str) -> bool:
@@ -141,9 +151,9 @@ class Wallets(msgspec.Struct, kw_only=True):
         return min(wanted, wallet.balance)
 
     def _wallet(self, id_tag: str) -> Wallet:
-        wallet = self.wallets.get(id_tag)
+        wallet = self.get(id_tag)
         if wallet is None:
-            wallet = self.wallets[id_tag] = Wallet()
+            wallet = self.wallets[ci(id_tag)] = Wallet(id_tag=id_tag)
         return wallet
 
     def _move(
@@ -159,7 +169,7 @@ class Wallets(msgspec.Struct, kw_only=True):
         wallet.balance += amount
         return LedgerEntry(
             event_id=event_id,
-            id_tag=id_tag,
+            id_tag=wallet.id_tag,
             kind=kind,
             amount=amount,
             balance=wallet.balance,

@@ -28,6 +28,7 @@ from hub.gateway.protocol import (
     inspect,
     outbound_call,
     record_answer,
+    refused_answer,
     repeat,
     unstorable,
 )
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 QUEUE_DEPTH: Final = 16
 # Commands for one charger wait in order for the one outstanding CALL; more are refused busy.
 COMMANDQUEUE_DEPTH: Final = 32
+# Room in a NATS message for the reply subject and protocol line around a command's reply.
+_REPLY_OVERHEAD: Final = 1024
 
 
 class ChargerConnection:
@@ -235,6 +238,13 @@ class ChargerConnection:
                 and awaited.unique_id == inbound.unique_id
             ):
                 exchange, outcome = record_answer(self._link, awaited.action, inbound, received)
+            elif (
+                isinstance(inbound, Malformed)
+                and not inbound.answerable
+                and awaited is not None
+                and awaited.unique_id == inbound.unique_id
+            ):
+                exchange, outcome = refused_answer(self._link, awaited.action, inbound, received)
             else:
                 exchange = await self._gateway.exchange(self._link, inbound, received)
             try:
@@ -271,5 +281,20 @@ class _AwaitedAnswer(msgspec.Struct):
 
 
 async def _respond(msg: Msg, reply: CommandReply) -> None:
-    if msg.reply:
-        await msg.respond(request_encoder.encode(reply))
+    if not msg.reply:
+        return
+    data = request_encoder.encode(reply)
+    limit = msg._client.max_payload - _REPLY_OVERHEAD
+    if len(data) > limit:
+        # An answer NATS cannot carry would leave the requester waiting for a timeout; it is
+        # in the stream (stored before this reply), so the requester is told where to look.
+        data = request_encoder.encode(
+            CommandReply(
+                command_id=reply.command_id,
+                status="invalid_answer",
+                error_code="AnswerTooLarge",
+                error_description=f"the answer ({len(data)} bytes) is larger than NATS "
+                f"carries ({limit} bytes); it is stored in the stream as an ocpp.frame event",
+            )
+        )
+    await msg.respond(data)

@@ -19,9 +19,10 @@ UNREADABLE_ID: Final = "-1"
 # Both sides of RFC 6455 §7.4.1: 1003 refuses data of a kind the endpoint does not accept.
 UNSUPPORTED_DATA: Final = 1003
 # What of a refused frame's text an event keeps, in encoded JSON bytes: every frame up to the
-# WebSocket limit (256 KiB) of ordinary JSON fits, while the worst case (bytes that are not
-# UTF-8, escaped to 5 bytes each) is cut, so the event stays far below NATS's 1 MiB.
-RAW_BUDGET: Final = 320 * 1024
+# WebSocket limit (2 MiB) of ordinary JSON fits, while the worst case (bytes that are not
+# UTF-8, escaped to 5 bytes each) is cut, so the event stays below the hub's 4 MiB
+# (hub.config.MAX_EVENT_BYTES).
+RAW_BUDGET: Final = 3 * 1024 * 1024
 # Descriptions quote what the charger sent; a CALLERROR should not echo a whole frame back.
 QUOTE_LIMIT: Final = 64
 

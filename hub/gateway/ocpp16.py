@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from hub.config import GatewaySettings
+from hub.domain.cistring import ci
 from hub.registry import Registry, format_time
 from schemas.ocpp import v16
 
@@ -86,11 +87,13 @@ def data_transfer(request: v16.DataTransferRequest, ctx: Context) -> v16.DataTra
     vendors = ctx.settings.data_transfer_vendors
     if not vendors:
         return v16.DataTransferResponse(status="Accepted")
-    accepted = vendors.get(request.vendor_id)
+    # vendorId (CiString255) and messageId (CiString50) are compared without case.
+    vendor_id = ci(request.vendor_id)
+    accepted = next((ids for vendor, ids in vendors.items() if ci(vendor) == vendor_id), None)
     if accepted is None:
         return v16.DataTransferResponse(status="UnknownVendorId")
     message_id = "" if isinstance(request.message_id, msgspec.UnsetType) else request.message_id
-    if "*" not in accepted and message_id not in accepted:
+    if "*" not in accepted and ci(message_id) not in {ci(known) for known in accepted}:
         return v16.DataTransferResponse(status="UnknownMessageId")
     return v16.DataTransferResponse(status="Accepted")
 

@@ -8,6 +8,7 @@ from typing import Final, Literal, NamedTuple
 
 import msgspec
 
+from hub.domain.redaction import DEFAULT_SECRET_KEYS, SecretKeys, redact_payload, redact_text
 from hub.gateway import frames, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, Malformed
 from schemas import ocpp
@@ -24,6 +25,7 @@ from schemas.events import (
     OcppVersion,
     SecurityProfile,
 )
+from schemas.ocpp.formats import check_formats
 
 SUBPROTOCOLS: Final[dict[str, OcppVersion]] = {"ocpp1.6": "1.6"}
 HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {"1.6": ocpp16.HANDLERS}
@@ -39,6 +41,8 @@ class Link(msgspec.Struct, frozen=True, kw_only=True):
     connection_id: str
     gateway_id: str
     ocpp_version: OcppVersion
+    # Configuration keys whose values no event may hold (hub.domain.redaction).
+    secret_keys: SecretKeys = DEFAULT_SECRET_KEYS
 
 
 class ValidCall(msgspec.Struct, frozen=True, gc=False):
@@ -151,6 +155,8 @@ def frame_event(
     error_code: str = "",
     error_description: str = "",
 ) -> OcppFrame:
+    """The event of a frame; secret configuration values in its payload are redacted (the
+    frame on the wire keeps them)."""
     return OcppFrame(
         id=event_id(link, direction, place),
         received_at=received_at,
@@ -162,10 +168,16 @@ def frame_event(
         message_type=message_type,
         unique_id=unique_id,
         action=action,
-        payload=payload,
+        payload=stored_payload(link, action, payload),
         error_code=error_code,
         error_description=error_description,
     )
+
+
+def stored_payload(link: Link, action: str, payload: msgspec.Raw) -> msgspec.Raw:
+    """``payload`` as the stream may keep it: secret configuration values redacted."""
+    redacted = redact_payload(action, payload, link.secret_keys)
+    return payload if redacted is None else msgspec.Raw(redacted)
 
 
 def answer(link: Link, valid: ValidCall, received: Received, ctx: ocpp16.Context) -> Exchange:
@@ -231,6 +243,10 @@ def reject(
     unexpected result is only recorded.
     """
     kept = frames.raw_text(received.raw, raw_budget)
+    redacted = redact_text(kept.text, link.secret_keys)
+    if redacted is not None:
+        # The digest of a frame that holds a secret would let a short one be guessed.
+        kept = frames.RawText(redacted, kept.truncated, kept.size, "")
     rejected = FrameRejected(
         id=event_id(link, "rejected", str(received.position)),
         received_at=received.at,
@@ -525,7 +541,12 @@ def record_answer(
             action=action,
             answerable=False,
         )
-        outcome = CallOutcome("invalid_answer", inbound.payload, result.code, result.description)
+        outcome = CallOutcome(
+            "invalid_answer",
+            stored_payload(link, action, inbound.payload),
+            result.code,
+            result.description,
+        )
         return reject(link, broken, received), outcome
     event = frame_event(
         link,
@@ -537,9 +558,22 @@ def record_answer(
         place=str(received.position),
         received_at=received.at,
     )
+    # Whoever asked gets the answer as the stream keeps it: secrets redacted.
     return Exchange([event], None, action, inbound.unique_id, "ok"), CallOutcome(
-        "answered", inbound.payload
+        "answered", event.payload
     )
+
+
+def refused_answer(
+    link: Link, action: str, malformed: Malformed, received: Received
+) -> tuple[Exchange, CallOutcome]:
+    """Record an answer to our CALL for ``action`` that the hub cannot take (too large, not a
+    result), and say so: whoever sent the command learns why at once, not by timing out."""
+    refused = msgspec.structs.replace(malformed, action=action, answerable=False)
+    outcome = CallOutcome(
+        "invalid_answer", _NO_DETAILS, malformed.error_code, malformed.description
+    )
+    return reject(link, refused, received), outcome
 
 
 def check_command(link: Link, request: CommandRequest) -> CommandReply | None:
@@ -564,4 +598,7 @@ def check_command(link: Link, request: CommandRequest) -> CommandReply | None:
     checked = ocpp.validate_call(version, request.action, request.payload)
     if isinstance(checked, ocpp.PayloadError):
         return invalid(checked.description, checked.code)
+    misformatted = check_formats(version, "request", request.action, request.payload)
+    if misformatted is not None:
+        return invalid(misformatted.description, misformatted.code)
     return None

@@ -27,6 +27,7 @@ from hub.bus import Connection, EventStore
 from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.domain.charger_ids import id_problem
+from hub.domain.redaction import parse_secret_keys
 from hub.gateway import ocpp16
 from hub.gateway.connection import QUEUE_DEPTH, ChargerConnection
 from hub.gateway.frames import CallError, CallResult, Malformed
@@ -74,8 +75,9 @@ from schemas.ocpp import v16
 log = structlog.get_logger("hub.gateway")
 
 # Frames above this are refused by the WebSocket layer itself (close 1009): the event that
-# records a frame has to fit in one NATS message, whose default limit is 1 MiB.
-HARD_FRAME_LIMIT: Final = 256 * 1024
+# records a frame has to fit in one NATS message (hub.config.MAX_EVENT_BYTES), and a
+# connection may hold 16 frames in the gateway's queue and 16 in websockets' own.
+HARD_FRAME_LIMIT: Final = 2 * 1024 * 1024
 _CLAIM_SUBJECT: Final = "ctl.claim"
 _TRIGGER_BOOT: Final = b'{"requestedMessage":"BootNotification"}'
 
@@ -336,6 +338,7 @@ class Gateway:
             connection_id=uuid.uuid4().hex,
             gateway_id=self.gateway_id,
             ocpp_version=version,
+            secret_keys=parse_secret_keys(self.settings.secret_config_keys),
         )
         bound = log.bind(charge_point_id=charge_point_id, connection_id=link.connection_id)
         charger = ChargerLink(link=link, websocket=websocket)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.fuzz_frames import CENTRAL_ACTIONS, TEXT_MUTATIONS, FuzzFrame, check_answer
-from hub.config import GatewaySettings
+from hub.config import MAX_EVENT_BYTES, GatewaySettings
 from hub.gateway import ocpp16
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.protocol import (
@@ -41,9 +41,9 @@ LINK: Final = Link(
     charge_point_id="CP-FUZZ", connection_id="conn-1", gateway_id="gw-1", ocpp_version="1.6"
 )
 AT: Final = 1_772_600_767_890
-# nats-server's defaults: a message's payload (1 MiB) and a protocol line such as
-# `HPUB <subject> <reply inbox> <header bytes> <total bytes>` (4 KiB).
-NATS_MAX_PAYLOAD: Final = 1024 * 1024
+# What the hub's nats-server accepts in a message (its max_payload, 4 MiB) and nats-server's
+# default protocol line such as `HPUB <subject> <reply inbox> <header bytes> <total bytes>`.
+NATS_MAX_PAYLOAD: Final = MAX_EVENT_BYTES
 NATS_MAX_CONTROL_LINE: Final = 4096
 # What a publish adds besides the subject: the reply inbox, sizes, the Nats-Msg-Id header.
 PUBLISH_OVERHEAD: Final = 256

@@ -240,12 +240,17 @@ def api_token(
 
 
 @contextlib.asynccontextmanager
-async def online(port: int, ui_port: int, charge_point_id: str) -> AsyncIterator[AnsweringCharger]:
+async def online(
+    port: int,
+    ui_port: int,
+    charge_point_id: str,
+    charger_class: type[AnsweringCharger] = AnsweringCharger,
+) -> AsyncIterator[AnsweringCharger]:
     """An answering charger, connected once the API's live state has seen it connect."""
     async with ui_socket(
         ui_port, f"/ws/chargers/{charge_point_id}", token_value=api_token("viewer")
     ) as ws:
-        async with ocpp_charger(port, charge_point_id, charger_class=AnsweringCharger) as cp:
+        async with ocpp_charger(port, charge_point_id, charger_class=charger_class) as cp:
             await messages_until(
                 ws, lambda m: m["type"] == "connection" and m["state"] == "connected"
             )

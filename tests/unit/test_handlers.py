@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -15,8 +16,9 @@ import pytest
 from ocpp.messages import MessageType, get_validator
 
 from hub.config import GatewaySettings
+from hub.domain.wallets import Wallets
 from hub.gateway import ocpp16
-from hub.registry import Registry
+from hub.registry import IdTagVerdict, Registry
 from schemas.events import (
     AdminEvent,
     ChargerRegistered,
@@ -24,6 +26,8 @@ from schemas.events import (
     IdTagRemoved,
     IdTagStatus,
     IdTagUpserted,
+    WalletConfigured,
+    WalletCredited,
 )
 from schemas.ocpp import PayloadError, validate_call, validate_result
 
@@ -405,3 +409,37 @@ def test_fold_is_order_sensitive_like_the_stream() -> None:
     events = [registered("CP-1"), _admin(ChargerUnregistered, charge_point_id="CP-1")]
     assert not registry_of(*events).is_known("CP-1")
     assert registry_of(*reversed(events)).is_known("CP-1")
+
+
+# -- CiStrings: id tags, vendors and message ids match in any case (OCPP 1.6 §7.15) -----------
+
+
+def test_an_id_tag_matches_in_any_case_and_keeps_its_spelling() -> None:
+    registry = registry_of(
+        tag("Aqckz"), tag("fleet-a", "Blocked"), tag("Driver7", parent="FLEET-A")
+    )
+    assert registry.authorize("aQCKZ", NOW).status == "Accepted"
+    assert registry.authorize("driver7", NOW) == IdTagVerdict("Blocked", "", "FLEET-A")
+    # Upserting another spelling changes the one tag; removing in any case removes it.
+    registry.apply(tag("AQCKZ", "Blocked"), 10)
+    assert set(registry.id_tags) == {"AQCKZ", "fleet-a", "Driver7"}
+    assert registry.authorize("aqckz", NOW).status == "Blocked"
+    registry.apply(_admin(IdTagRemoved, id_tag="aqCKZ"), 11)
+    assert registry.authorize("Aqckz", NOW).status == "Invalid"
+
+
+def test_a_prepaid_wallet_is_found_by_its_tag_in_any_case() -> None:
+    wallets = Wallets()
+    wallets.apply(_admin(WalletConfigured, id_tag="Prepaid1", hold_amount="10"))
+    [entry] = wallets.apply(_admin(WalletCredited, id_tag="PREPAID1", amount="25"))
+    assert entry.id_tag == "Prepaid1"  # the ledger keeps the wallet's spelling
+    assert wallets.hold_for("prepaid1") == Decimal("10")
+    assert not wallets.too_low("pREPAID1")
+
+
+def test_data_transfer_vendor_and_message_ids_match_in_any_case() -> None:
+    vendors = {"com.Acme": ["GetPrice"]}
+    assert data_transfer(vendors, {"vendorId": "COM.ACME", "messageId": "getprice"}) == "Accepted"
+    assert data_transfer(vendors, {"vendorId": "com.acme", "messageId": "Other"}) == (
+        "UnknownMessageId"
+    )

@@ -208,7 +208,7 @@ def test_the_ledger_is_the_sum_of_its_entries_and_settles_to_credits_minus_costs
     replay = Wallets()
     running: dict[str, Decimal] = defaultdict(lambda: Decimal(0))
     for event in events:
-        before = {tag: wallet.balance for tag, wallet in replay.wallets.items()}
+        before = {wallet.id_tag: wallet.balance for wallet in replay.wallets.values()}
         available = before.get(getattr(event, "id_tag", ""), Decimal(0))
         entries = replay.apply(event)
         moved: dict[str, Decimal] = defaultdict(lambda: Decimal(0))
@@ -222,18 +222,19 @@ def test_the_ledger_is_the_sum_of_its_entries_and_settles_to_credits_minus_costs
                 assert entry.amount > 0
             if entry.kind in ("hold", "shortfall"):
                 assert entry.amount <= 0
-        for tag, wallet in replay.wallets.items():
-            assert wallet.balance == before.get(tag, Decimal(0)) + moved[tag]
+        for wallet in replay.wallets.values():
+            assert wallet.balance == before.get(wallet.id_tag, Decimal(0)) + moved[wallet.id_tag]
         if isinstance(event, WalletHeld):
             # A hold never sets aside more than the wallet had, nor a negative amount.
             assert Decimal(0) <= money(event.amount) <= max(Decimal(0), available)
 
     for tag in TAGS:
-        replayed = replay.wallets[tag].balance if tag in replay.wallets else Decimal(0)
+        found = replay.get(tag)
+        replayed = found.balance if found is not None else Decimal(0)
         assert replayed == running[tag]
         # The supervisor, which applied its own holds and settlements as it derived them and
         # then saw them come back from the stream, counted each exactly once.
-        live = stream.supervisor.wallets.wallets.get(tag)
+        live = stream.supervisor.wallets.get(tag)
         assert (live.balance if live else Decimal(0)) == replayed
 
     held = by_transaction(events, WalletHeld)
@@ -470,7 +471,7 @@ def test_refolding_the_stored_stream_derives_the_same_intents_all_already_stored
     assert first.commands_due == second.commands_due == stream.supervisor.commands_due
     for tag in TAGS:
         balances = {
-            s.wallets.wallets[tag].balance if tag in s.wallets.wallets else None
+            wallet.balance if (wallet := s.wallets.get(tag)) is not None else None
             for s in (first, second, stream.supervisor)
         }
         assert len(balances) == 1

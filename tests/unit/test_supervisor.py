@@ -55,7 +55,7 @@ def test_prepaid_session_holds_then_refunds_the_unused_amount_and_splits_the_cos
     assert isinstance(event, WalletSettled)
     assert (event.cost, event.refund, event.shortfall) == ("5.0000", "15.0000", "0.0000")
     assert (event.platform_fee, event.operator_share) == ("0.5000", "4.5000")
-    assert stream.supervisor.wallets.wallets["TAG"].balance == Decimal("45.0000")
+    assert stream.supervisor.wallets.wallets["tag"].balance == Decimal("45.0000")
 
 
 def test_prepaid_amount_is_a_cost_limit_that_stops_the_transaction() -> None:
@@ -173,7 +173,7 @@ def test_a_restart_folding_the_stream_again_derives_nothing_new() -> None:
         again.apply(seq, event)
     assert again.unconfirmed == {}
     assert again.commands_due.keys() == stream.supervisor.commands_due.keys()
-    assert again.wallets.wallets["TAG"].balance == stream.supervisor.wallets.wallets["TAG"].balance
+    assert again.wallets.wallets["tag"].balance == stream.supervisor.wallets.wallets["tag"].balance
 
 
 def test_a_snapshot_taken_mid_stream_folds_on_exactly_like_the_original() -> None:

@@ -1,0 +1,97 @@
+"""Secret configuration values are redacted in every stored copy, pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from hub.domain.redaction import (
+    DEFAULT_SECRET_KEYS,
+    parse_secret_keys,
+    redact_payload,
+    redact_text,
+)
+from hub.gateway.frames import Malformed
+from hub.gateway.protocol import Link, Received, outbound_call, reject
+from schemas.events import FrameRejected
+
+KEYS = DEFAULT_SECRET_KEYS
+LINK = Link(charge_point_id="CP-1", connection_id="c1", gateway_id="gw", ocpp_version="1.6")
+
+
+def test_change_configuration_of_the_authorization_key_is_redacted_in_any_case() -> None:
+    for key in ("AuthorizationKey", "authorizationkey", "AUTHORIZATIONKEY"):
+        payload = json.dumps({"key": key, "value": "s3cret-s3cret-s3"}).encode()
+        redacted = redact_payload("ChangeConfiguration", payload, KEYS)
+        assert redacted is not None
+        assert json.loads(redacted) == {"key": key, "value": "***"}
+
+
+def test_other_keys_and_other_actions_are_left_alone() -> None:
+    payload = b'{"key":"HeartbeatInterval","value":"60"}'
+    assert redact_payload("ChangeConfiguration", payload, KEYS) is None
+    transfer = b'{"vendorId":"v","data":"AuthorizationKey"}'
+    assert redact_payload("DataTransfer", transfer, KEYS) is None
+
+
+def test_get_configuration_answers_keep_everything_but_the_secret() -> None:
+    answer = {
+        "configurationKey": [
+            {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+            {"key": "AuthorizationKey", "readonly": False, "value": "s3cret"},
+            {"key": "AuthorizationKey", "readonly": True},
+        ],
+        "unknownKey": ["AuthorizationKey"],
+    }
+    redacted = redact_payload("GetConfiguration", json.dumps(answer).encode(), KEYS)
+    assert redacted is not None
+    assert json.loads(redacted)["configurationKey"] == [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+        {"key": "AuthorizationKey", "readonly": False, "value": "***"},
+        {"key": "AuthorizationKey", "readonly": True},
+    ]
+
+
+def test_configured_keys_are_secret_too_and_authorization_key_always_is() -> None:
+    keys = parse_secret_keys(" MeterPassword ,, wifiPsk")
+    payload = b'{"key":"WIFIPSK","value":"hunter2"}'
+    assert json.loads(redact_payload("ChangeConfiguration", payload, keys) or b"") == {
+        "key": "WIFIPSK",
+        "value": "***",
+    }
+    assert "authorizationkey" in keys
+
+
+def test_redaction_is_deterministic() -> None:
+    payload = b'{"key":"AuthorizationKey","value":"abc"}'
+    first = redact_payload("ChangeConfiguration", payload, KEYS)
+    assert first == redact_payload("ChangeConfiguration", payload, KEYS)
+    assert first is not None and redact_payload("ChangeConfiguration", first, KEYS) is None
+
+
+def test_raw_text_is_redacted_by_value_or_whole() -> None:
+    frame = '[3,"x",{"configurationKey":[{"key":"AuthorizationKey","value":"abc"}]}]'
+    assert json.loads(redact_text(frame, KEYS) or "")[2]["configurationKey"][0]["value"] == "***"
+    assert redact_text(frame[:-5], KEYS) == "***"
+    assert redact_text('[3,"x",{"key":"HeartbeatInterval"}]', KEYS) is None
+
+
+def test_the_charger_gets_the_value_and_the_event_does_not() -> None:
+    payload = msgspec.Raw(b'{"key":"AuthorizationKey","value":"s3cret-s3cret-s3"}')
+    event, frame = outbound_call(LINK, "cmd-1", "ChangeConfiguration", payload, at=1)
+    assert b"s3cret-s3cret-s3" in frame
+    assert b"s3cret" not in msgspec.json.encode(event)
+
+
+def test_a_rejected_frame_holding_a_secret_keeps_no_digest_of_it() -> None:
+    data = b'[3,"x",{"configurationKey":[{"key":"AuthorizationKey","value":"' + b"k" * 600
+    malformed = Malformed("not_json", "FormationViolation", "cut", answerable=False)
+    [event] = reject(LINK, malformed, Received(data, 1, 1), raw_budget=100).events
+    assert isinstance(event, FrameRejected)
+    assert (event.raw, event.raw_truncated, event.raw_size, event.raw_sha256) == (
+        "***",
+        True,
+        len(data),
+        "",
+    )
