@@ -39,6 +39,7 @@ from bench.run import (
     _read_event,
     free_port,
 )
+from hub.runtime import announced_url
 from hub.tokens import mint
 from tools.simulator import raise_nofile_limit
 
@@ -133,7 +134,8 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
         measured = hub
         ui_url = f"http://127.0.0.1:{ui_port}"
         if name == "poll":
-            nats_url = (data_dir / "nats.url").read_text().strip()
+            # With the credentials `hub up` made: nats.url alone is refused.
+            nats_url = announced_url(data_dir)
             poll_port = free_port()
             poller = ServerProcess(
                 TargetSpec(
@@ -142,13 +144,12 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
                         sys.executable,
                         "-m",
                         "bench.baselines.poll_broadcast",
-                        "--nats-url",
-                        nats_url,
                         "--port",
                         str(poll_port),
                     ],
                     READY_MARKER,
                     "",
+                    env={"HUB_NATS_URL": nats_url},
                 ),
                 poll_port,
                 work / "server-poll-broadcast.log",
