@@ -134,6 +134,7 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
         measured = hub
         ui_url = f"http://127.0.0.1:{ui_port}"
         if name == "poll":
+            # With the credentials `hub up` made: nats.url alone is refused.
             nats_url = announced_url(data_dir)
             poll_port = free_port()
             poller = ServerProcess(
@@ -143,13 +144,12 @@ async def run_target(name: str, settings: FanoutSettings, work: Path) -> dict[st
                         sys.executable,
                         "-m",
                         "bench.baselines.poll_broadcast",
-                        "--nats-url",
-                        nats_url,
                         "--port",
                         str(poll_port),
                     ],
                     READY_MARKER,
                     "",
+                    env={"HUB_NATS_URL": nats_url},
                 ),
                 poll_port,
                 work / "server-poll-broadcast.log",

@@ -9,7 +9,10 @@ restart, a cluster failover), it makes a new one that goes on from the next sequ
 nothing is folded twice or skipped.
 
 Pull, not push: nats-py answers a push consumer's flow control at most every 0.25 s once
-the subscriber is behind, which throttles a fold that fell behind to a crawl.
+the subscriber is behind, which throttles a fold that fell behind to a crawl. And pulled
+through ``hub.pull``, not nats-py's ``fetch``, which waits for each message with a task and
+a timeout of its own: in a busy event loop (the gateway's, at saturation) that is one loop
+iteration per message, and the supervisor's fold fell tens of seconds behind the stream.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
+from hub.pull import Puller
 from schemas.events import Event, decode_event
 
 log = structlog.get_logger("hub.follower")
@@ -130,19 +133,18 @@ class Follower:
                 inactive_threshold=CONSUMER_IDLE_S,
             )
             try:
-                subscription = await js.pull_subscribe(
-                    "", durable=None, stream=self._stream, config=config
-                )
+                info = await js.add_consumer(self._stream, config)
             except (nats.errors.Error, nats.js.errors.Error) as error:
                 _stop_if_cancelled()
                 log.warning("follower.consumer_failed", follower=self.name, error=str(error))
                 await asyncio.sleep(1.0)
                 continue
+            if info.num_pending == 0:
+                self.caught_up.set()
+            puller = Puller(self._connection.client, self._stream, info.name, FETCH_BATCH)
             try:
-                pending = (await subscription.consumer_info()).num_pending
-                if pending == 0:
-                    self.caught_up.set()
-                await self._follow(subscription)
+                await puller.start()
+                await self._follow(puller, info.name)
             except (nats.errors.Error, nats.js.errors.Error) as error:
                 _stop_if_cancelled()
                 # The consumer went away (a NATS restart, say): a new one goes on from here.
@@ -152,23 +154,21 @@ class Follower:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+                    await puller.stop()
 
-    async def _follow(self, subscription: JetStreamContext.PullSubscription) -> None:
+    async def _follow(self, puller: Puller, consumer: str) -> None:
         while True:
-            try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except TimeoutError:
-                # nats-py's own, or the plain one a cancelled fetch turns into.
-                _stop_if_cancelled()
+            batch = await puller.next_batch(FETCH_BATCH, linger_s=0.0, wait_s=FETCH_WAIT_S)
+            if not batch.messages:
                 # Nothing more under our subjects: whatever the stream held is behind us.
                 self.caught_up.set()
+                # A consumer that is gone delivers nothing either; this raises for it.
+                await self._connection.js.consumer_info(self._stream, consumer)
                 continue
-            for msg in messages:
-                metadata = msg.metadata
-                self._fold(msg.data, metadata.sequence.stream)
-                if metadata.num_pending == 0 or self.seq >= self._target:
-                    self.caught_up.set()
+            for seq, data in batch.messages:
+                self._fold(data, seq)
+            if batch.pending == 0 or self.seq >= self._target:
+                self.caught_up.set()
 
     def _fold(self, data: bytes, seq: int) -> None:
         try:

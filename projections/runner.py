@@ -27,11 +27,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub.bus import Connection
+from hub.pull import Batch, Puller
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend, BackendError
 from projections.fold import fold_batch
-from projections.pull import Batch, Puller
 from projections.rows import ErrorRow, Output
 from projections.state import State
 

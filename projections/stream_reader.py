@@ -8,7 +8,7 @@ a second TCP connection to the same server that speaks the NATS text protocol it
 requests go out, and ``MSG``/``HMSG`` frames are cut out of one buffer by their byte counts,
 about 5 µs a message.
 
-As in ``projections.pull``, a pull request is outstanding while there is room, so the stream
+As in ``hub.pull``, a pull request is outstanding while there is room, so the stream
 keeps flowing while the caller folds, and at most ``batch_size`` messages wait in the
 buffer. A disconnect loses and doubles nothing: messages are buffered only once their whole
 frame has arrived, the reader knows the next seq it has not buffered, and it re-creates the
@@ -30,8 +30,8 @@ import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
+from hub.pull import delivered
 from hub.subjects import EVENTS_WILDCARD
-from projections.pull import delivered
 
 log = structlog.get_logger("projections.stream_reader")
 

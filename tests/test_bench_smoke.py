@@ -105,3 +105,60 @@ def test_projections_benchmark_refuses_no_rounds(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--rounds must be 1 or more" in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_hub_full_target_is_hub_up_with_everything_on(tmp_path: Path) -> None:
+    from bench.run import target_spec
+
+    full = target_spec("hub_full", 9100, tmp_path, "/ocpp")
+    plain = target_spec("hub", 9100, tmp_path, "/ocpp")
+    assert full.command[1:2] == ["up"] and "--allow-unknown-chargers" in full.command
+    assert "--no-ui" not in full.command and full.command[-2:] == ["--ui-port", "0"]
+    assert full.env == {"HUB_FANOUT": "true", "HUB_PROJECTIONS": "true", "HUB_SUPERVISOR": "true"}
+    assert plain.command[-1] == "--no-ui" and plain.env == {}
+
+
+def test_report_checks_hub_full_against_twice_ocpp_lib() -> None:
+    from bench.run import checks, ratios, render_markdown
+
+    def row(msgs_per_s: float) -> dict[str, object]:
+        return {
+            "saturation_msgs_per_s": msgs_per_s,
+            "saturation_p50_ms": 10.0,
+            "saturation_p99_ms": 20.0,
+            "rate_msgs_per_s": 50.0,
+            "rate_p50_ms": 2.0,
+            "rate_p99_ms": 8.0,
+            "idle_kib_per_connection": 40.0,
+            "errors": [],
+        }
+
+    summary = {"100": {"hub_full": row(1800.0), "hub": row(2000.0), "ocpp_lib": row(1000.0)}}
+    found = checks(summary)["hub_full_saturation_at_least_2x_ocpp_lib"]
+    assert found["ratios"] == {"100": 1.8} and found["passed"] is False
+    summary["1000"] = {"hub_full": row(2400.0), "ocpp_lib": row(1000.0)}
+    summary["100"]["hub_full"] = row(2100.0)
+    assert checks(summary)["hub_full_saturation_at_least_2x_ocpp_lib"]["passed"] is True
+    assert ratios(summary)["100"]["hub_full/hub"]["saturation_throughput"] == 1.05
+
+    report = {
+        "generated_at": "now",
+        "git_commit": "abc",
+        "environment": {
+            "cpu_count": 2,
+            "loadavg_start": [1.0, 1.0, 1.0],
+            "loadavg_end": [1.0, 1.0, 1.0],
+            "python": "3",
+            "websockets": "?",
+            "ocpp": "?",
+        },
+        "settings": {"warmup": 3.0, "window": 10.0, "rate_interval": 2.0, "quick": False},
+        "targets": {},
+        "summary": summary,
+        "ratios": ratios(summary),
+        "checks": checks(summary),
+        "results": [],
+    }
+    markdown = render_markdown(report)
+    assert "| 100 | hub_full/ocpp_lib | 2.10 |" in markdown
+    assert "ocpp_lib: **PASS** (N=100: 2.10, N=1000: 2.40)" in markdown

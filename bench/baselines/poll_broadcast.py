@@ -5,7 +5,7 @@ Here the database is SQLite (standing in for the seeds' MySQL), written by a con
 same JetStream stream the hub's fan-out follows, so both see the same frames. UI clients
 connect to ``/ws/chargers/{id}`` and receive ``status`` messages shaped like the hub's.
 
-    python -m bench.baselines.poll_broadcast --nats-url nats://... --port 0 [--interval 2]
+    HUB_NATS_URL=nats://hub:PASSWORD@HOST:PORT python -m bench.baselines.poll_broadcast --port 0
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
 import tempfile
@@ -183,7 +184,9 @@ async def serve(nats_url: str, host: str, port: int, interval: float) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--nats-url", required=True)
+    # The URL carries the hub's NATS password: from the environment, where only its owner
+    # can read it, rather than the command line.
+    parser.add_argument("--nats-url", default=os.environ.get("HUB_NATS_URL", ""))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")

@@ -15,8 +15,8 @@ from bench.projections import synthetic_stream
 from hub.bus import Connection, connect
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
+from hub.pull import Puller
 from hub.subjects import EVENTS_WILDCARD
-from projections.pull import Puller
 from projections.stream_reader import StreamReader
 from schemas.events import Event, encode_event
 from tests.projections.contract import store_events

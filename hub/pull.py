@@ -1,4 +1,5 @@
-"""Batches from a JetStream pull consumer, without nats-py's cost per message.
+"""Batches from a JetStream pull consumer, without nats-py's cost per message: the
+projections runner and every ``Follower`` read the stream through it.
 
 nats-py's ``fetch`` waits for every message with a task and a timeout of its own (about
 70 µs each: replay read 11k events/s where the stream gives 40-60k), and a fetch that got a
@@ -30,7 +31,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-log = structlog.get_logger("projections.pull")
+log = structlog.get_logger("hub.pull")
 
 _STATUS: Final = "Status"
 # Statuses that also say the consumer had nothing more to deliver.
@@ -94,7 +95,7 @@ class Puller:
 
     async def start(self) -> None:
         self._sub = await self.client.subscribe(self.inbox, cb=self._on_message)
-        self._task = asyncio.create_task(self._keep_pulling(), name="projections-pull")
+        self._task = asyncio.create_task(self._keep_pulling(), name=f"pull:{self.subject}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -144,7 +145,9 @@ class Puller:
             try:
                 await self.client.publish(self.subject, _encoder.encode(request), self.inbox)
             except nats.errors.Error as error:
-                log.warning("projections.pull_failed", error=str(error) or type(error).__name__)
+                log.warning(
+                    "pull.failed", subject=self.subject, error=str(error) or type(error).__name__
+                )
                 await asyncio.sleep(_REQUEST_EXPIRES_S)
                 continue
             with contextlib.suppress(TimeoutError):
