@@ -261,13 +261,18 @@ class ServerProcess:
         # The pipe must be read for the server's whole life, or it blocks on
         # a full pipe buffer as soon as it logs enough.
         assert self._proc is not None and self._proc.stdout is not None
+        marker = self.spec.ready_marker.encode()
+        tail = b""
         try:
             with self.log_path.open("ab") as log:
-                async for line in self._proc.stdout:
-                    log.write(line)
+                # Chunks, not lines: a line longer than the reader's limit must not stop the
+                # draining (a server blocked on its log looks like a hung server).
+                while chunk := await self._proc.stdout.read(1 << 16):
+                    log.write(chunk)
                     log.flush()
-                    if self.spec.ready_marker.encode() in line:
+                    if marker in tail + chunk:
                         self._seen_ready.set()
+                    tail = chunk[-len(marker) :]
         finally:
             self._output_done.set()
             self._seen_ready.set()  # wake start() on early exit

@@ -29,6 +29,7 @@ import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
+from hub.logs import Throttle, suppressed_field
 from hub.pull import Puller
 from schemas.events import Event, decode_event
 
@@ -68,6 +69,7 @@ class Follower:
         self._target = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._throttle = Throttle()
 
     async def begin(self) -> None:
         """Follow in the background, from now on; ``caught_up`` says when it has caught up."""
@@ -104,6 +106,19 @@ class Follower:
             pass
         except Exception as error:  # stopping must not fail what stops it
             log.warning("follower.stopped_with_error", follower=self.name, error=repr(error))
+
+    def _error(self, what: str, seq: int, error: Exception) -> None:
+        """One line, cut short and throttled: a charger's garbage must not flood the log (or
+        block the event loop on a full pipe)."""
+        suppressed = self._throttle.admit(what)
+        if suppressed is not None:
+            log.error(
+                what,
+                follower=self.name,
+                seq=seq,
+                error=str(error)[:200],
+                **suppressed_field(suppressed),
+            )
 
     async def reached(self, seq: int, within_s: float = REACH_WAIT_S) -> bool:
         """Whether ``seq`` is folded within ``within_s`` seconds."""
@@ -174,13 +189,13 @@ class Follower:
         try:
             event = decode_event(data)
         except msgspec.DecodeError as error:
-            log.error("follower.undecodable", follower=self.name, seq=seq, error=str(error))
+            self._error("follower.undecodable", seq, error)
         else:
             try:
                 self._apply(event, seq)
             except (ValueError, ArithmeticError, msgspec.ValidationError) as error:
                 # One bad event costs itself, never the fold of the rest.
-                log.error("follower.unapplicable", follower=self.name, seq=seq, error=str(error))
+                self._error("follower.unapplicable", seq, error)
         self.seq = max(self.seq, seq)
         for target, future in self._waiters:
             if target <= seq and not future.done():

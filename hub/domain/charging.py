@@ -427,8 +427,8 @@ class Charging:
         if isinstance(request.timestamp, str):
             try:
                 timestamp_ms = parse_ms(request.timestamp)
-            except ValueError:
-                self._problem(cp, f"status timestamp {request.timestamp!r}")
+            except (ValueError, OverflowError):
+                self._problem(cp, f"status timestamp {_quote(request.timestamp)}")
         connector = self.charger(cp).connector(request.connector_id)
         if connector.status != request.status:
             connector.status, connector.status_at = request.status, self._at
@@ -453,7 +453,7 @@ class Charging:
         self, cp: str, request: StartTransactionRequest, answer: StartTransactionResponse
     ) -> None:
         transaction_id = answer.transaction_id
-        start_ms = parse_ms(request.timestamp)
+        start_ms = self._charger_time(cp, "start", request.timestamp)
         connector = self.charger(cp).connector(request.connector_id)
         known = self.session_of(cp, transaction_id)
         if known is not None and _same_start(known, request, start_ms):
@@ -611,8 +611,8 @@ class Charging:
         for meter_value in values:
             try:
                 times.append(parse_ms(meter_value.timestamp))
-            except ValueError:
-                self._problem(cp, f"meter value timestamp {meter_value.timestamp!r}")
+            except (ValueError, OverflowError):
+                self._problem(cp, f"meter value timestamp {_quote(meter_value.timestamp)}")
                 times.append(None)
         return times
 
@@ -670,7 +670,7 @@ class Charging:
         )
 
     def _stop(self, cp: str, request: StopTransactionRequest) -> None:
-        stop_ms = parse_ms(request.timestamp)
+        stop_ms = self._charger_time(cp, "stop", request.timestamp)
         tx = request.transaction_id
         session = self._resolve(cp, tx, self._open_on_charger(cp), stop_ms)
         if session is None:
@@ -771,6 +771,15 @@ class Charging:
                 )
             )
 
+    def _charger_time(self, cp: str, what: str, timestamp: str) -> int:
+        """A start's or stop's time as the charger gives it; one that does not parse (or
+        lies beyond any calendar) is a problem, and the hub's time of the event stands in."""
+        try:
+            return parse_ms(timestamp)
+        except (ValueError, OverflowError):
+            self._problem(cp, f"{what} timestamp {_quote(timestamp)} is not a date-time")
+            return self._at
+
     def _problem(self, cp: str, reason: str) -> None:
         self._facts.append(
             Problem(seq=self._seq, at=self._at, charge_point_id=cp, reason=reason[:1000])
@@ -791,6 +800,11 @@ def _same_start(session: Session, request: StartTransactionRequest, start_ms: in
         and session.meter_start == float(request.meter_start)
         and session.id_tag == request.id_tag
     )
+
+
+def _quote(text: str) -> str:
+    """What a charger sent, quoted and cut short enough for a log line or an error row."""
+    return repr(text[:64]) + ("..." if len(text) > 64 else "")
 
 
 def _text(value: object) -> str:

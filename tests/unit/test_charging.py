@@ -9,6 +9,7 @@ from hub.domain.facts import (
     ChargerBooted,
     ConnectorStatusChanged,
     Fact,
+    Problem,
     TransactionEnded,
     TransactionFlagged,
     TransactionMetered,
@@ -260,3 +261,16 @@ def test_a_retransmitted_start_replayed_after_a_newer_start_is_no_transaction() 
     _, again = fold(b, charging)
     assert again == []
     assert [s.session for s in charging.state.sessions.values() if s.ongoing] == [str(newer)]
+
+
+def test_a_start_or_stop_whose_time_does_not_parse_is_a_problem_not_a_failure() -> None:
+    b = Builder()
+    tx = b.start("CP", 1, "x" * 10_000, 0)
+    b.stop("CP", tx, "yesterday", 900)
+    charging, facts = fold(b)
+    problems = [f for f in of(facts, Problem) if isinstance(f, Problem)]
+    assert [p.reason.split(" timestamp")[0] for p in problems] == ["start", "stop"]
+    assert all(len(p.reason) < 200 for p in problems)
+    session = charging.session_of("CP", tx)
+    assert session is not None and session.state == "completed"
+    assert session.start_ms is not None and session.stop_ms is not None
