@@ -264,8 +264,8 @@ class ChargerConnection:
             self._held.done(admission, now_ms=time.monotonic() * 1000)
             self._log.info(
                 "ocpp.exchange",
-                action=exchange.action,
-                unique_id=exchange.unique_id,
+                action=exchange.action[:64],  # a charger can send any action: a line stays short
+                unique_id=exchange.unique_id[:64],
                 # superseded: stored, but the charger retried under a newer uniqueId meanwhile
                 outcome=exchange.outcome if reply or not exchange.reply else "superseded",
                 seq=sequences[0] if sequences else None,
