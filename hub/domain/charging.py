@@ -94,12 +94,14 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 3
+STATE_VERSION: Final = 4
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
 # Connectors kept per charger (real ones have a handful).
 MAX_CONNECTORS: Final = 256
+# Transactions ongoing at once on one charger; a newer one beyond ends the oldest.
+MAX_ONGOING: Final = 64
 # CALLs waiting for the hub's answer (a charger that never gets one leaves its CALL here);
 # the oldest beyond this many go.
 MAX_PENDING: Final = 10_000
@@ -153,6 +155,8 @@ class Charger(msgspec.Struct, kw_only=True):
     firmware_version: str = ""
     last_boot_at: int | None = None
     connectors: dict[int, Connector] = {}
+    # Keys of its ongoing sessions, oldest first.
+    ongoing: list[str] = []
 
     def connector(self, connector_id: int) -> Connector:
         found = self.connectors.get(connector_id)
@@ -493,7 +497,14 @@ class Charging:
             last_meter_at=self._at,
         )
         session.tariff = tariff_for(self.state.tariffs, cp, start_ms or 0)
-        self.state.sessions[key(cp, name)] = session
+        session_key = key(cp, name)
+        self.state.sessions[session_key] = session
+        ongoing = self.charger(cp).ongoing
+        ongoing.append(session_key)
+        if len(ongoing) > MAX_ONGOING:
+            # Real chargers have a few connectors; one that opens transaction after
+            # transaction (ids nobody issued, no Stops) must not grow the state without end.
+            self._end(self.state.sessions[ongoing[0]], "superseded", "too many open on the charger")
         return session
 
     def _limits_for(self, session: Session) -> list[Limits]:
@@ -706,6 +717,7 @@ class Charging:
         if connector.open == session_key:
             connector.open, connector.open_changed_at = "", self._at
         if was_ongoing:
+            self.charger(session.charge_point_id).ongoing.remove(session_key)
             self._forget_later(session_key)
         self._facts.append(
             TransactionEnded(

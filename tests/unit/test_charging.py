@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from hub.domain.charging import MAX_CONNECTORS, Charging, key
+from hub.domain.charging import MAX_CONNECTORS, MAX_ONGOING, Charging, key
 from hub.domain.facts import (
     ChargerBooted,
     ConnectorStatusChanged,
@@ -274,3 +274,14 @@ def test_a_start_or_stop_whose_time_does_not_parse_is_a_problem_not_a_failure() 
     session = charging.session_of("CP", tx)
     assert session is not None and session.state == "completed"
     assert session.start_ms is not None and session.stop_ms is not None
+
+
+def test_a_charger_opening_transaction_after_transaction_keeps_a_bounded_number_ongoing() -> None:
+    b = Builder()
+    for n in range(200):
+        b.meter("CP", n + 1, 10_000 + n, "2026-11-22T10:30:00Z", 5_000 + n)
+    charging, facts = fold(b)
+    ongoing = [s for s in charging.state.sessions.values() if s.ongoing]
+    assert len(ongoing) == len(charging.charger("CP").ongoing) == MAX_ONGOING
+    ends = [f for f in of(facts, TransactionEnded) if isinstance(f, TransactionEnded)]
+    assert len(ends) == 200 - MAX_ONGOING and {e.reason for e in ends} == {"superseded"}
