@@ -22,6 +22,7 @@ from typing import Final
 
 import pytest
 
+from hub.runtime import announced_url
 from hub.tokens import Role, mint
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -93,7 +94,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
             assert line is not None, f"hub up exited: {log.read_text()[-3000:]}"
             ready = ready or READY.search(line)
             ui = ui or UI.search(line)
-        yield RunningHub(process, int(ready[1]), ready[2], ui[1], log)
+        # The ready line names NATS without its password; the data directory has both.
+        yield RunningHub(process, int(ready[1]), announced_url(work / "data"), ui[1], log)
     finally:
         process.send_signal(signal.SIGINT)
         try:
