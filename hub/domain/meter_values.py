@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from msgspec import UNSET as _UNSET
 from msgspec.structs import astuple
 
-from hub.domain.tariffs import Point
-from hub.domain.timeutil import parse_ms
 from schemas.ocpp.v16 import (
-    MeterValue,
     SampledValue,
-    TransactionData,
     TransactionDataSampledValue,
 )
 
@@ -92,39 +87,3 @@ def value_of(sampled: Sampled, kind: Kind) -> float:
     if abs(value) > PLAUSIBLE_LIMIT:
         raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is beyond any meter")
     return value
-
-
-class Reading:
-    """A sampled value with the defaults OCPP 1.6 gives to the fields a charger left out."""
-
-    __slots__ = ("context", "is_energy_register", "location", "measurand", "phase", "unit", "value")
-
-    def __init__(self, sampled: Sampled) -> None:
-        kind = kind_of(sampled)
-        self.value: float = value_of(sampled, kind)
-        self.measurand: str = kind.measurand
-        self.phase: str = kind.phase
-        self.location: str = kind.location
-        self.context: str = kind.context
-        self.unit: str = kind.unit
-        self.is_energy_register: bool = kind.is_energy_register
-
-
-def register_points(values: Sequence[MeterValue] | Sequence[TransactionData]) -> list[Point]:
-    """The energy register readings of a message, as billing takes them: the first
-    phase-less ``Energy.Active.Import.Register`` of each sample set, in Wh."""
-    points: list[Point] = []
-    for meter_value in values:
-        try:
-            at_ms = parse_ms(meter_value.timestamp)
-        except ValueError:
-            continue
-        for sampled in meter_value.sampled_value:
-            try:
-                reading = Reading(sampled)
-            except ValueError:
-                continue
-            if reading.is_energy_register:
-                points.append((at_ms, reading.value))
-                break
-    return points

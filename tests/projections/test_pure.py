@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.domain import energy
-from hub.domain.meter_values import Reading
+from hub.domain.meter_values import kind_of, value_of
 from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
 from projections.fold import apply, folds
@@ -62,13 +62,15 @@ def test_energy_is_spread_over_hours_and_changes_are_deltas() -> None:
 def test_meter_values_are_normalised_to_base_units(
     unit: str, value: str, base: str, expected: float
 ) -> None:
-    reading = Reading(SampledValue(value=value, unit=unit))  # type: ignore[arg-type]
-    assert (reading.unit, reading.value) == (base, expected)
+    sampled = SampledValue(value=value, unit=unit)  # type: ignore[arg-type]
+    kind = kind_of(sampled)
+    assert (kind.unit, value_of(sampled, kind)) == (base, expected)
 
 
 def test_a_non_numeric_sample_is_refused_with_its_measurand() -> None:
     with pytest.raises(ValueError, match=r"Energy\.Active\.Import\.Register: value 'abc'"):
-        Reading(SampledValue(value="abc"))
+        sampled = SampledValue(value="abc")
+        value_of(sampled, kind_of(sampled))
 
 
 @pytest.mark.parametrize(
