@@ -20,7 +20,6 @@ from hub.domain.facts import (
     TransactionSettled,
     TransactionStarted,
 )
-from hub.domain.tariffs import Point
 from hub.domain.timeutil import ch_time
 from projections.billing import billing_row
 from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow
@@ -94,7 +93,7 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
         return
     session, written = found
     if fact.register:
-        _place(out, fact.seq, session, written, list(fact.register))
+        _energy_rows(out, fact.seq, session, written, fact.hours)
     elif written.versioned:
         return
     newest = max(at for at, _ in fact.register) if fact.register else None
@@ -118,20 +117,6 @@ def settled(state: State, out: Output, fact: TransactionSettled) -> None:
     found = _session(state, fact.charge_point_id, fact.session)
     if found is not None:
         version(out, fact.seq, *found)
-
-
-def _place(out: Output, seq: int, session: Session, written: Written, points: list[Point]) -> None:
-    """New readings are in the curve (the domain put them there); the hours of the segments
-    they split change. They are taken out and placed again, one by one, to learn what each
-    changed: the sum is the curve's hours after them minus before."""
-    start, stop = session.bounds()
-    change: energy.Hours = {}
-    for point in reversed(points):
-        energy.take_back(session.points, point)
-    for point in points:
-        for hour, delta in energy.place(session.points, start, stop, point).items():
-            change[hour] = change.get(hour, 0) + delta
-    _energy_rows(out, seq, session, written, change)
 
 
 def _recompute(out: Output, seq: int, session: Session, written: Written) -> None:

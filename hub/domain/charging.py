@@ -663,9 +663,11 @@ class Charging:
                 if kind.is_energy_register and not register_seen:
                     register_seen = True
                     register.append((at_ms, value))
+        hours: energy.Hours = {}
         if session is not None:
+            start, stop = session.bounds()
             for point in register:
-                energy.insert(session.points, point)
+                energy.apply(hours, energy.place(session.points, start, stop, point))
             session.updated_at = session.last_meter_at = self._at
         self._facts.append(
             TransactionMetered(
@@ -677,6 +679,7 @@ class Charging:
                 transaction_id=transaction_id,
                 samples=tuple(samples),
                 register=tuple(register),
+                hours=hours,
             )
         )
 

@@ -112,14 +112,6 @@ def insert(points: list[Point], point: Point) -> int:
     return index
 
 
-def take_back(points: list[Point], point: Point) -> None:
-    """Undo the latest ``insert`` of ``point``: among readings of its time it is the last."""
-    index = bisect.bisect_right(points, point[0], key=_time) - 1
-    if index < 0 or points[index] != point:
-        raise ValueError(f"{point} is not the latest reading of its time")
-    del points[index]
-
-
 def place(points: list[Point], start: Point | None, stop: Point | None, point: Point) -> Hours:
     """Insert ``point`` into the sorted ``points`` and return how the hours of the curve
     bounded by ``start`` and ``stop`` change: the segment it splits goes, its halves come."""

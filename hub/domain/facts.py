@@ -112,6 +112,9 @@ class TransactionMetered(_Fact, frozen=True, kw_only=True, tag="transaction.mete
     transaction_id: TransactionId | None = None
     samples: tuple[Sample, ...] = ()
     register: tuple[Point, ...] = ()
+    # How the session's energy per clock hour changed (start of the hour, Unix ms -> nano-Wh):
+    # only the segments the readings split, so a consumer writing hours needs no curve walk.
+    hours: dict[int, int] = {}
 
 
 class TransactionFlagged(_Fact, frozen=True, kw_only=True, tag="transaction.flagged"):
