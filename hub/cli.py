@@ -17,7 +17,7 @@ import msgspec
 import structlog
 import uvloop
 
-from hub import logs
+from hub import logs, workers
 from hub.api import cli as api_cli
 from hub.api.credentials import (
     Busy,
@@ -42,13 +42,14 @@ from hub.api.money_rules import (
 )
 from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
 from hub.bus import Connection, EventStore
+from hub.children import supervised
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_gateway_id
 from hub.domain.charger_ids import id_problem
 from hub.domain.credentials import BadSecret, key_secret, password_secret
 from hub.fanout import cli as fanout_cli
-from hub.fanout.gc_policy import gc_policy
 from hub.follower import Follower, fold_once
+from hub.gc_policy import gc_policy
 from hub.nats_server import kill_servers, redacted
 from hub.passwords import hash_password
 from hub.registry import REGISTRY_SUBJECTS, Registry, format_time, parse_time
@@ -60,7 +61,6 @@ from hub.runtime import (
     nats_server_for,
     running_gateway,
 )
-from hub.supervisor.service import optional_supervisor
 from projections import cli as projections_cli
 from schemas.events import (
     AdminEvent,
@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     _wallet_commands(commands, common)
 
     fanout_cli.add_commands(commands, common)
+    commands.add_parser(
+        "workers",
+        parents=[common],
+        help="run only the projections and the supervisor against HUB_NATS_URL (hub up does)",
+    )
     api_cli.add_commands(commands, common)
     projections_cli.add_commands(commands, common)
 
@@ -298,26 +303,26 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         loop.add_signal_handler(signum, on_signal)
     async with (
         # The steps that wait on NATS get parts of the grace; the watchdog below bounds the
-        # rest (the fan-out child, the projections, the supervisor).
+        # rest (the fan-out child and the workers child: the projections, the supervisor).
         nats_server_for(settings, lock_fd=lock_fd, shutdown_grace=grace / 4) as url,
         # The gateway answers chargers from this process: a full collection of its heap
         # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
         # passes through it first.
         gc_policy(),
         running_gateway(settings, url, close_grace=grace / 2) as gateway,
-        fanout_cli.optional_fanout(settings, url) as ui,
-        projections_cli.optional_projections(settings, url),
-        optional_supervisor(settings, url),
     ):
-        host = settings.gateway.host
-        print(
-            f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-            f"nats {redacted(url)} data {settings.data_dir}",
-            flush=True,
-        )
-        if ui:
-            print(ui, flush=True)
-        await stop.wait()
+        fanout = fanout_cli.optional_child(settings, url)
+        children = [child for child in (fanout, workers.workers_child(settings, url)) if child]
+        async with supervised(*children):
+            host = settings.gateway.host
+            print(
+                f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
+                f"nats {redacted(url)} data {settings.data_dir}",
+                flush=True,
+            )
+            if fanout is not None:
+                print(fanout_cli.ready_lines(settings, fanout), flush=True)
+            await stop.wait()
     return 0
 
 
@@ -582,13 +587,15 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"hub: {error}", file=sys.stderr)
         return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
-    default_level = "info" if args.command in ("up", "fanout") else "warning"
+    default_level = "info" if args.command in ("up", "fanout", "workers") else "warning"
     level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
     logs.configure(level, settings.log_format)
     if args.command == "up":
         return _up_main(settings)
     if args.command == "fanout":
         return uvloop.run(fanout_cli.fanout_command(settings))
+    if args.command == "workers":
+        return uvloop.run(workers.workers_command(settings))
     if args.command == "token":
         return fanout_cli.token_main(settings, args)
     if args.command == "cmd":

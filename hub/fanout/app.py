@@ -26,9 +26,9 @@ from hub.config import Settings
 from hub.domain.refusals import Refused
 from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
-from hub.fanout.gc_policy import gc_policy
 from hub.fanout.live import Live
 from hub.fanout.translate import iso
+from hub.gc_policy import gc_policy
 from hub.tokens import AuthError, Scope, Verifier, ensure_secret
 from schemas.events import decode_event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client

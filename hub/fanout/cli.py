@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import msgspec
 
+from hub.children import ChildProcess, until_stopped
 from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
-from hub.fanout.child import LIFELINE, READY, fanout_process, lifeline
+from hub.fanout.child import READY, fanout_child, port_of
 from hub.nats_server import redacted
 from hub.tokens import mint
 
@@ -72,21 +68,20 @@ def demo_token(settings: Settings) -> str:
     )
 
 
-@contextlib.asynccontextmanager
-async def optional_fanout(settings: Settings, nats_url: str) -> AsyncIterator[str]:
-    """For ``hub up``: the fan-out, if enabled, in a process of its own (``hub.fanout.child``);
-    yields lines to print once the hub is ready."""
-    if not settings.fanout.enabled:
-        yield ""
-        return
-    async with fanout_process(settings, nats_url) as port:
-        token = demo_token(settings)
-        base = f"http://{settings.fanout.host}:{port}"
-        yield (
-            f"ui: {base}/#token={token}\n"
-            f"admin token (expires in {DEMO_TOKEN_TTL_S // 86400} days; `hub token` mints more): "
-            f"{token}"
-        )
+def optional_child(settings: Settings, nats_url: str) -> ChildProcess | None:
+    """For ``hub up``: the fan-out, if enabled, in a process of its own (``hub.fanout.child``)."""
+    return fanout_child(settings, nats_url) if settings.fanout.enabled else None
+
+
+def ready_lines(settings: Settings, child: ChildProcess) -> str:
+    """What ``hub up`` prints about its fan-out once it is ready: where, and a token."""
+    token = demo_token(settings)
+    base = f"http://{settings.fanout.host}:{port_of(child.ready_line)}"
+    return (
+        f"ui: {base}/#token={token}\n"
+        f"admin token (expires in {DEMO_TOKEN_TTL_S // 86400} days; `hub token` mints more): "
+        f"{token}"
+    )
 
 
 def token_main(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,19 +107,10 @@ def token_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def fanout_main(settings: Settings, nats_url: str) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    watching = None
-    if os.environ.get(LIFELINE) == "stdin":
-        watching = asyncio.create_task(lifeline(stop), name="fanout.lifeline")
-    async with running_fanout(settings, nats_url) as port:
+    async with until_stopped() as stop, running_fanout(settings, nats_url) as port:
         shown = redacted(nats_url)
         print(f"{READY}http://{settings.fanout.host}:{port}/ nats {shown}", flush=True)
         await stop.wait()
-    if watching is not None:
-        watching.cancel()
     return 0
 
 

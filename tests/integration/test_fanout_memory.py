@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 from ocpp.v16 import call
 
+from hub.children import LIFELINE
 from hub.config import Settings
-from hub.fanout.child import LIFELINE, port_of
+from hub.fanout.child import port_of
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.tokens import mint

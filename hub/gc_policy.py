@@ -1,4 +1,5 @@
-"""When the cyclic garbage collector may pause the process that serves the fan-out.
+"""When the cyclic garbage collector may pause a hub process: the fan-out, the gateway, the
+workers.
 
 CPython's collector walks every tracked object of a generation at once while holding the GIL.
 With 10,000 WebSocket clients the process holds about a million long-lived objects (~100
@@ -9,8 +10,8 @@ that merely live a little while (a JetStream message waiting for its turn, a hea
 timer) get promoted and die by reference counting, but still count. That made the fan-out's
 p99 0.8 to 1 s, far above its 100 ms requirement.
 
-The policy, started by ``running_fanout`` (the fan-out's process) and by ``hub up`` for its
-own (the gateway's) process:
+The policy, started by ``running_fanout`` (the fan-out's process), by ``hub up`` for its
+own (the gateway's) process and by ``hub workers`` (the projections' and the supervisor's):
 
 - every ``FREEZE_EVERY_S`` seconds, ``gc.freeze()`` moves every object alive into the
   permanent generation, which automatic collections skip. They then only walk what was
@@ -48,7 +49,7 @@ from typing import Final
 
 import structlog
 
-log = structlog.get_logger("hub.fanout.gc")
+log = structlog.get_logger("hub.gc")
 
 FREEZE_EVERY_S: Final = 1.0
 GROWTH: Final = 0.25
@@ -109,7 +110,7 @@ async def _run(freeze_every_s: float) -> None:
 @contextlib.asynccontextmanager
 async def gc_policy(freeze_every_s: float = FREEZE_EVERY_S) -> AsyncIterator[None]:
     """Apply the policy until the block ends; then hand everything back to the collector."""
-    task = asyncio.create_task(_run(freeze_every_s), name="fanout.gc_policy")
+    task = asyncio.create_task(_run(freeze_every_s), name="gc_policy")
     try:
         yield
     finally:

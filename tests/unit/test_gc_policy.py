@@ -9,7 +9,7 @@ import gc
 import sys
 import weakref
 
-from hub.fanout.gc_policy import GROWTH, MIN_GROWTH, SETTLED_GROWTH, Heap, gc_policy
+from hub.gc_policy import GROWTH, MIN_GROWTH, SETTLED_GROWTH, Heap, gc_policy
 
 
 class Node:
