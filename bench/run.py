@@ -97,11 +97,12 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     if name.startswith("python"):
-        # The hub's fan-out child is `python -m hub.cli fanout`: say so, not "python".
+        # The hub's children are `python -m hub.cli fanout` and `... workers`: say so.
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"hub.cli" in argv and b"fanout" in argv:
-                return "hub fanout"
+            for child in (b"fanout", b"workers"):
+                if b"hub.cli" in argv and child in argv:
+                    return f"hub {child.decode()}"
     return name
 
 
