@@ -105,9 +105,18 @@ def certificate_of(peer: Mapping[str, object]) -> ClientCertificate:
     )
     return ClientCertificate(
         common_name=names.pop() if len(names) == 1 else "",
-        serial=str(peer.get("serialNumber", "")).upper(),
+        serial=_serial(peer.get("serialNumber")),
         not_after=expires,
     )
+
+
+def _serial(value: object) -> str:
+    """Upper-case hex without leading zeros (``format(serial, "X")``), whatever padding
+    OpenSSL printed it with, so one certificate has one spelling."""
+    try:
+        return format(int(str(value), 16), "X")
+    except ValueError:
+        return ""
 
 
 def _tuple(value: object) -> tuple[object, ...]:
