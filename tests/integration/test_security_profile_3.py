@@ -19,14 +19,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from hub.config import Settings
-from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from schemas.events import ChargerConnected, ChargerRegistered, ConnectionRefused, Event
 from tests.conftest import with_gateway
 from tests.integration.api_helpers import api_client, api_token
-from tests.integration.fanout_helpers import messages_until, ui_socket, with_fanout
+from tests.integration.fanout_helpers import messages_until, ui_socket
 from tests.integration.helpers import (
     basic_auth,
     charger_events,
@@ -34,7 +33,9 @@ from tests.integration.helpers import (
     register_charger,
     stored_events,
 )
-from tests.integration.test_credentials import hub_command
+from tests.integration.test_credentials import hub_command, ui_port
+
+__all__ = ["ui_port"]  # a fixture: imported for pytest, which finds it here
 
 PASSWORD = "profile-2-password"
 # What a charger sees when the TLS layer turns its certificate down: under TLS 1.3 the alert
@@ -88,12 +89,6 @@ async def gateway(
     )
     async with running_gateway(secured, nats_server.url) as running:
         yield running
-
-
-@pytest.fixture
-async def ui_port(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[int]:
-    async with running_fanout(with_fanout(settings), nats_server.url) as port:
-        yield port
 
 
 async def handshake(
