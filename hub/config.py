@@ -241,10 +241,17 @@ def hub_ca_certificate(data_dir: Path) -> Path:
 
 def with_client_ca(settings: Settings) -> Settings:
     """Without ``--tls-client-ca``, a TLS gateway trusts the hub's own CA, if there is one,
-    to sign chargers' client certificates."""
+    to sign chargers' client certificates. Raises ValueError for a client CA that cannot
+    work, so the hub refuses to start instead of serving without it."""
     gateway = settings.gateway
+    if gateway.tls_client_ca:
+        if not gateway.tls_cert:
+            raise ValueError("--tls-client-ca (HUB_TLS_CLIENT_CA) needs --tls-cert and --tls-key")
+        if not Path(gateway.tls_client_ca).is_file():
+            raise ValueError(f"--tls-client-ca: no such file: {gateway.tls_client_ca}")
+        return settings
     default = hub_ca_certificate(settings.data_dir)
-    if gateway.tls_client_ca or not gateway.tls_cert or not default.is_file():
+    if not gateway.tls_cert or not default.is_file():
         return settings
     gateway = msgspec.structs.replace(gateway, tls_client_ca=str(default))
     return msgspec.structs.replace(settings, gateway=gateway)

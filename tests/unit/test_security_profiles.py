@@ -3,8 +3,11 @@ and what is kept of a client certificate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from hub.config import GatewaySettings, Settings, from_environment, with_client_ca
 from hub.domain.security_profiles import (
     BadRegistration,
     ClientCertificate,
@@ -126,3 +129,31 @@ def test_a_subject_with_two_cns_names_no_charger() -> None:
     peer = {"subject": ((("commonName", "CP-1"),), (("commonName", "CP-2"),))}
     assert certificate_of(peer).common_name == ""
     assert verdict(3, certificate=certificate_of(peer)) == Verdict(refusal="certificate_mismatch")
+
+
+def test_a_tls_gateway_trusts_the_hubs_own_ca_unless_told_otherwise(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, gateway=GatewaySettings(tls_cert="server.pem"))
+    assert with_client_ca(settings).gateway.tls_client_ca == ""  # no CA yet
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert with_client_ca(settings).gateway.tls_client_ca == str(tmp_path / "ca" / "ca.crt")
+    own = tmp_path / "chargers-ca.pem"
+    own.write_text("-----BEGIN CERTIFICATE-----\n")
+    told = from_environment({"HUB_TLS_CERT": "server.pem", "HUB_TLS_CLIENT_CA": str(own)})
+    assert with_client_ca(told).gateway.tls_client_ca == str(own)
+    # Without TLS there is no client certificate to ask for.
+    assert with_client_ca(Settings(data_dir=tmp_path)).gateway.tls_client_ca == ""
+
+
+@pytest.mark.parametrize(
+    ("environment", "problem"),
+    [
+        ({"HUB_TLS_CLIENT_CA": "ca.pem"}, "needs --tls-cert and --tls-key"),
+        ({"HUB_TLS_CERT": "s.pem", "HUB_TLS_CLIENT_CA": "/nowhere/ca.pem"}, "no such file"),
+    ],
+)
+def test_a_client_ca_that_cannot_work_stops_the_start(
+    environment: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        with_client_ca(from_environment(environment))
