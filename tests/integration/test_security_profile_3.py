@@ -69,25 +69,30 @@ def pki() -> Pki:
 
 
 @pytest.fixture
-async def gateway(
-    pki: Pki, nats_server: EmbeddedNats, settings: Settings, tmp_path: Path
-) -> AsyncIterator[Gateway]:
+def tls(pki: Pki, settings: Settings, tmp_path: Path) -> Settings:
     """A wss:// gateway for registered chargers only, trusting ``pki.charger_ca``."""
     server = pki.server_ca.issue_cert("127.0.0.1")
     cert, key, client_ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
     server.private_key_and_cert_chain_pem.write_to_path(str(cert))
     server.private_key_pem.write_to_path(str(key))
     pki.charger_ca.cert_pem.write_to_path(str(client_ca))
-    await register_charger(nats_server.url, settings, "CP-CERT", security_profile=3)
-    await register_charger(nats_server.url, settings, "CP-BASIC", PASSWORD, security_profile=2)
-    secured = with_gateway(
+    return with_gateway(
         settings,
         allow_unknown_chargers=False,
         tls_cert=str(cert),
         tls_key=str(key),
         tls_client_ca=str(client_ca),
     )
-    async with running_gateway(secured, nats_server.url) as running:
+
+
+@pytest.fixture
+async def gateway(
+    tls: Settings, nats_server: EmbeddedNats, settings: Settings
+) -> AsyncIterator[Gateway]:
+    """``tls``'s gateway, CP-CERT registered for profile 3 and CP-BASIC for profile 2."""
+    await register_charger(nats_server.url, settings, "CP-CERT", security_profile=3)
+    await register_charger(nats_server.url, settings, "CP-BASIC", PASSWORD, security_profile=2)
+    async with running_gateway(tls, nats_server.url) as running:
         yield running
 
 
@@ -302,3 +307,20 @@ async def test_the_profile_is_set_by_cli_and_rest_under_one_rule_set(
     for charger in ("CP-CLI", "CP-REST"):
         assert await handshake(gateway.port, charger, pki.context(pki.charger(charger))) == 101
         assert await handshake(gateway.port, charger, pki.context()) == 403
+
+
+async def test_unknown_chargers_are_let_in_on_their_certificate_when_allowed(
+    tls: Settings, nats_server: EmbeddedNats, pki: Pki
+) -> None:
+    open_door = with_gateway(tls, allow_unknown_chargers=True)
+    async with running_gateway(open_door, nats_server.url) as gateway:
+        async with ocpp_charger(
+            gateway.port, "CP-NEW", scheme="wss", ssl=pki.context(pki.charger("CP-NEW"))
+        ) as charger:
+            assert (await charger.call(BOOT)).status == "Accepted"
+        # Its certificate is its id: not another charger's.
+        other = pki.context(pki.charger("CP-NEW"))
+        assert await handshake(gateway.port, "CP-ELSE", other) == 403
+    [event] = await opened(nats_server.url, "CP-NEW")
+    assert event.security_profile == 3 and event.certificate_serial
+    assert await refusals(nats_server.url) == [("CP-ELSE", "certificate_mismatch")]
