@@ -177,6 +177,11 @@ def rotation_secret(
     record = registry.chargers.get(charge_point_id)
     if record is None:
         raise NotRegistered(f"charger {charge_point_id!r} is not registered")
+    if not record.password_hash and record.security_profile == 3:
+        raise NotRegistered(
+            f"charger {charge_point_id!r} authenticates with its client certificate "
+            "(security profile 3): it has no password to rotate"
+        )
     if not record.password_hash:
         raise NotRegistered(
             f"charger {charge_point_id!r} has no password (security profile 0): "
