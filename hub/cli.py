@@ -22,8 +22,10 @@ from hub.api import cli as api_cli
 from hub.api.credentials import (
     Busy,
     NotRegistered,
+    RegistrationBody,
     RotationBody,
     charger_accepted,
+    registration,
     rotate,
     rotation_secret,
 )
@@ -44,14 +46,14 @@ from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
 from hub.bus import Connection, EventStore
 from hub.children import supervised
 from hub.clock import now_ms
-from hub.config import Settings, from_environment, with_gateway_id
+from hub.config import Settings, from_environment, with_client_ca, with_gateway_id
 from hub.domain.charger_ids import id_problem
-from hub.domain.credentials import BadSecret, key_secret, password_secret
+from hub.domain.credentials import BadSecret
+from hub.domain.security_profiles import BadRegistration
 from hub.fanout import cli as fanout_cli
 from hub.follower import Follower, fold_once
 from hub.gc_policy import gc_policy
 from hub.nats_server import kill_servers, redacted
-from hub.passwords import hash_password
 from hub.registry import REGISTRY_SUBJECTS, Registry, format_time, parse_time
 from hub.runtime import (
     DataDirInUse,
@@ -64,7 +66,6 @@ from hub.runtime import (
 from projections import cli as projections_cli
 from schemas.events import (
     AdminEvent,
-    ChargerRegistered,
     ChargerUnregistered,
     Event,
     IdTagRemoved,
@@ -105,6 +106,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("max_frame_bytes", "max_frame_bytes"),
         ("tls_cert", "tls_cert"),
         ("tls_key", "tls_key"),
+        ("tls_client_ca", "tls_client_ca"),
         ("gateway_id", "gateway_id"),
     ):
         value = getattr(args, flag, None)
@@ -118,7 +120,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         changes["gateway"] = msgspec.structs.replace(settings.gateway, **gateway)
     settings = msgspec.structs.replace(settings, **changes)
     settings = fanout_cli.apply_flags(settings, args)
-    return with_gateway_id(settings)
+    return with_gateway_id(with_client_ca(settings))
 
 
 def _vendor_policy(specs: list[str]) -> dict[str, list[str]]:
@@ -155,6 +157,11 @@ def _gateway_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        help="PEM CA bundle that signs chargers' client certificates (security profile 3; "
+        "default: <data dir>/ca/ca.crt if the hub's CA exists)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--generate-password",
         action="store_true",
         help="generate a random 24-character password and print it",
+    )
+    add.add_argument(
+        "--security-profile",
+        type=int,
+        choices=[0, 1, 2, 3],
+        help="how it must authenticate: 0 none, 1 Basic, 2 Basic over TLS, 3 TLS client "
+        "certificate (default: Basic if it has a password, else none)",
     )
     remove = charger_commands.add_parser("remove", help="unregister a charger", parents=[common])
     remove.add_argument("charge_point_id")
@@ -343,24 +357,22 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                     f"hub: invalid charge point id {args.charge_point_id!r}: {problem}"
                 )
             password = secrets.token_urlsafe(18) if args.generate_password else args.password
+            body = RegistrationBody(
+                password=password, key=args.key, security_profile=args.security_profile
+            )
             try:
-                secret = None
-                if password is not None:
-                    secret = password_secret(password)
-                elif args.key is not None:
-                    secret = key_secret(args.key)
-            except BadSecret as error:
-                raise SystemExit(f"hub: --{error.field}: {error.problem}") from None
+                event = registration(
+                    args.charge_point_id, body, Origin(event_id, received_at, actor)
+                )
+            except (BadSecret, BadRegistration) as error:
+                flag = error.field.replace("_", "-")
+                raise SystemExit(f"hub: --{flag}: {error.problem}") from None
             message = f"registered {args.charge_point_id}"
+            if args.security_profile is not None:
+                message += f" (security profile {args.security_profile})"
             if args.generate_password:
                 message += f"\npassword: {password}"
-            return ChargerRegistered(
-                id=event_id,
-                received_at=received_at,
-                actor=actor,
-                charge_point_id=args.charge_point_id,
-                password_hash=hash_password(secret.raw) if secret else "",
-            ), message
+            return event, message
         case "chargers", "accept":
             if problem := id_problem(args.charge_point_id):
                 raise SystemExit(

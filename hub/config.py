@@ -54,6 +54,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     require_subprotocol: bool = True
     tls_cert: str = ""
     tls_key: str = ""
+    # PEM bundle of the CA(s) that sign chargers' client certificates (security profile 3);
+    # empty: <data dir>/ca/ca.crt when the hub's own CA exists (with_client_ca).
+    tls_client_ca: str = ""
     publish_timeout_s: float = 2.0
     txid_ttl_s: float = 7 * 24 * 3600.0
 
@@ -139,6 +142,7 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_SECRET_CONFIG_KEYS": ("gateway", "secret_config_keys"),
     "HUB_TLS_CERT": ("gateway", "tls_cert"),
     "HUB_TLS_KEY": ("gateway", "tls_key"),
+    "HUB_TLS_CLIENT_CA": ("gateway", "tls_client_ca"),
     "HUB_STREAM_STORAGE": ("stream", "storage"),
     "HUB_STREAM_REPLICAS": ("stream", "replicas"),
     "HUB_STREAM_MAX_AGE": ("stream", "max_age_s"),
@@ -228,6 +232,29 @@ def _name_variable(message: str) -> str:
         if message.endswith(f"at `{path}`"):
             return message.replace(f"at `{path}`", f"in {variable}")
     return message
+
+
+def hub_ca_certificate(data_dir: Path) -> Path:
+    """Where ``hub ca init`` keeps the certificate of the hub's own CA."""
+    return data_dir / "ca" / "ca.crt"
+
+
+def with_client_ca(settings: Settings) -> Settings:
+    """Without ``--tls-client-ca``, a TLS gateway trusts the hub's own CA, if there is one,
+    to sign chargers' client certificates. Raises ValueError for a client CA that cannot
+    work, so the hub refuses to start instead of serving without it."""
+    gateway = settings.gateway
+    if gateway.tls_client_ca:
+        if not gateway.tls_cert:
+            raise ValueError("--tls-client-ca (HUB_TLS_CLIENT_CA) needs --tls-cert and --tls-key")
+        if not Path(gateway.tls_client_ca).is_file():
+            raise ValueError(f"--tls-client-ca: no such file: {gateway.tls_client_ca}")
+        return settings
+    default = hub_ca_certificate(settings.data_dir)
+    if not gateway.tls_cert or not default.is_file():
+        return settings
+    gateway = msgspec.structs.replace(gateway, tls_client_ca=str(default))
+    return msgspec.structs.replace(settings, gateway=gateway)
 
 
 def with_gateway_id(settings: Settings) -> Settings:

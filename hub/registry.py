@@ -20,6 +20,7 @@ from schemas.events import (
     IdTagUpserted,
     PasswordRotationEnded,
     PasswordRotationStarted,
+    SecurityProfile,
 )
 
 # The events a registry folds; it follows only these, not every admin event.
@@ -37,6 +38,8 @@ class ChargerRecord(msgspec.Struct, frozen=True):
     # until the rotation ends.
     rotation_id: str = ""
     pending_hash: str = ""
+    # As registered; None: by its password if it has one (hub.domain.security_profiles).
+    security_profile: SecurityProfile | None = None
 
     @property
     def password_hashes(self) -> tuple[str, ...]:
@@ -81,7 +84,9 @@ class Registry:
         match event:
             case ChargerRegistered(charge_point_id=cp, password_hash=password_hash):
                 # A registration replaces everything, a rotation under way included.
-                self.chargers[cp] = ChargerRecord(password_hash)
+                self.chargers[cp] = ChargerRecord(
+                    password_hash, security_profile=event.security_profile
+                )
             case ChargerUnregistered(charge_point_id=cp):
                 self.chargers.pop(cp, None)
                 self.accepted.discard(cp)
@@ -89,8 +94,8 @@ class Registry:
                 self.accepted.add(cp)
             case PasswordRotationStarted(charge_point_id=cp, rotation_id=rotation):
                 if (record := self.chargers.get(cp)) is not None:
-                    self.chargers[cp] = ChargerRecord(
-                        record.password_hash, rotation, event.password_hash
+                    self.chargers[cp] = msgspec.structs.replace(
+                        record, rotation_id=rotation, pending_hash=event.password_hash
                     )
             case PasswordRotationEnded(charge_point_id=cp, rotation_id=rotation):
                 record = self.chargers.get(cp)
@@ -98,8 +103,11 @@ class Registry:
                 # registration) changes nothing.
                 if record is not None and record.rotation_id == rotation:
                     completed = event.outcome == "completed"
-                    self.chargers[cp] = ChargerRecord(
-                        record.pending_hash if completed else record.password_hash
+                    self.chargers[cp] = msgspec.structs.replace(
+                        record,
+                        password_hash=record.pending_hash if completed else record.password_hash,
+                        rotation_id="",
+                        pending_hash="",
                     )
             case IdTagUpserted(id_tag=tag, status=status, expiry_date=expiry, parent_id_tag=parent):
                 self._forget_tag(tag)

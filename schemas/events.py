@@ -85,13 +85,21 @@ class FrameRejected(_ChargerEvent, frozen=True, kw_only=True, tag="ocpp.rejected
     raw_sha256: str = ""
 
 
+# 0: no authentication; 1: HTTP Basic; 2: HTTP Basic over TLS; 3: TLS with a client
+# certificate (OCPP 1.6 security whitepaper, OCPP 2.0.1 part 2 A00).
 SecurityProfile = Literal[0, 1, 2, 3]
 
 
 class ChargerConnected(_ChargerEvent, frozen=True, kw_only=True, tag="connection.opened"):
+    """``security_profile`` says how the charger authenticated. Under profile 3 the client
+    certificate it presented: ``certificate_serial`` (hex, upper case) and
+    ``certificate_not_after`` (ISO 8601 UTC); never anything private."""
+
     ocpp_version: OcppVersion
     remote_address: str
     security_profile: SecurityProfile
+    certificate_serial: str = ""
+    certificate_not_after: str = ""
 
 
 class ChargerDisconnected(_ChargerEvent, frozen=True, kw_only=True, tag="connection.closed"):
@@ -114,6 +122,12 @@ RefusalReason = Literal[
     "bad_credentials",
     "missing_credentials",
     "locked_out",
+    # A client certificate whose subject CN is not the charger id of the URL.
+    "certificate_mismatch",
+    # A charger registered for security profile 3 that presented no client certificate.
+    "missing_certificate",
+    # A charger registered for security profile 2 or 3 on a gateway that serves no TLS.
+    "tls_required",
 ]
 
 
@@ -134,10 +148,15 @@ class _AdminEvent(_Event, frozen=True, kw_only=True):
 
 
 class ChargerRegistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.registered"):
-    """A charger the hub knows; ``password_hash`` is a PHC-style PBKDF2 string, never the secret."""
+    """A charger the hub knows; ``password_hash`` is a PHC-style PBKDF2 string, never the secret.
+
+    ``security_profile``: how it must authenticate; None (registrations from before it
+    existed, and ones that give none) means by its password if it has one (profile 1 or 2,
+    whichever the gateway serves), else not at all."""
 
     charge_point_id: str
     password_hash: str = ""
+    security_profile: SecurityProfile | None = None
 
 
 class ChargerUnregistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"):

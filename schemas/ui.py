@@ -99,6 +99,10 @@ class Snapshot(_ChargerMessage, frozen=True, kw_only=True, tag="snapshot"):
     connectors: list[ConnectorView] = []
     transactions: list[TransactionView] = []
     data_transfers: list[DataTransferView] = []
+    # Of its latest connection: the security profile it authenticated with (null: none
+    # seen), and under profile 3 its client certificate's expiry (ISO 8601 UTC).
+    security_profile: int | None = None
+    certificate_not_after: str = ""
 
 
 class Status(_ChargerMessage, frozen=True, kw_only=True, tag="status"):
@@ -194,9 +198,14 @@ ConnectionState = Literal["connected", "disconnected", "replaced"]
 
 
 class Connection(_ChargerMessage, frozen=True, kw_only=True, tag="connection"):
+    """``connected``: with the OCPP security profile it authenticated with, and under
+    profile 3 its client certificate's expiry (ISO 8601 UTC)."""
+
     state: ConnectionState
     close_code: int | None = None
     close_reason: str = ""
+    security_profile: int | None = None
+    certificate_not_after: str = ""
 
 
 class Boot(_ChargerMessage, frozen=True, kw_only=True, tag="boot"):

@@ -1,5 +1,6 @@
-"""Charger credentials and acceptance over REST and ``hub chargers``: password rotation, and
-accepting a charger the ``pending`` boot policy holds.
+"""Charger credentials and acceptance over REST and ``hub chargers``: registration (a
+password or key, and the security profile), password rotation, and accepting a charger the
+``pending`` boot policy holds.
 
 A rotation is events first, then the CALL: ``admin.charger.password.rotating`` (the new
 password's PBKDF2 hash, never the password), then ChangeConfiguration AuthorizationKey through
@@ -34,17 +35,29 @@ from hub.api.http import (
 )
 from hub.api.money_rules import Origin
 from hub.commands import finished_event, send_command
-from hub.domain.credentials import MAX_KEY_BYTES, BadSecret, Secret, rotation_outcome, secret_of
+from hub.domain.charger_ids import id_problem
+from hub.domain.credentials import (
+    MAX_KEY_BYTES,
+    BadSecret,
+    Secret,
+    key_secret,
+    password_secret,
+    rotation_outcome,
+    secret_of,
+)
 from hub.domain.redaction import REDACTED
+from hub.domain.security_profiles import BadRegistration, check_registration
 from hub.follower import Follower
 from hub.passwords import hash_password
 from hub.registry import Registry
 from schemas.events import (
     ChargerAccepted,
+    ChargerRegistered,
     CommandRequested,
     Event,
     PasswordRotationEnded,
     PasswordRotationStarted,
+    SecurityProfile,
 )
 
 log = structlog.get_logger("hub.api.credentials")
@@ -53,6 +66,30 @@ CHARGER_SUBJECTS: Final = ("ev.admin.charger.>",)
 FOLD_WAIT_S: Final = 5.0
 
 RotationState = Literal["accepted", "completed", "rejected", "timeout", "failed"]
+
+
+class RegistrationBody(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """``PUT /api/v1/chargers/{chargePointId}/registration``, and ``hub chargers add``: a
+    ``password`` (16 to 40 printable characters) or a ``key`` (16 to 20 bytes, as hex), and
+    the ``securityProfile`` it must connect with (0 to 3; none: by its password if it has
+    one). A registration replaces the charger's earlier one."""
+
+    password: str | None = None
+    key: str | None = None
+    security_profile: SecurityProfile | None = None
+
+
+class RegistrationView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``securityProfile`` null: by its password if it has one (1 or 2), else none (0)."""
+
+    charge_point_id: str
+    event_id: str
+    actor: str
+    registered_at: int
+    security_profile: SecurityProfile | None
+    has_password: bool
 
 
 class RotationBody(
@@ -94,6 +131,41 @@ class Busy(Exception):
     """A rotation that would cut another one short (409)."""
 
 
+def registration(charge_point_id: str, body: RegistrationBody, origin: Origin) -> ChargerRegistered:
+    """The event that registers a charger as ``body`` asks; the one rule set REST and CLI
+    share. Raises BadRegistration (the id, the profile) or BadSecret (the password or key).
+    Hashes the password: slow on purpose, so not on an event loop."""
+    if problem := id_problem(charge_point_id):
+        raise BadRegistration("charge_point_id", f"invalid charge point id: {problem}")
+    if body.password is not None and body.key is not None:
+        raise BadSecret("key", "give a password or a key, not both")
+    secret: Secret | None = None
+    if body.password is not None:
+        secret = password_secret(body.password)
+    elif body.key is not None:
+        secret = key_secret(body.key)
+    check_registration(body.security_profile, secret is not None)
+    return ChargerRegistered(
+        id=origin.event_id,
+        received_at=origin.received_at,
+        actor=origin.actor,
+        charge_point_id=charge_point_id,
+        password_hash=hash_password(secret.raw) if secret is not None else "",
+        security_profile=body.security_profile,
+    )
+
+
+def registration_view(event: ChargerRegistered) -> RegistrationView:
+    return RegistrationView(
+        charge_point_id=event.charge_point_id,
+        event_id=event.id,
+        actor=event.actor,
+        registered_at=event.received_at,
+        security_profile=event.security_profile,
+        has_password=bool(event.password_hash),
+    )
+
+
 def rotation_secret(
     registry: Registry, charge_point_id: str, body: RotationBody
 ) -> tuple[Secret, bool]:
@@ -105,6 +177,11 @@ def rotation_secret(
     record = registry.chargers.get(charge_point_id)
     if record is None:
         raise NotRegistered(f"charger {charge_point_id!r} is not registered")
+    if not record.password_hash and record.security_profile == 3:
+        raise NotRegistered(
+            f"charger {charge_point_id!r} authenticates with its client certificate "
+            "(security profile 3): it has no password to rotate"
+        )
     if not record.password_hash:
         raise NotRegistered(
             f"charger {charge_point_id!r} has no password (security profile 0): "
@@ -240,6 +317,11 @@ def setup(app: web.Application, stream: str) -> None:
     app.cleanup_ctx.append(_follow(stream))
     route = app.router.add_route
     route(
+        "PUT",
+        "/api/v1/chargers/{charge_point_id}/registration",
+        _answering_errors(_register),
+    )
+    route(
         "POST",
         "/api/v1/chargers/{charge_point_id}/password-rotation",
         _answering_errors(_rotate),
@@ -305,6 +387,34 @@ async def _rotate(request: web.Request) -> web.Response:
     return json_response(view, status=_ROTATION_STATUS[view.state])
 
 
+def _camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def _register(request: web.Request) -> web.Response:
+    state = request.app[CREDENTIALS]
+    charge_point_id = request.match_info["charge_point_id"]
+    scope = await _authorise(request, charge_point_id, command=True, doing="register chargers")
+    try:
+        body = msgspec.json.decode(await request.read() or b"{}", type=RegistrationBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise _error(400, "bad_request", str(error)) from None
+    try:
+        event = await asyncio.to_thread(registration, charge_point_id, body, _origin(scope.subject))
+    except (BadSecret, BadRegistration) as error:
+        where = "the path" if error.field == "charge_point_id" else f"`$.{_camel(error.field)}`"
+        raise _error(400, "bad_request", f"{error.problem} - at {where}") from None
+    await state.stored(request, event)
+    log.info(
+        "api.charger_registered",
+        charge_point_id=charge_point_id,
+        security_profile=event.security_profile,
+        actor=event.actor,
+    )
+    return json_response(registration_view(event))
+
+
 async def _accept(request: web.Request) -> web.Response:
     api, state = request.app[API], request.app[CREDENTIALS]
     charge_point_id = request.match_info["charge_point_id"]
@@ -322,9 +432,13 @@ __all__ = [
     "AcceptanceView",
     "Busy",
     "NotRegistered",
+    "RegistrationBody",
+    "RegistrationView",
     "RotationBody",
     "RotationView",
     "charger_accepted",
+    "registration",
+    "registration_view",
     "rotate",
     "rotation_secret",
     "setup",

@@ -14,7 +14,13 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from hub.api.credentials import AcceptanceView, RotationBody, RotationView
+from hub.api.credentials import (
+    AcceptanceView,
+    RegistrationBody,
+    RegistrationView,
+    RotationBody,
+    RotationView,
+)
 from hub.api.endpoints import ENDPOINTS, Endpoint
 from hub.api.money_rules import CreditBody, Limits, TariffBody, WalletBody
 from hub.api.money_state import CreditView, LimitsView, TariffList, TariffView, WalletView
@@ -185,7 +191,8 @@ def _money(
 # -- charger credentials and acceptance (hub/api/credentials.py) -------------------------------
 
 CREDENTIAL_ERRORS: Final = {
-    "400": "a bad body or query parameter: a password or key too short or too long",
+    "400": "a bad body or query parameter: a password or key too short or too long, a "
+    "security profile that the secret given cannot serve, an invalid charger id",
     "401": "no valid token (audited)",
     "403": "the token's role or charger scope does not allow it (audited)",
     "404": "a charger the hub does not know, or (rotation) without a password",
@@ -203,6 +210,19 @@ def _credential_paths() -> dict[str, dict[str, Any]]:
         "schema": {"type": "number", "minimum": 0.1, "maximum": 300},
     }
     return {
+        "/api/v1/chargers/{charge_point_id}/registration": {
+            "put": _money(
+                "register_charger",
+                "Register a charger, or register it again: its password or key and its "
+                "security profile (stores admin.charger.registered)",
+                [CHARGER],
+                ("200", RegistrationView),
+                "400 401 403 503",
+                RegistrationBody,
+                tag="chargers",
+                meanings=CREDENTIAL_ERRORS,
+            )
+        },
         "/api/v1/chargers/{charge_point_id}/password-rotation": {
             "post": _money(
                 "rotate_password",
@@ -321,6 +341,8 @@ def document() -> dict[str, Any]:
         RotationBody,
         RotationView,
         AcceptanceView,
+        RegistrationBody,
+        RegistrationView,
     ]
     for endpoint in ENDPOINTS:
         types += [endpoint.request_type, endpoint.response_type]

@@ -297,6 +297,8 @@ class Charging:
                         charge_point_id=cp,
                         connection_id=event.connection_id,
                         ocpp_version=event.ocpp_version,
+                        security_profile=event.security_profile,
+                        certificate_not_after=event.certificate_not_after,
                     )
                 )
             case ChargerReplaced(charge_point_id=cp):

@@ -44,6 +44,8 @@ class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag_field="fact", gc=Fals
 class ChargerConnected(_Fact, frozen=True, kw_only=True, tag="charger.connected"):
     connection_id: str
     ocpp_version: str
+    security_profile: int = 0  # how it authenticated (schemas.events.SecurityProfile)
+    certificate_not_after: str = ""  # its client certificate's expiry, under profile 3
 
 
 class ChargerDisconnected(_Fact, frozen=True, kw_only=True, tag="charger.disconnected"):

@@ -74,6 +74,8 @@ class ChargerState:
     data_transfers: OrderedDict[tuple[str, str], DataTransferView] = field(
         default_factory=OrderedDict
     )
+    security_profile: int | None = None
+    certificate_not_after: str = ""
 
 
 def reading_key(reading: Reading) -> str:
@@ -118,6 +120,9 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
             # A replaced connection's close is no message: the charger stays connected.
             if message.state != "replaced":
                 state.connected = message.state == "connected"
+            if message.state == "connected":
+                state.security_profile = message.security_profile
+                state.certificate_not_after = message.certificate_not_after
         case TransactionStarted():
             if len(state.transactions) < MAX_TRANSACTIONS:
                 state.transactions[message.transaction_id] = Readings()
@@ -188,4 +193,6 @@ def snapshot(state: ChargerState, charging: Charging, seq: int, received_at: int
         ],
         transactions=transactions(state, charging),
         data_transfers=list(state.data_transfers.values()),
+        security_profile=state.security_profile,
+        certificate_not_after=state.certificate_not_after,
     )

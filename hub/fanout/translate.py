@@ -90,7 +90,16 @@ def _render(fact: Fact, seq: int, charging: Charging) -> list[ui.ChargerMessage]
     cp, at = fact.charge_point_id, fact.at
     match fact:
         case ChargerConnected():
-            return [ui.Connection(charge_point_id=cp, seq=seq, received_at=at, state="connected")]
+            return [
+                ui.Connection(
+                    charge_point_id=cp,
+                    seq=seq,
+                    received_at=at,
+                    state="connected",
+                    security_profile=fact.security_profile,
+                    certificate_not_after=fact.certificate_not_after,
+                )
+            ]
         case ChargerDisconnected():
             return [
                 ui.Connection(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -13,6 +16,7 @@ import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 
+from hub.domain.security_profiles import ClientCertificate
 from hub.logs import Throttle, suppressed_field
 
 log = structlog.get_logger("hub.gateway")
@@ -69,6 +73,54 @@ def offered_subprotocols(headers: Headers) -> tuple[str, ...]:
         for name in value.split(",")
         if name.strip()
     )[:_MAX_OFFERED]
+
+
+def client_certificate(connection: ServerConnection) -> ClientCertificate | None:
+    """The client certificate the TLS layer verified against the client CA, if one was
+    presented (one that failed verification failed the TLS handshake before any of this)."""
+    ssl_object = connection.transport.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    peer = ssl_object.getpeercert()
+    return certificate_of(peer) if peer else None
+
+
+def certificate_of(peer: Mapping[str, object]) -> ClientCertificate:
+    """What ``SSLObject.getpeercert()`` says of a verified certificate. A subject with no CN,
+    or with more than one, names no charger: its ``common_name`` is empty, which no charger
+    id equals."""
+    names: set[str] = set()
+    for rdn in _tuple(peer.get("subject")):
+        for attribute in _tuple(rdn):
+            match attribute:
+                case ("commonName", str(name)):
+                    names.add(name)
+    not_after = peer.get("notAfter")
+    expires = (
+        datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+        if isinstance(not_after, str)
+        else ""
+    )
+    return ClientCertificate(
+        common_name=names.pop() if len(names) == 1 else "",
+        serial=_serial(peer.get("serialNumber")),
+        not_after=expires,
+    )
+
+
+def _serial(value: object) -> str:
+    """Upper-case hex without leading zeros (``format(serial, "X")``), whatever padding
+    OpenSSL printed it with, so one certificate has one spelling."""
+    try:
+        return format(int(str(value), 16), "X")
+    except ValueError:
+        return ""
+
+
+def _tuple(value: object) -> tuple[object, ...]:
+    return value if isinstance(value, tuple) else ()
 
 
 def remote_address(connection: ServerConnection) -> str:

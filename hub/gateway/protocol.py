@@ -9,6 +9,7 @@ from typing import Final, Literal, NamedTuple
 import msgspec
 
 from hub.domain.redaction import DEFAULT_SECRET_KEYS, SecretKeys, redact_payload, redact_text
+from hub.domain.security_profiles import ClientCertificate
 from hub.gateway import frames, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, Malformed
 from schemas import ocpp
@@ -445,8 +446,14 @@ def _second_call(unique_id: str, action: str) -> Malformed:
 
 
 def connection_opened(
-    link: Link, *, remote: str, security_profile: SecurityProfile, at: int
+    link: Link,
+    *,
+    remote: str,
+    security_profile: SecurityProfile,
+    at: int,
+    certificate: ClientCertificate | None = None,
 ) -> ChargerConnected:
+    """``certificate``: the client certificate it authenticated with (profile 3)."""
     return ChargerConnected(
         id=f"{link.connection_id}:opened",
         received_at=at,
@@ -456,6 +463,8 @@ def connection_opened(
         ocpp_version=link.ocpp_version,
         remote_address=remote,
         security_profile=security_profile,
+        certificate_serial=certificate.serial if certificate else "",
+        certificate_not_after=certificate.not_after if certificate else "",
     )
 
 

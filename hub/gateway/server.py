@@ -8,6 +8,7 @@ import contextlib
 import math
 import ssl
 import uuid
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -28,12 +29,15 @@ from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.domain.charger_ids import id_problem
 from hub.domain.redaction import parse_secret_keys
+from hub.domain.security_profiles import ClientCertificate, judge, required_profile
 from hub.gateway import ocpp16
 from hub.gateway.connection import QUEUE_DEPTH, ChargerConnection
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.handshake import (
+    BasicCredentials,
     basic_credentials,
     charge_point_id_from_path,
+    client_certificate,
     clip,
     offered_subprotocols,
     peer_host,
@@ -82,6 +86,19 @@ _CLAIM_SUBJECT: Final = "ctl.claim"
 _TRIGGER_BOOT: Final = b'{"requestedMessage":"BootNotification"}'
 
 
+class Admission(msgspec.Struct, frozen=True, kw_only=True):
+    """How a handshake got in: what its connection.opened event records."""
+
+    security_profile: SecurityProfile
+    certificate: ClientCertificate | None = None
+
+
+# Refusals answered 403: no password would help, so no Basic challenge either.
+_FORBIDDEN: Final[frozenset[RefusalReason]] = frozenset(
+    {"certificate_mismatch", "missing_certificate", "tls_required"}
+)
+
+
 class ChargerLink(msgspec.Struct, kw_only=True):
     """A live connection and what the gateway tracks about it."""
 
@@ -111,6 +128,11 @@ class Gateway:
         # websockets owns the connection tasks; a shutdown that runs out of patience cancels them.
         self._handlers: set[asyncio.Task[None]] = set()
         self.auth_guard = AuthGuard()
+        # From the handshake's check to its connection handler; a handshake that fails in
+        # between leaves nothing behind.
+        self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
+            weakref.WeakKeyDictionary()
+        )
         registry.listeners.append(self._registry_changed)
         # Refusals and failed handshakes are logged through this: a flood of bad requests
         # costs a bounded number of lines.
@@ -140,12 +162,21 @@ class Gateway:
         return self._server
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        if not self.settings.tls_cert:
+        settings = self.settings
+        if not settings.tls_cert:
+            if settings.tls_client_ca:
+                raise ValueError("a client CA (--tls-client-ca) needs --tls-cert and --tls-key")
             return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        # OCPP security profile 2 requires TLS 1.2 or newer.
+        # OCPP security profiles 2 and 3 require TLS 1.2 or newer.
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+        context.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+        if settings.tls_client_ca:
+            # Profile 3. Requested, not required: profile-2 chargers (Basic over TLS) share
+            # the port. A certificate that is presented must chain to this CA and be within
+            # its validity, or the TLS handshake fails.
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(cafile=settings.tls_client_ca)
         return context
 
     @property
@@ -205,8 +236,14 @@ class Gateway:
                 HTTPStatus.BAD_REQUEST, f"invalid charge point id: {problem}\n"
             )
         address = address_key(peer_host(connection))
-        refusal = await self._authenticate(charge_point_id, request.headers, address)
+        certificate = client_certificate(connection)
+        refusal, profile = await self._authenticate(
+            charge_point_id, request.headers, address, certificate
+        )
         if refusal is None:
+            self._admissions[connection] = Admission(
+                security_profile=profile, certificate=certificate if profile == 3 else None
+            )
             return None
         if refusal == "locked_out":
             retry_after = math.ceil(self.auth_guard.retry_after(charge_point_id, address))
@@ -216,20 +253,52 @@ class Gateway:
             )
             response.headers["Retry-After"] = str(retry_after)
             return response
+        if refusal in _FORBIDDEN:
+            details = {} if certificate is None else _certificate_details(certificate)
+            await self._refuse(refusal, charge_point_id, remote, request, **details)
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{refusal.replace('_', ' ')}\n")
         await self._refuse(refusal, charge_point_id, remote, request)
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "authentication required\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
 
     async def _authenticate(
-        self, charge_point_id: str, headers: Headers, address: str
-    ) -> RefusalReason | None:
+        self,
+        charge_point_id: str,
+        headers: Headers,
+        address: str,
+        certificate: ClientCertificate | None,
+    ) -> tuple[RefusalReason | None, SecurityProfile]:
+        """Why the handshake is refused, or else the security profile it got in on."""
         record = self.registry.chargers.get(charge_point_id)
         credentials = basic_credentials(headers)
-        if record is None:
-            return None if self.settings.allow_unknown_chargers else "unknown_charger"
-        if not record.password_hash:
-            return None
+        tls = bool(self.settings.tls_cert)
+        verdict = judge(
+            charge_point_id,
+            registered=record is not None,
+            required=required_profile(
+                record.security_profile if record else None,
+                bool(record and record.password_hash),
+            ),
+            allow_unknown=self.settings.allow_unknown_chargers,
+            tls=tls,
+            certificate=certificate,
+            basic_sent=credentials is not None,
+        )
+        if verdict.refusal is not None or not verdict.check_password:
+            return verdict.refusal, verdict.profile
+        assert record is not None
+        return await self._check_password(charge_point_id, record, credentials, address), (
+            2 if tls else 1
+        )
+
+    async def _check_password(
+        self,
+        charge_point_id: str,
+        record: ChargerRecord,
+        credentials: BasicCredentials | None,
+        address: str,
+    ) -> RefusalReason | None:
         if credentials is None:
             return "missing_credentials"
         if credentials.user != charge_point_id:
@@ -354,14 +423,22 @@ class Gateway:
         # While NATS is away the subscription waits in the client and is made on reconnect.
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await self._nats.client.flush(timeout=1)
+        admission = self._admissions.pop(websocket, None)
+        assert admission is not None  # _process_request admitted it
         opened = connection_opened(
             link,
             remote=remote,
-            security_profile=self._security_profile(request.headers),
+            security_profile=admission.security_profile,
+            certificate=admission.certificate,
             at=now_ms(),
         )
         await self._store.store([opened])
-        bound.info("connection.opened", remote=remote, ocpp_version=version)
+        bound.info(
+            "connection.opened",
+            remote=remote,
+            ocpp_version=version,
+            security_profile=admission.security_profile,
+        )
         previous = self.connections.get(charge_point_id)
         self.connections[charge_point_id] = charger
         if previous is not None:
@@ -378,12 +455,6 @@ class Gateway:
             closed = connection_closed(link, code=close_code, reason=close_reason, at=now_ms())
             await self._store.store([closed])
             bound.info("connection.closed", code=close_code)
-
-    def _security_profile(self, headers: Headers) -> SecurityProfile:
-        has_password = basic_credentials(headers) is not None
-        if self.settings.tls_cert:
-            return 2 if has_password else 0
-        return 1 if has_password else 0
 
     async def _announce(self, link: Link) -> None:
         """Tell every other gateway that this one now holds the charger."""
@@ -475,6 +546,14 @@ class Gateway:
 
     async def store(self, exchange: Exchange) -> list[int]:
         return await self._store.store(exchange.events)
+
+
+def _certificate_details(certificate: ClientCertificate) -> dict[str, str | int]:
+    """What a refusal's log line says of the certificate presented: public facts."""
+    return {
+        "certificate_cn": clip(certificate.common_name),
+        "certificate_serial": certificate.serial,
+    }
 
 
 # Close codes that refuse what the charger sent (RFC 6455 §7.4.1): a protocol error, data of

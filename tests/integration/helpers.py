@@ -23,7 +23,7 @@ from hub.config import Settings
 from hub.passwords import hash_password
 from hub.runtime import event_backbone
 from hub.subjects import charger_subject
-from schemas.events import ChargerRegistered, Event, decode_event
+from schemas.events import ChargerRegistered, Event, SecurityProfile, decode_event
 
 
 @contextlib.asynccontextmanager
@@ -33,13 +33,14 @@ async def ocpp_charger(
     *,
     path: str = "/ocpp/",
     charger_class: type[ChargePoint] = ChargePoint,
+    scheme: str = "ws",
     **connect_kwargs: Any,
 ) -> AsyncIterator[ChargePoint]:
     """A charger built on the ocpp library's v16 ChargePoint, which validates every answer
-    against the official JSON schemas."""
+    against the official JSON schemas (``scheme`` wss, with ``ssl=``, for TLS)."""
     from urllib.parse import quote
 
-    url = f"ws://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
+    url = f"{scheme}://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
     async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as websocket:
         charger = charger_class(charge_point_id, websocket)
         runner = asyncio.create_task(charger.start())
@@ -172,7 +173,12 @@ async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subproces
 
 
 async def register_charger(
-    nats_url: str, settings: Settings, charge_point_id: str, password: str = ""
+    nats_url: str,
+    settings: Settings,
+    charge_point_id: str,
+    password: str = "",
+    *,
+    security_profile: SecurityProfile | None = None,
 ) -> None:
     """What ``hub chargers add`` stores, stored directly (so ids the CLI refuses can be too)."""
     async with event_backbone(settings, nats_url, name="test-admin") as (_, store):
@@ -185,6 +191,7 @@ async def register_charger(
                     actor="test",
                     charge_point_id=charge_point_id,
                     password_hash=hash_password(password) if password else "",
+                    security_profile=security_profile,
                 )
             ],
         )
