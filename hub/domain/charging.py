@@ -30,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from hub.domain import energy
+from hub.domain import certificates, energy
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -299,6 +299,9 @@ class Charging:
                         ocpp_version=event.ocpp_version,
                     )
                 )
+                self._facts.extend(certificates.presented(seq, event))
+            case certificates.CertificateIssued():
+                self._facts.append(certificates.issued(seq, event))
             case ChargerReplaced(charge_point_id=cp):
                 # The old connection's close, which follows, must not mark it offline.
                 self.charger(cp).connection_id = event.new_connection_id

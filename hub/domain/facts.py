@@ -166,6 +166,17 @@ class DataTransferred(_Fact, frozen=True, kw_only=True, tag="data.transferred"):
     status: str = ""  # the hub's answer
 
 
+class CertificateKnown(_Fact, frozen=True, kw_only=True, tag="certificate.known"):
+    """A charger has a certificate that runs out at ``not_after`` (Unix ms): one the hub
+    issued it (``issued``), or the one it connected with (``presented``). The newest one
+    known is the charger's."""
+
+    serial: str  # hex
+    not_after: int
+    origin: Literal["issued", "presented"]
+    subject: str = ""
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -185,5 +196,6 @@ Fact = (
     | TransactionSettled
     | WalletMoved
     | DataTransferred
+    | CertificateKnown
     | Problem
 )

@@ -18,6 +18,8 @@ ANOMALY_KINDS: Final[tuple[AnomalyKind, ...]] = (
     "stale",
     "meter_backwards",
     "power_exceeded",
+    "certificate_expiring",
+    "certificate_expired",
 )
 ACTION_KINDS: Final[tuple[IntegrityActionKind, ...]] = (
     "trigger_status",
@@ -45,6 +47,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     max_power_w: float = 400_000.0
     # The platform's share of a prepaid session's cost; the operator gets the rest.
     platform_fee_rate: str = "0.10"
+    # A charger's certificate this close to its end (days) is an alert; past it, another.
+    certificate_warning_days: float = 30.0
     actions: dict[AnomalyKind, IntegrityActionKind] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_ACTIONS)
     )
