@@ -102,20 +102,7 @@ def init_local_ca(
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -135,6 +122,24 @@ def init_local_ca(
     return LocalCaFiles(
         key=key_path, cert=cert_path, subject=subject, not_after=cert.not_valid_after_utc
     )
+
+
+def _key_usage(**allowed: bool) -> x509.KeyUsage:
+    """``digitalSignature`` and the usages named true; every other one off."""
+    usages = dict.fromkeys(
+        (
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    return x509.KeyUsage(digital_signature=True, **(usages | allowed))
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
@@ -217,20 +222,9 @@ class LocalCa:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # TLS with RSA key exchange encrypts with the client's key; ECDHE agrees on one.
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    # TLS with RSA key exchange encrypts with the client's key; ECDHE does not.
-                    key_encipherment=rsa_key,
-                    data_encipherment=False,
-                    key_agreement=not rsa_key,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+                _key_usage(key_encipherment=rsa_key, key_agreement=not rsa_key), critical=True
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)

@@ -5,22 +5,13 @@ the same derived events."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 
 from schemas.events import AnomalyKind, IntegrityActionKind
 
-ANOMALY_KINDS: Final[tuple[AnomalyKind, ...]] = (
-    "orphaned",
-    "ghost",
-    "duplicate_start",
-    "stale",
-    "meter_backwards",
-    "power_exceeded",
-    "certificate_expiring",
-    "certificate_expired",
-)
+ANOMALY_KINDS: Final[tuple[AnomalyKind, ...]] = get_args(AnomalyKind)
 ACTION_KINDS: Final[tuple[IntegrityActionKind, ...]] = (
     "trigger_status",
     "remote_stop",
