@@ -32,6 +32,7 @@ DEFAULT_SUBJECT: Final = "CN=ocpp-hub local CA"
 _BACKDATE: Final = dt.timedelta(minutes=5)
 # What an external command may print: a chain of a few certificates, with room to spare.
 MAX_COMMAND_OUTPUT: Final = 64 * 1024
+MAX_COMMANDS: Final = 4
 # OCPP 1.6 CertificateSigned.req: certificateChain is at most 10,000 characters.
 MAX_CHAIN: Final = 10_000
 
@@ -247,11 +248,17 @@ class ExternalCa:
     def __init__(self, command: str, *, timeout_s: float = 30.0) -> None:
         self.argv = shlex.split(command)
         self.timeout_s = timeout_s
+        # Processes at once, whatever the number of chargers asking; the rest wait in turn.
+        self._slots = asyncio.Semaphore(MAX_COMMANDS)
 
     def available(self) -> bool:
         return bool(self.argv)
 
     async def sign(self, csr: str) -> Issued:
+        async with self._slots:
+            return await self._run(csr)
+
+    async def _run(self, csr: str) -> Issued:
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.argv,

@@ -136,6 +136,7 @@ class ConnectionRefused(_Event, frozen=True, kw_only=True, tag="connection.refus
 #   bad_signature    the CSR's signature does not verify (the sender lacks the key)
 #   weak_key         a key type or size the hub does not sign
 #   cn_mismatch      the CSR's common name is not the charger's id
+#   busy             the charger's previous CSR is still being signed and delivered
 #   ca_failed        the certificate authority failed (external command, chain unusable)
 CertificateRefusal = Literal[
     "no_ca",
@@ -144,6 +145,7 @@ CertificateRefusal = Literal[
     "bad_signature",
     "weak_key",
     "cn_mismatch",
+    "busy",
     "ca_failed",
 ]
 

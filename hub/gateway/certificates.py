@@ -38,6 +38,9 @@ log = structlog.get_logger("hub.gateway")
 # CertificateSigned command ids (OCPP-J unique ids) from the SignCertificate they answer.
 _COMMANDS: Final = uuid.UUID("1c3e4a52-0d7b-4f0e-8a61-5e2b9c7d40f3")
 DELIVERY_TIMEOUT_S: Final = 30.0
+BUSY: Final = Verdict(
+    reason="busy", detail="the charger's previous CSR is still being signed and delivered"
+)
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -138,35 +141,33 @@ async def deliver(
     actor: str,
 ) -> None:
     """Sign the CSR, store the outcome, then send the chain in CertificateSigned and store
-    what the charger answered."""
+    what the charger answered. The connection takes the charger's next CSR once the outcome
+    is known (before it is stored, so whoever sees it stored can send the next one)."""
     bound = log.bind(charge_point_id=link.charge_point_id, unique_id=signing.unique_id)
+    connection.signing = True
     try:
-        issued = await ca.sign(signing.csr)
-    except SigningFailed as error:
-        await store.store(
-            [
-                refusal(
-                    link,
-                    signing.unique_id,
-                    signing.position,
-                    "ca_failed",
-                    str(error),
-                    at=now_ms(),
-                )
-            ]
+        try:
+            issued = await ca.sign(signing.csr)
+        except SigningFailed as error:
+            failed = refusal(
+                link, signing.unique_id, signing.position, "ca_failed", str(error), at=now_ms()
+            )
+            connection.signing = False
+            await store.store([failed])
+            bound.warning("certificate.refused", reason="ca_failed")
+            return
+        certificate, requested = issued_events(link, signing, issued, actor=actor, at=now_ms())
+        await store.store([certificate, requested])
+        reply = await connection.call(
+            CommandRequest(
+                command_id=requested.command_id,
+                action=requested.action,
+                payload=requested.payload,
+                timeout_s=requested.timeout_s,
+            )
         )
-        bound.warning("certificate.refused", reason="ca_failed")
-        return
-    certificate, requested = issued_events(link, signing, issued, actor=actor, at=now_ms())
-    await store.store([certificate, requested])
-    reply = await connection.call(
-        CommandRequest(
-            command_id=requested.command_id,
-            action=requested.action,
-            payload=requested.payload,
-            timeout_s=requested.timeout_s,
-        )
-    )
+    finally:
+        connection.signing = False
     await store.store([finished_event(requested, reply, now_ms())])
     bound.info(
         "certificate.issued",

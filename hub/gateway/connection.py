@@ -68,6 +68,8 @@ class ChargerConnection:
         self._call_lock = asyncio.Lock()
         self._commands_waiting = 0
         self._awaiting: _AwaitedAnswer | None = None
+        # A CSR of this charger is being signed and delivered: the next one waits its turn.
+        self.signing = False
         # The connection owns its command tasks: run() waits for every one before it returns.
         self._command_tasks: set[asyncio.Task[None]] = set()
 

@@ -457,7 +457,13 @@ class Gateway:
         transaction_id = 0
         certificate = None
         request = valid.request
-        if isinstance(request, v16.SignCertificateRequest):
+        charger = self.connections.get(link.charge_point_id)
+        if isinstance(request, v16.SignCertificateRequest) and (
+            charger is not None and charger.calls is not None and charger.calls.signing
+        ):
+            # One CSR at a time per charger: a flood of them costs no more signings.
+            certificate = certificates.BUSY
+        elif isinstance(request, v16.SignCertificateRequest):
             certificate = await asyncio.to_thread(
                 certificates.verdict,
                 self.ca,
@@ -486,10 +492,11 @@ class Gateway:
 
     def sign(self, connection: ChargerConnection, link: Link, signing: Signing) -> None:
         """Sign a CSR whose ``Accepted`` is sent, and deliver the chain; off the loop."""
+        # Set at once: the charger's next frame is processed before the task first runs.
+        connection.signing = True
+        actor = f"gateway:{self.gateway_id}"
         connection.spawn(
-            certificates.deliver(
-                self.ca, self._store, connection, link, signing, actor=f"gateway:{self.gateway_id}"
-            )
+            certificates.deliver(self.ca, self._store, connection, link, signing, actor=actor)
         )
 
     @property

@@ -41,6 +41,7 @@ from tests.integration.fanout_helpers import with_fanout
 from tests.integration.helpers import (
     charger_events,
     ocpp_charger,
+    raw_socket,
     register_charger,
     stored_events,
     wait_for_event,
@@ -196,6 +197,43 @@ async def test_an_unregistered_charger_gets_no_certificate(
     # Unknown chargers may connect here (allow_unknown_chargers), but nothing proves their id.
     init_local_ca(ca_dir(settings.data_dir))
     assert await refusal_of_own_csr(gateway, nats_server.url, "CP-ANYONE") == "unknown_charger"
+
+
+async def test_one_csr_at_a_time_per_charger(nats_server: EmbeddedNats, settings: Settings) -> None:
+    """A second SignCertificate while the first one's chain is still on its way is refused
+    (busy): a charger flooding CSRs costs one signing at a time. Raw frames, so the charger
+    can hold its answer to CertificateSigned while it asks again."""
+    await register_charger(nats_server.url, settings, "CP-EAGER")
+    init_local_ca(ca_dir(settings.data_dir))
+
+    def sign_call(unique_id: str) -> str:
+        csr = csr_for("CP-EAGER")[1]
+        return msgspec.json.encode([2, unique_id, "SignCertificate", {"csr": csr}]).decode()
+
+    async def next_frame(websocket: Any) -> list[Any]:
+        async with asyncio.timeout(10):
+            return list(msgspec.json.decode(await websocket.recv()))
+
+    async with (
+        running_gateway(settings, nats_server.url) as gateway,
+        raw_socket(gateway.port, "CP-EAGER") as websocket,
+    ):
+        await websocket.send(sign_call("s1"))
+        assert await next_frame(websocket) == [3, "s1", {"status": "Accepted"}]
+        delivery = await next_frame(websocket)
+        assert delivery[:3] == [2, delivery[1], "CertificateSigned"]
+        await websocket.send(sign_call("s2"))  # before answering the delivery
+        assert await next_frame(websocket) == [3, "s2", {"status": "Rejected"}]
+        await websocket.send(msgspec.json.encode([3, delivery[1], {"status": "Accepted"}]).decode())
+        await wait_for_event(
+            nats_server.url, "ev.admin.command.>", is_finished("CertificateSigned")
+        )
+        await websocket.send(sign_call("s3"))
+        assert await next_frame(websocket) == [3, "s3", {"status": "Accepted"}]
+        assert (await next_frame(websocket))[2] == "CertificateSigned"
+    reasons, _ = await refused(nats_server.url, "CP-EAGER")
+    assert [(r.unique_id, r.reason) for r in reasons] == [("s2", "busy")]
+    assert [c.unique_id for c in await issued_to(nats_server.url, "CP-EAGER")] == ["s1", "s3"]
 
 
 async def test_an_external_ca_command_signs_and_a_hanging_one_is_stopped(
