@@ -37,6 +37,7 @@ MAX_COMMANDS: Final = 4
 MAX_CHAIN: Final = 10_000
 
 KeyType = Literal["ec", "rsa"]
+_CaKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 def ca_dir(data_dir: Path) -> Path:
@@ -174,13 +175,16 @@ class NoCa:
 
 
 class LocalCa:
-    """The CA ``hub ca init`` made. Its files are read at each signing, so one made (or
-    replaced) while the hub runs is used from then on."""
+    """The CA ``hub ca init`` made. Its files are looked at on each signing, so one made
+    (or replaced) while the hub runs is used from then on."""
 
     def __init__(self, directory: Path, *, days: int = 365) -> None:
         self.key_path = directory / KEY_FILE
         self.cert_path = directory / CERT_FILE
         self.days = days
+        # Loading an RSA key checks it (about 250 ms for 3072 bits): kept while the files
+        # stay the same.
+        self._loaded: tuple[tuple[int, ...], _CaKey, x509.Certificate] | None = None
 
     def available(self) -> bool:
         # Two stat calls on a SignCertificate, a rare CALL: cheap enough for the loop.
@@ -189,14 +193,27 @@ class LocalCa:
     async def sign(self, csr: str) -> Issued:
         return await asyncio.to_thread(self.sign_now, csr, dt.datetime.now(dt.UTC))
 
-    def sign_now(self, csr_pem: str, now: dt.datetime) -> Issued:
+    def _load(self) -> tuple[_CaKey, x509.Certificate]:
         try:
+            version = tuple(
+                value
+                for path in (self.key_path, self.cert_path)
+                for status in (path.stat(),)
+                for value in (status.st_ino, status.st_mtime_ns, status.st_size)
+            )
+            if self._loaded is not None and self._loaded[0] == version:
+                return self._loaded[1], self._loaded[2]
             key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
             ca_cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         except (OSError, ValueError, TypeError) as error:
             raise SigningFailed(f"the local CA cannot be read: {error}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise SigningFailed(f"the local CA's key is {type(key).__name__}; EC or RSA only")
+        self._loaded = version, key, ca_cert
+        return key, ca_cert
+
+    def sign_now(self, csr_pem: str, now: dt.datetime) -> Issued:
+        key, ca_cert = self._load()
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         public = csr.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):

@@ -81,6 +81,21 @@ def test_the_local_ca_signs_client_certificates_that_chain_to_it(tmp_path: Path)
         LocalCa(tmp_path).sign_now(csr("CP-1"), now + dt.timedelta(days=40))
 
 
+def test_a_ca_replaced_while_the_hub_runs_signs_from_then_on(tmp_path: Path) -> None:
+    ca = LocalCa(tmp_path / "ca")
+    with pytest.raises(SigningFailed, match="cannot be read"):
+        ca.sign_now(csr("CP-1"), dt.datetime.now(dt.UTC))
+    init_local_ca(tmp_path / "ca")
+    old = ca.sign_now(csr("CP-1"), dt.datetime.now(dt.UTC))
+    (tmp_path / "ca").rename(tmp_path / "ca.old")
+    init_local_ca(tmp_path / "ca", subject="CN=New CA")
+    new = ca.sign_now(csr("CP-1"), dt.datetime.now(dt.UTC))
+    for directory, issued in (("ca.old", old), ("ca", new)):
+        root = x509.load_pem_x509_certificate((tmp_path / directory / "ca.crt").read_bytes())
+        leaf = x509.load_pem_x509_certificates(issued.chain.encode())[0]
+        leaf.verify_directly_issued_by(root)
+
+
 def test_what_an_external_ca_prints_must_certify_the_csrs_key(tmp_path: Path) -> None:
     init_local_ca(tmp_path)
     request = csr("CP-1")
