@@ -44,6 +44,8 @@ from hub.api.money_rules import (
 )
 from hub.api.money_state import WALLET_SUBJECTS, WalletBook, iso
 from hub.bus import Connection, EventStore
+from hub.ca import DEFAULT_SUBJECT as DEFAULT_CA_SUBJECT
+from hub.ca import CaExists, ca_dir, init_local_ca
 from hub.children import supervised
 from hub.clock import now_ms
 from hub.config import Settings, from_environment, with_client_ca, with_gateway_id
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag_remove.add_argument("id_tag")
     tag_commands.add_parser("list", help="list id tags", parents=[common])
     _wallet_commands(commands, common)
+    _ca_commands(commands, common)
 
     fanout_cli.add_commands(commands, common)
     commands.add_parser(
@@ -282,6 +285,45 @@ def _wallet_commands(
         credit.add_argument("--note", default="", help="why, for the audit trail")
     show = actions.add_parser("show", parents=[common], help="balance and recent ledger")
     show.add_argument("id_tag")
+
+
+def _ca_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    ca = commands.add_parser("ca", help="the local CA that signs chargers' certificates")
+    actions = ca.add_subparsers(dest="action", required=True)
+    init = actions.add_parser(
+        "init",
+        parents=[common],
+        help="make the local CA (<data dir>/ca/ca.key and ca.crt); never overwrites one",
+    )
+    init.add_argument("--days", type=int, default=3650, help="validity of the CA (3650)")
+    init.add_argument(
+        "--subject", default=DEFAULT_CA_SUBJECT, help=f"RFC 4514 (default {DEFAULT_CA_SUBJECT!r})"
+    )
+    init.add_argument(
+        "--key-type", choices=["ec", "rsa"], default="ec", help="EC P-256 (default) or RSA 3072"
+    )
+
+
+def _ca_main(settings: Settings, args: argparse.Namespace) -> int:
+    if not 1 <= args.days <= 36500:
+        print("hub: --days: must be from 1 to 36500", file=sys.stderr)
+        return 2
+    try:
+        made = init_local_ca(
+            ca_dir(settings.data_dir), days=args.days, subject=args.subject, key_type=args.key_type
+        )
+    except CaExists as error:
+        print(f"hub: {error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"hub: --subject: {error}", file=sys.stderr)
+        return 2
+    print(f"CA {made.subject}, valid until {made.not_after:%Y-%m-%d}")
+    print(f"certificate {made.cert} (chargers' client certificates chain to it)")
+    print(f"private key {made.key} (mode 0600: back it up, keep it secret)")
+    return 0
 
 
 # -- hub up ------------------------------------------------------------------------------------
@@ -617,6 +659,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return uvloop.run(projections_cli.main(settings, args))
     if args.command == "wallets":
         return asyncio.run(_wallets(settings, args))
+    if args.command == "ca":
+        return _ca_main(settings, args)
     return asyncio.run(_admin(settings, args))
 
 

@@ -92,6 +92,17 @@ class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: int = 50_000
 
 
+class CaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The certificate authority that signs chargers' CSRs (SignCertificate): the local one
+    ``hub ca init`` makes under ``<data dir>/ca``, or an external command (docs/ca.md)."""
+
+    # Given a CSR (PEM) on stdin, prints the certificate chain (PEM, leaf first).
+    command: str = ""
+    command_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # How long a certificate the local CA signs is valid.
+    certificate_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+
+
 _POLICY: Final = Policy()
 
 
@@ -106,6 +117,7 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
     stale_after_s: float = _POLICY.stale_after_s
     max_power_w: float = _POLICY.max_power_w
     platform_fee_rate: str = _POLICY.platform_fee_rate
+    certificate_warning_days: float = _POLICY.certificate_warning_days
     # <kind>=<action>,...: trigger_status, remote_stop or close_session per anomaly kind.
     actions: str = format_actions(_POLICY.actions)
 
@@ -119,6 +131,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fanout: FanoutSettings = FanoutSettings()
     projections: ProjectionSettings = ProjectionSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    ca: CaSettings = CaSettings()
     # Seconds `hub up` may take to stop once told to; past that it exits anyway (code 1).
     shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     log_level: str = "info"
@@ -174,6 +187,10 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_MAX_POWER_W": ("supervisor", "max_power_w"),
     "HUB_PLATFORM_FEE_RATE": ("supervisor", "platform_fee_rate"),
     "HUB_INTEGRITY_ACTIONS": ("supervisor", "actions"),
+    "HUB_CERTIFICATE_WARNING_DAYS": ("supervisor", "certificate_warning_days"),
+    "HUB_CA_COMMAND": ("ca", "command"),
+    "HUB_CA_COMMAND_TIMEOUT": ("ca", "command_timeout_s"),
+    "HUB_CERTIFICATE_DAYS": ("ca", "certificate_days"),
 }
 
 
@@ -187,6 +204,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "fanout": {},
         "projections": {},
         "supervisor": {},
+        "ca": {},
     }
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
@@ -198,6 +216,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "fanout": sections["fanout"],
         "projections": sections["projections"],
         "supervisor": sections["supervisor"],
+        "ca": sections["ca"],
     }
     try:
         settings = msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)

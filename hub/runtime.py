@@ -15,6 +15,7 @@ import nats.errors
 import structlog
 
 from hub.bus import Connection, EventStore, event_backbone
+from hub.ca import certificate_authority
 from hub.config import Settings
 from hub.follower import Follower
 from hub.gateway.server import Gateway
@@ -165,7 +166,14 @@ async def running_gateway(
         )
         registry = Registry()
         async with registry_follower(connection, settings, registry):
-            gateway = Gateway(gateway_settings, connection, store, txids, registry)
+            gateway = Gateway(
+                gateway_settings,
+                connection,
+                store,
+                txids,
+                registry,
+                ca=certificate_authority(settings),
+            )
             await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
             log.info(
                 "gateway.listening",

@@ -6,6 +6,7 @@ Events live under ``ev.``::
     ev.cp.<charger>.out.<Action>        frames to the charger
     ev.cp.<charger>.rejected.<reason>   inbound frames the gateway refused
     ev.cp.<charger>.conn.<what>         opened / closed / replaced
+    ev.cp.<charger>.cert.<what>         certificates: issued / refused (SignCertificate)
     ev.gw.refused                       handshakes refused before a charger id was trusted
     ev.admin.<kind>                     operator actions: registrations, id tags, tariffs, ...
     ev.clock.tick                       the hub's clock, which timers in folds advance on
@@ -28,6 +29,8 @@ import re
 from typing import Final
 
 from schemas.events import (
+    CertificateIssued,
+    CertificateRefused,
     ChargerConnected,
     ChargerDisconnected,
     ChargerReplaced,
@@ -123,6 +126,10 @@ def subject_for(event: Event) -> str:
             return f"ev.cp.{encode_token(cp)}.conn.closed"
         case ChargerReplaced(charge_point_id=cp):
             return f"ev.cp.{encode_token(cp)}.conn.replaced"
+        case CertificateIssued(charge_point_id=cp):
+            return f"ev.cp.{encode_token(cp)}.cert.issued"
+        case CertificateRefused(charge_point_id=cp):
+            return f"ev.cp.{encode_token(cp)}.cert.refused"
         case ConnectionRefused():
             return "ev.gw.refused"
         case _AdminEvent() | ClockTick() | _DerivedEvent():

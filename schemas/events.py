@@ -143,6 +143,53 @@ class ConnectionRefused(_Event, frozen=True, kw_only=True, tag="connection.refus
     offered_subprotocols: tuple[str, ...] = ()
 
 
+# Why the hub did not sign a charger's CSR (SignCertificate):
+#   no_ca            no certificate authority is configured
+#   unknown_charger  the charger is not registered: nothing proves its id
+#   not_a_csr        the csr field is no PEM certificate signing request
+#   bad_signature    the CSR's signature does not verify (the sender lacks the key)
+#   weak_key         a key type or size the hub does not sign
+#   cn_mismatch      the CSR's common name is not the charger's id
+#   busy             the charger's previous CSR is still being signed and delivered
+#   ca_failed        the certificate authority failed (external command, chain unusable)
+CertificateRefusal = Literal[
+    "no_ca",
+    "unknown_charger",
+    "not_a_csr",
+    "bad_signature",
+    "weak_key",
+    "cn_mismatch",
+    "busy",
+    "ca_failed",
+]
+
+
+class CertificateRefused(_ChargerEvent, frozen=True, kw_only=True, tag="certificate.refused"):
+    """The hub did not sign the CSR of the charger's SignCertificate CALL ``unique_id``.
+    Refused before the answer: stored with the exchange, which answers ``Rejected``; the CA
+    failing after an ``Accepted``: stored then, and no CertificateSigned follows."""
+
+    unique_id: str
+    reason: CertificateRefusal
+    detail: str = ""
+
+
+class CertificateIssued(_ChargerEvent, frozen=True, kw_only=True, tag="certificate.issued"):
+    """The hub's CA signed the CSR of the charger's SignCertificate ``unique_id``; the
+    CertificateSigned CALL ``command_id`` delivers ``chain`` (PEM, leaf first: public, no
+    key). ``serial`` (hex), ``subject`` and the validity (Unix ms) are the leaf's, so no
+    consumer parses the chain. ``issuer``: ``local`` (``hub ca init``) or ``external``."""
+
+    unique_id: str
+    command_id: str
+    serial: str
+    subject: str
+    not_before: int
+    not_after: int
+    issuer: str
+    chain: str
+
+
 class _AdminEvent(_Event, frozen=True, kw_only=True):
     actor: str
 
@@ -377,7 +424,14 @@ class WalletSettled(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.settle
 
 
 AnomalyKind = Literal[
-    "orphaned", "ghost", "duplicate_start", "stale", "meter_backwards", "power_exceeded"
+    "orphaned",
+    "ghost",
+    "duplicate_start",
+    "stale",
+    "meter_backwards",
+    "power_exceeded",
+    "certificate_expiring",
+    "certificate_expired",
 ]
 
 
@@ -435,7 +489,15 @@ class LimitReached(_DerivedEvent, frozen=True, kw_only=True, tag="session.limit_
     command_id: str
 
 
-ChargerEvent = OcppFrame | FrameRejected | ChargerConnected | ChargerDisconnected | ChargerReplaced
+ChargerEvent = (
+    OcppFrame
+    | FrameRejected
+    | ChargerConnected
+    | ChargerDisconnected
+    | ChargerReplaced
+    | CertificateRefused
+    | CertificateIssued
+)
 AdminEvent = (
     ChargerRegistered
     | ChargerUnregistered

@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from hub.domain.certificates import chain_problem
 from schemas.ocpp import PayloadError, v16, validate_call
 from schemas.ocpp.formats import check_formats
 
@@ -77,6 +78,12 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "Security extension: install signed firmware",
     ),
     Endpoint(
+        "certificate-signed",
+        "POST",
+        "CertificateSigned",
+        "Security extension: send the charger its signed certificate chain (PEM)",
+    ),
+    Endpoint(
         "install-certificate", "POST", "InstallCertificate", "Security extension: install a CA"
     ),
     Endpoint(
@@ -116,4 +123,9 @@ def payload_for(endpoint: Endpoint, body: bytes, keys: list[str]) -> bytes:
     # Formats (date-time, uri) are not part of the types; a charger must not get "tomorrow".
     if (problem := check_formats("1.6", "request", endpoint.action, payload)) is not None:
         raise BadBody(problem.description)
+    if isinstance(decoded, v16.CertificateSignedRequest):
+        # A charger stores what it gets as its certificate: it must be one.
+        unusable = chain_problem(decoded.certificate_chain)
+        if unusable is not None:
+            raise BadBody(f"{unusable} - at `$.certificateChain`")
     return payload

@@ -30,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from hub.domain import energy
+from hub.domain import certificates, energy
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -298,9 +298,13 @@ class Charging:
                         connection_id=event.connection_id,
                         ocpp_version=event.ocpp_version,
                         security_profile=event.security_profile,
+                        certificate_serial=event.certificate_serial,
                         certificate_not_after=event.certificate_not_after,
                     )
                 )
+                self._facts.extend(certificates.presented(seq, event))
+            case certificates.CertificateIssued():
+                self._facts.append(certificates.issued(seq, event))
             case ChargerReplaced(charge_point_id=cp):
                 # The old connection's close, which follows, must not mark it offline.
                 self.charger(cp).connection_id = event.new_connection_id

@@ -45,7 +45,9 @@ class ChargerConnected(_Fact, frozen=True, kw_only=True, tag="charger.connected"
     connection_id: str
     ocpp_version: str
     security_profile: int = 0  # how it authenticated (schemas.events.SecurityProfile)
-    certificate_not_after: str = ""  # its client certificate's expiry, under profile 3
+    # Its client certificate, under profile 3: serial (hex) and expiry (ISO 8601 UTC).
+    certificate_serial: str = ""
+    certificate_not_after: str = ""
 
 
 class ChargerDisconnected(_Fact, frozen=True, kw_only=True, tag="charger.disconnected"):
@@ -168,6 +170,17 @@ class DataTransferred(_Fact, frozen=True, kw_only=True, tag="data.transferred"):
     status: str = ""  # the hub's answer
 
 
+class CertificateKnown(_Fact, frozen=True, kw_only=True, tag="certificate.known"):
+    """A charger has a certificate that runs out at ``not_after`` (Unix ms): one the hub
+    issued it (``issued``), or the one it connected with (``presented``). The newest one
+    known is the charger's."""
+
+    serial: str  # hex
+    not_after: int
+    origin: Literal["issued", "presented"]
+    subject: str = ""
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -187,5 +200,6 @@ Fact = (
     | TransactionSettled
     | WalletMoved
     | DataTransferred
+    | CertificateKnown
     | Problem
 )

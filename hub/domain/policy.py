@@ -5,20 +5,13 @@ the same derived events."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 
 from schemas.events import AnomalyKind, IntegrityActionKind
 
-ANOMALY_KINDS: Final[tuple[AnomalyKind, ...]] = (
-    "orphaned",
-    "ghost",
-    "duplicate_start",
-    "stale",
-    "meter_backwards",
-    "power_exceeded",
-)
+ANOMALY_KINDS: Final[tuple[AnomalyKind, ...]] = get_args(AnomalyKind)
 ACTION_KINDS: Final[tuple[IntegrityActionKind, ...]] = (
     "trigger_status",
     "remote_stop",
@@ -45,6 +38,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     max_power_w: float = 400_000.0
     # The platform's share of a prepaid session's cost; the operator gets the rest.
     platform_fee_rate: str = "0.10"
+    # A charger's certificate this close to its end (days) is an alert; past it, another.
+    certificate_warning_days: float = 30.0
     actions: dict[AnomalyKind, IntegrityActionKind] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_ACTIONS)
     )

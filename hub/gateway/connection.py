@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from typing import TYPE_CHECKING, Final
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import structlog
@@ -67,6 +68,8 @@ class ChargerConnection:
         self._call_lock = asyncio.Lock()
         self._commands_waiting = 0
         self._awaiting: _AwaitedAnswer | None = None
+        # A CSR of this charger is being signed and delivered: the next one waits its turn.
+        self.signing = False
         # The connection owns its command tasks: run() waits for every one before it returns.
         self._command_tasks: set[asyncio.Task[None]] = set()
 
@@ -102,9 +105,7 @@ class ChargerConnection:
         if problem is not None:
             await _respond(msg, problem)
             return
-        task = asyncio.get_running_loop().create_task(self._answer_command(msg, request))
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+        self.spawn(self._answer_command(msg, request))
 
     def send_own(self, action: str, payload: bytes) -> None:
         """A CALL the gateway sends of its own accord, behind any commands; the CALL and the
@@ -112,7 +113,12 @@ class ChargerConnection:
         request = CommandRequest(
             command_id=uuid.uuid4().hex, action=action, payload=msgspec.Raw(payload)
         )
-        task = asyncio.get_running_loop().create_task(self._answer_command(None, request))
+        self.spawn(self._answer_command(None, request))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the connection (the hub's own CALLs); the connection waits
+        for it before it is done."""
+        task = asyncio.get_running_loop().create_task(work)
         self._command_tasks.add(task)
         task.add_done_callback(self._command_tasks.discard)
 
@@ -259,6 +265,8 @@ class ChargerConnection:
             if reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(reply, text=True)
+            if exchange.signing is not None:
+                self._gateway.sign(self, self._link, exchange.signing)
             if isinstance(inbound, Malformed) and inbound.close_code:
                 await self._websocket.close(inbound.close_code, inbound.description)
             self._held.done(admission, now_ms=time.monotonic() * 1000)

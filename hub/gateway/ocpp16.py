@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from hub.config import GatewaySettings
+from hub.domain.certificates import Verdict
 from hub.domain.cistring import ci
 from hub.registry import Registry, format_time
 from schemas.ocpp import v16
@@ -21,6 +22,8 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     settings: GatewaySettings
     registry: Registry
     transaction_id: int = 0
+    # SignCertificate: whether its CSR will be signed (None: no CA was asked).
+    certificate: Verdict | None = None
 
 
 Handler = Callable[[Any, Context], msgspec.Struct]
@@ -108,8 +111,10 @@ def _empty(response: type[msgspec.Struct]) -> Handler:
 def sign_certificate(
     request: v16.SignCertificateRequest, ctx: Context
 ) -> v16.SignCertificateResponse:
-    # No certificate authority is configured yet, and the spec lets the CSMS refuse.
-    return v16.SignCertificateResponse(status="Rejected")
+    # Accepted means the CSR will be signed and sent back in CertificateSigned; without a
+    # CA, or for a CSR the hub will not sign (not the charger's CN...), Rejected.
+    signable = ctx.certificate is not None and ctx.certificate.signable
+    return v16.SignCertificateResponse(status="Accepted" if signable else "Rejected")
 
 
 HANDLERS: Final[dict[str, Handler]] = {

@@ -51,8 +51,18 @@ class ValidCall(msgspec.Struct, frozen=True, gc=False):
     request: msgspec.Struct
 
 
+class Signing(msgspec.Struct, frozen=True, gc=False):
+    """A CSR the hub accepted to sign: the SignCertificate CALL ``unique_id`` at
+    ``position`` on the connection. Signed once its answer is stored and sent."""
+
+    csr: str
+    unique_id: str
+    position: int
+
+
 class Exchange(msgspec.Struct, frozen=True, gc=False):
-    """The outcome of one inbound message: store ``events``, then send ``reply`` if any."""
+    """The outcome of one inbound message: store ``events``, then send ``reply`` if any,
+    then sign ``signing`` if any."""
 
     events: list[Event]
     reply: bytes | None
@@ -61,6 +71,7 @@ class Exchange(msgspec.Struct, frozen=True, gc=False):
     outcome: str
     # The CALLRESULT payload in ``reply``: a retry of the CALL may be answered with it.
     answer: msgspec.Raw | None = None
+    signing: Signing | None = None
 
 
 Inbound = ValidCall | CallResult | CallError | Malformed

@@ -25,12 +25,13 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from hub.bus import Connection, EventStore
+from hub.ca import CertificateAuthority, NoCa
 from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.domain.charger_ids import id_problem
 from hub.domain.redaction import parse_secret_keys
 from hub.domain.security_profiles import ClientCertificate, judge, required_profile
-from hub.gateway import ocpp16
+from hub.gateway import certificates, ocpp16
 from hub.gateway.connection import QUEUE_DEPTH, ChargerConnection
 from hub.gateway.frames import CallError, CallResult, Malformed
 from hub.gateway.handshake import (
@@ -51,6 +52,7 @@ from hub.gateway.protocol import (
     Inbound,
     Link,
     Received,
+    Signing,
     ValidCall,
     answer,
     connection_closed,
@@ -116,8 +118,12 @@ class Gateway:
         store: EventStore,
         txids: TransactionIds,
         registry: Registry,
+        *,
+        ca: CertificateAuthority | None = None,
     ) -> None:
         self.settings = settings
+        # Signs chargers' CSRs (SignCertificate); without one they are refused.
+        self.ca: CertificateAuthority = ca or NoCa()
         self.gateway_id = settings.gateway_id
         self._nats = connection
         self._store = store
@@ -498,7 +504,13 @@ class Gateway:
         match inbound:
             case ValidCall():
                 ctx = await self._context(link, inbound)
-                return answer(link, inbound, received, ctx)
+                exchange = answer(link, inbound, received, ctx)
+                request = inbound.request
+                if ctx.certificate is not None and isinstance(request, v16.SignCertificateRequest):
+                    exchange = certificates.judged(
+                        link, exchange, ctx.certificate, request.csr, received
+                    )
+                return exchange
             case Malformed():
                 return reject(link, inbound, received)
             case CallResult() | CallError():
@@ -514,8 +526,23 @@ class Gateway:
 
     async def _context(self, link: Link, valid: ValidCall) -> ocpp16.Context:
         transaction_id = 0
+        certificate = None
         request = valid.request
-        if isinstance(request, v16.StartTransactionRequest):
+        charger = self.connections.get(link.charge_point_id)
+        if isinstance(request, v16.SignCertificateRequest) and (
+            charger is not None and charger.calls is not None and charger.calls.signing
+        ):
+            # One CSR at a time per charger: a flood of them costs no more signings.
+            certificate = certificates.BUSY
+        elif isinstance(request, v16.SignCertificateRequest):
+            certificate = await asyncio.to_thread(
+                certificates.verdict,
+                self.ca,
+                self.registry.is_known(link.charge_point_id),
+                link.charge_point_id,
+                request.csr,
+            )
+        elif isinstance(request, v16.StartTransactionRequest):
             transaction_id = await self._txids.allocate(
                 StartIdentity(
                     link.charge_point_id,
@@ -531,6 +558,16 @@ class Gateway:
             settings=self.settings,
             registry=self.registry,
             transaction_id=transaction_id,
+            certificate=certificate,
+        )
+
+    def sign(self, connection: ChargerConnection, link: Link, signing: Signing) -> None:
+        """Sign a CSR whose ``Accepted`` is sent, and deliver the chain; off the loop."""
+        # Set at once: the charger's next frame is processed before the task first runs.
+        connection.signing = True
+        actor = f"gateway:{self.gateway_id}"
+        connection.spawn(
+            certificates.deliver(self.ca, self._store, connection, link, signing, actor=actor)
         )
 
     @property

@@ -27,6 +27,7 @@ import msgspec
 from hub.domain.charging import Charging, Limits, Session
 from hub.domain.charging import key as session_key
 from hub.domain.facts import (
+    CertificateKnown,
     Fact,
     TransactionEnded,
     TransactionMetered,
@@ -87,6 +88,8 @@ class Supervisor:
         # What the supervisor adds to each transaction it watches, by session key.
         self.transactions: dict[str, Transaction] = {}
         self.anomalies: dict[str, OpenAnomaly] = {}
+        # Each charger's newest certificate (issued by the hub, or presented at connect).
+        self.certificates: dict[str, CertificateKnown] = {}
         # Derived events made here, by id, until the stream shows them: what to (re)publish.
         self.unconfirmed: dict[str, Intent] = {}
         # Commands of stored derived events not yet requested (no admin.command.requested).
@@ -180,6 +183,8 @@ class Supervisor:
                     found = self.transactions.get(session_key(fact.charge_point_id, fact.session))
                     if found is not None:
                         self._close(found, fact)
+                case CertificateKnown(charge_point_id=cp):
+                    self.certificates[cp] = fact
 
     def _open(self, fact: TransactionStarted) -> None:
         name = session_key(fact.charge_point_id, fact.session)

@@ -9,7 +9,8 @@ they fire at the same place in a replay as they did live.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from hub.supervisor.model import CHARGING, IDLE, Transaction
 from schemas.events import AnomalyKind
@@ -39,9 +40,30 @@ class Condition(NamedTuple):
     detail: str
 
 
+_DAY_MS: Final = 86_400_000
+
+
+def _certificates(supervisor: Supervisor) -> Iterator[Condition]:
+    """A charger's newest certificate within ``certificate_warning_days`` of its end is
+    expiring, past it expired: against the hub's time of events, so a replay alerts at the
+    same place."""
+    warning_ms = round(supervisor.policy.certificate_warning_days * _DAY_MS)
+    for cp, certificate in supervisor.certificates.items():
+        end = certificate.not_after
+        ends = datetime.fromtimestamp(end / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        about = f"certificate {certificate.serial} ({certificate.origin})"
+        if supervisor.now >= end:
+            yield Condition("certificate_expired", cp, 0, None, end, 0, f"{about} ran out {ends}")
+        else:
+            yield Condition(
+                "certificate_expiring", cp, 0, None, end - warning_ms, 0, f"{about} runs out {ends}"
+            )
+
+
 def _conditions(supervisor: Supervisor) -> Iterator[Condition]:
     """Every timed condition that holds now, however briefly."""
     policy = supervisor.policy
+    yield from _certificates(supervisor)
     for cp, charger in supervisor.chargers.items():
         for connector_id, connector in charger.connectors.items():
             if connector_id == 0:

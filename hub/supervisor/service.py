@@ -44,6 +44,7 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.MeterValues",
     "ev.cp.*.in.StopTransaction",
     "ev.cp.*.conn.>",
+    "ev.cp.*.cert.issued",
     "ev.admin.>",
     "ev.clock.>",
     "ev.wallet.>",

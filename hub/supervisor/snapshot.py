@@ -17,6 +17,7 @@ from typing import Final
 import msgspec
 
 from hub.domain.charging import STATE_VERSION, Charging, State
+from hub.domain.facts import CertificateKnown
 from hub.domain.policy import Policy
 from hub.supervisor.core import Command, Intent, Supervisor
 from hub.supervisor.model import OpenAnomaly, Transaction
@@ -34,6 +35,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     anomalies: dict[str, OpenAnomaly]
     unconfirmed: dict[str, Intent]
     commands_due: dict[str, Command]
+    certificates: dict[str, CertificateKnown] = {}
 
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
@@ -50,6 +52,7 @@ def encode(supervisor: Supervisor) -> bytes:
             anomalies=supervisor.anomalies,
             unconfirmed=supervisor.unconfirmed,
             commands_due=supervisor.commands_due,
+            certificates=supervisor.certificates,
         )
     )
 
@@ -68,6 +71,7 @@ def decode(data: bytes, policy: Policy) -> Supervisor | None:
     supervisor.anomalies = snapshot.anomalies
     supervisor.unconfirmed = snapshot.unconfirmed
     supervisor.commands_due = snapshot.commands_due
+    supervisor.certificates = snapshot.certificates
     return supervisor
 
 

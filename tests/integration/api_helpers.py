@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
@@ -43,12 +48,34 @@ ANSWERS: Final[dict[str, dict[str, Any]]] = {
     "ExtendedTriggerMessage": {"status": "Accepted"},
     "GetLog": {"status": "Accepted", "filename": "log.txt"},
     "SignedUpdateFirmware": {"status": "Accepted"},
+    "CertificateSigned": {"status": "Accepted"},
     "InstallCertificate": {"status": "Accepted"},
     "DeleteCertificate": {"status": "Accepted"},
     "GetInstalledCertificateIds": {"status": "NotFound"},
 }
 
 FUTURE: Final = "2027-01-01T00:00:00Z"
+
+
+def _self_signed(common_name: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# A certificate chain for CertificateSigned: the API sends only what parses as one.
+CHAIN: Final = _self_signed("CP-1")
 PROFILE: Final = {
     "chargingProfileId": 1,
     "stackLevel": 0,
@@ -171,6 +198,7 @@ SAMPLES: Final[list[tuple[str, str, Any, dict[str, str], str]]] = [
         {},
         "SignedUpdateFirmware",
     ),
+    ("POST", "certificate-signed", {"certificateChain": CHAIN}, {}, "CertificateSigned"),
     (
         "POST",
         "install-certificate",
