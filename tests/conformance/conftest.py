@@ -29,6 +29,8 @@ from tests.integration.helpers import register_charger
 REGISTERED: dict[str, str] = {
     "CP-TC073": "tc073-old-password",
     "CP-TC085": "tc085-basic-password",
+    "CP-TC086": "tc086-basic-password",
+    "CP-TC083": "tc083-basic-password",
 }
 
 

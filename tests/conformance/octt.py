@@ -5,14 +5,18 @@ document names (<Configured valid IdTag> and friends), the reusable states "Boot
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, cast
+from urllib.parse import quote
 
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from hub.config import Settings
 from schemas.events import OcppFrame
@@ -37,11 +41,39 @@ class OcttCharger(AnsweringCharger):
     """The OCTT as a charge point: answers every command from ``answers`` (ANSWERS by
     default) and records it; sends what the case's scenario says it sends."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The certificate chains the hub sent in CertificateSigned, as they came.
+        self.chains: asyncio.Queue[str] = asyncio.Queue()
+
     @on("CertificateSigned")
     async def on_certificate_signed(self, certificate_chain: str) -> Any:
         self.received.append(("CertificateSigned", {"certificate_chain": certificate_chain}))
+        self.chains.put_nowait(certificate_chain)
         status = self.answers.get("CertificateSigned", {"status": "Accepted"})["status"]
         return call_result.CertificateSigned(status=status)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connected(
+        cls, port: int, charge_point_id: str, *, scheme: str = "ws", **connect_kwargs: Any
+    ) -> AsyncIterator[OcttCharger]:
+        """The charger on a connection of its own (a reboot, a reconnect with a new password
+        or over TLS), not waiting for the command API to see it."""
+        url = f"{scheme}://127.0.0.1:{port}/ocpp/{quote(charge_point_id, safe='')}"
+        async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as ws:
+            charger = cls(charge_point_id, ws)
+            runner = asyncio.create_task(charger.start())
+            try:
+                yield charger
+            finally:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await runner
+
+    async def signed(self, within: float) -> str:
+        async with asyncio.timeout(within):
+            return await self.chains.get()
 
     def got(self, action: str) -> dict[str, Any]:
         """The payload of the last ``action`` the hub sent, as the ocpp library decoded it."""
