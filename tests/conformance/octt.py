@@ -11,17 +11,14 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, cast
-from urllib.parse import quote
 
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from hub.config import Settings
 from schemas.events import OcppFrame
 from tests.integration.api_helpers import AnsweringCharger, Api, online
-from tests.integration.helpers import charger_events
+from tests.integration.helpers import charger_events, ocpp_charger
 
 # The OCTT's test data: id tags the hub knows (hub idtags add), one it does not.
 VALID: Final = "TAG-001"
@@ -60,16 +57,10 @@ class OcttCharger(AnsweringCharger):
     ) -> AsyncIterator[OcttCharger]:
         """The charger on a connection of its own (a reboot, a reconnect with a new password
         or over TLS), not waiting for the command API to see it."""
-        url = f"{scheme}://127.0.0.1:{port}/ocpp/{quote(charge_point_id, safe='')}"
-        async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as ws:
-            charger = cls(charge_point_id, ws)
-            runner = asyncio.create_task(charger.start())
-            try:
-                yield charger
-            finally:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await runner
+        async with ocpp_charger(
+            port, charge_point_id, charger_class=cls, scheme=scheme, **connect_kwargs
+        ) as charger:
+            yield cast(OcttCharger, charger)
 
     async def signed(self, within: float) -> str:
         async with asyncio.timeout(within):

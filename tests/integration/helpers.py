@@ -33,13 +33,14 @@ async def ocpp_charger(
     *,
     path: str = "/ocpp/",
     charger_class: type[ChargePoint] = ChargePoint,
+    scheme: str = "ws",
     **connect_kwargs: Any,
 ) -> AsyncIterator[ChargePoint]:
     """A charger built on the ocpp library's v16 ChargePoint, which validates every answer
     against the official JSON schemas."""
     from urllib.parse import quote
 
-    url = f"ws://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
+    url = f"{scheme}://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
     async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as websocket:
         charger = charger_class(charge_point_id, websocket)
         runner = asyncio.create_task(charger.start())
