@@ -50,6 +50,7 @@ from hub.domain.security_profiles import BadRegistration, check_registration
 from hub.follower import Follower
 from hub.passwords import hash_password
 from hub.registry import Registry
+from hub.subjects import subject_for
 from schemas.events import (
     ChargerAccepted,
     ChargerRegistered,
@@ -62,7 +63,8 @@ from schemas.events import (
 
 log = structlog.get_logger("hub.api.credentials")
 
-CHARGER_SUBJECTS: Final = ("ev.admin.charger.>",)
+CHARGER_PREFIX: Final = "ev.admin.charger."
+CHARGER_SUBJECTS: Final = (f"{CHARGER_PREFIX}>",)
 FOLD_WAIT_S: Final = 5.0
 
 RotationState = Literal["accepted", "completed", "rejected", "timeout", "failed"]
@@ -301,9 +303,11 @@ class CredentialsApi:
         self.follower: Follower | None = None
 
     async def stored(self, request: web.Request, event: Event) -> int:
-        """Store ``event`` and wait until the registry holds it, so the next request sees it."""
+        """Store ``event`` and, if the registry folds it, wait until it holds it, so the next
+        request sees it. A rotation's command events are outside the follower's subjects: it
+        never reaches their sequence, so waiting for them would only time out."""
         seq = await _store(request.app[API], event)
-        if self.follower is not None:
+        if self.follower is not None and subject_for(event).startswith(CHARGER_PREFIX):
             await self.follower.reached(seq, within_s=FOLD_WAIT_S)
         return seq
 

@@ -241,18 +241,20 @@ def _handler(action: str) -> Any:
             await asyncio.sleep(30)
         if action == "Reset":
             await asyncio.sleep(0.005)  # long enough for concurrent commands to overlap
-        return getattr(call_result, action)(**ANSWERS[action])
+        return getattr(call_result, action)(**self.answers.get(action, ANSWERS[action]))
 
     handle.__name__ = f"on_{action}"
     return on(action)(handle)
 
 
 class AnsweringCharger(ChargePoint):  # type: ignore[misc]  # the ocpp library has no hints
-    """Answers every command from ANSWERS; rejects ChangeConfiguration of ``ReadOnly``,
-    answers a CALLERROR to UnlockConnector 9, never answers RemoteStart of ``SLOW``."""
+    """Answers every command from ANSWERS, or from ``answers`` where a test put its own;
+    rejects ChangeConfiguration of ``ReadOnly``, answers a CALLERROR to UnlockConnector 9,
+    never answers RemoteStart of ``SLOW``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.received: list[tuple[str, dict[str, Any]]] = []
+        self.answers: dict[str, dict[str, Any]] = {}
         super().__init__(*args, **kwargs)
 
 
@@ -273,12 +275,15 @@ async def online(
     ui_port: int,
     charge_point_id: str,
     charger_class: type[AnsweringCharger] = AnsweringCharger,
+    **connect_kwargs: Any,
 ) -> AsyncIterator[AnsweringCharger]:
     """An answering charger, connected once the API's live state has seen it connect."""
     async with ui_socket(
         ui_port, f"/ws/chargers/{charge_point_id}", token_value=api_token("viewer")
     ) as ws:
-        async with ocpp_charger(port, charge_point_id, charger_class=charger_class) as cp:
+        async with ocpp_charger(
+            port, charge_point_id, charger_class=charger_class, **connect_kwargs
+        ) as cp:
             await messages_until(
                 ws, lambda m: m["type"] == "connection" and m["state"] == "connected"
             )
