@@ -18,8 +18,6 @@ import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub.bus import connect, ensure_stream
 from hub.config import Settings
@@ -28,9 +26,10 @@ from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
 from hub.fanout.live import Live
 from hub.fanout.translate import iso
+from hub.follower import Follower
 from hub.gc_policy import gc_policy
 from hub.tokens import AuthError, Scope, Verifier, ensure_secret
-from schemas.events import decode_event
+from schemas.events import Event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
 
 log = structlog.get_logger("hub.fanout")
@@ -152,37 +151,20 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
         cutoff_ms = (
             (time.time() - fanout.rebuild_max_age_s) * 1000 if fanout.rebuild_max_age_s else 0.0
         )
-        caught_up = asyncio.Event()
-        if info.state.messages == 0 or last < start:
-            caught_up.set()
         started = time.perf_counter()
 
-        async def on_message(msg: Msg) -> None:
-            seq = msg.metadata.sequence.stream
-            try:
-                event = decode_event(msg.data)
-            except msgspec.DecodeError as error:
-                log.error("fanout.undecodable", seq=seq, error=str(error))
+        def on_event(event: Event, seq: int) -> None:
+            # Within the rebuild, events older than the time bound are skipped.
+            if follower.caught_up.is_set() or event.received_at >= cutoff_ms:
+                broker.on_event(event, seq)
             else:
-                # Within the replay, events older than the time bound are skipped.
-                if caught_up.is_set() or event.received_at >= cutoff_ms:
-                    broker.on_event(event, seq)
-                else:
-                    broker.live.skipped(seq)
-            if seq >= last and not caught_up.is_set():
-                caught_up.set()
+                broker.live.skipped(seq)
 
-        subscription = await js.subscribe(
-            "ev.>",
-            cb=on_message,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
-            ),
-            stream=settings.stream.name,
+        follower = Follower(
+            connection, settings.stream.name, ["ev.>"], on_event, name="fanout", start_seq=start
         )
+        await follower.start()
         try:
-            await caught_up.wait()
             log.info(
                 "fanout.rebuilt",
                 from_seq=start,
@@ -193,8 +175,7 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
             app[READY].set()
             yield
         finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            await follower.close()
     finally:
         await connection.close()
 
