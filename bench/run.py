@@ -97,10 +97,10 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     if name.startswith("python"):
-        # The hub's children are `python -m hub.cli fanout` and `... workers`: say so.
+        # The hub's children are `python -m hub.cli fanout`, `... project`, `... supervise`.
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            for child in (b"fanout", b"workers"):
+            for child in (b"fanout", b"project", b"supervise"):
                 if b"hub.cli" in argv and child in argv:
                     return f"hub {child.decode()}"
     return name

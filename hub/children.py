@@ -2,7 +2,7 @@
 
 ``hub up`` answers chargers from its event loop; whatever else folds the stream there shares
 its CPU and its GIL. So the parts that only follow the stream run as children (``hub
-fanout``, ``hub workers``), each a ``ChildProcess``:
+fanout``, ``hub project``, ``hub supervise``), each a ``ChildProcess``:
 
 - the NATS URL, credentials included, goes in ``HUB_NATS_URL``, never on the command line,
   which any local user can read; every other setting comes from the environment it inherits

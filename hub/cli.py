@@ -17,7 +17,7 @@ import msgspec
 import structlog
 import uvloop
 
-from hub import logs, workers
+from hub import logs, roles
 from hub.api import cli as api_cli
 from hub.api.credentials import (
     Busy,
@@ -242,9 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fanout_cli.add_commands(commands, common)
     commands.add_parser(
-        "workers",
-        parents=[common],
-        help="run only the projections and the supervisor against HUB_NATS_URL (hub up does)",
+        "project", parents=[common], help="run only the projections against HUB_NATS_URL"
+    )
+    commands.add_parser(
+        "supervise", parents=[common], help="run only the supervisor against HUB_NATS_URL"
     )
     api_cli.add_commands(commands, common)
     projections_cli.add_commands(commands, common)
@@ -359,7 +360,7 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         loop.add_signal_handler(signum, on_signal)
     async with (
         # The steps that wait on NATS get parts of the grace; the watchdog below bounds the
-        # rest (the fan-out child and the workers child: the projections, the supervisor).
+        # rest (the children: the fan-out, the projections, the supervisor).
         nats_server_for(settings, lock_fd=lock_fd, shutdown_grace=grace / 4) as url,
         # The gateway answers chargers from this process: a full collection of its heap
         # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
@@ -368,7 +369,7 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         running_gateway(settings, url, close_grace=grace / 2) as gateway,
     ):
         fanout = fanout_cli.optional_child(settings, url)
-        children = [child for child in (fanout, workers.workers_child(settings, url)) if child]
+        children = [*([fanout] if fanout else []), *roles.role_children(settings, url)]
         async with supervised(*children):
             host = settings.gateway.host
             print(
@@ -641,15 +642,15 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"hub: {error}", file=sys.stderr)
         return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
-    default_level = "info" if args.command in ("up", "fanout", "workers") else "warning"
+    default_level = "info" if args.command in ("up", "fanout", *roles.ROLES) else "warning"
     level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
     logs.configure(level, settings.log_format)
     if args.command == "up":
         return _up_main(settings)
     if args.command == "fanout":
         return uvloop.run(fanout_cli.fanout_command(settings))
-    if args.command == "workers":
-        return uvloop.run(workers.workers_command(settings))
+    if args.command in roles.ROLES:
+        return uvloop.run(roles.role_command(args.command, settings))
     if args.command == "token":
         return fanout_cli.token_main(settings, args)
     if args.command == "cmd":

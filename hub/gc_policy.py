@@ -1,5 +1,5 @@
 """When the cyclic garbage collector may pause a hub process: the fan-out, the gateway, the
-workers.
+projections, the supervisor.
 
 CPython's collector walks every tracked object of a generation at once while holding the GIL.
 With 10,000 WebSocket clients the process holds about a million long-lived objects (~100
@@ -11,7 +11,7 @@ timer) get promoted and die by reference counting, but still count. That made th
 p99 0.8 to 1 s, far above its 100 ms requirement.
 
 The policy, started by ``running_fanout`` (the fan-out's process), by ``hub up`` for its
-own (the gateway's) process and by ``hub workers`` (the projections' and the supervisor's):
+own (the gateway's) process and by each role ``hub up`` starts as a child (``hub.roles``):
 
 - every ``FREEZE_EVERY_S`` seconds, ``gc.freeze()`` moves every object alive into the
   permanent generation, which automatic collections skip. They then only walk what was

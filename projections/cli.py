@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Final
@@ -37,26 +35,14 @@ from projections.service import (
     QUERY_SUBJECT,
     REPLAY_SUBJECT,
     STATUS_SUBJECT,
-    Projections,
     ReplayRequest,
     Status,
-    running_projections,
 )
 from schemas.events import Event, SessionLimits, TariffSet
 
 COMMANDS: Final = frozenset({"query", "replay", "tariffs", "status"})
 _STATUS_TIMEOUT_S: Final = 10.0
 _QUERY_TIMEOUT_S: Final = 60.0
-
-
-@contextlib.asynccontextmanager
-async def optional_projections(settings: Settings, url: str) -> AsyncIterator[Projections | None]:
-    """``hub up``'s projections, unless ``HUB_PROJECTIONS=false``."""
-    if not settings.projections.enabled:
-        yield None
-        return
-    async with running_projections(settings, url) as projections:
-        yield projections
 
 
 def add_commands(

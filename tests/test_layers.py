@@ -6,7 +6,7 @@ Layers, bottom to top; a module imports only from its own layer or those below i
     domain     hub/domain/                what the events mean: pure functions, no I/O
     platform   hub/*.py                   the bus, subjects, settings, the embedded NATS server
     services   hub/gateway, hub/supervisor, projections, hub/fanout, hub/api
-    entry      hub/cli.py, hub/runtime.py, hub/workers.py, */cli.py, hub/fanout/child.py
+    entry      hub/cli.py, hub/runtime.py, hub/roles.py, */cli.py, hub/fanout/child.py
 
 Developer tools (``tools/``: the simulator, the code generator) stand apart: only entry
 points may import them, so no runtime path depends on a developer tool.
@@ -37,7 +37,7 @@ ENTRY_MODULES: Final = (
     "hub.api.cli",
     "hub.fanout.cli",
     "hub.fanout.child",
-    "hub.workers",
+    "hub.roles",
 )
 
 SIBLING_EDGES: Final = {

@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from hub.bus import Connection, EventStore, StoreError, event_backbone
+from hub.bus import Connection, EventStore, StoreError
 from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.domain.policy import Policy, parse_actions
@@ -220,21 +220,6 @@ class SupervisorService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-@contextlib.asynccontextmanager
-async def optional_supervisor(
-    settings: Settings, url: str
-) -> AsyncIterator[SupervisorService | None]:
-    """``hub up``'s supervisor, unless ``HUB_SUPERVISOR=false``."""
-    if not settings.supervisor.enabled:
-        yield None
-        return
-    async with (
-        event_backbone(settings, url, name="hub-supervisor") as (connection, store),
-        running_supervisor(connection, store, settings) as service,
-    ):
-        yield service
 
 
 @contextlib.asynccontextmanager

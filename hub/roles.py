@@ -1,0 +1,93 @@
+"""``hub project`` and ``hub supervise``: the projections and the supervisor, each a role
+that runs in a process of its own against a NATS URL; ``hub up`` starts one child of each
+(``hub.children``) beside its own process, which answers the chargers.
+
+Both only follow the stream and write back to it (rows to ClickHouse, derived events and
+commands to NATS); neither answers a charger. In the gateway's process their folds and
+chDB's inserts took turns with the gateway on one GIL: with 1,000 chargers the hub's
+processes used 95 % CPU of the machine's 200 %, and answered barely more MeterValues per
+second than a CSMS that keeps nothing. As children they run beside it.
+
+chDB allows one process per data path, so it is ``hub project`` that answers ``hub query``,
+``hub replay`` and ``hub status`` (on their NATS subjects) while the hub runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Final
+
+from hub.bus import event_backbone
+from hub.children import ChildProcess, hub_command, until_stopped
+from hub.config import Settings
+from hub.gc_policy import gc_policy
+from hub.nats_server import redacted
+from hub.runtime import running_hub_url
+from hub.supervisor.service import running_supervisor
+from projections.service import running_projections
+
+
+@contextlib.asynccontextmanager
+async def _project(settings: Settings, nats_url: str) -> AsyncIterator[None]:
+    async with running_projections(settings, nats_url):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _supervise(settings: Settings, nats_url: str) -> AsyncIterator[None]:
+    async with (
+        event_backbone(settings, nats_url, name="hub-supervisor") as (connection, store),
+        running_supervisor(connection, store, settings),
+    ):
+        yield
+
+
+# A role: what runs in its process while it is up.
+Run = Callable[[Settings, str], contextlib.AbstractAsyncContextManager[None]]
+
+ROLES: Final[dict[str, Run]] = {"project": _project, "supervise": _supervise}
+
+
+def ready(role: str) -> str:
+    return f"{role} ready: "
+
+
+def enabled(settings: Settings) -> list[str]:
+    """The roles ``hub up`` starts: those its settings leave on."""
+    on = {"project": settings.projections.enabled, "supervise": settings.supervisor.enabled}
+    return [role for role in ROLES if on[role]]
+
+
+async def role_main(role: str, settings: Settings, nats_url: str) -> int:
+    async with until_stopped() as stop, gc_policy(), ROLES[role](settings, nats_url):
+        print(f"{ready(role)}nats {redacted(nats_url)}", flush=True)
+        await stop.wait()
+    return 0
+
+
+async def role_command(role: str, settings: Settings) -> int:
+    """``hub ROLE``: HUB_NATS_URL, or the NATS of a hub running on this data directory."""
+    url = await running_hub_url(settings)
+    if not url:
+        print(
+            f"hub: {role} needs a NATS with the event stream: set HUB_NATS_URL (or --nats-url), "
+            "or run `hub up` on this data directory",
+            file=sys.stderr,
+        )
+        return 2
+    return await role_main(role, settings, url)
+
+
+def role_children(settings: Settings, nats_url: str) -> list[ChildProcess]:
+    """For ``hub up``: one child per enabled role."""
+
+    def child(role: str) -> ChildProcess:
+        def command(ready_line: str) -> Sequence[str]:
+            del ready_line  # a restarted child needs nothing from the last one
+            return hub_command(role, settings)
+
+        return ChildProcess(role, command, ready(role), nats_url)
+
+    return [child(role) for role in enabled(settings)]
