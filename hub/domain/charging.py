@@ -812,7 +812,6 @@ class Charging:
             )
 
     def _security_event(self, cp: str, request: SecurityEventNotificationRequest) -> None:
-        tech_info = request.tech_info
         self._facts.append(
             SecurityEventReported(
                 seq=self._seq,
@@ -820,7 +819,7 @@ class Charging:
                 charge_point_id=cp,
                 type=request.type,
                 timestamp_ms=self._charger_time(cp, "security event", request.timestamp),
-                tech_info=tech_info if isinstance(tech_info, str) else "",
+                tech_info=_text(request.tech_info),
                 critical=request.type in CRITICAL_SECURITY_EVENTS,
             )
         )
