@@ -9,11 +9,15 @@ from typing import Final
 import msgspec
 
 from hub.domain.cistring import ci
+from hub.domain.security_profiles import ProfileUpgrades, raised
 from hub.domain.wallets import Wallets
+from hub.subjects import COMMAND_WILDCARD
 from schemas.events import (
     ChargerAccepted,
     ChargerRegistered,
     ChargerUnregistered,
+    CommandFinished,
+    CommandRequested,
     Event,
     IdTagRemoved,
     IdTagStatus,
@@ -29,6 +33,8 @@ REGISTRY_SUBJECTS: Final = (
     "ev.admin.idtag.>",
     "ev.admin.wallet.>",
     "ev.wallet.>",
+    # ChangeConfiguration SecurityProfile and its answer raise a charger's profile.
+    COMMAND_WILDCARD,
 )
 
 
@@ -76,6 +82,7 @@ class Registry:
         self.wallets = Wallets()
         # Chargers an operator accepted: the pending boot policy answers them Accepted.
         self.accepted: set[str] = set()
+        self.upgrades = ProfileUpgrades()
         self.last_seq = 0
         # Told every event once it is folded (the gateway acts on some); they only read.
         self.listeners: list[Callable[[Event], None]] = []
@@ -109,6 +116,8 @@ class Registry:
                         rotation_id="",
                         pending_hash="",
                     )
+            case CommandRequested() | CommandFinished():
+                self._upgrade(event)
             case IdTagUpserted(id_tag=tag, status=status, expiry_date=expiry, parent_id_tag=parent):
                 self._forget_tag(tag)
                 self.id_tags[tag] = IdTagRecord(status, _expiry(expiry), parent)
@@ -120,6 +129,18 @@ class Registry:
         self.last_seq = max(self.last_seq, seq)
         for listener in self.listeners:
             listener(event)
+
+    def _upgrade(self, event: CommandRequested | CommandFinished) -> None:
+        """A charger that took a higher security profile (ChangeConfiguration) must connect
+        with it from then on: its registration asks for it. Unregistered chargers have no
+        registration to raise."""
+        upgrade = self.upgrades.apply(event)
+        if upgrade is None:
+            return
+        cp, configured = upgrade
+        if (record := self.chargers.get(cp)) is not None:
+            profile = raised(record.security_profile, bool(record.password_hash), configured)
+            self.chargers[cp] = msgspec.structs.replace(record, security_profile=profile)
 
     def _forget_tag(self, id_tag: str) -> None:
         spelling = self._spelling.pop(ci(id_tag), None)

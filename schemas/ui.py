@@ -87,6 +87,15 @@ class DataTransferView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     received_at: int = 0
 
 
+class SecurityEventView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """A security event a charger reported (SecurityEventNotification)."""
+
+    type: str
+    timestamp: str  # the charger's time of it, ISO 8601 UTC
+    tech_info: str = ""
+    critical: bool = False  # one of the 1.6 security whitepaper's critical events
+
+
 # -- charger messages --------------------------------------------------------------------------
 
 
@@ -99,6 +108,8 @@ class Snapshot(_ChargerMessage, frozen=True, kw_only=True, tag="snapshot"):
     connectors: list[ConnectorView] = []
     transactions: list[TransactionView] = []
     data_transfers: list[DataTransferView] = []
+    # The last security events it reported, oldest first.
+    security_events: list[SecurityEventView] = []
     # Of its latest connection: the security profile it authenticated with (null: none
     # seen), and under profile 3 its client certificate's expiry (ISO 8601 UTC).
     security_profile: int | None = None
@@ -216,6 +227,10 @@ class DataTransfer(_ChargerMessage, frozen=True, kw_only=True, tag="data_transfe
     transfer: DataTransferView
 
 
+class SecurityEvent(_ChargerMessage, frozen=True, kw_only=True, tag="security_event"):
+    event: SecurityEventView
+
+
 class Command(_ChargerMessage, frozen=True, kw_only=True, tag="command"):
     """The outcome of a command sent through the command API (hub/domain/command_tracking.py):
     ``status`` is accepted, rejected, failed or timeout; ``detail`` the answer or the error."""
@@ -236,6 +251,7 @@ ChargerMessage = (
     | Connection
     | Boot
     | DataTransfer
+    | SecurityEvent
     | Command
     | CostUpdated
     | Alert

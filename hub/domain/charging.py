@@ -43,6 +43,7 @@ from hub.domain.facts import (
     Flag,
     Problem,
     Sample,
+    SecurityEventReported,
     TransactionEnded,
     TransactionFlagged,
     TransactionId,
@@ -85,6 +86,7 @@ from schemas.ocpp.v16 import (
     DataTransferResponse,
     MeterValue,
     MeterValuesRequest,
+    SecurityEventNotificationRequest,
     StartTransactionRequest,
     StartTransactionResponse,
     StatusNotificationRequest,
@@ -108,7 +110,22 @@ MAX_PENDING: Final = 10_000
 
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
 _ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
-_READ: Final = frozenset({"StatusNotification", "MeterValues", "StopTransaction"})
+_READ: Final = frozenset(
+    {"StatusNotification", "MeterValues", "StopTransaction", "SecurityEventNotification"}
+)
+# The security events the 1.6 security whitepaper calls critical (its appendix): a charger
+# sends these; the others it may only log.
+CRITICAL_SECURITY_EVENTS: Final = frozenset(
+    {
+        "FirmwareUpdated",
+        "SettingSystemTime",
+        "StartupOfTheDevice",
+        "ResetOrReboot",
+        "SecurityLogWasCleared",
+        "MemoryExhaustion",
+        "TamperDetectionActivated",
+    }
+)
 
 
 def reads(event: Event) -> bool:
@@ -377,6 +394,8 @@ class Charging:
                     self._meter_values(cp, request)
                 case StopTransactionRequest():
                     self._stop(cp, request)
+                case SecurityEventNotificationRequest():
+                    self._security_event(cp, request)
                 case PayloadError():
                     self._problem(cp, f"{frame.action}: {request}")
             return
@@ -791,6 +810,19 @@ class Charging:
                     seq=self._seq, at=self._at, charge_point_id=entry.charge_point_id, entry=entry
                 )
             )
+
+    def _security_event(self, cp: str, request: SecurityEventNotificationRequest) -> None:
+        self._facts.append(
+            SecurityEventReported(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                type=request.type,
+                timestamp_ms=self._charger_time(cp, "security event", request.timestamp),
+                tech_info=_text(request.tech_info),
+                critical=request.type in CRITICAL_SECURITY_EVENTS,
+            )
+        )
 
     def _charger_time(self, cp: str, what: str, timestamp: str) -> int:
         """A start's or stop's time as the charger gives it; one that does not parse (or

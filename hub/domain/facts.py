@@ -181,6 +181,17 @@ class CertificateKnown(_Fact, frozen=True, kw_only=True, tag="certificate.known"
     subject: str = ""
 
 
+class SecurityEventReported(_Fact, frozen=True, kw_only=True, tag="security.event"):
+    """A charger reported a security event (SecurityEventNotification, OCPP 1.6 security
+    whitepaper): an invalid certificate, tampering, a firmware change. ``critical``: one
+    of the whitepaper's critical events, which a charger must report, not only log."""
+
+    type: str
+    timestamp_ms: int  # the charger's time of it (the hub's, if it gave none that parses)
+    tech_info: str = ""
+    critical: bool = False
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -201,5 +212,6 @@ Fact = (
     | WalletMoved
     | DataTransferred
     | CertificateKnown
+    | SecurityEventReported
     | Problem
 )

@@ -10,13 +10,26 @@ admitted on less than it was registered for (OCPP forbids lowering a charger's p
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final, NamedTuple
 
 import msgspec
 
-from schemas.events import RefusalReason, SecurityProfile
+from hub.domain.cistring import ci
+from schemas.events import (
+    CommandFinished,
+    CommandRequested,
+    Event,
+    RefusalReason,
+    SecurityProfile,
+)
 
 PROFILES: Final[tuple[SecurityProfile, ...]] = (0, 1, 2, 3)
+# ChangeConfiguration answers after which the charger uses the new value: at once, or from
+# its next boot (the setting is changed either way; OCPP 1.6 §5.3).
+CHANGED: Final = frozenset({"Accepted", "RebootRequired"})
+# Upgrades asked for and not answered yet, at most this many (the oldest go first).
+MAX_ASKED: Final = 1_000
 
 
 class ClientCertificate(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,3 +128,81 @@ def observed(tls: bool, basic_sent: bool) -> SecurityProfile:
     if not basic_sent:
         return 0
     return 2 if tls else 1
+
+
+class _Configuration(msgspec.Struct, frozen=True):
+    key: str = ""
+    value: str = ""
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    status: str = ""
+
+
+_configuration: Final = msgspec.json.Decoder(_Configuration)
+_answer: Final = msgspec.json.Decoder(_Answer)
+
+
+def requested_profile(action: str, payload: bytes) -> SecurityProfile | None:
+    """The profile a ChangeConfiguration sets (key ``SecurityProfile``, a CiString), if it
+    is one; any other command, or a value that is no profile, sets none."""
+    if action != "ChangeConfiguration":
+        return None
+    try:
+        change = _configuration.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if ci(change.key) != ci("SecurityProfile"):
+        return None
+    for profile in PROFILES:
+        if change.value.strip() == str(profile):
+            return profile
+    return None
+
+
+def changed(finished: CommandFinished) -> bool:
+    """Whether the charger took the configuration value it was sent."""
+    if finished.status != "answered":
+        return False
+    try:
+        return _answer.decode(finished.payload).status in CHANGED
+    except msgspec.DecodeError:
+        return False
+
+
+def raised(
+    registered: SecurityProfile | None, has_password: bool, configured: SecurityProfile
+) -> SecurityProfile | None:
+    """The registration's profile once the charger took ``configured``: the higher of the
+    two. Never lower (OCPP forbids lowering a charger's profile; a charger that accepted a
+    lower one must not lower what the hub asks of it)."""
+    if configured > required_profile(registered, has_password):
+        return configured
+    return registered
+
+
+class ProfileUpgrades:
+    """The ChangeConfiguration SecurityProfile commands in the stream, matched with their
+    answers: ``apply`` says which charger took which profile. A fold of the command API's
+    events (``admin.command.requested`` then ``admin.command.finished``), so the profile a
+    charger was moved to is derived from what is stored, live and in a replay alike."""
+
+    def __init__(self, capacity: int = MAX_ASKED) -> None:
+        self._asked: OrderedDict[str, tuple[str, SecurityProfile]] = OrderedDict()
+        self._capacity = max(1, capacity)
+
+    def apply(self, event: Event) -> tuple[str, SecurityProfile] | None:
+        """``(charger, profile)`` when ``event`` is the answer by which a charger took a
+        new security profile; else None."""
+        match event:
+            case CommandRequested():
+                profile = requested_profile(event.action, bytes(event.payload))
+                if profile is not None:
+                    self._asked[event.command_id] = (event.charge_point_id, profile)
+                    while len(self._asked) > self._capacity:
+                        self._asked.popitem(last=False)
+            case CommandFinished():
+                asked = self._asked.pop(event.command_id, None)
+                if asked is not None and changed(event):
+                    return asked
+        return None

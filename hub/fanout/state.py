@@ -11,7 +11,7 @@ or DataTransfer vendors cannot grow it without limit.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,6 +29,8 @@ from schemas.ui import (
     DataTransferView,
     Meter,
     Reading,
+    SecurityEvent,
+    SecurityEventView,
     Snapshot,
     Status,
     TransactionStarted,
@@ -41,6 +43,8 @@ MAX_CONNECTORS: Final = 64
 MAX_READINGS_PER_CONNECTOR: Final = 256
 MAX_TRANSACTIONS: Final = 64
 MAX_DATA_TRANSFERS: Final = 32
+# The last security events a snapshot shows; older ones are in the stream.
+MAX_SECURITY_EVENTS: Final = 20
 
 
 @dataclass(slots=True)
@@ -76,6 +80,9 @@ class ChargerState:
     )
     security_profile: int | None = None
     certificate_not_after: str = ""
+    security_events: deque[SecurityEventView] = field(
+        default_factory=lambda: deque(maxlen=MAX_SECURITY_EVENTS)
+    )
 
 
 def reading_key(reading: Reading) -> str:
@@ -143,6 +150,8 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
             state.data_transfers[pair] = message.transfer
             while len(state.data_transfers) > MAX_DATA_TRANSFERS:
                 state.data_transfers.popitem(last=False)
+        case SecurityEvent():
+            state.security_events.append(message.event)
         case _:
             pass
 
@@ -193,6 +202,7 @@ def snapshot(state: ChargerState, charging: Charging, seq: int, received_at: int
         ],
         transactions=transactions(state, charging),
         data_transfers=list(state.data_transfers.values()),
+        security_events=list(state.security_events),
         security_profile=state.security_profile,
         certificate_not_after=state.certificate_not_after,
     )

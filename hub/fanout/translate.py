@@ -32,6 +32,7 @@ from hub.domain.facts import (
     DataTransferred,
     Fact,
     Sample,
+    SecurityEventReported,
     TransactionEnded,
     TransactionId,
     TransactionMetered,
@@ -146,6 +147,22 @@ def _render(fact: Fact, seq: int, charging: Charging) -> list[ui.ChargerMessage]
                 received_at=at,
             )
             return [ui.DataTransfer(charge_point_id=cp, seq=seq, received_at=at, transfer=transfer)]
+        case SecurityEventReported():
+            reported = ui.SecurityEventView(
+                type=fact.type,
+                timestamp=iso(fact.timestamp_ms),
+                tech_info=fact.tech_info,
+                critical=fact.critical,
+            )
+            return [
+                ui.SecurityEvent(
+                    charge_point_id=cp,
+                    seq=seq,
+                    ts=reported.timestamp,
+                    received_at=at,
+                    event=reported,
+                )
+            ]
         case TransactionStarted():
             transaction_id = ui_transaction_id(fact.transaction_id)
             if transaction_id is None:

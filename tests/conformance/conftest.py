@@ -32,6 +32,9 @@ REGISTERED: dict[str, str] = {
     "CP-TC086": "tc086-basic-password",
     "CP-TC083": "tc083-basic-password",
 }
+# Chargers registered for security profile 3: a client certificate, no password (the hub
+# signs CSRs for registered chargers only).
+PROFILE_3: tuple[str, ...] = ("CP-TC074", "CP-TC077", "CP-TC087")
 
 
 def _tag(id_tag: str, **fields: str) -> Event:
@@ -72,6 +75,8 @@ async def octt(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Octt]:
             await store.store(ID_TAGS)
         for charge_point_id, password in REGISTERED.items():
             await register_charger(nats.url, settings, charge_point_id, password)
+        for charge_point_id in PROFILE_3:
+            await register_charger(nats.url, settings, charge_point_id, security_profile=3)
         # The gateway folds every stored admin event before it listens.
         async with (
             running_gateway(settings, nats.url) as gateway,

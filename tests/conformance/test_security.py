@@ -1,13 +1,15 @@
 """OCTT 1.6 CSMS cases of the security whitepaper (document section 3.21): Basic
 authentication and its password change, TLS, certificates on the charger, the security log,
 signed firmware, subprotocol negotiation. The cases that need security profile 3 (client
-certificates, SignCertificate answered by a CA, CertificateSigned) are written against the
-interfaces being built for it, and skipped until they land."""
+certificates, SignCertificate answered by the hub's CA, CertificateSigned) share one TLS
+gateway that asks for client certificates from the CA ``hub ca init`` made."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
 import os
 import ssl
 import sys
@@ -28,10 +30,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hub.runtime import running_gateway
-from schemas.events import ChargerConnected, ConnectionRefused, PasswordRotationEnded
+from schemas.events import (
+    ChargerConnected,
+    CommandFinished,
+    ConnectionRefused,
+    PasswordRotationEnded,
+)
 from tests.conformance.conftest import REGISTERED, settings_with
 from tests.conformance.octt import FUTURE, Octt, OcttCharger, boot_then
-from tests.integration.api_helpers import online
+from tests.integration.api_helpers import api_token, online
+from tests.integration.fanout_helpers import messages_until, ui_socket
 from tests.integration.helpers import (
     HUB_CLI,
     basic_auth,
@@ -42,7 +50,6 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PROFILE_3 = pytest.mark.skip(reason="needs security profile 3: lands with h-tls/h-ca")
 ROOT = "-----BEGIN CERTIFICATE-----\nMIIB...octt-root...\n-----END CERTIFICATE-----\n"
 HASH_DATA = {
     "hashAlgorithm": "SHA256",
@@ -387,14 +394,17 @@ class Profile3:
         return context
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def profile3(octt: Octt, tmp_path: Path) -> AsyncIterator[Profile3]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def profile3(octt: Octt, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Profile3]:
+    """One CA (made once: ``hub ca init`` never overwrites one) and one gateway for the
+    module's profile 3 cases."""
+    tmp_path = tmp_path_factory.mktemp("profile3")
     process = await asyncio.create_subprocess_exec(
         *HUB_CLI,
-        "--data-dir",
-        str(octt.settings.data_dir),
         "ca",
         "init",
+        "--data-dir",
+        str(octt.settings.data_dir),
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert await process.wait() == 0
@@ -425,12 +435,14 @@ def csr(charge_point_id: str, key: Any) -> str:
     return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
-async def _renew_certificate(
+@contextlib.asynccontextmanager
+async def _renewing_certificate(
     octt: Octt, profile3: Profile3, charge_point_id: str, answer: str
-) -> tuple[OcttCharger, x509.Certificate, Any]:
+) -> AsyncIterator[tuple[OcttCharger, x509.Certificate, Any]]:
     """ExtendedTriggerMessage SignChargePointCertificate through the API; the charger's
     SignCertificate is Accepted and followed by the hub's CertificateSigned, which the charger
-    answers ``answer``. Returns the charger, the certificate it got and its new key."""
+    answers ``answer``. Yields, still connected once that answer is stored, the charger, the
+    certificate it got and its new key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     async with online(
         profile3.port,
@@ -443,6 +455,7 @@ async def _renew_certificate(
         cp = cast(OcttCharger, charger)
         assert await cp.boot() == "Accepted"
         cp.answers["CertificateSigned"] = {"status": answer}
+        # Step 1: the operator asks for it (a manual action).
         status, view = await octt.command(
             charge_point_id,
             "extended-trigger-message",
@@ -452,18 +465,31 @@ async def _renew_certificate(
         assert cp.got("ExtendedTriggerMessage") == {
             "requested_message": "SignChargePointCertificate"
         }
+        # Steps 3 and 4: the hub signs CSRs of chargers registered for profile 3.
         signed = await cp.call(call.SignCertificate(csr=csr(charge_point_id, key)))
         assert signed.status == "Accepted"
         chain = await cp.signed(within=10)
-    [leaf, *_] = x509.load_pem_x509_certificates(chain.encode())
-    return cp, leaf, key
+        # Step 6: the charger's answer to CertificateSigned, stored with its command.
+        finished = await wait_for_event(
+            octt.nats_url,
+            "ev.admin.command.>",
+            lambda e: (
+                isinstance(e, CommandFinished)
+                and e.charge_point_id == charge_point_id
+                and e.action == "CertificateSigned"
+            ),
+        )
+        assert isinstance(finished, CommandFinished)
+        assert json.loads(bytes(finished.payload)) == {"status": answer}
+        [leaf, *_] = x509.load_pem_x509_certificates(chain.encode())
+        yield cp, leaf, key
 
 
-@PROFILE_3
 async def test_tc_074_update_charge_point_certificate_by_request_of_central_system(
     octt: Octt, profile3: Profile3
 ) -> None:
-    _, leaf, key = await _renew_certificate(octt, profile3, "CP-TC074", "Accepted")
+    async with _renewing_certificate(octt, profile3, "CP-TC074", "Accepted") as (_, leaf, key):
+        pass
     # Step 5: the certificate is for the CSR's key, names the charger, is long enough, and is
     # signed by the hub's CA.
     assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
@@ -481,46 +507,55 @@ async def test_tc_074_update_charge_point_certificate_by_request_of_central_syst
         if isinstance(e, ChargerConnected)
     ]
     assert [e.security_profile for e in opened] == [3, 3]
+    assert [e.certificate_serial for e in opened][-1] == f"{leaf.serial_number:X}"
     assert await octt.sent("CP-TC074", "ExtendedTriggerMessage") == [
         {"requestedMessage": "SignChargePointCertificate"}
     ]
-
-
-@PROFILE_3
-async def test_tc_077_invalid_charge_point_certificate_security_event(
-    octt: Octt, profile3: Profile3
-) -> None:
-    await _renew_certificate(octt, profile3, "CP-TC077", "Rejected")
-    exchanges = await octt.exchanges("CP-TC077")
-    assert exchanges[-3:] == [
-        ("hub", "ExtendedTriggerMessage", "CALLRESULT"),
-        ("cp", "SignCertificate", "CALLRESULT"),
-        ("hub", "CertificateSigned", "CALLRESULT"),
-    ]
-    async with OcttCharger.connected(
-        profile3.port, "CP-TC077", scheme="wss", ssl=profile3.client("CP-TC077")
-    ) as cp:
-        await cp.call(
-            call.SecurityEventNotification(
-                type="InvalidChargePointCertificate",
-                timestamp="2026-03-01T10:00:00Z",
-                tech_info=None,
-            )
-        )
-    assert (await octt.exchanges("CP-TC077"))[-1] == (
-        "cp",
-        "SecurityEventNotification",
-        "CALLRESULT",
+    assert (await octt.exchanges("CP-TC074"))[:4] == boot_then(
+        "hub:ExtendedTriggerMessage", "cp:SignCertificate", "hub:CertificateSigned"
     )
 
 
-@PROFILE_3
+async def test_tc_077_invalid_charge_point_certificate_security_event(
+    octt: Octt, profile3: Profile3
+) -> None:
+    async with ui_socket(
+        octt.ui_port, "/ws/chargers/CP-TC077", token_value=api_token("viewer")
+    ) as ui:
+        async with _renewing_certificate(octt, profile3, "CP-TC077", "Rejected") as (cp, _, _):
+            # Step 7: the charger found the certificate invalid, and says so.
+            await cp.call(
+                call.SecurityEventNotification(
+                    type="InvalidChargePointCertificate",
+                    timestamp="2026-03-01T10:00:00Z",
+                    tech_info="certificate rejected",
+                )
+            )
+        # Operators see it as it happens.
+        [*_, event] = await messages_until(ui, lambda m: m["type"] == "security_event")
+    assert event["event"] == {
+        "type": "InvalidChargePointCertificate",
+        "timestamp": "2026-03-01T10:00:00Z",
+        "techInfo": "certificate rejected",
+        "critical": False,  # not one the whitepaper calls critical
+    }
+    # Step 8: answered, and every step is in the stream with its answer.
+    assert await octt.exchanges("CP-TC077") == boot_then(
+        "hub:ExtendedTriggerMessage",
+        "cp:SignCertificate",
+        "hub:CertificateSigned",
+        "cp:SecurityEventNotification",
+    )
+
+
 async def test_tc_083_upgrade_charge_point_security_profile_accepted(
     octt: Octt, profile3: Profile3
 ) -> None:
     charger, password = "CP-TC083", REGISTERED["CP-TC083"]
     profile2 = ssl.create_default_context()
     profile3.authority.configure_trust(profile2)
+    basic = basic_auth(charger, password)
+    # Prerequisite: the charger is on security profile 2 (Basic over TLS).
     async with online(
         profile3.port,
         octt.ui_port,
@@ -528,38 +563,50 @@ async def test_tc_083_upgrade_charge_point_security_profile_accepted(
         OcttCharger,
         scheme="wss",
         ssl=profile2,
-        additional_headers=basic_auth(charger, password),
+        additional_headers=basic,
     ) as cp:
+        assert await cast(OcttCharger, cp).boot() == "Accepted"
+        # Steps 1 to 4: the operator sets the profile one higher, then resets the charger.
         status, view = await octt.command(
             charger, "configuration", {"key": "SecurityProfile", "value": "3"}, method="PUT"
         )
         assert (status, view["status"]) == (200, "accepted")
         status, view = await octt.command(charger, "reset", {"type": "Hard"})
         assert (status, view["status"]) == (200, "accepted")
-    # Step 5: back with a client certificate (profile 3), and accepted.
+    # Steps 5 to 9: back with a client certificate (profile 3), and accepted.
     async with OcttCharger.connected(
         profile3.port, charger, scheme="wss", ssl=profile3.client(charger)
     ) as cp:
         assert await cp.boot() == "Accepted"
         await cp.status("Available")
-    # Step 11: profile 2 again is refused now.
-    with pytest.raises((InvalidStatus, ssl.SSLError, ConnectionError)):
+    # Step 12: profile 2 again is refused now, and the refusal recorded.
+    with pytest.raises(InvalidStatus) as refused:
         async with OcttCharger.connected(
-            profile3.port,
-            charger,
-            scheme="wss",
-            ssl=profile2,
-            additional_headers=basic_auth(charger, password),
+            profile3.port, charger, scheme="wss", ssl=profile2, additional_headers=basic
         ):
             pass
+    assert refused.value.response.status_code == 403
+    recorded = await wait_for_event(
+        octt.nats_url,
+        "ev.gw.refused",
+        lambda e: isinstance(e, ConnectionRefused) and e.charge_point_id == charger,
+    )
+    assert isinstance(recorded, ConnectionRefused) and recorded.reason == "missing_certificate"
     # Step 13: and profile 3 still works.
     async with OcttCharger.connected(
         profile3.port, charger, scheme="wss", ssl=profile3.client(charger)
     ) as cp:
         assert await cp.boot() == "Accepted"
+    assert await octt.sent(charger, "ChangeConfiguration") == [
+        {"key": "SecurityProfile", "value": "3"}
+    ]
+    assert await octt.sent(charger, "Reset") == [{"type": "Hard"}]
+    opened = [
+        e for e in await charger_events(octt.nats_url, charger) if isinstance(e, ChargerConnected)
+    ]
+    assert [e.security_profile for e in opened] == [2, 3, 3]
 
 
-@PROFILE_3
 async def test_tc_087_tls_client_side_certificate_valid(octt: Octt, profile3: Profile3) -> None:
     async with OcttCharger.connected(
         profile3.port, "CP-TC087", scheme="wss", ssl=profile3.client("CP-TC087")
@@ -572,4 +619,5 @@ async def test_tc_087_tls_client_side_certificate_valid(octt: Octt, profile3: Pr
         if isinstance(e, ChargerConnected)
     ]
     assert [e.security_profile for e in opened] == [3]
+    assert opened[0].certificate_serial and opened[0].certificate_not_after
     assert await octt.exchanges("CP-TC087") == boot_then("cp:StatusNotification")

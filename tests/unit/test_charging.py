@@ -10,6 +10,7 @@ from hub.domain.facts import (
     ConnectorStatusChanged,
     Fact,
     Problem,
+    SecurityEventReported,
     TransactionEnded,
     TransactionFlagged,
     TransactionMetered,
@@ -285,3 +286,29 @@ def test_a_charger_opening_transaction_after_transaction_keeps_a_bounded_number_
     assert len(ongoing) == len(charging.charger("CP").ongoing) == MAX_ONGOING
     ends = [f for f in of(facts, TransactionEnded) if isinstance(f, TransactionEnded)]
     assert len(ends) == 200 - MAX_ONGOING and {e.reason for e in ends} == {"superseded"}
+
+
+def test_a_security_event_is_a_fact_critical_as_the_whitepaper_says() -> None:
+    b = Builder()
+    events = [
+        ("InvalidChargePointCertificate", "2026-03-01T10:00:00Z", "chain rejected"),
+        ("TamperDetectionActivated", "2026-03-01T10:01:00Z", None),
+        ("VendorSpecificThing", "not a time", None),
+    ]
+    for kind, timestamp, tech_info in events:
+        payload = {"type": kind, "timestamp": timestamp}
+        if tech_info is not None:
+            payload["techInfo"] = tech_info
+        b.call("CP", "SecurityEventNotification", payload, {})
+    _, facts = fold(b)
+    reported = [f for f in of(facts, SecurityEventReported) if isinstance(f, SecurityEventReported)]
+    assert [(f.type, f.tech_info, f.critical) for f in reported] == [
+        ("InvalidChargePointCertificate", "chain rejected", False),
+        ("TamperDetectionActivated", "", True),
+        ("VendorSpecificThing", "", False),
+    ]
+    assert reported[0].timestamp_ms == parse_ms("2026-03-01T10:00:00Z")
+    # A time that does not parse is a problem; the hub's time stands in.
+    assert reported[2].timestamp_ms == reported[2].at
+    [problem] = [f for f in of(facts, Problem) if isinstance(f, Problem)]
+    assert problem.reason.startswith("security event timestamp")

@@ -10,6 +10,7 @@ import msgspec
 
 from hub.domain.charging import Charging, encode_state
 from hub.fanout.live import Live
+from hub.fanout.state import MAX_SECURITY_EVENTS
 from hub.fanout.translate import iso, translate
 from schemas.events import (
     ChargerConnected,
@@ -23,6 +24,8 @@ from schemas.ui import (
     Connection,
     DataTransfer,
     Meter,
+    SecurityEvent,
+    SecurityEventView,
     Status,
     TransactionStarted,
     TransactionStopped,
@@ -474,3 +477,39 @@ def test_late_readings_of_a_transaction_over_correct_what_uis_were_told() -> Non
     # The same reading again changes nothing: nothing more is said.
     more = live.fold(b.events[-2], len(b.events) + 1)
     assert not [m for m in more if isinstance(m, TransactionStopped)]
+
+
+def test_security_events_reach_uis_and_the_snapshot_keeps_the_last_ones() -> None:
+    reports = [
+        exchange(
+            "SecurityEventNotification",
+            {"type": "InvalidChargePointCertificate", "timestamp": f"2026-03-01T10:{n:02}:00Z"},
+            {},
+        )
+        for n in range(MAX_SECURITY_EVENTS + 5)
+    ]
+    tamper = exchange(
+        "SecurityEventNotification",
+        {
+            "type": "TamperDetectionActivated",
+            "timestamp": "2026-03-01T11:00:00Z",
+            "techInfo": "lid",
+        },
+        {},
+    )
+    live, messages = fold_all([connected(), *itertools.chain(*reports), *tamper])
+    events = [m for m in messages if isinstance(m, SecurityEvent)]
+    assert len(events) == MAX_SECURITY_EVENTS + 6
+    last = events[-1]
+    assert (last.ts, last.event) == (
+        "2026-03-01T11:00:00Z",
+        SecurityEventView(
+            type="TamperDetectionActivated",
+            timestamp="2026-03-01T11:00:00Z",
+            tech_info="lid",
+            critical=True,
+        ),
+    )
+    kept = live.snapshot(CP, received_at=99).security_events
+    assert len(kept) == MAX_SECURITY_EVENTS
+    assert kept[-1] == last.event and kept[0].timestamp == "2026-03-01T10:06:00Z"

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hub.config import GatewaySettings, Settings, from_environment, with_client_ca
 from hub.domain.security_profiles import (
     BadRegistration,
     ClientCertificate,
+    ProfileUpgrades,
     Verdict,
     check_registration,
     judge,
     required_profile,
 )
 from hub.gateway.handshake import certificate_of
-from schemas.events import SecurityProfile
+from hub.registry import Registry
+from schemas.events import (
+    ChargerRegistered,
+    CommandFinished,
+    CommandRequested,
+    Event,
+    SecurityProfile,
+)
 
 CERT = ClientCertificate(common_name="CP-1", serial="1F", not_after="2027-01-01T00:00:00Z")
 OTHER = ClientCertificate(common_name="CP-2", serial="20", not_after="2027-01-01T00:00:00Z")
@@ -157,3 +166,126 @@ def test_a_client_ca_that_cannot_work_stops_the_start(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         with_client_ca(from_environment(environment))
+
+
+# -- a charger moved to a higher profile (OCTT TC_083) -----------------------------------------
+
+
+def change(command_id: str, key: str, value: str, cp: str = "CP-1") -> CommandRequested:
+    return CommandRequested(
+        id=f"{command_id}:requested",
+        received_at=1,
+        actor="operator",
+        command_id=command_id,
+        charge_point_id=cp,
+        action="ChangeConfiguration",
+        payload=msgspec.Raw(msgspec.json.encode({"key": key, "value": value})),
+    )
+
+
+def answer(command_id: str, status: str, outcome: str = "answered") -> CommandFinished:
+    return CommandFinished(
+        id=f"{command_id}:finished",
+        received_at=2,
+        actor="operator",
+        command_id=command_id,
+        charge_point_id="CP-1",
+        action="ChangeConfiguration",
+        status=outcome,
+        payload=msgspec.Raw(msgspec.json.encode({"status": status} if status else {})),
+    )
+
+
+def registered(profile: SecurityProfile | None, password_hash: str = "h") -> Registry:
+    registry = Registry()
+    registry.apply(
+        ChargerRegistered(
+            id="reg",
+            received_at=0,
+            actor="operator",
+            charge_point_id="CP-1",
+            password_hash=password_hash,
+            security_profile=profile,
+        )
+    )
+    return registry
+
+
+def required_after(registry: Registry, *events: Event) -> SecurityProfile:
+    for event in events:
+        registry.apply(event)
+    record = registry.chargers["CP-1"]
+    return required_profile(record.security_profile, bool(record.password_hash))
+
+
+@pytest.mark.parametrize("status", ["Accepted", "RebootRequired"])
+def test_a_charger_that_takes_a_higher_profile_must_connect_with_it(status: str) -> None:
+    registry = registered(None)
+    assert required_after(registry, change("c1", "SecurityProfile", "3")) == 1
+    assert required_after(registry, answer("c1", status)) == 3
+
+
+@pytest.mark.parametrize(
+    "finished",
+    [
+        answer("c1", "Rejected"),
+        answer("c1", "NotSupported"),
+        answer("c1", "", outcome="timeout"),
+        answer("c1", "", outcome="callerror"),
+        answer("c1", "", outcome="offline"),
+        answer("other", "Accepted"),  # the answer to some other command
+    ],
+)
+def test_a_profile_the_charger_did_not_take_changes_nothing(finished: CommandFinished) -> None:
+    registry = registered(2)
+    assert required_after(registry, change("c1", "SecurityProfile", "3"), finished) == 2
+
+
+def test_a_profile_is_never_lowered_and_only_security_profile_counts() -> None:
+    registry = registered(3, password_hash="")
+    assert (
+        required_after(registry, change("c1", "SecurityProfile", "1"), answer("c1", "Accepted"))
+        == 3
+    )
+    registry = registered(1)
+    for command_id, key, value in [
+        ("c2", "HeartbeatInterval", "3"),
+        ("c3", "SecurityProfile", "4"),
+        ("c4", "SecurityProfile", "three"),
+    ]:
+        assert (
+            required_after(registry, change(command_id, key, value), answer(command_id, "Accepted"))
+            == 1
+        )
+    # The key is a CiString.
+    assert (
+        required_after(registry, change("c5", "securityprofile", "2"), answer("c5", "Accepted"))
+        == 2
+    )
+
+
+def test_an_upgrade_of_an_unregistered_charger_registers_nothing() -> None:
+    registry = Registry()
+    registry.apply(change("c1", "SecurityProfile", "3"))
+    registry.apply(answer("c1", "Accepted"))
+    assert not registry.is_known("CP-1")
+
+
+def test_a_registration_after_the_upgrade_says_what_the_charger_must_do() -> None:
+    registry = registered(1)
+    required_after(registry, change("c1", "SecurityProfile", "2"), answer("c1", "Accepted"))
+    registry.apply(
+        ChargerRegistered(
+            id="again", received_at=3, actor="operator", charge_point_id="CP-1", security_profile=3
+        )
+    )
+    assert registry.chargers["CP-1"].security_profile == 3
+
+
+def test_upgrades_waiting_for_an_answer_are_bounded() -> None:
+    upgrades = ProfileUpgrades(capacity=2)
+    for command_id in ("c1", "c2", "c3"):
+        assert upgrades.apply(change(command_id, "SecurityProfile", "3")) is None
+    # The oldest was let go; the newer ones still match their answers.
+    assert upgrades.apply(answer("c1", "Accepted")) is None
+    assert upgrades.apply(answer("c3", "Accepted")) == ("CP-1", 3)

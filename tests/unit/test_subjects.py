@@ -257,6 +257,8 @@ def test_the_registry_follows_exactly_the_admin_events_it_folds() -> None:
     from schemas.events import (
         ChargerRegistered,
         ChargerUnregistered,
+        CommandFinished,
+        CommandRequested,
         IdTagRemoved,
         IdTagUpserted,
         TariffSet,
@@ -268,6 +270,15 @@ def test_the_registry_follows_exactly_the_admin_events_it_folds() -> None:
         msgspec.convert({**common, "charge_point_id": "CP"}, ChargerUnregistered),
         msgspec.convert({**common, "id_tag": "T"}, IdTagUpserted),
         msgspec.convert({**common, "id_tag": "T"}, IdTagRemoved),
+        # A ChangeConfiguration SecurityProfile and its answer raise a charger's profile.
+        msgspec.convert(
+            {**common, "command_id": "c", "charge_point_id": "CP", "action": "A"},
+            CommandRequested,
+        ),
+        msgspec.convert(
+            {**common, "command_id": "c", "charge_point_id": "CP", "action": "A", "status": "s"},
+            CommandFinished,
+        ),
     ]
     for event in folded:
         assert any(matches(p, subject_for(event)) for p in REGISTRY_SUBJECTS), event

@@ -173,6 +173,7 @@ function describe(m) {
     "transaction.updated": () => `transaction ${m.transactionId} ${kwh(m.energyWh)} ${kw(m.powerW)}`,
     "transaction.stopped": () => `transaction ${m.transactionId} stopped: ${kwh(m.energyWh)}, ${m.reason}`,
     "data_transfer": () => `DataTransfer ${m.transfer.vendorId}/${m.transfer.messageId}`,
+    "security_event": () => `security event ${m.event.type}${m.event.critical ? " (critical)" : ""}`,
     "command": () => `command ${m.action}: ${m.status}`,
   }[m.type];
   return `${when} #${m.seq} ${m.chargePointId} ${what ? what() : m.type}`;
