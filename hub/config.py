@@ -88,7 +88,7 @@ class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     clickhouse_url: str = ""  # empty: embedded chDB under <data_dir>/clickhouse
     database: str = "ocpp"
     batch_size: int = 5000
-    linger_s: float = 0.25  # longer: fewer, larger parts; shorter: less lag
+    linger_s: float = 0.5  # longer: fewer, larger parts; shorter: less lag
     snapshot_every: int = 50_000
 
 

@@ -57,7 +57,7 @@ class RunnerSettings:
         *,
         database: str = "ocpp",
         batch_size: int = 1000,
-        linger_s: float = 0.25,
+        linger_s: float = 0.5,
         snapshot_every: int = 50_000,
         durable: str = "projections",
         stream: str = "OCPP_EVENTS",
