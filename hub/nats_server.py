@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import os
@@ -194,12 +195,18 @@ class EmbeddedNats:
         _RUNNING.add(self._process)
         stderr = self._process.stderr
         assert stderr is not None
+        said: collections.deque[bytes] = collections.deque(maxlen=3)
         try:
             async with asyncio.timeout(ready_within):
                 while True:
                     line = await stderr.readline()
                     if not line:
-                        raise RuntimeError("nats-server exited during start-up")
+                        code = await self._process.wait()
+                        last = b" | ".join(said).decode(errors="replace")
+                        raise RuntimeError(
+                            f"nats-server exited during start-up (code {code}): {last}"
+                        )
+                    said.append(line.strip()[-300:])
                     if fatal := _FATAL.search(line):
                         raise RuntimeError(f"nats-server: {fatal.group(1).decode()}")
                     if listening := _LISTENING.search(line):
