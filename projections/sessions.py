@@ -25,8 +25,9 @@ from projections.billing import billing_row
 from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow
 from projections.state import State, Written
 
-# A session version (and its bill) is written on start, on end, when its flags change, and
-# for readings of an ongoing session at most once per this much of the charger's time:
+# A session version (and its bill) is written on start, on end, when its flags change, for a
+# reading older than the last version's, and for readings of an ongoing session at most once
+# per this much of the charger's time:
 # every reading's energy still reaches energy_hourly at once (exact), but a version per
 # reading was most of the projections' rows and time. Charger time, not batches or a
 # clock, so the versions are a function of the events (docs/projections.md).
@@ -102,6 +103,9 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
         or not session.ongoing
         or written.versioned_ms is None
         or (newest is not None and newest >= written.versioned_ms + VERSION_EVERY_MS)
+        # A late reading changes the curve behind the last version: no later reading might
+        # come to write it (a queue flushed after the session was superseded, say).
+        or (newest is not None and newest < written.versioned_ms)
     ):
         version(out, fact.seq, session, written)
 

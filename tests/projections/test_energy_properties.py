@@ -124,7 +124,7 @@ def test_a_reading_writes_a_session_version_at_most_every_five_minutes_of_charge
     tx = b.start("CP-V", 1, _iso(T0), 0)
     for minute in range(1, 13):
         b.meter("CP-V", 1, tx, _iso(T0 + minute * 60_000), minute * 100)
-    # Late: behind the latest version, it waits for the next one.
+    # Late: behind the latest version, it writes one (no later reading may come to).
     b.meter("CP-V", 1, tx, _iso(T0 + 30_000), 50)
     b.stop("CP-V", tx, _iso(T0 + 13 * 60_000), 1300)
     state, out = State(), Output()
@@ -132,8 +132,8 @@ def test_a_reading_writes_a_session_version_at_most_every_five_minutes_of_charge
         apply(state, out, seq, event)
     versions = [row for row in out.rows["session_versions"] if isinstance(row, SessionRow)]
     assert VERSION_EVERY_MS == 5 * 60_000
-    # Start, the readings at 5 and 10 minutes, Stop.
-    assert [v.energy_wh for v in versions] == [0.0, 500.0, 1000.0, 1300.0]
+    # Start, the readings at 5 and 10 minutes, the late one, Stop.
+    assert [v.energy_wh for v in versions] == [0.0, 500.0, 1000.0, 1200.0, 1300.0]
     assert len(out.rows["billing_versions"]) == len(versions)
     # Every reading moved energy_hourly at once, the late one too.
     assert len(out.rows["energy_deltas"]) >= 13
