@@ -8,26 +8,17 @@ and projections (chDB), the wallet ends up paying what the billing table says, t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
 import pytest
 
-from hub.bus import event_backbone
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from projections.service import Projections
-from schemas.events import (
-    Event,
-    TariffSet,
-    WalletAdjusted,
-    WalletConfigured,
-    WalletCredited,
-    WalletSettled,
-)
+from schemas.events import Event, WalletAdjusted, WalletSettled
 from tests.integration.helpers import raw_socket, stored_events, wait_for_event
-from tests.integration.test_domain_scenarios import admin, boot, meter, projected, start, stop
+from tests.integration.test_domain_scenarios import boot, meter, prepaid, projected, start, stop
 
 TAG = "PREPAID"
 
@@ -52,21 +43,7 @@ async def test_late_readings_after_a_stale_close_are_paid_from_the_wallet(
     hub: tuple[int, int, Projections], money_settings: Settings, nats_server: EmbeddedNats
 ) -> None:
     port, _, projections = hub
-    async with event_backbone(money_settings, nats_server.url, name="test") as (_, store):
-        await store.store(
-            [
-                admin(
-                    TariffSet,
-                    tariff_id="std",
-                    per_kwh="0.50",
-                    per_minute="0",
-                    session_fee="0",
-                    effective_from=int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000),
-                ),
-                admin(WalletConfigured, id_tag=TAG, hold_amount="10"),
-                admin(WalletCredited, id_tag=TAG, amount="20"),
-            ]
-        )
+    await prepaid(money_settings, nats_server.url, TAG)  # 0.50 per kWh; holds 10 of 20
     async with raw_socket(port, "CP-LATE") as ws:
         await boot(ws)
         tx = await start(ws, "2026-11-22T10:00:00Z", 1_000, tag=TAG)
