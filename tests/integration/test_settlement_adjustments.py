@@ -18,7 +18,7 @@ from hub.nats_server import EmbeddedNats
 from projections.service import Projections
 from schemas.events import Event, WalletAdjusted, WalletSettled
 from tests.integration.helpers import raw_socket, stored_events, wait_for_event
-from tests.integration.test_domain_scenarios import boot, meter, prepaid, projected, start, stop
+from tests.integration.test_domain_scenarios import boot, call, prepaid, projected, start, stop
 
 TAG = "PREPAID"
 
@@ -53,9 +53,14 @@ async def test_late_readings_after_a_stale_close_are_paid_from_the_wallet(
         )
         assert isinstance(settled, WalletSettled) and settled.transaction_id == tx
         assert (Decimal(settled.cost), Decimal(settled.refund)) == (0, 10)
-        # It was charging all along: its readings come late, then its Stop.
-        await meter(ws, tx, "2026-11-22T10:20:00Z", 2_000)
-        await meter(ws, tx, "2026-11-22T10:40:00Z", 3_000)
+        # It was charging all along: its queued readings come late, in one frame (so no
+        # tick falls between them), then its Stop.
+        readings = [
+            {"timestamp": at, "sampledValue": [{"value": str(wh), "unit": "Wh"}]}
+            for at, wh in (("2026-11-22T10:20:00Z", 2_000), ("2026-11-22T10:40:00Z", 3_000))
+        ]
+        payload = {"connectorId": 1, "transactionId": tx, "meterValue": readings}
+        await call(ws, "MeterValues", payload)
         # The next tick makes the wallet pay the 2 kWh.
         await wait_for_event(nats_server.url, "ev.wallet.adjusted", adjusted_to("1.0000"))
         await stop(ws, tx, "2026-11-22T11:00:00Z", 5_000)
