@@ -423,6 +423,27 @@ class WalletSettled(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.settle
     fee_rate: str
 
 
+class WalletAdjusted(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.adjusted"):
+    """A settled prepaid transaction's bill moved (readings that came late, a corrected
+    Stop): the wallet pays the difference. ``amount = cost - what it paid so far``: above 0
+    taken from the wallet, below 0 given back. ``refund``, ``shortfall``, ``platform_fee``
+    and ``operator_share`` are the changes to the settlement's: with it and the earlier
+    adjustments they add up to what a settlement at ``cost`` would be."""
+
+    id_tag: str
+    charge_point_id: str
+    transaction_id: int
+    currency: str
+    held: str
+    cost: str  # the bill now: what the wallet has paid for the transaction in all
+    amount: str
+    refund: str
+    shortfall: str
+    platform_fee: str
+    operator_share: str
+    fee_rate: str
+
+
 AnomalyKind = Literal[
     "orphaned",
     "ghost",
@@ -515,7 +536,13 @@ AdminEvent = (
     | AccessDenied
 )
 DerivedEvent = (
-    WalletHeld | WalletSettled | AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached
+    WalletHeld
+    | WalletSettled
+    | WalletAdjusted
+    | AnomalyDetected
+    | AnomalyResolved
+    | IntegrityAction
+    | LimitReached
 )
 Event = ChargerEvent | ConnectionRefused | AdminEvent | ClockTick | DerivedEvent
 

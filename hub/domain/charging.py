@@ -55,7 +55,7 @@ from hub.domain.facts import (
 from hub.domain.meter_values import kind_of, value_of
 from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
 from hub.domain.timeutil import parse_ms
-from hub.domain.wallets import LedgerEntry, Wallets
+from hub.domain.wallets import LedgerEntry, Wallets, money
 from schemas.events import (
     ChargerConnected as ConnectedEvent,
 )
@@ -73,6 +73,7 @@ from schemas.events import (
     SessionLimits,
     SessionLimitsSet,
     TariffSet,
+    WalletAdjusted,
     WalletConfigured,
     WalletCredited,
     WalletHeld,
@@ -150,6 +151,7 @@ _READ_EVENTS: Final = (
     WalletCredited,
     WalletHeld,
     WalletSettled,
+    WalletAdjusted,
     IntegrityAction,
 )
 
@@ -194,11 +196,15 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A prepaid transaction's settlement with its adjustments (``wallet.adjusted``) so far:
+    what its wallet paid in all is ``platform_fee + operator_share``."""
+
     held: str
     refund: str
     shortfall: str
     platform_fee: str
     operator_share: str
+    adjustments: int = 0
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -361,7 +367,7 @@ class Charging:
                     found.limits = [*found.limits, Limits(source="api", limits=event.limits)]
             case WalletConfigured() | WalletCredited() | WalletHeld():
                 self._moved(state.wallets.apply(event))
-            case WalletSettled():
+            case WalletSettled() | WalletAdjusted():
                 self._moved(state.wallets.apply(event))
                 self._settled(event)
             case IntegrityAction(action="close_session", transaction_id=int() as tx):
@@ -773,7 +779,7 @@ class Charging:
                     self.state.aliases.pop(key(gone.charge_point_id, gone.transaction_id), None)
             del ended[:1000]
 
-    def _settled(self, event: WalletSettled) -> None:
+    def _settled(self, event: WalletSettled | WalletAdjusted) -> None:
         session = self.session_of(event.charge_point_id, event.transaction_id)
         if session is None:
             self._problem(
@@ -781,13 +787,31 @@ class Charging:
                 f"settlement of an unknown or forgotten transaction {event.transaction_id}",
             )
             return
-        session.settlement = Settlement(
+        settled = Settlement(
             held=event.held,
             refund=event.refund,
             shortfall=event.shortfall,
             platform_fee=event.platform_fee,
             operator_share=event.operator_share,
         )
+        before = session.settlement
+        if isinstance(event, WalletAdjusted):
+            if before is None:
+                self._problem(
+                    event.charge_point_id,
+                    f"adjustment of transaction {event.transaction_id}, never settled",
+                )
+                return
+            # An adjustment moves the settlement by its figures.
+            settled = Settlement(
+                held=before.held,
+                refund=_sum(before.refund, event.refund),
+                shortfall=_sum(before.shortfall, event.shortfall),
+                platform_fee=_sum(before.platform_fee, event.platform_fee),
+                operator_share=_sum(before.operator_share, event.operator_share),
+                adjustments=before.adjustments + 1,
+            )
+        session.settlement = settled
         session.updated_at = self._at
         self._facts.append(
             TransactionSettled(
@@ -795,11 +819,11 @@ class Charging:
                 at=self._at,
                 charge_point_id=event.charge_point_id,
                 session=session.session,
-                held=event.held,
-                refund=event.refund,
-                shortfall=event.shortfall,
-                platform_fee=event.platform_fee,
-                operator_share=event.operator_share,
+                held=settled.held,
+                refund=settled.refund,
+                shortfall=settled.shortfall,
+                platform_fee=settled.platform_fee,
+                operator_share=settled.operator_share,
             )
         )
 
@@ -837,6 +861,10 @@ class Charging:
         self._facts.append(
             Problem(seq=self._seq, at=self._at, charge_point_id=cp, reason=reason[:1000])
         )
+
+
+def _sum(first: str, second: str) -> str:
+    return str(money(first) + money(second))
 
 
 def _began(session: Session) -> int:

@@ -132,7 +132,7 @@ class TransactionEnded(_Fact, frozen=True, kw_only=True, tag="transaction.ended"
     """A transaction is over. It comes once per transaction; ``corrected`` marks a later
     Stop from the charger that changes the end of one already over (say, one superseded
     while the charger was offline): consumers update what they show, but what was settled
-    at the first end stays settled."""
+    at the first end stays settled, and a bill it changes is adjusted (``wallet.adjusted``)."""
 
     session: str
     connector_id: int
@@ -144,7 +144,9 @@ class TransactionEnded(_Fact, frozen=True, kw_only=True, tag="transaction.ended"
 
 
 class TransactionSettled(_Fact, frozen=True, kw_only=True, tag="transaction.settled"):
-    """A prepaid transaction's wallet hold was settled (``wallet.settled``)."""
+    """A prepaid transaction's wallet hold was settled (``wallet.settled``), or that
+    settlement adjusted because its bill moved (``wallet.adjusted``): the figures are the
+    settlement's with every adjustment so far."""
 
     session: str
     held: str

@@ -3,6 +3,8 @@
 Every movement is a signed amount on one wallet, so a balance is the sum of its entries and
 nothing else: top-ups and adjustments (operators), holds when a prepaid transaction starts,
 and at its stop the refund of what the session did not use, or the shortfall it overran.
+When a settled transaction's bill moves later (readings that came late, a corrected Stop),
+a settlement adjustment takes the difference from the wallet or gives it back.
 The gateway folds this to refuse tags whose balance is too low, the supervisor to hold and
 settle, the projections to write ``wallet_ledger``: all three read the same events.
 """
@@ -15,12 +17,21 @@ from typing import Final, Literal
 import msgspec
 
 from hub.domain.cistring import ci
-from schemas.events import Event, WalletConfigured, WalletCredited, WalletHeld, WalletSettled
+from schemas.events import (
+    Event,
+    WalletAdjusted,
+    WalletConfigured,
+    WalletCredited,
+    WalletHeld,
+    WalletSettled,
+)
 
 PLACES: Final = Decimal("0.0001")
 ZERO: Final = Decimal(0).quantize(PLACES)
 
-LedgerKind = Literal["topup", "adjustment", "hold", "refund", "shortfall"]
+# adjustment: an operator's correction; settlement_adjustment: what a settled transaction's
+# moved bill takes from the wallet (negative) or gives back (positive).
+LedgerKind = Literal["topup", "adjustment", "hold", "refund", "shortfall", "settlement_adjustment"]
 
 
 class Wallet(msgspec.Struct, kw_only=True):
@@ -75,6 +86,20 @@ def settle(held: Decimal, cost: Decimal, fee_rate: Decimal) -> Settlement:
     )
 
 
+def adjust(held: Decimal, paid: Settlement, cost: Decimal, fee_rate: Decimal) -> Settlement:
+    """What a settled transaction's bill becoming ``cost`` moves, when its settlement and
+    adjustments so far came to ``paid``: the difference to settling at ``cost``, so that all
+    of them add up to it (the fee too, rounded once on the whole bill). Its ``amount`` is
+    ``platform_fee + operator_share``: above 0 the wallet pays more."""
+    now = settle(held, cost, fee_rate)
+    return Settlement(
+        refund=now.refund - paid.refund,
+        shortfall=now.shortfall - paid.shortfall,
+        platform_fee=now.platform_fee - paid.platform_fee,
+        operator_share=now.operator_share - paid.operator_share,
+    )
+
+
 class Wallets(msgspec.Struct, kw_only=True):
     """Changed only by :meth:`apply`, so it is a fold of the stream; a Struct, so the
     projections can keep it in their snapshots.
@@ -126,6 +151,17 @@ class Wallets(msgspec.Struct, kw_only=True):
                             )
                         )
                 return entries
+            case WalletAdjusted(id_tag=tag):
+                return [
+                    self._move(
+                        event.id,
+                        tag,
+                        "settlement_adjustment",
+                        -money(event.amount),
+                        event.charge_point_id,
+                        event.transaction_id,
+                    )
+                ]
         return []
 
     def get(self, id_tag: str) -> Wallet | None:

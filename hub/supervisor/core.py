@@ -3,7 +3,8 @@
 It follows the stream and derives, deterministically, what the money and the integrity of
 sessions call for:
 
-- prepaid transactions: a hold on the wallet at start, the settlement at stop;
+- prepaid transactions: a hold on the wallet at start, the settlement at stop, and an
+  adjustment when the bill moves after it (readings that came late, a corrected Stop);
 - limits (tariff, id tag, API, prepaid amount): a stop when one is crossed;
 - anomalies (orphaned, ghost, duplicate start, stale, impossible values): detected and
   resolved, and acted on as the policy says.
@@ -35,7 +36,8 @@ from hub.domain.facts import (
 )
 from hub.domain.policy import Policy, parse_fee_rate
 from hub.domain.tariffs import session_cost
-from hub.domain.wallets import PLACES, Wallets, settle
+from hub.domain.wallets import PLACES, Wallets, adjust, money, settle
+from hub.domain.wallets import Settlement as Paid
 from hub.supervisor import detectors
 from hub.supervisor.model import CHARGING, Charger, Limit, OpenAnomaly, Transaction
 from schemas.events import (
@@ -48,6 +50,7 @@ from schemas.events import (
     Event,
     IntegrityAction,
     LimitReached,
+    WalletAdjusted,
     WalletHeld,
     WalletSettled,
     _DerivedEvent,
@@ -94,6 +97,9 @@ class Supervisor:
         self.unconfirmed: dict[str, Intent] = {}
         # Commands of stored derived events not yet requested (no admin.command.requested).
         self.commands_due: dict[str, Command] = {}
+        # Settled transactions whose bill may have moved since (session key -> seq of the
+        # first change): adjusted at the next tick, so a burst of late readings makes one.
+        self.moved_bills: dict[str, int] = {}
         self._seq = 0
         self._out: list[Intent] = []
 
@@ -110,6 +116,7 @@ class Supervisor:
             match event:
                 case ClockTick():
                     detectors.scan(self)
+                    self._adjust_moved()
                 case CommandRequested(command_id=command_id):
                     self.commands_due.pop(command_id, None)
                 case _DerivedEvent():
@@ -148,7 +155,7 @@ class Supervisor:
 
     def _absorb(self, event: DerivedEvent) -> None:
         match event:
-            case WalletHeld() | WalletSettled() | IntegrityAction():
+            case WalletHeld() | WalletSettled() | WalletAdjusted() | IntegrityAction():
                 # What they mean (money moved, a transaction closed) is the domain's to say.
                 self._react(self.charging.apply(self._seq, event))
             case AnomalyDetected():
@@ -176,13 +183,19 @@ class Supervisor:
                 case TransactionStarted(inferred=False):
                     self._open(fact)
                 case TransactionMetered(session=name) if name:
-                    found = self.transactions.get(session_key(fact.charge_point_id, name))
+                    metered = session_key(fact.charge_point_id, name)
+                    found = self.transactions.get(metered)
                     if found is not None:
                         self._meter(found, fact)
+                    elif self._settled(metered):
+                        self.moved_bills.setdefault(metered, self._seq)
                 case TransactionEnded(corrected=False):
                     found = self.transactions.get(session_key(fact.charge_point_id, fact.session))
                     if found is not None:
                         self._close(found, fact)
+                case TransactionEnded(corrected=True):
+                    # A later end: its bill is final now, so the wallet follows at once.
+                    self._adjust(session_key(fact.charge_point_id, fact.session))
                 case CertificateKnown(charge_point_id=cp):
                     self.certificates[cp] = fact
 
@@ -219,8 +232,7 @@ class Supervisor:
         self.check_limits(transaction, fact.at)
 
     def bill(self, transaction: Transaction) -> Decimal:
-        session = self.session(transaction)
-        return session_cost(session.tariff, session.curve()).total
+        return _bill(self.session(transaction))
 
     def limits(self, transaction: Transaction) -> list[Limit]:
         """Every limit on the transaction: tariff, id tag and API ones, and the prepaid hold."""
@@ -308,6 +320,62 @@ class Supervisor:
             self, transaction, resolution.get(fact.reason, fact.charger_reason)
         )
 
+    # -- settlement adjustments -------------------------------------------------------------
+
+    def _settled(self, name: str) -> bool:
+        session = self.charging.state.sessions.get(name)
+        return session is not None and session.settlement is not None
+
+    def _adjust_moved(self) -> None:
+        moved, self.moved_bills = self.moved_bills, {}
+        for name in moved:
+            self._adjust(name)
+
+    def _adjust(self, name: str) -> None:
+        """The bill of a settled transaction is the truth: if it moved from what the wallet
+        paid, the wallet pays the difference (or gets it back)."""
+        self.moved_bills.pop(name, None)
+        session = self.charging.state.sessions.get(name)
+        if session is None or session.settlement is None:
+            return
+        if not isinstance(session.transaction_id, int):
+            return
+        settled = session.settlement
+        paid = Paid(
+            refund=money(settled.refund),
+            shortfall=money(settled.shortfall),
+            platform_fee=money(settled.platform_fee),
+            operator_share=money(settled.operator_share),
+        )
+        cost = _bill(session)
+        amount = cost - paid.platform_fee - paid.operator_share
+        if not amount:
+            return
+        change = adjust(money(settled.held), paid, cost, self.fee_rate)
+        wallet = self.wallets.prepaid(session.id_tag)
+        cp, tx = session.charge_point_id, session.transaction_id
+        self.emit(
+            WalletAdjusted(
+                # The n-th adjustment, to this cost: a bill that moves back and forth
+                # still gets a new id each time, and a replay derives the same ones.
+                id=f"adjusted:{cp}:{tx}:{settled.adjustments + 1}:{cost}",
+                received_at=self.now,
+                cause_seq=self._seq,
+                id_tag=session.id_tag,
+                charge_point_id=cp,
+                transaction_id=tx,
+                currency=wallet.currency if wallet is not None else "",
+                held=settled.held,
+                cost=str(cost),
+                amount=str(amount),
+                refund=str(change.refund),
+                shortfall=str(change.shortfall),
+                platform_fee=str(change.platform_fee),
+                operator_share=str(change.operator_share),
+                fee_rate=str(self.fee_rate),
+            )
+        )
+
     def resolve(self, condition: str, anomaly: OpenAnomaly, resolution: str) -> None:
         self.emit(
             AnomalyResolved(
@@ -386,6 +454,10 @@ class Supervisor:
             ),
             command,
         )
+
+
+def _bill(session: Session) -> Decimal:
+    return session_cost(session.tariff, session.curve()).total
 
 
 def _limits(sourced: Limits) -> list[Limit]:

@@ -36,6 +36,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     unconfirmed: dict[str, Intent]
     commands_due: dict[str, Command]
     certificates: dict[str, CertificateKnown] = {}
+    # Absent from snapshots made before settlement adjustments: none were due then.
+    moved_bills: dict[str, int] = {}
 
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
@@ -53,6 +55,7 @@ def encode(supervisor: Supervisor) -> bytes:
             unconfirmed=supervisor.unconfirmed,
             commands_due=supervisor.commands_due,
             certificates=supervisor.certificates,
+            moved_bills=supervisor.moved_bills,
         )
     )
 
@@ -72,6 +75,7 @@ def decode(data: bytes, policy: Policy) -> Supervisor | None:
     supervisor.unconfirmed = snapshot.unconfirmed
     supervisor.commands_due = snapshot.commands_due
     supervisor.certificates = snapshot.certificates
+    supervisor.moved_bills = snapshot.moved_bills
     return supervisor
 
 

@@ -77,6 +77,25 @@ async def stop(ws: ClientConnection, tx: int, at: str, wh: int, unique_id: str =
     await call(ws, "StopTransaction", payload, unique_id)
 
 
+async def prepaid(settings: Settings, url: str, tag: str) -> None:
+    """A tariff of 0.50 per kWh, and a wallet for ``tag`` that holds 10 of its 20."""
+    async with event_backbone(settings, url, name="test") as (_, store):
+        await store.store(
+            [
+                admin(
+                    TariffSet,
+                    tariff_id="std",
+                    per_kwh="0.50",
+                    per_minute="0",
+                    session_fee="0",
+                    effective_from=int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000),
+                ),
+                admin(WalletConfigured, id_tag=tag, hold_amount="10"),
+                admin(WalletCredited, id_tag=tag, amount="20"),
+            ]
+        )
+
+
 async def projected(projections: Projections, url: str, sql: str) -> list[dict[str, Any]]:
     await projections.runner.wait_for(await last_seq(url))
     return await rows(projections.backend, sql)
@@ -89,21 +108,7 @@ async def test_offline_ids_end_the_transaction_the_hub_issued_and_settle_its_hol
     (EVerest, open-ocpp): transaction 7 is completed and billed, and its prepaid hold is
     settled, not left held forever."""
     port, _, projections = hub
-    async with event_backbone(money_settings, nats_server.url, name="test") as (_, store):
-        await store.store(
-            [
-                admin(
-                    TariffSet,
-                    tariff_id="std",
-                    per_kwh="0.50",
-                    per_minute="0",
-                    session_fee="0",
-                    effective_from=int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000),
-                ),
-                admin(WalletConfigured, id_tag="PREPAID", hold_amount="10"),
-                admin(WalletCredited, id_tag="PREPAID", amount="20"),
-            ]
-        )
+    await prepaid(money_settings, nats_server.url, "PREPAID")
     async with raw_socket(port, "CP-OFF") as ws:
         await boot(ws)
         tx = await start(ws, "2026-11-22T10:00:00Z", 1_000, tag="PREPAID")

@@ -6,7 +6,8 @@ its drain stores it). ``Charger`` behaves like real firmware: it loses answers a
 stamps its messages -1 or 0, retries calls under new message ids, replays its last frames
 byte for byte after a reboot, sends readings late and out of order, starts again on a busy
 connector when its Stop got lost. ``disagreements`` compares, for every transaction the
-domain knows, what the three consumers say of its state, energy and cost.
+domain knows, what the three consumers say of its state, energy and cost, and that what
+each prepaid transaction's wallet paid is its bill.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from schemas.events import (
     OcppFrame,
     TariffBand,
     TariffSet,
+    WalletAdjusted,
     WalletConfigured,
     WalletCredited,
     WalletHeld,
@@ -482,21 +484,48 @@ def disagreements(hub: Hub) -> list[str]:
             then = billed[(ref, seq)]
             if cost != then.total:
                 problems.append(f"{label}: billed {then.total}, the wallet settled {cost}")
-    return problems
+    return [*problems, *unpaid_bills(hub)]
 
 
-def changed_after_settlement(hub: Hub) -> list[str]:
-    """Prepaid transactions whose bill moved after their wallet was settled: late readings
-    or a corrected end (facts.TransactionEnded: what was settled at the first end stays
-    settled), so the billing row's total no longer equals what the wallet paid."""
+def unpaid_bills(hub: Hub) -> list[str]:
+    """Prepaid transactions over whose wallet did not pay their bill: the settlement's cost
+    plus every adjustment since (late readings, a corrected end) must be the billing row's
+    total, to the cent, once a tick has come after the last change; the money moved (held
+    less refunds plus shortfalls, fee plus share) must be what settling at it moves."""
     bills = _latest(hub.out.rows["billing_versions"])
-    moved: list[str] = []
-    for (cp, transaction_id), (cost, _) in _money(hub, []).items():
+    settled = {
+        (e.charge_point_id, e.transaction_id): e for e in hub.events if isinstance(e, WalletSettled)
+    }
+    adjusted: dict[tuple[str, int], list[WalletAdjusted]] = defaultdict(list)
+    for event in hub.events:
+        if isinstance(event, WalletAdjusted):
+            adjusted[(event.charge_point_id, event.transaction_id)].append(event)
+    wrong: list[str] = []
+    for ref in adjusted.keys() - settled.keys():
+        wrong.append(f"{ref}: adjusted, never settled")
+    for (cp, transaction_id), settlement in settled.items():
         session = hub.supervisor.charging.session_of(cp, transaction_id)
-        if session is not None and bills[(cp, session.session)].total != cost:
-            total = bills[(cp, session.session)].total
-            moved.append(f"{cp}/{transaction_id}: settled {cost}, billed {total} now")
-    return moved
+        if session is None:
+            continue
+        label = f"{cp}/{transaction_id}"
+        total = bills[(cp, session.session)].total
+        moves = [settlement, *adjusted[(cp, transaction_id)]]
+        paid = Decimal(settlement.cost) + sum((Decimal(a.amount) for a in moves[1:]), Decimal(0))
+        if paid != total:
+            wrong.append(f"{label}: billed {total}, the wallet paid {paid}")
+        if moves[-1].cost != str(paid):
+            wrong.append(f"{label}: its last adjustment says {moves[-1].cost}, paid {paid}")
+        held = Decimal(settlement.held)
+        refund = sum((Decimal(m.refund) for m in moves), Decimal(0))
+        shortfall = sum((Decimal(m.shortfall) for m in moves), Decimal(0))
+        fee = sum((Decimal(m.platform_fee) for m in moves), Decimal(0))
+        share = sum((Decimal(m.operator_share) for m in moves), Decimal(0))
+        rate = Decimal(settlement.fee_rate)
+        if (refund, shortfall) != (max(held - paid, 0), max(paid - held, 0)):
+            wrong.append(f"{label}: held {held}, refunded {refund}, short {shortfall}, paid {paid}")
+        if fee != (paid * rate).quantize(Decimal("0.0001")) or fee + share != paid:
+            wrong.append(f"{label}: fee {fee} and share {share} of {paid}")
+    return wrong
 
 
 def _money(hub: Hub, problems: list[str]) -> dict[tuple[str, int | str], tuple[Decimal, int]]:
@@ -522,4 +551,11 @@ def _money(hub: Hub, problems: list[str]) -> dict[tuple[str, int | str], tuple[D
     for ref, costs in settled.items():
         if ref not in held:
             problems.append(f"{ref}: settled {costs} without a hold")
+    for event in hub.events:
+        if isinstance(event, WalletAdjusted):
+            session = hub.supervisor.charging.session_of(
+                event.charge_point_id, event.transaction_id
+            )
+            if session is None or session.ongoing:
+                problems.append(f"{event.id}: adjusted while it goes on")
     return {ref: costs[0] for ref, costs in settled.items() if len(costs) == 1}

@@ -1,6 +1,7 @@
 """The supervisor, the projections and the fan-out fold one stream through one charging
 domain: for every transaction they must agree on its state, its energy and its cost, to the
-cent, and every prepaid hold is settled exactly once (issue #11).
+cent, every prepaid hold is settled exactly once, and what its wallet paid in all (the
+settlement and its adjustments) is the transaction's bill (issue #11).
 
 Hypothesis generates charger behaviour (tests/unit/agreement.py); the examples below pin one
 stream per kind of trouble, so each is covered whatever Hypothesis draws.
@@ -10,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from hub.domain.policy import Policy
-from schemas.events import LimitReached, WalletHeld, WalletSettled
+from schemas.events import LimitReached, WalletAdjusted, WalletHeld, WalletSettled
 from tests.unit.agreement import (
     CHARGERS,
     CONNECTORS,
@@ -23,8 +23,8 @@ from tests.unit.agreement import (
     TARIFFS,
     Charger,
     Hub,
-    changed_after_settlement,
     disagreements,
+    unpaid_bills,
 )
 
 Op = tuple[Any, ...]
@@ -137,12 +137,14 @@ def test_every_consumer_agrees_on_every_transaction(policy: Policy, ops: list[Op
     note(f"ops = {ops!r}")
     hub, chargers = setup(policy)
     run(hub, chargers, ops)
+    hub.clock()  # a bill that moved since the last tick is adjusted at the next one
     assert disagreements(hub) == []
 
 
 def agree(ops: list[Op], policy: Policy | None = None) -> Hub:
     hub, chargers = setup(policy or Policy(actions={}))
     run(hub, chargers, ops)
+    hub.clock()
     assert disagreements(hub) == []
     return hub
 
@@ -252,19 +254,27 @@ def test_tariff_changes_mid_stream_and_prepaid_wallets() -> None:
     assert [e.limit for e in hub.events if isinstance(e, LimitReached)] == ["cost"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue #11): what was settled at a prepaid transaction's first end stays "
-    "settled, so a bill that moves after it (late readings, a corrected Stop) leaves the "
-    "billing total apart from what the wallet paid",
-)
-def test_a_bill_that_moves_after_its_settlement_is_settled_again() -> None:
+def test_a_bill_that_moves_after_its_settlement_is_adjusted_to_the_cent() -> None:
     hub = agree(
         [
             ("start", 0, 1, "PRE", None),
             ("wait", 31),  # no readings: the policy closes it as stale, and it is settled
             ("meter", 0, 1, 1_000, 5, False),  # the charger was charging all along
+            ("meter", 0, 1, 2_000, 5, False),
+            ("wait", 1),  # one adjustment for both readings, at the tick
+            ("meter", 0, 1, 1_500, 5, True),
+            ("stop", 0, 1),  # a corrected end: adjusted at once, reading and all
+            ("flush", 0),  # its reading came after its Stop: at the next tick
         ],
         Policy(stale_after_s=1_800, actions={"stale": "close_session"}),
     )
-    assert changed_after_settlement(hub) == []
+    assert len([e for e in hub.events if isinstance(e, WalletSettled)]) == 1
+    adjusted = [e for e in hub.events if isinstance(e, WalletAdjusted)]
+    assert [type(hub.events[e.cause_seq - 1]).__name__ for e in adjusted] == [
+        "ClockTick",
+        "OcppFrame",
+        "ClockTick",
+    ]
+    # The Stop's end moved the time billed back a little: money goes both ways.
+    assert [e.amount for e in adjusted] == ["1.3108", "0.5205", "-0.0100"]
+    assert unpaid_bills(hub) == []

@@ -15,6 +15,7 @@ from schemas.events import (
     LimitReached,
     SessionLimits,
     TariffSet,
+    WalletAdjusted,
     WalletConfigured,
     WalletCredited,
     WalletHeld,
@@ -200,3 +201,86 @@ def test_a_snapshot_taken_mid_stream_folds_on_exactly_like_the_original() -> Non
 def test_a_snapshot_of_another_format_is_ignored() -> None:
     assert snapshot.decode(b'{"version": 0}', Policy()) is None
     assert snapshot.decode(b"not json", Policy()) is None
+
+
+def adjustments(stream: Stream) -> list[WalletAdjusted]:
+    return [e for e in stream.events if isinstance(e, WalletAdjusted)]
+
+
+def closed_stale_then_metered_late() -> Stream:
+    """A prepaid transaction without readings, closed as stale and settled at nothing; then
+    the charger's readings arrive: it was charging all along."""
+    stream = Stream(Policy(stale_after_s=600, actions={"stale": "close_session"}))
+    tariff(stream)
+    wallet(stream, "50", hold="20")
+    stream.start(CP, 1, 7, stream.at(0))
+    stream.ticks_until(stream.at(610))
+    settled = [e for e in stream.events if isinstance(e, WalletSettled)]
+    assert [(e.cost, e.refund) for e in settled] == [("0.0000", "20.0000")]
+    assert not stream.meter(CP, 1, 7, 5_000, stream.at(300))
+    assert not stream.meter(CP, 1, 7, 10_000, stream.at(500))
+    return stream
+
+
+def test_a_bill_that_moves_after_its_settlement_is_adjusted_once_at_the_next_tick() -> None:
+    stream = closed_stale_then_metered_late()
+    made = stream.ticks_until(stream.at(615))
+    adjusted = [i.event for i in made if isinstance(i.event, WalletAdjusted)]
+    assert [(e.id, e.cost, e.amount, e.refund, e.shortfall) for e in adjusted] == [
+        ("adjusted:CP-1:7:1:4.0000", "4.0000", "4.0000", "-4.0000", "0.0000")
+    ]
+    assert (adjusted[0].platform_fee, adjusted[0].operator_share) == ("0.4000", "3.6000")
+    # The wallet paid the bill: 10 kWh at 0.40 out of 50.
+    assert stream.supervisor.wallets.wallets["tag"].balance == Decimal("46.0000")
+    # A reading that changes nothing, and ticks: no more adjustments.
+    stream.meter(CP, 1, 7, 10_000, stream.at(500))
+    stream.ticks_until(stream.at(700))
+    assert len(adjustments(stream)) == 1
+
+
+def test_a_corrected_stop_with_less_energy_refunds_the_difference_at_once() -> None:
+    stream = Stream()
+    tariff(stream)
+    wallet(stream, "50", hold="20")
+    stream.start(CP, 1, 3, stream.at(0))
+    stream.meter(CP, 1, 3, 10_000, stream.at(600))
+    # A new start on the busy connector: its Stop got lost; 3 is settled at 10 kWh.
+    stream.start(CP, 1, 4, stream.at(700), meter=10_000)
+    settled = [e for e in stream.events if isinstance(e, WalletSettled)]
+    assert [(e.transaction_id, e.cost) for e in settled] == [(3, "4.0000")]
+    # The lost Stop turns up: it ended at 6 kWh, before the reading that ran on.
+    made = stream.stop(CP, 3, 6_000, stream.at(400))
+    adjusted = [i.event for i in made if isinstance(i.event, WalletAdjusted)]
+    assert [(e.cost, e.amount, e.refund, e.platform_fee) for e in adjusted] == [
+        ("2.4000", "-1.6000", "1.6000", "-0.1600")
+    ]
+    stream.ticks_until(stream.at(800))
+    assert len(adjustments(stream)) == 1
+    entry = stream.supervisor.charging.state.sessions[f"{CP}\x1f3"].settlement
+    assert entry is not None and (entry.refund, entry.platform_fee) == ("17.6000", "0.2400")
+    # 50, less 2.40 for 3, less the 20 held for 4 (still running).
+    assert stream.supervisor.wallets.wallets["tag"].balance == Decimal("27.6000")
+
+
+def test_a_restart_rederives_the_same_adjustments_and_stores_none_twice() -> None:
+    stream = closed_stale_then_metered_late()
+    cut = len(stream.events)
+    restored = snapshot.decode(snapshot.encode(stream.supervisor), stream.supervisor.policy)
+    assert restored is not None and restored.moved_bills
+    stream.ticks_until(stream.at(615))
+    stream.stop(CP, 7, 12_000, stream.at(550))
+    assert len(adjustments(stream)) == 2
+    # From the snapshot taken between the readings and the tick: the same events.
+    later = [
+        intent
+        for seq, event in enumerate(stream.events[cut:], cut + 1)
+        for intent in restored.apply(seq, event)
+    ]
+    assert [i.event for i in later] == adjustments(stream)
+    assert restored.unconfirmed == {}
+    # Folding the whole stream again: everything derived is found stored.
+    again = Supervisor(stream.supervisor.policy)
+    for seq, event in enumerate(stream.events, 1):
+        again.apply(seq, event)
+    assert again.unconfirmed == {} and again.moved_bills == {}
+    assert again.wallets == stream.supervisor.wallets
