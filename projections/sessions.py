@@ -72,11 +72,16 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
     session_id = fact.session if found is not None else ""
     transaction_id = fact.transaction_id if isinstance(fact.transaction_id, int) else None
     add = out.sink(MeterValueRow, fact.seq)
+    # A message's samples share a few times: each is formatted once.
+    at_ms: int | None = None
+    timestamp = ""
     for sample in fact.samples:
+        if sample.at_ms != at_ms:
+            at_ms, timestamp = sample.at_ms, ch_time(sample.at_ms)
         add(
             MeterValueRow(
                 seq=fact.seq,
-                timestamp=ch_time(sample.at_ms),
+                timestamp=timestamp,
                 charge_point_id=fact.charge_point_id,
                 connector_id=fact.connector_id,
                 transaction_id=transaction_id,
