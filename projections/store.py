@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 import structlog
@@ -21,6 +21,12 @@ import structlog
 from hub.domain import charging
 from projections import refusals
 from projections.backends import Backend, BackendError
+
+# Re-exported: the runner, replay and tests know them as the store's.
+from projections.bodies import Encoded as Encoded
+from projections.bodies import encode_output as encode_output
+from projections.bodies import encode_rows as encode_rows
+from projections.bodies import spool_rows as spool_rows
 from projections.rows import TABLES, ErrorRow, Output
 from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
@@ -101,43 +107,6 @@ async def positions(backend: Backend, db: str, tables: tuple[str, ...] = TABLES)
     )
     found = decode_rows(await backend.query(union), _Max)
     return {row.table: row.seq for row in found}
-
-
-def encode_rows(rows: Sequence[object]) -> bytes:
-    """An INSERT body: a JSON array of rows, each an array (``rows``); one encode call for
-    the whole list costs half of one call per row."""
-    return _encoder.encode(rows)
-
-
-class Encoded(NamedTuple):
-    """One table's rows of a batch as the body of its INSERT, or a file that holds it."""
-
-    body: bytes | Path
-    # The seq of its last row: once the table's position reaches it, the body is stored.
-    last_seq: int
-
-
-def encode_output(out: Output, tables: tuple[str, ...] = TABLES) -> dict[str, Encoded]:
-    return {
-        table: Encoded(encode_rows(rows), rows[-1].seq)
-        for table in tables
-        if (rows := out.rows[table])
-    }
-
-
-def spool_rows(
-    out: Output, tables: tuple[str, ...], directory: Path, first_seq: int
-) -> dict[str, Encoded]:
-    """Each table's INSERT body in a file of its own, as JSONCompactEachRow (no brackets
-    around the rows): chDB reads it from there, so no process copies it again (about 1 kB
-    an event)."""
-    files: dict[str, Encoded] = {}
-    for table in tables:
-        if rows := out.rows[table]:
-            path = directory / f"{first_seq}-{table}.json"
-            path.write_bytes(memoryview(encode_rows(rows))[1:-1])
-            files[table] = Encoded(path, rows[-1].seq)
-    return files
 
 
 async def store_batch(
