@@ -150,7 +150,7 @@ async def replay(
     spool_in: Path | None = None,
 ) -> Progress:
     """Rebuild ``projections`` (all when empty). Batches on their way from the fold process
-    to the store wait as files (about 65 MB each, at most four) in a temporary directory
+    to the store wait as files (about 35 MB each, at most four) in a temporary directory
     under ``spool_in``: the hub and the CLI pass their data directory; without one, it is
     the system's temporary directory."""
     tables = tables_of(projections)
