@@ -30,6 +30,7 @@ from schemas.events import (
     Event,
     FrameRejected,
     IntegrityAction,
+    OcppFrame,
     TariffSet,
     WalletAdjusted,
     WalletConfigured,
@@ -119,20 +120,28 @@ _FOLDED: Final = (
 )
 
 
+# By exact type (events are never subclassed): ``isinstance`` against a msgspec Struct class
+# that does not match goes through the metaclass (about 0.1 µs each), and a frame missed all
+# thirteen on every event, a microsecond.
+_FOLDED_TYPES: Final = frozenset(_FOLDED)
+
+
 def folds(event: Event) -> bool:
     """Whether ``apply`` does more with ``event`` than its events row. Replay sends its fold
     process only these: about half of a stream is answers and calls no projection reads."""
-    return charging.reads(event) or isinstance(event, _FOLDED)
+    return charging.reads(event) or type(event) in _FOLDED_TYPES
 
 
 def _apply(state: State, out: Output, seq: int, event: Event) -> None:
-    if isinstance(event, _FOLDED) and (beyond := out_of_range(event)):
+    if type(event) in _FOLDED_TYPES and (beyond := out_of_range(event)):
         cp = getattr(event, "charge_point_id", "")
         tag = type(event).__struct_config__.tag
         out.add(_error(seq, event.received_at, "events", cp, f"{tag}: {_beyond(beyond)}"))
         return
     for fact in Charging(state.domain).apply(seq, event):
         _fact(state, out, fact)
+    if type(event) is OcppFrame:
+        return  # most events: none of the cases below, each a miss that costs (above)
     match event:
         case FrameRejected():
             out.add(
@@ -153,44 +162,44 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
 
 
 def _fact(state: State, out: Output, fact: facts.Fact) -> None:
-    if isinstance(fact, facts.TransactionStarted) and fact.inferred:
+    # Exact types, most frequent first (a match statement's misses cost, see _FOLDED_TYPES).
+    if type(fact) is facts.TransactionStarted and fact.inferred:
         return  # known only from readings or a Stop: its rows come with them
     if beyond := _ids_beyond(fact):
         why = f"{type(fact).__struct_config__.tag}: {_beyond(beyond)}"
         out.add(_error(fact.seq, fact.at, "ocpp", fact.charge_point_id, why))
         return
-    match fact:
-        case facts.TransactionStarted() | facts.TransactionEnded():
-            sessions.bounds_moved(state, out, fact)
-        case facts.TransactionMetered():
-            sessions.metered(state, out, fact)
-        case facts.TransactionFlagged():
-            sessions.flagged(state, out, fact)
-        case facts.TransactionSettled():
-            sessions.settled(state, out, fact)
-        case facts.ConnectorStatusChanged():
-            _status(out, fact)
-        case facts.ChargerBooted(charge_point_id=cp):
-            _charge_point(
-                state,
-                out,
-                fact.seq,
-                fact.at,
-                cp,
-                vendor=fact.vendor,
-                model=fact.model,
-                serial_number=fact.serial_number,
-                firmware_version=fact.firmware_version,
-                last_boot_ms=fact.at,
-            )
-        case facts.ChargerConnected(charge_point_id=cp):
-            _charge_point(state, out, fact.seq, fact.at, cp, connected=True)
-        case facts.ChargerDisconnected(charge_point_id=cp):
-            _charge_point(state, out, fact.seq, fact.at, cp, connected=False)
-        case facts.WalletMoved():
-            ledger(out, fact)
-        case facts.Problem():
-            out.add(_error(fact.seq, fact.at, "sessions", fact.charge_point_id, fact.reason))
+    if type(fact) is facts.TransactionMetered:
+        sessions.metered(state, out, fact)
+    elif type(fact) is facts.TransactionStarted or type(fact) is facts.TransactionEnded:
+        sessions.bounds_moved(state, out, fact)
+    elif type(fact) is facts.ConnectorStatusChanged:
+        _status(out, fact)
+    elif type(fact) is facts.TransactionFlagged:
+        sessions.flagged(state, out, fact)
+    elif type(fact) is facts.TransactionSettled:
+        sessions.settled(state, out, fact)
+    elif type(fact) is facts.ChargerBooted:
+        _charge_point(
+            state,
+            out,
+            fact.seq,
+            fact.at,
+            fact.charge_point_id,
+            vendor=fact.vendor,
+            model=fact.model,
+            serial_number=fact.serial_number,
+            firmware_version=fact.firmware_version,
+            last_boot_ms=fact.at,
+        )
+    elif type(fact) is facts.ChargerConnected:
+        _charge_point(state, out, fact.seq, fact.at, fact.charge_point_id, connected=True)
+    elif type(fact) is facts.ChargerDisconnected:
+        _charge_point(state, out, fact.seq, fact.at, fact.charge_point_id, connected=False)
+    elif type(fact) is facts.WalletMoved:
+        ledger(out, fact)
+    elif type(fact) is facts.Problem:
+        out.add(_error(fact.seq, fact.at, "sessions", fact.charge_point_id, fact.reason))
 
 
 def _ids_beyond(fact: facts.Fact) -> str:

@@ -19,7 +19,7 @@ import msgspec
 
 from hub.domain.timeutil import ch_time
 from projections.backends import BackendError
-from projections.rows import ErrorRow
+from projections.rows import TABLE_OF, ErrorRow
 
 # ClickHouse's error codes for a value that does not parse as, or fit in, its column.
 REFUSAL_CODES: Final = frozenset(
@@ -86,30 +86,33 @@ async def refused_rows(probe: Probe, rows: list[msgspec.Raw]) -> list[tuple[msgs
     return await refused_rows(probe, rows[:middle]) + await refused_rows(probe, rows[middle:])
 
 
-class _Origin(msgspec.Struct):
-    """What a refused row of any table tells about the event that made it."""
-
-    seq: int
-    charge_point_id: str = ""
-    received_at: str | None = None
-    updated_at: str | None = None
-
-
-_origin: Final = msgspec.json.Decoder(_Origin)
+_values: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_text: Final = msgspec.json.Decoder(str | None)
+# Each table's columns in order: a row is an array of its values (``projections.rows``).
+_COLUMNS: Final = {
+    table: [field.name for field in msgspec.structs.fields(kind)]
+    for kind, table in TABLE_OF.items()
+}
 
 
 def error_row(table: str, row: msgspec.Raw, why: str) -> ErrorRow:
     """The row of ``projection_errors`` that stands for a refused row of ``table``: its seq,
     its charger, and its time (``received_at``, else ``updated_at``, else the epoch)."""
-    origin = _origin.decode(row)
+    values = dict(zip(_COLUMNS[table], _values.decode(row), strict=False))
+
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        return _text.decode(value) if value is not None else None
+
     return ErrorRow(
-        seq=origin.seq,
-        received_at=origin.received_at or origin.updated_at or ch_time(0),
+        seq=seq_of(row),
+        received_at=text("received_at") or text("updated_at") or ch_time(0),
         projection=PREFIX + table,
-        charge_point_id=origin.charge_point_id,
+        charge_point_id=text("charge_point_id") or "",
         reason=f"refused by the store: {why}"[:_REASON_CHARS],
     )
 
 
 def seq_of(row: msgspec.Raw) -> int:
-    return _origin.decode(row).seq
+    """A row's seq: its first value."""
+    return msgspec.json.decode(_values.decode(row)[0], type=int)

@@ -222,7 +222,7 @@ def table_ddl(db: str, table: str, name: str | None = None) -> str:
 
 # Columns added to a table after it first shipped: a data directory from before gets them
 # (at their defaults, until `hub replay` fills them).
-_ADDED: Final[dict[str, tuple[str, ...]]] = {
+ADDED: Final[dict[str, tuple[str, ...]]] = {
     "billing_versions": (
         "id_tag String",
         "idle_cost Decimal(18, 4)",
@@ -256,7 +256,7 @@ def ddl(db: str) -> list[str]:
     statements += [table_ddl(db, table) for table in _TABLES]
     statements += [
         f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
-        for table, columns in _ADDED.items()
+        for table, columns in ADDED.items()
         for column in columns
     ]
     statements += [

@@ -20,6 +20,7 @@ from hub.domain.facts import (
     TransactionSettled,
     TransactionStarted,
 )
+from hub.domain.tariffs import Point
 from hub.domain.timeutil import ch_time
 from projections.billing import billing_row
 from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow
@@ -64,8 +65,9 @@ def bounds_moved(state: State, out: Output, fact: TransactionStarted | Transacti
     if found is None:
         return
     session, written = found
-    _recompute(out, fact.seq, session, written)
-    version(out, fact.seq, session, written)
+    points = session.curve()
+    _recompute(out, fact.seq, session, written, points)
+    version(out, fact.seq, session, written, points)
 
 
 def metered(state: State, out: Output, fact: TransactionMetered) -> None:
@@ -73,13 +75,20 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
     session_id = fact.session if found is not None else ""
     transaction_id = fact.transaction_id if isinstance(fact.transaction_id, int) else None
     add = out.sink(MeterValueRow, fact.seq)
+    # A row per sample, most of the projections' rows: what they share is looked up once,
+    # and a message's samples share a few times, each formatted once.
+    seq, charge_point_id, connector_id = fact.seq, fact.charge_point_id, fact.connector_id
+    at_ms: int | None = None
+    timestamp = ""
     for sample in fact.samples:
+        if sample.at_ms != at_ms:
+            at_ms, timestamp = sample.at_ms, ch_time(sample.at_ms)
         add(
             MeterValueRow(
-                seq=fact.seq,
-                timestamp=ch_time(sample.at_ms),
-                charge_point_id=fact.charge_point_id,
-                connector_id=fact.connector_id,
+                seq=seq,
+                timestamp=timestamp,
+                charge_point_id=charge_point_id,
+                connector_id=connector_id,
                 transaction_id=transaction_id,
                 session_id=session_id,
                 measurand=sample.measurand,
@@ -97,7 +106,8 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
         _energy_rows(out, fact.seq, session, written, fact.hours)
     elif written.versioned:
         return
-    newest = max(at for at, _ in fact.register) if fact.register else None
+    # The latest reading's time (points compare by time first).
+    newest = max(fact.register)[0] if fact.register else None
     if (
         not written.versioned
         or not session.ongoing
@@ -123,9 +133,11 @@ def settled(state: State, out: Output, fact: TransactionSettled) -> None:
         version(out, fact.seq, *found)
 
 
-def _recompute(out: Output, seq: int, session: Session, written: Written) -> None:
-    """The hours of the whole curve, against what was written so far."""
-    hours = energy.hourly(session.curve())
+def _recompute(
+    out: Output, seq: int, session: Session, written: Written, points: list[Point]
+) -> None:
+    """The hours of the whole curve (``points``), against what was written so far."""
+    hours = energy.hourly(points)
     _energy_rows(out, seq, session, written, energy.changes(written.hourly, hours))
 
 
@@ -148,17 +160,21 @@ def _energy_rows(
 
 
 def _storable(session: Session) -> bool:
-    return all(
-        not isinstance(value, int) or INT64_MIN <= value <= INT64_MAX
-        for value in (session.connector_id, session.transaction_id)
+    transaction_id = session.transaction_id
+    return INT64_MIN <= session.connector_id <= INT64_MAX and (
+        not isinstance(transaction_id, int) or INT64_MIN <= transaction_id <= INT64_MAX
     )
 
 
-def version(out: Output, seq: int, session: Session, written: Written) -> None:
-    """A new version of the session and of its bill, from its whole curve."""
+def version(
+    out: Output, seq: int, session: Session, written: Written, points: list[Point] | None = None
+) -> None:
+    """A new version of the session and of its bill, from its whole curve (``points``,
+    when the caller has it already)."""
     if not _storable(session):
         return  # its start was recorded in projection_errors: its ids fit no column
-    points = session.curve()
+    if points is None:
+        points = session.curve()
     written.versioned = True
     if points:
         written.versioned_ms = points[-1][0]

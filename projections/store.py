@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 import structlog
@@ -21,6 +21,12 @@ import structlog
 from hub.domain import charging
 from projections import refusals
 from projections.backends import Backend, BackendError
+
+# Re-exported: the runner, replay and tests know them as the store's.
+from projections.bodies import Encoded as Encoded
+from projections.bodies import encode_output as encode_output
+from projections.bodies import encode_rows as encode_rows
+from projections.bodies import spool_rows as spool_rows
 from projections.rows import TABLES, ErrorRow, Output
 from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
@@ -103,42 +109,6 @@ async def positions(backend: Backend, db: str, tables: tuple[str, ...] = TABLES)
     return {row.table: row.seq for row in found}
 
 
-def encode_rows(rows: Sequence[object]) -> bytes:
-    """An INSERT body: JSONEachRow reads a JSON array of rows too, and one encode call for
-    the whole list costs half of one call per row."""
-    return _encoder.encode(rows)
-
-
-class Encoded(NamedTuple):
-    """One table's rows of a batch as the body of its INSERT, or a file that holds it."""
-
-    body: bytes | Path
-    # The seq of its last row: once the table's position reaches it, the body is stored.
-    last_seq: int
-
-
-def encode_output(out: Output, tables: tuple[str, ...] = TABLES) -> dict[str, Encoded]:
-    return {
-        table: Encoded(encode_rows(rows), rows[-1].seq)
-        for table in tables
-        if (rows := out.rows[table])
-    }
-
-
-def spool_rows(
-    out: Output, tables: tuple[str, ...], directory: Path, first_seq: int
-) -> dict[str, Encoded]:
-    """Each table's INSERT body in a file of its own: chDB reads it from there, so no
-    process copies it again (about 2 kB an event)."""
-    files: dict[str, Encoded] = {}
-    for table in tables:
-        if rows := out.rows[table]:
-            path = directory / f"{first_seq}-{table}.json"
-            path.write_bytes(encode_rows(rows))
-            files[table] = Encoded(path, rows[-1].seq)
-    return files
-
-
 async def store_batch(
     backend: Backend,
     db: str,
@@ -216,7 +186,7 @@ async def store_encoded(
     if not suffix:
         await backend.insert(
             f"{db}._progress",
-            _encoder.encode({"seq": last_seq}),
+            _encoder.encode([[last_seq]]),
             token=f"p:{first_seq}:{last_seq}",
         )
     return stored
@@ -253,8 +223,10 @@ async def _insert_bodies(
 
 
 async def _rows_of(body: bytes | Path) -> list[msgspec.Raw]:
-    data = body if isinstance(body, bytes) else await asyncio.to_thread(body.read_bytes)
-    return _raw_rows.decode(data)
+    if isinstance(body, bytes):
+        return _raw_rows.decode(body)
+    # A file holds the rows without the brackets around them (``spool_rows``).
+    return _raw_rows.decode(b"[" + await asyncio.to_thread(body.read_bytes) + b"]")
 
 
 async def _screen(
@@ -349,8 +321,8 @@ async def progress(backend: Backend, db: str) -> int:
 
 
 async def save_snapshot(backend: Backend, db: str, state: State) -> None:
-    row = {"seq": state.last_seq, "state": encode_state(state).decode()}
-    await backend.insert(f"{db}._snapshots", _encoder.encode(row), token=f"s:{state.last_seq}")
+    row = [state.last_seq, encode_state(state).decode()]
+    await backend.insert(f"{db}._snapshots", _encoder.encode([row]), token=f"s:{state.last_seq}")
     # Older snapshots are never read again.
     await backend.execute(f"DELETE FROM {db}._snapshots WHERE seq < {state.last_seq}")
 

@@ -640,7 +640,11 @@ class Charging:
         times = self._times(cp, request.meter_value)
         session: Session | None = None
         if transaction_id is not None:
-            at_ms = next((at for at in times if at is not None), 0)
+            at_ms = 0
+            for at in times:
+                if at is not None:
+                    at_ms = at
+                    break
             open_key = self.charger(cp).connector(request.connector_id).open
             session = self._resolve(cp, transaction_id, [open_key] if open_key else [], at_ms)
             if session is None:

@@ -1,7 +1,8 @@
 """Where projected rows are stored: chDB in-process by default, ClickHouse server by URL.
 
-Both speak the same SQL (``projections.schema``) and take rows as JSONEachRow bytes, so
-the runner, replay and queries never know which one they have.
+Both speak the same SQL (``projections.schema``) and take rows as a JSON array of rows,
+each an array of its values in column order (``projections.rows``), so the runner, replay
+and queries never know which one they have.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ class Backend(Protocol):
         ...
 
     async def insert(self, table: str, body: bytes, *, token: str) -> None:
-        """Store JSONEachRow ``body`` in ``table`` with one INSERT, deduplicated by ``token``."""
+        """Store ``body``, a JSON array of rows that are arrays in column order, in
+        ``table`` with one INSERT, deduplicated by ``token``."""
         ...
 
     async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
-        """``insert`` of the JSONEachRow file at ``path``, whose columns are ``structure``
-        (``name Type, ...``, in the table's order, ``projections.store.file_structure``)."""
+        """``insert`` of the JSONCompactEachRow file at ``path`` (the rows of a body without
+        the brackets around them), whose columns are ``structure`` (``name Type, ...``, in the
+        table's order, ``projections.store.file_structure``)."""
         ...
 
     async def close(self) -> None: ...

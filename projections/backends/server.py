@@ -66,16 +66,20 @@ class ServerBackend:
         return await self._run(run)
 
     async def insert(self, table: str, body: bytes, *, token: str) -> None:
-        settings: dict[str, Any] = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-        await self._run(
-            lambda client: client.raw_insert(
-                table, insert_block=body, settings=settings, fmt="JSONEachRow"
-            )
-        )
+        # JSONCompactEachRow takes a comma between rows, but no array around them.
+        await self._insert(table, body[1:-1], token)
 
     async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
         # The server cannot read our files: the body goes over HTTP like any other.
-        await self.insert(table, await asyncio.to_thread(path.read_bytes), token=token)
+        await self._insert(table, await asyncio.to_thread(path.read_bytes), token)
+
+    async def _insert(self, table: str, rows: bytes, token: str) -> None:
+        settings: dict[str, Any] = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+        await self._run(
+            lambda client: client.raw_insert(
+                table, insert_block=rows, settings=settings, fmt="JSONCompactEachRow"
+            )
+        )
 
     async def close(self) -> None:
         def close(_: Any) -> None:

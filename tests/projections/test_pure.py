@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,9 +15,11 @@ from hub.domain import energy
 from hub.domain.meter_values import kind_of, value_of
 from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
+from projections import store
 from projections.fold import apply, folds
 from projections.query import QueryRefused, check_read_only
-from projections.rows import EventRow, Output
+from projections.rows import TABLE_OF, EventRow, Output
+from projections.schema import ADDED, table_ddl
 from projections.state import State, decode_state, encode_state
 from schemas.events import TariffBand
 from schemas.ocpp.v16 import SampledValue
@@ -139,3 +142,34 @@ def test_events_the_fold_skips_change_nothing_but_the_events_log() -> None:
         assert [type(row) for rows in out.rows.values() for row in rows] == [EventRow]
     # Answers to MeterValues and StatusNotification, Heartbeats: in real streams about half.
     assert skipped > len(stream) / 4
+
+
+def _ddl_columns(table: str) -> list[str]:
+    body = table_ddl("db", table).split("(", 1)[1].split(") ENGINE", 1)[0]
+    return [line.split()[0].strip("`") for line in body.strip().splitlines()]
+
+
+@pytest.mark.parametrize("kind", list(TABLE_OF))
+def test_a_row_is_its_tables_columns_in_order(kind: type[Any]) -> None:
+    # Rows are inserted as arrays (JSONCompactEachRow): a value lands in the column at its
+    # position, so a field out of order would fill the wrong column, silently when the types
+    # agree.
+    table = TABLE_OF[kind]
+    fields = [field.name for field in msgspec.structs.fields(kind)]
+    assert fields == _ddl_columns(table)
+    assert msgspec.json.decode(store.encode_rows([_example(kind)]))[0][0] == 7
+
+
+@pytest.mark.parametrize("table", list(ADDED))
+def test_columns_added_later_come_last_in_the_ddl_in_the_order_they_are_added(table: str) -> None:
+    # A table from before gets them appended in this order: its columns are then in the
+    # order of the DDL, which the rows follow.
+    added = [column.split()[0] for column in ADDED[table]]
+    assert _ddl_columns(table)[-len(added) :] == added
+
+
+def _example(kind: type[Any]) -> Any:
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(kind):
+        values[field.name] = 7 if field.name == "seq" else None
+    return kind(**values)

@@ -134,7 +134,8 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any
 async def _read(backend: ChdbBackend, kind: type[Any], seqs: list[int]) -> list[Any]:
     table = TABLE_OF[kind]
     data = await backend.query(
-        f"SELECT * FROM {DB}.{table} WHERE seq IN ({','.join(map(str, seqs))}) ORDER BY seq"
+        f"SELECT * FROM {DB}.{table} WHERE seq IN ({','.join(map(str, seqs))}) ORDER BY seq",
+        fmt="JSONCompactEachRow",  # a row is an array, as it was inserted
     )
     decoder = msgspec.json.Decoder(kind)
     return [decoder.decode(line) for line in data.splitlines()]
