@@ -28,6 +28,7 @@ import hashlib
 import re
 from typing import Final
 
+from hub.domain.charging import ANSWERED
 from schemas.events import (
     CertificateIssued,
     CertificateRefused,
@@ -48,6 +49,22 @@ EVENTS_WILDCARD: Final = "ev.>"
 ADMIN_WILDCARD: Final = "ev.admin.>"
 # The command API's requested/finished events (admin.command.*), which its tracking folds.
 COMMAND_WILDCARD: Final = "ev.admin.command.>"
+# Every event but the hub's answers whose meaning no fold needs (an empty answer to a
+# Heartbeat, a MeterValues, a StatusNotification: nearly half of a busy stream): what a
+# fold of the charging domain and of chargers' signs of life reads (the fan-out's).
+MEANINGFUL: Final = (
+    "ev.cp.*.in.>",
+    *(f"ev.cp.*.out.{action}" for action in sorted(ANSWERED)),
+    "ev.cp.*.rejected.>",
+    "ev.cp.*.conn.>",
+    "ev.cp.*.cert.>",
+    "ev.gw.>",
+    "ev.admin.>",
+    "ev.clock.>",
+    "ev.wallet.>",
+    "ev.integrity.>",
+    "ev.session.>",
+)
 
 # Plain ids pass through untouched so subjects stay readable; everything else, including
 # the escape character itself, becomes ~XX per UTF-8 byte, which keeps the mapping injective.

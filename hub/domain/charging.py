@@ -110,7 +110,7 @@ MAX_ONGOING: Final = 64
 MAX_PENDING: Final = 10_000
 
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
-_ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
+ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
 _READ: Final = frozenset(
     {"StatusNotification", "MeterValues", "StopTransaction", "SecurityEventNotification"}
 )
@@ -134,8 +134,8 @@ def reads(event: Event) -> bool:
     Heartbeats, answers no meaning depends on, and actions no fact is made of."""
     if isinstance(event, OcppFrame):
         if event.direction == "in" and event.message_type == "CALL":
-            return event.action in _ANSWERED or event.action in _READ
-        return event.direction == "out" and event.action in _ANSWERED
+            return event.action in ANSWERED or event.action in _READ
+        return event.direction == "out" and event.action in ANSWERED
     return isinstance(event, _READ_EVENTS)
 
 
@@ -382,7 +382,7 @@ class Charging:
     def _frame(self, frame: OcppFrame) -> None:
         cp = frame.charge_point_id
         if frame.direction == "in" and frame.message_type == "CALL":
-            if frame.action in _ANSWERED:
+            if frame.action in ANSWERED:
                 pending = self.state.pending
                 pending[key(cp, frame.unique_id)] = PendingCall(
                     action=frame.action, payload=bytes(frame.payload).decode(), seq=self._seq
@@ -405,7 +405,7 @@ class Charging:
                 case PayloadError():
                     self._problem(cp, f"{frame.action}: {request}")
             return
-        if frame.direction == "out" and frame.action in _ANSWERED:
+        if frame.direction == "out" and frame.action in ANSWERED:
             pending_call = self.state.pending.pop(key(cp, frame.unique_id), None)
             if pending_call is None or frame.message_type != "CALLRESULT":
                 return

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 import msgspec
+import nats.errors
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
 
-from hub.bus import connect, ensure_stream
+from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
 from hub.domain.refusals import Refused
 from hub.fanout.broker import Broker, Forbidden
@@ -28,6 +30,7 @@ from hub.fanout.live import Live
 from hub.fanout.translate import iso
 from hub.follower import Follower
 from hub.gc_policy import gc_policy
+from hub.subjects import MEANINGFUL
 from hub.tokens import AuthError, Scope, Verifier, ensure_secret
 from schemas.events import Event
 from schemas.ui import Error, Subscribe, Unsubscribe, decode_client
@@ -45,6 +48,9 @@ NATS_URL: Final = web.AppKey("nats_url", str)
 BROKER: Final = web.AppKey("broker", Broker)
 VERIFIER: Final = web.AppKey("verifier", Verifier)
 READY: Final = web.AppKey("ready", asyncio.Event)
+# The stream's last sequence, looked up when a client resumes past what the fold reached.
+StreamEnd = Callable[[], Awaitable[int]]
+STREAM_END: Final[web.AppKey[StreamEnd]] = web.AppKey("stream_end")
 
 _json: Final = msgspec.json.Encoder()
 
@@ -137,6 +143,22 @@ async def answer_http_errors_without_cycles(
 # -- the stream --------------------------------------------------------------------------------
 
 
+async def _stream_end(connection: Connection, stream: str) -> int:
+    info = await connection.js.stream_info(stream)
+    return int(info.state.last_seq)
+
+
+async def _learn_end(app: web.Application, since: int | None) -> None:
+    """A client resumes after a sequence the fold has not reached: the stream may hold it
+    (an answer the follower does not read, or an event it has not read yet), which one
+    look at the stream tells; nothing else asks NATS on a client's behalf."""
+    live = app[BROKER].live
+    if since is None or since <= max(live.seq, live.stream_end) or STREAM_END not in app:
+        return
+    with contextlib.suppress(nats.errors.Error, TimeoutError):
+        live.stream_end = max(live.stream_end, await app[STREAM_END]())
+
+
 async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     fanout = settings.fanout
@@ -161,8 +183,10 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
                 broker.live.skipped(seq)
 
         follower = Follower(
-            connection, settings.stream.name, ["ev.>"], on_event, name="fanout", start_seq=start
+            connection, settings.stream.name, MEANINGFUL, on_event, name="fanout", start_seq=start
         )
+        stream_end: StreamEnd = functools.partial(_stream_end, connection, settings.stream.name)
+        app[STREAM_END] = stream_end
         await follower.start()
         try:
             log.info(
@@ -346,6 +370,7 @@ async def _serve(request: web.Request, charge_point_id: str | None) -> web.WebSo
     broker.add(client)
     try:
         since = _since(request, client)
+        await _learn_end(request.app, since)
         if charge_point_id is not None:
             try:
                 broker.subscribe(client, [charge_point_id], since)
@@ -415,6 +440,7 @@ async def _read(
         strikes = 0
         match request_message:
             case Subscribe(chargers=chargers, since=since):
+                await _learn_end(request.app, since)
                 try:
                     broker.subscribe(
                         client, chargers, since if since is not None else since_default

@@ -44,6 +44,9 @@ class Live:
         self._history_size = max(1, history_per_charger)
         self.first_seq = 0  # the first stream sequence this instance folded
         self.seq = 0  # the last one the stream has reached here, folded or skipped
+        # The stream's last sequence as last looked up: the follower reads only what it
+        # folds (hub.subjects.MEANINGFUL), so the stream may end past ``seq``.
+        self.stream_end = 0
         self._skipped_upto = 0  # the last one the replay skipped: no history up to it
         # What the stream means, for every charger: transactions, their curves and tariffs.
         # Read (never changed) by translate and snapshots.
@@ -95,13 +98,13 @@ class Live:
             return False
         if self.first_seq and since < self.first_seq - 1:
             return False
-        if since > self.seq:
+        if since > max(self.seq, self.stream_end):
             return False  # a sequence this stream never reached: nothing would ever follow
         return all(since >= self._evicted_upto.get(cp, 0) for cp in chargers)
 
     def resume_error(self, since: int) -> Error:
         """What a client that cannot resume after ``since`` is told, before fresh snapshots."""
-        if since > self.seq:
+        if since > max(self.seq, self.stream_end):
             return Error(
                 code="resume_beyond_end",
                 message=f"cannot resume after seq {since}: the stream here ends at seq "

@@ -10,10 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.domain.charging import ANSWERED, reads
+from hub.domain.policy import Policy
+from hub.fanout.live import Live
 from hub.subjects import (
     ADMIN_WILDCARD,
     EVENTS_WILDCARD,
     MAX_ACTION_TOKEN,
+    MEANINGFUL,
     action_token,
     charger_subject,
     decode_token,
@@ -33,6 +37,9 @@ from schemas.events import (
     IdTagUpserted,
     OcppFrame,
 )
+from tests.unit.agreement import CHARGERS
+from tests.unit.test_agreement import run, setup
+from tests.unit.test_events_golden import golden_samples
 
 # Everything a charger id can contain once it got past the handshake (printable, up to 48),
 # plus the characters that would break a NATS subject and the encoding's own escape character.
@@ -322,3 +329,44 @@ def test_the_subject_of_any_charger_frame_fits_a_nats_control_line() -> None:
         if isinstance(event, OcppFrame):
             event = msgspec.structs.replace(event, action="\U0001f600" * 100_000)
         assert len(subject_for(event).encode()) < 1024
+
+
+def test_meaningful_subjects_hold_every_event_but_answers_no_fold_reads() -> None:
+    for tag, event in golden_samples().items():
+        kept = any(matches(pattern, subject_for(event)) for pattern in MEANINGFUL)
+        answer = isinstance(event, OcppFrame) and event.direction == "out"
+        assert kept == (not answer or event.action in ANSWERED), tag
+        if reads(event):
+            assert kept, f"{tag}: the charging domain reads it"
+    heartbeat = msgspec.structs.replace(
+        golden_samples()["ocpp.frame"], direction="out", action="Heartbeat"
+    )
+    assert not any(matches(pattern, subject_for(heartbeat)) for pattern in MEANINGFUL)
+
+
+def test_the_fan_out_makes_the_same_of_the_meaningful_events_as_of_all() -> None:
+    hub, chargers = setup(Policy(actions={}))
+    run(
+        hub,
+        chargers,
+        [
+            ("start", 0, 1, "POST", None),
+            ("meter", 0, 1, 500, 5, False),
+            ("start", 1, 1, "PRE", -1),
+            ("meter", 1, 1, 300, 5, True),
+            ("reboot", 0, 2),
+            ("stop", 0, 1),
+            ("flush", 1),
+            ("wait", 31),
+            ("stray", 1, 2, 7, 0),
+        ],
+    )
+    filtered = Live(history_per_charger=100_000)
+    messages = []
+    for seq, event in enumerate(hub.events, start=1):
+        if any(matches(pattern, subject_for(event)) for pattern in MEANINGFUL):
+            messages += filtered.fold(event, seq)
+    assert messages == hub.messages
+    for cp in CHARGERS:
+        whole, meaningful = hub.live.snapshot(cp, hub.now), filtered.snapshot(cp, hub.now)
+        assert msgspec.structs.replace(meaningful, seq=0) == msgspec.structs.replace(whole, seq=0)
