@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     _ca_commands(commands, common)
 
     fanout_cli.add_commands(commands, common)
+    gateway = commands.add_parser(
+        "gateway", parents=[common], help="run only a gateway against HUB_NATS_URL"
+    )
+    _gateway_flags(gateway)
     commands.add_parser(
         "project", parents=[common], help="run only the projections against HUB_NATS_URL"
     )

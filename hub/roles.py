@@ -1,6 +1,8 @@
-"""``hub project`` and ``hub supervise``: the projections and the supervisor, each a role
-that runs in a process of its own against a NATS URL; ``hub up`` starts one child of each
-(``hub.children``) beside its own process, which answers the chargers.
+"""``hub gateway``, ``hub project`` and ``hub supervise``: the gateway, the projections and the
+supervisor, each a role that runs in a process of its own against a NATS URL (``hub fanout``
+is the fourth). ``hub up`` runs the gateway in its own process and starts one child of each
+other role (``hub.children``) beside it. Several gateways may run side by side against one
+NATS; each takes its own gateway id.
 
 Both only follow the stream and write back to it (rows to ClickHouse, derived events and
 commands to NATS); neither answers a charger. In the gateway's process their folds and
@@ -24,30 +26,36 @@ from hub.children import ChildProcess, hub_command, until_stopped
 from hub.config import Settings
 from hub.gc_policy import gc_policy
 from hub.nats_server import redacted
-from hub.runtime import running_hub_url
+from hub.runtime import running_gateway, running_hub_url
 from hub.supervisor.service import running_supervisor
 from projections.service import running_projections
 
 
 @contextlib.asynccontextmanager
-async def _project(settings: Settings, nats_url: str) -> AsyncIterator[None]:
-    async with running_projections(settings, nats_url):
-        yield
+async def _gateway(settings: Settings, nats_url: str) -> AsyncIterator[str]:
+    async with running_gateway(settings, nats_url) as gateway:
+        yield f"ws://{settings.gateway.host}:{gateway.port}/ocpp/{{chargePointId}} "
 
 
 @contextlib.asynccontextmanager
-async def _supervise(settings: Settings, nats_url: str) -> AsyncIterator[None]:
+async def _project(settings: Settings, nats_url: str) -> AsyncIterator[str]:
+    async with running_projections(settings, nats_url):
+        yield ""
+
+
+@contextlib.asynccontextmanager
+async def _supervise(settings: Settings, nats_url: str) -> AsyncIterator[str]:
     async with (
         event_backbone(settings, nats_url, name="hub-supervisor") as (connection, store),
         running_supervisor(connection, store, settings),
     ):
-        yield
+        yield ""
 
 
-# A role: what runs in its process while it is up.
-Run = Callable[[Settings, str], contextlib.AbstractAsyncContextManager[None]]
+# A role: what runs in its process while it is up; it yields what its ready line tells.
+Run = Callable[[Settings, str], contextlib.AbstractAsyncContextManager[str]]
 
-ROLES: Final[dict[str, Run]] = {"project": _project, "supervise": _supervise}
+ROLES: Final[dict[str, Run]] = {"gateway": _gateway, "project": _project, "supervise": _supervise}
 
 
 def ready(role: str) -> str:
@@ -55,14 +63,14 @@ def ready(role: str) -> str:
 
 
 def enabled(settings: Settings) -> list[str]:
-    """The roles ``hub up`` starts: those its settings leave on."""
+    """The roles ``hub up`` starts as children: those its settings leave on."""
     on = {"project": settings.projections.enabled, "supervise": settings.supervisor.enabled}
-    return [role for role in ROLES if on[role]]
+    return [role for role, wanted in on.items() if wanted]
 
 
 async def role_main(role: str, settings: Settings, nats_url: str) -> int:
-    async with until_stopped() as stop, gc_policy(), ROLES[role](settings, nats_url):
-        print(f"{ready(role)}nats {redacted(nats_url)}", flush=True)
+    async with until_stopped() as stop, gc_policy(), ROLES[role](settings, nats_url) as where:
+        print(f"{ready(role)}{where}nats {redacted(nats_url)}", flush=True)
         await stop.wait()
     return 0
 

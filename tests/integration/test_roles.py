@@ -1,0 +1,89 @@
+"""Each part of the hub runs alone against a NATS URL: two gateways side by side, the
+projections and the supervisor, as a deployment that scales the gateway would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ocpp.v16 import call
+
+from hub.nats_server import EmbeddedNats
+from schemas.events import OcppFrame
+from tests.integration.helpers import HUB_CLI, ocpp_charger, stored_events
+
+READY_WITHIN_S = 60
+
+
+@contextlib.asynccontextmanager
+async def role(
+    name: str, data_dir: Path, nats_url: str, *flags: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``hub NAME`` against ``nats_url``; yields the process and its ready line, and stops it
+    with SIGTERM as an orchestrator would, expecting a clean exit."""
+    process = await asyncio.create_subprocess_exec(
+        *HUB_CLI,
+        name,
+        "--data-dir",
+        str(data_dir),
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "HUB_NATS_URL": nats_url},
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(READY_WITHIN_S):
+            while not (line := (await process.stdout.readline()).decode()).startswith(
+                f"{name} ready: "
+            ):
+                assert line, f"hub {name} exited before it was ready"
+        yield process, line
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await process.wait()
+        assert code == 0, f"hub {name} exited with {code}"
+
+
+def gateway_port(ready_line: str) -> int:
+    match = re.search(r"ws://127\.0\.0\.1:(\d+)/ocpp/", ready_line)
+    assert match, ready_line
+    return int(match.group(1))
+
+
+async def test_two_gateways_side_by_side_store_into_one_stream(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    gateway_flags = ("--host", "127.0.0.1", "--port", "0", "--allow-unknown-chargers")
+    async with (
+        role("gateway", tmp_path / "a", nats_server.url, *gateway_flags) as (_, first),
+        role("gateway", tmp_path / "b", nats_server.url, *gateway_flags) as (_, second),
+    ):
+        for port, charger in ((gateway_port(first), "CP-A"), (gateway_port(second), "CP-B")):
+            async with ocpp_charger(port, charger) as cp:
+                answer = await cp.call(
+                    call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                assert answer.status == "Accepted"
+    frames = [e for _, e in await stored_events(nats_server.url) if isinstance(e, OcppFrame)]
+    boots = {(f.charge_point_id, f.direction) for f in frames if f.action == "BootNotification"}
+    assert boots == {("CP-A", "in"), ("CP-A", "out"), ("CP-B", "in"), ("CP-B", "out")}
+    gateways = {f.gateway_id for f in frames}
+    assert len(gateways) == 2, "each gateway takes an id of its own"
+
+
+async def test_the_projections_and_the_supervisor_start_alone(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    async with (
+        role("project", tmp_path, nats_server.url) as (_, projecting),
+        role("supervise", tmp_path, nats_server.url) as (_, supervising),
+    ):
+        assert "nats " in projecting and "nats " in supervising
