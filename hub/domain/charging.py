@@ -97,7 +97,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 4
+STATE_VERSION: Final = 5
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -105,6 +105,9 @@ KEEP_ENDED: Final = 20_000
 MAX_CONNECTORS: Final = 256
 # Transactions ongoing at once on one charger; a newer one beyond ends the oldest.
 MAX_ONGOING: Final = 64
+# Transactions a newer start superseded, kept per connector with when they were superseded:
+# a charger that rebooted flushes their queued messages (stamped -1) after the new start.
+KEEP_SUPERSEDED: Final = 4
 # CALLs waiting for the hub's answer (a charger that never gets one leaves its CALL here);
 # the oldest beyond this many go.
 MAX_PENDING: Final = 10_000
@@ -162,6 +165,9 @@ class Connector(msgspec.Struct, kw_only=True):
     # The key of the transaction open on it ("" if none), and when that last changed.
     open: str = ""
     open_changed_at: int = 0
+    # The latest transactions a newer start superseded here, oldest first: (key, the
+    # charger's time of the start that superseded it).
+    superseded: list[tuple[str, int]] = []
 
 
 class Charger(msgspec.Struct, kw_only=True):
@@ -506,6 +512,10 @@ class Charging:
         if current is not None and current.ongoing and (current.start_ms or 0) <= start_ms:
             # A newer start on a busy connector: the charger restarted or lost the Stop.
             self._end(current, "superseded", f"superseded by {transaction_id}")
+            connector.superseded = [
+                *connector.superseded[1 - KEEP_SUPERSEDED :],
+                (key(cp, current.session), start_ms),
+            ]
         session = self._open(cp, str(transaction_id), transaction_id, start_ms)
         session.connector_id = request.connector_id
         session.id_tag = request.id_tag
@@ -629,6 +639,26 @@ class Charging:
         self._started(session)
         return session
 
+    def _superseded_at(
+        self, cp: str, connectors: Sequence[Connector], transaction_id: TransactionId, at_ms: int
+    ) -> Session | None:
+        """The transaction a newer start superseded that was open at ``at_ms``: where a
+        message for an id the hub never issued belongs when it is older than what is open
+        now (a rebooted charger flushes the old transaction's queue after the new start).
+        Its interval ends where the newer one's begins, so no open transaction competes."""
+        if key(cp, transaction_id) in self.state.sessions:
+            return None  # an id the hub issued names its transaction
+        for connector in connectors:
+            for session_key, until_ms in reversed(connector.superseded):
+                session = self.state.sessions.get(session_key)
+                if session is None or session.start_ms is None:
+                    continue
+                if session.start_ms <= at_ms < until_ms:
+                    self.state.aliases[key(cp, transaction_id)] = session_key
+                    self._flag(session, "unknown_transaction_id", transaction_id)
+                    return session
+        return None
+
     def _open_on_charger(self, cp: str) -> list[str]:
         charger = self.state.chargers.get(cp)
         if charger is None:
@@ -645,8 +675,12 @@ class Charging:
                 if at is not None:
                     at_ms = at
                     break
-            open_key = self.charger(cp).connector(request.connector_id).open
-            session = self._resolve(cp, transaction_id, [open_key] if open_key else [], at_ms)
+            connector = self.charger(cp).connector(request.connector_id)
+            session = self._superseded_at(cp, [connector], transaction_id, at_ms)
+            if session is None:
+                open_key = connector.open
+                candidates = [open_key] if open_key else []
+                session = self._resolve(cp, transaction_id, candidates, at_ms)
             if session is None:
                 session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
         self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
@@ -721,7 +755,10 @@ class Charging:
     def _stop(self, cp: str, request: StopTransactionRequest) -> None:
         stop_ms = self._charger_time(cp, "stop", request.timestamp)
         tx = request.transaction_id
-        session = self._resolve(cp, tx, self._open_on_charger(cp), stop_ms)
+        connectors = list(self.charger(cp).connectors.values())
+        session = self._superseded_at(cp, connectors, tx, stop_ms)
+        if session is None:
+            session = self._resolve(cp, tx, self._open_on_charger(cp), stop_ms)
         if session is None:
             session = self._orphan(cp, 0, tx, stop_ms)
         reason = request.reason if isinstance(request.reason, str) else "Local"

@@ -94,6 +94,33 @@ def test_a_late_stop_corrects_a_superseded_transaction() -> None:
     assert session is not None and (session.state, session.meter_stop) == ("completed", 6000.0)
 
 
+def test_a_rebooted_chargers_queue_stamped_minus_one_belongs_to_the_superseded_transaction() -> (
+    None
+):
+    b = Builder()
+    old = b.start("CP", 1, "2026-11-22T10:00:00Z", 0)
+    # Offline: the charger queued its readings and its Stop under -1, rebooted, started again,
+    # and flushed the queue only then (queued status before queued transactions).
+    new = b.start("CP", 1, "2026-11-22T12:00:00Z", 7_000)
+    b.meter("CP", 1, -1, "2026-11-22T11:30:00Z", 6_500)
+    b.meter("CP", 1, -1, "2026-11-22T10:30:00Z", 5_000)
+    b.stop("CP", -1, "2026-11-22T11:45:00Z", 6_800)
+    charging, facts = fold(b)
+    metered = [f for f in of(facts, TransactionMetered) if isinstance(f, TransactionMetered)]
+    assert [m.session for m in metered] == [str(old), str(old)]
+    ends = [f for f in of(facts, TransactionEnded) if isinstance(f, TransactionEnded)]
+    assert [(e.session, e.reason, e.corrected) for e in ends] == [
+        (str(old), "superseded", False),
+        (str(old), "stopped", True),
+    ]
+    session = charging.session_of("CP", old)
+    assert session is not None and session.curve()[-1] == (session.stop_ms, 6800.0)
+    # No transaction of its own for the queue, and the new one is untouched and open.
+    assert sorted(charging.state.sessions) == sorted([key("CP", old), key("CP", new)])
+    current = charging.session_of("CP", new)
+    assert current is not None and current.ongoing and current.points == []
+
+
 def test_a_retried_stop_means_nothing_new() -> None:
     b = Builder()
     tx = b.start("CP", 1, "2026-11-22T10:00:00Z", 0)
