@@ -126,14 +126,20 @@ def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound
         return _unhandled_action(version, parsed)
     request = ocpp.validate_call(version, parsed.action, parsed.payload)
     if isinstance(request, ocpp.PayloadError):
-        return Malformed(
-            "schema_violation",
-            request.code,
-            request.description,
-            unique_id=parsed.unique_id,
-            action=parsed.action,
-        )
+        return _violation(request, parsed)
     return ValidCall(parsed, request)
+
+
+def _violation(error: ocpp.PayloadError, frame: Call | Send) -> Malformed:
+    """A payload that breaks its action's schema; answered only if it was a CALL."""
+    return Malformed(
+        "schema_violation",
+        error.code,
+        error.description,
+        unique_id=frame.unique_id,
+        action=frame.action,
+        answerable=isinstance(frame, Call),
+    )
 
 
 def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malformed:
@@ -176,16 +182,7 @@ def _checked_send(version: OcppVersion, send: Send) -> Send | Malformed:
     if send.action not in ocpp.known_actions(version):
         return send
     checked = ocpp.validate_call(version, send.action, send.payload)
-    if isinstance(checked, ocpp.PayloadError):
-        return Malformed(
-            "schema_violation",
-            checked.code,
-            checked.description,
-            unique_id=send.unique_id,
-            action=send.action,
-            answerable=False,
-        )
-    return send
+    return _violation(checked, send) if isinstance(checked, ocpp.PayloadError) else send
 
 
 def frame_event(
@@ -282,31 +279,32 @@ def _call_event(link: Link, call: Call, received: Received) -> OcppFrame:
 
 def unanswered(link: Link, inbound: Send | CallResultError, received: Received) -> Exchange:
     """Record a 2.1 SEND or CALLRESULTERROR: an ``ocpp.frame`` and nothing to send back."""
-    if isinstance(inbound, Send):
-        event = frame_event(
-            link,
-            direction="in",
-            message_type="SEND",
-            unique_id=inbound.unique_id,
-            action=inbound.action,
-            payload=inbound.payload,
-            place=str(received.position),
-            received_at=received.at,
-        )
-        return Exchange([event], None, inbound.action, inbound.unique_id, "send")
+    kind: MessageType
+    match inbound:
+        case Send():
+            kind, action, payload, code, description = (
+                "SEND",
+                inbound.action,
+                inbound.payload,
+                "",
+                "",
+            )
+        case CallResultError():
+            kind, action, payload = "CALLRESULTERROR", "", inbound.details
+            code, description = inbound.error_code, inbound.error_description
     event = frame_event(
         link,
         direction="in",
-        message_type="CALLRESULTERROR",
+        message_type=kind,
         unique_id=inbound.unique_id,
-        action="",
-        payload=inbound.details,
+        action=action,
+        payload=payload,
         place=str(received.position),
         received_at=received.at,
-        error_code=inbound.error_code,
-        error_description=inbound.error_description,
+        error_code=code,
+        error_description=description,
     )
-    return Exchange([event], None, "", inbound.unique_id, inbound.error_code)
+    return Exchange([event], None, action, inbound.unique_id, code or kind.lower())
 
 
 def reject(

@@ -26,14 +26,18 @@ from schemas.events import (
     ChargerConnected,
     ChargerRegistered,
     ConnectionRefused,
-    Event,
     FrameRejected,
     OcppFrame,
 )
 from tests.conftest import with_gateway
 from tests.integration.api_helpers import api_client, api_token
 from tests.integration.fanout_helpers import messages_until, ui_socket
-from tests.integration.helpers import charger_events, raw_socket, stored_events
+from tests.integration.helpers import (
+    charger_events,
+    raw_socket,
+    registrations_folded,
+    stored_events,
+)
 from tests.integration.test_credentials import hub_command, ui_port
 
 __all__ = ["ui_port"]  # a fixture: imported for pytest, which finds it here
@@ -133,16 +137,7 @@ async def test_per_charger_versions_by_cli_and_rest_under_one_rule_set(
     gateway: Gateway, nats_server: EmbeddedNats, ui_port: int
 ) -> None:
     url = nats_server.url
-    folded: set[str] = set()
-    both_folded = asyncio.Event()
-
-    def on_registry(event: Event) -> None:
-        if isinstance(event, ChargerRegistered):
-            folded.add(event.charge_point_id)
-            if {"CP-PINNED", "CP-REST"} <= folded:
-                both_folded.set()
-
-    gateway.registry.listeners.append(on_registry)
+    both_folded = registrations_folded(gateway.registry, "CP-PINNED", "CP-REST")
     code, out, err = await hub_command(
         "chargers", "add", "CP-PINNED", "--ocpp-versions", "1.6", "--nats-url", url
     )
