@@ -48,7 +48,13 @@ from hub.ca import DEFAULT_SUBJECT as DEFAULT_CA_SUBJECT
 from hub.ca import CaExists, ca_dir, init_local_ca
 from hub.children import supervised
 from hub.clock import now_ms
-from hub.config import Settings, from_environment, with_client_ca, with_gateway_id
+from hub.config import (
+    Settings,
+    check_ocpp_versions,
+    from_environment,
+    with_client_ca,
+    with_gateway_id,
+)
 from hub.domain.charger_ids import id_problem
 from hub.domain.credentials import BadSecret
 from hub.domain.security_profiles import BadRegistration
@@ -110,6 +116,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("tls_key", "tls_key"),
         ("tls_client_ca", "tls_client_ca"),
         ("gateway_id", "gateway_id"),
+        ("ocpp_versions", "ocpp_versions"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -119,7 +126,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     if vendors := getattr(args, "data_transfer_vendor", None):
         gateway["data_transfer_vendors"] = _vendor_policy(vendors)
     if gateway:
-        changes["gateway"] = msgspec.structs.replace(settings.gateway, **gateway)
+        changes["gateway"] = replaced = msgspec.structs.replace(settings.gateway, **gateway)
+        check_ocpp_versions(replaced, "--ocpp-versions")
     settings = msgspec.structs.replace(settings, **changes)
     settings = fanout_cli.apply_flags(settings, args)
     return with_gateway_id(with_client_ca(settings))
@@ -156,6 +164,12 @@ def _gateway_flags(parser: argparse.ArgumentParser) -> None:
         metavar="VENDOR[:MESSAGE,...]",
         help="accept DataTransfer from this vendorId (only these messageIds if given); "
         "repeatable; without any, every vendor is accepted. The data is kept either way.",
+    )
+    parser.add_argument(
+        "--ocpp-versions",
+        metavar="VERSION,...",
+        help="OCPP versions the gateway negotiates, of 1.6, 2.0.1 and 2.1 (default 1.6; 2.x "
+        "CALLs are answered NotImplemented until their handlers exist)",
     )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
@@ -200,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[0, 1, 2, 3],
         help="how it must authenticate: 0 none, 1 Basic, 2 Basic over TLS, 3 TLS client "
         "certificate (default: Basic if it has a password, else none)",
+    )
+    add.add_argument(
+        "--ocpp-versions",
+        dest="charger_ocpp_versions",
+        metavar="VERSION,...",
+        help="OCPP versions it may connect with, within the gateway's --ocpp-versions "
+        "(default: the gateway's)",
     )
     remove = charger_commands.add_parser("remove", help="unregister a charger", parents=[common])
     remove.add_argument("charge_point_id")
@@ -404,8 +425,13 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
                     f"hub: invalid charge point id {args.charge_point_id!r}: {problem}"
                 )
             password = secrets.token_urlsafe(18) if args.generate_password else args.password
+            listed = args.charger_ocpp_versions
+            versions = listed.split(",") if listed is not None else None
             body = RegistrationBody(
-                password=password, key=args.key, security_profile=args.security_profile
+                password=password,
+                key=args.key,
+                security_profile=args.security_profile,
+                ocpp_versions=versions,
             )
             try:
                 event = registration(
@@ -417,6 +443,8 @@ def admin_event(args: argparse.Namespace) -> tuple[AdminEvent | None, str]:
             message = f"registered {args.charge_point_id}"
             if args.security_profile is not None:
                 message += f" (security profile {args.security_profile})"
+            if event.ocpp_versions:
+                message += f" (OCPP {', '.join(event.ocpp_versions)})"
             if args.generate_password:
                 message += f"\npassword: {password}"
             return event, message

@@ -10,7 +10,9 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from hub.domain.ocpp_versions import DEFAULT_VERSIONS, parse_versions
 from hub.domain.policy import Policy, format_actions, parse_actions, parse_fee_rate
+from hub.domain.security_profiles import BadRegistration
 
 BootPolicy = Literal["accept", "known", "pending"]
 AuthorizePolicy = Literal["accept", "list"]
@@ -52,6 +54,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     ping_timeout_s: float = 30.0
     close_timeout_s: float = 10.0
     require_subprotocol: bool = True
+    # OCPP versions the gateway negotiates, comma-separated (hub.domain.ocpp_versions).
+    ocpp_versions: str = ",".join(DEFAULT_VERSIONS)
     tls_cert: str = ""
     tls_key: str = ""
     # PEM bundle of the CA(s) that sign chargers' client certificates (security profile 3);
@@ -153,6 +157,7 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_HEARTBEAT_INTERVAL": ("gateway", "heartbeat_interval_s"),
     "HUB_MAX_FRAME_BYTES": ("gateway", "max_frame_bytes"),
     "HUB_SECRET_CONFIG_KEYS": ("gateway", "secret_config_keys"),
+    "HUB_OCPP_VERSIONS": ("gateway", "ocpp_versions"),
     "HUB_TLS_CERT": ("gateway", "tls_cert"),
     "HUB_TLS_KEY": ("gateway", "tls_key"),
     "HUB_TLS_CLIENT_CA": ("gateway", "tls_client_ca"),
@@ -223,7 +228,16 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as error:
         raise ValueError(f"invalid environment: {_name_variable(str(error))}") from None
     _check_supervisor(settings.supervisor)
+    check_ocpp_versions(settings.gateway, "HUB_OCPP_VERSIONS")
     return settings
+
+
+def check_ocpp_versions(gateway: GatewaySettings, source: str) -> None:
+    """Refuse at start a version list the gateway could not negotiate with."""
+    try:
+        parse_versions(gateway.ocpp_versions)
+    except BadRegistration as error:
+        raise ValueError(f"invalid {source}: {error.problem}") from None
 
 
 def _check_supervisor(supervisor: SupervisorSettings) -> None:

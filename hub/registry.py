@@ -22,6 +22,7 @@ from schemas.events import (
     IdTagRemoved,
     IdTagStatus,
     IdTagUpserted,
+    OcppVersion,
     PasswordRotationEnded,
     PasswordRotationStarted,
     SecurityProfile,
@@ -46,6 +47,8 @@ class ChargerRecord(msgspec.Struct, frozen=True):
     pending_hash: str = ""
     # As registered; None: by its password if it has one (hub.domain.security_profiles).
     security_profile: SecurityProfile | None = None
+    # OCPP versions it may connect with, within the gateway's; empty: the gateway's.
+    ocpp_versions: tuple[OcppVersion, ...] = ()
 
     @property
     def password_hashes(self) -> tuple[str, ...]:
@@ -92,7 +95,9 @@ class Registry:
             case ChargerRegistered(charge_point_id=cp, password_hash=password_hash):
                 # A registration replaces everything, a rotation under way included.
                 self.chargers[cp] = ChargerRecord(
-                    password_hash, security_profile=event.security_profile
+                    password_hash,
+                    security_profile=event.security_profile,
+                    ocpp_versions=event.ocpp_versions,
                 )
             case ChargerUnregistered(charge_point_id=cp):
                 self.chargers.pop(cp, None)

@@ -14,7 +14,9 @@ SCHEMA_VERSION: Final = 1
 
 OcppVersion = Literal["1.6", "2.0.1", "2.1"]
 Direction = Literal["in", "out"]
-MessageType = Literal["CALL", "CALLRESULT", "CALLERROR"]
+# CALLRESULTERROR (an error answer to a CALLRESULT the other side could not process) and
+# SEND (an unconfirmed message) exist from OCPP 2.1 on; neither is ever answered.
+MessageType = Literal["CALL", "CALLRESULT", "CALLERROR", "CALLRESULTERROR", "SEND"]
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -199,11 +201,13 @@ class ChargerRegistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charg
 
     ``security_profile``: how it must authenticate; None (registrations from before it
     existed, and ones that give none) means by its password if it has one (profile 1 or 2,
-    whichever the gateway serves), else not at all."""
+    whichever the gateway serves), else not at all. ``ocpp_versions``: the OCPP versions it
+    may connect with, within the gateway's (``--ocpp-versions``); empty: the gateway's."""
 
     charge_point_id: str
     password_hash: str = ""
     security_profile: SecurityProfile | None = None
+    ocpp_versions: tuple[OcppVersion, ...] = ()
 
 
 class ChargerUnregistered(_AdminEvent, frozen=True, kw_only=True, tag="admin.charger.unregistered"):

@@ -114,6 +114,8 @@ class Snapshot(_ChargerMessage, frozen=True, kw_only=True, tag="snapshot"):
     # seen), and under profile 3 its client certificate's expiry (ISO 8601 UTC).
     security_profile: int | None = None
     certificate_not_after: str = ""
+    # The OCPP version its latest connection negotiated ("1.6", "2.0.1", "2.1"); "" before any.
+    ocpp_version: str = ""
 
 
 class Status(_ChargerMessage, frozen=True, kw_only=True, tag="status"):
@@ -217,6 +219,7 @@ class Connection(_ChargerMessage, frozen=True, kw_only=True, tag="connection"):
     close_reason: str = ""
     security_profile: int | None = None
     certificate_not_after: str = ""
+    ocpp_version: str = ""
 
 
 class Boot(_ChargerMessage, frozen=True, kw_only=True, tag="boot"):

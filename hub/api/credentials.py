@@ -45,6 +45,7 @@ from hub.domain.credentials import (
     rotation_outcome,
     secret_of,
 )
+from hub.domain.ocpp_versions import parse_versions
 from hub.domain.redaction import REDACTED
 from hub.domain.security_profiles import BadRegistration, check_registration
 from hub.follower import Follower
@@ -56,6 +57,7 @@ from schemas.events import (
     ChargerRegistered,
     CommandRequested,
     Event,
+    OcppVersion,
     PasswordRotationEnded,
     PasswordRotationStarted,
     SecurityProfile,
@@ -76,15 +78,18 @@ class RegistrationBody(
     """``PUT /api/v1/chargers/{chargePointId}/registration``, and ``hub chargers add``: a
     ``password`` (16 to 40 printable characters) or a ``key`` (16 to 20 bytes, as hex), and
     the ``securityProfile`` it must connect with (0 to 3; none: by its password if it has
-    one). A registration replaces the charger's earlier one."""
+    one), and the ``ocppVersions`` it may connect with (of ``1.6``, ``2.0.1``, ``2.1``, within
+    the gateway's; none: the gateway's). A registration replaces the charger's earlier one."""
 
     password: str | None = None
     key: str | None = None
     security_profile: SecurityProfile | None = None
+    ocpp_versions: list[str] | None = None
 
 
 class RegistrationView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """``securityProfile`` null: by its password if it has one (1 or 2), else none (0)."""
+    """``securityProfile`` null: by its password if it has one (1 or 2), else none (0).
+    ``ocppVersions`` empty: whatever the gateway negotiates."""
 
     charge_point_id: str
     event_id: str
@@ -92,6 +97,7 @@ class RegistrationView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     registered_at: int
     security_profile: SecurityProfile | None
     has_password: bool
+    ocpp_versions: list[OcppVersion]
 
 
 class RotationBody(
@@ -147,6 +153,7 @@ def registration(charge_point_id: str, body: RegistrationBody, origin: Origin) -
     elif body.key is not None:
         secret = key_secret(body.key)
     check_registration(body.security_profile, secret is not None)
+    versions = parse_versions(body.ocpp_versions) if body.ocpp_versions is not None else ()
     return ChargerRegistered(
         id=origin.event_id,
         received_at=origin.received_at,
@@ -154,6 +161,7 @@ def registration(charge_point_id: str, body: RegistrationBody, origin: Origin) -
         charge_point_id=charge_point_id,
         password_hash=hash_password(secret.raw) if secret is not None else "",
         security_profile=body.security_profile,
+        ocpp_versions=versions,
     )
 
 
@@ -165,6 +173,7 @@ def registration_view(event: ChargerRegistered) -> RegistrationView:
         registered_at=event.received_at,
         security_profile=event.security_profile,
         has_password=bool(event.password_hash),
+        ocpp_versions=list(event.ocpp_versions),
     )
 
 

@@ -80,6 +80,7 @@ class ChargerState:
     )
     security_profile: int | None = None
     certificate_not_after: str = ""
+    ocpp_version: str = ""
     security_events: deque[SecurityEventView] = field(
         default_factory=lambda: deque(maxlen=MAX_SECURITY_EVENTS)
     )
@@ -130,6 +131,7 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
             if message.state == "connected":
                 state.security_profile = message.security_profile
                 state.certificate_not_after = message.certificate_not_after
+                state.ocpp_version = message.ocpp_version
         case TransactionStarted():
             if len(state.transactions) < MAX_TRANSACTIONS:
                 state.transactions[message.transaction_id] = Readings()
@@ -205,4 +207,5 @@ def snapshot(state: ChargerState, charging: Charging, seq: int, received_at: int
         security_events=list(state.security_events),
         security_profile=state.security_profile,
         certificate_not_after=state.certificate_not_after,
+        ocpp_version=state.ocpp_version,
     )

@@ -99,6 +99,7 @@ def _render(fact: Fact, seq: int, charging: Charging) -> list[ui.ChargerMessage]
                     state="connected",
                     security_profile=fact.security_profile,
                     certificate_not_after=fact.certificate_not_after,
+                    ocpp_version=fact.ocpp_version,
                 )
             ]
         case ChargerDisconnected():

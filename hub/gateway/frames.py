@@ -1,4 +1,7 @@
-"""OCPP-J RPC framing (shared by 1.6, 2.0.1 and 2.1): bytes in, typed frames or a rejection out."""
+"""OCPP-J RPC framing (1.6, 2.0.1 and 2.1): bytes in, typed frames or a rejection out.
+
+The envelope is the same in every version; what differs is which message types exist (2.1
+adds CALLRESULTERROR and SEND) and the names of the error codes (``rpc_code``)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,15 @@ from typing import Final
 
 import msgspec
 
-from schemas.events import RejectionReason
+from schemas.events import OcppVersion, RejectionReason
 
 CALL: Final = 2
 CALLRESULT: Final = 3
 CALLERROR: Final = 4
+# OCPP 2.1 (OCPP-J 2.1 §4.2.4, §4.2.5): an error answer to a CALLRESULT, and an unconfirmed
+# message. Neither is ever answered.
+CALLRESULTERROR: Final = 5
+SEND: Final = 6
 MAX_UNIQUE_ID_LENGTH: Final = 36
 UNREADABLE_ID: Final = "-1"
 # Both sides of RFC 6455 §7.4.1: 1003 refuses data of a kind the endpoint does not accept.
@@ -45,14 +52,32 @@ class CallError(msgspec.Struct, frozen=True, gc=False):
     details: msgspec.Raw
 
 
+class CallResultError(msgspec.Struct, frozen=True, gc=False):
+    """OCPP 2.1: the charger could not process a CALLRESULT the hub sent (``unique_id`` is
+    that of the CALL the result answered)."""
+
+    unique_id: str
+    error_code: str
+    error_description: str
+    details: msgspec.Raw
+
+
+class Send(msgspec.Struct, frozen=True, gc=False):
+    """OCPP 2.1: a message the sender expects no answer to (NotifyPeriodicEventStream)."""
+
+    unique_id: str
+    action: str
+    payload: msgspec.Raw
+
+
 class Malformed(msgspec.Struct, frozen=True, gc=False):
     """A frame we cannot accept; ``unique_id`` is ``-1`` when it could not be read.
 
-    ``answerable`` is False for a broken CALLRESULT or CALLERROR: OCPP-J never answers a
-    result, so such a frame is only recorded. ``close_code``, when set, ends the connection
-    once the frame is recorded. ``echo`` is the id's JSON text when ``unique_id`` had to be
-    made storable (a lone surrogate escape): the CALLERROR repeats the id as the charger
-    wrote it.
+    ``answerable`` is False for a broken CALLRESULT or CALLERROR (and in 2.1 CALLRESULTERROR
+    or SEND): OCPP-J never answers those, so such a frame is only recorded. ``close_code``,
+    when set, ends the connection once the frame is recorded. ``echo`` is the id's JSON text
+    when ``unique_id`` had to be made storable (a lone surrogate escape): the CALLERROR
+    repeats the id as the charger wrote it.
     """
 
     reason: RejectionReason
@@ -65,7 +90,47 @@ class Malformed(msgspec.Struct, frozen=True, gc=False):
     echo: bytes = b""
 
 
-Frame = Call | CallResult | CallError
+Frame = Call | CallResult | CallError | CallResultError | Send
+
+
+def message_types(version: OcppVersion) -> tuple[int, ...]:
+    """The message type ids ``version`` has."""
+    if version == "2.1":
+        return (CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND)
+    return (CALL, CALLRESULT, CALLERROR)
+
+
+def unanswered_types(version: OcppVersion) -> tuple[int, ...]:
+    """Message types never answered, not even to refuse them."""
+    if version == "2.1":
+        return (CALLRESULT, CALLERROR, CALLRESULTERROR, SEND)
+    return (CALLRESULT, CALLERROR)
+
+
+# The 1.6 reasons whose FormationViolation is, in 2.x, a frame that is no valid RPC message
+# at all (OCPP-J 2.0.1 §4.2.3 RpcFrameworkError), rather than a payload that is not well
+# formed (FormatViolation).
+_PAYLOAD_REASONS: Final = frozenset({"schema_violation", "oversized"})
+
+
+def rpc_code(version: OcppVersion, reason: RejectionReason, code: str) -> str:
+    """The error code ``version`` names a refusal by. The gateway decides refusals once, in
+    OCPP-J 1.6's codes; OCPP-J 2.0.1 and 2.1 split 1.6's ``FormationViolation`` into
+    ``RpcFrameworkError`` (not an RPC frame), ``MessageTypeNotSupported`` (a message type id
+    it does not have) and ``FormatViolation`` (a payload not well formed), and spell
+    ``OccurrenceConstraintViolation`` right. Codes already in 2.x spelling stay as they are."""
+    if version == "1.6":
+        return code
+    if code == "OccurenceConstraintViolation":
+        return "OccurrenceConstraintViolation"
+    if code != "FormationViolation":
+        return code
+    if reason == "unknown_message_type":
+        return "MessageTypeNotSupported"
+    if reason in _PAYLOAD_REASONS:
+        return "FormatViolation"
+    return "RpcFrameworkError"
+
 
 _parts: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _int: Final = msgspec.json.Decoder(int)
@@ -74,24 +139,26 @@ _encoder: Final = msgspec.json.Encoder()
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 
 
-def parse(data: bytes) -> Frame | Malformed:
-    """Split one WebSocket message into an OCPP-J frame without looking at the payload's schema."""
+def parse(data: bytes, version: OcppVersion = "1.6") -> Frame | Malformed:
+    """Split one WebSocket message into an OCPP-J frame of ``version`` without looking at the
+    payload's schema. Refusals carry 1.6's codes; ``rpc_code`` names them for ``version``."""
     try:
-        return _parse(data)
+        return _parse(data, version)
     except UnicodeDecodeError as error:
         # msgspec reads strings as UTF-8 and raises this, not a DecodeError. The shell never
         # gets here (websockets fails a text frame that is not UTF-8 with 1007), but the core
         # answers whatever bytes it is given: JSON that is not UTF-8 is not JSON (RFC 8259 §8.1).
-        return _headed(data, f"frame is not UTF-8 text: {error}", "not_json")
+        return _headed(data, version, f"frame is not UTF-8 text: {error}", "not_json")
 
 
-def _parse(data: bytes) -> Frame | Malformed:
+def _parse(data: bytes, version: OcppVersion) -> Frame | Malformed:
+    silent = unanswered_types(version)
     try:
         parts = _parts.decode(data)
     except msgspec.DecodeError:
-        return _undecodable(data)
+        return _undecodable(data, version)
     except RecursionError:
-        return _headed(data, "JSON nested deeper than the gateway reads")
+        return _headed(data, version, "JSON nested deeper than the gateway reads")
     if not parts:
         return Malformed("bad_shape", "FormationViolation", "frame is an empty array")
     unique_id = _read_unique_id(parts)
@@ -109,7 +176,7 @@ def _parse(data: bytes) -> Frame | Malformed:
             "bad_shape",
             "FormationViolation",
             "unique id must be a string",
-            answerable=message_type not in (CALLRESULT, CALLERROR),
+            answerable=message_type not in silent,
         )
     if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
         return Malformed(
@@ -117,22 +184,35 @@ def _parse(data: bytes) -> Frame | Malformed:
             "FormationViolation",
             f"unique id is {len(unique_id)} characters, at most {MAX_UNIQUE_ID_LENGTH} allowed",
             unique_id=unique_id,
-            answerable=message_type not in (CALLRESULT, CALLERROR),
+            answerable=message_type not in silent,
+        )
+    known = message_types(version)
+    if message_type not in known:
+        expected = ", ".join(map(str, known[:-1]))
+        return Malformed(
+            "unknown_message_type",
+            "FormationViolation",
+            f"unknown message type id {message_type}; OCPP {version} has {expected} and "
+            f"{known[-1]}",
+            unique_id=unique_id,
         )
     if message_type == CALL:
         return _call(parts, unique_id)
+    if message_type == SEND:
+        call = _call(parts, unique_id, "SEND")
+        if isinstance(call, Call):
+            return Send(call.unique_id, call.action, call.payload)
+        return msgspec.structs.replace(call, answerable=False)
     if message_type == CALLRESULT:
         if len(parts) != 3:
             return _wrong_length(unique_id, "CALLRESULT", 3, len(parts))
         return CallResult(unique_id, parts[2])
-    if message_type == CALLERROR:
-        return _call_error(parts, unique_id)
-    return Malformed(
-        "unknown_message_type",
-        "FormationViolation",
-        f"unknown message type id {message_type}; expected 2, 3 or 4",
-        unique_id=unique_id,
+    error = _call_error(
+        parts, unique_id, "CALLERROR" if message_type == CALLERROR else "CALLRESULTERROR"
     )
+    if isinstance(error, CallError) and message_type == CALLRESULTERROR:
+        return CallResultError(*msgspec.structs.astuple(error))
+    return error
 
 
 def binary_frame() -> Malformed:
@@ -146,18 +226,18 @@ def binary_frame() -> Malformed:
     )
 
 
-def _undecodable(data: bytes) -> Malformed:
+def _undecodable(data: bytes, version: OcppVersion) -> Malformed:
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError as error:
         if _is_json(data):
             # JSON allows "\ud800" alone; Unicode text, and so the frame, cannot hold it.
-            return _headed(data, f"frame is JSON but not Unicode text: {error}")
+            return _headed(data, version, f"frame is JSON but not Unicode text: {error}")
         return Malformed(
             "not_json",
             "FormationViolation",
             f"frame is not valid JSON: {error}",
-            answerable=_answerable(data),
+            answerable=_answerable(data, version),
         )
     except RecursionError:
         pass
@@ -165,7 +245,7 @@ def _undecodable(data: bytes) -> Malformed:
         "bad_shape",
         "FormationViolation",
         "frame must be a JSON array",
-        answerable=_answerable(data),
+        answerable=_answerable(data, version),
     )
 
 
@@ -188,17 +268,20 @@ _TYPE: Final = re.compile(rb"\s*\[\s*(-?\d{1,18})\s*[,\]]")
 _HEAD: Final = re.compile(rb'\s*\[\s*-?\d{1,18}\s*,\s*("(?:[^"\\]|\\.)*")\s*[,\]]')
 
 
-def _answerable(data: bytes) -> bool:
+def _answerable(data: bytes, version: OcppVersion) -> bool:
     """Whether a frame that cannot be parsed may be answered: not if its head says it is a
-    CALLRESULT or CALLERROR, which OCPP-J never answers, however broken."""
+    CALLRESULT or CALLERROR (or 2.1's CALLRESULTERROR or SEND), which OCPP-J never answers,
+    however broken."""
     kind = _TYPE.match(data)
-    return kind is None or int(kind.group(1)) not in (CALLRESULT, CALLERROR)
+    return kind is None or int(kind.group(1)) not in unanswered_types(version)
 
 
-def _headed(data: bytes, description: str, reason: RejectionReason = "bad_shape") -> Malformed:
+def _headed(
+    data: bytes, version: OcppVersion, description: str, reason: RejectionReason = "bad_shape"
+) -> Malformed:
     """A frame that is an OCPP-J array at its head but cannot be taken whole: refused with its
     own unique id when the head shows one, and answered unless it is a result."""
-    answerable = _answerable(data)
+    answerable = _answerable(data, version)
     head = _HEAD.match(data)
     if head is None:
         return Malformed(reason, "FormationViolation", description, answerable=answerable)
@@ -254,9 +337,9 @@ def _wrong_length(unique_id: str, kind: str, expected: int, actual: int) -> Malf
     )
 
 
-def _call(parts: list[msgspec.Raw], unique_id: str) -> Call | Malformed:
+def _call(parts: list[msgspec.Raw], unique_id: str, kind: str = "CALL") -> Call | Malformed:
     if len(parts) != 4:
-        return _wrong_length(unique_id, "CALL", 4, len(parts))
+        return _wrong_length(unique_id, kind, 4, len(parts))
     try:
         action = _str.decode(parts[2])
     except msgspec.DecodeError:
@@ -266,9 +349,9 @@ def _call(parts: list[msgspec.Raw], unique_id: str) -> Call | Malformed:
     return Call(unique_id, action, parts[3])
 
 
-def _call_error(parts: list[msgspec.Raw], unique_id: str) -> CallError | Malformed:
+def _call_error(parts: list[msgspec.Raw], unique_id: str, kind: str) -> CallError | Malformed:
     if len(parts) != 5:
-        return _wrong_length(unique_id, "CALLERROR", 5, len(parts))
+        return _wrong_length(unique_id, kind, 5, len(parts))
     try:
         code = _str.decode(parts[2])
         description = _str.decode(parts[3])

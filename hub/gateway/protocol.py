@@ -11,7 +11,7 @@ import msgspec
 from hub.domain.redaction import DEFAULT_SECRET_KEYS, SecretKeys, redact_payload, redact_text
 from hub.domain.security_profiles import ClientCertificate
 from hub.gateway import frames, ocpp16
-from hub.gateway.frames import Call, CallError, CallResult, Malformed
+from hub.gateway.frames import Call, CallError, CallResult, CallResultError, Malformed, Send
 from schemas import ocpp
 from schemas.commands import MAX_COMMAND_ID_LENGTH, CommandReply, CommandRequest
 from schemas.events import (
@@ -28,8 +28,12 @@ from schemas.events import (
 )
 from schemas.ocpp.formats import check_formats
 
-SUBPROTOCOLS: Final[dict[str, OcppVersion]] = {"ocpp1.6": "1.6"}
-HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {"1.6": ocpp16.HANDLERS}
+# 2.0.1 and 2.1 answer nothing yet: every CALL gets NotImplemented (_unhandled_action).
+HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {
+    "1.6": ocpp16.HANDLERS,
+    "2.0.1": {},
+    "2.1": {},
+}
 
 _encoder: Final = msgspec.json.Encoder()
 _NO_DETAILS: Final = msgspec.Raw(b"{}")
@@ -74,7 +78,7 @@ class Exchange(msgspec.Struct, frozen=True, gc=False):
     signing: Signing | None = None
 
 
-Inbound = ValidCall | CallResult | CallError | Malformed
+Inbound = ValidCall | CallResult | CallError | CallResultError | Send | Malformed
 
 
 class Received(NamedTuple):
@@ -110,9 +114,11 @@ def inspect(version: OcppVersion, data: bytes, *, max_frame_bytes: int) -> Inbou
 
 
 def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound:
-    parsed = frames.parse(data)
+    parsed = frames.parse(data, version)
     if len(data) > max_frame_bytes:
         return _oversized(parsed, len(data), max_frame_bytes)
+    if isinstance(parsed, Send):
+        return _checked_send(version, parsed)
     if not isinstance(parsed, Call):
         return parsed
     handlers = HANDLERS[version]
@@ -120,14 +126,20 @@ def _inspect(version: OcppVersion, data: bytes, max_frame_bytes: int) -> Inbound
         return _unhandled_action(version, parsed)
     request = ocpp.validate_call(version, parsed.action, parsed.payload)
     if isinstance(request, ocpp.PayloadError):
-        return Malformed(
-            "schema_violation",
-            request.code,
-            request.description,
-            unique_id=parsed.unique_id,
-            action=parsed.action,
-        )
+        return _violation(request, parsed)
     return ValidCall(parsed, request)
+
+
+def _violation(error: ocpp.PayloadError, frame: Call | Send) -> Malformed:
+    """A payload that breaks its action's schema; answered only if it was a CALL."""
+    return Malformed(
+        "schema_violation",
+        error.code,
+        error.description,
+        unique_id=frame.unique_id,
+        action=frame.action,
+        answerable=isinstance(frame, Call),
+    )
 
 
 def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malformed:
@@ -138,13 +150,22 @@ def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malfo
         "FormationViolation",
         f"frame is {size} bytes, the limit is {limit}",
         unique_id=parsed.unique_id,
-        action=parsed.action if isinstance(parsed, Call | Malformed) else "",
+        action=parsed.action if isinstance(parsed, Call | Send | Malformed) else "",
         answerable=waits,
     )
 
 
 def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
-    if call.action in ocpp.known_actions(version):
+    known = call.action in ocpp.known_actions(version)
+    if version != "1.6":
+        # No 2.x CALL is answered yet, whichever side sends it: NotImplemented says the hub
+        # does not implement it, which a charger takes as final (no retries).
+        what = "is not answered by this hub yet" if known else "is unknown"
+        code, description = (
+            "NotImplemented",
+            f"OCPP {version} action {frames.quote(call.action)} {what}",
+        )
+    elif known:
         # A known action, but one only the central system sends (Reset, RemoteStart...).
         code, description = "NotSupported", f"{call.action} is not sent by a charger"
     else:
@@ -152,6 +173,16 @@ def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
     return Malformed(
         "unknown_action", code, description, unique_id=call.unique_id, action=call.action
     )
+
+
+def _checked_send(version: OcppVersion, send: Send) -> Send | Malformed:
+    """A SEND whose payload breaks its action's schema is refused (recorded, never answered).
+    One whose action the version's types do not know is kept as sent: unconfirmed messages
+    are for streams of data, and a type landing later must not turn them into refusals."""
+    if send.action not in ocpp.known_actions(version):
+        return send
+    checked = ocpp.validate_call(version, send.action, send.payload)
+    return _violation(checked, send) if isinstance(checked, ocpp.PayloadError) else send
 
 
 def frame_event(
@@ -246,6 +277,36 @@ def _call_event(link: Link, call: Call, received: Received) -> OcppFrame:
     )
 
 
+def unanswered(link: Link, inbound: Send | CallResultError, received: Received) -> Exchange:
+    """Record a 2.1 SEND or CALLRESULTERROR: an ``ocpp.frame`` and nothing to send back."""
+    kind: MessageType
+    match inbound:
+        case Send():
+            kind, action, payload, code, description = (
+                "SEND",
+                inbound.action,
+                inbound.payload,
+                "",
+                "",
+            )
+        case CallResultError():
+            kind, action, payload = "CALLRESULTERROR", "", inbound.details
+            code, description = inbound.error_code, inbound.error_description
+    event = frame_event(
+        link,
+        direction="in",
+        message_type=kind,
+        unique_id=inbound.unique_id,
+        action=action,
+        payload=payload,
+        place=str(received.position),
+        received_at=received.at,
+        error_code=code,
+        error_description=description,
+    )
+    return Exchange([event], None, action, inbound.unique_id, code or kind.lower())
+
+
 def reject(
     link: Link, malformed: Malformed, received: Received, *, raw_budget: int = frames.RAW_BUDGET
 ) -> Exchange:
@@ -254,6 +315,10 @@ def reject(
     A CALLERROR must not answer a CALLRESULT or CALLERROR (OCPP-J §4.2.3), so a broken or
     unexpected result is only recorded.
     """
+    malformed = msgspec.structs.replace(
+        malformed,
+        error_code=frames.rpc_code(link.ocpp_version, malformed.reason, malformed.error_code),
+    )
     kept = frames.raw_text(received.raw, raw_budget)
     redacted = redact_text(kept.text, link.secret_keys)
     if redacted is not None:
@@ -309,7 +374,9 @@ def unstorable(link: Link, inbound: Inbound, received: Received, why: str) -> Ex
             unique_id, action, waits = call.unique_id, call.action, True
         case Malformed():
             unique_id, action, waits = inbound.unique_id, inbound.action, inbound.answerable
-        case CallResult() | CallError():
+        case Send():
+            unique_id, action, waits = inbound.unique_id, inbound.action, False
+        case CallResult() | CallError() | CallResultError():
             unique_id, action, waits = inbound.unique_id, "", False
     failure = Malformed(
         "internal_error",

@@ -29,11 +29,18 @@ from hub.ca import CertificateAuthority, NoCa
 from hub.clock import now_ms
 from hub.config import GatewaySettings
 from hub.domain.charger_ids import id_problem
+from hub.domain.ocpp_versions import (
+    SUBPROTOCOLS,
+    allowed_versions,
+    negotiate,
+    parse_versions,
+    spoken,
+)
 from hub.domain.redaction import parse_secret_keys
 from hub.domain.security_profiles import ClientCertificate, judge, required_profile
 from hub.gateway import certificates, ocpp16
 from hub.gateway.connection import QUEUE_DEPTH, ChargerConnection
-from hub.gateway.frames import CallError, CallResult, Malformed
+from hub.gateway.frames import CallError, CallResult, CallResultError, Malformed, Send
 from hub.gateway.handshake import (
     BasicCredentials,
     basic_credentials,
@@ -47,7 +54,6 @@ from hub.gateway.handshake import (
 )
 from hub.gateway.lockout import AuthGuard, address_key
 from hub.gateway.protocol import (
-    SUBPROTOCOLS,
     Exchange,
     Inbound,
     Link,
@@ -59,6 +65,7 @@ from hub.gateway.protocol import (
     connection_opened,
     connection_replaced,
     reject,
+    unanswered,
 )
 from hub.logs import Throttle, suppressed_field
 from hub.passwords import first_match
@@ -72,6 +79,7 @@ from schemas.events import (
     ChargerAccepted,
     ConnectionRefused,
     Event,
+    OcppVersion,
     PasswordRotationEnded,
     RefusalReason,
     SecurityProfile,
@@ -93,6 +101,8 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
 
     security_profile: SecurityProfile
     certificate: ClientCertificate | None = None
+    # The OCPP versions it may speak: the gateway's, narrowed by its registration.
+    versions: tuple[OcppVersion, ...] = ()
 
 
 # Refusals answered 403: no password would help, so no Basic challenge either.
@@ -125,6 +135,7 @@ class Gateway:
         # Signs chargers' CSRs (SignCertificate); without one they are refused.
         self.ca: CertificateAuthority = ca or NoCa()
         self.gateway_id = settings.gateway_id
+        self.versions = parse_versions(settings.ocpp_versions)
         self._nats = connection
         self._store = store
         self._txids = txids
@@ -152,7 +163,9 @@ class Gateway:
             self._handle,
             host,
             port,
-            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+            subprotocols=[
+                Subprotocol(name) for name, v in SUBPROTOCOLS.items() if v in self.versions
+            ],
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=HARD_FRAME_LIMIT,
@@ -212,16 +225,18 @@ class Gateway:
 
     # -- handshake ---------------------------------------------------------------------------
 
-    @staticmethod
     def _select_subprotocol(
-        connection: ServerConnection, offered: Sequence[Subprotocol]
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
     ) -> Subprotocol | None:
         # OCPP-J §3.1.2: with no common subprotocol, complete the handshake without one and
-        # close right after, which _handle does; websockets' default would answer 400 instead.
-        for name in SUBPROTOCOLS:
-            if name in offered:
-                return Subprotocol(name)
-        return None
+        # close right after, which _serve does; websockets' default would answer 400 instead.
+        # websockets asks this after _process_request admitted the handshake.
+        chosen = negotiate(offered, self._versions_of(connection))
+        return Subprotocol(chosen) if chosen else None
+
+    def _versions_of(self, connection: ServerConnection) -> tuple[OcppVersion, ...]:
+        admission = self._admissions.get(connection)
+        return admission.versions if admission is not None else self.versions
 
     async def _process_request(
         self, connection: ServerConnection, request: Request
@@ -247,8 +262,11 @@ class Gateway:
             charge_point_id, request.headers, address, certificate
         )
         if refusal is None:
+            record = self.registry.chargers.get(charge_point_id)
             self._admissions[connection] = Admission(
-                security_profile=profile, certificate=certificate if profile == 3 else None
+                security_profile=profile,
+                certificate=certificate if profile == 3 else None,
+                versions=allowed_versions(self.versions, record.ocpp_versions if record else ()),
             )
             return None
         if refusal == "locked_out":
@@ -397,8 +415,15 @@ class Gateway:
         assert charge_point_id is not None  # _process_request refused anything else
         remote = remote_address(websocket)
         subprotocol = websocket.subprotocol
+        admission = self._admissions.pop(websocket, None)
+        assert admission is not None  # _process_request admitted it
         version = SUBPROTOCOLS.get(subprotocol) if subprotocol else None
-        if version is None and not subprotocol and not self.settings.require_subprotocol:
+        if (
+            version is None
+            and not subprotocol
+            and not self.settings.require_subprotocol
+            and "1.6" in admission.versions
+        ):
             version = "1.6"
         if version is None:
             offered = request.headers.get("Sec-WebSocket-Protocol")
@@ -406,7 +431,8 @@ class Gateway:
                 "missing_subprotocol" if not offered else "unsupported_subprotocol"
             )
             await self._refuse(reason, charge_point_id, remote, request)
-            await websocket.close(1002, f"{reason.replace('_', ' ')}; this hub speaks ocpp1.6")
+            speaks = spoken(admission.versions) or "no OCPP version"
+            await websocket.close(1002, f"{reason.replace('_', ' ')}; this hub speaks {speaks}")
             return
         link = Link(
             charge_point_id=charge_point_id,
@@ -429,8 +455,6 @@ class Gateway:
         # While NATS is away the subscription waits in the client and is made on reconnect.
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await self._nats.client.flush(timeout=1)
-        admission = self._admissions.pop(websocket, None)
-        assert admission is not None  # _process_request admitted it
         opened = connection_opened(
             link,
             remote=remote,
@@ -513,6 +537,8 @@ class Gateway:
                 return exchange
             case Malformed():
                 return reject(link, inbound, received)
+            case Send() | CallResultError():
+                return unanswered(link, inbound, received)
             case CallResult() | CallError():
                 # No server-initiated CALL is outstanding (the command API issue adds them).
                 unexpected = Malformed(

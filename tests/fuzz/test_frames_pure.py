@@ -10,9 +10,11 @@ fits a NATS protocol line).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Final
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from bench.fuzz_frames import CENTRAL_ACTIONS, TEXT_MUTATIONS, FuzzFrame, check_answer
 from hub.config import MAX_EVENT_BYTES, GatewaySettings
 from hub.gateway import ocpp16
-from hub.gateway.frames import CallError, CallResult, Malformed
+from hub.gateway.frames import CallError, CallResult, CallResultError, Malformed, Send
 from hub.gateway.protocol import (
     Exchange,
     Link,
@@ -30,10 +32,11 @@ from hub.gateway.protocol import (
     inspect,
     record_answer,
     reject,
+    unanswered,
 )
 from hub.registry import Registry
 from hub.subjects import subject_for
-from schemas.events import Event, FrameRejected, OcppFrame, encode_event
+from schemas.events import Event, FrameRejected, OcppFrame, OcppVersion, encode_event
 from tests.fuzz.strategies import frames, skip_unless_enabled
 
 LIMIT: Final = GatewaySettings().max_frame_bytes
@@ -114,3 +117,73 @@ def test_the_pure_core_answers_every_frame_as_documented(
 ) -> None:
     skip_unless_enabled(mutation)
     check(data.draw(frames(mutation), label="frame"))
+
+
+# OCPP-J 2.0.1 §4.2.3's error codes (2.1 has the same).
+RPC_2X_CODES: Final = frozenset(
+    {
+        "FormatViolation",
+        "GenericError",
+        "InternalError",
+        "MessageTypeNotSupported",
+        "NotImplemented",
+        "NotSupported",
+        "OccurrenceConstraintViolation",
+        "PropertyConstraintViolation",
+        "ProtocolError",
+        "RpcFrameworkError",
+        "SecurityError",
+        "TypeConstraintViolation",
+    }
+)
+_UNANSWERED_IN_2_1: Final = re.compile(rb"\s*\[\s*[56]\s*[,\]]")
+
+
+@pytest.mark.parametrize("version", ["2.0.1", "2.1"])
+@pytest.mark.parametrize("mutation", TEXT_MUTATIONS)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_a_2x_connection_answers_every_frame_in_its_own_codes(
+    version: OcppVersion, mutation: str, data: st.DataObject
+) -> None:
+    """Every 1.6 bad-input class over 2.0.1 and 2.1: no 1.6 spelling ever reaches a 2.x
+    charger, a CALL's answer carries its own id, and results (in 2.1, types 5 and 6 too) are
+    recorded once and never answered."""
+    skip_unless_enabled(mutation)
+    frame = data.draw(frames(mutation), label="frame")
+    link = msgspec.structs.replace(LINK, ocpp_version=version)
+    received = Received(frame.data, AT, 1)
+    inbound = inspect(version, frame.data, max_frame_bytes=LIMIT)
+    assert not isinstance(inbound, ValidCall), "no 2.x CALL is answered yet"
+    if isinstance(inbound, Malformed):
+        result = reject(link, inbound, received)
+    elif isinstance(inbound, Send | CallResultError):
+        result = unanswered(link, inbound, received)
+    else:
+        result, _ = record_answer(link, CENTRAL_ACTIONS[0], inbound, received)
+    silent = frame.kind == "result" or (
+        version == "2.1" and _UNANSWERED_IN_2_1.match(frame.data) is not None
+    )
+    if silent:
+        assert result.reply is None, result.reply
+    else:
+        assert result.reply is not None
+        kind, unique_id, code = json.loads(result.reply)[:3]
+        assert kind == 4 and code in RPC_2X_CODES, result.reply
+        assert unique_id in frame.ids
+    recorded = [
+        e
+        for e in result.events
+        if isinstance(e, FrameRejected) or (isinstance(e, OcppFrame) and e.direction == "in")
+    ]
+    assert len(recorded) == 1
+    for event in result.events:
+        assert publishable(event) is None
+        if isinstance(event, FrameRejected) or (
+            isinstance(event, OcppFrame) and event.direction == "out" and event.error_code
+        ):
+            assert event.error_code in RPC_2X_CODES, event.error_code

@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from hub.bus import EventStore
 from hub.config import Settings
 from hub.passwords import hash_password
+from hub.registry import Registry
 from hub.runtime import event_backbone
 from hub.subjects import charger_subject
 from schemas.events import ChargerRegistered, Event, SecurityProfile, decode_event
@@ -195,6 +196,21 @@ async def register_charger(
                 )
             ],
         )
+
+
+def registrations_folded(registry: Registry, *charge_point_ids: str) -> asyncio.Event:
+    """Set once ``registry`` has folded a registration of every one of ``charge_point_ids``."""
+    folded: set[str] = set()
+    done = asyncio.Event()
+
+    def on_registry(event: Event) -> None:
+        if isinstance(event, ChargerRegistered):
+            folded.add(event.charge_point_id)
+            if folded >= set(charge_point_ids):
+                done.set()
+
+    registry.listeners.append(on_registry)
+    return done
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:

@@ -59,6 +59,7 @@ def test_registering_chargers_and_id_tags_is_remembered(tmp_path: Path) -> None:
         (("chargers", "add", "CP\u20101"), "U+2010 HYPHEN is not allowed"),
         (("chargers", "add", "CP", "--password"), "expected one argument"),
         (("up", "--boot-policy", "sometimes"), "invalid choice"),
+        (("up", "--ocpp-versions", "1.6,2.2"), "invalid --ocpp-versions: unknown OCPP version"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_clear_message(

@@ -22,7 +22,7 @@ from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
-from schemas.events import ChargerConnected, ChargerRegistered, ConnectionRefused, Event
+from schemas.events import ChargerConnected, ChargerRegistered, ConnectionRefused
 from tests.conftest import with_gateway
 from tests.integration.api_helpers import api_client, api_token
 from tests.integration.fanout_helpers import messages_until, ui_socket
@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     charger_events,
     ocpp_charger,
     register_charger,
+    registrations_folded,
     stored_events,
 )
 from tests.integration.test_credentials import hub_command, ui_port
@@ -240,16 +241,7 @@ async def test_the_profile_is_set_by_cli_and_rest_under_one_rule_set(
     gateway: Gateway, nats_server: EmbeddedNats, pki: Pki, ui_port: int
 ) -> None:
     url = nats_server.url
-    folded: set[str] = set()
-    both_folded = asyncio.Event()
-
-    def on_registry(event: Event) -> None:
-        if isinstance(event, ChargerRegistered):
-            folded.add(event.charge_point_id)
-            if {"CP-CLI", "CP-REST"} <= folded:
-                both_folded.set()
-
-    gateway.registry.listeners.append(on_registry)
+    both_folded = registrations_folded(gateway.registry, "CP-CLI", "CP-REST")
     code, out, err = await hub_command(
         "chargers", "add", "CP-CLI", "--security-profile", "3", "--nats-url", url
     )

@@ -105,7 +105,10 @@ function handle(m) {
   const c = m.type === "snapshot" ? null : charger(m.chargePointId);
   switch (m.type) {
     case "snapshot": state.chargers.set(m.chargePointId, m); break;
-    case "connection": c.connected = m.state !== "disconnected"; if (m.state === "connected") c.lastSeen = m.receivedAt; break;
+    case "connection":
+      c.connected = m.state !== "disconnected";
+      if (m.state === "connected") Object.assign(c, { lastSeen: m.receivedAt, ocppVersion: m.ocppVersion });
+      break;
     case "boot": c.boot = m.boot; break;
     case "status": Object.assign(connector(c, m.connectorId), { status: m.status, errorCode: m.errorCode }); break;
     case "meter": {
@@ -209,7 +212,9 @@ function render() {
     const conn = card.querySelector(".conn");
     conn.textContent = c.connected ? "online" : "offline";
     conn.className = "pill conn " + (c.connected ? "on" : "off");
-    card.querySelector(".meta").textContent = c.boot ? `${c.boot.vendor} ${c.boot.model}` : "";
+    const version = c.ocppVersion ? `OCPP ${c.ocppVersion}` : "";
+    card.querySelector(".meta").textContent = [c.boot ? `${c.boot.vendor} ${c.boot.model}` : "", version]
+      .filter(Boolean).join(" · ");
     card.querySelector(".power").textContent = kw(livePower(c));
     card.querySelector(".energy").textContent = kwh(liveEnergy(c));
     const soc = liveSoc(c);
