@@ -118,9 +118,11 @@ def _canonical_json(payload: Payload) -> bytes | ValueError | RecursionError:
         # which are not UTF-8. A byte order mark it skips, and so does this.
         text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8-sig")
         document = json.loads(text)
-        # NaN and infinities encode as null, which every OCPP 1.6 field refuses, as jsonschema
-        # does (the only number fields all carry multipleOf, where the ocpp library fails on
-        # them). Walking the document recurses too: json.loads can read deeper than that.
+        # NaN and infinities encode as null, which every typed field refuses. In 1.6 so does
+        # jsonschema (its number fields all carry multipleOf, where the ocpp library fails on
+        # them); 2.x number fields take them there, and we deliberately do not (they are not
+        # JSON, and would be stored as null). Walking the document recurses too: json.loads
+        # can read deeper than that.
         return msgspec.json.encode(_without_lone_surrogates(document))
     except (ValueError, RecursionError) as error:
         return error
