@@ -43,6 +43,7 @@ from schemas.ocpp import (
     validate_result,
 )
 from schemas.ocpp.errors import Problem, error_code
+from schemas.ocpp.formats import check_formats, format_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OCPP_DIR = Path(ocpp.__file__).parent
@@ -1051,3 +1052,41 @@ FUZZED_V2 = [
 @given(data=st.data())
 def test_hypothesis_agreement_2x(schema: Schema, data: st.DataObject) -> None:
     draw_and_check(schema, data)
+
+
+# --- formats: what the command API checks on top of the types --------------------------------
+
+
+@pytest.mark.parametrize("version", ["2.0.1", "2.1"])
+def test_2x_date_times_are_found_and_checked(version: str) -> None:
+    paths = format_paths(version, "request", "TransactionEvent")
+    assert ((("timestamp",), "date-time")) in paths
+    assert (("meterValue", "*", "timestamp"), "date-time") in paths
+    good = {
+        "eventType": "Started",
+        "timestamp": "2025-01-01T00:00:00Z",
+        "triggerReason": "Authorized",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "t1"},
+        "meterValue": [
+            {"timestamp": "2025-01-01T00:00:00Z", "sampledValue": [{"value": 1}]},
+            {"timestamp": "2025-02-30T00:00:00Z", "sampledValue": [{"value": 2}]},
+        ],
+    }
+    assert isinstance(validate_call(version, "TransactionEvent", dumps(good)), msgspec.Struct)
+    error = check_formats(version, "request", "TransactionEvent", dumps(good))
+    assert error == PayloadError(
+        "PropertyConstraintViolation",
+        "Invalid date-time '2025-02-30T00:00:00Z' - at `$.meterValue[1].timestamp`",
+    )
+    # Every 2.x schema's formats are found, and they are all date-time.
+    found = {
+        fmt
+        for schema in V2_SCHEMAS
+        if schema.version == version
+        for _, fmt in format_paths(version, schema.kind, schema.action)
+    }
+    assert found == {"date-time"}
+    assert format_paths(version, "request", "NotifyPeriodicEventStream") == (
+        ((("basetime",), "date-time"),) if version == "2.1" else ()
+    )
