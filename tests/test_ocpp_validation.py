@@ -789,6 +789,18 @@ def test_each_version_spells_its_own_codes(
         assert result.description.endswith(f" - at `{path}`"), result.description
 
 
+def test_each_version_defines_its_callerror_codes() -> None:
+    shared = {"GenericError", "InternalError", "NotImplemented", "NotSupported", "ProtocolError"}
+    shared |= {"SecurityError", "PropertyConstraintViolation", "TypeConstraintViolation"}
+    v2 = shared | {"FormatViolation", "MessageTypeNotSupported", "RpcFrameworkError"}
+    expected = {
+        "1.6": shared | {"FormationViolation", "OccurenceConstraintViolation"},
+        "2.0.1": v2 | {"OccurenceConstraintViolation"},
+        "2.1": v2 | {"OccurrenceConstraintViolation"},
+    }
+    assert expected == CALLERROR_CODES
+
+
 def test_custom_data_takes_any_vendor_property() -> None:
     payload = (
         b'{"customData": {"vendorId": "com.example", "fleet": {"cars": [1, null]}},'
@@ -983,13 +995,17 @@ FUZZED = [
 ]
 
 
+def fuzz_settings(examples: int) -> Any:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
 @pytest.mark.parametrize("schema", FUZZED, ids=lambda schema: schema.id)
-@settings(
-    max_examples=250,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(250)
 @given(data=st.data())
 def test_hypothesis_agreement(schema: Schema, data: st.DataObject) -> None:
     draw_and_check(schema, data)
@@ -1043,12 +1059,7 @@ FUZZED_V2 = [
 
 
 @pytest.mark.parametrize("schema", FUZZED_V2, ids=lambda schema: schema.id)
-@settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(60)
 @given(data=st.data())
 def test_hypothesis_agreement_2x(schema: Schema, data: st.DataObject) -> None:
     draw_and_check(schema, data)

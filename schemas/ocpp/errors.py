@@ -10,7 +10,7 @@ keep) ``OccurenceConstraintViolation``; 2.0.1 fixed the first but still says ``O
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 
@@ -30,39 +30,6 @@ ErrorCode = Literal[
     "MessageTypeNotSupported",
     "RpcFrameworkError",
 ]
-
-# The codes each version's RPC framework defines (OCPP-J 1.6 §4.2.3; 2.0.1 and 2.1 §4.3).
-# 2.x adds MessageTypeNotSupported (an unknown message type number) and RpcFrameworkError
-# (a frame that is not a valid RPC message, e.g. no readable message id).
-_COMMON: Final = frozenset(
-    {
-        "PropertyConstraintViolation",
-        "TypeConstraintViolation",
-        "NotImplemented",
-        "NotSupported",
-        "ProtocolError",
-        "SecurityError",
-        "GenericError",
-        "InternalError",
-    }
-)
-CALLERROR_CODES: Final[dict[str, frozenset[str]]] = {
-    "1.6": _COMMON | {"FormationViolation", "OccurenceConstraintViolation"},
-    "2.0.1": _COMMON
-    | {
-        "FormatViolation",
-        "OccurenceConstraintViolation",
-        "MessageTypeNotSupported",
-        "RpcFrameworkError",
-    },
-    "2.1": _COMMON
-    | {
-        "FormatViolation",
-        "OccurrenceConstraintViolation",
-        "MessageTypeNotSupported",
-        "RpcFrameworkError",
-    },
-}
 
 # What went wrong, before a version spells it.
 Problem = Literal["format", "occurrence", "type", "property"]
@@ -86,6 +53,19 @@ _SPELLINGS: Final[dict[str, dict[Problem, ErrorCode]]] = {
         "type": "TypeConstraintViolation",
         "property": "PropertyConstraintViolation",
     },
+}
+
+
+# The codes each version's RPC framework defines (OCPP-J 1.6 §4.2.3; 2.0.1 and 2.1 §4.3):
+# the four spelled above, the rest shared, and in 2.x MessageTypeNotSupported (an unknown
+# message type number) and RpcFrameworkError (a frame that is not a valid RPC message, e.g.
+# no readable message id).
+_V2_ONLY: Final = frozenset({"MessageTypeNotSupported", "RpcFrameworkError"})
+_SPELLED: Final = frozenset(code for codes in _SPELLINGS.values() for code in codes.values())
+_SHARED: Final = frozenset(get_args(ErrorCode)) - _V2_ONLY - _SPELLED
+CALLERROR_CODES: Final[dict[str, frozenset[str]]] = {
+    version: _SHARED | set(codes.values()) | (_V2_ONLY if version != "1.6" else frozenset())
+    for version, codes in _SPELLINGS.items()
 }
 
 
