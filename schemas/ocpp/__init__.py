@@ -15,10 +15,11 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.ocpp import v16
-from schemas.ocpp.errors import ErrorCode, PayloadError, classify
+from schemas.ocpp import v16, v21, v201
+from schemas.ocpp.errors import CALLERROR_CODES, ErrorCode, PayloadError, classify
 
 __all__ = [
+    "CALLERROR_CODES",
     "ErrorCode",
     "PayloadError",
     "known_actions",
@@ -28,9 +29,17 @@ __all__ = [
 
 Decoders = Mapping[str, msgspec.json.Decoder[Any]]
 
-# A version slots in by generating its module and adding it here.
-_CALL_DECODERS: Final[Mapping[str, Decoders]] = {"1.6": v16.REQUEST_DECODERS}
-_RESULT_DECODERS: Final[Mapping[str, Decoders]] = {"1.6": v16.RESPONSE_DECODERS}
+# A version slots in by generating its module and adding it here (and its spellings in errors.py).
+_CALL_DECODERS: Final[Mapping[str, Decoders]] = {
+    "1.6": v16.REQUEST_DECODERS,
+    "2.0.1": v201.REQUEST_DECODERS,
+    "2.1": v21.REQUEST_DECODERS,
+}
+_RESULT_DECODERS: Final[Mapping[str, Decoders]] = {
+    "1.6": v16.RESPONSE_DECODERS,
+    "2.0.1": v201.RESPONSE_DECODERS,
+    "2.1": v21.RESPONSE_DECODERS,
+}
 
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
@@ -39,7 +48,7 @@ Payload = bytes | str | msgspec.Raw
 
 
 def validate_call(version: str, action: str, payload: Payload) -> msgspec.Struct | PayloadError:
-    """Decode the payload of a CALL (a request) for ``action``."""
+    """Decode the payload of a CALL (a request) for ``action``; 2.1's SEND too."""
     return _validate(_CALL_DECODERS, version, action, payload)
 
 
@@ -70,12 +79,12 @@ def _validate(
         UnicodeDecodeError,
         RecursionError,
     ) as error:
-        return _retry_as_python_reads_it(decoder, payload, error)
+        return _retry_as_python_reads_it(decoder, payload, error, version)
     return result
 
 
 def _retry_as_python_reads_it(
-    decoder: msgspec.json.Decoder[Any], payload: Payload, error: Exception
+    decoder: msgspec.json.Decoder[Any], payload: Payload, error: Exception, version: str
 ) -> msgspec.Struct | PayloadError:
     """Second opinion on a refused payload, on the document as ``json.loads`` sees it.
 
@@ -88,16 +97,18 @@ def _retry_as_python_reads_it(
     if isinstance(canonical, RecursionError) and isinstance(error, msgspec.ValidationError):
         # Deeper than Python reads back (the parsers' limits depend on the caller's stack):
         # msgspec read far enough to refuse it precisely.
-        return classify(error)
+        return classify(error, version)
     if isinstance(canonical, Exception):
         # Not JSON at all, even if msgspec happened to trip over something else first.
-        return classify(canonical)
+        return classify(canonical, version)
     try:
         result: msgspec.Struct = decoder.decode(canonical)
     except msgspec.ValidationError as retry_error:
         # msgspec's own complaint is the more precise one when it had one (e.g. a number out of
         # float range, which the retry only sees as the null that replaced infinity).
-        return classify(error if isinstance(error, msgspec.ValidationError) else retry_error)
+        return classify(
+            error if isinstance(error, msgspec.ValidationError) else retry_error, version
+        )
     return result
 
 
@@ -107,9 +118,11 @@ def _canonical_json(payload: Payload) -> bytes | ValueError | RecursionError:
         # which are not UTF-8. A byte order mark it skips, and so does this.
         text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8-sig")
         document = json.loads(text)
-        # NaN and infinities encode as null, which every OCPP 1.6 field refuses, as jsonschema
-        # does (the only number fields all carry multipleOf, where the ocpp library fails on
-        # them). Walking the document recurses too: json.loads can read deeper than that.
+        # NaN and infinities encode as null, which every typed field refuses. In 1.6 so does
+        # jsonschema (its number fields all carry multipleOf, where the ocpp library fails on
+        # them); 2.x number fields take them there, and we deliberately do not (they are not
+        # JSON, and would be stored as null). Walking the document recurses too: json.loads
+        # can read deeper than that.
         return msgspec.json.encode(_without_lone_surrogates(document))
     except (ValueError, RecursionError) as error:
         return error

@@ -1,10 +1,11 @@
 """The ``format`` keywords of the OCPP JSON schemas (``date-time``, ``uri``), checked.
 
-The generated types (``v16.py``) take such fields as plain ``str``, as the ocpp library's
-validator does (it has no format checker). The command API checks them on top, so an
-operator's ``"expiryDate": "tomorrow"`` is refused with the field's path before anything is
-stored or sent. Where each format applies is read once per message from the same schema
-files the types were generated from.
+1.6 names both formats; 2.0.1 and 2.1 name only ``date-time`` (38 and 76 fields). The
+generated types (``v16.py``, ``v201.py``, ``v21.py``) take such fields as plain ``str``, as
+the ocpp library's validator does (it has no format checker). The command API checks them
+on top, so an operator's ``"expiryDate": "tomorrow"`` is refused with the field's path
+before anything is stored or sent. Where each format applies is read once per message from
+the same schema files the types were generated from.
 
 ``date-time`` is RFC 3339 §5.6 (JSON Schema's definition): a full date, ``T``, a time with
 optional fractional seconds, and ``Z`` or an offset, e.g. ``2027-01-01T00:00:00Z``. ``uri``
@@ -52,17 +53,26 @@ def is_uri(value: str) -> bool:
 
 
 _CHECKS: Final = {"date-time": is_date_time, "uri": is_uri}
+_MODULES: Final = {"1.6": "v16", "2.0.1": "v201", "2.1": "v21"}
 
 
 @functools.cache
 def format_paths(version: str, kind: Kind, action: str) -> tuple[tuple[Path, str], ...]:
     """Where ``action``'s ``kind`` payload has a format, and which; () if it has none (or the
     version or action is unknown)."""
-    if version != "1.6":
+    module = _MODULES.get(version)
+    if module is None:
         return ()
-    name = f"{action}Response.json" if kind == "response" else f"{action}.json"
-    entry = resources.files("ocpp").joinpath("v16", "schemas", name)
-    if not entry.is_file():
+    directory = resources.files("ocpp").joinpath(module, "schemas")
+    if kind == "response":
+        names = [f"{action}Response.json"]
+    elif version == "1.6":
+        names = [f"{action}.json"]
+    else:
+        # 2.x names requests ...Request.json, except 2.1's SEND NotifyPeriodicEventStream.
+        names = [f"{action}Request.json", f"{action}.json"]
+    entry = next((directory / n for n in names if (directory / n).is_file()), None)
+    if entry is None:
         return ()
     schema = json.loads(entry.read_text(encoding="utf-8-sig"))
     return tuple(_walk(schema, schema.get("definitions", {}), ()))

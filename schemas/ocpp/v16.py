@@ -43,6 +43,55 @@ class _Payload(
     """Options every OCPP payload type shares."""
 
 
+CertificateSignedStatusEnum = Literal["Accepted", "Rejected"]
+CertificateUseEnum = Literal["CentralSystemRootCertificate", "ManufacturerRootCertificate"]
+DeleteCertificateStatusEnum = Literal["Accepted", "Failed", "NotFound"]
+FirmwareStatusEnum = Literal[
+    "Downloaded",
+    "DownloadFailed",
+    "Downloading",
+    "DownloadScheduled",
+    "DownloadPaused",
+    "Idle",
+    "InstallationFailed",
+    "Installing",
+    "Installed",
+    "InstallRebooting",
+    "InstallScheduled",
+    "InstallVerificationFailed",
+    "InvalidSignature",
+    "SignatureVerified",
+]
+GenericStatusEnum = Literal["Accepted", "Rejected"]
+GetInstalledCertificateStatusEnum = Literal["Accepted", "NotFound"]
+HashAlgorithmEnum = Literal["SHA256", "SHA384", "SHA512"]
+InstallCertificateStatusEnum = Literal["Accepted", "Failed", "Rejected"]
+LogEnum = Literal["DiagnosticsLog", "SecurityLog"]
+LogStatusEnum = Literal["Accepted", "Rejected", "AcceptedCanceled"]
+MessageTriggerEnum = Literal[
+    "BootNotification",
+    "LogStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "SignChargePointCertificate",
+    "StatusNotification",
+]
+TriggerMessageStatusEnum = Literal["Accepted", "Rejected", "NotImplemented"]
+UpdateFirmwareStatusEnum = Literal[
+    "Accepted", "Rejected", "AcceptedCanceled", "InvalidCertificate", "RevokedCertificate"
+]
+UploadLogStatusEnum = Literal[
+    "BadMessage",
+    "Idle",
+    "NotSupportedOperation",
+    "PermissionDenied",
+    "Uploaded",
+    "UploadFailure",
+    "Uploading",
+]
+
+
 class CertificateHashData(_Payload, frozen=True, kw_only=True):
     """Nested object of OCPP 1.6 payloads.
 
@@ -50,7 +99,7 @@ class CertificateHashData(_Payload, frozen=True, kw_only=True):
     GetInstalledCertificateIdsResponse.certificateHashData.
     """
 
-    hash_algorithm: Literal["SHA256", "SHA384", "SHA512"]
+    hash_algorithm: HashAlgorithmEnum
     issuer_name_hash: Annotated[str, Meta(max_length=128)]
     issuer_key_hash: Annotated[str, Meta(max_length=128)]
     serial_number: Annotated[str, Meta(max_length=40)]
@@ -391,7 +440,7 @@ class CertificateSignedRequest(_Payload, frozen=True, kw_only=True):
 class CertificateSignedResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``CertificateSigned`` response payload."""
 
-    status: Literal["Accepted", "Rejected"]
+    status: CertificateSignedStatusEnum
 
 
 class ChangeAvailabilityRequest(_Payload, frozen=True, kw_only=True):
@@ -471,7 +520,7 @@ class DeleteCertificateRequest(_Payload, frozen=True, kw_only=True):
 class DeleteCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``DeleteCertificate`` response payload."""
 
-    status: Literal["Accepted", "Failed", "NotFound"]
+    status: DeleteCertificateStatusEnum
 
 
 class DiagnosticsStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
@@ -487,22 +536,14 @@ class DiagnosticsStatusNotificationResponse(_Payload, frozen=True, kw_only=True)
 class ExtendedTriggerMessageRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ExtendedTriggerMessage`` request payload."""
 
-    requested_message: Literal[
-        "BootNotification",
-        "LogStatusNotification",
-        "FirmwareStatusNotification",
-        "Heartbeat",
-        "MeterValues",
-        "SignChargePointCertificate",
-        "StatusNotification",
-    ]
+    requested_message: MessageTriggerEnum
     connector_id: int | UnsetType = UNSET
 
 
 class ExtendedTriggerMessageResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``ExtendedTriggerMessage`` response payload."""
 
-    status: Literal["Accepted", "Rejected", "NotImplemented"]
+    status: TriggerMessageStatusEnum
 
 
 class FirmwareStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
@@ -572,13 +613,13 @@ class GetDiagnosticsResponse(_Payload, frozen=True, kw_only=True):
 class GetInstalledCertificateIdsRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetInstalledCertificateIds`` request payload."""
 
-    certificate_type: Literal["CentralSystemRootCertificate", "ManufacturerRootCertificate"]
+    certificate_type: CertificateUseEnum
 
 
 class GetInstalledCertificateIdsResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetInstalledCertificateIds`` response payload."""
 
-    status: Literal["Accepted", "NotFound"]
+    status: GetInstalledCertificateStatusEnum
     certificate_hash_data: Annotated[list[CertificateHashData], Meta(min_length=1)] | UnsetType = (
         UNSET
     )
@@ -598,7 +639,7 @@ class GetLogRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLog`` request payload."""
 
     log: LogParameters
-    log_type: Literal["DiagnosticsLog", "SecurityLog"]
+    log_type: LogEnum
     request_id: int
     retries: int | UnsetType = UNSET
     retry_interval: int | UnsetType = UNSET
@@ -607,7 +648,7 @@ class GetLogRequest(_Payload, frozen=True, kw_only=True):
 class GetLogResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``GetLog`` response payload."""
 
-    status: Literal["Accepted", "Rejected", "AcceptedCanceled"]
+    status: LogStatusEnum
     filename: Annotated[str, Meta(max_length=255)] | UnsetType = UNSET
 
 
@@ -624,28 +665,20 @@ class HeartbeatResponse(_Payload, frozen=True, kw_only=True):
 class InstallCertificateRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``InstallCertificate`` request payload."""
 
-    certificate_type: Literal["CentralSystemRootCertificate", "ManufacturerRootCertificate"]
+    certificate_type: CertificateUseEnum
     certificate: Annotated[str, Meta(max_length=5500)]
 
 
 class InstallCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``InstallCertificate`` response payload."""
 
-    status: Literal["Accepted", "Failed", "Rejected"]
+    status: InstallCertificateStatusEnum
 
 
 class LogStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``LogStatusNotification`` request payload."""
 
-    status: Literal[
-        "BadMessage",
-        "Idle",
-        "NotSupportedOperation",
-        "PermissionDenied",
-        "Uploaded",
-        "UploadFailure",
-        "Uploading",
-    ]
+    status: UploadLogStatusEnum
     request_id: int | UnsetType = UNSET
 
 
@@ -767,28 +800,13 @@ class SignCertificateRequest(_Payload, frozen=True, kw_only=True):
 class SignCertificateResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignCertificate`` response payload."""
 
-    status: Literal["Accepted", "Rejected"]
+    status: GenericStatusEnum
 
 
 class SignedFirmwareStatusNotificationRequest(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedFirmwareStatusNotification`` request payload."""
 
-    status: Literal[
-        "Downloaded",
-        "DownloadFailed",
-        "Downloading",
-        "DownloadScheduled",
-        "DownloadPaused",
-        "Idle",
-        "InstallationFailed",
-        "Installing",
-        "Installed",
-        "InstallRebooting",
-        "InstallScheduled",
-        "InstallVerificationFailed",
-        "InvalidSignature",
-        "SignatureVerified",
-    ]
+    status: FirmwareStatusEnum
     request_id: int | UnsetType = UNSET
 
 
@@ -808,9 +826,7 @@ class SignedUpdateFirmwareRequest(_Payload, frozen=True, kw_only=True):
 class SignedUpdateFirmwareResponse(_Payload, frozen=True, kw_only=True):
     """OCPP 1.6 ``SignedUpdateFirmware`` response payload."""
 
-    status: Literal[
-        "Accepted", "Rejected", "AcceptedCanceled", "InvalidCertificate", "RevokedCertificate"
-    ]
+    status: UpdateFirmwareStatusEnum
 
 
 class StartTransactionRequest(_Payload, frozen=True, kw_only=True):
