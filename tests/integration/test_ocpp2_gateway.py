@@ -323,7 +323,10 @@ async def test_2_1_callresulterror_and_send_are_recorded_and_never_answered(
 ) -> None:
     async with speaking(gateway.port, "CP-21", "ocpp2.1") as ws:
         await ws.send('[5, "r1", "FormatViolation", "could not read your result", {}]')
-        await ws.send('[6, "s1", "NotifyPeriodicEventStream", {"id": 1, "pending": 0}]')
+        await ws.send(
+            '[6, "s1", "NotifyPeriodicEventStream", {"id": 1, "pending": 0, '
+            '"basetime": "2026-12-02T10:00:00Z", "data": [{"t": 0.5, "v": "230.1"}]}]'
+        )
         await ws.send('[6, "s2", "NotifyPeriodicEventStream"]')  # broken: still unanswered
         await ws.send('[7, "u1", "Heartbeat", {}]')
         async with asyncio.timeout(10):
