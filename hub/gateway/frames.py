@@ -13,6 +13,7 @@ from typing import Final
 import msgspec
 
 from schemas.events import OcppVersion, RejectionReason
+from schemas.ocpp.errors import error_code
 
 CALL: Final = 2
 CALLRESULT: Final = 3
@@ -111,18 +112,20 @@ def unanswered_types(version: OcppVersion) -> tuple[int, ...]:
 # at all (OCPP-J 2.0.1 §4.2.3 RpcFrameworkError), rather than a payload that is not well
 # formed (FormatViolation).
 _PAYLOAD_REASONS: Final = frozenset({"schema_violation", "oversized"})
+_OCCURRENCE: Final = frozenset({"OccurenceConstraintViolation", "OccurrenceConstraintViolation"})
 
 
 def rpc_code(version: OcppVersion, reason: RejectionReason, code: str) -> str:
     """The error code ``version`` names a refusal by. The gateway decides refusals once, in
     OCPP-J 1.6's codes; OCPP-J 2.0.1 and 2.1 split 1.6's ``FormationViolation`` into
     ``RpcFrameworkError`` (not an RPC frame), ``MessageTypeNotSupported`` (a message type id
-    it does not have) and ``FormatViolation`` (a payload not well formed), and spell
-    ``OccurrenceConstraintViolation`` right. Codes already in 2.x spelling stay as they are."""
+    it does not have) and ``FormatViolation`` (a payload not well formed); each version
+    spells the occurrence violation its own way (``schemas.ocpp.errors``: 2.1 spells it
+    right, 2.0.1 keeps 1.6's typo). Codes already in a version's spelling stay as they are."""
     if version == "1.6":
         return code
-    if code == "OccurenceConstraintViolation":
-        return "OccurrenceConstraintViolation"
+    if code in _OCCURRENCE:
+        return error_code(version, "occurrence")
     if code != "FormationViolation":
         return code
     if reason == "unknown_message_type":
