@@ -30,14 +30,20 @@ _PR_SET_PDEATHSIG: Final = 1
 
 # The one user of an embedded server that requires credentials.
 USER: Final = "hub"
-# Constant, so it holds no secret: nats-server reads the two variables from its environment,
-# which only its owner can read (a password on its command line would be visible to all).
-_AUTH_CONFIG: Final = "authorization {\n  user: $HUB_NATS_USER\n  password: $HUB_NATS_PASSWORD\n}\n"
 # An event carries a whole frame (up to the gateway's 1 MiB limit) plus its envelope, and
 # its headers count too: nats-server's own default of 1 MiB would refuse the largest ones.
 _LIMITS_CONFIG: Final = f"max_payload: {MAX_EVENT_BYTES}\n"
 _FIRST_RESTART_DELAY_S: Final = 0.25
 _MAX_RESTART_DELAY_S: Final = 5.0
+
+
+def _auth_config(password: str) -> str:
+    """The credentials in the server's config file (owner-only, as nats.password is), the
+    password a quoted string: given as a variable from the environment, nats-server parsed
+    its value as a token, and one that began with a digit ("1v...", which token_urlsafe
+    makes about one time in six) stopped the server from starting."""
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'authorization {{\n  user: "{USER}"\n  password: "{quoted}"\n}}\n'
 
 
 # Every nats-server this process started and has not seen exit, for ``kill_servers``.
@@ -164,13 +170,12 @@ class EmbeddedNats:
 
     async def _spawn(self, ready_within: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        env: dict[str, str] | None = None
         config = self.store_dir / "hub.conf"
-        if self.password:
-            config.write_text(_LIMITS_CONFIG + _AUTH_CONFIG)
-            env = {**os.environ, "HUB_NATS_USER": USER, "HUB_NATS_PASSWORD": self.password}
-        else:
-            config.write_text(_LIMITS_CONFIG)
+        # Owner-only: it holds the password, as the data directory's nats.password does.
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_LIMITS_CONFIG + (_auth_config(self.password) if self.password else ""))
         auth = ["--config", str(config)]
         self._process = await asyncio.create_subprocess_exec(
             nats_server_binary(),
@@ -185,7 +190,6 @@ class EmbeddedNats:
             *self.extra_args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
             pass_fds=self.keep_fds,
             # Its own session keeps Ctrl-C from stopping it before the gateway has drained;
             # the parent-death signal keeps it from outliving a killed hub.

@@ -19,6 +19,7 @@ import nats.errors
 import pytest
 from ocpp.v16 import call
 
+from hub.nats_server import EmbeddedNats
 from schemas.events import OcppFrame
 from tests.integration.helpers import HUB_CLI, hub_up, ocpp_charger, start_hub_up, stored_events
 
@@ -307,3 +308,23 @@ async def test_a_hub_that_holds_the_data_directory_but_does_not_answer_is_named(
     assert code == 1
     assert "pid 4242 (hub up)" in err and f"nats://127.0.0.1:{nowhere} does not answer" in err
     assert took < 5.0, f"hub chargers list took {took:.1f} s"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "1vQ3kz0_Zx9-WwYy8Tt7Ss6Rr5Qq4Pp3Oo2Nn1Mm0L",  # token_urlsafe begins with a digit 1 in 6
+        "-12345678901234567890",
+        'with "quotes" and \\ backslashes and $HOME',
+    ],
+)
+async def test_any_password_the_data_directory_holds_starts_the_server(
+    tmp_path: Path, password: str
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats", password=password)
+    async with server:
+        client = await nats.connect(server.client_url, connect_timeout=5, allow_reconnect=False)
+        await client.close()
+        wrong = server.url.replace("nats://", "nats://hub:wrong-password@")
+        assert "Authorization Violation" in await refused(wrong)
+    assert (tmp_path / "nats" / "hub.conf").stat().st_mode & 0o077 == 0
