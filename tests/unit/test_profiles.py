@@ -23,6 +23,7 @@ from hub.domain.profiles import (
 )
 from schemas.events import CommandFinished, CommandRequested, OcppFrame
 from tests.projections.scenario import Builder
+from tests.unit.test_charging import fold
 
 _commands = itertools.count(1)
 
@@ -121,15 +122,6 @@ def set_profile(
 
 def clear(b: Builder, status: str = "Accepted", **criteria: Any) -> None:
     command(b, "CP", "ClearChargingProfile", criteria, {"status": status})
-
-
-def fold(b: Builder, charging: Charging | None = None) -> tuple[Charging, list[Fact]]:
-    charging = charging or Charging()
-    facts: list[Fact] = []
-    for seq, event in enumerate(b.events, start=charging.state.last_seq + 1):
-        facts.extend(charging.apply(seq, event))
-    b.events.clear()
-    return charging, facts
 
 
 def held(charging: Charging, cp: str = "CP") -> list[tuple[int, int, str, int]]:
