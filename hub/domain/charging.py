@@ -16,7 +16,9 @@ It alone decides:
   reuses ids after a reboot);
 - that a newer start on a busy connector ends the older transaction (``superseded``);
 - which reading is the energy register (:mod:`hub.domain.meter_values`);
-- which tariff applies: the one in force at the transaction's start.
+- which tariff applies: the one in force at the transaction's start;
+- which charging profiles a charger holds: those the hub set and the charger accepted,
+  less those cleared, replaced, or whose transaction ended (:mod:`hub.domain.profiles`).
 
 State is a plain msgspec value, changed only here, so it snapshots and replays. Nothing
 reads a clock. Consumers read ``state`` (sessions, chargers, tariffs, wallets) as it stands
@@ -30,7 +32,7 @@ from typing import Final
 
 import msgspec
 
-from hub.domain import certificates, energy
+from hub.domain import certificates, energy, profiles
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -42,6 +44,8 @@ from hub.domain.facts import (
     Fact,
     Flag,
     Problem,
+    ProfileCleared,
+    ProfileInstalled,
     Sample,
     SecurityEventReported,
     TransactionEnded,
@@ -53,6 +57,7 @@ from hub.domain.facts import (
     WalletMoved,
 )
 from hub.domain.meter_values import kind_of, value_of
+from hub.domain.profiles import ChargerProfiles, ClearReason, Installed
 from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
 from hub.domain.timeutil import parse_ms
 from hub.domain.wallets import LedgerEntry, Wallets, money
@@ -64,6 +69,8 @@ from schemas.events import (
 )
 from schemas.events import (
     ChargerReplaced,
+    CommandFinished,
+    CommandRequested,
     Event,
     IdTagRemoved,
     IdTagUpserted,
@@ -83,11 +90,17 @@ from schemas.ocpp import PayloadError, validate_call, validate_result
 from schemas.ocpp.v16 import (
     BootNotificationRequest,
     BootNotificationResponse,
+    ClearChargingProfileRequest,
+    ClearChargingProfileResponse,
     DataTransferRequest,
     DataTransferResponse,
+    GetConfigurationRequest,
+    GetConfigurationResponse,
     MeterValue,
     MeterValuesRequest,
     SecurityEventNotificationRequest,
+    SetChargingProfileRequest,
+    SetChargingProfileResponse,
     StartTransactionRequest,
     StartTransactionResponse,
     StatusNotificationRequest,
@@ -97,7 +110,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 5
+STATE_VERSION: Final = 6
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -111,9 +124,16 @@ KEEP_SUPERSEDED: Final = 4
 # CALLs waiting for the hub's answer (a charger that never gets one leaves its CALL here);
 # the oldest beyond this many go.
 MAX_PENDING: Final = 10_000
+# Profiles kept per charger (real ones hold a few dozen at most); beyond, the oldest goes.
+MAX_PROFILES: Final = 1_000
 
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
 ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
+# The hub's CALLs whose answers change what the domain knows of a charger: its profiles, and
+# the configuration keys that limit them. The request is the command's (admin.command.
+# requested, under the CALL's unique id); the answer is the charger's CALLRESULT frame or,
+# for a consumer that follows only admin events, the command's finished event.
+HUB_CALLS: Final = frozenset({"SetChargingProfile", "ClearChargingProfile", "GetConfiguration"})
 _READ: Final = frozenset(
     {"StatusNotification", "MeterValues", "StopTransaction", "SecurityEventNotification"}
 )
@@ -136,9 +156,13 @@ def reads(event: Event) -> bool:
     """Whether the fold reads ``event``: the rest of a stream, about half of it, is
     Heartbeats, answers no meaning depends on, and actions no fact is made of."""
     if isinstance(event, OcppFrame):
-        if event.direction == "in" and event.message_type == "CALL":
-            return event.action in ANSWERED or event.action in _READ
-        return event.direction == "out" and event.action in ANSWERED
+        if event.direction == "in":
+            if event.message_type == "CALL":
+                return event.action in ANSWERED or event.action in _READ
+            return event.action in HUB_CALLS
+        return event.action in ANSWERED
+    if isinstance(event, CommandRequested | CommandFinished):
+        return event.action in HUB_CALLS
     return isinstance(event, _READ_EVENTS)
 
 
@@ -173,6 +197,7 @@ class Connector(msgspec.Struct, kw_only=True):
 class Charger(msgspec.Struct, kw_only=True):
     connected: bool = False
     connection_id: str = ""
+    ocpp_version: str = ""  # its latest connection's
     connected_changed_at: int = 0
     vendor: str = ""
     model: str = ""
@@ -267,6 +292,7 @@ class PendingCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     action: str
     payload: str
     seq: int
+    ocpp_version: str = "1.6"
 
 
 class State(msgspec.Struct, kw_only=True):
@@ -282,6 +308,9 @@ class State(msgspec.Struct, kw_only=True):
     tariffs: list[TariffEntry] = []
     id_tag_limits: dict[str, SessionLimits] = {}  # by ci(id tag): CiString20
     wallets: Wallets = msgspec.field(default_factory=Wallets)
+    # Charging profiles by charger, and the hub's CALLs (HUB_CALLS) awaiting their answer.
+    profiles: dict[str, ChargerProfiles] = {}
+    hub_calls: dict[str, PendingCall] = {}
 
 
 def key(first: object, second: object) -> str:
@@ -318,6 +347,7 @@ class Charging:
             case ConnectedEvent(charge_point_id=cp):
                 charger = self.charger(cp)
                 charger.connected, charger.connection_id = True, event.connection_id
+                charger.ocpp_version = event.ocpp_version
                 charger.connected_changed_at = event.received_at
                 self._facts.append(
                     ChargerConnected(
@@ -376,6 +406,11 @@ class Charging:
             case WalletSettled() | WalletAdjusted():
                 self._moved(state.wallets.apply(event))
                 self._settled(event)
+            case CommandRequested(action=action) if action in HUB_CALLS:
+                self._hub_call(event)
+            case CommandFinished(action=action) if action in HUB_CALLS:
+                answer = event.payload if event.status == "answered" else None
+                self._hub_answer(event.charge_point_id, event.command_id, answer)
             case IntegrityAction(action="close_session", transaction_id=int() as tx):
                 found = self.session_of(event.charge_point_id, tx)
                 if found is not None and found.ongoing:
@@ -387,6 +422,11 @@ class Charging:
 
     def _frame(self, frame: OcppFrame) -> None:
         cp = frame.charge_point_id
+        if frame.direction == "in" and frame.message_type != "CALL":
+            if frame.action in HUB_CALLS:
+                result = frame.payload if frame.message_type == "CALLRESULT" else None
+                self._hub_answer(cp, frame.unique_id, result)
+            return
         if frame.direction == "in" and frame.message_type == "CALL":
             if frame.action in ANSWERED:
                 pending = self.state.pending
@@ -794,6 +834,7 @@ class Charging:
         if was_ongoing:
             self.charger(session.charge_point_id).ongoing.remove(session_key)
             self._forget_later(session_key)
+            self._transaction_profiles_end(session)
         self._facts.append(
             TransactionEnded(
                 seq=self._seq,
@@ -808,6 +849,117 @@ class Charging:
                 corrected=corrected,
             )
         )
+
+    # -- charging profiles -------------------------------------------------------------------
+
+    def _hub_call(self, event: CommandRequested) -> None:
+        cp = event.charge_point_id
+        calls = self.state.hub_calls
+        calls[key(cp, event.command_id)] = PendingCall(
+            action=event.action,
+            payload=bytes(event.payload).decode(),
+            seq=self._seq,
+            ocpp_version=self.charger(cp).ocpp_version or "1.6",
+        )
+        if len(calls) > MAX_PENDING:
+            del calls[next(iter(calls))]
+
+    def _hub_answer(self, cp: str, command_id: str, answer: msgspec.Raw | None) -> None:
+        """The charger answered a CALL of the hub's (None: not with a result). The first
+        answer counts: the CALLRESULT frame, then the command's finished event, say so twice."""
+        call = self.state.hub_calls.pop(key(cp, command_id), None)
+        if call is None or answer is None:
+            return
+        request = validate_call(call.ocpp_version, call.action, call.payload)
+        response = validate_result(call.ocpp_version, call.action, answer)
+        match request, response:
+            case SetChargingProfileRequest(), SetChargingProfileResponse(status="Accepted"):
+                self._profile_set(cp, request)
+            case ClearChargingProfileRequest(), ClearChargingProfileResponse():
+                reason: ClearReason = (
+                    "cleared" if response.status == "Accepted" else "unknown_to_charger"
+                )
+                model = self.state.profiles.get(cp)
+                if model is not None:
+                    model.installed, removed = profiles.split(
+                        model.installed, profiles.clear_of(request)
+                    )
+                    self._profiles_cleared(cp, removed, reason)
+            case GetConfigurationRequest(), GetConfigurationResponse():
+                keys = response.configuration_key
+                if isinstance(keys, list):
+                    model = self._profiles(cp)
+                    model.limits = profiles.limits_of(model.limits, keys)
+            case SetChargingProfileRequest(), SetChargingProfileResponse():
+                pass  # Rejected, NotSupported: the charger holds what it held
+            case _:
+                self._problem(cp, f"{call.action}: undecodable")
+
+    def _profiles(self, cp: str) -> ChargerProfiles:
+        found = self.state.profiles.get(cp)
+        if found is None:
+            found = self.state.profiles[cp] = ChargerProfiles()
+        return found
+
+    def _profile_set(self, cp: str, request: SetChargingProfileRequest) -> None:
+        try:
+            profile = profiles.profile_of(request.cs_charging_profiles)
+        except profiles.Unreadable as error:
+            self._problem(cp, f"SetChargingProfile: {error}")
+            return
+        connector_id = request.connector_id
+        session = ""
+        if profile.purpose == "TxProfile":
+            named = None
+            if profile.transaction_id is not None:
+                named = self.session_of(cp, profile.transaction_id)
+            if named is None:
+                open_key = self.charger(cp).connector(connector_id).open
+                named = self.state.sessions.get(open_key) if open_key else None
+            session = named.session if named is not None and named.ongoing else ""
+        model = self._profiles(cp)
+        new = Installed(
+            connector_id=connector_id, profile=profile, session=session, installed_at=self._at
+        )
+        model.installed, replaced = profiles.install(model.installed, new)
+        if len(model.installed) > MAX_PROFILES:
+            replaced.append(model.installed.pop(0))
+        self._profiles_cleared(cp, replaced, "replaced")
+        self._facts.append(
+            ProfileInstalled(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                connector_id=connector_id,
+                profile=profile,
+                session=session,
+            )
+        )
+
+    def _transaction_profiles_end(self, session: Session) -> None:
+        cp = session.charge_point_id
+        model = self.state.profiles.get(cp)
+        if model is None:
+            return
+        model.installed, ended = profiles.transaction_over(
+            model.installed, session.connector_id, session.session
+        )
+        self._profiles_cleared(cp, ended, "transaction_ended")
+
+    def _profiles_cleared(self, cp: str, gone: list[Installed], reason: ClearReason) -> None:
+        for old in gone:
+            self._facts.append(
+                ProfileCleared(
+                    seq=self._seq,
+                    at=self._at,
+                    charge_point_id=cp,
+                    connector_id=old.connector_id,
+                    profile_id=old.profile.profile_id,
+                    purpose=old.profile.purpose,
+                    stack_level=old.profile.stack_level,
+                    reason=reason,
+                )
+            )
 
     def _forget_later(self, session_key: str) -> None:
         ended = self.state.ended

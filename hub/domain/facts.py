@@ -16,6 +16,7 @@ from typing import Literal
 
 import msgspec
 
+from hub.domain.profiles import ClearReason, Profile, Purpose
 from hub.domain.tariffs import Point
 from hub.domain.wallets import LedgerEntry
 
@@ -194,6 +195,26 @@ class SecurityEventReported(_Fact, frozen=True, kw_only=True, tag="security.even
     critical: bool = False
 
 
+class ProfileInstalled(_Fact, frozen=True, kw_only=True, tag="profile.installed"):
+    """The charger accepted a charging profile (SetChargingProfile) on ``connector_id`` (0:
+    the charger as a whole). A TxProfile names its transaction's ``session``; the profiles it
+    replaced come before it as ``profile.cleared`` (``replaced``)."""
+
+    connector_id: int
+    profile: Profile
+    session: str = ""
+
+
+class ProfileCleared(_Fact, frozen=True, kw_only=True, tag="profile.cleared"):
+    """A charging profile left the charger: cleared, replaced, or its transaction ended."""
+
+    connector_id: int
+    profile_id: int
+    purpose: Purpose
+    stack_level: int
+    reason: ClearReason
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -215,5 +236,7 @@ Fact = (
     | DataTransferred
     | CertificateKnown
     | SecurityEventReported
+    | ProfileInstalled
+    | ProfileCleared
     | Problem
 )
