@@ -43,21 +43,31 @@ def _id_tag_info(id_tag: str, ctx: Context) -> v16.IdTagInfo:
     )
 
 
-def boot_notification(
-    request: v16.BootNotificationRequest, ctx: Context
-) -> v16.BootNotificationResponse:
+def boot_status(ctx: Context) -> Literal["Accepted", "Pending", "Rejected"]:
+    """A BootNotification's answer under the hub's boot policy, in every OCPP version."""
     policy = ctx.settings.boot_policy
-    status: Literal["Accepted", "Pending", "Rejected"]
     if policy == "pending":
         # Pending lasts until an operator accepts the charger (OCPP 1.6 §4.2: the central
         # system may configure it meanwhile).
-        status = "Accepted" if ctx.charge_point_id in ctx.registry.accepted else "Pending"
-    elif policy == "known" and not ctx.registry.is_known(ctx.charge_point_id):
-        status = "Rejected"
-    else:
-        status = "Accepted"
+        return "Accepted" if ctx.charge_point_id in ctx.registry.accepted else "Pending"
+    if policy == "known" and not ctx.registry.is_known(ctx.charge_point_id):
+        return "Rejected"
+    return "Accepted"
+
+
+def id_tag_status(id_tag: str, ctx: Context) -> str:
+    """Authorize's verdict on an id tag (an id token in 2.x), in 1.6's words, which 2.x
+    keeps for these."""
+    return _id_tag_info(id_tag, ctx).status
+
+
+def boot_notification(
+    request: v16.BootNotificationRequest, ctx: Context
+) -> v16.BootNotificationResponse:
     return v16.BootNotificationResponse(
-        status=status, current_time=format_time(ctx.now), interval=ctx.settings.heartbeat_interval_s
+        status=boot_status(ctx),
+        current_time=format_time(ctx.now),
+        interval=ctx.settings.heartbeat_interval_s,
     )
 
 

@@ -10,7 +10,7 @@ import msgspec
 
 from hub.domain.redaction import DEFAULT_SECRET_KEYS, SecretKeys, redact_payload, redact_text
 from hub.domain.security_profiles import ClientCertificate
-from hub.gateway import frames, ocpp16
+from hub.gateway import frames, ocpp2, ocpp16
 from hub.gateway.frames import Call, CallError, CallResult, CallResultError, Malformed, Send
 from schemas import ocpp
 from schemas.commands import MAX_COMMAND_ID_LENGTH, CommandReply, CommandRequest
@@ -28,11 +28,11 @@ from schemas.events import (
 )
 from schemas.ocpp.formats import check_formats
 
-# 2.0.1 and 2.1 answer nothing yet: every CALL gets NotImplemented (_unhandled_action).
+# What each version answers; any other CALL gets NotImplemented (_unhandled_action).
 HANDLERS: Final[dict[OcppVersion, dict[str, ocpp16.Handler]]] = {
     "1.6": ocpp16.HANDLERS,
-    "2.0.1": {},
-    "2.1": {},
+    "2.0.1": ocpp2.HANDLERS_201,
+    "2.1": ocpp2.HANDLERS_21,
 }
 
 _encoder: Final = msgspec.json.Encoder()
@@ -158,8 +158,8 @@ def _oversized(parsed: frames.Frame | Malformed, size: int, limit: int) -> Malfo
 def _unhandled_action(version: OcppVersion, call: Call) -> Malformed:
     known = call.action in ocpp.known_actions(version)
     if version != "1.6":
-        # No 2.x CALL is answered yet, whichever side sends it: NotImplemented says the hub
-        # does not implement it, which a charger takes as final (no retries).
+        # A 2.x CALL the hub does not answer yet, whichever side sends it: NotImplemented
+        # says the hub does not implement it, which a charger takes as final (no retries).
         what = "is not answered by this hub yet" if known else "is unknown"
         code, description = (
             "NotImplemented",

@@ -37,6 +37,7 @@ from hub.gateway.protocol import (
 from hub.registry import Registry
 from hub.subjects import subject_for
 from schemas.events import Event, FrameRejected, OcppFrame, OcppVersion, encode_event
+from schemas.ocpp import PayloadError, validate_result
 from schemas.ocpp.errors import CALLERROR_CODES
 from tests.fuzz.strategies import frames, skip_unless_enabled
 
@@ -142,7 +143,22 @@ def test_a_2x_connection_answers_every_frame_in_its_own_codes(
     link = msgspec.structs.replace(LINK, ocpp_version=version)
     received = Received(frame.data, AT, 1)
     inbound = inspect(version, frame.data, max_frame_bytes=LIMIT)
-    assert not isinstance(inbound, ValidCall), "no 2.x CALL is answered yet"
+    if isinstance(inbound, ValidCall):
+        # A 2.x CALL the hub answers: a CALLRESULT with its own id, valid under its schema.
+        ctx = ocpp16.Context(
+            charge_point_id=LINK.charge_point_id,
+            now=datetime.now(UTC),
+            settings=GatewaySettings(),
+            registry=Registry(),
+        )
+        result = answer(link, inbound, received, ctx)
+        assert result.reply is not None
+        kind, unique_id, payload = json.loads(result.reply)
+        assert kind == 3 and unique_id in frame.ids
+        assert not isinstance(
+            validate_result(version, inbound.call.action, json.dumps(payload)), PayloadError
+        )
+        return
     if isinstance(inbound, Malformed):
         result = reject(link, inbound, received)
     elif isinstance(inbound, Send | CallResultError):

@@ -15,6 +15,7 @@ from hub.gateway.protocol import Link, Received, inspect, reject, unanswered
 from schemas.events import FrameRejected, OcppFrame, OcppVersion, RejectionReason
 
 LIMIT = 65536
+SIGN_201 = b'[2, "s1", "SignCertificate", {"csr": "MIIB"}]'
 BOOT_201 = (
     b'[2,"b1","BootNotification",{"reason":"PowerUp",'
     b'"chargingStation":{"model":"M","vendorName":"V"}}]'
@@ -107,13 +108,13 @@ def test_2_1_knows_types_up_to_6_only() -> None:
 
 
 @pytest.mark.parametrize("version", ["2.0.1", "2.1"])
-def test_a_2x_call_is_answered_not_implemented_until_its_handlers_exist(
+def test_a_2x_call_the_hub_does_not_answer_yet_is_answered_not_implemented(
     version: OcppVersion,
 ) -> None:
-    rejected, reply = _refused(version, BOOT_201)
-    assert json.loads(reply or b"null")[:3] == [4, "b1", "NotImplemented"]
-    assert (rejected.reason, rejected.action) == ("unknown_action", "BootNotification")
-    assert f"OCPP {version} action 'BootNotification'" in rejected.error_description
+    rejected, reply = _refused(version, SIGN_201)
+    assert json.loads(reply or b"null")[:3] == [4, "s1", "NotImplemented"]
+    assert (rejected.reason, rejected.action) == ("unknown_action", "SignCertificate")
+    assert f"OCPP {version} action 'SignCertificate'" in rejected.error_description
 
 
 @pytest.mark.parametrize("version", ["2.0.1", "2.1"])
