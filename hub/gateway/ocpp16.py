@@ -95,20 +95,28 @@ def stop_transaction(
     return v16.StopTransactionResponse(id_tag_info=_id_tag_info(request.id_tag, ctx))
 
 
-def data_transfer(request: v16.DataTransferRequest, ctx: Context) -> v16.DataTransferResponse:
-    """The vendor policy only shapes the answer; the event keeps the data either way."""
+def data_transfer_status(
+    vendor_id: str, message_id: str | msgspec.UnsetType, ctx: Context
+) -> Literal["Accepted", "UnknownVendorId", "UnknownMessageId"]:
+    """A DataTransfer's answer under the vendor policy, in every OCPP version. The policy only
+    shapes the answer; the event keeps the data either way."""
     vendors = ctx.settings.data_transfer_vendors
     if not vendors:
-        return v16.DataTransferResponse(status="Accepted")
+        return "Accepted"
     # vendorId (CiString255) and messageId (CiString50) are compared without case.
-    vendor_id = ci(request.vendor_id)
-    accepted = next((ids for vendor, ids in vendors.items() if ci(vendor) == vendor_id), None)
+    wanted = ci(vendor_id)
+    accepted = next((ids for vendor, ids in vendors.items() if ci(vendor) == wanted), None)
     if accepted is None:
-        return v16.DataTransferResponse(status="UnknownVendorId")
-    message_id = "" if isinstance(request.message_id, msgspec.UnsetType) else request.message_id
-    if "*" not in accepted and ci(message_id) not in {ci(known) for known in accepted}:
-        return v16.DataTransferResponse(status="UnknownMessageId")
-    return v16.DataTransferResponse(status="Accepted")
+        return "UnknownVendorId"
+    message = "" if isinstance(message_id, msgspec.UnsetType) else message_id
+    if "*" not in accepted and ci(message) not in {ci(known) for known in accepted}:
+        return "UnknownMessageId"
+    return "Accepted"
+
+
+def data_transfer(request: v16.DataTransferRequest, ctx: Context) -> v16.DataTransferResponse:
+    status = data_transfer_status(request.vendor_id, request.message_id, ctx)
+    return v16.DataTransferResponse(status=status)
 
 
 def _empty(response: type[msgspec.Struct]) -> Handler:

@@ -2,7 +2,8 @@
 functions of the request, the policy and the registry, as for 1.6 (``ocpp16``), built once
 per version from its generated types.
 
-Answered: BootNotification, Heartbeat and Authorize under the same policies as 1.6, and the
+Answered: BootNotification, Heartbeat, Authorize and DataTransfer under the same policies as
+1.6, and the
 notifications whose answer carries nothing (StatusNotification, TransactionEvent,
 MeterValues, NotifyReport, ...), each frame stored before its answer as always. What the
 domain makes of 2.x frames (TransactionEvent into the same transaction facts as 1.6's) is
@@ -17,7 +18,13 @@ from typing import Any, Final
 
 import msgspec
 
-from hub.gateway.ocpp16 import Context, Handler, boot_status, id_tag_status
+from hub.gateway.ocpp16 import (
+    Context,
+    Handler,
+    boot_status,
+    data_transfer_status,
+    id_tag_status,
+)
 from hub.registry import format_time
 from schemas.ocpp import v21, v201
 
@@ -70,6 +77,10 @@ def handlers(types: ModuleType) -> dict[str, Handler]:
             id_token_info=types.IdTokenInfo(status=status)
         )
 
+    def data_transfer(request: Any, ctx: Context) -> msgspec.Struct:
+        status = data_transfer_status(request.vendor_id, request.message_id, ctx)
+        return types.DataTransferResponse(status=status)  # type: ignore[no-any-return]
+
     def acknowledged(response: type[msgspec.Struct]) -> Handler:
         def handler(request: Any, ctx: Context) -> msgspec.Struct:
             return response()
@@ -84,6 +95,7 @@ def handlers(types: ModuleType) -> dict[str, Handler]:
         Heartbeat=heartbeat,
         Authorize=authorize,
         TransactionEvent=transaction_event,
+        DataTransfer=data_transfer,
     )
     return table
 

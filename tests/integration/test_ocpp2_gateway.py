@@ -434,3 +434,28 @@ async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid
         for pair in (("CALL", "in", action), ("CALLRESULT", "out", action))
     ]
     assert not [e for e in events if isinstance(e, FrameRejected)]
+
+
+@pytest.mark.parametrize("subprotocol", ["ocpp2.0.1", "ocpp2.1"])
+async def test_a_2x_data_transfer_is_answered_under_the_vendor_policy(
+    nats_server: EmbeddedNats, settings: Settings, subprotocol: str
+) -> None:
+    policy = with_gateway(settings, ocpp_versions=EVERY, data_transfer_vendors={"acme": ["Tariff"]})
+    async with (
+        running_gateway(policy, nats_server.url) as gateway,
+        speaking(gateway.port, "CP-DT2", subprotocol) as ws,
+    ):
+        answers = []
+        for unique_id, body in (
+            ("d1", '{"vendorId": "ACME", "messageId": "tariff", "data": {"x": 1}}'),
+            ("d2", '{"vendorId": "ACME", "messageId": "Other"}'),
+            ("d3", '{"vendorId": "Nobody"}'),
+        ):
+            await ws.send(f'[2, "{unique_id}", "DataTransfer", {body}]')
+            async with asyncio.timeout(10):
+                answers.append(json.loads(await ws.recv()))
+    assert answers == [
+        [3, "d1", {"status": "Accepted"}],
+        [3, "d2", {"status": "UnknownMessageId"}],
+        [3, "d3", {"status": "UnknownVendorId"}],
+    ]
