@@ -680,7 +680,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "up":
         return _up_main(settings)
     if args.command == "fanout":
-        return uvloop.run(fanout_cli.fanout_command(settings))
+        return uvloop.run(roles.role_command("fanout", settings, fanout_cli.fanout_main))
     if args.command in roles.ROLES:
         return uvloop.run(roles.role_command(args.command, settings))
     if args.command == "token":

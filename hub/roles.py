@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 from hub.bus import event_backbone
@@ -75,8 +75,11 @@ async def role_main(role: str, settings: Settings, nats_url: str) -> int:
     return 0
 
 
-async def role_command(role: str, settings: Settings) -> int:
-    """``hub ROLE``: HUB_NATS_URL, or the NATS of a hub running on this data directory."""
+async def role_command(
+    role: str, settings: Settings, main: Callable[[Settings, str], Awaitable[int]] | None = None
+) -> int:
+    """``hub ROLE``: HUB_NATS_URL, or the NATS of a hub running on this data directory, then
+    ``main`` (``hub fanout`` brings its own), else the role's part of ``ROLES``."""
     url = await running_hub_url(settings)
     if not url:
         print(
@@ -85,6 +88,8 @@ async def role_command(role: str, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if main is not None:
+        return await main(settings, url)
     return await role_main(role, settings, url)
 
 

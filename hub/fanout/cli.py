@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Final
 
 import msgspec
@@ -112,18 +111,3 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
         print(f"{READY}http://{settings.fanout.host}:{port}/ nats {shown}", flush=True)
         await stop.wait()
     return 0
-
-
-async def fanout_command(settings: Settings) -> int:
-    """``hub fanout``: HUB_NATS_URL, or the NATS of a hub running on this data directory."""
-    from hub.runtime import running_hub_url
-
-    url = await running_hub_url(settings)
-    if not url:
-        print(
-            "hub: fanout needs a NATS with the event stream: set HUB_NATS_URL (or --nats-url), "
-            "or run `hub up` on this data directory",
-            file=sys.stderr,
-        )
-        return 2
-    return await fanout_main(settings, url)
