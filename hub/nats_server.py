@@ -48,6 +48,7 @@ def _auth_config(password: str) -> str:
 
 # Every nats-server this process started and has not seen exit, for ``kill_servers``.
 _RUNNING: Final[set[asyncio.subprocess.Process]] = set()
+_REAP_WAIT_S: Final = 5.0
 
 
 def kill_servers() -> None:
@@ -271,7 +272,13 @@ class EmbeddedNats:
                 log.warning("nats.killed", url=self.url, pid=process.pid, grace_s=grace)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-                await process.wait()
+                # SIGKILL cannot be ignored, but the reaping can still stall (the child
+                # watcher's thread); a stop that hangs would hang whoever stops the hub.
+                try:
+                    async with asyncio.timeout(_REAP_WAIT_S):
+                        await process.wait()
+                except TimeoutError:
+                    log.error("nats.not_reaped", url=self.url, pid=process.pid)
             stopped = True
         if process is not None:
             _RUNNING.discard(process)
