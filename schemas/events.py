@@ -154,6 +154,7 @@ class ConnectionRefused(_Event, frozen=True, kw_only=True, tag="connection.refus
 #   cn_mismatch      the CSR's common name is not the charger's id
 #   busy             the charger's previous CSR is still being signed and delivered
 #   ca_failed        the certificate authority failed (external command, chain unusable)
+#   wrong_type       a 2.x CSR for an ISO 15118 (V2G) certificate, which the hub's CA does not issue
 CertificateRefusal = Literal[
     "no_ca",
     "unknown_charger",
@@ -163,6 +164,7 @@ CertificateRefusal = Literal[
     "cn_mismatch",
     "busy",
     "ca_failed",
+    "wrong_type",
 ]
 
 

@@ -28,6 +28,7 @@ from schemas.events import (
     CertificateRefused,
     CommandRequested,
 )
+from schemas.ocpp import v16, v21, v201
 
 if TYPE_CHECKING:
     from hub.bus import EventStore
@@ -44,8 +45,23 @@ BUSY: Final = Verdict(
 _encoder: Final = msgspec.json.Encoder()
 
 
-def verdict(ca: CertificateAuthority, known: bool, charge_point_id: str, csr: str) -> Verdict:
-    """Whether the CSR will be signed. Runs off the event loop (it verifies a signature)."""
+# The SignCertificate request of each OCPP version.
+SignRequest = v16.SignCertificateRequest | v201.SignCertificateRequest | v21.SignCertificateRequest
+# What the hub's CA issues: a charging station's own (client TLS) certificate.
+_STATION: Final = "ChargingStationCertificate"
+
+
+def verdict(
+    ca: CertificateAuthority, known: bool, charge_point_id: str, request: SignRequest
+) -> Verdict:
+    """Whether the CSR of ``request`` will be signed. Runs off the event loop (it verifies
+    a signature)."""
+    if not isinstance(request, v16.SignCertificateRequest) and request.certificate_type not in (
+        msgspec.UNSET,
+        _STATION,
+    ):
+        kind = request.certificate_type
+        return Verdict(reason="wrong_type", detail=f"the hub's CA does not issue {kind}s")
     if not ca.available():
         return Verdict(reason="no_ca", detail="no certificate authority is configured")
     if not known:
@@ -53,18 +69,24 @@ def verdict(ca: CertificateAuthority, known: bool, charge_point_id: str, csr: st
             reason="unknown_charger",
             detail="the charger is not registered, so nothing proves its id",
         )
-    return check_csr(csr, charge_point_id)
+    return check_csr(request.csr, charge_point_id)
 
 
 def judged(
-    link: Link, exchange: Exchange, decided: Verdict, csr: str, received: Received
+    link: Link, exchange: Exchange, decided: Verdict, request: SignRequest, received: Received
 ) -> Exchange:
     """The SignCertificate exchange with what becomes of its CSR: to be signed once the
     answer is out, or refused, the reason stored with the ``Rejected`` answer."""
     unique_id, position = exchange.unique_id, received.position
     if decided.reason is None:
         return msgspec.structs.replace(
-            exchange, signing=Signing(csr=csr, unique_id=unique_id, position=position)
+            exchange,
+            signing=Signing(
+                csr=request.csr,
+                unique_id=unique_id,
+                position=position,
+                request_id=_request_id(request),
+            ),
         )
     refused = refusal(link, unique_id, position, decided.reason, decided.detail, at=received.at)
     *call, answer = exchange.events
@@ -125,10 +147,23 @@ def issued_events(
         command_id=command_id,
         charge_point_id=link.charge_point_id,
         action="CertificateSigned",
-        payload=msgspec.Raw(_encoder.encode({"certificateChain": issued.chain})),
+        payload=msgspec.Raw(_encoder.encode(_signed(issued.chain, signing.request_id))),
         timeout_s=DELIVERY_TIMEOUT_S,
     )
     return certificate, requested
+
+
+def _request_id(request: SignRequest) -> int | None:
+    if isinstance(request, v21.SignCertificateRequest) and isinstance(request.request_id, int):
+        return request.request_id
+    return None
+
+
+def _signed(chain: str, request_id: int | None) -> dict[str, object]:
+    # 2.1 ties the CertificateSigned to its SignCertificate by the id the charger chose.
+    if request_id is None:
+        return {"certificateChain": chain}
+    return {"certificateChain": chain, "requestId": request_id}
 
 
 async def deliver(

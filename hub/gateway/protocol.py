@@ -62,6 +62,8 @@ class Signing(msgspec.Struct, frozen=True, gc=False):
     csr: str
     unique_id: str
     position: int
+    # A 2.1 SignCertificate's requestId, echoed in its CertificateSigned.
+    request_id: int | None = None
 
 
 class Exchange(msgspec.Struct, frozen=True, gc=False):

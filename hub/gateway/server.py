@@ -530,9 +530,9 @@ class Gateway:
                 ctx = await self._context(link, inbound)
                 exchange = answer(link, inbound, received, ctx)
                 request = inbound.request
-                if ctx.certificate is not None and isinstance(request, v16.SignCertificateRequest):
+                if ctx.certificate is not None and isinstance(request, certificates.SignRequest):
                     exchange = certificates.judged(
-                        link, exchange, ctx.certificate, request.csr, received
+                        link, exchange, ctx.certificate, request, received
                     )
                 return exchange
             case Malformed():
@@ -555,18 +555,18 @@ class Gateway:
         certificate = None
         request = valid.request
         charger = self.connections.get(link.charge_point_id)
-        if isinstance(request, v16.SignCertificateRequest) and (
+        if isinstance(request, certificates.SignRequest) and (
             charger is not None and charger.calls is not None and charger.calls.signing
         ):
             # One CSR at a time per charger: a flood of them costs no more signings.
             certificate = certificates.BUSY
-        elif isinstance(request, v16.SignCertificateRequest):
+        elif isinstance(request, certificates.SignRequest):
             certificate = await asyncio.to_thread(
                 certificates.verdict,
                 self.ca,
                 self.registry.is_known(link.charge_point_id),
                 link.charge_point_id,
-                request.csr,
+                request,
             )
         elif isinstance(request, v16.StartTransactionRequest):
             transaction_id = await self._txids.allocate(

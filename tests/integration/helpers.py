@@ -35,14 +35,18 @@ async def ocpp_charger(
     path: str = "/ocpp/",
     charger_class: type[ChargePoint] = ChargePoint,
     scheme: str = "ws",
+    subprotocol: str = "ocpp1.6",
     **connect_kwargs: Any,
 ) -> AsyncIterator[ChargePoint]:
-    """A charger built on the ocpp library's v16 ChargePoint, which validates every answer
-    against the official JSON schemas (``scheme`` wss, with ``ssl=``, for TLS)."""
+    """A charger built on the ocpp library's v16 ChargePoint (or the ``charger_class`` of the
+    ``subprotocol``'s version), which validates every answer against the official JSON
+    schemas (``scheme`` wss, with ``ssl=``, for TLS)."""
     from urllib.parse import quote
 
     url = f"{scheme}://127.0.0.1:{port}{path}{quote(charge_point_id, safe='')}"
-    async with connect(url, subprotocols=[Subprotocol("ocpp1.6")], **connect_kwargs) as websocket:
+    offered = [Subprotocol(subprotocol)]
+    async with connect(url, subprotocols=offered, **connect_kwargs) as websocket:
+        assert websocket.subprotocol == subprotocol
         charger = charger_class(charge_point_id, websocket)
         runner = asyncio.create_task(charger.start())
         try:

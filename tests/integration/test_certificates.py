@@ -19,6 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as call_result21
 
 from hub.bus import event_backbone
 from hub.ca import LocalCa, ca_dir, init_local_ca
@@ -154,6 +157,52 @@ async def refused(nats_url: str, charge_point_id: str) -> tuple[list[Certificate
     events = await charger_events(nats_url, charge_point_id)
     sent = any(isinstance(e, OcppFrame) and e.action == "CertificateSigned" for e in events)
     return [e for e in events if isinstance(e, CertificateRefused)], sent
+
+
+class SecureCharger21(ChargePoint21):  # type: ignore[misc]  # the ocpp library ships no type hints
+    """An OCPP 2.1 station that keeps the chain and the requestId CertificateSigned carries."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signed: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
+
+    @on("CertificateSigned")  # type: ignore[untyped-decorator]
+    async def on_certificate_signed(
+        self, certificate_chain: str, request_id: int | None = None, **_: Any
+    ) -> call_result21.CertificateSigned:
+        await self.signed.put((certificate_chain, request_id))
+        return call_result21.CertificateSigned(status="Accepted")
+
+
+async def test_a_2_1_station_gets_its_certificate_under_its_request_id(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    """The same CA and rules as 1.6; 2.1's requestId comes back in CertificateSigned, and a
+    CSR for an ISO 15118 certificate, which this CA does not issue, is refused and recorded."""
+    await register_charger(nats_server.url, settings, "CP-SEC21")
+    ca = init_local_ca(ca_dir(settings.data_dir))
+    _, csr = csr_for("CP-SEC21")
+    every = msgspec.structs.replace(settings.gateway, ocpp_versions="2.1,2.0.1,1.6")
+    async with (
+        running_gateway(msgspec.structs.replace(settings, gateway=every), nats_server.url) as gw,
+        ocpp_charger(
+            gw.port, "CP-SEC21", charger_class=SecureCharger21, subprotocol="ocpp2.1"
+        ) as charger,
+    ):
+        v2g = await charger.call(call21.SignCertificate(csr=csr, certificate_type="V2GCertificate"))
+        assert v2g.status == "Rejected"
+        answer = await charger.call(call21.SignCertificate(csr=csr, request_id=77))
+        assert answer.status == "Accepted"
+        async with asyncio.timeout(10):
+            chain_pem, request_id = await charger.signed.get()
+        await wait_for_event(
+            nats_server.url, "ev.admin.command.>", is_finished("CertificateSigned")
+        )
+    assert request_id == 77
+    leaf = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert.read_bytes()))
+    events = await charger_events(nats_server.url, "CP-SEC21")
+    assert [e.reason for e in events if isinstance(e, CertificateRefused)] == ["wrong_type"]
 
 
 async def test_a_csr_for_another_id_is_refused_and_the_reason_recorded(

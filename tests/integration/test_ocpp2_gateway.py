@@ -242,7 +242,8 @@ TABLE_2X = [
     ),
     ('[9, "m2", "Heartbeat", {}]', "m2", "MessageTypeNotSupported", "unknown_message_type"),
     ('[2, "m3", "MakeCoffee", {}]', "m3", "NotImplemented", "unknown_action"),
-    ('[2, "m4", "SignCertificate", {"csr": "MIIB"}]', "m4", "NotImplemented", "unknown_action"),
+    # The hub's own action, sent by a station.
+    ('[2, "m4", "Reset", {"type": "Immediate"}]', "m4", "NotImplemented", "unknown_action"),
     ('[2, "m5", "' + "A" * 4100 + '", {}]', "m5", "NotImplemented", "unknown_action"),
 ]
 
