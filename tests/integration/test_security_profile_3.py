@@ -15,8 +15,11 @@ import pytest
 import trustme
 from cryptography import x509
 from ocpp.v16 import call
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
+from websockets.typing import Subprotocol
 
 from hub.config import Settings
 from hub.gateway.server import Gateway
@@ -98,13 +101,17 @@ async def gateway(
 
 
 async def handshake(
-    port: int, charge_point_id: str, context: ssl.SSLContext, headers: dict[str, str] | None = None
+    port: int,
+    charge_point_id: str,
+    context: ssl.SSLContext,
+    headers: dict[str, str] | None = None,
+    subprotocol: str = "ocpp1.6",
 ) -> int:
     """The HTTP status a wss:// handshake gets: 101 when the charger got in."""
     try:
         async with connect(
             f"wss://127.0.0.1:{port}/ocpp/{charge_point_id}",
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol(subprotocol)],
             ssl=context,
             additional_headers=headers or {},
         ):
@@ -316,3 +323,46 @@ async def test_unknown_chargers_are_let_in_on_their_certificate_when_allowed(
     [event] = await opened(nats_server.url, "CP-NEW")
     assert event.security_profile == 3 and event.certificate_serial
     assert await refusals(nats_server.url) == [("CP-ELSE", "certificate_mismatch")]
+
+
+@pytest.mark.parametrize("subprotocol", ["ocpp2.0.1", "ocpp2.1"])
+async def test_the_same_profiles_hold_for_2x_stations(
+    tls: Settings, nats_server: EmbeddedNats, settings: Settings, pki: Pki, subprotocol: str
+) -> None:
+    """Profile 3: the certificate is the identity (the right one in, another's or none out);
+    profile 2: Basic with the station's BasicAuthPassword over TLS."""
+    await register_charger(nats_server.url, settings, "CP-CERT2", security_profile=3)
+    await register_charger(nats_server.url, settings, "CP-BASIC2", PASSWORD, security_profile=2)
+    every = with_gateway(tls, ocpp_versions="2.1,2.0.1,1.6")
+    boot = call201.BootNotification(
+        charging_station={"model": "X", "vendor_name": "Acme"}, reason="PowerUp"
+    )
+    async with running_gateway(every, nats_server.url) as gateway:
+        for charge_point_id, context, headers in (
+            ("CP-CERT2", pki.context(pki.charger("CP-CERT2")), {}),
+            ("CP-BASIC2", pki.context(), basic_auth("CP-BASIC2", PASSWORD)),
+        ):
+            async with ocpp_charger(
+                gateway.port,
+                charge_point_id,
+                charger_class=ChargePoint201,
+                subprotocol=subprotocol,
+                scheme="wss",
+                ssl=context,
+                additional_headers=headers,
+            ) as charger:
+                assert (await charger.call(boot)).status == "Accepted"
+        someone_else = pki.context(pki.charger("CP-OTHER"))
+        assert await handshake(gateway.port, "CP-CERT2", someone_else, None, subprotocol) == 403
+        assert await handshake(gateway.port, "CP-CERT2", pki.context(), None, subprotocol) == 403
+        wrong = basic_auth("CP-BASIC2", "not-the-password!")
+        assert await handshake(gateway.port, "CP-BASIC2", pki.context(), wrong, subprotocol) == 401
+    version = subprotocol.removeprefix("ocpp")
+    for charge_point_id, profile in (("CP-CERT2", 3), ("CP-BASIC2", 2)):
+        [event] = await opened(nats_server.url, charge_point_id)
+        assert (event.ocpp_version, event.security_profile) == (version, profile)
+    assert await refusals(nats_server.url) == [
+        ("CP-CERT2", "certificate_mismatch"),
+        ("CP-CERT2", "missing_certificate"),
+        ("CP-BASIC2", "bad_credentials"),
+    ]
