@@ -85,8 +85,17 @@ def with_credentials(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{USER}:{password}@{parts.hostname}:{parts.port}"))
 
 
+def servers(url: str) -> list[str]:
+    """The servers of a NATS URL, which may name several, comma-separated, as the nats CLI
+    takes them (a cluster's nodes): the client tries each, and learns the rest of the
+    cluster from whichever answers."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 def redacted(url: str) -> str:
     """``url`` fit for logs and terminals: without the password it may carry."""
+    if "," in url:
+        return ",".join(redacted(server) for server in servers(url))
     parts = urlsplit(url)
     if parts.password is None:
         return url
