@@ -976,9 +976,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    from bench import fuzz, integrity, projections
+    from bench import fuzz, integrity, projections, scale
 
     projections.build_parser(sub)
+    scale.build_parser(sub)
     integrity.build_parser(sub)
     fuzz.build_parser(sub)
     return parser
@@ -1019,6 +1020,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import integrity
 
         return integrity.main(args)
+    if args.benchmark == "scale":
+        from bench import scale
+
+        return scale.main(args)
     if args.benchmark == "fuzz":
         from bench import fuzz
 

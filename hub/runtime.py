@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import resource
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -148,11 +149,23 @@ def registry_follower(connection: Connection, settings: Settings, registry: Regi
     )
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open files to the hard one, and return it: every charger is a
+    socket, and the usual soft limit of 1,024 would refuse the thousand-and-somethingth."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings, url: str, *, close_grace: float = 10.0
 ) -> AsyncIterator[Gateway]:
     gateway_settings = settings.gateway
+    open_files = raise_open_files_limit()
     async with event_backbone(settings, url, name=f"hub-gateway-{gateway_settings.gateway_id}") as (
         connection,
         store,
@@ -179,6 +192,7 @@ async def running_gateway(
                 "gateway.listening",
                 url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",
                 gateway_id=gateway.gateway_id,
+                open_files=open_files,
             )
             try:
                 yield gateway

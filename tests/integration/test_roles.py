@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
+import resource
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from ocpp.v16 import call
 
 from hub.nats_server import EmbeddedNats
 from schemas.events import OcppFrame
-from tests.integration.helpers import HUB_CLI, ocpp_charger, stored_events
+from tests.integration.helpers import HUB_CLI, ocpp_charger, raw_socket, stored_events
 
 READY_WITHIN_S = 60
 
@@ -87,3 +89,52 @@ async def test_the_projections_and_the_supervisor_start_alone(
         role("supervise", tmp_path, nats_server.url) as (_, supervising),
     ):
         assert "nats " in projecting and "nats " in supervising
+
+
+async def test_a_gateway_takes_more_chargers_than_the_soft_open_files_limit(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """Started under a soft limit of 64 open files (the usual default is 1,024), the gateway
+    lifts it to the hard limit: 100 chargers all get in and are answered."""
+
+    def low_soft_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+    process = await asyncio.create_subprocess_exec(
+        *HUB_CLI,
+        "gateway",
+        "--data-dir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--allow-unknown-chargers",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "HUB_NATS_URL": nats_server.url},
+        preexec_fn=low_soft_limit,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(READY_WITHIN_S):
+            while not (line := (await process.stdout.readline()).decode()).startswith(
+                "gateway ready: "
+            ):
+                assert line, "hub gateway exited before it was ready"
+        port = gateway_port(line)
+        async with contextlib.AsyncExitStack() as chargers:
+            sockets = [
+                await chargers.enter_async_context(raw_socket(port, f"CP-FD-{index}"))
+                for index in range(100)
+            ]
+            for ws in sockets:
+                await ws.send('[2, "hb", "Heartbeat", {}]')
+            async with asyncio.timeout(30):
+                answers = [json.loads(await ws.recv()) for ws in sockets]
+        assert [answer[0] for answer in answers] == [3] * 100
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.wait()
