@@ -14,34 +14,17 @@ import pytest
 from ocpp.v201 import call as call201
 
 from hub.config import Settings
-from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import running_gateway
 from projections.service import Projections, running_projections
 from schemas.events import CommandFinished, CommandRequested, OcppFrame
-from tests.conftest import with_gateway
 from tests.integration.api_helpers import Api, api_client, online
-from tests.integration.fanout_helpers import with_fanout
 from tests.integration.helpers import charger_events, stored_events
+from tests.integration.test_ocpp2_gateway import gateway, ui_port
 from tests.integration.v2_helpers import PASSWORD, VARIABLE, station_online
 from tests.projections.helpers import last_seq, rows
 
-EVERY = "2.1,2.0.1,1.6"
-
-
-@pytest.fixture
-async def gateway(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[Gateway]:
-    async with running_gateway(
-        with_gateway(settings, ocpp_versions=EVERY), nats_server.url
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-async def ui_port(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterator[int]:
-    async with running_fanout(with_fanout(settings), nats_server.url) as port:
-        yield port
+__all__ = ["gateway", "ui_port"]  # fixtures: imported for pytest, which finds them here
 
 
 def _out_calls(events: list[Any]) -> list[OcppFrame]:

@@ -74,31 +74,19 @@ def test_a_part_is_a_fact_with_one_entry_per_attribute_and_the_charging_fold_say
     fact = _part(0, True, "EVSE")
     assert (fact.request_id, fact.seq_no, fact.tbc) == (7, 0, True)
     assert fact.generated_at_ms == 1_798_761_600_000
-    assert fact.variables == (
-        ReportedVariable(
-            component="EVSE",
-            evse_id=1,
-            connector_id=2,
-            variable="Enabled",
-            variable_instance="x",
-            value="true",
-            data_type="boolean",
-            supports_monitoring=True,
-            min_limit=0.0,
-        ),
-        ReportedVariable(
-            component="EVSE",
-            evse_id=1,
-            connector_id=2,
-            variable="Enabled",
-            variable_instance="x",
-            attribute_type="Target",
-            value="false",
-            data_type="boolean",
-            supports_monitoring=True,
-            min_limit=0.0,
-        ),
+    actual = ReportedVariable(
+        component="EVSE",
+        evse_id=1,
+        connector_id=2,
+        variable="Enabled",
+        variable_instance="x",
+        value="true",
+        data_type="boolean",
+        supports_monitoring=True,
+        min_limit=0.0,
     )
+    target = msgspec.structs.replace(actual, attribute_type="Target", value="false")
+    assert fact.variables == (actual, target)
     assert Charging().apply(5, _frame(0, True, "EVSE")) == [msgspec.structs.replace(fact, seq=5)]
     broken = msgspec.structs.replace(_frame(0, True), payload=msgspec.Raw(b'{"seqNo": 0}'))
     assert isinstance(report_part(1, broken), Problem)
