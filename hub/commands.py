@@ -36,13 +36,16 @@ async def send_command(
     *,
     command_id: str | None = None,
     timeout_s: float = 30.0,
+    versions: tuple[str, ...] = (),
 ) -> CommandReply:
-    """The charger's answer, or why there is none (offline, timeout, invalid, busy)."""
+    """The charger's answer, or why there is none (offline, timeout, invalid, busy, and
+    wrong_version for a charger connected with none of ``versions``)."""
     request = CommandRequest(
         command_id=command_id or uuid.uuid4().hex,
         action=action,
         payload=payload if isinstance(payload, msgspec.Raw) else msgspec.Raw(payload),
         timeout_s=timeout_s,
+        versions=versions,
     )
     try:
         msg = await client.request(
@@ -89,10 +92,13 @@ def finished_event(
 
 
 async def send_requested(
-    client: NatsClient, requested: CommandRequested, payload: bytes | None = None
+    client: NatsClient,
+    requested: CommandRequested,
+    payload: bytes | None = None,
+    versions: tuple[str, ...] = (),
 ) -> CommandReply:
     """Send a requested command: its stored payload, or ``payload`` when the stored one had
-    secrets redacted (the charger gets the real value)."""
+    secrets redacted (the charger gets the real value); ``versions`` as for send_command."""
     return await send_command(
         client,
         requested.charge_point_id,
@@ -100,4 +106,5 @@ async def send_requested(
         requested.payload if payload is None else payload,
         command_id=requested.command_id,
         timeout_s=requested.timeout_s,
+        versions=versions,
     )

@@ -18,7 +18,14 @@ from projections import sessions
 from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
 from projections.ledger import ledger
-from projections.rows import ChargePointRow, ConnectorStatusRow, ErrorRow, EventRow, Output
+from projections.rows import (
+    ChargePointRow,
+    ConnectorStatusRow,
+    DeviceModelRow,
+    ErrorRow,
+    EventRow,
+    Output,
+)
 from projections.state import ChargePoint, State
 from schemas.events import (
     AnomalyDetected,
@@ -198,8 +205,63 @@ def _fact(state: State, out: Output, fact: facts.Fact) -> None:
         _charge_point(state, out, fact.seq, fact.at, fact.charge_point_id, connected=False)
     elif type(fact) is facts.WalletMoved:
         ledger(out, fact)
+    elif type(fact) is facts.ReportPart:
+        _report(out, fact)
     elif type(fact) is facts.Problem:
         out.add(_error(fact.seq, fact.at, "sessions", fact.charge_point_id, fact.reason))
+
+
+def _report(out: Output, fact: facts.ReportPart) -> None:
+    if not out.keeps(DeviceModelRow, fact.seq):
+        return
+    if beyond := _beyond_int64(("request_id", fact.request_id), ("seq_no", fact.seq_no)):
+        why = f"report.part: {_beyond(beyond)}"
+        out.add(_error(fact.seq, fact.at, "device_model", fact.charge_point_id, why))
+        return
+    reported_at = ch_time(fact.at)
+    generated_at = ch_time(fact.generated_at_ms) if fact.generated_at_ms is not None else None
+    for variable in fact.variables:
+        ids = (("evse_id", variable.evse_id), ("connector_id", variable.connector_id))
+        if beyond := _beyond_int64(*ids):
+            why = f"report.part {fact.request_id}: {_beyond(beyond)}"
+            out.add(_error(fact.seq, fact.at, "device_model", fact.charge_point_id, why))
+            continue
+        out.add(
+            DeviceModelRow(
+                seq=fact.seq,
+                charge_point_id=fact.charge_point_id,
+                request_id=fact.request_id,
+                seq_no=fact.seq_no,
+                tbc=fact.tbc,
+                generated_at=generated_at,
+                reported_at=reported_at,
+                component=variable.component,
+                component_instance=variable.component_instance,
+                evse_id=variable.evse_id,
+                connector_id=variable.connector_id,
+                variable=variable.variable,
+                variable_instance=variable.variable_instance,
+                attribute_type=variable.attribute_type,
+                value=variable.value,
+                mutability=variable.mutability,
+                persistent=variable.persistent,
+                constant=variable.constant,
+                data_type=variable.data_type,
+                unit=variable.unit,
+                min_limit=variable.min_limit,
+                max_limit=variable.max_limit,
+                values_list=variable.values_list,
+                supports_monitoring=variable.supports_monitoring,
+            )
+        )
+
+
+def _beyond_int64(*values: tuple[str, int | None]) -> str:
+    """The first of ``values`` no Int64 column holds, as ``name value``, or ""."""
+    for name, value in values:
+        if value is not None and not INT64_MIN <= value <= INT64_MAX:
+            return f"{name} {value}"
+    return ""
 
 
 def _ids_beyond(fact: facts.Fact) -> str:

@@ -149,6 +149,32 @@ class AnomalyRow(_Row, frozen=True, kw_only=True):
     resolution: str
 
 
+class DeviceModelRow(_Row, frozen=True, kw_only=True):
+    charge_point_id: str
+    request_id: int
+    seq_no: int
+    tbc: bool
+    generated_at: str | None
+    reported_at: str
+    component: str
+    component_instance: str
+    evse_id: int | None
+    connector_id: int | None
+    variable: str
+    variable_instance: str
+    attribute_type: str
+    value: str | None
+    mutability: str
+    persistent: bool | None
+    constant: bool | None
+    data_type: str
+    unit: str
+    min_limit: float | None
+    max_limit: float | None
+    values_list: str
+    supports_monitoring: bool | None
+
+
 class ErrorRow(_Row, frozen=True, kw_only=True):
     received_at: str
     projection: str
@@ -166,6 +192,7 @@ Row = (
     | BillingRow
     | WalletLedgerRow
     | AnomalyRow
+    | DeviceModelRow
     | ErrorRow
 )
 
@@ -180,6 +207,7 @@ TABLE_OF: dict[type[_Row], str] = {
     BillingRow: "billing_versions",
     WalletLedgerRow: "wallet_ledger",
     AnomalyRow: "anomaly_versions",
+    DeviceModelRow: "device_model",
     ErrorRow: "projection_errors",
 }
 TABLES: tuple[str, ...] = tuple(TABLE_OF.values())

@@ -22,6 +22,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "sessions": ("session_versions", "energy_deltas", "billing_versions"),
     "wallet_ledger": ("wallet_ledger",),
     "session_anomalies": ("anomaly_versions",),
+    "device_model": ("device_model",),
     "projection_errors": ("projection_errors",),
 }
 ALIASES: Final = {"energy_hourly": "sessions", "billing": "sessions"}
@@ -157,6 +158,34 @@ _TABLES: Final[dict[str, str]] = {
         resolved_at Nullable(DateTime64(3, 'UTC')),
         resolution String
     ) ENGINE = MergeTree ORDER BY (anomaly_id, seq)""",
+    # OCPP 2.x stations' device models: one row per attribute of every variable a
+    # NotifyReport part carried, as the part was stored.
+    "device_model": """
+        seq UInt64,
+        charge_point_id String,
+        request_id Int64,
+        seq_no Int64,
+        tbc Bool,
+        generated_at Nullable(DateTime64(3, 'UTC')),
+        reported_at DateTime64(3, 'UTC'),
+        component LowCardinality(String),
+        component_instance String,
+        evse_id Nullable(Int64),
+        connector_id Nullable(Int64),
+        variable LowCardinality(String),
+        variable_instance String,
+        attribute_type LowCardinality(String),
+        value Nullable(String),
+        mutability LowCardinality(String),
+        persistent Nullable(Bool),
+        constant Nullable(Bool),
+        data_type LowCardinality(String),
+        unit String,
+        min_limit Nullable(Float64),
+        max_limit Nullable(Float64),
+        values_list String,
+        supports_monitoring Nullable(Bool)
+    ) ENGINE = MergeTree ORDER BY (charge_point_id, seq)""",
     "projection_errors": """
         seq UInt64,
         received_at DateTime64(3, 'UTC'),
@@ -200,6 +229,13 @@ _VIEWS: Final[dict[str, str]] = {
     "session_anomalies": """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.anomaly_versions
         ORDER BY anomaly_id, seq DESC LIMIT 1 BY anomaly_id""",
+    # Each station's latest report of each attribute.
+    "device_variables": """
+        SELECT * EXCEPT (seq), seq AS version FROM {db}.device_model
+        ORDER BY charge_point_id, component, component_instance, evse_id, connector_id,
+                 variable, variable_instance, attribute_type, seq DESC
+        LIMIT 1 BY charge_point_id, component, component_instance, evse_id, connector_id,
+                   variable, variable_instance, attribute_type""",
     "energy_hourly": """
         SELECT charge_point_id, hour, round(sum(energy_wh), 3) AS energy_wh
         FROM {db}.energy_deltas GROUP BY charge_point_id, hour

@@ -16,6 +16,9 @@ class CommandRequest(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     payload: msgspec.Raw
     timeout_s: float = 30.0
+    # The OCPP versions the command is for (the API endpoint's); a charger connected with
+    # another is not sent it (``wrong_version``). Empty: whatever version the action is in.
+    versions: tuple[str, ...] = ()
 
 
 # answered: a CALLRESULT came back (its payload says Accepted, Rejected, ...).
@@ -25,8 +28,16 @@ class CommandRequest(msgspec.Struct, frozen=True, kw_only=True):
 # busy: too many commands already queued for this charger.
 # invalid: the request itself was refused (unknown action, payload against the schema).
 # invalid_answer: the charger's CALLRESULT broke the schema; it is recorded as rejected.
+# wrong_version: the charger is connected with an OCPP version the command is not for.
 CommandStatus = Literal[
-    "answered", "callerror", "timeout", "offline", "busy", "invalid", "invalid_answer"
+    "answered",
+    "callerror",
+    "timeout",
+    "offline",
+    "busy",
+    "invalid",
+    "invalid_answer",
+    "wrong_version",
 ]
 
 

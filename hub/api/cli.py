@@ -46,7 +46,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Operations: " + ", ".join(sorted(OPERATIONS)),
     )
     cmd.add_argument("charge_point_id")
-    cmd.add_argument("operation", help="e.g. reset, remote-start, get-configuration")
+    cmd.add_argument("operation", help="e.g. reset, remote-start, get-configuration, get-variables")
     cmd.add_argument(
         "flags",
         nargs=argparse.REMAINDER,
@@ -74,8 +74,13 @@ def _camel(flag: str) -> str:
 def build_request(
     endpoint: Endpoint, flags: list[str], body: str | None
 ) -> tuple[bytes | None, list[tuple[str, str]]]:
-    """The HTTP body and query for ``flags`` (``--name value`` pairs); raises UsageError."""
-    fields = {f.encode_name: f for f in msgspec.structs.fields(endpoint.request_type)}
+    """The HTTP body and query for ``flags`` (``--name value`` pairs); raises UsageError.
+
+    The flags are converted to the request type of the first of the endpoint's versions that
+    takes them (``reset --type Soft`` is 1.6's, ``--type Immediate`` 2.x's); the charger's
+    version is checked where its connection is."""
+    types = [endpoint.request_type(version) for version in endpoint.versions]
+    fields = {f.encode_name: f for kind in types for f in msgspec.structs.fields(kind)}
     values: dict[str, Any] = {}
     keys: list[str] = []
     position = 0
@@ -104,11 +109,15 @@ def build_request(
         if values:
             raise UsageError("give either --body or field flags, not both")
         return body.encode(), []
-    try:
-        payload = msgspec.convert(values, endpoint.request_type, strict=False)
-    except msgspec.ValidationError as error:
-        raise UsageError(str(error)) from None
-    return msgspec.json.encode(payload), []
+    errors: list[str] = []
+    for kind in types:
+        try:
+            payload = msgspec.convert(values, kind, strict=False)
+        except msgspec.ValidationError as error:
+            errors.append(str(error))
+            continue
+        return msgspec.json.encode(payload), []
+    raise UsageError(errors[0] if len(set(errors)) == 1 else "; ".join(errors))
 
 
 def _kebab(name: str) -> str:

@@ -24,6 +24,8 @@ from hub.bus import Connection, EventRefused, EventStore, connect
 from hub.commands import finished_event, send_requested
 from hub.config import Settings
 from hub.domain.command_tracking import CommandError, CommandView, Tracker, finished_view
+from hub.domain.device_model import Reports, is_report_part, report_part
+from hub.domain.facts import ReportPart
 from hub.domain.redaction import (
     DEFAULT_SECRET_KEYS,
     SecretKeys,
@@ -36,11 +38,16 @@ from hub.tokens import AuthError, Scope, Verifier
 from schemas.commands import CommandReply
 from schemas.events import (
     AccessDenied,
+    CommandFinished,
     CommandRequested,
     Event,
+    OcppFrame,
 )
 
 log = structlog.get_logger("hub.api")
+
+# The NotifyReport CALLs 2.x stations send, which the API assembles into reports.
+REPORT_PARTS: Final = "ev.cp.*.in.NotifyReport"
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 MAX_TIMEOUT_S: Final = 300.0
@@ -71,12 +78,28 @@ class CommandApi:
         self.secret_keys = secret_keys  # configuration values never stored in clear
         self.known = known  # whether the hub has ever seen the charger (else 404)
         self.tracker = Tracker()
+        self.reports = Reports()  # 2.x stations' device model reports (NotifyReport parts)
         self.connection: Connection | None = None
         self.store: EventStore | None = None
         self.background: set[asyncio.Task[CommandView]] = set()
         self._audit_tokens = AUDIT_PER_S * 2
         self._audit_refilled = time.monotonic()
         self.audits_dropped = 0
+
+    def apply(self, event: Event, seq: int) -> None:
+        """Fold an event of the API's own or one the stream delivers (again): commands, and
+        the NotifyReport parts that answer a GetBaseReport or GetReport."""
+        if is_report_part(event):
+            assert isinstance(event, OcppFrame)
+            fact = report_part(seq, event)
+            if isinstance(fact, ReportPart):
+                self.reports.part(fact)
+            return
+        self.tracker.apply(event)
+        if isinstance(event, CommandRequested):
+            self.reports.requested(event)
+        elif isinstance(event, CommandFinished):
+            self.reports.finished(event)
 
     def audit_allowed(self) -> bool:
         now = time.monotonic()
@@ -113,6 +136,9 @@ def setup(
             _command_handler(endpoint),
         )
     app.router.add_get("/api/v1/commands/{command_id}", _answering_errors(_get_command))
+    app.router.add_get(
+        "/api/v1/chargers/{charge_point_id}/reports/{request_id}", _answering_errors(_get_report)
+    )
     money.setup(app, settings.stream.name)
     credentials.setup(app, settings.stream.name)
     openapi.add_routes(app)
@@ -130,12 +156,11 @@ def _backbone(
         try:
             store = EventStore(connection, timeout=settings.gateway.publish_timeout_s)
             await store.start()
-            tracker = api.tracker
             async with Follower(
                 connection,
                 settings.stream.name,
-                (COMMAND_WILDCARD,),
-                lambda event, _: tracker.apply(event),
+                (COMMAND_WILDCARD, REPORT_PARTS),
+                api.apply,
                 name="commands",
             ):
                 api.connection, api.store = connection, store
@@ -165,7 +190,7 @@ async def _store(api: CommandApi, event: Event) -> int:
             [seq] = await api.store.store([event])
     except TimeoutError:
         raise _error(503, "unavailable", "the event store did not acknowledge in time") from None
-    api.tracker.apply(event)
+    api.apply(event, seq)
     return seq
 
 
@@ -360,13 +385,13 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
     )
     if not wait:
         task = asyncio.create_task(
-            _finish(api, requested, payload), name=f"api.command.{command_id}"
+            _finish(api, requested, payload, endpoint.versions), name=f"api.command.{command_id}"
         )
         api.background.add(task)
         task.add_done_callback(_forget(api))
         view = api.tracker.get(command_id)
         return json_response(view, status=202, Location=f"/api/v1/commands/{command_id}")
-    view = await _finish(api, requested, payload)
+    view = await _finish(api, requested, payload, endpoint.versions)
     return json_response(view, status=HTTP_STATUS[view.outcome])
 
 
@@ -386,16 +411,22 @@ HTTP_STATUS: Final[dict[str, int]] = {
     "invalid_answer": 502,
     "timeout": 504,
     "offline": 409,
+    "wrong_version": 409,
     "busy": 429,
     "invalid": 400,
 }
 
 
-async def _finish(api: CommandApi, requested: CommandRequested, payload: bytes) -> CommandView:
-    """Send the command (``payload``: the CALL's, secrets and all), store what became of it,
-    and return the tracked view."""
+async def _finish(
+    api: CommandApi,
+    requested: CommandRequested,
+    payload: bytes,
+    versions: tuple[str, ...] = (),
+) -> CommandView:
+    """Send the command (``payload``: the CALL's, secrets and all) to a charger connected with
+    one of ``versions``, store what became of it, and return the tracked view."""
     assert api.connection is not None
-    reply = await send_requested(api.connection.client, requested, payload)
+    reply = await send_requested(api.connection.client, requested, payload, versions)
     finished = finished_event(requested, reply, now_ms(), api.secret_keys)
     try:
         await _store(api, finished)
@@ -432,6 +463,29 @@ async def _get_command(request: web.Request) -> web.Response:
             view.charge_point_id,
         )
     return json_response(view)
+
+
+# A report's HTTP status: 202 while parts are missing, 409 when none will come.
+REPORT_STATUS: Final = {"complete": 200, "pending": 202, "refused": 409}
+
+
+async def _get_report(request: web.Request) -> web.Response:
+    api = request.app[API]
+    charge_point_id = request.match_info["charge_point_id"]
+    await _authorise(request, charge_point_id, command=False)
+    raw = request.match_info["request_id"]
+    try:
+        request_id = int(raw)
+    except ValueError:
+        raise _error(400, "bad_request", f"requestId: expected an integer, got {raw!r}") from None
+    view = api.reports.get(charge_point_id, request_id)
+    if view is None:
+        raise _error(
+            404,
+            "not_found",
+            f"no report {request_id} of {charge_point_id!r}: never asked for nor sent (or evicted)",
+        )
+    return json_response(view, status=REPORT_STATUS[view.status])
 
 
 __all__ = ["API", "HTTP_STATUS", "CommandApi", "CommandError", "ErrorBody", "setup"]

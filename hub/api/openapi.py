@@ -25,6 +25,7 @@ from hub.api.endpoints import ENDPOINTS, Endpoint
 from hub.api.money_rules import CreditBody, Limits, TariffBody, WalletBody
 from hub.api.money_state import CreditView, LimitsView, TariffList, TariffView, WalletView
 from hub.domain.command_tracking import CommandView
+from hub.domain.device_model import ReportView
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
 REF: Final = "#/components/schemas/{name}"
@@ -51,11 +52,26 @@ def _path(name: str, schema: dict[str, Any], example: object) -> dict[str, Any]:
 CHARGER: Final = _path("charge_point_id", {"type": "string", "minLength": 1}, "CP-1")
 
 
-def _operation(endpoint: Endpoint) -> dict[str, Any]:
+Refs = dict[type[Any], dict[str, Any]]
+
+
+def _per_version(types: list[type[Any]], refs: Refs) -> dict[str, Any]:
+    """One version's type, or any of several (a body may be valid in more than one: anyOf,
+    not oneOf, which would refuse it). ``refs``: msgspec's names, which qualify a name that
+    two versions' types share (``schemas.ocpp.v201.ResetRequest``)."""
+    if len(types) == 1:
+        return refs[types[0]]
+    return {"anyOf": [refs[kind] for kind in types]}
+
+
+def _operation(endpoint: Endpoint, refs: Refs) -> dict[str, Any]:
+    from hub.api.http import ErrorBody
+
+    responses = [endpoint.response_type(version) for version in endpoint.versions]
     answered = {
         "allOf": [
             _ref(CommandView),
-            {"type": "object", "properties": {"response": _ref(endpoint.response_type)}},
+            {"type": "object", "properties": {"response": _per_version(responses, refs)}},
         ]
     }
     parameters: list[dict[str, Any]] = [
@@ -77,18 +93,29 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": f"{endpoint.method.lower()}_{endpoint.name.replace('-', '_')}",
         "summary": endpoint.summary,
-        "description": f"Sends the OCPP 1.6 `{endpoint.action}` CALL and returns the "
-        "charger's answer. The body is the OCPP request payload.",
+        "description": f"Sends the `{endpoint.action}` CALL to a charger connected with "
+        f"{endpoint.serves} and returns the charger's answer. The body is the OCPP request "
+        "payload of the charger's version; a charger of another version answers 409 "
+        "(outcome `wrong_version`).",
         "tags": ["commands"],
         "parameters": parameters,
         "responses": {
             "200": _json(answered, "the charger answered (status accepted or rejected)"),
             "202": _json(_ref(CommandView), "wait=false: queued; the body has the command id"),
-            "400": _error("a bad body or query parameter; the message names the field"),
+            "400": _json(
+                {"anyOf": [_ref(ErrorBody), _ref(CommandView)]},
+                "a bad body or query parameter; the message names the field (ErrorBody); or a "
+                "body valid for another of the endpoint's versions than the charger's, which "
+                "its gateway refused (CommandView, outcome invalid)",
+            ),
             "401": _error("no valid token (audited)"),
             "403": _error("the token's role or charger scope does not allow it (audited)"),
             "404": _error("the hub has never seen this charger"),
-            "409": _json(_ref(CommandView), "the charger is known but offline"),
+            "409": _json(
+                _ref(CommandView),
+                "the charger is known but offline (outcome offline), or connected with an "
+                "OCPP version the endpoint does not serve (outcome wrong_version)",
+            ),
             "429": _json(_ref(CommandView), "too many commands queued for this charger"),
             "502": _json(
                 _ref(CommandView),
@@ -102,7 +129,13 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.has_body:
         operation["requestBody"] = {
             "required": endpoint.method != "DELETE",
-            "content": {"application/json": {"schema": _ref(endpoint.request_type)}},
+            "content": {
+                "application/json": {
+                    "schema": _per_version(
+                        [endpoint.request_type(version) for version in endpoint.versions], refs
+                    )
+                }
+            },
         }
     else:
         parameters.append(
@@ -116,6 +149,29 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
             }
         )
     return operation
+
+
+def _report() -> dict[str, Any]:
+    return {
+        "operationId": "get_report",
+        "summary": "A 2.x station's device model report, assembled from its NotifyReport parts",
+        "tags": ["commands"],
+        "parameters": [
+            CHARGER,
+            _path("request_id", {"type": "integer"}, 7),
+        ],
+        "responses": {
+            "200": _json(_ref(ReportView), "every part is in (status complete)"),
+            "202": _json(_ref(ReportView), "asked for, parts still missing (status pending)"),
+            "400": _error("a request id that is not an integer"),
+            "401": _error("no valid token (audited)"),
+            "403": _error("the charger is outside the token's scope (audited)"),
+            "404": _error("no such report: never asked for nor sent, or evicted"),
+            "409": _json(
+                _ref(ReportView), "the station refused it or the command failed (status refused)"
+            ),
+        },
+    }
 
 
 # -- tariffs, wallets and session limits (hub/api/money.py) ------------------------------------
@@ -337,6 +393,7 @@ def document() -> dict[str, Any]:
     types: list[Any] = [
         CommandView,
         ErrorBody,
+        ReportView,
         *MONEY_TYPES,
         RotationBody,
         RotationView,
@@ -345,12 +402,14 @@ def document() -> dict[str, Any]:
         RegistrationView,
     ]
     for endpoint in ENDPOINTS:
-        types += [endpoint.request_type, endpoint.response_type]
-    _, components = msgspec.json.schema_components(types, ref_template=REF)
+        for version in endpoint.versions:
+            types += [endpoint.request_type(version), endpoint.response_type(version)]
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in ENDPOINTS:
         path = paths.setdefault(f"/api/v1/chargers/{{charge_point_id}}/{endpoint.name}", {})
-        path[endpoint.method.lower()] = _operation(endpoint)
+        path[endpoint.method.lower()] = _operation(endpoint, refs)
     paths["/api/v1/commands/{command_id}"] = {
         "get": {
             "operationId": "get_command",
@@ -367,6 +426,7 @@ def document() -> dict[str, Any]:
             },
         }
     }
+    paths["/api/v1/chargers/{charge_point_id}/reports/{request_id}"] = {"get": _report()}
     paths.update(_money_paths())
     paths.update(_credential_paths())
     return {
@@ -374,10 +434,10 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "ocpp-hub command API",
             "version": "1",
-            "description": "Server-initiated OCPP 1.6 operations, routed to the gateway that "
-            "holds the charger; tariffs, prepaid wallets and session limits, each change an "
-            "audited event. Tokens: JWT bearer with `role` (operator/admin send commands and "
-            "make changes, viewer only reads) and `chargers` (ids or *).",
+            "description": "Server-initiated OCPP 1.6, 2.0.1 and 2.1 operations, routed to the "
+            "gateway that holds the charger; tariffs, prepaid wallets and session limits, each "
+            "change an audited event. Tokens: JWT bearer with `role` (operator/admin send "
+            "commands and make changes, viewer only reads) and `chargers` (ids or *).",
         },
         "security": [{"bearer": []}],
         "paths": paths,

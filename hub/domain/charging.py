@@ -32,7 +32,7 @@ from typing import Final
 
 import msgspec
 
-from hub.domain import certificates, energy, profiles
+from hub.domain import certificates, device_model, energy, profiles
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -110,7 +110,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 6
+STATE_VERSION: Final = 7
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -135,7 +135,13 @@ ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransf
 # for a consumer that follows only admin events, the command's finished event.
 HUB_CALLS: Final = frozenset({"SetChargingProfile", "ClearChargingProfile", "GetConfiguration"})
 _READ: Final = frozenset(
-    {"StatusNotification", "MeterValues", "StopTransaction", "SecurityEventNotification"}
+    {
+        "StatusNotification",
+        "MeterValues",
+        "StopTransaction",
+        "SecurityEventNotification",
+        "NotifyReport",
+    }
 )
 # The security events the 1.6 security whitepaper calls critical (its appendix): a charger
 # sends these; the others it may only log.
@@ -437,6 +443,9 @@ class Charging:
                     del pending[next(iter(pending))]
                 return
             if frame.action not in _READ:
+                return
+            if frame.action == "NotifyReport":  # 2.x: the station's device model
+                self._facts.append(device_model.report_part(self._seq, frame))
                 return
             request = validate_call(frame.ocpp_version, frame.action, frame.payload)
             match request:

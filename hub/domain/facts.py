@@ -215,6 +215,41 @@ class ProfileCleared(_Fact, frozen=True, kw_only=True, tag="profile.cleared"):
     reason: ClearReason
 
 
+class ReportedVariable(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
+    """One attribute of one variable of one component, as a 2.x station reported it in a
+    NotifyReport (its device model): where (component, its instance, EVSE and connector),
+    what (variable, instance, attribute type), the value and its characteristics."""
+
+    component: str
+    variable: str
+    attribute_type: str = "Actual"
+    value: str | None = None  # absent for a WriteOnly variable (a password)
+    component_instance: str = ""
+    evse_id: int | None = None
+    connector_id: int | None = None
+    variable_instance: str = ""
+    mutability: str = ""
+    persistent: bool | None = None
+    constant: bool | None = None
+    data_type: str = ""
+    unit: str = ""
+    min_limit: float | None = None
+    max_limit: float | None = None
+    values_list: str = ""
+    supports_monitoring: bool | None = None
+
+
+class ReportPart(_Fact, frozen=True, kw_only=True, tag="report.part"):
+    """One NotifyReport of a 2.x station: part ``seq_no`` of the report ``request_id`` (the
+    GetBaseReport's or GetReport's), more to come while ``tbc``."""
+
+    request_id: int
+    seq_no: int
+    tbc: bool
+    generated_at_ms: int | None  # the station's time of the report, if it parses
+    variables: tuple[ReportedVariable, ...]
+
+
 class Problem(_Fact, frozen=True, kw_only=True, tag="problem"):
     """Something in a frame the domain cannot use: a timestamp that does not parse, a
     reading that is no number. The rest of the frame still counts."""
@@ -238,5 +273,6 @@ Fact = (
     | SecurityEventReported
     | ProfileInstalled
     | ProfileCleared
+    | ReportPart
     | Problem
 )

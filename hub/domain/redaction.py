@@ -10,6 +10,12 @@ keyed one needs a key every process shares, which would be one more secret at re
 the stream. A fixed marker is deterministic (the same frame redacts to the same bytes, so
 retried publishes still deduplicate) and leaks nothing but that a value was there.
 
+OCPP 2.0.1 and 2.1 keep configuration in the device model instead: a variable of a
+component, named ``Component.Variable`` here (``SecurityCtrlr.BasicAuthPassword``, the Basic
+password, always secret). Its values travel in SetVariables, GetVariables answers and
+NotifyReport, and are redacted the same way; so are the passwords and keys of a
+SetNetworkProfile (the APN's and the VPN's, and 2.1's ``basicAuthPassword``), always.
+
 Key names are OCPP CiStrings, compared case-insensitively (``authorizationkey`` is the same
 key). Pure functions; the gateway's protocol core and the command API call them before an
 event is made.
@@ -26,9 +32,18 @@ import msgspec
 REDACTED: Final = "***"
 # Always secret, whatever is configured: the charger's Basic password (OCPP 1.6 security
 # extension).
-ALWAYS_SECRET: Final = ("AuthorizationKey",)
-# The actions whose payloads carry configuration values (OCPP 1.6).
+ALWAYS_SECRET: Final = ("AuthorizationKey", "SecurityCtrlr.BasicAuthPassword")
+# The actions whose payloads carry configuration values (OCPP 1.6), and the device model's
+# variables (2.x).
 CONFIGURATION_ACTIONS: Final = frozenset({"ChangeConfiguration", "GetConfiguration"})
+VARIABLE_ACTIONS: Final = frozenset({"SetVariables", "GetVariables", "NotifyReport"})
+# Actions whose payloads hold credentials in fields of their own (2.x), whatever is configured.
+NETWORK_ACTIONS: Final = frozenset({"SetNetworkProfile"})
+_SECRET_ACTIONS: Final = CONFIGURATION_ACTIONS | VARIABLE_ACTIONS | NETWORK_ACTIONS
+# A network connection profile's secrets: the APN's and 2.1's Basic password, and the VPN's
+# password and shared key (the last two only inside ``vpn``).
+_PROFILE_SECRETS: Final = ("apnPassword", "basicAuthPassword")
+_VPN_SECRETS: Final = ("password", "key")
 
 SecretKeys = frozenset[str]
 
@@ -52,10 +67,10 @@ def redact_payload(action: str, payload: bytes | msgspec.Raw, keys: SecretKeys) 
     """``payload`` (JSON) with every secret configuration value replaced by ``***``, or None
     when there is nothing to redact: not a configuration action, no secret key in it, or
     not JSON (the schema check refuses that anyway, and its raw text is redacted apart)."""
-    if action not in CONFIGURATION_ACTIONS:
+    if action not in _SECRET_ACTIONS:
         return None
     payload = bytes(payload)
-    if not mentions_secret(payload, keys):
+    if action not in NETWORK_ACTIONS and not mentions_secret(payload, keys):
         return None
     try:
         document = msgspec.json.decode(payload)
@@ -70,7 +85,7 @@ def redact_text(text: str, keys: SecretKeys) -> str | None:
     """A frame's text (as ``ocpp.rejected`` keeps it) with secret values replaced, or None
     when it holds none. Text that mentions a secret key but cannot be parsed (cut short,
     not JSON) cannot be redacted value by value, so all of it is replaced."""
-    if not mentions_secret(text, keys):
+    if not mentions_secret(text, keys) and not _mentions_password(text):
         return None
     try:
         # Python's parser: it takes what msgspec refuses (lone surrogates, NaN), as the
@@ -84,32 +99,64 @@ def redact_text(text: str, keys: SecretKeys) -> str | None:
 
 
 def mentions_secret(data: bytes | str, keys: SecretKeys) -> bool:
-    """Whether a secret key's name occurs in ``data`` in any case: a cheap test first."""
+    """Whether a secret key's name (a variable's, for ``Component.Variable``) occurs in
+    ``data`` in any case: a cheap test first."""
+    names = [key.rpartition(".")[2] for key in keys]
     if isinstance(data, bytes):
         folded_bytes = data.lower()  # key names are ASCII (CiString)
-        return any(key.encode() in folded_bytes for key in keys)
+        return any(name.encode() in folded_bytes for name in names)
     folded = data.casefold()
-    return any(key in folded for key in keys)
+    return any(name in folded for name in names)
+
+
+def _mentions_password(text: str) -> bool:
+    folded = text.casefold()
+    return "password" in folded or '"vpn"' in folded
 
 
 def _redact(document: object, keys: SecretKeys) -> bool:
-    """Replace, in place, the ``value`` of every object whose ``key`` is secret; whether any
-    was. Iterative: a frame may nest as deep as its parser allows."""
+    """Replace, in place, the ``value`` of every object whose ``key`` is secret, the values of
+    every secret 2.x variable, and a network profile's passwords; whether any was.
+    Iterative: a frame may nest as deep as its parser allows."""
     changed = False
     stack = [document]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             key = node.get("key")
-            if (
-                isinstance(key, str)
-                and key.casefold() in keys
-                and "value" in node
-                and node["value"] != REDACTED
-            ):
-                node["value"] = REDACTED
-                changed = True
+            if isinstance(key, str) and key.casefold() in keys:
+                changed |= _replace(node, "value")
+            if _variable_name(node) in keys:
+                changed |= _replace(node, "attributeValue")
+                attributes = node.get("variableAttribute")
+                for attribute in attributes if isinstance(attributes, list) else ():
+                    if isinstance(attribute, dict):
+                        changed |= _replace(attribute, "value")
+            for field in _PROFILE_SECRETS:
+                changed |= _replace(node, field)
+            vpn = node.get("vpn")
+            if isinstance(vpn, dict):
+                for field in _VPN_SECRETS:
+                    changed |= _replace(vpn, field)
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
     return changed
+
+
+def _replace(node: dict[str, object], field: str) -> bool:
+    if field in node and node[field] != REDACTED:
+        node[field] = REDACTED
+        return True
+    return False
+
+
+def _variable_name(node: dict[str, object]) -> str:
+    """``component.variable`` (casefolded) of a 2.x object that names both, else ""."""
+    component, variable = node.get("component"), node.get("variable")
+    if not isinstance(component, dict) or not isinstance(variable, dict):
+        return ""
+    names = component.get("name"), variable.get("name")
+    if not all(isinstance(name, str) for name in names):
+        return ""
+    return f"{names[0]}.{names[1]}".casefold()

@@ -679,6 +679,13 @@ def check_command(link: Link, request: CommandRequest) -> CommandReply | None:
     if not 0 < len(request.command_id) <= MAX_COMMAND_ID_LENGTH:
         return invalid(f"command_id must have 1 to {MAX_COMMAND_ID_LENGTH} characters")
     version = link.ocpp_version
+    if request.versions and version not in request.versions:
+        return CommandReply(
+            command_id=request.command_id,
+            status="wrong_version",
+            error_description=f"{link.charge_point_id!r} is connected with OCPP {version}; "
+            f"{request.action} here is for OCPP {', '.join(request.versions)}",
+        )
     charger_sends = HANDLERS[version].keys() - {"DataTransfer"}
     if request.action not in ocpp.known_actions(version) or request.action in charger_sends:
         return invalid(f"{request.action!r} is not an OCPP {version} command to a charger")

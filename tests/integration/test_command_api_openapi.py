@@ -61,9 +61,21 @@ async def test_the_document_is_valid_openapi_and_lists_every_endpoint(ui_port: i
         "502",
         "504",
     }
+    # One path, every version's body (a 1.6 charger is sent 1.6's, a 2.x one 2.x's).
     assert reset["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ResetRequest"
+        "anyOf": [
+            {"$ref": f"#/components/schemas/schemas.ocpp.{module}.ResetRequest"}
+            for module in ("v16", "v201", "v21")
+        ]
     }
+    variables = document["paths"]["/api/v1/chargers/{charge_point_id}/get-variables"]["post"]
+    assert variables["requestBody"]["content"]["application/json"]["schema"] == {
+        "anyOf": [
+            {"$ref": f"#/components/schemas/schemas.ocpp.{module}.GetVariablesRequest"}
+            for module in ("v201", "v21")
+        ]
+    }
+    assert "wrong_version" in variables["responses"]["409"]["description"]
     assert "/api/v1/openapi.json" in page and "<script src" not in page
 
 

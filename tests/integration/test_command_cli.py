@@ -87,3 +87,21 @@ def test_flags_become_the_ocpp_payload_with_its_types() -> None:
         build_request(OPERATIONS["unlock"], ["--connector-id", "one"], None)
     with pytest.raises(UsageError, match="needs a value"):
         build_request(OPERATIONS["reset"], ["--type"], None)
+
+
+def test_flags_of_an_operation_several_versions_have_take_the_version_that_fits() -> None:
+    soft, _ = build_request(OPERATIONS["reset"], ["--type", "Soft"], None)
+    immediate, _ = build_request(
+        OPERATIONS["reset"], ["--type", "Immediate", "--evse-id", "1"], None
+    )
+    assert soft == b'{"type":"Soft"}'
+    assert immediate is not None
+    assert msgspec.json.decode(immediate) == {"type": "Immediate", "evseId": 1}
+    report, _ = build_request(
+        OPERATIONS["get-base-report"], ["--request-id", "7", "--report-base", "FullInventory"], None
+    )
+    assert report is not None
+    assert msgspec.json.decode(report) == {"requestId": 7, "reportBase": "FullInventory"}
+    assert OPERATIONS["afrr-signal"].versions == ("2.1",)
+    with pytest.raises(UsageError, match="Invalid enum value 'Sideways'"):
+        build_request(OPERATIONS["reset"], ["--type", "Sideways"], None)

@@ -95,3 +95,79 @@ def test_a_rejected_frame_holding_a_secret_keeps_no_digest_of_it() -> None:
         len(data),
         "",
     )
+
+
+def _variable(component: str, variable: str, **value: str) -> dict[str, object]:
+    return {"component": {"name": component}, "variable": {"name": variable}, **value}
+
+
+def test_2x_basic_auth_password_is_redacted_in_set_get_variables_and_notify_report() -> None:
+    secret = _variable("securityctrlr", "BASICAUTHPASSWORD", attributeValue="s3cret-s3cret-s3")
+    plain = _variable("OCPPCommCtrlr", "HeartbeatInterval", attributeValue="60")
+    payload = json.dumps({"setVariableData": [plain, secret]}).encode()
+    redacted = json.loads(redact_payload("SetVariables", payload, KEYS) or b"")
+    assert [d["attributeValue"] for d in redacted["setVariableData"]] == ["60", "***"]
+    answer = {"getVariableResult": [{**secret, "attributeStatus": "Accepted"}]}
+    got = redact_payload("GetVariables", json.dumps(answer).encode(), KEYS)
+    assert json.loads(got or b"")["getVariableResult"][0]["attributeValue"] == "***"
+    report = {
+        "requestId": 1,
+        "generatedAt": "2027-01-01T00:00:00Z",
+        "seqNo": 0,
+        "reportData": [
+            {
+                **_variable("SecurityCtrlr", "BasicAuthPassword"),
+                "variableAttribute": [{"value": "s3cret-s3cret-s3"}, {"type": "Target"}],
+            }
+        ],
+    }
+    got = redact_payload("NotifyReport", json.dumps(report).encode(), KEYS)
+    assert json.loads(got or b"")["reportData"][0]["variableAttribute"] == [
+        {"value": "***"},
+        {"type": "Target"},
+    ]
+    assert (
+        redact_payload("SetVariables", json.dumps({"setVariableData": [plain]}).encode(), KEYS)
+        is None
+    )
+    # Configured keys name 2.x variables as Component.Variable.
+    keys = parse_secret_keys("OCPPCommCtrlr.HeartbeatInterval")
+    assert b"***" in (redact_payload("SetVariables", payload, keys) or b"")
+
+
+def test_set_network_profile_passwords_and_vpn_key_are_always_redacted() -> None:
+    payload = {
+        "configurationSlot": 1,
+        "connectionData": {
+            "ocppInterface": "Wireless0",
+            "ocppTransport": "JSON",
+            "messageTimeout": 30,
+            "ocppCsmsUrl": "wss://csms.example.com/ocpp",
+            "securityProfile": 2,
+            "basicAuthPassword": "s3cret-basic-pass",
+            "apn": {"apn": "internet", "apnAuthentication": "CHAP", "apnPassword": "apn-pass"},
+            "vpn": {
+                "server": "vpn",
+                "user": "u",
+                "password": "vpn-pass",
+                "key": "psk",
+                "type": "IPSec",
+            },
+        },
+    }
+    redacted = json.loads(
+        redact_payload("SetNetworkProfile", json.dumps(payload).encode(), KEYS) or b""
+    )
+    data = redacted["connectionData"]
+    assert data["basicAuthPassword"] == data["apn"]["apnPassword"] == "***"
+    assert data["vpn"]["password"] == data["vpn"]["key"] == "***"
+    assert (
+        data["vpn"]["user"] == "u"
+        and data["ocppCsmsUrl"] == payload["connectionData"]["ocppCsmsUrl"]
+    )
+    assert (
+        json.loads(redact_text(json.dumps([2, "x", "SetNetworkProfile", payload]), KEYS) or "")[3][
+            "connectionData"
+        ]["vpn"]["key"]
+        == "***"
+    )
