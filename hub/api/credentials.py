@@ -3,9 +3,11 @@ password or key, and the security profile), password rotation, and accepting a c
 ``pending`` boot policy holds.
 
 A rotation is events first, then the CALL: ``admin.charger.password.rotating`` (the new
-password's PBKDF2 hash, never the password), then ChangeConfiguration AuthorizationKey through
-the command path (``admin.command.requested`` with the value redacted, the CALL,
-``admin.command.finished``), then ``admin.charger.password.rotated`` when the charger
+password's PBKDF2 hash, never the password), then ChangeConfiguration AuthorizationKey (1.6)
+or SetVariables SecurityCtrlr.BasicAuthPassword (2.x; the gateway refuses the one not for
+the live connection's version before the charger sees it) through the command path
+(``admin.command.requested`` with the value redacted, the CALL, ``admin.command.finished``),
+then ``admin.charger.password.rotated`` when the charger
 refuses the key or does not answer. When it takes the key, the gateway records the end
 (``completed``) as the charger logs in with it; until then both passwords log in.
 """
@@ -38,6 +40,7 @@ from hub.commands import finished_event, send_command
 from hub.domain.charger_ids import id_problem
 from hub.domain.credentials import (
     MAX_KEY_BYTES,
+    PASSWORD_CALLS,
     BadSecret,
     Secret,
     key_secret,
@@ -230,26 +233,34 @@ async def rotate(
             command_id=command_id,
         )
     )
-    requested = CommandRequested(
-        id=f"{command_id}:requested",
-        received_at=now_ms(),
-        actor=origin.actor,
-        command_id=command_id,
-        charge_point_id=charge_point_id,
-        action="ChangeConfiguration",
-        payload=msgspec.Raw(_change(REDACTED)),
-        timeout_s=timeout_s,
-    )
-    await store(requested)
-    reply = await send_command(
-        client,
-        charge_point_id,
-        "ChangeConfiguration",
-        _change(secret.configured),
-        command_id=command_id,
-        timeout_s=timeout_s,
-    )
-    await store(finished_event(requested, reply, now_ms()))
+    # The charger's OCPP version decides the call; the gateway knows it, and refuses the
+    # other (wrong_version) before anything reaches the charger.
+    for attempt, call in enumerate(PASSWORD_CALLS):
+        if attempt:
+            command_id = uuid.uuid4().hex
+        requested = CommandRequested(
+            id=f"{command_id}:requested",
+            received_at=now_ms(),
+            actor=origin.actor,
+            command_id=command_id,
+            charge_point_id=charge_point_id,
+            action=call.action,
+            payload=msgspec.Raw(call.payload(REDACTED)),
+            timeout_s=timeout_s,
+        )
+        await store(requested)
+        reply = await send_command(
+            client,
+            charge_point_id,
+            call.action,
+            call.payload(secret.configured),
+            command_id=command_id,
+            timeout_s=timeout_s,
+            versions=call.versions,
+        )
+        await store(finished_event(requested, reply, now_ms()))
+        if reply.status != "wrong_version":
+            break
     outcome, detail = rotation_outcome(reply.status, bytes(reply.payload))
     if outcome is not None:
         await store(
@@ -279,10 +290,6 @@ async def rotate(
         actor=origin.actor,
         key=secret.configured if show_key else "",
     )
-
-
-def _change(value: str) -> bytes:
-    return msgspec.json.encode({"key": "AuthorizationKey", "value": value})
 
 
 def charger_accepted(charge_point_id: str, origin: Origin) -> ChargerAccepted:

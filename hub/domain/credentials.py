@@ -9,7 +9,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from schemas.commands import CommandStatus
-from schemas.events import RotationOutcome
+from schemas.events import OcppVersion, RotationOutcome
 
 # The OCPP 1.6 security whitepaper's AuthorizationKey: at least 16 bytes, at most 20, given
 # as hex; OCPP 2.0.1's passwordString: 16 to 40 characters.
@@ -20,7 +20,8 @@ MAX_KEY_BYTES: Final = 20
 # Printable ASCII: what every firmware can store and put in a Basic header as it is.
 _PRINTABLE: Final = re.compile(r"[\x20-\x7e]*")
 _HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})*")
-# ChangeConfiguration answers after which the charger holds the new key.
+# Answers after which the charger holds the new password (ChangeConfiguration's status,
+# SetVariables' attributeStatus).
 _TAKEN: Final = frozenset({"Accepted", "RebootRequired"})
 
 
@@ -81,22 +82,61 @@ def secret_of(password: str | None, key: str | None, random: bytes) -> tuple[Sec
     return key_secret(random.hex()), True
 
 
-class _Answer(msgspec.Struct):
+class PasswordCall(NamedTuple):
+    """How chargers of ``versions`` are given a new Basic password: 1.6's ChangeConfiguration
+    AuthorizationKey (security whitepaper), 2.x's SetVariables SecurityCtrlr.BasicAuthPassword
+    (A01). ``payload`` is what the charger gets; the stream keeps it with the value redacted."""
+
+    action: str
+    versions: tuple[OcppVersion, ...]
+
+    def payload(self, value: str) -> bytes:
+        if self.action == "ChangeConfiguration":
+            return msgspec.json.encode({"key": "AuthorizationKey", "value": value})
+        variable = {
+            "attributeValue": value,
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+        }
+        return msgspec.json.encode({"setVariableData": [variable]})
+
+
+PASSWORD_CALLS: Final = (
+    PasswordCall("ChangeConfiguration", ("1.6",)),
+    PasswordCall("SetVariables", ("2.0.1", "2.1")),
+)
+
+
+class _Result(msgspec.Struct, rename="camel"):
+    attribute_status: str = ""
+
+
+class _Answer(msgspec.Struct, rename="camel"):
+    # ChangeConfiguration's, and SetVariables' (one result per variable set).
     status: str = ""
+    set_variable_result: list[_Result] = []
+
+    @property
+    def verdict(self) -> str:
+        if self.set_variable_result:
+            return self.set_variable_result[0].attribute_status
+        return self.status
 
 
 def rotation_outcome(status: CommandStatus, payload: bytes) -> tuple[RotationOutcome | None, str]:
-    """What a charger's reply to ChangeConfiguration AuthorizationKey means for a rotation,
-    and the detail to record. None: it took the key, and the rotation goes on until it logs
-    in with it."""
+    """What a charger's reply to the new password (ChangeConfiguration or SetVariables, see
+    ``PasswordCall``) means for a rotation, and the detail to record. None: it took the
+    password, and the rotation goes on until it logs in with it."""
     if status == "answered":
         try:
-            answer = msgspec.json.decode(payload, type=_Answer)
+            verdict = msgspec.json.decode(payload, type=_Answer).verdict
         except msgspec.DecodeError:
             return "rejected", "an answer without a status"
-        if answer.status in _TAKEN:
-            return None, answer.status
-        return "rejected", answer.status
+        if not verdict:
+            return "rejected", "an answer without a status"
+        if verdict in _TAKEN:
+            return None, verdict
+        return "rejected", verdict
     if status in ("callerror", "invalid_answer", "invalid"):
         return "rejected", status
     if status == "timeout":

@@ -17,8 +17,12 @@ from typing import Any, TypeVar
 import pytest
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as call_result201
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from hub.config import Settings
 from hub.fanout import running_fanout
@@ -27,6 +31,7 @@ from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from schemas.events import (
     ChargerAccepted,
+    CommandFinished,
     CommandRequested,
     ConnectionRefused,
     Event,
@@ -55,12 +60,14 @@ def basic(user: str, password: bytes) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-async def login(port: int, charge_point_id: str, password: bytes) -> int:
+async def login(
+    port: int, charge_point_id: str, password: bytes, subprotocol: str = "ocpp1.6"
+) -> int:
     """The HTTP status a handshake with this password gets: 101 when the charger got in."""
     try:
         async with connect(
             f"ws://127.0.0.1:{port}/ocpp/{charge_point_id}",
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol(subprotocol)],
             additional_headers=basic(charge_point_id, password),
         ):
             return 101
@@ -255,6 +262,82 @@ async def test_rotation_accepted_old_and_new_work_until_the_charger_logs_in_with
         assert key not in text.lower() and repr(bytes.fromhex(key))[2:-1] not in text
     [requested] = [e for e in stored if isinstance(e, CommandRequested)]
     assert bytes(requested.payload) == b'{"key":"AuthorizationKey","value":"***"}'
+
+
+class PasswordHolder(ChargePoint201):  # type: ignore[misc]  # the ocpp library has no hints
+    """A 2.x station: takes SecurityCtrlr.BasicAuthPassword by SetVariables (A01)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.passwords: list[str] = []
+
+    @on("SetVariables")
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for data in set_variable_data:
+            if (data["component"]["name"], data["variable"]["name"]) == (
+                "SecurityCtrlr",
+                "BasicAuthPassword",
+            ):
+                self.passwords.append(data["attribute_value"])
+            results.append(
+                {
+                    "attribute_status": "Accepted",
+                    "component": data["component"],
+                    "variable": data["variable"],
+                }
+            )
+        return call_result201.SetVariables(set_variable_result=results)
+
+
+@pytest.mark.parametrize("subprotocol", ["ocpp2.0.1", "ocpp2.1"])
+async def test_a_2x_station_gets_its_new_password_as_basic_auth_password(
+    nats_server: EmbeddedNats, settings: Settings, ui_port: int, subprotocol: str
+) -> None:
+    """The same rotation as 1.6's, by SetVariables SecurityCtrlr.BasicAuthPassword: the
+    gateway refuses the 1.6 ChangeConfiguration for a 2.x connection before the station
+    sees it, and the hub sends SetVariables instead."""
+    await register_charger(nats_server.url, settings, "CP-ROT2", OLD)
+    every = with_gateway(settings, allow_unknown_chargers=False, ocpp_versions="2.1,2.0.1,1.6")
+    async with running_gateway(every, nats_server.url) as gateway:
+        ended = folded(gateway, PasswordRotationEnded)
+        async with (
+            ocpp_charger(
+                gateway.port,
+                "CP-ROT2",
+                charger_class=PasswordHolder,
+                subprotocol=subprotocol,
+                additional_headers=basic("CP-ROT2", OLD.encode()),
+            ) as station,
+            api_client(ui_port) as api,
+        ):
+            boot = call201.BootNotification(
+                charging_station={"model": "X", "vendor_name": "Acme"}, reason="PowerUp"
+            )
+            await station.call(boot)
+            status, view = await api.call("POST", "/api/v1/chargers/CP-ROT2/password-rotation")
+            assert status == 200, view
+            assert view["state"] == "accepted"
+            key = view["key"]
+            assert station.passwords == [key]
+        assert await login(gateway.port, "CP-ROT2", key.encode(), subprotocol) == 101
+        async with asyncio.timeout(10):
+            assert (await ended).outcome == "completed"
+        assert await login(gateway.port, "CP-ROT2", OLD.encode(), subprotocol) == 401
+    stored = await admin_events(nats_server.url)
+    commands = [
+        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
+        for e in stored
+        if isinstance(e, CommandRequested | CommandFinished)
+    ]
+    assert commands == [
+        ("ChangeConfiguration", "requested"),
+        ("ChangeConfiguration", "wrong_version"),
+        ("SetVariables", "requested"),
+        ("SetVariables", "answered"),
+    ]
+    for event in stored:
+        assert key not in repr(event).lower()
 
 
 async def test_rotation_rejected_keeps_the_old_password(

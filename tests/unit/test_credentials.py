@@ -4,6 +4,7 @@ refusals are listed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -58,6 +59,15 @@ def test_without_password_or_key_a_random_key_is_generated_and_both_is_refused()
         secret_of("p" * 16, "00" * 16, b"")
 
 
+def _set_variables(status: str) -> bytes:
+    result = {
+        "attributeStatus": status,
+        "component": {"name": "SecurityCtrlr"},
+        "variable": {"name": "BasicAuthPassword"},
+    }
+    return json.dumps({"setVariableResult": [result]}).encode()
+
+
 @pytest.mark.parametrize(
     ("status", "payload", "outcome"),
     [
@@ -66,6 +76,12 @@ def test_without_password_or_key_a_random_key_is_generated_and_both_is_refused()
         ("answered", b'{"status":"Rejected"}', ("rejected", "Rejected")),
         ("answered", b'{"status":"NotSupported"}', ("rejected", "NotSupported")),
         ("answered", b"[]", ("rejected", "an answer without a status")),
+        # 2.x: SetVariables SecurityCtrlr.BasicAuthPassword
+        ("answered", _set_variables("Accepted"), (None, "Accepted")),
+        ("answered", _set_variables("RebootRequired"), (None, "RebootRequired")),
+        ("answered", _set_variables("UnknownVariable"), ("rejected", "UnknownVariable")),
+        ("answered", b'{"setVariableResult": []}', ("rejected", "an answer without a status")),
+        ("wrong_version", b"{}", ("failed", "wrong_version")),
         ("callerror", b"{}", ("rejected", "callerror")),
         ("invalid_answer", b"{}", ("rejected", "invalid_answer")),
         ("timeout", b"{}", ("timeout", "timeout")),
