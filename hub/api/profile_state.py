@@ -212,7 +212,7 @@ class ProfileView(_View, frozen=True, kw_only=True):
     command_id: str = ""
 
 
-class LimitsView(_View, frozen=True, kw_only=True):
+class ChargerLimitsView(_View, frozen=True, kw_only=True):
     """What the charger advertised in its GetConfiguration answers (absent: unknown)."""
 
     charge_profile_max_stack_level: int | None = None
@@ -224,7 +224,7 @@ class LimitsView(_View, frozen=True, kw_only=True):
 class ProfileList(_View, frozen=True, kw_only=True):
     charge_point_id: str
     profiles: list[ProfileView]
-    limits: LimitsView
+    limits: ChargerLimitsView
 
 
 def _iso(ms: int | None) -> str | None:
@@ -272,7 +272,7 @@ def profile_list(
             for installed in model.installed
             if connector_id is None or installed.connector_id == connector_id
         ],
-        limits=LimitsView(
+        limits=ChargerLimitsView(
             charge_profile_max_stack_level=limits.max_stack_level,
             charging_schedule_max_periods=limits.max_periods,
             max_charging_profiles_installed=limits.max_installed,

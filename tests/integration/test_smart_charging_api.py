@@ -422,3 +422,16 @@ async def test_hub_profiles_and_hub_schedule_print_what_the_api_answers(
     assert unknown[0] == 1 and msgspec.json.decode(unknown[1])["error"] == "not_found"
     assert refused[0] == 1
     assert msgspec.json.decode(refused[1])["rule"] == "charge_point_max_on_connector_0"
+
+
+async def test_the_openapi_document_describes_profiles_and_schedules(ui_port: int) -> None:
+    async with api_client(ui_port) as api:
+        status, document = await api.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    paths = document["paths"]
+    listing = paths["/api/v1/chargers/{charge_point_id}/profiles"]["get"]
+    schedule = paths["/api/v1/chargers/{charge_point_id}/connectors/{connector_id}/schedule"]["get"]
+    assert set(listing["responses"]) == {"200", "400", "401", "403", "404"}
+    assert set(schedule["responses"]) >= {"200", "400", "403", "404", "409", "502", "504"}
+    assert {p["name"] for p in schedule["parameters"]} >= {"duration", "askCharger"}
+    assert "rule" in document["components"]["schemas"]["ErrorBody"]["properties"]
