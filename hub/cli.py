@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "supervise", parents=[common], help="run only the supervisor against HUB_NATS_URL"
     )
     api_cli.add_commands(commands, common)
+    api_cli.add_profile_commands(commands, common)
     projections_cli.add_commands(commands, common)
 
     simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
@@ -687,6 +688,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return fanout_cli.token_main(settings, args)
     if args.command == "cmd":
         return api_cli.cmd_main(settings, args)
+    if args.command in api_cli.PROFILE_COMMANDS:
+        return api_cli.profiles_main(settings, args)
     if args.command in projections_cli.COMMANDS:
         # A replay without a running hub reads the stream on this loop, as `hub up` does.
         return uvloop.run(projections_cli.main(settings, args))

@@ -70,6 +70,8 @@ class Follower:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._throttle = Throttle()
+        self._consumer = ""  # the consumer it follows now (a new one after a loss)
+        self._consuming = asyncio.Event()  # set once there is one
 
     async def begin(self) -> None:
         """Follow in the background, from now on; ``caught_up`` says when it has caught up."""
@@ -136,6 +138,27 @@ class Follower:
         finally:
             self._waiters.remove(waiter)
 
+    async def settled(self, within_s: float = REACH_WAIT_S) -> bool:
+        """Whether every event under its subjects that the stream held when this was called
+        is folded within ``within_s`` seconds: for a reader that must see what was stored
+        before it asked (an event of another subject, last in the stream, is no sequence
+        ``reached`` could wait for). The consumer's state says how far its subjects go."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._consuming.wait()
+                while True:
+                    info = await self._connection.js.consumer_info(self._stream, self._consumer)
+                    delivered = info.delivered.stream_seq if info.delivered else 0
+                    # Delivered is in this process already; beyond it, more was stored.
+                    target = (delivered or 0) + (1 if info.num_pending else 0)
+                    if not await self.reached(target, within_s):
+                        return False
+                    if not info.num_pending:
+                        return True
+        except (TimeoutError, ValueError, nats.errors.Error, nats.js.errors.Error) as error:
+            log.warning("follower.unsettled", follower=self.name, seq=self.seq, error=repr(error))
+            return False
+
     async def _run(self) -> None:
         js = self._connection.js
         while True:
@@ -156,6 +179,8 @@ class Follower:
                 continue
             if info.num_pending == 0:
                 self.caught_up.set()
+            self._consumer = info.name
+            self._consuming.set()
             puller = Puller(self._connection.client, self._stream, info.name, FETCH_BATCH)
             try:
                 await puller.start()

@@ -1,4 +1,5 @@
-"""``hub cmd <chargePointId> <operation> [--flags]``: one command through the REST API.
+"""``hub cmd <chargePointId> <operation> [--flags]``: one command through the REST API; and
+``hub profiles list`` and ``hub schedule``, the smart-charging reads.
 
 Flags are the OCPP request's fields in kebab-case (``--connector-id 1``, ``--id-tag T1``);
 values are converted to the field's type, objects and arrays are given as JSON. ``--body``
@@ -14,6 +15,7 @@ import os
 import re
 import sys
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -186,27 +188,99 @@ def cmd_main(settings: Settings, parsed: argparse.Namespace) -> int:
         query.append(("wait", "false"))
     if args.timeout is not None:
         query.append(("timeout", str(args.timeout)))
+    path = f"/api/v1/chargers/{quote(args.charge_point_id, safe='')}/{endpoint.name}"
+    status = call_api(settings, args, "cmd", endpoint.method, path, body, query)
+    return status if status in (1, 2) else 0 if status in (200, 202) else 1
+
+
+def call_api(
+    settings: Settings,
+    args: argparse.Namespace,
+    command: str,
+    method: str,
+    path: str,
+    body: bytes | None,
+    query: list[tuple[str, str]],
+) -> int:
+    """Call the API (``--api-url``, ``--token``) and print its answer as JSON; the HTTP
+    status, or 2 for no token and 1 for an API out of reach (each said on stderr)."""
     base = args.api_url or os.environ.get("HUB_API_URL", "")
     if not base:
         base = f"http://{settings.fanout.host}:{settings.fanout.port}"
-    from urllib.parse import quote
-
-    url = (
-        f"{base.rstrip('/')}/api/v1/chargers/{quote(args.charge_point_id, safe='')}/{endpoint.name}"
-    )
     try:
         token = _token(settings, args)
     except UsageError as error:
-        print(f"hub: cmd: {error}", file=sys.stderr)
+        print(f"hub: {command}: {error}", file=sys.stderr)
         return 2
     try:
-        status, answer = asyncio.run(_send(url, endpoint.method, token, body, query))
+        status, answer = asyncio.run(_send(base.rstrip("/") + path, method, token, body, query))
     except (aiohttp.ClientError, OSError) as error:
-        print(f"hub: cmd: cannot reach the API at {base}: {error}", file=sys.stderr)
+        print(f"hub: {command}: cannot reach the API at {base}: {error}", file=sys.stderr)
         return 1
     try:
         text = msgspec.json.format(answer, indent=2).decode()
     except msgspec.DecodeError:
         text = answer.decode(errors="replace")
     print(text)
-    return 0 if status in (200, 202) else 1
+    return status
+
+
+# -- hub profiles list, hub schedule: the smart-charging reads (docs/smart-charging.md) --------
+
+PROFILE_COMMANDS: Final = ("profiles", "schedule")
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-url", help="the API (HUB_API_URL; default: the UI host and port)")
+    parser.add_argument("--token", help="a JWT (HUB_API_TOKEN; default: minted, operator)")
+
+
+def add_profile_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    profiles = commands.add_parser("profiles", help="charging profiles the hub knows chargers hold")
+    actions = profiles.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser(
+        "list", parents=[common], help="a charger's installed profiles and advertised limits"
+    )
+    listing.add_argument("charge_point_id")
+    listing.add_argument(
+        "--connector-id", type=int, help="only this connector's (0: the charger's)"
+    )
+    _api_options(listing)
+    schedule = commands.add_parser(
+        "schedule",
+        parents=[common],
+        help="a connector's composite schedule as the hub computes it (and the charger's)",
+    )
+    schedule.add_argument("charge_point_id")
+    schedule.add_argument("connector_id", type=int)
+    schedule.add_argument("--duration", type=int, required=True, help="seconds from now")
+    schedule.add_argument("--charging-rate-unit", choices=("A", "W"))
+    schedule.add_argument(
+        "--ask-charger",
+        action="store_true",
+        help="send GetCompositeSchedule too and report where the charger's answer differs",
+    )
+    schedule.add_argument("--timeout", type=float, help="seconds to wait for the charger")
+    _api_options(schedule)
+
+
+def _profiles_request(args: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:
+    charger = quote(args.charge_point_id, safe="")
+    if args.command == "profiles":
+        query = [] if args.connector_id is None else [("connectorId", str(args.connector_id))]
+        return f"/api/v1/chargers/{charger}/profiles", query
+    query = [("duration", str(args.duration))]
+    if args.charging_rate_unit:
+        query.append(("chargingRateUnit", args.charging_rate_unit))
+    if args.ask_charger:
+        query.append(("askCharger", "true"))
+    if args.timeout is not None:
+        query.append(("timeout", str(args.timeout)))
+    return f"/api/v1/chargers/{charger}/connectors/{args.connector_id}/schedule", query
+
+
+def profiles_main(settings: Settings, args: argparse.Namespace) -> int:
+    """Print what the API answers; exit 0 for a 200, 1 otherwise, 2 for a usage error."""
+    path, query = _profiles_request(args)
+    status = call_api(settings, args, args.command, "GET", path, None, query)
+    return status if status in (1, 2) else 0 if status == 200 else 1

@@ -63,6 +63,9 @@ OPERATOR_ROLES: Final = frozenset({"operator", "admin"})
 _json: Final = msgspec.json.Encoder()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A check of a command's payload against what the hub knows of the charger, before anything
+# is stored or sent: the refusal (a 400), or None.
+Check = Callable[[str, bytes], Awaitable["ErrorBody | None"]]
 
 
 class CommandApi:
@@ -82,6 +85,7 @@ class CommandApi:
         self.connection: Connection | None = None
         self.store: EventStore | None = None
         self.background: set[asyncio.Task[CommandView]] = set()
+        self.checks: dict[str, Check] = {}  # by OCPP action (hub/api/profiles.py's)
         self._audit_tokens = AUDIT_PER_S * 2
         self._audit_refilled = time.monotonic()
         self.audits_dropped = 0
@@ -125,7 +129,7 @@ def setup(
     nats_url: str,
 ) -> None:
     """Register the command API on an aiohttp app (the fan-out's)."""
-    from hub.api import credentials, money, openapi
+    from hub.api import credentials, money, openapi, profiles
 
     app[API] = CommandApi(verifier, known, parse_secret_keys(settings.gateway.secret_config_keys))
     app.cleanup_ctx.append(_backbone(settings, nats_url))
@@ -141,6 +145,7 @@ def setup(
     )
     money.setup(app, settings.stream.name)
     credentials.setup(app, settings.stream.name)
+    profiles.setup(app, settings.stream.name)
     openapi.add_routes(app)
 
 
@@ -211,6 +216,7 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_
     error: str
     message: str
     command_id: str = ""
+    rule: str = ""  # the smart-charging rule a profile breaks (docs/smart-charging.md)
 
 
 class ApiError(Exception):
@@ -356,18 +362,46 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
         payload = payload_for(endpoint, body, request.query.getall("key", []))
     except BadBody as error:
         raise _error(400, "bad_request", str(error)) from None
+    check = api.checks.get(endpoint.action)
+    if check is not None and (refused := await check(charge_point_id, payload)) is not None:
+        raise ApiError(json_response(refused, 400))
     if len(api.background) >= MAX_BACKGROUND and not wait:
         raise _error(429, "busy", "too many commands waiting for answers", **{"Retry-After": "1"})
+    requested = await requested_command(
+        api, scope, charge_point_id, endpoint.action, payload, timeout_s
+    )
+    command_id = requested.command_id
+    if not wait:
+        task = asyncio.create_task(
+            _finish(api, requested, payload, endpoint.versions), name=f"api.command.{command_id}"
+        )
+        api.background.add(task)
+        task.add_done_callback(_forget(api))
+        view = api.tracker.get(command_id)
+        return json_response(view, status=202, Location=f"/api/v1/commands/{command_id}")
+    view = await _finish(api, requested, payload, endpoint.versions)
+    return json_response(view, status=HTTP_STATUS[view.outcome])
+
+
+async def requested_command(
+    api: CommandApi,
+    scope: Scope,
+    charge_point_id: str,
+    action: str,
+    payload: bytes,
+    timeout_s: float,
+) -> CommandRequested:
+    """Store the command's ``admin.command.requested``, before anything is sent."""
     command_id = uuid.uuid4().hex
     # The audit event keeps secret configuration values redacted; the charger gets them.
-    stored = redact_payload(endpoint.action, payload, api.secret_keys)
+    stored = redact_payload(action, payload, api.secret_keys)
     requested = CommandRequested(
         id=f"{command_id}:requested",
         received_at=now_ms(),
         actor=scope.subject,
         command_id=command_id,
         charge_point_id=charge_point_id,
-        action=endpoint.action,
+        action=action,
         payload=msgspec.Raw(payload if stored is None else stored),
         timeout_s=timeout_s,
     )
@@ -380,19 +414,10 @@ async def _command(request: web.Request, endpoint: Endpoint) -> web.Response:
         "api.command",
         command_id=command_id,
         charge_point_id=charge_point_id,
-        action=endpoint.action,
+        action=action,
         actor=scope.subject,
     )
-    if not wait:
-        task = asyncio.create_task(
-            _finish(api, requested, payload, endpoint.versions), name=f"api.command.{command_id}"
-        )
-        api.background.add(task)
-        task.add_done_callback(_forget(api))
-        view = api.tracker.get(command_id)
-        return json_response(view, status=202, Location=f"/api/v1/commands/{command_id}")
-    view = await _finish(api, requested, payload, endpoint.versions)
-    return json_response(view, status=HTTP_STATUS[view.outcome])
+    return requested
 
 
 def _forget(api: CommandApi) -> Callable[[asyncio.Task[CommandView]], None]:

@@ -106,7 +106,8 @@ def _operation(endpoint: Endpoint, refs: Refs) -> dict[str, Any]:
                 {"anyOf": [_ref(ErrorBody), _ref(CommandView)]},
                 "a bad body or query parameter; the message names the field (ErrorBody); or a "
                 "body valid for another of the endpoint's versions than the charger's, which "
-                "its gateway refused (CommandView, outcome invalid)",
+                "its gateway refused (CommandView, outcome invalid)"
+                + (PROFILE_REFUSED if endpoint.action == "SetChargingProfile" else ""),
             ),
             "401": _error("no valid token (audited)"),
             "403": _error("the token's role or charger scope does not allow it (audited)"),
@@ -170,6 +171,101 @@ def _report() -> dict[str, Any]:
             "409": _json(
                 _ref(ReportView), "the station refused it or the command failed (status refused)"
             ),
+        },
+    }
+
+
+# -- smart charging (hub/api/profiles.py) ------------------------------------------------------
+
+PROFILE_REFUSED: Final = (
+    "; or a profile that breaks a smart-charging rule against what the hub knows of the "
+    "charger (its profiles, its advertised limits, the transaction running): `rule` names it "
+    "(docs/smart-charging.md), nothing is stored or sent"
+)
+CONNECTOR: Final = _path("connector_id", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, 1)
+
+
+def _profile_paths() -> dict[str, dict[str, Any]]:
+    from hub.api.profile_state import MAX_DURATION_S, ProfileList
+    from hub.api.profiles import ScheduleAnswer
+
+    errors = {
+        "400": _error("a bad query parameter; the message names it"),
+        "401": _error("no valid token (audited)"),
+        "403": _error(
+            "the charger is outside the token's scope, or a viewer asked the charger (audited)"
+        ),
+        "404": _error("the hub has never seen this charger"),
+    }
+    asked = {
+        code: _json(_ref(ScheduleAnswer), f"askCharger: {what}; the hub's schedule is there")
+        for code, what in (
+            ("409", "the charger is offline"),
+            ("429", "too many commands queued for this charger"),
+            ("502", "the charger answered a CALLERROR or an invalid answer"),
+            ("504", "the charger did not answer in time"),
+        )
+    }
+    return {
+        "/api/v1/chargers/{charge_point_id}/profiles": {
+            "get": {
+                "operationId": "list_profiles",
+                "summary": "The charging profiles the hub knows the charger holds (accepted, "
+                "not cleared, replaced or ended), oldest first, and its advertised limits",
+                "tags": ["smart-charging"],
+                "parameters": [
+                    CHARGER,
+                    {
+                        "name": "connectorId",
+                        "in": "query",
+                        "description": "only this connector's (0: the charger as a whole)",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                    },
+                ],
+                "responses": {"200": _json(_ref(ProfileList), "the installed profiles"), **errors},
+            }
+        },
+        "/api/v1/chargers/{charge_point_id}/connectors/{connector_id}/schedule": {
+            "get": {
+                "operationId": "get_schedule",
+                "summary": "The connector's composite schedule from now, as the hub computes "
+                "it; with askCharger also the charger's answer to GetCompositeSchedule (sent "
+                "as an audited command; operator) and where the two differ",
+                "tags": ["smart-charging"],
+                "parameters": [
+                    CHARGER,
+                    CONNECTOR,
+                    {
+                        "name": "duration",
+                        "in": "query",
+                        "required": True,
+                        "description": "seconds from now",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_S},
+                    },
+                    {
+                        "name": "chargingRateUnit",
+                        "in": "query",
+                        "description": "default: the charger's if it advertised one only, else A",
+                        "schema": {"type": "string", "enum": ["A", "W"]},
+                    },
+                    {
+                        "name": "askCharger",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                    {
+                        "name": "timeout",
+                        "in": "query",
+                        "description": "seconds to wait for the charger's answer",
+                        "schema": {"type": "number", "minimum": 0.1, "maximum": 300, "default": 30},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref(ScheduleAnswer), "the hub's schedule (and the charger's)"),
+                    **errors,
+                    **asked,
+                },
+            }
         },
     }
 
@@ -389,8 +485,12 @@ def _money_paths() -> dict[str, dict[str, Any]]:
 @functools.cache
 def document() -> dict[str, Any]:
     from hub.api.http import ErrorBody
+    from hub.api.profile_state import ProfileList
+    from hub.api.profiles import ScheduleAnswer
 
     types: list[Any] = [
+        ProfileList,
+        ScheduleAnswer,
         CommandView,
         ErrorBody,
         ReportView,
@@ -429,6 +529,7 @@ def document() -> dict[str, Any]:
     paths["/api/v1/chargers/{charge_point_id}/reports/{request_id}"] = {"get": _report()}
     paths.update(_money_paths())
     paths.update(_credential_paths())
+    paths.update(_profile_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -110,7 +110,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 7
+STATE_VERSION: Final = 8
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -883,7 +883,7 @@ class Charging:
         response = validate_result(call.ocpp_version, call.action, answer)
         match request, response:
             case SetChargingProfileRequest(), SetChargingProfileResponse(status="Accepted"):
-                self._profile_set(cp, request)
+                self._profile_set(cp, request, command_id)
             case ClearChargingProfileRequest(), ClearChargingProfileResponse():
                 reason: ClearReason = (
                     "cleared" if response.status == "Accepted" else "unknown_to_charger"
@@ -910,7 +910,7 @@ class Charging:
             found = self.state.profiles[cp] = ChargerProfiles()
         return found
 
-    def _profile_set(self, cp: str, request: SetChargingProfileRequest) -> None:
+    def _profile_set(self, cp: str, request: SetChargingProfileRequest, command_id: str) -> None:
         try:
             profile = profiles.profile_of(request.cs_charging_profiles)
         except profiles.Unreadable as error:
@@ -928,7 +928,11 @@ class Charging:
             session = named.session if named is not None and named.ongoing else ""
         model = self._profiles(cp)
         new = Installed(
-            connector_id=connector_id, profile=profile, session=session, installed_at=self._at
+            connector_id=connector_id,
+            profile=profile,
+            session=session,
+            installed_at=self._at,
+            command_id=command_id,
         )
         model.installed, replaced = profiles.install(model.installed, new)
         if len(model.installed) > MAX_PROFILES:

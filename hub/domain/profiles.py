@@ -91,6 +91,7 @@ class Installed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     profile: Profile
     session: str = ""
     installed_at: int = 0  # the hub's time of the answer that installed it
+    command_id: str = ""  # the hub's SetChargingProfile that installed it
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):

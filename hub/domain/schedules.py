@@ -291,3 +291,85 @@ def period_at(periods: Sequence[CompositePeriod], offset_s: int) -> CompositePer
     """The period in force ``offset_s`` seconds after the window's start (None: before it)."""
     index = bisect.bisect_right([period.start_s for period in periods], offset_s) - 1
     return periods[index] if index >= 0 else None
+
+
+# -- the hub's composite against the charger's -------------------------------------------------
+
+# Two limits agree within OCPP's step of 0.1 (§7.8: at most one digit fraction) or 0.1 % of
+# the larger, whichever is more: a charger rounds what it converts (16 A on 3 phases is
+# 11,040 W), and its voltage may not be the hub's nominal one.
+LIMIT_STEP: Final = 0.1
+LIMIT_RELATIVE: Final = 0.001
+# A disagreement this short or shorter is the two windows' starts, each rounded to whole
+# seconds on its own clock, not the schedules.
+TIME_TOLERANCE_S: Final = 2
+
+
+class Difference(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """From ``start_s`` to ``end_s`` seconds after the hub's window start, the hub says
+    ``hub`` on ``hub_phases`` phases and the charger ``charger`` on ``charger_phases``
+    (None: that side says nothing there), in the hub's unit."""
+
+    start_s: int
+    end_s: int
+    hub: float | None
+    charger: float | None
+    hub_phases: int
+    charger_phases: int
+
+
+def agree(first: float, second: float) -> bool:
+    return abs(first - second) <= max(LIMIT_STEP, LIMIT_RELATIVE * max(abs(first), abs(second)))
+
+
+def compare(
+    hub: Composite, charger: Composite, *, voltage: float = DEFAULT_VOLTAGE
+) -> list[Difference]:
+    """Where ``charger`` (its answer to GetCompositeSchedule) disagrees with ``hub``, in the
+    time both windows cover, compared instant by instant on the wall clock (each window from
+    its own start). The charger's limits are converted into the hub's unit on their own
+    phases. Where the hub has no limit it does not know the charger's own maximum, so
+    nothing there is a difference; where the charger says nothing and the hub has a limit,
+    it is."""
+    hub_start, charger_start = hub.start_ms // 1000, charger.start_ms // 1000
+    begin = max(hub_start, charger_start)
+    end = min(hub_start + hub.duration_s, charger_start + charger.duration_s)
+    instants = {begin}
+    for start, periods in ((hub_start, hub.periods), (charger_start, charger.periods)):
+        instants.update(t for p in periods if begin < (t := start + p.start_s) < end)
+    runs: list[Difference] = []
+    ordered = sorted(instants)
+    for t_s, next_s in zip(ordered, [*ordered[1:], end], strict=True):
+        if t_s >= end:
+            break
+        ours = period_at(hub.periods, t_s - hub_start)
+        theirs = period_at(charger.periods, t_s - charger_start)
+        if ours is None or ours.limit is None:
+            continue
+        limit, phases = ours.limit, ours.phases
+        their_limit: float | None = None
+        their_phases = phases
+        if theirs is not None and theirs.limit is not None:
+            their_phases = theirs.phases
+            their_limit = convert(theirs.limit, charger.unit, hub.unit, their_phases, voltage)
+        if their_limit is not None and agree(limit, their_limit) and their_phases == phases:
+            continue
+        found = Difference(
+            start_s=t_s - hub_start,
+            end_s=next_s - hub_start,
+            hub=limit,
+            charger=their_limit,
+            hub_phases=phases,
+            charger_phases=their_phases,
+        )
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and last.end_s == found.start_s
+            and (last.hub, last.charger, last.hub_phases, last.charger_phases)
+            == (found.hub, found.charger, found.hub_phases, found.charger_phases)
+        ):
+            runs[-1] = msgspec.structs.replace(last, end_s=found.end_s)
+        else:
+            runs.append(found)
+    return [run for run in runs if run.end_s - run.start_s > TIME_TOLERANCE_S]

@@ -9,7 +9,7 @@ from hub.bus import event_backbone
 from hub.config import Settings
 from hub.follower import FETCH_WAIT_S, Follower
 from hub.nats_server import EmbeddedNats
-from schemas.events import ClockTick, Event
+from schemas.events import AccessDenied, ClockTick, Event
 
 BACKLOG = 20_000
 
@@ -38,3 +38,41 @@ async def test_close_stops_a_follower_in_the_middle_of_a_backlog(
         await follower.close()
         assert time.monotonic() - started < FETCH_WAIT_S / 2
         assert folded == list(range(1, len(folded) + 1)) and len(folded) < BACKLOG
+
+
+async def test_settled_waits_for_what_was_stored_before_though_the_stream_ends_elsewhere(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    # A reader (the smart-charging API) must see its subjects' last event even when the
+    # stream's last one is of another subject, which `reached` could never wait for.
+    async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
+        folded: list[int] = []
+        follower = Follower(
+            connection,
+            settings.stream.name,
+            ["ev.clock.>"],
+            lambda _, seq: folded.append(seq),
+            name="test",
+        )
+        async with follower:
+            assert await follower.settled()  # an empty stream: nothing to wait for
+            ticks = [ClockTick(id=f"tick-{n}", received_at=n) for n in range(BACKLOG)]
+            seqs: list[int] = []
+            for start in range(0, BACKLOG, 1000):
+                seqs += await store.store(ticks[start : start + 1000])
+            [other] = await store.store(
+                [
+                    AccessDenied(
+                        id="denied",
+                        received_at=1,
+                        actor="",
+                        method="GET",
+                        path="/",
+                        http_status=401,
+                        reason="r",
+                    )
+                ]
+            )
+            assert await follower.settled()
+            assert folded[-1] == seqs[-1] < other
+            assert not await follower.reached(other, within_s=0.05)

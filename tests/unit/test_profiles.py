@@ -187,6 +187,16 @@ def test_an_accepted_profile_is_installed_with_everything_it_says() -> None:
     assert held(charging) == [(1, 7, "TxDefaultProfile", 2)]
 
 
+@pytest.mark.parametrize("frames", [True, False])
+def test_an_installed_profile_names_the_command_that_set_it(frames: bool) -> None:
+    b = Builder()
+    set_profile(b, 1, profile(1), frames=frames)  # the answer as a frame, or only as finished
+    [requested] = [e for e in b.events if isinstance(e, CommandRequested)]
+    charging, _ = fold(b)
+    (installed,) = charging.state.profiles["CP"].installed
+    assert installed.command_id == requested.command_id
+
+
 @pytest.mark.parametrize("status", ["Rejected", "NotSupported"])
 def test_a_rejected_profile_leaves_the_model_unchanged(status: str) -> None:
     b = Builder()

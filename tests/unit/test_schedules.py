@@ -13,6 +13,8 @@ from hub.domain.profiles import Installed, Period, Profile, Schedule, install
 from hub.domain.schedules import (
     Composite,
     CompositePeriod,
+    Difference,
+    compare,
     composite,
     convert,
     merge,
@@ -505,3 +507,75 @@ def test_a_weeks_composite_of_a_busy_charger_is_fast() -> None:
     elapsed = time.perf_counter() - began
     assert len(result.periods) >= 7 * 48
     assert elapsed < 0.5, elapsed
+
+
+# -- the hub's composite against the charger's --------------------------------------------------
+
+
+def answer(
+    start_ms: int, periods: list[tuple[int, float]], *, unit: str = "A", duration: int = HOUR
+) -> Composite:
+    return Composite(
+        start_ms=start_ms,
+        duration_s=duration,
+        unit=unit,  # type: ignore[arg-type]
+        periods=tuple(CompositePeriod(start_s=s, limit=limit, phases=3) for s, limit in periods),
+    )
+
+
+def test_schedules_that_say_the_same_agree_though_their_windows_start_apart() -> None:
+    ours = answer(at("10:00:00"), [(0, 16), (1800, 8)])
+    # Asked a second later, the charger's window starts a second later: the same wall clock.
+    theirs = answer(at("10:00:01"), [(0, 16), (1799, 8.05)])
+    assert compare(ours, theirs) == []
+
+
+def test_a_difference_is_reported_from_where_it_starts_to_where_it_ends() -> None:
+    ours = answer(at("10:00:00"), [(0, 16), (1800, 8)])
+    theirs = answer(at("10:00:00"), [(0, 16), (600, 6), (1200, 16), (1800, 8)])
+    assert compare(ours, theirs) == [
+        Difference(start_s=600, end_s=1200, hub=16, charger=6, hub_phases=3, charger_phases=3)
+    ]
+
+
+def test_the_chargers_schedule_converts_into_the_hubs_unit_on_its_phases() -> None:
+    ours = answer(at("10:00:00"), [(0, 16)])
+    theirs = answer(at("10:00:00"), [(0, 16 * 3 * 230)], unit="W")
+    one_phase = Composite(
+        start_ms=at("10:00:00"),
+        duration_s=HOUR,
+        unit="W",
+        periods=(CompositePeriod(start_s=0, limit=16 * 230, phases=1),),
+    )
+    assert compare(ours, theirs) == []
+    # The same current on one phase: a third of the power.
+    assert compare(ours, one_phase) == [
+        Difference(start_s=0, end_s=HOUR, hub=16, charger=16, hub_phases=3, charger_phases=1)
+    ]
+
+
+def test_where_the_hub_knows_no_limit_nothing_differs_and_a_silent_charger_does() -> None:
+    unlimited = Composite(
+        start_ms=at("10:00:00"),
+        duration_s=HOUR,
+        unit="A",
+        periods=(CompositePeriod(start_s=0, limit=None, phases=3),),
+    )
+    assert compare(unlimited, answer(at("10:00:00"), [(0, 32)])) == []
+    ours = answer(at("10:00:00"), [(0, 16)])
+    # The charger's schedule ends after half an hour; the hub's window goes on.
+    shorter = answer(at("10:00:00"), [(0, 16)], duration=1800)
+    late = answer(at("10:00:00"), [(1800, 16)])
+    assert compare(ours, shorter) == []
+    assert compare(ours, late) == [
+        Difference(start_s=0, end_s=1800, hub=16, charger=None, hub_phases=3, charger_phases=3)
+    ]
+
+
+def test_disagreements_of_a_second_or_two_are_the_clocks_not_the_schedules() -> None:
+    ours = answer(at("10:00:00"), [(0, 16), (1800, 8)])
+    theirs = answer(at("10:00:00"), [(0, 16), (1802, 8)])
+    assert compare(ours, theirs) == []
+    assert compare(ours, answer(at("10:00:00"), [(0, 16), (1803, 8)])) == [
+        Difference(start_s=1800, end_s=1803, hub=8, charger=16, hub_phases=3, charger_phases=3)
+    ]

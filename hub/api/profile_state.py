@@ -1,0 +1,379 @@
+"""What the smart-charging endpoints read: each charger's installed profiles, folded from the
+stream by the charging domain, and the pure pieces that answer from them.
+
+The fold is :class:`hub.domain.charging.Charging` itself, fed the events that change profiles
+or the transactions TxProfiles belong to: the hub's SetChargingProfile, ClearChargingProfile
+and GetConfiguration with the chargers' answers, StartTransaction and StopTransaction,
+connections (a charger's OCPP version), and the supervisor's closes. Meter values and status
+notifications are left out (they are most of a stream and change no profile); a transaction
+the hub knows only from meter values, never from its StartTransaction, is therefore no
+transaction here, and a TxProfile for it is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from hub.api.money_state import iso
+from hub.domain.charging import HUB_CALLS, Charging, Session, key, reads
+from hub.domain.profiles import (
+    ChargerProfiles,
+    Installed,
+    Limits,
+    Profile,
+    Unit,
+    Violation,
+    check_profile,
+    profile_of,
+)
+from hub.domain.schedules import Composite, CompositePeriod, Difference
+from hub.domain.timeutil import parse_ms
+from schemas.events import Event
+from schemas.ocpp.v16 import GetCompositeScheduleResponse, SetChargingProfileRequest
+
+PROFILE_SUBJECTS: Final = (
+    "ev.cp.*.in.StartTransaction",
+    "ev.cp.*.out.StartTransaction",
+    "ev.cp.*.in.StopTransaction",
+    *(f"ev.cp.*.in.{action}" for action in sorted(HUB_CALLS)),
+    "ev.cp.*.conn.>",
+    "ev.admin.command.>",
+    "ev.integrity.action",
+)
+# The longest window a schedule is computed for: a month of a week's recurring profiles.
+MAX_DURATION_S: Final = 31 * 86_400
+
+
+class ProfileBook:
+    """The charging fold over :data:`PROFILE_SUBJECTS`; a sequence seen twice counts once."""
+
+    def __init__(self) -> None:
+        self.charging = Charging()
+
+    def apply(self, event: Event, seq: int) -> None:
+        state = self.charging.state
+        if seq <= state.last_seq:
+            return
+        if reads(event):
+            self.charging.apply(seq, event)
+        state.last_seq = seq
+
+    def knows(self, charge_point_id: str) -> bool:
+        state = self.charging.state
+        return charge_point_id in state.chargers or charge_point_id in state.profiles
+
+    def model(self, charge_point_id: str) -> ChargerProfiles:
+        return self.charging.state.profiles.get(charge_point_id) or ChargerProfiles()
+
+    def running(self, charge_point_id: str, connector_id: int) -> Session | None:
+        """The transaction running on a connector, as far as the hub knows."""
+        charger = self.charging.state.chargers.get(charge_point_id)
+        connector = charger.connectors.get(connector_id) if charger is not None else None
+        if connector is None or not connector.open:
+            return None
+        session = self.charging.state.sessions.get(connector.open)
+        return session if session is not None and session.ongoing else None
+
+    def session(self, charge_point_id: str, session: str) -> Session | None:
+        return self.charging.state.sessions.get(key(charge_point_id, session))
+
+
+# -- checking a SetChargingProfile -------------------------------------------------------------
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """A profile refused before it is sent: the rule, why, and where in the body."""
+
+    rule: str
+    detail: str
+    path: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.detail} (rule {self.rule}) - at `{self.path}`"
+
+
+_PROFILE: Final = "$.csChargingProfiles"
+_SCHEDULE: Final = f"{_PROFILE}.chargingSchedule"
+_PERIODS: Final = f"{_SCHEDULE}.chargingSchedulePeriod"
+_PATHS: Final = {
+    "connector_id": "$.connectorId",
+    "charge_point_max_on_connector_0": "$.connectorId",
+    "tx_profile_on_a_connector": "$.connectorId",
+    "tx_profile_needs_a_transaction": f"{_PROFILE}.chargingProfilePurpose",
+    "tx_profile_transaction": f"{_PROFILE}.transactionId",
+    "transaction_id_only_for_tx_profile": f"{_PROFILE}.transactionId",
+    "stack_level": f"{_PROFILE}.stackLevel",
+    "max_stack_level": f"{_PROFILE}.stackLevel",
+    "periods": _PERIODS,
+    "max_periods": _PERIODS,
+    "duration": f"{_SCHEDULE}.duration",
+    "validity": f"{_PROFILE}.validTo",
+    "charging_rate_unit": f"{_SCHEDULE}.chargingRateUnit",
+    "max_profiles_installed": _PROFILE,
+}
+
+
+def rule_path(violation: Violation, profile: Profile) -> str:
+    """The JSON path, in a SetChargingProfile body, of what breaks ``violation``'s rule."""
+    periods = profile.schedule.periods
+    match violation.rule:
+        case "recurring_needs_recurrency_and_start":
+            if profile.recurrency is None:
+                return f"{_PROFILE}.recurrencyKind"
+            return f"{_SCHEDULE}.startSchedule"
+        case "first_period_at_0":
+            return f"{_PERIODS}[0].startPeriod"
+        case "periods_in_order":
+            index = next(
+                i for i in range(1, len(periods)) if periods[i].start_s <= periods[i - 1].start_s
+            )
+            return f"{_PERIODS}[{index}].startPeriod"
+        case "negative_limit":
+            index = next(i for i, period in enumerate(periods) if period.limit < 0)
+            return f"{_PERIODS}[{index}].limit"
+        case "number_phases":
+            index = next(
+                i
+                for i, period in enumerate(periods)
+                if period.phases is not None and not 1 <= period.phases <= 3
+            )
+            return f"{_PERIODS}[{index}].numberPhases"
+    return _PATHS.get(violation.rule, _PROFILE)
+
+
+def refusal(book: ProfileBook, charge_point_id: str, payload: bytes) -> Refusal | None:
+    """Why the hub refuses to send this SetChargingProfile (an already valid OCPP payload),
+    checked against what it knows of the charger: its profiles, its advertised limits and
+    the transaction running on the connector. None: send it."""
+    try:
+        request = msgspec.json.decode(payload, type=SetChargingProfileRequest)
+    except msgspec.ValidationError:
+        return None  # another OCPP version's: the model is 1.6's
+    try:
+        profile = profile_of(request.cs_charging_profiles)
+    except ValueError as error:
+        return Refusal(rule="date_time", detail=str(error), path=_PROFILE)
+    connector_id = request.connector_id
+    running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
+    violation = check_profile(
+        book.model(charge_point_id),
+        connector_id,
+        profile,
+        transaction_id=running.transaction_id if running is not None else None,
+    )
+    if violation is None:
+        return None
+    return Refusal(rule=violation.rule, detail=violation.detail, path=rule_path(violation, profile))
+
+
+# -- views -------------------------------------------------------------------------------------
+
+
+class _View(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    pass
+
+
+class PeriodView(_View, frozen=True, kw_only=True):
+    start_period: int
+    limit: float
+    number_phases: int | None = None
+
+
+class ScheduleView(_View, frozen=True, kw_only=True):
+    """A profile's schedule as OCPP 1.6 writes it (times as ISO 8601, UTC)."""
+
+    charging_rate_unit: Unit
+    charging_schedule_period: list[PeriodView]
+    start_schedule: str | None = None
+    duration: int | None = None
+    min_charging_rate: float | None = None
+
+
+class ProfileView(_View, frozen=True, kw_only=True):
+    """An installed profile: OCPP 1.6's ChargingProfile fields, on ``connectorId``, with the
+    transaction it belongs to (a TxProfile; ``session`` is the hub's name for it), when the
+    charger's answer installed it and the command that set it."""
+
+    connector_id: int
+    charging_profile_id: int
+    stack_level: int
+    charging_profile_purpose: str
+    charging_profile_kind: str
+    charging_schedule: ScheduleView
+    recurrency_kind: str | None = None
+    valid_from: str | None = None
+    valid_to: str | None = None
+    transaction_id: int | str | None = None
+    session: str = ""
+    installed_at: str
+    command_id: str = ""
+
+
+class ChargerLimitsView(_View, frozen=True, kw_only=True):
+    """What the charger advertised in its GetConfiguration answers (absent: unknown)."""
+
+    charge_profile_max_stack_level: int | None = None
+    charging_schedule_max_periods: int | None = None
+    max_charging_profiles_installed: int | None = None
+    charging_schedule_allowed_charging_rate_unit: list[Unit] | None = None
+
+
+class ProfileList(_View, frozen=True, kw_only=True):
+    charge_point_id: str
+    profiles: list[ProfileView]
+    limits: ChargerLimitsView
+
+
+def _iso(ms: int | None) -> str | None:
+    return iso(ms) if ms is not None else None
+
+
+def profile_view(book: ProfileBook, charge_point_id: str, installed: Installed) -> ProfileView:
+    profile, schedule = installed.profile, installed.profile.schedule
+    session = book.session(charge_point_id, installed.session) if installed.session else None
+    return ProfileView(
+        connector_id=installed.connector_id,
+        charging_profile_id=profile.profile_id,
+        stack_level=profile.stack_level,
+        charging_profile_purpose=profile.purpose,
+        charging_profile_kind=profile.kind,
+        recurrency_kind=profile.recurrency,
+        valid_from=_iso(profile.valid_from_ms),
+        valid_to=_iso(profile.valid_to_ms),
+        transaction_id=session.transaction_id if session is not None else profile.transaction_id,
+        charging_schedule=ScheduleView(
+            charging_rate_unit=schedule.unit,
+            charging_schedule_period=[
+                PeriodView(start_period=p.start_s, limit=p.limit, number_phases=p.phases)
+                for p in schedule.periods
+            ],
+            start_schedule=_iso(schedule.start_ms),
+            duration=schedule.duration_s,
+            min_charging_rate=schedule.min_rate,
+        ),
+        session=installed.session,
+        installed_at=iso(installed.installed_at),
+        command_id=installed.command_id,
+    )
+
+
+def profile_list(
+    book: ProfileBook, charge_point_id: str, connector_id: int | None = None
+) -> ProfileList:
+    model = book.model(charge_point_id)
+    limits: Limits = model.limits
+    return ProfileList(
+        charge_point_id=charge_point_id,
+        profiles=[
+            profile_view(book, charge_point_id, installed)
+            for installed in model.installed
+            if connector_id is None or installed.connector_id == connector_id
+        ],
+        limits=ChargerLimitsView(
+            charge_profile_max_stack_level=limits.max_stack_level,
+            charging_schedule_max_periods=limits.max_periods,
+            max_charging_profiles_installed=limits.max_installed,
+            charging_schedule_allowed_charging_rate_unit=(
+                list(limits.units) if limits.units is not None else None
+            ),
+        ),
+    )
+
+
+# -- composite schedules -----------------------------------------------------------------------
+
+
+class CompositePeriodView(_View, frozen=True, kw_only=True):
+    """``limit`` absent: no profile limits the connector then (the charger's own maximum
+    applies, which the hub does not know)."""
+
+    start_period: int
+    limit: float | None = None
+    number_phases: int
+
+
+class CompositeView(_View, frozen=True, kw_only=True):
+    schedule_start: str
+    duration: int
+    charging_rate_unit: Unit
+    charging_schedule_period: list[CompositePeriodView]
+    min_charging_rate: float | None = None
+
+
+class DifferenceView(_View, frozen=True, kw_only=True):
+    """From ``startPeriod`` to ``endPeriod`` seconds after the hub's ``scheduleStart`` the
+    charger says ``chargerLimit`` (absent: nothing) where the hub says ``hubLimit``."""
+
+    start_period: int
+    end_period: int
+    hub_limit: float | None = None
+    charger_limit: float | None = None
+    hub_phases: int
+    charger_phases: int
+
+
+def composite_view(composite: Composite) -> CompositeView:
+    return CompositeView(
+        schedule_start=iso(composite.start_ms),
+        duration=composite.duration_s,
+        charging_rate_unit=composite.unit,
+        charging_schedule_period=[
+            CompositePeriodView(start_period=p.start_s, limit=p.limit, number_phases=p.phases)
+            for p in composite.periods
+        ],
+        min_charging_rate=composite.min_rate,
+    )
+
+
+def difference_view(difference: Difference) -> DifferenceView:
+    return DifferenceView(
+        start_period=difference.start_s,
+        end_period=difference.end_s,
+        hub_limit=difference.hub,
+        charger_limit=difference.charger,
+        hub_phases=difference.hub_phases,
+        charger_phases=difference.charger_phases,
+    )
+
+
+def default_unit(limits: Limits) -> Unit:
+    """The unit a schedule is given in when none is asked: the charger's, if it advertised
+    only one, else A."""
+    return limits.units[0] if limits.units is not None and len(limits.units) == 1 else "A"
+
+
+def chargers_composite(
+    answer: GetCompositeScheduleResponse, asked_at_ms: int, duration_s: int
+) -> Composite | None:
+    """The charger's answer as a composite (None: it gave no schedule). Without a
+    ``scheduleStart`` its window starts when the hub asked; without a duration, it covers
+    what was asked."""
+    schedule = answer.charging_schedule
+    if isinstance(schedule, msgspec.UnsetType):
+        return None
+    start_text = answer.schedule_start
+    if not isinstance(start_text, str):
+        start_text = schedule.start_schedule
+    start_ms = asked_at_ms
+    if isinstance(start_text, str):
+        try:
+            start_ms = parse_ms(start_text)
+        except (ValueError, OverflowError):
+            return None
+    duration = schedule.duration
+    return Composite(
+        start_ms=start_ms,
+        duration_s=duration if isinstance(duration, int) else duration_s,
+        unit=schedule.charging_rate_unit,
+        periods=tuple(
+            CompositePeriod(
+                start_s=period.start_period,
+                limit=float(period.limit),
+                phases=period.number_phases if isinstance(period.number_phases, int) else 3,
+            )
+            for period in schedule.charging_schedule_period
+        ),
+    )
