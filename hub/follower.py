@@ -70,6 +70,7 @@ class Follower:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._throttle = Throttle()
+        self._consumer = ""
 
     async def begin(self) -> None:
         """Follow in the background, from now on; ``caught_up`` says when it has caught up."""
@@ -136,6 +137,24 @@ class Follower:
         finally:
             self._waiters.remove(waiter)
 
+    async def folded_all(self, within_s: float = REACH_WAIT_S) -> bool:
+        """Whether every event the stream holds now under the subjects is folded within
+        ``within_s`` seconds: unlike ``caught_up``, which is about the stream at the start,
+        this is about the stream at the call (a standby taking over waits for it)."""
+        try:
+            async with asyncio.timeout(within_s):
+                while True:
+                    # Asked after the call began: none pending means every event stored
+                    # before it was delivered, and then it is folded once the last one is.
+                    info = await self._connection.js.consumer_info(self._stream, self._consumer)
+                    delivered = info.delivered.stream_seq if info.delivered else 0
+                    if not info.num_pending:
+                        return await self.reached(delivered or 0, within_s)
+                    await self.reached((delivered or 0) + 1, within_s)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as error:
+            log.warning("follower.not_settled", follower=self.name, error=repr(error))
+            return False
+
     async def _run(self) -> None:
         js = self._connection.js
         while True:
@@ -156,6 +175,7 @@ class Follower:
                 continue
             if info.num_pending == 0:
                 self.caught_up.set()
+            self._consumer = info.name
             puller = Puller(self._connection.client, self._stream, info.name, FETCH_BATCH)
             try:
                 await puller.start()
