@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Final
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -34,12 +34,11 @@ from hub.domain.policy import Policy, parse_actions
 from hub.follower import Follower
 from hub.lease import KvLease, leased
 from hub.supervisor import snapshot
-from hub.supervisor.core import Command, Supervisor
+from hub.supervisor.core import ACTOR, COMMAND_ACTIONS, Command, Supervisor
 from schemas.events import ClockTick, CommandRequested, Event, encode_event
 
 log = structlog.get_logger("hub.supervisor")
 
-ACTOR: Final = "supervisor"
 # Commands in flight at once; more wait for a slot, none is dropped.
 MAX_COMMANDS: Final = 32
 COMMAND_TIMEOUT_S: Final = 30.0
@@ -52,6 +51,8 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.StatusNotification",
     "ev.cp.*.in.MeterValues",
     "ev.cp.*.in.StopTransaction",
+    # The CALLs of its commands, which say a gateway had them (Supervisor.unsent).
+    *(f"ev.cp.*.out.{action}" for action in COMMAND_ACTIONS),
     "ev.cp.*.conn.>",
     "ev.cp.*.cert.issued",
     "ev.admin.>",
@@ -77,6 +78,19 @@ def policy_from(settings: SupervisorSettings) -> Policy:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _requested(command: Command, at: int) -> CommandRequested:
+    return CommandRequested(
+        id=f"{command.command_id}:requested",
+        received_at=at,
+        actor=ACTOR,
+        command_id=command.command_id,
+        charge_point_id=command.charge_point_id,
+        action=command.action,
+        payload=msgspec.Raw(command.payload),
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
 
 
 def lease_key(settings: Settings) -> str:
@@ -177,6 +191,8 @@ class SupervisorService:
                 await asyncio.sleep(SETTLE_RETRY_S)
                 continue
             log.info("supervisor.active", folded_seq=self.core.last_seq)
+            for command in list(self.core.unsent.values()):
+                self._spawn(self._resend(command))
             self._due.set()
             while self.active():
                 await self._due.wait()
@@ -209,23 +225,17 @@ class SupervisorService:
         for command in list(self.core.commands_due.values()):
             if command.command_id not in self._sent:
                 self._sent.add(command.command_id)
-                task = asyncio.create_task(self._command(command))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._command(command))
         self._sent &= self.core.commands_due.keys()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _command(self, command: Command) -> None:
         async with self._slots:
-            requested = CommandRequested(
-                id=f"{command.command_id}:requested",
-                received_at=_now_ms(),
-                actor=ACTOR,
-                command_id=command.command_id,
-                charge_point_id=command.charge_point_id,
-                action=command.action,
-                payload=msgspec.Raw(command.payload),
-                timeout_s=COMMAND_TIMEOUT_S,
-            )
+            requested = _requested(command, _now_ms())
             try:
                 if not self.active():
                     # The next holder sends it (it is still due in every fold).
@@ -236,22 +246,35 @@ class SupervisorService:
                         "supervisor.command_requested_elsewhere", command_id=command.command_id
                     )
                     return
-                reply = await send_requested(self.connection.client, requested)
-                await self.store.store([finished_event(requested, reply, _now_ms())])
+                await self._send(requested)
             except StoreError as error:
                 # It stays due (no requested event folded): the next drain tries again.
                 self._sent.discard(command.command_id)
                 log.warning(
                     "supervisor.command_unstored", command_id=command.command_id, error=str(error)
                 )
+
+    async def _resend(self, command: Command) -> None:
+        """A command requested before this supervisor held the lease that no gateway has
+        sent yet: the one that requested it may have died before the gateway had it. Sent
+        with the same id: a gateway that had it sends it once all the same."""
+        async with self._slots:
+            if command.command_id not in self.core.unsent or not self.active():
                 return
-            log.info(
-                "supervisor.command",
-                command_id=command.command_id,
-                charge_point_id=command.charge_point_id,
-                action=command.action,
-                status=reply.status,
-            )
+            log.info("supervisor.command_resent", command_id=command.command_id)
+            with contextlib.suppress(StoreError):
+                await self._send(_requested(command, _now_ms()))
+
+    async def _send(self, requested: CommandRequested) -> None:
+        reply = await send_requested(self.connection.client, requested)
+        await self.store.store([finished_event(requested, reply, _now_ms())])
+        log.info(
+            "supervisor.command",
+            command_id=requested.command_id,
+            charge_point_id=requested.charge_point_id,
+            action=requested.action,
+            status=reply.status,
+        )
 
     async def _first_to_request(self, requested: CommandRequested) -> bool:
         """Store ``requested``; whether the copy in the stream is this one. Another holder's
