@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import nats
@@ -172,6 +172,11 @@ class _PubAck(msgspec.Struct):
 _ack_decoder: Final = msgspec.json.Decoder(_PubAck)
 
 
+class Stored(NamedTuple):
+    seq: int
+    duplicate: bool
+
+
 class EventStore:
     """Stores events on JetStream and returns only once every one of them is acknowledged.
 
@@ -217,12 +222,21 @@ class EventStore:
         Raises ``EventRefused``, before sending any of them, if one of them is beyond what
         NATS accepts: sent, it would make the server drop the connection, again on every retry.
         """
+        return [ack.seq for ack in await self._store(events)]
+
+    async def store_acked(self, events: Sequence[Event]) -> list[Stored]:
+        """:meth:`store`, saying of each event whether the stream had its id already (an
+        earlier copy within the duplicate window, whoever published it; its ``seq`` is then
+        that copy's)."""
+        return [Stored(ack.seq, ack.duplicate) for ack in await self._store(events)]
+
+    async def _store(self, events: Sequence[Event]) -> list[_PubAck]:
         messages = [self._message(event) for event in events]
         backoff = 0.05
         attempts = 0
         while True:
             try:
-                sequences = await self._store_once(messages)
+                acks = await self._store_once(messages)
             except (
                 TimeoutError,
                 StoreError,
@@ -244,7 +258,7 @@ class EventStore:
                 if attempts:
                     self._stalled_batches -= 1
                     log.info("store.recovered", first_event=events[0].id, attempts=attempts + 1)
-                return sequences
+                return acks
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
             await self._connection.connected.wait()
@@ -261,7 +275,7 @@ class EventStore:
             raise EventRefused(f"event of {size} bytes exceeds NATS max_payload {limit}")
         return subject, data, event.id
 
-    async def _store_once(self, messages: Sequence[tuple[str, bytes, str]]) -> list[int]:
+    async def _store_once(self, messages: Sequence[tuple[str, bytes, str]]) -> list[_PubAck]:
         client = self._connection.client
         futures: list[asyncio.Future[_PubAck]] = []
         tokens: list[str] = []
@@ -289,15 +303,13 @@ class EventStore:
         finally:
             for token in tokens:
                 self._pending.pop(token, None)
-        sequences = []
         for ack in acks:
             if ack.error is not None:
                 description = ack.error.get("description", "JetStream error")
                 if ack.error.get("err_code") == _JS_MESSAGE_TOO_LARGE:
                     raise EventRefused(description)
                 raise StoreError(description)
-            sequences.append(ack.seq)
-        return sequences
+        return acks
 
 
 def _resolve_acks(futures: list[asyncio.Future[_PubAck]]) -> None:

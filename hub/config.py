@@ -138,6 +138,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ca: CaSettings = CaSettings()
     # Seconds `hub up` may take to stop once told to; past that it exits anyway (code 1).
     shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    # The lease that makes one of several `hub supervise` (`hub project`) the active one
+    # (hub/lease.py): a standby takes over this long after the active one stopped renewing.
+    lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    lease_renew_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     log_level: str = "info"
     # auto: console on a terminal, JSON lines otherwise (a 5x cheaper line per exchange).
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -148,6 +152,8 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_DATA_DIR": ("", "data_dir"),
     "HUB_NATS_URL": ("", "nats_url"),
     "HUB_SHUTDOWN_GRACE": ("", "shutdown_grace_s"),
+    "HUB_LEASE_TTL": ("", "lease_ttl_s"),
+    "HUB_LEASE_RENEW": ("", "lease_renew_s"),
     "HUB_LOG_LEVEL": ("", "log_level"),
     "HUB_LOG_FORMAT": ("", "log_format"),
     "HUB_GATEWAY_ID": ("gateway", "gateway_id"),
@@ -228,6 +234,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as error:
         raise ValueError(f"invalid environment: {_name_variable(str(error))}") from None
     _check_supervisor(settings.supervisor)
+    if settings.lease_renew_s >= settings.lease_ttl_s:
+        raise ValueError("invalid environment: HUB_LEASE_RENEW must be shorter than HUB_LEASE_TTL")
     check_ocpp_versions(settings.gateway, "HUB_OCPP_VERSIONS")
     return settings
 

@@ -158,10 +158,18 @@ class ChargerConnection:
         try:
             # Persist, then send: the CALL is in the stream before the charger sees it.
             try:
-                await self._gateway.store_events([event])
+                new = await self._gateway.store_new(event)
             except EventRefused as error:
                 return CommandReply(
                     command_id=request.command_id, status="invalid", error_description=str(error)
+                )
+            if not new:
+                # Its id was sent on this connection already: a requester that failed over
+                # asked again for what its predecessor had asked for. Sent once only.
+                return CommandReply(
+                    command_id=request.command_id,
+                    status="invalid",
+                    error_description="a CALL with this unique id was sent on this connection",
                 )
             try:
                 await self._websocket.send(frame, text=True)

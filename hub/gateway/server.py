@@ -604,8 +604,10 @@ class Gateway:
     def nats_client(self) -> NatsClient:
         return self._nats.client
 
-    async def store_events(self, events: list[Event]) -> list[int]:
-        return await self._store.store(events)
+    async def store_new(self, event: Event) -> bool:
+        """Store ``event``; whether the stream did not hold it already (by its id)."""
+        [stored] = await self._store.store_acked([event])
+        return not stored.duplicate
 
     async def store(self, exchange: Exchange) -> list[int]:
         return await self._store.store(exchange.events)

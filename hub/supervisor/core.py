@@ -45,11 +45,13 @@ from schemas.events import (
     AnomalyKind,
     AnomalyResolved,
     ClockTick,
+    CommandFinished,
     CommandRequested,
     DerivedEvent,
     Event,
     IntegrityAction,
     LimitReached,
+    OcppFrame,
     WalletAdjusted,
     WalletHeld,
     WalletSettled,
@@ -60,6 +62,9 @@ from schemas.events import (
 _COMMANDS: Final = uuid.UUID("6d1f4f0e-7a53-4d0b-9a36-0c6f1bb1d2a4")
 # Derived events the core made and the stream has not shown yet, at most this many.
 MAX_UNCONFIRMED: Final = 100_000
+# The actor of the commands the supervisor requests, and the actions they may have.
+ACTOR: Final = "supervisor"
+COMMAND_ACTIONS: Final = ("RemoteStopTransaction", "TriggerMessage")
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -97,6 +102,11 @@ class Supervisor:
         self.unconfirmed: dict[str, Intent] = {}
         # Commands of stored derived events not yet requested (no admin.command.requested).
         self.commands_due: dict[str, Command] = {}
+        # Commands requested, but neither sent by a gateway (its CALL event) nor finished:
+        # a supervisor that stored the request died before the gateway had it, or the
+        # gateway has it still. The next holder of the lease sends them (the gateway sends
+        # a CALL id once on a connection, so one it had already is not sent twice).
+        self.unsent: dict[str, Command] = {}
         # Settled transactions whose bill may have moved since (session key -> seq of the
         # first change): adjusted at the next tick, so a burst of late readings makes one.
         self.moved_bills: dict[str, int] = {}
@@ -119,6 +129,17 @@ class Supervisor:
                     self._adjust_moved()
                 case CommandRequested(command_id=command_id):
                     self.commands_due.pop(command_id, None)
+                    if event.actor == ACTOR:
+                        self.unsent[command_id] = Command(
+                            command_id=command_id,
+                            charge_point_id=event.charge_point_id,
+                            action=event.action,
+                            payload=bytes(event.payload),
+                        )
+                case CommandFinished(command_id=command_id):
+                    self.unsent.pop(command_id, None)
+                case OcppFrame(direction="out", message_type="CALL", unique_id=command_id):
+                    self.unsent.pop(command_id, None)
                 case _DerivedEvent():
                     # Stored by an earlier run whose state this one does not share: the
                     # stream is the truth, so it counts.
@@ -472,4 +493,12 @@ def _limits(sourced: Limits) -> list[Limit]:
     return found
 
 
-__all__ = ["CHARGING", "Command", "Intent", "Supervisor", "command_id_for"]
+__all__ = [
+    "ACTOR",
+    "CHARGING",
+    "COMMAND_ACTIONS",
+    "Command",
+    "Intent",
+    "Supervisor",
+    "command_id_for",
+]

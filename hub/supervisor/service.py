@@ -6,6 +6,14 @@ up with the stream: a restart folds the stream from the start, re-derives what i
 before, finds those events already stored further on, and publishes only what is missing.
 Commands go out only after their derived event is stored, each audited as
 ``admin.command.requested``/``finished`` by ``supervisor``.
+
+Several supervisors may follow one stream; only the holder of the lease ``supervisor.<stream>``
+(``hub.lease``) writes. A standby folds the stream like the active one (its state is warm)
+and publishes nothing. When it takes the lease, it first folds everything the stream holds
+by then, so whatever the old holder stored is confirmed and not derived again, then drains
+what is left. Before each batch it stores it checks that it still holds the lease (the
+fence). A command is sent only by the supervisor whose ``admin.command.requested`` the
+stream stored first: the stream's deduplication by event id decides between two that race.
 """
 
 from __future__ import annotations
@@ -13,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Final
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -24,13 +32,13 @@ from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.domain.policy import Policy, parse_actions
 from hub.follower import Follower
+from hub.lease import KvLease, leased
 from hub.supervisor import snapshot
-from hub.supervisor.core import Command, Supervisor
-from schemas.events import ClockTick, CommandRequested, Event
+from hub.supervisor.core import ACTOR, COMMAND_ACTIONS, Command, Supervisor
+from schemas.events import ClockTick, CommandRequested, Event, encode_event
 
 log = structlog.get_logger("hub.supervisor")
 
-ACTOR: Final = "supervisor"
 # Commands in flight at once; more wait for a slot, none is dropped.
 MAX_COMMANDS: Final = 32
 COMMAND_TIMEOUT_S: Final = 30.0
@@ -43,6 +51,8 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.StatusNotification",
     "ev.cp.*.in.MeterValues",
     "ev.cp.*.in.StopTransaction",
+    # The CALLs of its commands, which say a gateway had them (Supervisor.unsent).
+    *(f"ev.cp.*.out.{action}" for action in COMMAND_ACTIONS),
     "ev.cp.*.conn.>",
     "ev.cp.*.cert.issued",
     "ev.admin.>",
@@ -56,6 +66,7 @@ SNAPSHOT_EVERY_EVENTS: Final = 50_000
 SNAPSHOT_EVERY_S: Final = 60.0
 # Derived events stored per JetStream round trip.
 MAX_DRAIN: Final = 500
+SETTLE_RETRY_S: Final = 0.2
 
 
 def policy_from(settings: SupervisorSettings) -> Policy:
@@ -69,11 +80,31 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _requested(command: Command, at: int) -> CommandRequested:
+    return CommandRequested(
+        id=f"{command.command_id}:requested",
+        received_at=at,
+        actor=ACTOR,
+        command_id=command.command_id,
+        charge_point_id=command.charge_point_id,
+        action=command.action,
+        payload=msgspec.Raw(command.payload),
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
+
+
+def lease_key(settings: Settings) -> str:
+    return f"supervisor.{settings.stream.name}"
+
+
 class SupervisorService:
     def __init__(self, connection: Connection, store: EventStore, settings: Settings) -> None:
         self.connection = connection
         self.store = store
         self.stream = settings.stream.name
+        # Set by running_supervisor; a service without one is the only writer there is.
+        self.lease: KvLease | None = None
+        self._follower: Follower | None = None
         self.tick_ms = max(1, round(settings.supervisor.tick_s * 1000))
         self.policy = policy_from(settings.supervisor)
         self.core = Supervisor(self.policy)
@@ -99,7 +130,16 @@ class SupervisorService:
             start_seq=self.core.last_seq + 1,
         )
         self.caught_up = follower.caught_up
+        self._follower = follower
         return follower
+
+    def active(self) -> bool:
+        """Whether to write now: the fence, checked before every batch of writes."""
+        return self.lease is None or self.lease.holds()
+
+    def on_lease(self, held: bool) -> None:
+        del held  # the drain looks again either way
+        self._due.set()
 
     async def resume(self) -> None:
         """Take up the latest snapshot, if it fits the stream; before :meth:`run`."""
@@ -139,17 +179,37 @@ class SupervisorService:
     async def drain(self) -> None:
         """Store what the core derived, then send its commands; never on the fold's path,
         which must keep reading the stream while a store waits for its ack. It starts once
-        the fold has caught up: what a restart derives again is mostly stored already."""
+        the fold has caught up: what a restart derives again is mostly stored already. It
+        runs while this supervisor holds the lease, from the moment its fold has taken in
+        all that the stream held when it took it."""
         await self.caught_up.wait()
-        self._due.set()
         while True:
-            await self._due.wait()
-            self._due.clear()
-            await self._drain_once()
+            if self.lease is not None:
+                await self.lease.held.wait()
+            if not await self._settled():
+                # Not yet (a consumer being made again, NATS away): look again shortly.
+                await asyncio.sleep(SETTLE_RETRY_S)
+                continue
+            log.info("supervisor.active", folded_seq=self.core.last_seq)
+            for command in list(self.core.unsent.values()):
+                self._spawn(self._resend(command))
+            self._due.set()
+            while self.active():
+                await self._due.wait()
+                self._due.clear()
+                await self._drain_once()
+            log.warning("supervisor.standby", folded_seq=self.core.last_seq)
+
+    async def _settled(self) -> bool:
+        """Whether the fold holds everything stored so far: what a holder before this one
+        stored is then confirmed, not stored again (nor its commands sent)."""
+        if self.lease is None or self._follower is None:
+            return True
+        return await self._follower.settled() and self.active()
 
     async def _drain_once(self) -> None:
         due = [i for i in self.core.unconfirmed.values() if i.event.id not in self._published]
-        if due:
+        if due and self.active():
             await self.store.store([intent.event for intent in due[:MAX_DRAIN]])
             for intent in due[:MAX_DRAIN]:
                 self._published.add(intent.event.id)
@@ -165,41 +225,67 @@ class SupervisorService:
         for command in list(self.core.commands_due.values()):
             if command.command_id not in self._sent:
                 self._sent.add(command.command_id)
-                task = asyncio.create_task(self._command(command))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._command(command))
         self._sent &= self.core.commands_due.keys()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _command(self, command: Command) -> None:
         async with self._slots:
-            requested = CommandRequested(
-                id=f"{command.command_id}:requested",
-                received_at=_now_ms(),
-                actor=ACTOR,
-                command_id=command.command_id,
-                charge_point_id=command.charge_point_id,
-                action=command.action,
-                payload=msgspec.Raw(command.payload),
-                timeout_s=COMMAND_TIMEOUT_S,
-            )
+            requested = _requested(command, _now_ms())
             try:
-                await self.store.store([requested])
-                reply = await send_requested(self.connection.client, requested)
-                await self.store.store([finished_event(requested, reply, _now_ms())])
+                if not self.active():
+                    # The next holder sends it (it is still due in every fold).
+                    self._sent.discard(command.command_id)
+                    return
+                if not await self._first_to_request(requested):
+                    log.warning(
+                        "supervisor.command_requested_elsewhere", command_id=command.command_id
+                    )
+                    return
+                await self._send(requested)
             except StoreError as error:
                 # It stays due (no requested event folded): the next drain tries again.
                 self._sent.discard(command.command_id)
                 log.warning(
                     "supervisor.command_unstored", command_id=command.command_id, error=str(error)
                 )
+
+    async def _resend(self, command: Command) -> None:
+        """A command requested before this supervisor held the lease that no gateway has
+        sent yet: the one that requested it may have died before the gateway had it. Sent
+        with the same id: a gateway that had it sends it once all the same."""
+        async with self._slots:
+            if command.command_id not in self.core.unsent or not self.active():
                 return
-            log.info(
-                "supervisor.command",
-                command_id=command.command_id,
-                charge_point_id=command.charge_point_id,
-                action=command.action,
-                status=reply.status,
-            )
+            log.info("supervisor.command_resent", command_id=command.command_id)
+            with contextlib.suppress(StoreError):
+                await self._send(_requested(command, _now_ms()))
+
+    async def _send(self, requested: CommandRequested) -> None:
+        reply = await send_requested(self.connection.client, requested)
+        await self.store.store([finished_event(requested, reply, _now_ms())])
+        log.info(
+            "supervisor.command",
+            command_id=requested.command_id,
+            charge_point_id=requested.charge_point_id,
+            action=requested.action,
+            status=reply.status,
+        )
+
+    async def _first_to_request(self, requested: CommandRequested) -> bool:
+        """Store ``requested``; whether the copy in the stream is this one. Another holder's
+        (one that lost the lease while it was paused, say) has the same id but another
+        time, so the stream kept theirs, and they send the command, not this one."""
+        [stored] = await self.store.store_acked([requested])
+        if not stored.duplicate:
+            return True
+        # Our own earlier attempt, whose ack was lost and which the store retried, is ours.
+        kept = await self.connection.js.get_msg(self.stream, seq=stored.seq, direct=True)
+        return kept.data == encode_event(requested)
 
     async def tick(self) -> None:
         """Store ``clock.tick`` on the tick grid; two hubs store each tick once (same id)."""
@@ -207,6 +293,8 @@ class SupervisorService:
             now = _now_ms()
             at = now - now % self.tick_ms + self.tick_ms
             await asyncio.sleep((at - now) / 1000)
+            if not self.active():
+                continue
             try:
                 await self.store.store([ClockTick(id=f"tick-{at}", received_at=at)])
             except StoreError as error:
@@ -230,18 +318,22 @@ async def running_supervisor(
     await service.resume()
     follower = service.follower()
     await follower.begin()
-    tasks = [
-        asyncio.create_task(service.tick(), name="supervisor.tick"),
-        asyncio.create_task(service.drain(), name="supervisor.drain"),
-    ]
-    try:
-        yield service
-    finally:
-        await follower.close()
-        for task in tasks:
-            task.cancel()
-        # Bounded: shutting down must not hang on a client library that swallows a cancel.
-        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-        if stuck:
-            log.warning("supervisor.stop_timeout", tasks=sorted(t.get_name() for t in stuck))
-        await service.close()
+    async with leased(
+        connection, settings, lease_key(settings), on_change=service.on_lease
+    ) as lease:
+        service.lease = lease
+        tasks = [
+            asyncio.create_task(service.tick(), name="supervisor.tick"),
+            asyncio.create_task(service.drain(), name="supervisor.drain"),
+        ]
+        try:
+            yield service
+        finally:
+            await follower.close()
+            for task in tasks:
+                task.cancel()
+            # Bounded: shutting down must not hang on a client library that swallows a cancel.
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+            if stuck:
+                log.warning("supervisor.stop_timeout", tasks=sorted(t.get_name() for t in stuck))
+            await service.close()

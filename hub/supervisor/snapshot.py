@@ -38,6 +38,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     certificates: dict[str, CertificateKnown] = {}
     # Absent from snapshots made before settlement adjustments: none were due then.
     moved_bills: dict[str, int] = {}
+    # Absent from snapshots made before failover: a restart found the requests it made sent.
+    unsent: dict[str, Command] = {}
 
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
@@ -56,6 +58,7 @@ def encode(supervisor: Supervisor) -> bytes:
             commands_due=supervisor.commands_due,
             certificates=supervisor.certificates,
             moved_bills=supervisor.moved_bills,
+            unsent=supervisor.unsent,
         )
     )
 
@@ -76,6 +79,7 @@ def decode(data: bytes, policy: Policy) -> Supervisor | None:
     supervisor.commands_due = snapshot.commands_due
     supervisor.certificates = snapshot.certificates
     supervisor.moved_bills = snapshot.moved_bills
+    supervisor.unsent = snapshot.unsent
     return supervisor
 
 
