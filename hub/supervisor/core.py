@@ -50,6 +50,7 @@ from schemas.events import (
     Event,
     IntegrityAction,
     LimitReached,
+    TransactionId,
     WalletAdjusted,
     WalletHeld,
     WalletSettled,
@@ -205,7 +206,7 @@ class Supervisor:
             key=name,
             charge_point_id=fact.charge_point_id,
             connector_id=fact.connector_id,
-            transaction_id=int(fact.transaction_id),
+            transaction_id=fact.transaction_id,
         )
         self.transactions[name] = transaction
         wallet = self.wallets.prepaid(fact.id_tag)
@@ -257,7 +258,7 @@ class Supervisor:
                 command = Command(
                     command_id=command_id_for(cause),
                     charge_point_id=transaction.charge_point_id,
-                    action="RemoteStopTransaction",
+                    action=stop_action(transaction.transaction_id),
                     payload=msgspec.json.encode({"transactionId": transaction.transaction_id}),
                 )
                 self.emit(
@@ -338,8 +339,6 @@ class Supervisor:
         session = self.charging.state.sessions.get(name)
         if session is None or session.settlement is None:
             return
-        if not isinstance(session.transaction_id, int):
-            return
         settled = session.settlement
         paid = Paid(
             refund=money(settled.refund),
@@ -396,7 +395,7 @@ class Supervisor:
         kind: AnomalyKind,
         cp: str,
         connector_id: int,
-        transaction_id: int | None,
+        transaction_id: TransactionId | None,
         since: int,
         detail: str,
     ) -> None:
@@ -435,7 +434,7 @@ class Supervisor:
             command = Command(
                 command_id=command_id_for(f"{anomaly_id}:{action}"),
                 charge_point_id=cp,
-                action="RemoteStopTransaction",
+                action=stop_action(transaction_id),
                 payload=msgspec.json.encode({"transactionId": transaction_id}),
             )
         elif transaction_id is None:
@@ -454,6 +453,12 @@ class Supervisor:
             ),
             command,
         )
+
+
+def stop_action(transaction_id: TransactionId) -> str:
+    """The CALL that asks a charger to stop a transaction: 1.6's for its integer ids, 2.x's
+    for its string ids (both take ``{"transactionId": id}``)."""
+    return "RemoteStopTransaction" if isinstance(transaction_id, int) else "RequestStopTransaction"
 
 
 def _bill(session: Session) -> Decimal:
