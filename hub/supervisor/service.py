@@ -43,6 +43,9 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.StatusNotification",
     "ev.cp.*.in.MeterValues",
     "ev.cp.*.in.StopTransaction",
+    # OCPP 2.x: a TransactionEvent is a start, readings or a stop once the hub answered it.
+    "ev.cp.*.in.TransactionEvent",
+    "ev.cp.*.out.TransactionEvent",
     "ev.cp.*.conn.>",
     "ev.cp.*.cert.issued",
     "ev.admin.>",
