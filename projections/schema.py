@@ -272,8 +272,10 @@ def ddl(db: str) -> list[str]:
         for table, columns in ADDED.items()
         for column in columns
     ]
+    # Replaced at every start: a view keeps the columns its tables had when it was made, so
+    # one from before a column was ADDED would never show it.
     statements += [
-        f"CREATE VIEW IF NOT EXISTS {db}.{view} AS {body.format(db=db)}"
+        f"CREATE OR REPLACE VIEW {db}.{view} AS {body.format(db=db)}"
         for view, body in _VIEWS.items()
     ]
     return statements

@@ -33,10 +33,11 @@ from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from projections.service import Projections
-from schemas.events import Event, TariffSet, WalletConfigured, WalletCredited, WalletSettled
+from schemas.events import TariffSet, WalletConfigured, WalletCredited, WalletSettled
 from tests.conftest import with_gateway
 from tests.integration.fanout_helpers import messages_until, token, ui_socket
 from tests.integration.helpers import ocpp_charger, wait_for_event
+from tests.integration.test_money_session import admin
 from tests.projections.helpers import last_seq, rows
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -72,11 +73,6 @@ async def gateway(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterato
 
 def at(minutes: int) -> str:
     return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def admin(event_type: type[Event], **fields: Any) -> Event:
-    now = int(datetime.now(UTC).timestamp() * 1000)
-    return event_type(id=uuid.uuid4().hex, received_at=now, actor="test", **fields)  # type: ignore[call-arg]
 
 
 async def prepare(settings: Settings, url: str, *tags: str) -> None:
