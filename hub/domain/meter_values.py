@@ -28,6 +28,7 @@ _SCALE_MORE: Final = {"kvar": ("var", 1000.0), "kVA": ("VA", 1000.0)}
 Sampled16 = SampledValue | TransactionDataSampledValue
 Sampled2 = v201.SampledValue | v21.SampledValue
 Sampled = Sampled16 | Sampled2
+_SAMPLED_2X: Final = (v201.SampledValue, v21.SampledValue)
 
 
 # No meter reads a petawatt-hour (or a petawatt, ...): past this a value is a charger's
@@ -55,7 +56,7 @@ _kinds: dict[tuple[object, ...], Kind] = {}
 
 
 def kind_of(sampled: Sampled) -> Kind:
-    if isinstance(sampled, v201.SampledValue | v21.SampledValue):
+    if isinstance(sampled, _SAMPLED_2X):
         return _kind_2x(sampled)
     # Every field but the number (the first), read in one call.
     fields = astuple(sampled)[1:]

@@ -5,10 +5,10 @@ per version from its generated types.
 Answered: BootNotification, Heartbeat, Authorize and DataTransfer under the same policies as
 1.6, and the
 notifications whose answer carries nothing (StatusNotification, TransactionEvent,
-MeterValues, NotifyReport, ...), each frame stored before its answer as always. What the
-domain makes of 2.x frames (TransactionEvent into the same transaction facts as 1.6's) is
-still to come: until then a 2.x charger is answered and recorded, and its sessions are not
-yet in the tables. Every other 2.x CALL is answered NotImplemented.
+MeterValues, NotifyReport, ...), each frame stored before its answer as always. What they
+mean is the charging domain's (``hub.domain.charging``: a TransactionEvent is the same
+transaction facts as 1.6's Start, MeterValues and Stop). Every other 2.x CALL is answered
+NotImplemented.
 """
 
 from __future__ import annotations

@@ -19,11 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 from ocpp.charge_point import ChargePoint as AnyChargePoint
+from ocpp.routing import on
 from ocpp.v16 import call as call16
 from ocpp.v21 import ChargePoint as ChargePoint21
 from ocpp.v21 import call as call21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -33,7 +35,15 @@ from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from projections.service import Projections
-from schemas.events import TariffSet, WalletConfigured, WalletCredited, WalletSettled
+from schemas.events import (
+    CommandFinished,
+    LimitReached,
+    SessionLimits,
+    TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    WalletSettled,
+)
 from tests.conftest import with_gateway
 from tests.integration.fanout_helpers import messages_until, token, ui_socket
 from tests.integration.helpers import ocpp_charger, wait_for_event
@@ -190,10 +200,13 @@ VERSIONS: dict[str, tuple[str, type[AnyChargePoint], Any]] = {
 
 
 @contextlib.asynccontextmanager
-async def charger_2x(port: int, cp: str, version: str) -> AsyncIterator[tuple[Any, Any]]:
+async def charger_2x(
+    port: int, cp: str, version: str, charger_class: type[AnyChargePoint] | None = None
+) -> AsyncIterator[tuple[Any, Any]]:
     """An ocpp-library 2.x charging station (it validates every answer), booted; yields it
     and its version's call module."""
-    subprotocol, charger_class, calls = VERSIONS[version]
+    subprotocol, default_class, calls = VERSIONS[version]
+    charger_class = charger_class or default_class
     async with connect(
         f"ws://127.0.0.1:{port}/ocpp/{cp}", subprotocols=[Subprotocol(subprotocol)]
     ) as websocket:
@@ -404,3 +417,49 @@ async def test_an_offline_2x_transaction_flushed_after_reconnect_is_one_correct_
         tx,
         12000,
     )
+
+
+class StoppableCharger(ChargePoint201):
+    """Accepts RequestStopTransaction, and keeps the ids it was asked to stop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stops: list[str] = []
+
+    @on("RequestStopTransaction")
+    def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
+        self.stops.append(transaction_id)
+        return result201.RequestStopTransaction(status="Accepted")
+
+
+async def test_a_limit_stops_a_2x_transaction_with_request_stop_transaction(
+    hub: tuple[int, int, Projections], money_settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    port, _, _ = hub
+    cp, tx = "CP-LIM-2X", "limited-tx"
+    capped = admin(
+        TariffSet,
+        tariff_id="capped",
+        charge_point_id=cp,
+        per_kwh="0.30",
+        limits=SessionLimits(max_energy_wh=5_000),
+        effective_from=int(DAY.timestamp() * 1000),
+    )
+    async with event_backbone(money_settings, nats_server.url, name="test") as (_, store):
+        await store.store([capped])
+    async with charger_2x(port, cp, "2.0.1", StoppableCharger) as (charger, calls):
+        for index in range(3):  # 1000, 4000, 7000 Wh: 6000 Wh past the 5000 Wh limit
+            await charger.call(event_2x(calls, index, tx, "ANY"), suppress=False)
+        reached = await wait_for_event(
+            nats_server.url, "ev.session.>", lambda e: isinstance(e, LimitReached)
+        )
+        finished = await wait_for_event(
+            nats_server.url,
+            "ev.admin.command.finished",
+            lambda e: isinstance(e, CommandFinished) and e.actor == "supervisor",
+        )
+        assert charger.stops == [tx]
+    assert isinstance(reached, LimitReached)
+    assert (reached.transaction_id, reached.limit, reached.value) == (tx, "energy", "6000.0000")
+    assert isinstance(finished, CommandFinished)
+    assert (finished.action, finished.status) == ("RequestStopTransaction", "answered")
