@@ -36,8 +36,6 @@ from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from projections.service import Projections
 from schemas.events import (
-    CommandFinished,
-    LimitReached,
     SessionLimits,
     TariffSet,
     WalletConfigured,
@@ -46,7 +44,7 @@ from schemas.events import (
 )
 from tests.conftest import with_gateway
 from tests.integration.fanout_helpers import messages_until, token, ui_socket
-from tests.integration.helpers import ocpp_charger, wait_for_event
+from tests.integration.helpers import limit_stop, ocpp_charger, wait_for_event
 from tests.integration.test_money_session import admin
 from tests.projections.helpers import last_seq, rows
 
@@ -450,16 +448,7 @@ async def test_a_limit_stops_a_2x_transaction_with_request_stop_transaction(
     async with charger_2x(port, cp, "2.0.1", StoppableCharger) as (charger, calls):
         for index in range(3):  # 1000, 4000, 7000 Wh: 6000 Wh past the 5000 Wh limit
             await charger.call(event_2x(calls, index, tx, "ANY"), suppress=False)
-        reached = await wait_for_event(
-            nats_server.url, "ev.session.>", lambda e: isinstance(e, LimitReached)
-        )
-        finished = await wait_for_event(
-            nats_server.url,
-            "ev.admin.command.finished",
-            lambda e: isinstance(e, CommandFinished) and e.actor == "supervisor",
-        )
+        reached, finished = await limit_stop(nats_server.url)
         assert charger.stops == [tx]
-    assert isinstance(reached, LimitReached)
     assert (reached.transaction_id, reached.limit, reached.value) == (tx, "energy", "6000.0000")
-    assert isinstance(finished, CommandFinished)
     assert (finished.action, finished.status) == ("RequestStopTransaction", "answered")
