@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from hub.domain.timeutil import ch_time
-from projections.rows import AnomalyRow, Output
+from projections.rows import AnomalyRow, Output, int_id, ref
 from projections.state import Anomaly, State
 from schemas.events import AnomalyDetected, AnomalyResolved, Event, IntegrityAction
 
@@ -50,11 +50,12 @@ def _row(
         kind=record.kind,
         charge_point_id=record.charge_point_id,
         connector_id=record.connector_id,
-        transaction_id=record.transaction_id,
+        transaction_id=int_id(record.transaction_id),
         observed_at=ch_time(record.observed_ms),
         detected_at=ch_time(record.detected_ms),
         detail=record.detail,
         actions=list(record.actions),
         resolved_at=ch_time(resolved_ms) if resolved_ms is not None else None,
         resolution=resolution,
+        transaction_ref=ref(record.transaction_id),
     )

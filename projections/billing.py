@@ -9,7 +9,7 @@ from typing import Final
 from hub.domain.charging import Session
 from hub.domain.tariffs import Point, session_cost
 from hub.domain.timeutil import ch_time
-from projections.rows import BillingRow
+from projections.rows import BillingRow, ref
 
 _ZERO: Final = Decimal("0.0000")
 
@@ -24,6 +24,7 @@ def billing_row(
         seq=seq,
         charge_point_id=session.charge_point_id,
         session_id=session.session,
+        # 0: a 2.x string id (in transaction_ref)
         transaction_id=session.transaction_id if isinstance(session.transaction_id, int) else 0,
         tariff_id=tariff.tariff_id,
         currency=tariff.currency,
@@ -42,4 +43,5 @@ def billing_row(
         shortfall=Decimal(settled.shortfall) if settled else _ZERO,
         platform_fee=Decimal(settled.platform_fee) if settled else _ZERO,
         operator_share=Decimal(settled.operator_share) if settled else _ZERO,
+        transaction_ref=ref(session.transaction_id),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hub.domain.facts import WalletMoved
 from hub.domain.timeutil import ch_time
-from projections.rows import Output, WalletLedgerRow
+from projections.rows import Output, WalletLedgerRow, int_id, ref
 
 
 def ledger(out: Output, fact: WalletMoved) -> None:
@@ -21,6 +21,7 @@ def ledger(out: Output, fact: WalletMoved) -> None:
             balance=entry.balance,
             currency=entry.currency,
             charge_point_id=entry.charge_point_id,
-            transaction_id=entry.transaction_id,
+            transaction_id=int_id(entry.transaction_id),
+            transaction_ref=ref(entry.transaction_id),
         )
     )

@@ -16,6 +16,18 @@ from decimal import Decimal
 
 import msgspec
 
+from schemas.events import TransactionId
+
+
+def int_id(transaction_id: TransactionId | None) -> int | None:
+    """The ``transaction_id`` column (Int64): an OCPP 1.6 id; a 2.x string id has none."""
+    return transaction_id if isinstance(transaction_id, int) else None
+
+
+def ref(transaction_id: TransactionId | None) -> str:
+    """The ``transaction_ref`` column: the id as the charger gave it, as text ("": none)."""
+    return "" if transaction_id is None else str(transaction_id)
+
 
 class _Row(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     seq: int
@@ -72,6 +84,7 @@ class MeterValueRow(_Row, frozen=True, kw_only=True):
     unit: str
     context: str
     value: float
+    transaction_ref: str
 
 
 class SessionRow(_Row, frozen=True, kw_only=True):
@@ -90,6 +103,7 @@ class SessionRow(_Row, frozen=True, kw_only=True):
     state: str
     flags: list[str]
     updated_at: str
+    transaction_ref: str
 
 
 class EnergyDeltaRow(_Row, frozen=True, kw_only=True):
@@ -121,6 +135,7 @@ class BillingRow(_Row, frozen=True, kw_only=True):
     shortfall: Decimal
     platform_fee: Decimal
     operator_share: Decimal
+    transaction_ref: str
 
 
 class WalletLedgerRow(_Row, frozen=True, kw_only=True):
@@ -133,6 +148,7 @@ class WalletLedgerRow(_Row, frozen=True, kw_only=True):
     currency: str
     charge_point_id: str
     transaction_id: int | None
+    transaction_ref: str
 
 
 class AnomalyRow(_Row, frozen=True, kw_only=True):
@@ -147,6 +163,7 @@ class AnomalyRow(_Row, frozen=True, kw_only=True):
     actions: list[str]
     resolved_at: str | None
     resolution: str
+    transaction_ref: str
 
 
 class DeviceModelRow(_Row, frozen=True, kw_only=True):

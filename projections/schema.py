@@ -82,7 +82,8 @@ _TABLES: Final[dict[str, str]] = {
         location LowCardinality(String),
         unit LowCardinality(String),
         context LowCardinality(String),
-        value Float64
+        value Float64,
+        transaction_ref String
     ) ENGINE = MergeTree ORDER BY (charge_point_id, timestamp, seq)""",
     "session_versions": """
         seq UInt64,
@@ -100,7 +101,8 @@ _TABLES: Final[dict[str, str]] = {
         stop_reason LowCardinality(String),
         state LowCardinality(String),
         flags Array(String),
-        updated_at DateTime64(3, 'UTC')
+        updated_at DateTime64(3, 'UTC'),
+        transaction_ref String
     ) ENGINE = MergeTree ORDER BY (charge_point_id, session_id, seq)""",
     "energy_deltas": """
         seq UInt64,
@@ -130,7 +132,8 @@ _TABLES: Final[dict[str, str]] = {
         refund Decimal(18, 4),
         shortfall Decimal(18, 4),
         platform_fee Decimal(18, 4),
-        operator_share Decimal(18, 4)
+        operator_share Decimal(18, 4),
+        transaction_ref String
     ) ENGINE = MergeTree ORDER BY (charge_point_id, session_id, seq)""",
     "wallet_ledger": """
         seq UInt64,
@@ -142,7 +145,8 @@ _TABLES: Final[dict[str, str]] = {
         balance Decimal(18, 4),
         currency LowCardinality(String),
         charge_point_id String,
-        transaction_id Nullable(Int64)
+        transaction_id Nullable(Int64),
+        transaction_ref String
     ) ENGINE = MergeTree ORDER BY (id_tag, seq)""",
     "anomaly_versions": """
         seq UInt64,
@@ -156,7 +160,8 @@ _TABLES: Final[dict[str, str]] = {
         detail String,
         actions Array(String),
         resolved_at Nullable(DateTime64(3, 'UTC')),
-        resolution String
+        resolution String,
+        transaction_ref String
     ) ENGINE = MergeTree ORDER BY (anomaly_id, seq)""",
     # OCPP 2.x stations' device models: one row per attribute of every variable a
     # NotifyReport part carried, as the part was stored.
@@ -258,6 +263,9 @@ def table_ddl(db: str, table: str, name: str | None = None) -> str:
 
 # Columns added to a table after it first shipped: a data directory from before gets them
 # (at their defaults, until `hub replay` fills them).
+# transaction_ref: the transaction id as the charger gave it, as text (OCPP 2.x ids are
+# strings; the Int64 transaction_id holds 1.6's).
+_REF: Final = "transaction_ref String"
 ADDED: Final[dict[str, tuple[str, ...]]] = {
     "billing_versions": (
         "id_tag String",
@@ -267,7 +275,12 @@ ADDED: Final[dict[str, tuple[str, ...]]] = {
         "shortfall Decimal(18, 4)",
         "platform_fee Decimal(18, 4)",
         "operator_share Decimal(18, 4)",
+        _REF,
     ),
+    "meter_values": (_REF,),
+    "session_versions": (_REF,),
+    "wallet_ledger": (_REF,),
+    "anomaly_versions": (_REF,),
 }
 
 
@@ -295,8 +308,10 @@ def ddl(db: str) -> list[str]:
         for table, columns in ADDED.items()
         for column in columns
     ]
+    # Replaced at every start: a view keeps the columns its tables had when it was made, so
+    # one from before a column was ADDED would never show it.
     statements += [
-        f"CREATE VIEW IF NOT EXISTS {db}.{view} AS {body.format(db=db)}"
+        f"CREATE OR REPLACE VIEW {db}.{view} AS {body.format(db=db)}"
         for view, body in _VIEWS.items()
     ]
     return statements

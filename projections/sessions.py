@@ -23,7 +23,7 @@ from hub.domain.facts import (
 from hub.domain.tariffs import Point
 from hub.domain.timeutil import ch_time
 from projections.billing import billing_row
-from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow
+from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow, int_id, ref
 from projections.state import State, Written
 
 # A session version (and its bill) is written on start, on end, when its flags change, for a
@@ -73,7 +73,7 @@ def bounds_moved(state: State, out: Output, fact: TransactionStarted | Transacti
 def metered(state: State, out: Output, fact: TransactionMetered) -> None:
     found = _session(state, fact.charge_point_id, fact.session) if fact.session else None
     session_id = fact.session if found is not None else ""
-    transaction_id = fact.transaction_id if isinstance(fact.transaction_id, int) else None
+    transaction_id, transaction_ref = int_id(fact.transaction_id), ref(fact.transaction_id)
     add = out.sink(MeterValueRow, fact.seq)
     # A row per sample, most of the projections' rows: what they share is looked up once,
     # and a message's samples share a few times, each formatted once.
@@ -97,6 +97,7 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
                 unit=sample.unit,
                 context=sample.context,
                 value=sample.value,
+                transaction_ref=transaction_ref,
             )
         )
     if found is None:
@@ -200,6 +201,7 @@ def version(
             state=session.state,
             flags=list(session.flags),
             updated_at=ch_time(session.updated_at),
+            transaction_ref=ref(session.transaction_id),
         )
     )
     out.add(billing_row(seq, session, points, duration_s))

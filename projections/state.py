@@ -11,10 +11,11 @@ from typing import Final
 import msgspec
 
 from hub.domain import charging
+from schemas.events import TransactionId
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 7
+STATE_VERSION: Final = 8
 
 
 class ChargePoint(msgspec.Struct, kw_only=True):
@@ -47,7 +48,7 @@ class Anomaly(msgspec.Struct, kw_only=True):
     kind: str
     charge_point_id: str
     connector_id: int
-    transaction_id: int | None
+    transaction_id: TransactionId | None
     observed_ms: int
     detected_ms: int
     detail: str

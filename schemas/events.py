@@ -17,6 +17,9 @@ Direction = Literal["in", "out"]
 # CALLRESULTERROR (an error answer to a CALLRESULT the other side could not process) and
 # SEND (an unconfirmed message) exist from OCPP 2.1 on; neither is ever answered.
 MessageType = Literal["CALL", "CALLRESULT", "CALLERROR", "CALLRESULTERROR", "SEND"]
+# A transaction id as the charger has it: an int in OCPP 1.6, a string in 2.x. Fields that
+# were ``int`` widened to this: every stored event still decodes as it did.
+TransactionId = int | str
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -346,7 +349,7 @@ class SessionLimitsSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.sessio
     """Limits an operator put on one running transaction, over its tariff's and tag's."""
 
     charge_point_id: str
-    transaction_id: int
+    transaction_id: TransactionId
     limits: SessionLimits
 
 
@@ -406,7 +409,7 @@ class WalletHeld(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.held"):
 
     id_tag: str
     charge_point_id: str
-    transaction_id: int
+    transaction_id: TransactionId
     amount: str
     currency: str
 
@@ -418,7 +421,7 @@ class WalletSettled(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.settle
 
     id_tag: str
     charge_point_id: str
-    transaction_id: int
+    transaction_id: TransactionId
     currency: str
     held: str
     cost: str
@@ -438,7 +441,7 @@ class WalletAdjusted(_DerivedEvent, frozen=True, kw_only=True, tag="wallet.adjus
 
     id_tag: str
     charge_point_id: str
-    transaction_id: int
+    transaction_id: TransactionId
     currency: str
     held: str
     cost: str  # the bill now: what the wallet has paid for the transaction in all
@@ -469,7 +472,7 @@ class AnomalyDetected(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.d
     kind: AnomalyKind
     charge_point_id: str
     connector_id: int = 0
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
     observed_at: int
     detail: str = ""
 
@@ -479,7 +482,7 @@ class AnomalyResolved(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.r
     kind: AnomalyKind
     charge_point_id: str
     connector_id: int = 0
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
     resolution: str
 
 
@@ -494,7 +497,7 @@ class IntegrityAction(_DerivedEvent, frozen=True, kw_only=True, tag="integrity.a
     action: IntegrityActionKind
     charge_point_id: str
     connector_id: int = 0
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
     command_id: str = ""
 
 
@@ -508,7 +511,7 @@ class LimitReached(_DerivedEvent, frozen=True, kw_only=True, tag="session.limit_
 
     charge_point_id: str
     connector_id: int
-    transaction_id: int
+    transaction_id: TransactionId
     limit: LimitKind
     source: LimitSource
     threshold: str

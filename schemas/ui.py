@@ -16,6 +16,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from schemas.events import TransactionId
+
 UI_SCHEMA_VERSION: Final = 1
 
 
@@ -65,7 +67,7 @@ class ConnectorView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", g
 
 
 class TransactionView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int
     id_tag: str = ""
     meter_start_wh: float = 0.0
@@ -127,12 +129,12 @@ class Status(_ChargerMessage, frozen=True, kw_only=True, tag="status"):
 
 class Meter(_ChargerMessage, frozen=True, kw_only=True, tag="meter"):
     connector_id: int
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
     readings: list[Reading]
 
 
 class TransactionStarted(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.started"):
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int
     id_tag: str = ""
     meter_start_wh: float = 0.0
@@ -144,7 +146,7 @@ class TransactionStarted(_ChargerMessage, frozen=True, kw_only=True, tag="transa
 
 
 class TransactionUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.updated"):
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int
     energy_wh: float
     power_w: float | None = None
@@ -166,7 +168,7 @@ class Bill(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
 
 
 class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transaction.stopped"):
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int = 0
     energy_wh: float = 0.0
     duration_s: float | None = None
@@ -185,7 +187,7 @@ class TransactionStopped(_ChargerMessage, frozen=True, kw_only=True, tag="transa
 class CostUpdated(_ChargerMessage, frozen=True, kw_only=True, tag="cost"):
     """The running cost of a transaction, after each meter value that moved it."""
 
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int
     bill: Bill
 
@@ -201,7 +203,7 @@ class Alert(_ChargerMessage, frozen=True, kw_only=True, tag="alert"):
     state: AlertState
     kind: str
     connector_id: int = 0
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
     detail: str = ""
     action: str = ""
     command_id: str = ""

@@ -343,13 +343,13 @@ async def _put_limits(request: web.Request) -> web.Response:
     charge_point_id = request.match_info["charge_point_id"]
     scope = await _authorise(request, charge_point_id, command=True, doing="set limits")
     raw_id = request.match_info["transaction_id"]
-    if re.fullmatch(r"-?[0-9]{1,10}", raw_id) is None:
-        raise _invalid(Invalid("transaction_id", f"{raw_id!r} is not an integer"))
+    # An integer is an OCPP 1.6 id; anything else a 2.x one (a string).
+    transaction_id: int | str = int(raw_id) if re.fullmatch(r"-?[0-9]{1,20}", raw_id) else raw_id
     if not api.known(charge_point_id):
         raise _error(404, "not_found", f"no charger {charge_point_id!r}")
     body = _decode(await request.read(), Limits)
     try:
-        event = session_limits_set(charge_point_id, int(raw_id), body, _origin(scope))
+        event = session_limits_set(charge_point_id, transaction_id, body, _origin(scope))
     except Invalid as error:
         raise _invalid(error) from None
     await _store(api, event)

@@ -42,7 +42,8 @@ REFERENCE: Final = r"^[^\x00-\x1f\x7f]{1,128}$"
 MAX_ID_TAG: Final = 20  # OCPP 1.6 IdToken
 MAX_TARIFF_ID: Final = 64
 MAX_NOTE: Final = 500
-TRANSACTION_IDS: Final = range(-(2**31), 2**31)  # OCPP's integer
+TRANSACTION_IDS: Final = range(-(2**31), 2**31)  # OCPP 1.6's integer
+MAX_TRANSACTION_ID: Final = 36  # OCPP 2.x's string
 
 Amount = Annotated[str, msgspec.Meta(pattern=AMOUNT, description='decimal string, e.g. "10.50"')]
 Price = Annotated[str, msgspec.Meta(pattern=PRICE, description='decimal string, e.g. "0.35"')]
@@ -236,11 +237,20 @@ def limits_of(body: Limits | None, field: str) -> SessionLimits | None:
 
 
 def session_limits_set(
-    charge_point_id: str, transaction_id: int, body: Limits, origin: Origin
+    charge_point_id: str, transaction_id: int | str, body: Limits, origin: Origin
 ) -> SessionLimitsSet:
-    """Limits an operator adds to a running transaction (they never lift earlier ones)."""
-    if transaction_id not in TRANSACTION_IDS:
+    """Limits an operator adds to a running transaction (they never lift earlier ones): an
+    OCPP 1.6 one by its integer id, a 2.x one by its string id."""
+    if isinstance(transaction_id, int) and transaction_id not in TRANSACTION_IDS:
         raise Invalid("transaction_id", f"{transaction_id} is not a 32-bit integer")
+    if isinstance(transaction_id, str) and not (
+        0 < len(transaction_id) <= MAX_TRANSACTION_ID and transaction_id.isprintable()
+    ):
+        raise Invalid(
+            "transaction_id",
+            f"{transaction_id[:40]!r} is neither an integer nor an OCPP 2.x transaction id "
+            f"(1 to {MAX_TRANSACTION_ID} printable characters)",
+        )
     limits = limits_of(body, "")
     if limits is None:
         raise Invalid("", "set at least one of maxEnergyWh, maxDurationS, maxCost")

@@ -22,6 +22,7 @@ from schemas.events import (
     SessionLimits,
     SessionLimitsSet,
     TariffSet,
+    TransactionId,
     WalletCredited,
     WalletCreditKind,
 )
@@ -67,7 +68,7 @@ class LedgerLine(_View, frozen=True, kw_only=True):
     balance: Decimal
     received_at: int
     charge_point_id: str = ""
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
 
 
 class WalletView(_View, frozen=True, kw_only=True):
@@ -98,7 +99,7 @@ class CreditView(_View, frozen=True, kw_only=True):
 class LimitsView(_View, frozen=True, kw_only=True):
     event_id: str
     charge_point_id: str
-    transaction_id: int
+    transaction_id: TransactionId
     limits: Limits
     actor: str
     received_at: int

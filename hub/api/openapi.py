@@ -276,7 +276,13 @@ TARIFF_ID: Final = _path("tariff_id", {"type": "string", "minLength": 1, "maxLen
 ID_TAG: Final = _path("id_tag", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG-1")
 TRANSACTION_ID: Final = _path(
     "transaction_id",
-    {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            {"type": "string", "minLength": 1, "maxLength": 36, "pattern": "^[ -~]+$"},
+        ],
+        "description": "OCPP 1.6's integer id, or OCPP 2.x's string id",
+    },
     42,
 )
 IDEMPOTENCY_KEY: Final = {

@@ -16,6 +16,13 @@ It alone decides:
   reuses ids after a reboot);
 - that a newer start on a busy connector ends the older transaction (``superseded``);
 - which reading is the energy register (:mod:`hub.domain.meter_values`);
+- what an OCPP 2.0.1 or 2.1 frame means: the same facts as its 1.6 counterpart. A
+  TransactionEvent Started opens a transaction (named by the charger's string id) the way an
+  answered StartTransaction does, Updated meters it as MeterValues do, Ended stops it as
+  StopTransaction does; the EVSE id is the connector id; a transaction first seen from an
+  Updated or Ended (its Started never reached the hub) is one of its own, flagged
+  ``no_start``; an event whose ``seqNo`` the transaction already had is a retry and changes
+  nothing, and events that arrive after the end (an offline queue) still belong to it;
 - which tariff applies: the one in force at the transaction's start;
 - which charging profiles a charger holds: those the hub set and the charger accepted,
   less those cleared, replaced, or whose transaction ended (:mod:`hub.domain.profiles`).
@@ -31,6 +38,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import msgspec
+from msgspec import UnsetType
 
 from hub.domain import certificates, device_model, energy, profiles
 from hub.domain.cistring import ci
@@ -86,7 +94,7 @@ from schemas.events import (
     WalletHeld,
     WalletSettled,
 )
-from schemas.ocpp import PayloadError, validate_call, validate_result
+from schemas.ocpp import PayloadError, v21, v201, validate_call, validate_result
 from schemas.ocpp.v16 import (
     BootNotificationRequest,
     BootNotificationResponse,
@@ -110,7 +118,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 8
+STATE_VERSION: Final = 9
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -126,9 +134,15 @@ KEEP_SUPERSEDED: Final = 4
 MAX_PENDING: Final = 10_000
 # Profiles kept per charger (real ones hold a few dozen at most); beyond, the oldest goes.
 MAX_PROFILES: Final = 1_000
+# Runs of TransactionEvent seqNos kept per 2.x transaction (one, unless events went missing);
+# beyond, the lowest run is forgotten and a retry that old counts again.
+MAX_SEQ_RUNS: Final = 64
 
 # CALLs whose meaning needs the hub's answer; the rest mean what they say at once.
-ANSWERED: Final = frozenset({"StartTransaction", "BootNotification", "DataTransfer"})
+# (2.x's TransactionEvent: the answer carries the hub's word on its id token.)
+ANSWERED: Final = frozenset(
+    {"StartTransaction", "BootNotification", "DataTransfer", "TransactionEvent"}
+)
 # The hub's CALLs whose answers change what the domain knows of a charger: its profiles, and
 # the configuration keys that limit them. The request is the command's (admin.command.
 # requested, under the CALL's unique id); the answer is the charger's CALLRESULT frame or,
@@ -187,6 +201,12 @@ _READ_EVENTS: Final = (
     WalletAdjusted,
     IntegrityAction,
 )
+
+
+# The 2.x requests the fold reads, in either version's types (their fields are the same).
+TransactionEvent2 = v201.TransactionEventRequest | v21.TransactionEventRequest
+TransactionAnswer2 = v201.TransactionEventResponse | v21.TransactionEventResponse
+MeterValue2 = v201.MeterValue | v21.MeterValue
 
 
 class Connector(msgspec.Struct, kw_only=True):
@@ -266,6 +286,9 @@ class Session(msgspec.Struct, kw_only=True):
     points: list[Point] = []
     tariff: Tariff = msgspec.field(default_factory=Tariff)
     limits: list[Limits] = []
+    # 2.x: the TransactionEvent seqNos it had, as sorted runs (first, last), so a retried
+    # event changes nothing.
+    seq_nos: list[tuple[int, int]] = []
     opened_at: int = 0  # hub time of its start fact
     updated_at: int = 0  # hub time of the last event that changed it
     last_meter_at: int = 0  # hub time of its last readings
@@ -417,7 +440,7 @@ class Charging:
             case CommandFinished(action=action) if action in HUB_CALLS:
                 answer = event.payload if event.status == "answered" else None
                 self._hub_answer(event.charge_point_id, event.command_id, answer)
-            case IntegrityAction(action="close_session", transaction_id=int() as tx):
+            case IntegrityAction(action="close_session", transaction_id=int() | str() as tx):
                 found = self.session_of(event.charge_point_id, tx)
                 if found is not None and found.ongoing:
                     self._end(found, "closed", f"integrity:{event.anomaly_id}")
@@ -450,12 +473,31 @@ class Charging:
             request = validate_call(frame.ocpp_version, frame.action, frame.payload)
             match request:
                 case StatusNotificationRequest():
-                    self._status(cp, request)
+                    self._status(
+                        cp,
+                        request.connector_id,
+                        request.status,
+                        request.timestamp,
+                        error_code=request.error_code,
+                        info=_text(request.info),
+                        vendor_id=_text(request.vendor_id),
+                        vendor_error_code=_text(request.vendor_error_code),
+                    )
+                case v201.StatusNotificationRequest() | v21.StatusNotificationRequest():
+                    # The EVSE is the domain's connector (docs/events.md).
+                    self._status(cp, request.evse_id, request.connector_status, request.timestamp)
                 case MeterValuesRequest():
                     self._meter_values(cp, request)
+                case v201.MeterValuesRequest() | v21.MeterValuesRequest():
+                    values = request.meter_value
+                    self._metered(cp, request.evse_id, None, None, values, self._times(cp, values))
                 case StopTransactionRequest():
                     self._stop(cp, request)
-                case SecurityEventNotificationRequest():
+                case (
+                    SecurityEventNotificationRequest()
+                    | v201.SecurityEventNotificationRequest()
+                    | v21.SecurityEventNotificationRequest()
+                ):
                     self._security_event(cp, request)
                 case PayloadError():
                     self._problem(cp, f"{frame.action}: {request}")
@@ -470,8 +512,41 @@ class Charging:
                 case StartTransactionRequest(), StartTransactionResponse():
                     self._start(cp, request, answer)
                 case BootNotificationRequest(), BootNotificationResponse():
-                    self._booted(cp, request, answer)
-                case DataTransferRequest(), DataTransferResponse():
+                    serial = request.charge_point_serial_number
+                    if not isinstance(serial, str):
+                        serial = request.charge_box_serial_number
+                    self._booted(
+                        cp,
+                        request.charge_point_vendor,
+                        request.charge_point_model,
+                        _text(serial),
+                        _text(request.firmware_version),
+                        answer,
+                    )
+                case (
+                    v201.BootNotificationRequest() | v21.BootNotificationRequest(),
+                    v201.BootNotificationResponse() | v21.BootNotificationResponse(),
+                ):
+                    station = request.charging_station
+                    self._booted(
+                        cp,
+                        station.vendor_name,
+                        station.model,
+                        _text(station.serial_number),
+                        _text(station.firmware_version),
+                        answer,
+                    )
+                case (
+                    v201.TransactionEventRequest() | v21.TransactionEventRequest(),
+                    v201.TransactionEventResponse() | v21.TransactionEventResponse(),
+                ):
+                    self._transaction_event(cp, request, answer)
+                case (
+                    DataTransferRequest() | v201.DataTransferRequest() | v21.DataTransferRequest(),
+                    DataTransferResponse()
+                    | v201.DataTransferResponse()
+                    | v21.DataTransferResponse(),
+                ):
                     self._facts.append(
                         DataTransferred(
                             seq=self._seq,
@@ -487,16 +562,19 @@ class Charging:
                     self._problem(cp, f"{frame.action}: undecodable")
 
     def _booted(
-        self, cp: str, request: BootNotificationRequest, answer: BootNotificationResponse
+        self,
+        cp: str,
+        vendor: str,
+        model: str,
+        serial: str,
+        firmware: str,
+        answer: BootNotificationResponse
+        | v201.BootNotificationResponse
+        | v21.BootNotificationResponse,
     ) -> None:
         charger = self.charger(cp)
-        serial = request.charge_point_serial_number
-        if not isinstance(serial, str):
-            serial = request.charge_box_serial_number
-        firmware = request.firmware_version
-        charger.vendor, charger.model = request.charge_point_vendor, request.charge_point_model
-        charger.serial_number = serial if isinstance(serial, str) else ""
-        charger.firmware_version = firmware if isinstance(firmware, str) else ""
+        charger.vendor, charger.model = vendor, model
+        charger.serial_number, charger.firmware_version = serial, firmware
         charger.last_boot_at = self._at
         self._facts.append(
             ChargerBooted(
@@ -512,27 +590,38 @@ class Charging:
             )
         )
 
-    def _status(self, cp: str, request: StatusNotificationRequest) -> None:
+    def _status(
+        self,
+        cp: str,
+        connector_id: int,
+        status: str,
+        timestamp: str | UnsetType,
+        *,
+        error_code: str = "",
+        info: str = "",
+        vendor_id: str = "",
+        vendor_error_code: str = "",
+    ) -> None:
         timestamp_ms: int | None = None
-        if isinstance(request.timestamp, str):
+        if isinstance(timestamp, str):
             try:
-                timestamp_ms = parse_ms(request.timestamp)
+                timestamp_ms = parse_ms(timestamp)
             except (ValueError, OverflowError):
-                self._problem(cp, f"status timestamp {_quote(request.timestamp)}")
-        connector = self.charger(cp).connector(request.connector_id)
-        if connector.status != request.status:
-            connector.status, connector.status_at = request.status, self._at
+                self._problem(cp, f"status timestamp {_quote(timestamp)}")
+        connector = self.charger(cp).connector(connector_id)
+        if connector.status != status:
+            connector.status, connector.status_at = status, self._at
         self._facts.append(
             ConnectorStatusChanged(
                 seq=self._seq,
                 at=self._at,
                 charge_point_id=cp,
-                connector_id=request.connector_id,
-                status=request.status,
-                error_code=request.error_code,
-                info=_text(request.info),
-                vendor_id=_text(request.vendor_id),
-                vendor_error_code=_text(request.vendor_error_code),
+                connector_id=connector_id,
+                status=status,
+                error_code=error_code,
+                info=info,
+                vendor_id=vendor_id,
+                vendor_error_code=vendor_error_code,
                 timestamp_ms=timestamp_ms,
             )
         )
@@ -558,6 +647,22 @@ class Charging:
             self.state.aliases[key(cp, transaction_id)] = connector.open
             self._flag(current, "retransmitted_start", transaction_id)
             return
+        session = self._begin(cp, request.connector_id, transaction_id, start_ms, request.id_tag)
+        session.meter_start = float(request.meter_start)
+        self._started(session, answer.id_tag_info.status)
+
+    def _begin(
+        self,
+        cp: str,
+        connector_id: int,
+        transaction_id: TransactionId,
+        start_ms: int,
+        id_tag: str,
+    ) -> Session:
+        """A transaction the charger started on ``connector_id``, named by its id: a newer
+        start on a busy connector ends the transaction open there."""
+        connector = self.charger(cp).connector(connector_id)
+        current = self.state.sessions.get(connector.open) if connector.open else None
         if current is not None and current.ongoing and (current.start_ms or 0) <= start_ms:
             # A newer start on a busy connector: the charger restarted or lost the Stop.
             self._end(current, "superseded", f"superseded by {transaction_id}")
@@ -566,13 +671,12 @@ class Charging:
                 (key(cp, current.session), start_ms),
             ]
         session = self._open(cp, str(transaction_id), transaction_id, start_ms)
-        session.connector_id = request.connector_id
-        session.id_tag = request.id_tag
-        session.meter_start = float(request.meter_start)
+        session.connector_id = connector_id
+        session.id_tag = id_tag
         session.limits = self._limits_for(session)
         if current is None or not current.ongoing:
             connector.open, connector.open_changed_at = key(cp, transaction_id), self._at
-        self._started(session, answer.id_tag_info.status)
+        return session
 
     def _open(
         self, cp: str, name: str, transaction_id: TransactionId, start_ms: int | None
@@ -734,7 +838,9 @@ class Charging:
                 session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
         self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
 
-    def _times(self, cp: str, values: Sequence[MeterValue | TransactionData]) -> list[int | None]:
+    def _times(
+        self, cp: str, values: Sequence[MeterValue | TransactionData | MeterValue2]
+    ) -> list[int | None]:
         """Each sample set's time, None for one that does not parse (a problem)."""
         times: list[int | None] = []
         for meter_value in values:
@@ -751,9 +857,19 @@ class Charging:
         connector_id: int,
         transaction_id: TransactionId | None,
         session: Session | None,
-        values: Sequence[MeterValue | TransactionData],
+        values: Sequence[MeterValue | TransactionData | MeterValue2],
         times: list[int | None],
     ) -> None:
+        samples, register = self._readings(cp, values, times)
+        self._metered_as(cp, connector_id, transaction_id, session, samples, register)
+
+    def _readings(
+        self,
+        cp: str,
+        values: Sequence[MeterValue | TransactionData | MeterValue2],
+        times: list[int | None],
+    ) -> tuple[list[Sample], list[Point]]:
+        """The samples of ``values``, and among them the energy register's readings."""
         samples: list[Sample] = []
         register: list[Point] = []
         for meter_value, at_ms in zip(values, times, strict=True):
@@ -781,6 +897,17 @@ class Charging:
                 if kind.is_energy_register and not register_seen:
                     register_seen = True
                     register.append((at_ms, value))
+        return samples, register
+
+    def _metered_as(
+        self,
+        cp: str,
+        connector_id: int,
+        transaction_id: TransactionId | None,
+        session: Session | None,
+        samples: list[Sample],
+        register: list[Point],
+    ) -> None:
         hours: energy.Hours = {}
         if session is not None:
             start, stop = session.bounds()
@@ -812,11 +939,7 @@ class Charging:
             session = self._orphan(cp, 0, tx, stop_ms)
         reason = request.reason if isinstance(request.reason, str) else "Local"
         meter_stop = float(request.meter_stop)
-        if (
-            session.state == "completed"
-            and session.stop_ms == stop_ms
-            and session.meter_stop == meter_stop
-        ):
+        if _same_stop(session, stop_ms, meter_stop):
             return  # the same Stop again: the charger retried it
         if isinstance(request.id_tag, str) and not session.id_tag:
             session.id_tag = request.id_tag
@@ -824,9 +947,81 @@ class Charging:
             data = request.transaction_data
             times = self._times(cp, data)
             self._metered(cp, session.connector_id, tx, session, data, times)
+        self._stopped(session, stop_ms, meter_stop, reason)
+
+    def _stopped(
+        self, session: Session, stop_ms: int, meter_stop: float | None, reason: str
+    ) -> None:
+        """The charger stopped the transaction; a Stop for one over already corrects it."""
         corrected = not session.ongoing
         session.stop_ms, session.meter_stop = stop_ms, meter_stop
         self._end(session, "stopped", reason, corrected=corrected)
+
+    # -- OCPP 2.0.1 / 2.1 transactions -----------------------------------------------------
+
+    def _transaction_event(
+        self, cp: str, request: TransactionEvent2, answer: TransactionAnswer2
+    ) -> None:
+        """A TransactionEvent, once the hub answered it: the same facts as 1.6's Start,
+        MeterValues and Stop (docs/events.md)."""
+        tx = request.transaction_info.transaction_id
+        session = self.session_of(cp, tx)
+        if session is not None and _seen(session.seq_nos, request.seq_no):
+            return  # the same event again: the charger retried it
+        at_ms = self._charger_time(cp, "transaction event", request.timestamp)
+        values = [] if isinstance(request.meter_value, UnsetType) else request.meter_value
+        samples, register = self._readings(cp, values, self._times(cp, values))
+        evse = None if isinstance(request.evse, UnsetType) else request.evse.id
+        token = request.id_token
+        id_tag = "" if isinstance(token, UnsetType) else token.id_token
+        verdict = answer.id_token_info
+        authorization = "" if isinstance(verdict, UnsetType) else verdict.status
+        late_start = False
+        if session is None:
+            connector_id = evse if evse is not None else 0
+            if request.event_type == "Started":
+                session = self._begin(cp, connector_id, tx, at_ms, id_tag)
+                # The register as the transaction began (context Transaction.Begin).
+                session.meter_start = min(register)[1] if register else None
+            else:
+                # Its Started never reached the hub: a transaction of its own all the same.
+                session = self._open(cp, tx, tx, None)
+                session.connector_id, session.id_tag = connector_id, id_tag
+                session.tariff = tariff_for(self.state.tariffs, cp, at_ms)
+                session.limits = self._limits_for(session)
+                session.flags = ["no_start"]
+                connector = self.charger(cp).connector(connector_id)
+                if connector_id and not connector.open:
+                    connector.open, connector.open_changed_at = key(cp, tx), self._at
+            self._started(session, authorization)
+        elif request.event_type == "Started" and session.start_ms is None:
+            # The Started came after later events (it was queued, or resent): its start is
+            # known now, the transaction stays the one those events opened.
+            session.start_ms = at_ms
+            session.meter_start = min(register)[1] if register else session.meter_start
+            late_start = True
+        session.seq_nos = _noted(session.seq_nos, request.seq_no)
+        if evse is not None and not session.connector_id:
+            session.connector_id = evse
+        if id_tag and not session.id_tag:
+            session.id_tag = id_tag
+        if request.event_type == "Ended" and _same_stop(
+            session, at_ms, max(register)[1] if register else session.meter_stop
+        ):
+            return  # Ended again under another seqNo: the same end
+        if samples or register:
+            self._metered_as(cp, session.connector_id, tx, session, samples, register)
+        if late_start and not session.ongoing:
+            # Over already: its bounds moved, which consumers learn as a corrected end.
+            reason = session.end_reason or "stopped"
+            self._end(session, reason, session.stop_reason, corrected=True)
+        if request.event_type != "Ended":
+            return
+        stopped_reason = request.transaction_info.stopped_reason
+        # A reading of the register at the end (context Transaction.End), else the last one.
+        last = max(register) if register else max(session.points, default=None)
+        why = stopped_reason if isinstance(stopped_reason, str) else "Local"
+        self._stopped(session, at_ms, last[1] if last is not None else session.meter_stop, why)
 
     def _end(
         self, session: Session, reason: EndReason, why: str, *, corrected: bool = False
@@ -1041,7 +1236,13 @@ class Charging:
                 )
             )
 
-    def _security_event(self, cp: str, request: SecurityEventNotificationRequest) -> None:
+    def _security_event(
+        self,
+        cp: str,
+        request: SecurityEventNotificationRequest
+        | v201.SecurityEventNotificationRequest
+        | v21.SecurityEventNotificationRequest,
+    ) -> None:
         self._facts.append(
             SecurityEventReported(
                 seq=self._seq,
@@ -1087,6 +1288,34 @@ def _same_start(session: Session, request: StartTransactionRequest, start_ms: in
         and session.meter_start == float(request.meter_start)
         and session.id_tag == request.id_tag
     )
+
+
+def _same_stop(session: Session, stop_ms: int, meter_stop: float | None) -> bool:
+    return (
+        session.state == "completed"
+        and session.stop_ms == stop_ms
+        and session.meter_stop == meter_stop
+    )
+
+
+def _seen(runs: list[tuple[int, int]], seq_no: int) -> bool:
+    return any(first <= seq_no <= last for first, last in runs)
+
+
+def _noted(runs: list[tuple[int, int]], seq_no: int) -> list[tuple[int, int]]:
+    """``runs`` (sorted, apart) with ``seq_no`` in them; the lowest go beyond MAX_SEQ_RUNS."""
+    merged: list[tuple[int, int]] = []
+    first, last = seq_no, seq_no
+    for run in runs:
+        if run[1] < first - 1:
+            merged.append(run)
+        elif run[0] > last + 1:
+            merged.append((first, last))
+            first, last = run
+        else:
+            first, last = min(first, run[0]), max(last, run[1])
+    merged.append((first, last))
+    return merged[-MAX_SEQ_RUNS:]
 
 
 def _quote(text: str) -> str:

@@ -19,8 +19,7 @@ import msgspec
 from hub.domain.profiles import ClearReason, Profile, Purpose
 from hub.domain.tariffs import Point
 from hub.domain.wallets import LedgerEntry
-
-TransactionId = int | str
+from schemas.events import TransactionId as TransactionId
 
 # Why a transaction ended:
 #   stopped     the charger said so (StopTransaction; TransactionEvent Ended)

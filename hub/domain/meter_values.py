@@ -1,13 +1,19 @@
-"""Sampled values: one row each, in the measurand's base unit (Wh, W, varh, var, VA)."""
+"""Sampled values: one row each, in the measurand's base unit (Wh, W, varh, var, VA).
+
+OCPP 1.6 sends a value as text with its unit; 2.0.1 and 2.1 send a number with a unit of
+measure (unit and power-of-ten multiplier). Both come to the same ``Kind`` and base unit, so a
+reading means the same whichever version sent it."""
 
 from __future__ import annotations
 
 import math
 from typing import Final, NamedTuple
 
+import msgspec
 from msgspec import UNSET as _UNSET
 from msgspec.structs import astuple
 
+from schemas.ocpp import v21, v201
 from schemas.ocpp.v16 import (
     SampledValue,
     TransactionDataSampledValue,
@@ -19,7 +25,10 @@ ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
 _SCALE: Final = {"kWh": ("Wh", 1000.0), "kW": ("W", 1000.0), "kvarh": ("varh", 1000.0)}
 _SCALE_MORE: Final = {"kvar": ("var", 1000.0), "kVA": ("VA", 1000.0)}
 
-Sampled = SampledValue | TransactionDataSampledValue
+Sampled16 = SampledValue | TransactionDataSampledValue
+Sampled2 = v201.SampledValue | v21.SampledValue
+Sampled = Sampled16 | Sampled2
+_SAMPLED_2X: Final = (v201.SampledValue, v21.SampledValue)
 
 
 # No meter reads a petawatt-hour (or a petawatt, ...): past this a value is a charger's
@@ -47,19 +56,46 @@ _kinds: dict[tuple[object, ...], Kind] = {}
 
 
 def kind_of(sampled: Sampled) -> Kind:
+    if isinstance(sampled, _SAMPLED_2X):
+        return _kind_2x(sampled)
     # Every field but the number (the first), read in one call.
     fields = astuple(sampled)[1:]
     kind = _kinds.get(fields)
     if kind is None:
-        kind = _kinds[fields] = _kind(sampled)
+        unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
+        kind = _kinds[fields] = _kind(sampled, unit, 0, signed=sampled.format == "SignedData")
     return kind
 
 
-def _kind(sampled: Sampled) -> Kind:
+def _kind_2x(sampled: Sampled2) -> Kind:
+    measure = sampled.unit_of_measure
+    unit, multiplier = "Wh", 0
+    if not isinstance(measure, msgspec.UnsetType):
+        unit = "Wh" if isinstance(measure.unit, msgspec.UnsetType) else measure.unit
+        multiplier = 0 if isinstance(measure.multiplier, msgspec.UnsetType) else measure.multiplier
+    # Keyed apart from 1.6's kinds (a tuple of another length).
+    fields: tuple[object, ...] = (
+        "2.x",
+        sampled.measurand,
+        sampled.phase,
+        sampled.location,
+        sampled.context,
+        unit,
+        multiplier,
+    )
+    kind = _kinds.get(fields)
+    if kind is None:
+        # 2.x signs a reading beside its number (signedMeterValue): the number still counts.
+        kind = _kinds[fields] = _kind(sampled, unit, multiplier, signed=False)
+    return kind
+
+
+def _kind(sampled: Sampled, unit: str, multiplier: int, *, signed: bool) -> Kind:
     measurand = ENERGY_REGISTER if sampled.measurand is _UNSET else str(sampled.measurand)
     phase = "" if sampled.phase is _UNSET else str(sampled.phase)
-    unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
     base, factor = _SCALE.get(unit) or _SCALE_MORE.get(unit) or (unit, 1.0)
+    # A multiplier far out of any meter's range makes the value implausible, not a crash.
+    factor *= 10.0 ** max(-30, min(30, multiplier))
     return Kind(
         measurand=measurand,
         phase=phase,
@@ -67,7 +103,7 @@ def _kind(sampled: Sampled) -> Kind:
         context="Sample.Periodic" if sampled.context is _UNSET else str(sampled.context),
         unit=base,
         factor=factor,
-        signed=sampled.format == "SignedData",
+        signed=signed,
         is_energy_register=measurand == ENERGY_REGISTER and not phase and base == "Wh",
     )
 
@@ -79,11 +115,11 @@ def value_of(sampled: Sampled, kind: Kind) -> float:
     try:
         number = float(sampled.value)
     except ValueError:
-        text = sampled.value[:40]
+        text = str(sampled.value)[:40]
         raise ValueError(f"{kind.measurand}: value {text!r} is not a number") from None
     if not math.isfinite(number):
-        raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is not finite")
+        raise ValueError(f"{kind.measurand}: value {str(sampled.value)[:40]!r} is not finite")
     value = number * kind.factor
     if abs(value) > PLAUSIBLE_LIMIT:
-        raise ValueError(f"{kind.measurand}: value {sampled.value[:40]!r} is beyond any meter")
+        raise ValueError(f"{kind.measurand}: value {str(sampled.value)[:40]!r} is beyond any meter")
     return value

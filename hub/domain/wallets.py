@@ -19,6 +19,7 @@ import msgspec
 from hub.domain.cistring import ci
 from schemas.events import (
     Event,
+    TransactionId,
     WalletAdjusted,
     WalletConfigured,
     WalletCredited,
@@ -54,7 +55,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     balance: Decimal
     currency: str
     charge_point_id: str = ""
-    transaction_id: int | None = None
+    transaction_id: TransactionId | None = None
 
 
 class Settlement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -199,7 +200,7 @@ class Wallets(msgspec.Struct, kw_only=True):
         kind: LedgerKind,
         amount: Decimal,
         charge_point_id: str = "",
-        transaction_id: int | None = None,
+        transaction_id: TransactionId | None = None,
     ) -> LedgerEntry:
         wallet = self._wallet(id_tag)
         wallet.balance += amount

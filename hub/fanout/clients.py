@@ -61,12 +61,12 @@ def text_frame(payload: bytes) -> bytes:
 @dataclass(slots=True)
 class _Entry:
     seq: int
-    key: tuple[str, str, int] | None
+    key: tuple[str, str, int | str] | None
     message: UiMessage
     payload: bytes
 
 
-def _coalesce_key(message: UiMessage) -> tuple[str, str, int] | None:
+def _coalesce_key(message: UiMessage) -> tuple[str, str, int | str] | None:
     match message:
         case Meter():
             return ("meter", message.charge_point_id, message.connector_id)

@@ -18,7 +18,7 @@ from typing import Final
 from hub.domain.charging import Charging
 from hub.fanout.money import energy_of
 from hub.fanout.translate import iso
-from schemas.events import ChargerConnected, Event, FrameRejected, OcppFrame
+from schemas.events import ChargerConnected, Event, FrameRejected, OcppFrame, TransactionId
 from schemas.ui import (
     Boot,
     BootInfo,
@@ -74,7 +74,7 @@ class ChargerState:
     connectors: dict[int, ConnectorState] = field(default_factory=dict)
     # The transactions UIs were told started and not yet stopped, by transaction id (the
     # domain resolves every id a charger uses to the one the hub knows a transaction by).
-    transactions: dict[int, Readings] = field(default_factory=dict)
+    transactions: dict[TransactionId, Readings] = field(default_factory=dict)
     data_transfers: OrderedDict[tuple[str, str], DataTransferView] = field(
         default_factory=OrderedDict
     )
@@ -179,7 +179,11 @@ def transactions(state: ChargerState, charging: Charging) -> list[TransactionVie
                 inferred=session.start_ms is None,
             )
         )
-    return sorted(views, key=lambda t: (t.connector_id, t.transaction_id))
+    # 1.6's int ids and 2.x's string ids each in their order, never compared to each other.
+    return sorted(
+        views,
+        key=lambda t: (t.connector_id, isinstance(t.transaction_id, str), t.transaction_id),
+    )
 
 
 def snapshot(state: ChargerState, charging: Charging, seq: int, received_at: int) -> Snapshot:

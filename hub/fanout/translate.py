@@ -165,16 +165,13 @@ def _render(fact: Fact, seq: int, charging: Charging) -> list[ui.ChargerMessage]
                 )
             ]
         case TransactionStarted():
-            transaction_id = ui_transaction_id(fact.transaction_id)
-            if transaction_id is None:
-                return []
             return [
                 ui.TransactionStarted(
                     charge_point_id=cp,
                     seq=seq,
                     ts=iso(fact.start_ms),
                     received_at=at,
-                    transaction_id=transaction_id,
+                    transaction_id=fact.transaction_id,
                     connector_id=fact.connector_id,
                     id_tag=fact.id_tag,
                     meter_start_wh=fact.meter_start_wh or 0.0,
@@ -196,7 +193,7 @@ def _metered(fact: TransactionMetered, seq: int, charging: Charging) -> list[ui.
     session = _session(charging, cp, fact.session) if fact.session else None
     # The id the hub knows the transaction by: readings an offline charger stamped -1 name
     # the transaction they belong to.
-    transaction_id = ui_transaction_id(session.transaction_id) if session is not None else None
+    transaction_id = session.transaction_id if session is not None else None
     ts = iso(fact.samples[-1].at_ms)
     out: list[ui.ChargerMessage] = [
         ui.Meter(
@@ -247,7 +244,7 @@ class _About(TypedDict):
     seq: int
     ts: str
     received_at: int
-    transaction_id: int
+    transaction_id: TransactionId
     connector_id: int
 
 
@@ -255,14 +252,16 @@ def _ended(fact: TransactionEnded, seq: int, charging: Charging) -> list[ui.Char
     session = _session(charging, fact.charge_point_id, fact.session)
     if session is None:
         return []
-    transaction_id = ui_transaction_id(session.transaction_id)
-    if transaction_id is None:
-        return []
+    transaction_id = session.transaction_id
     return [_stopped(session, transaction_id, seq, fact.at, session.curve(), fact.corrected)]
 
 
 def _corrected(
-    fact: TransactionMetered, seq: int, session: Session, transaction_id: int, curve: list[Point]
+    fact: TransactionMetered,
+    seq: int,
+    session: Session,
+    transaction_id: TransactionId,
+    curve: list[Point],
 ) -> list[ui.ChargerMessage]:
     """A corrected end for late readings of a transaction already over, if they changed its
     energy or its bill."""
@@ -278,7 +277,7 @@ def _corrected(
 
 def _stopped(
     session: Session,
-    transaction_id: int,
+    transaction_id: TransactionId,
     seq: int,
     received_at: int,
     curve: list[Point],
@@ -310,12 +309,6 @@ def _stopped(
 
 def _session(charging: Charging, charge_point_id: str, name: str) -> Session | None:
     return charging.state.sessions.get(session_key(charge_point_id, name))
-
-
-def ui_transaction_id(transaction_id: TransactionId) -> int | None:
-    """The UI schema carries OCPP 1.6's integer ids; another version's string id has no
-    place in it yet (it needs a field of its own, or a new schema version)."""
-    return transaction_id if isinstance(transaction_id, int) else None
 
 
 # -- readings ----------------------------------------------------------------------------------

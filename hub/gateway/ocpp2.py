@@ -14,6 +14,9 @@ stored before its answer as always:
   ``statusInfo`` saying why, so the station falls back as the specification intends.
 
 A CSMS-to-station action sent by a station stays NotImplemented.
+
+What the frames mean is the charging domain's (``hub.domain.charging``): a TransactionEvent
+is the same transaction facts as 1.6's StartTransaction, MeterValues and StopTransaction.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from schemas.events import (
     IntegrityAction,
     LimitReached,
     OcppFrame,
+    TransactionId,
     WalletAdjusted,
     WalletHeld,
     WalletSettled,
@@ -64,7 +65,7 @@ _COMMANDS: Final = uuid.UUID("6d1f4f0e-7a53-4d0b-9a36-0c6f1bb1d2a4")
 MAX_UNCONFIRMED: Final = 100_000
 # The actor of the commands the supervisor requests, and the actions they may have.
 ACTOR: Final = "supervisor"
-COMMAND_ACTIONS: Final = ("RemoteStopTransaction", "TriggerMessage")
+COMMAND_ACTIONS: Final = ("RemoteStopTransaction", "RequestStopTransaction", "TriggerMessage")
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -226,7 +227,7 @@ class Supervisor:
             key=name,
             charge_point_id=fact.charge_point_id,
             connector_id=fact.connector_id,
-            transaction_id=int(fact.transaction_id),
+            transaction_id=fact.transaction_id,
         )
         self.transactions[name] = transaction
         wallet = self.wallets.prepaid(fact.id_tag)
@@ -278,7 +279,7 @@ class Supervisor:
                 command = Command(
                     command_id=command_id_for(cause),
                     charge_point_id=transaction.charge_point_id,
-                    action="RemoteStopTransaction",
+                    action=stop_action(transaction.transaction_id),
                     payload=msgspec.json.encode({"transactionId": transaction.transaction_id}),
                 )
                 self.emit(
@@ -359,8 +360,6 @@ class Supervisor:
         session = self.charging.state.sessions.get(name)
         if session is None or session.settlement is None:
             return
-        if not isinstance(session.transaction_id, int):
-            return
         settled = session.settlement
         paid = Paid(
             refund=money(settled.refund),
@@ -417,7 +416,7 @@ class Supervisor:
         kind: AnomalyKind,
         cp: str,
         connector_id: int,
-        transaction_id: int | None,
+        transaction_id: TransactionId | None,
         since: int,
         detail: str,
     ) -> None:
@@ -456,7 +455,7 @@ class Supervisor:
             command = Command(
                 command_id=command_id_for(f"{anomaly_id}:{action}"),
                 charge_point_id=cp,
-                action="RemoteStopTransaction",
+                action=stop_action(transaction_id),
                 payload=msgspec.json.encode({"transactionId": transaction_id}),
             )
         elif transaction_id is None:
@@ -475,6 +474,12 @@ class Supervisor:
             ),
             command,
         )
+
+
+def stop_action(transaction_id: TransactionId) -> str:
+    """The CALL that asks a charger to stop a transaction: 1.6's for its integer ids, 2.x's
+    for its string ids (both take ``{"transactionId": id}``)."""
+    return "RemoteStopTransaction" if isinstance(transaction_id, int) else "RequestStopTransaction"
 
 
 def _bill(session: Session) -> Decimal:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from hub.supervisor.model import CHARGING, IDLE, Transaction
-from schemas.events import AnomalyKind
+from schemas.events import AnomalyKind, TransactionId
 
 if TYPE_CHECKING:
     from hub.domain.facts import TransactionEnded
@@ -26,7 +26,9 @@ _PER_TRANSACTION: frozenset[str] = frozenset(
 )
 
 
-def condition_key(kind: AnomalyKind, cp: str, connector_id: int, transaction_id: int | None) -> str:
+def condition_key(
+    kind: AnomalyKind, cp: str, connector_id: int, transaction_id: TransactionId | None
+) -> str:
     return f"{kind}:{cp}:{connector_id}:{'' if transaction_id is None else transaction_id}"
 
 
@@ -34,7 +36,7 @@ class Condition(NamedTuple):
     kind: AnomalyKind
     charge_point_id: str
     connector_id: int
-    transaction_id: int | None
+    transaction_id: TransactionId | None
     since: int  # when it began to hold, hub time (ms)
     after_s: float  # how long it must hold to be an anomaly
     detail: str

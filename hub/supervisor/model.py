@@ -13,7 +13,7 @@ import msgspec
 
 from hub.domain.charging import Charger, Connector
 from hub.domain.tariffs import Point
-from schemas.events import AnomalyKind, LimitKind, LimitSource
+from schemas.events import AnomalyKind, LimitKind, LimitSource, TransactionId
 
 # Connector states in which energy is, or may be about to be, flowing.
 CHARGING: Final = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
@@ -33,7 +33,7 @@ class Transaction(msgspec.Struct, kw_only=True):
     key: str  # the domain's session key
     charge_point_id: str
     connector_id: int
-    transaction_id: int
+    transaction_id: TransactionId
     prepaid: bool = False
     held: Decimal = Decimal(0)
     limit_reached: bool = False
@@ -47,7 +47,7 @@ class OpenAnomaly(msgspec.Struct, frozen=True, gc=False):
     kind: AnomalyKind
     charge_point_id: str
     connector_id: int
-    transaction_id: int | None
+    transaction_id: TransactionId | None
 
 
 __all__ = ["CHARGING", "IDLE", "Charger", "Connector", "Limit", "OpenAnomaly", "Transaction"]

@@ -53,6 +53,9 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.StopTransaction",
     # The CALLs of its commands, which say a gateway had them (Supervisor.unsent).
     *(f"ev.cp.*.out.{action}" for action in COMMAND_ACTIONS),
+    # OCPP 2.x: a TransactionEvent is a start, readings or a stop once the hub answered it.
+    "ev.cp.*.in.TransactionEvent",
+    "ev.cp.*.out.TransactionEvent",
     "ev.cp.*.conn.>",
     "ev.cp.*.cert.issued",
     "ev.admin.>",

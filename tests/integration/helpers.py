@@ -24,7 +24,14 @@ from hub.passwords import hash_password
 from hub.registry import Registry
 from hub.runtime import event_backbone
 from hub.subjects import charger_subject
-from schemas.events import ChargerRegistered, Event, SecurityProfile, decode_event
+from schemas.events import (
+    ChargerRegistered,
+    CommandFinished,
+    Event,
+    LimitReached,
+    SecurityProfile,
+    decode_event,
+)
 
 
 @contextlib.asynccontextmanager
@@ -131,6 +138,18 @@ async def wait_for_event(
             return await found
     finally:
         await client.close()
+
+
+async def limit_stop(nats_url: str) -> tuple[LimitReached, CommandFinished]:
+    """The supervisor's first ``session.limit_reached``, and what became of the stop it sent."""
+    reached = await wait_for_event(nats_url, "ev.session.>", lambda e: isinstance(e, LimitReached))
+    finished = await wait_for_event(
+        nats_url,
+        "ev.admin.command.finished",
+        lambda e: isinstance(e, CommandFinished) and e.actor == "supervisor",
+    )
+    assert isinstance(reached, LimitReached) and isinstance(finished, CommandFinished)
+    return reached, finished
 
 
 HUB_CLI = [sys.executable, "-m", "hub.cli"]

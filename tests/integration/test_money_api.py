@@ -342,9 +342,12 @@ async def test_session_limits_are_stored_for_a_known_charger(
     path = "/api/v1/chargers/CP-L/transactions/{}/limits"
     async with online(gateway.port, ui_port, "CP-L"), api_client(ui_port) as api:
         stored = await api.call("PUT", path.format(42), {"maxEnergyWh": 5000, "maxCost": "12.5"})
+        # An OCPP 2.x transaction, by its string id.
+        stored_2x = await api.call("PUT", path.format("tx-201-a"), {"maxCost": "3"})
         bad = [
             (await api.call("PUT", path.format(42), {}), "maxEnergyWh"),
-            (await api.call("PUT", path.format("abc"), {"maxCost": "1"}), "transactionId"),
+            (await api.call("PUT", path.format("x" * 37), {"maxCost": "1"}), "transactionId"),
+            (await api.call("PUT", path.format(2**31), {"maxCost": "1"}), "transactionId"),
             (await api.call("PUT", path.format(42), {"maxDurationS": 0}), "$.maxDurationS"),
             (await api.call("PUT", path.format(42), {"maxCost": "x"}), "$.maxCost"),
         ]
@@ -362,6 +365,8 @@ async def test_session_limits_are_stored_for_a_known_charger(
     assert out_of_scope[0] == 403
     events = await events_of(nats_server.url, "ev.admin.session.>", SessionLimitsSet)
     assert [(e.charge_point_id, e.transaction_id, e.limits, e.actor) for e in events] == [
-        ("CP-L", 42, SessionLimits(max_energy_wh=5000, max_cost="12.5"), "alice")
+        ("CP-L", 42, SessionLimits(max_energy_wh=5000, max_cost="12.5"), "alice"),
+        ("CP-L", "tx-201-a", SessionLimits(max_cost="3"), "alice"),
     ]
+    assert (stored_2x[0], stored_2x[1]["transactionId"]) == (200, "tx-201-a")
     assert stored[1]["eventId"] == events[0].id

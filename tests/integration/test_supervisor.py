@@ -23,7 +23,6 @@ from hub.supervisor.service import SupervisorService, running_supervisor
 from schemas.events import (
     AnomalyDetected,
     AnomalyResolved,
-    CommandFinished,
     Event,
     LimitReached,
     SessionLimits,
@@ -33,7 +32,7 @@ from schemas.events import (
     WalletSettled,
 )
 from tests.integration.api_helpers import AnsweringCharger
-from tests.integration.helpers import ocpp_charger, stored_events, wait_for_event
+from tests.integration.helpers import limit_stop, ocpp_charger, stored_events, wait_for_event
 from tools.simulator import SimulatedCharger
 
 
@@ -170,18 +169,10 @@ async def test_an_energy_limit_sends_remote_stop(
         )
         async with ocpp_charger(gateway.port, "CP-LIM", charger_class=AnsweringCharger) as cp:
             tx = await charge(cp, 1, "ANY", [3_000, 6_000], datetime.now(UTC))
-            reached = await wait_for_event(
-                nats_server.url, "ev.session.>", lambda e: isinstance(e, LimitReached)
-            )
-            finished = await wait_for_event(
-                nats_server.url,
-                "ev.admin.command.finished",
-                lambda e: isinstance(e, CommandFinished) and e.actor == "supervisor",
-            )
+            reached, finished = await limit_stop(nats_server.url)
         assert ("RemoteStopTransaction", {"transaction_id": tx}) in cp.received
-    assert isinstance(reached, LimitReached)
     assert (reached.limit, reached.source, reached.value) == ("energy", "tariff", "6000.0000")
-    assert isinstance(finished, CommandFinished) and finished.status == "answered"
+    assert finished.status == "answered"
 
 
 async def test_a_ghost_session_is_detected_and_resolved(

@@ -42,7 +42,14 @@ class Builder:
     def _id(self) -> str:
         return f"ev-{next(_ids)}-{self.now}"
 
-    def call(self, cp: str, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+    def call(
+        self,
+        cp: str,
+        action: str,
+        payload: dict[str, Any],
+        answer: dict[str, Any],
+        version: str = "1.6",
+    ) -> None:
         unique_id = f"u{next(_ids)}"
         common = {"charge_point_id": cp, "gateway_id": "gw-t", "connection_id": f"c-{cp}"}
         for direction, kind, body in (("in", "CALL", payload), ("out", "CALLRESULT", answer)):
@@ -51,7 +58,7 @@ class Builder:
                     id=self._id(),
                     received_at=self._tick(),
                     **common,
-                    ocpp_version="1.6",
+                    ocpp_version=version,  # type: ignore[arg-type]
                     direction=direction,  # type: ignore[arg-type]
                     message_type=kind,  # type: ignore[arg-type]
                     unique_id=unique_id,
@@ -129,13 +136,100 @@ class Builder:
             payload["transactionId"] = txid
         self.call(cp, "MeterValues", payload, {})
 
-    def stop(self, cp: str, txid: int, at: str, meter: int, reason: str = "Local") -> None:
+    def stop(
+        self,
+        cp: str,
+        txid: int,
+        at: str,
+        meter: int,
+        reason: str = "Local",
+        *,
+        end_reading: bool = False,
+    ) -> None:
+        """``end_reading``: the register at the stop in transactionData, too."""
+        payload: dict[str, Any] = {
+            "transactionId": txid,
+            "timestamp": at,
+            "meterStop": meter,
+            "reason": reason,
+        }
+        if end_reading:
+            sampled = [{"value": f"{meter}", "unit": "Wh", "context": "Transaction.End"}]
+            payload["transactionData"] = [{"timestamp": at, "sampledValue": sampled}]
+        self.call(cp, "StopTransaction", payload, {"idTagInfo": {"status": "Accepted"}})
+
+    # -- OCPP 2.0.1 / 2.1 ---------------------------------------------------------------------
+
+    def boot2(self, cp: str, version: str = "2.0.1") -> None:
+        station = {"vendorName": "Acme", "model": "X1", "firmwareVersion": "2.0"}
         self.call(
             cp,
-            "StopTransaction",
-            {"transactionId": txid, "timestamp": at, "meterStop": meter, "reason": reason},
-            {"idTagInfo": {"status": "Accepted"}},
+            "BootNotification",
+            {"chargingStation": station, "reason": "PowerUp"},
+            {"status": "Accepted", "currentTime": "2026-11-22T00:00:00Z", "interval": 300},
+            version,
         )
+
+    def status2(self, cp: str, evse: int, status: str, version: str = "2.0.1") -> None:
+        payload = {
+            "timestamp": "2026-11-22T00:00:00Z",
+            "connectorStatus": status,
+            "evseId": evse,
+            "connectorId": 1,
+        }
+        self.call(cp, "StatusNotification", payload, {}, version)
+
+    def event2(
+        self,
+        cp: str,
+        kind: str,
+        txid: str,
+        seq_no: int,
+        at: str,
+        wh: float | None = None,
+        *,
+        evse: int | None = 1,
+        tag: str | None = None,
+        reason: str | None = None,
+        offline: bool = False,
+        version: str = "2.0.1",
+    ) -> None:
+        """A TransactionEvent and the hub's answer; ``wh``: an energy register reading at
+        ``at`` (with a power reading, as ``meter`` sends), in the context the event implies."""
+        trigger = {"Started": "Authorized", "Updated": "MeterValuePeriodic", "Ended": "EVDeparted"}
+        info: dict[str, Any] = {"transactionId": txid}
+        if reason is not None:
+            info["stoppedReason"] = reason
+        payload: dict[str, Any] = {
+            "eventType": kind,
+            "timestamp": at,
+            "triggerReason": trigger[kind],
+            "seqNo": seq_no,
+            "transactionInfo": info,
+        }
+        if wh is not None:
+            context = {"Started": "Transaction.Begin", "Ended": "Transaction.End"}.get(
+                kind, "Sample.Periodic"
+            )
+            power: dict[str, Any] = {"value": 7.2, "measurand": "Power.Active.Import"}
+            power["unitOfMeasure"] = {"unit": "kW"}
+            power["context"] = context
+            energy = {"value": wh, "context": context, "unitOfMeasure": {"unit": "Wh"}}
+            payload["meterValue"] = [{"timestamp": at, "sampledValue": [energy, power]}]
+        if evse is not None:
+            payload["evse"] = {"id": evse, "connectorId": 1}
+        if offline:
+            payload["offline"] = True
+        answer: dict[str, Any] = {}
+        if tag is not None:
+            payload["idToken"] = {"idToken": tag, "type": "ISO14443"}
+            answer["idTokenInfo"] = {"status": "Accepted"}
+        self.call(cp, "TransactionEvent", payload, answer, version)
+
+    def meter2(self, cp: str, evse: int, at: str, wh: float, version: str = "2.0.1") -> None:
+        sampled = [{"value": wh / 1000, "unitOfMeasure": {"unit": "kWh"}}]
+        payload = {"evseId": evse, "meterValue": [{"timestamp": at, "sampledValue": sampled}]}
+        self.call(cp, "MeterValues", payload, {}, version)
 
     def tariff(self, tariff_id: str, per_kwh: str, *, bands: tuple[TariffBand, ...] = ()) -> None:
         self.events.append(

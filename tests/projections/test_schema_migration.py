@@ -8,6 +8,7 @@ from pathlib import Path
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.rows import ConnectorStatusRow, EnergyDeltaRow, Output
+from projections.schema import table_ddl
 from tests.projections.helpers import rows
 
 # The tables as a7f583d made them.
@@ -91,5 +92,34 @@ async def test_old_tables_are_retyped_with_their_rows_and_take_what_they_refused
         assert await rows(
             backend, "SELECT connector_id FROM ocpp.connector_status ORDER BY seq"
         ) == [{"connector_id": 2}, {"connector_id": -1}, {"connector_id": 1 << 32}]
+    finally:
+        await backend.close()
+
+
+async def test_views_from_before_a_column_was_added_show_it_after_a_start(
+    tmp_path: Path,
+) -> None:
+    backend = ChdbBackend(tmp_path / "clickhouse")
+    try:
+        # session_versions and its view as they were before transaction_ref was added.
+        columns = table_ddl("ocpp", "session_versions").split("(", 1)[1]
+        old = columns.replace(",\n        transaction_ref String", "")
+        assert old != columns
+        await backend.execute("CREATE DATABASE ocpp")
+        await backend.execute(f"CREATE TABLE ocpp.session_versions ({old}")
+        await backend.execute(
+            "CREATE VIEW ocpp.sessions AS SELECT * EXCEPT (seq), seq AS version "
+            "FROM ocpp.session_versions"
+        )
+
+        await store.ensure_schema(backend, "ocpp")
+        await store.ensure_schema(backend, "ocpp")
+
+        names = await rows(
+            backend,
+            "SELECT name FROM system.columns WHERE database = 'ocpp' AND table = 'sessions' "
+            "AND name = 'transaction_ref'",
+        )
+        assert names == [{"name": "transaction_ref"}]
     finally:
         await backend.close()

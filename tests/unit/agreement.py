@@ -45,7 +45,9 @@ from schemas.events import (
 )
 
 T0: Final = 1_795_000_000_000  # hub time of the first event, ms: 2026-11-18
-CHARGERS: Final = ("CP-1", "CP-2")
+CHARGERS: Final = ("CP-1", "CP-2", "CP-3")
+# Chargers that speak OCPP 2.x (TransactionEvent), by version; the rest speak 1.6.
+VERSION_OF: Final = {"CP-3": "2.0.1"}
 CONNECTORS: Final = (1, 2)
 # Tags: a postpaid one, a prepaid one with a fixed hold, one whose hold is its whole balance.
 TAGS: Final = ("POST", "PRE", "PRE-ALL")
@@ -149,6 +151,7 @@ class Running:
 class Charger:
     hub: Hub
     cp: str
+    version: str = "1.6"
     connection: int = 0
     registers: dict[int, int] = field(default_factory=lambda: dict.fromkeys(CONNECTORS, 10_000))
     running: dict[int, Running] = field(default_factory=dict)
@@ -178,7 +181,7 @@ class Charger:
         self.hub.add(
             ChargerConnected(
                 **self._stored(),
-                ocpp_version="1.6",
+                ocpp_version=self.version,  # type: ignore[arg-type]
                 remote_address="10.0.0.1:1",
                 security_profile=0,
             )
@@ -195,7 +198,7 @@ class Charger:
     def _frame(self, direction: str, kind: str, uid: str, action: str, body: bytes) -> OcppFrame:
         return OcppFrame(
             **self._stored(),
-            ocpp_version="1.6",
+            ocpp_version=self.version,  # type: ignore[arg-type]
             direction=direction,  # type: ignore[arg-type]
             message_type=kind,  # type: ignore[arg-type]
             unique_id=uid,
@@ -358,6 +361,127 @@ class Charger:
                 )
 
 
+class Charger2(Charger):
+    """A charging station that speaks OCPP 2.x: the same behaviour (lost answers aside: it
+    names its transactions itself) through TransactionEvents, whose ``seqNo`` a retry,
+    a reboot's replay and a late flush repeat or reorder."""
+
+    def __init__(self, hub: Hub, cp: str, version: str) -> None:
+        super().__init__(hub, cp, version)
+        self.transactions = itertools.count(1)
+        self.seq_nos: dict[str, itertools.count[int]] = {}
+        self.last_event: dict[str, Any] | None = None
+
+    def boot(self) -> None:
+        self.call(
+            "BootNotification",
+            {"chargingStation": {"vendorName": "Acme", "model": "X1"}, "reason": "PowerUp"},
+            {"status": "Accepted", "currentTime": iso(self.hub.now), "interval": 300},
+        )
+
+    def _event(
+        self, kind: str, tx: str, at: int, connector: int, *, tag: str = "", offline: bool = False
+    ) -> dict[str, Any]:
+        seq_nos = self.seq_nos.setdefault(tx, itertools.count())
+        register = {"value": self.registers[connector], "unitOfMeasure": {"unit": "Wh"}}
+        power = {"value": 7.2, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "kW"}}
+        trigger = {"Started": "Authorized", "Updated": "MeterValuePeriodic", "Ended": "EVDeparted"}
+        payload: dict[str, Any] = {
+            "eventType": kind,
+            "timestamp": iso(at),
+            "triggerReason": trigger[kind],
+            "seqNo": next(seq_nos),
+            "transactionInfo": {"transactionId": tx},
+            "evse": {"id": connector, "connectorId": 1},
+            "meterValue": [{"timestamp": iso(at), "sampledValue": [register, power]}],
+        }
+        if tag:
+            payload["idToken"] = {"idToken": tag, "type": "ISO14443"}
+        if offline:
+            payload["offline"] = True
+        return payload
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        answer: dict[str, Any] = {}
+        if "idToken" in payload:
+            answer["idTokenInfo"] = {"status": "Accepted"}
+        self.call("TransactionEvent", payload, answer)
+        self.last_event = payload
+
+    def start(self, connector: int, id_tag: str, lost: int | None) -> None:
+        """``lost``: it was offline then (the hub sees ``offline: true``)."""
+        at = self.hub.tick(60)
+        tx = f"{self.cp}-t{next(self.transactions)}"
+        self._send(self._event("Started", tx, at, connector, tag=id_tag, offline=lost is not None))
+        running = Running(connector, 0, {"transactionId": tx}, at)
+        self.running[connector] = self.last_start = running
+
+    def retry_start(self, *, held: bool) -> None:
+        """The last event again, under a new message id (after a reconnect unless held)."""
+        if self.last_event is None:
+            return
+        if not held:
+            self.disconnect()
+            self.connect()
+        self._send(self.last_event)
+
+    def meter(self, connector: int, wh: int, minutes: int, *, late: bool) -> None:
+        running = self.running.get(connector)
+        at = self.hub.tick(minutes * 60)
+        self.registers[connector] += wh
+        if running is None:
+            sampled = [{"value": self.registers[connector], "unitOfMeasure": {"unit": "Wh"}}]
+            values = [{"timestamp": iso(at), "sampledValue": sampled}]
+            self.call("MeterValues", {"evseId": connector, "meterValue": values}, {})
+            return
+        tx = running.start_payload["transactionId"]
+        payload = self._event("Updated", tx, at, connector, offline=late)
+        if late:
+            self.late.append(payload)
+        else:
+            self._send(payload)
+
+    def flush(self) -> None:
+        """Events held back, newest first."""
+        late, self.late = self.late, []
+        for payload in reversed(late):
+            self._send(payload)
+
+    def stop(self, connector: int) -> None:
+        running = self.running.pop(connector, None)
+        if running is None:
+            return
+        at = self.hub.tick(60)
+        payload = self._event("Ended", running.start_payload["transactionId"], at, connector)
+        payload["transactionInfo"]["stoppedReason"] = "Local"
+        self.last_stop = payload
+        self._send(payload)
+
+    def retry_stop(self) -> None:
+        if self.last_stop is not None:
+            self._send(self.last_stop)
+
+    def stray(self, connector: int, transaction_id: int, wh: int) -> None:
+        """An Updated of a transaction whose Started the hub never saw."""
+        at = self.hub.tick(300)
+        self.registers[connector] += wh
+        tx = f"{self.cp}-stray{transaction_id}-{next(self.transactions)}"
+        self._send(self._event("Updated", tx, at, connector))
+
+    def stray_stop(self, transaction_id: int) -> None:
+        """An Ended of a transaction the hub never saw begin."""
+        at = self.hub.tick(60)
+        tx = f"{self.cp}-stray{transaction_id}-{next(self.transactions)}"
+        payload = self._event("Ended", tx, at, CONNECTORS[0])
+        payload["transactionInfo"]["stoppedReason"] = "PowerLoss"
+        self._send(payload)
+
+
+def charger_for(hub: Hub, cp: str) -> Charger:
+    version = VERSION_OF.get(cp)
+    return Charger(hub, cp) if version is None else Charger2(hub, cp, version)
+
+
 def _start_answer(tx: int) -> dict[str, Any]:
     return {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}
 
@@ -393,9 +517,8 @@ def fanout_views(
     """What the fan-out told a UI of each session. A UI knows transactions by charger,
     transaction id and connector; of sessions sharing those (an offline charger's -1), each
     owns the messages from its opening to the next one's."""
-    owners: dict[tuple[str, int, int], list[tuple[int, str]]] = defaultdict(list)
+    owners: dict[tuple[str, int | str, int], list[tuple[int, str]]] = defaultdict(list)
     for session in sessions:
-        assert isinstance(session.transaction_id, int)
         owner = (session.charge_point_id, session.transaction_id, session.connector_id)
         owners[owner].append((opened[(session.charge_point_id, session.session)], session.session))
     for runs in owners.values():
@@ -416,7 +539,6 @@ def fanout_views(
         for session in sessions:
             if session.charge_point_id != cp:
                 continue
-            assert isinstance(session.transaction_id, int)
             view = ongoing.get((session.transaction_id, session.connector_id))
             runs = owners[(cp, session.transaction_id, session.connector_id)]
             if view is not None and runs[-1][1] == session.session:
@@ -496,7 +618,7 @@ def unpaid_bills(hub: Hub) -> list[str]:
     settled = {
         (e.charge_point_id, e.transaction_id): e for e in hub.events if isinstance(e, WalletSettled)
     }
-    adjusted: dict[tuple[str, int], list[WalletAdjusted]] = defaultdict(list)
+    adjusted: dict[tuple[str, int | str], list[WalletAdjusted]] = defaultdict(list)
     for event in hub.events:
         if isinstance(event, WalletAdjusted):
             adjusted[(event.charge_point_id, event.transaction_id)].append(event)

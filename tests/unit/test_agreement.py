@@ -23,6 +23,7 @@ from tests.unit.agreement import (
     TARIFFS,
     Charger,
     Hub,
+    charger_for,
     disagreements,
     unpaid_bills,
 )
@@ -88,7 +89,7 @@ def setup(policy: Policy) -> tuple[Hub, list[Charger]]:
     hub.tariff(0)
     hub.wallet("PRE", "40", hold="6")
     hub.wallet("PRE-ALL", "3")
-    chargers = [Charger(hub, cp) for cp in CHARGERS]
+    chargers = [charger_for(hub, cp) for cp in CHARGERS]
     for charger in chargers:
         charger.connect()
         charger.boot()
@@ -194,6 +195,42 @@ def test_retries_under_new_ids_across_reconnects_and_reboots() -> None:
         ]
     )
     assert sessions(hub) == [("completed", "stopped", ["retransmitted_start"])]
+
+
+def test_2x_transaction_events_retried_replayed_late_and_out_of_order() -> None:
+    cp = CHARGERS.index("CP-3")  # speaks OCPP 2.0.1
+    hub = agree(
+        [
+            ("start", cp, 1, "PRE", None),
+            ("retry_start", cp, True),  # the Started again, same seqNo
+            ("meter", cp, 1, 4_000, 10, True),  # held back
+            ("meter", cp, 1, 3_000, 10, True),
+            ("meter", cp, 1, 2_000, 10, False),
+            ("stop", cp, 1),
+            ("retry_stop", cp),
+            ("flush", cp),  # after the end, newest first: into its curve, in their place
+            ("reboot", cp, 6),  # the last frames again, byte for byte
+            ("start", cp, 2, "POST", -1),  # offline: true
+            ("stray", cp, 1, 987_654, 500),  # an Updated whose Started never came
+            ("stray_stop", cp, 0),  # an Ended of a transaction never seen
+        ]
+    )
+    found = {
+        s.session: (s.state, s.end_reason, s.flags)
+        for s in hub.supervisor.charging.state.sessions.values()
+    }
+    assert found == {
+        "CP-3-t1": ("completed", "stopped", []),
+        "CP-3-t2": ("ongoing", None, []),
+        "CP-3-stray987654-3": ("ongoing", None, ["no_start"]),
+        "CP-3-stray0-4": ("completed", "stopped", ["no_start"]),
+    }
+    (first,) = [s for s in hub.projections.domain.sessions.values() if s.session == "CP-3-t1"]
+    assert first.meter_stop == first.meter_start + 9_000
+    # Its start, the three readings (the late ones in their place) and its end, each once.
+    assert [value for _, value in first.points] == [
+        first.meter_start + wh for wh in (0, 4_000, 7_000, 9_000, 9_000)
+    ]
 
 
 def test_late_and_out_of_order_meter_values() -> None:
