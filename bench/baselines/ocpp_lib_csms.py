@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote
@@ -112,11 +112,21 @@ class CentralSystem(ChargePoint):  # type: ignore[misc]  # ocpp is untyped
         return call_result.SignCertificate(status=GenericStatus.accepted)
 
 
-async def handle(ws: ServerConnection) -> None:
-    assert ws.request is not None
-    charge_point_id = unquote(ws.request.path.rstrip("/").rsplit("/", 1)[-1])
-    with contextlib.suppress(ConnectionClosed):
-        await CentralSystem(charge_point_id, ws).start()
+def handler_for(
+    central_system: Callable[[str, ServerConnection], Any],
+) -> Callable[[ServerConnection], Awaitable[None]]:
+    """Serve each connection with a fresh `central_system(charge_point_id, ws)`."""
+
+    async def handle(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        charge_point_id = unquote(ws.request.path.rstrip("/").rsplit("/", 1)[-1])
+        with contextlib.suppress(ConnectionClosed):
+            await central_system(charge_point_id, ws).start()
+
+    return handle
+
+
+handle = handler_for(CentralSystem)
 
 
 def main() -> int:
