@@ -40,7 +40,7 @@ def on(action: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], _ocpp_on(action))
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -52,12 +52,12 @@ class CentralSystem(ChargePoint):  # type: ignore[misc]  # ocpp is untyped
     @on(Action.boot_notification)
     async def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         return call_result.BootNotification(
-            current_time=_now(), interval=300, status=RegistrationStatus.accepted
+            current_time=now(), interval=300, status=RegistrationStatus.accepted
         )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=_now())
+        return call_result.Heartbeat(current_time=now())
 
     @on(Action.status_notification)
     async def on_status_notification(self, **_: Any) -> call_result.StatusNotification:

@@ -8,7 +8,6 @@ measured against it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from ocpp.v201 import ChargePoint, call_result
@@ -25,11 +24,7 @@ from ocpp.v201.enums import (
 )
 
 from bench.baselines import serve_until_signalled
-from bench.baselines.ocpp_lib_csms import handler_for, on
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from bench.baselines.ocpp_lib_csms import handler_for, now, on
 
 
 def _accepted() -> IdTokenInfoType:
@@ -40,12 +35,12 @@ class CentralSystem(ChargePoint):  # type: ignore[misc]  # ocpp is untyped
     @on(Action.boot_notification)
     async def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         return call_result.BootNotification(
-            current_time=_now(), interval=300, status=RegistrationStatusEnumType.accepted
+            current_time=now(), interval=300, status=RegistrationStatusEnumType.accepted
         )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=_now())
+        return call_result.Heartbeat(current_time=now())
 
     @on(Action.status_notification)
     async def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
