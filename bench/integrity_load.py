@@ -25,7 +25,7 @@ import msgspec
 
 from tools.simulator import SimulatedCharger, raise_nofile_limit
 from tools.simulator.charger import CallError, ChargerDisconnected
-from tools.simulator.session import run_session
+from tools.simulator.session import SessionPlan, run_session
 
 _decode = msgspec.json.Decoder().decode
 
@@ -105,17 +105,20 @@ async def _drive(charger: SimulatedCharger, interval: float, counts: _Counts) ->
 
     while True:
         try:
-            result = await run_session(
-                charger,
-                id_tag=f"FLEET{rng.randrange(10_000):04d}",
+            plan = SessionPlan(
                 meter_values=rng.randint(5, 15),
-                boot=False,
                 power_w=rng.choice((7_400.0, 11_000.0, 22_000.0)),
                 start_soc=rng.uniform(10.0, 60.0),
                 # Energy per reading matches the time between readings, so the implied power
                 # is the charger's real one (the power detector reads charger timestamps).
                 sample_interval_s=interval,
                 data_transfer=rng.random() < 0.5,
+            )
+            result = await run_session(
+                charger,
+                plan,
+                id_tag=f"FLEET{rng.randrange(10_000):04d}",
+                boot=False,
                 pace=pace,
                 rng=rng,
             )

@@ -22,7 +22,14 @@ import json
 import sys
 from typing import Any
 
-from tools.simulator import FleetHooks, FleetMode, FleetOptions, raise_nofile_limit, run_fleet
+from tools.simulator import (
+    OCPP_VERSIONS,
+    FleetHooks,
+    FleetMode,
+    FleetOptions,
+    raise_nofile_limit,
+    run_fleet,
+)
 
 SCENARIO_MODES: dict[str, FleetMode] = {
     "saturation": "saturate",
@@ -41,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chargers", type=int, required=True)
     parser.add_argument("--scenario", choices=sorted(SCENARIO_MODES), required=True)
     parser.add_argument("--prefix", default="BENCH-")
+    parser.add_argument(
+        "--ocpp",
+        choices=OCPP_VERSIONS,
+        default="1.6",
+        help="the chargers' OCPP version: 2.x sends the same load as TransactionEvents",
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=2.0, help="rate scenario only")
@@ -73,6 +86,7 @@ async def run(args: argparse.Namespace) -> int:
         url=args.url,
         prefix=args.prefix,
         mode=SCENARIO_MODES[args.scenario],
+        ocpp=args.ocpp,
         interval=args.interval,
         warmup=0.0 if idle else args.warmup,
         duration=0.0 if idle else args.window,

@@ -1,4 +1,5 @@
-"""Benchmark orchestrator: `python -m bench.run ingest [--sizes 100,1000,5000] [--quick]`.
+"""Benchmark orchestrator: `python -m bench.run ingest [--sizes 100,1000,5000] [--quick]
+[--ocpp 1.6,2.0.1]`.
 
 Starts every target server in its own process, drives each with a separate
 bench.load process, and writes bench/reports/ingest-latest.{md,json}. The
@@ -37,6 +38,9 @@ DEFAULT_OUT = REPO / "bench" / "reports"
 ALL_TARGETS = ("hub", "hub_full", "ocpp_lib", "echo")
 HUB_TARGETS = ("hub", "hub_full")
 SCENARIOS = ("idle", "rate", "saturation")
+OCPP_VERSIONS = ("1.6", "2.0.1")
+# The targets that also run with 2.0.1 chargers: the hub as users run it, and its baseline.
+V201_TARGETS = ("hub_full", "ocpp_lib")
 HUB_READY_MARKER = "hub ready"
 HUB_TARGET_P99_MS = 25.0
 HUB_TARGET_N = 1000
@@ -172,8 +176,32 @@ def probe_hub() -> tuple[bool, str]:
     return True, ""
 
 
-def target_spec(name: str, port: int, data_dir: Path, hub_url_path: str) -> TargetSpec:
+def target_label(name: str, ocpp: str) -> str:
+    """How a target is named in the report: 1.6 targets by their name alone, as before."""
+    return name if ocpp == "1.6" else f"{name}@{ocpp}"
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """(target name, OCPP version) of a report label."""
+    name, _, ocpp = label.partition("@")
+    return name, ocpp or "1.6"
+
+
+def target_labels(targets: Sequence[str], versions: Sequence[str]) -> list[str]:
+    """Every target at 1.6, then those with a 2.0.1 counterpart at 2.0.1."""
+    return [
+        target_label(name, ocpp)
+        for ocpp in versions
+        for name in targets
+        if ocpp == "1.6" or name in V201_TARGETS
+    ]
+
+
+def target_spec(
+    name: str, port: int, data_dir: Path, hub_url_path: str, ocpp: str = "1.6"
+) -> TargetSpec:
     python = sys.executable
+    label = target_label(name, ocpp)
     if name in HUB_TARGETS:
         command = [
             str(_hub_executable()),
@@ -186,22 +214,28 @@ def target_spec(name: str, port: int, data_dir: Path, hub_url_path: str) -> Targ
             str(port),
             "--allow-unknown-chargers",
         ]
+        if ocpp != "1.6":
+            command += ["--ocpp-versions", f"{ocpp},1.6"]
         if name == "hub":
             # As the earlier reports ran it: no fan-out child, comparable across reports.
-            return TargetSpec(name, [*command, "--no-ui"], HUB_READY_MARKER, hub_url_path)
+            return TargetSpec(label, [*command, "--no-ui"], HUB_READY_MARKER, hub_url_path)
         # `./dev up` as users run it: the fan-out child (on a free port), the projections
         # on chDB and the supervisor, whatever the environment says.
         return TargetSpec(
-            name,
+            label,
             [*command, "--ui-port", "0"],
             HUB_READY_MARKER,
             hub_url_path,
             env={"HUB_FANOUT": "true", "HUB_PROJECTIONS": "true", "HUB_SUPERVISOR": "true"},
         )
-    module = {"ocpp_lib": "bench.baselines.ocpp_lib_csms", "echo": "bench.baselines.echo_server"}
+    module = {
+        "ocpp_lib": "bench.baselines.ocpp_lib_csms",
+        "ocpp_lib@2.0.1": "bench.baselines.ocpp_lib_csms_v201",
+        "echo": "bench.baselines.echo_server",
+    }
     return TargetSpec(
-        name,
-        [python, "-m", module[name], "--host", "127.0.0.1", "--port", str(port)],
+        label,
+        [python, "-m", module[label], "--host", "127.0.0.1", "--port", str(port)],
         READY_MARKER,
         "/ocpp",
     )
@@ -328,6 +362,8 @@ class Settings:
     out_dir: Path
     hub_url_path: str
     keep_logs: bool
+    ocpp: list[str] = field(default_factory=lambda: ["1.6"])
+    """The chargers' OCPP versions; 2.0.1 runs V201_TARGETS with 2.0.1 chargers."""
 
 
 @dataclass(slots=True)
@@ -424,6 +460,8 @@ async def run_scenario(
         scenario,
         "--prefix",
         f"B{n}{scenario[0].upper()}-",
+        "--ocpp",
+        split_label(server.spec.name)[1],
         "--warmup",
         str(warmup),
         "--window",
@@ -515,10 +553,11 @@ async def _start_server(
     port = free_port()
     data_dir = data_root / f"{name}-{n}-{attempt}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    spec = target_spec(name, port, data_dir, settings.hub_url_path)
+    target, ocpp = split_label(name)
+    spec = target_spec(target, port, data_dir, settings.hub_url_path, ocpp)
     server = ServerProcess(spec, port, logs / f"server-{name}-{n}-{attempt}.log")
     try:
-        await server.start(ready_within=120.0 if name in HUB_TARGETS else 30.0)
+        await server.start(ready_within=120.0 if target in HUB_TARGETS else 30.0)
     except (RuntimeError, OSError) as exc:
         return f"failed to start: {exc}"
     return server
@@ -535,8 +574,8 @@ async def ingest(settings: Settings) -> dict[str, Any]:
     raise_nofile_limit()
     names: list[str] = []
     target_info: dict[str, dict[str, Any]] = {}
-    for name in settings.targets:
-        available, reason = probe_hub() if name in HUB_TARGETS else (True, "")
+    for name in target_labels(settings.targets, settings.ocpp):
+        available, reason = probe_hub() if split_label(name)[0] in HUB_TARGETS else (True, "")
         target_info[name] = {"available": available, "reason": reason}
         if available:
             names.append(name)
@@ -709,11 +748,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 RATIO_PAIRS = (
     ("hub_full", "ocpp_lib"),
+    ("hub_full@2.0.1", "ocpp_lib@2.0.1"),
     ("hub", "ocpp_lib"),
     ("hub_full", "hub"),
     ("hub_full", "echo"),
     ("hub", "echo"),
     ("ocpp_lib", "echo"),
+    # What 2.0.1 costs each side against the same load in 1.6.
+    ("hub_full@2.0.1", "hub_full"),
+    ("ocpp_lib@2.0.1", "ocpp_lib"),
 )
 
 
@@ -738,16 +781,19 @@ def ratios(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _saturation_ratios(summary: dict[str, Any], num: str, den: str) -> dict[str, float | None]:
+    """{N: num's saturation throughput / den's} for every N both ran at."""
+    return {
+        n: _ratio(rows[num]["saturation_msgs_per_s"], rows[den]["saturation_msgs_per_s"])
+        for n, rows in summary.items()
+        if num in rows and den in rows
+    }
+
+
 def checks(summary: dict[str, Any]) -> dict[str, Any]:
     hub = summary.get(str(HUB_TARGET_N), {}).get("hub")
     p99 = hub["rate_p99_ms"] if hub else None
-    full_ratios: dict[str, float | None] = {}
-    for n, rows in summary.items():
-        if "hub_full" in rows and "ocpp_lib" in rows:
-            full_ratios[n] = _ratio(
-                rows["hub_full"]["saturation_msgs_per_s"],
-                rows["ocpp_lib"]["saturation_msgs_per_s"],
-            )
+    full_ratios = _saturation_ratios(summary, "hub_full", "ocpp_lib")
     measured = [r for r in full_ratios.values() if r is not None]
     return {
         "hub_rate_p99_under_25ms_at_1000": {
@@ -759,6 +805,10 @@ def checks(summary: dict[str, Any]) -> dict[str, Any]:
             "ratios": full_ratios,
             "goal": HUB_FULL_GOAL_RATIO,
             "passed": min(measured) >= HUB_FULL_GOAL_RATIO if measured else None,
+        },
+        # Issue #12: the same comparison with 2.0.1 stations, reported without a goal.
+        "hub_full_2.0.1_saturation_vs_ocpp_lib_2.0.1": {
+            "ratios": _saturation_ratios(summary, "hub_full@2.0.1", "ocpp_lib@2.0.1"),
         },
     }
 
@@ -785,7 +835,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Python {env['python']} · websockets {env['websockets']} · ocpp {env['ocpp']}",
         "",
         f"Settings: warm-up {settings['warmup']} s, window {settings['window']} s, "
-        f"rate interval {settings['rate_interval']} s, quick={settings['quick']}. "
+        f"rate interval {settings['rate_interval']} s, quick={settings['quick']}, "
+        f"OCPP {', '.join(settings.get('ocpp', ['1.6']))}. "
         "Targets ran interleaved in this one run; compare ratios, not absolute numbers "
         "from other runs (see bench/README.md).",
         "",
@@ -831,6 +882,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     check = report["checks"]["hub_rate_p99_under_25ms_at_1000"]
     full = report["checks"]["hub_full_saturation_at_least_2x_ocpp_lib"]
     full_ratios = ", ".join(f"N={n}: {_fmt(r, 2)}" for n, r in full["ratios"].items())
+    v201 = report["checks"].get("hub_full_2.0.1_saturation_vs_ocpp_lib_2.0.1", {"ratios": {}})
+    v201_ratios = ", ".join(f"N={n}: {_fmt(r, 2)}" for n, r in v201["ratios"].items())
     lines += [
         "",
         f"Target — hub rate-scenario p99 < {check['limit_ms']:.0f} ms at N={HUB_TARGET_N}: "
@@ -838,6 +891,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Goal — hub_full saturation throughput ≥ {full['goal']:.0f}x ocpp_lib: "
         f"**{verdicts[full['passed']]}**" + (f" ({full_ratios})" if full_ratios else ""),
+        "",
+        "OCPP 2.0.1 — hub_full@2.0.1 saturation throughput / ocpp_lib@2.0.1: "
+        + (f"**{v201_ratios}**" if v201_ratios else "not measured"),
         "",
         "## Detail",
         "",
@@ -944,6 +1000,13 @@ def _targets(text: str) -> list[str]:
     return names
 
 
+def _versions(text: str) -> list[str]:
+    versions = [part.strip() for part in text.split(",") if part.strip()]
+    if not versions or set(versions) - set(OCPP_VERSIONS):
+        raise argparse.ArgumentTypeError(f"versions must be among {', '.join(OCPP_VERSIONS)}")
+    return versions
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -952,6 +1015,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_parser.add_argument("--quick", action="store_true", help="short windows (smoke runs)")
     ingest_parser.add_argument(
         "--targets", type=_targets, default=list(ALL_TARGETS), help="comma-separated subset"
+    )
+    ingest_parser.add_argument(
+        "--ocpp",
+        type=_versions,
+        default=list(OCPP_VERSIONS),
+        help="chargers' OCPP versions (default 1.6,2.0.1); 2.0.1 runs "
+        f"{' and '.join(V201_TARGETS)} of --targets again with 2.0.1 chargers",
     )
     ingest_parser.add_argument("--warmup", type=float, default=None, help="seconds (default 3)")
     ingest_parser.add_argument("--window", type=float, default=None, help="seconds (default 10)")
@@ -999,6 +1069,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         out_dir=args.out_dir,
         hub_url_path=args.hub_url_path,
         keep_logs=args.keep_logs,
+        ocpp=args.ocpp,
     )
 
 

@@ -276,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     api_cli.add_profile_commands(commands, common)
     projections_cli.add_commands(commands, common)
 
-    simulate = commands.add_parser("simulate", help="run a fleet of simulated OCPP 1.6J chargers")
+    simulate = commands.add_parser(
+        "simulate", help="run a fleet of simulated OCPP chargers (1.6J, 2.0.1, 2.1)"
+    )
     from tools.simulator import add_simulate_arguments
 
     add_simulate_arguments(simulate)

@@ -1,4 +1,4 @@
-"""bench.run end to end, tiny: two baselines, N=10, ~1 s windows.
+"""bench.run end to end, tiny: the baselines (1.6 and the 2.0.1 one), N=10, ~1 s windows.
 
 Checks the plumbing and the report's shape only; timings on a shared CI
 machine mean nothing, so none are asserted.
@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     done = subprocess.run(
         [
@@ -29,6 +29,8 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
             "10",
             "--targets",
             "ocpp_lib,echo",
+            "--ocpp",
+            "1.6,2.0.1",
             "--warmup",
             "0.2",
             "--window",
@@ -39,7 +41,7 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=80,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -50,13 +52,13 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     )
     assert report["environment"]["cpu_count"] >= 1
     assert len(report["environment"]["loadavg_start"]) == 3
-    assert set(report["targets"]) == {"ocpp_lib", "echo"}
+    # echo has no 2.0.1 counterpart; the ocpp library's v201 CSMS is 2.0.1's baseline.
+    targets = ("ocpp_lib", "echo", "ocpp_lib@2.0.1")
+    assert set(report["targets"]) == set(targets)
 
     runs = {(r["target"], r["scenario"]) for r in report["results"]}
     assert runs == {
-        (target, scenario)
-        for target in ("ocpp_lib", "echo")
-        for scenario in ("idle", "rate", "saturation")
+        (target, scenario) for target in targets for scenario in ("idle", "rate", "saturation")
     }
     for r in report["results"]:
         assert r["error"] is None, r
@@ -67,6 +69,11 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
             assert {"p50_ms", "p99_ms", "count", "errors"} <= set(r["latency"])
     saturation = [r for r in report["results"] if r["scenario"] == "saturation"]
     assert all(r["messages"] > 0 for r in saturation)
+    # The 2.0.1 chargers send the 1.6 load's counterpart: meter values in TransactionEvents.
+    v201 = next(r for r in saturation if r["target"] == "ocpp_lib@2.0.1")
+    assert v201["actions"]["TransactionEvent"] > 0 and "StartTransaction" not in v201["actions"]
+    assert report["summary"]["10"]["ocpp_lib@2.0.1"]["saturation_msgs_per_s"] > 0
+    assert "saturation_throughput" in report["ratios"]["10"]["ocpp_lib@2.0.1/ocpp_lib"]
 
     row = report["summary"]["10"]["echo"]
     assert {
@@ -83,6 +90,7 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
 
     markdown = (tmp_path / "ingest-latest.md").read_text()
     assert "| 10 | echo |" in markdown and "ocpp_lib/echo" in markdown
+    assert "| 10 | ocpp_lib@2.0.1 |" in markdown and "OCPP 1.6, 2.0.1" in markdown
 
 
 @pytest.mark.timeout(60)
@@ -116,6 +124,29 @@ def test_hub_full_target_is_hub_up_with_everything_on(tmp_path: Path) -> None:
     assert "--no-ui" not in full.command and full.command[-2:] == ["--ui-port", "0"]
     assert full.env == {"HUB_FANOUT": "true", "HUB_PROJECTIONS": "true", "HUB_SUPERVISOR": "true"}
     assert plain.command[-1] == "--no-ui" and plain.env == {}
+    assert "--ocpp-versions" not in full.command
+
+
+def test_the_201_pair_is_hub_up_allowing_201_and_the_ocpp_library_v201_csms(
+    tmp_path: Path,
+) -> None:
+    from bench.run import target_labels, target_spec
+
+    assert target_labels(["hub_full", "hub", "ocpp_lib", "echo"], ["1.6", "2.0.1"]) == [
+        "hub_full",
+        "hub",
+        "ocpp_lib",
+        "echo",
+        "hub_full@2.0.1",
+        "ocpp_lib@2.0.1",
+    ]
+    full = target_spec("hub_full", 9100, tmp_path, "/ocpp", "2.0.1")
+    assert full.name == "hub_full@2.0.1"
+    assert full.command[-4:] == ["--ocpp-versions", "2.0.1,1.6", "--ui-port", "0"]
+    assert full.env == target_spec("hub_full", 9100, tmp_path, "/ocpp").env
+    baseline = target_spec("ocpp_lib", 9100, tmp_path, "/ocpp", "2.0.1")
+    assert baseline.name == "ocpp_lib@2.0.1"
+    assert baseline.command[1:3] == ["-m", "bench.baselines.ocpp_lib_csms_v201"]
 
 
 def test_report_checks_hub_full_against_twice_ocpp_lib() -> None:
@@ -133,7 +164,15 @@ def test_report_checks_hub_full_against_twice_ocpp_lib() -> None:
             "errors": [],
         }
 
-    summary = {"100": {"hub_full": row(1800.0), "hub": row(2000.0), "ocpp_lib": row(1000.0)}}
+    summary = {
+        "100": {
+            "hub_full": row(1800.0),
+            "hub": row(2000.0),
+            "ocpp_lib": row(1000.0),
+            "hub_full@2.0.1": row(1500.0),
+            "ocpp_lib@2.0.1": row(600.0),
+        }
+    }
     found = checks(summary)["hub_full_saturation_at_least_2x_ocpp_lib"]
     assert found["ratios"] == {"100": 1.8} and found["passed"] is False
     summary["1000"] = {"hub_full": row(2400.0), "ocpp_lib": row(1000.0)}
@@ -162,3 +201,6 @@ def test_report_checks_hub_full_against_twice_ocpp_lib() -> None:
     markdown = render_markdown(report)
     assert "| 100 | hub_full/ocpp_lib | 2.10 |" in markdown
     assert "ocpp_lib: **PASS** (N=100: 2.10, N=1000: 2.40)" in markdown
+    assert "| 100 | hub_full@2.0.1/ocpp_lib@2.0.1 | 2.50 |" in markdown
+    assert "/ ocpp_lib@2.0.1: **N=100: 2.50**" in markdown
+    assert "| 100 | hub_full@2.0.1/hub_full | 0.71 |" in markdown

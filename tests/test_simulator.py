@@ -33,6 +33,7 @@ from tools.simulator import (
     FleetHooks,
     FleetOptions,
     LatencyRecorder,
+    SessionPlan,
     SimulatedCharger,
     add_simulate_arguments,
     run_fleet,
@@ -175,7 +176,9 @@ async def fake_csms(**kwargs: Any) -> AsyncIterator[FakeCsms]:
 async def test_session_frames_are_valid_ocpp16() -> None:
     async with fake_csms() as fake:
         async with SimulatedCharger("CP-1", fake.url, phases=3) as cp:
-            result = await run_session(cp, meter_values=3, id_tag="TAG-1", start_soc=30.0)
+            result = await run_session(
+                cp, SessionPlan(meter_values=3, start_soc=30.0), id_tag="TAG-1"
+            )
 
         frames = fake.drain_calls()
         for msg in frames:
@@ -346,7 +349,7 @@ async def test_run_session_offline_uses_local_transaction_id() -> None:
         try:
             await cp.come_online()
             await cp.go_offline()
-            result = await run_session(cp, meter_values=2, boot=False)
+            result = await run_session(cp, SessionPlan(meter_values=2), boot=False)
             assert result.transaction_id == OFFLINE_TRANSACTION_ID
             assert cp.queued_actions() == [
                 "StartTransaction",

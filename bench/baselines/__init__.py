@@ -19,19 +19,24 @@ READY_MARKER = "bench server ready"
 
 
 def serve_until_signalled(
-    handler: Callable[[ServerConnection], Awaitable[None]], description: str
+    handler: Callable[[ServerConnection], Awaitable[None]],
+    description: str,
+    subprotocol: str = "ocpp1.6",
 ) -> int:
-    """Parse --host/--port, serve `handler` on ocpp1.6 until SIGINT/SIGTERM."""
+    """Parse --host/--port, serve `handler` on `subprotocol` until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args()
     raise_nofile_limit()
-    return asyncio.run(_serve(handler, args.host, args.port))
+    return asyncio.run(_serve(handler, args.host, args.port, Subprotocol(subprotocol)))
 
 
 async def _serve(
-    handler: Callable[[ServerConnection], Awaitable[None]], host: str, port: int
+    handler: Callable[[ServerConnection], Awaitable[None]],
+    host: str,
+    port: int,
+    subprotocol: Subprotocol,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,7 +46,7 @@ async def _serve(
         handler,
         host,
         port,
-        subprotocols=[Subprotocol("ocpp1.6")],
+        subprotocols=[subprotocol],
         # Same as the simulator's: measure OCPP handling, not zlib.
         compression=None,
         # Thousands of connections arrive at once during the ramp.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote
@@ -40,7 +40,7 @@ def on(action: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], _ocpp_on(action))
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -52,12 +52,12 @@ class CentralSystem(ChargePoint):  # type: ignore[misc]  # ocpp is untyped
     @on(Action.boot_notification)
     async def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         return call_result.BootNotification(
-            current_time=_now(), interval=300, status=RegistrationStatus.accepted
+            current_time=now(), interval=300, status=RegistrationStatus.accepted
         )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=_now())
+        return call_result.Heartbeat(current_time=now())
 
     @on(Action.status_notification)
     async def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
@@ -112,11 +112,21 @@ class CentralSystem(ChargePoint):  # type: ignore[misc]  # ocpp is untyped
         return call_result.SignCertificate(status=GenericStatus.accepted)
 
 
-async def handle(ws: ServerConnection) -> None:
-    assert ws.request is not None
-    charge_point_id = unquote(ws.request.path.rstrip("/").rsplit("/", 1)[-1])
-    with contextlib.suppress(ConnectionClosed):
-        await CentralSystem(charge_point_id, ws).start()
+def handler_for(
+    central_system: Callable[[str, ServerConnection], Any],
+) -> Callable[[ServerConnection], Awaitable[None]]:
+    """Serve each connection with a fresh `central_system(charge_point_id, ws)`."""
+
+    async def handle(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        charge_point_id = unquote(ws.request.path.rstrip("/").rsplit("/", 1)[-1])
+        with contextlib.suppress(ConnectionClosed):
+            await central_system(charge_point_id, ws).start()
+
+    return handle
+
+
+handle = handler_for(CentralSystem)
 
 
 def main() -> int:

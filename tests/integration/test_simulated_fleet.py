@@ -11,7 +11,7 @@ from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from schemas.events import ChargerConnected, FrameRejected, OcppFrame
 from tests.integration.helpers import charger_events
-from tools.simulator import OFFLINE_TRANSACTION_ID, SimulatedCharger, run_session
+from tools.simulator import OFFLINE_TRANSACTION_ID, SessionPlan, SimulatedCharger, run_session
 
 
 async def test_offline_charger_flushes_its_transaction_messages_in_order(
@@ -19,9 +19,9 @@ async def test_offline_charger_flushes_its_transaction_messages_in_order(
 ) -> None:
     charger = SimulatedCharger("SIM-FLUSH", f"ws://127.0.0.1:{gateway.port}/ocpp")
     await charger.come_online()
-    await run_session(charger, meter_values=2, boot=False)
+    await run_session(charger, SessionPlan(meter_values=2), boot=False)
     await charger.go_offline(abrupt=True)
-    offline = await run_session(charger, meter_values=3, boot=False)
+    offline = await run_session(charger, SessionPlan(meter_values=3), boot=False)
     assert offline.transaction_id == OFFLINE_TRANSACTION_ID
     await charger.come_online()
     await charger.go_offline()

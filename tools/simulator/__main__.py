@@ -10,7 +10,8 @@ from tools.simulator.cli import add_simulate_arguments, simulate_main
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.simulator", description="Simulated OCPP 1.6J charger fleet"
+        prog="python -m tools.simulator",
+        description="Simulated OCPP charger fleet (1.6J, 2.0.1, 2.1)",
     )
     add_simulate_arguments(parser)
     return asyncio.run(simulate_main(parser.parse_args()))

@@ -1,4 +1,6 @@
-"""One simulated OCPP 1.6J charge point on a raw `websockets` connection.
+"""One simulated charge point on a raw `websockets` connection: the OCPP-J link every
+version shares (ChargerLink) and the OCPP 1.6J messages (SimulatedCharger); 2.0.1 and 2.1
+stations make theirs in ocpp2.py.
 
 Deliberately not built on `ocpp.ChargePoint`: its per-message jsonschema
 validation costs more CPU than everything else here combined, and a fleet of
@@ -19,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, ClassVar, Final, Self, TypeAlias
 from urllib.parse import quote
 
 import msgspec
@@ -36,6 +38,7 @@ __all__ = [
     "CallError",
     "CallHook",
     "ChargerDisconnected",
+    "ChargerLink",
     "ChargerOffline",
     "Payload",
     "SimulatedCharger",
@@ -101,6 +104,27 @@ def utc_timestamp(when: datetime | str | None = None) -> str:
 
 
 _ACCEPTED: Final[Payload] = {"status": "Accepted"}
+ACCEPTED_IN_EVERY_VERSION: Final = frozenset(
+    {
+        "Reset",
+        "ChangeAvailability",
+        "TriggerMessage",
+        "ClearCache",
+        "DataTransfer",
+        "SendLocalList",
+        "ReserveNow",
+        "CancelReservation",
+        "SetChargingProfile",
+        "ClearChargingProfile",
+    }
+)
+"""CSMS requests a cooperative charger answers {"status": "Accepted"} in 1.6 and 2.x."""
+_ACCEPTING: Final = ACCEPTED_IN_EVERY_VERSION | {
+    "RemoteStartTransaction",
+    "RemoteStopTransaction",
+    "ChangeConfiguration",
+    "ExtendedTriggerMessage",
+}
 
 _DEFAULT_CONFIGURATION: Final[dict[str, tuple[str, bool]]] = {
     "HeartbeatInterval": ("300", False),
@@ -145,31 +169,18 @@ def default_response(action: str, payload: Payload) -> Payload:
         return {"status": "Rejected"}
     if action in ("GetDiagnostics", "UpdateFirmware"):
         return {}
-    if action in (
-        "Reset",
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "ChangeConfiguration",
-        "ChangeAvailability",
-        "TriggerMessage",
-        "ExtendedTriggerMessage",
-        "ClearCache",
-        "DataTransfer",
-        "SendLocalList",
-        "ReserveNow",
-        "CancelReservation",
-        "SetChargingProfile",
-        "ClearChargingProfile",
-    ):
+    if action in _ACCEPTING:
         return dict(_ACCEPTED)
     raise CallError("NotImplemented", f"{action} is not supported by the simulator")
 
 
-class SimulatedCharger:
-    """A charge point speaking OCPP 1.6J, one outstanding CALL at a time.
+class ChargerLink:
+    """A charge point's OCPP-J link, one outstanding CALL at a time, whatever the version:
+    connecting, booting, the offline queue and its flush, answering CSMS-initiated CALLs.
+    A subclass makes its version's messages.
 
     CSMS-initiated CALLs are answered by `on_call(action, payload)` (sync or
-    async) or, when it is unset or returns None, by default_response(). A hook
+    async) or, when it is unset or returns None, by its version's default answer. A hook
     may raise CallError to send a CALLERROR, and may itself make CALLs (say,
     StartTransaction after RemoteStartTransaction). It must not take its own
     charger offline; answer first, then call go_offline() from outside.
@@ -243,6 +254,37 @@ class SimulatedCharger:
         # deduplicate on them, so a random prefix replaces a costlier uuid4.
         self._uid_prefix = secrets.token_hex(4) + "-"
         self._seq = 0
+
+    # ------------------------------------------------------- version hooks
+
+    subprotocol: Subprotocol
+    queued_while_offline: ClassVar[frozenset[str]]
+    """The actions that wait in the offline queue; any other CALL fails while offline."""
+    boots_on_reconnect: ClassVar[bool] = True
+    """1.6 chargers here boot on every connection; a 2.x station only when it restarts."""
+
+    def _boot_payload(self) -> Payload:
+        raise NotImplementedError
+
+    def _default_response(self, action: str, payload: Payload) -> Payload:
+        raise NotImplementedError
+
+    def _expendable(self, action: str, payload: Payload) -> bool:
+        """May this queued message be dropped to make room (a periodic sample)?"""
+        raise NotImplementedError
+
+    def _flushed(self, action: str, payload: Payload, result: Payload) -> None:
+        """A queued message was answered on reconnect."""
+
+    async def announce(self) -> None:
+        """After boot a charger reports the status of every connector."""
+        raise NotImplementedError
+
+    async def data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: Any = None
+    ) -> Payload:
+        """DataTransfer, the data as the version wants it."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ state
 
@@ -321,7 +363,7 @@ class SimulatedCharger:
         """Shut down for good (same as go_offline, but without the intent to return)."""
         await self.go_offline()
 
-    async def __aenter__(self) -> SimulatedCharger:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -332,7 +374,7 @@ class SimulatedCharger:
         await self._teardown()
         ws = await connect(
             self.endpoint,
-            subprotocols=[SUBPROTOCOL],
+            subprotocols=[self.subprotocol],
             additional_headers=self._headers or None,
             user_agent_header="hub-simulator/0.1",
             # Chargers rarely negotiate permessage-deflate, and a zlib context
@@ -344,14 +386,15 @@ class SimulatedCharger:
             ping_timeout=self.ping_interval,
             close_timeout=5,
         )
-        if ws.subprotocol != SUBPROTOCOL:
+        if ws.subprotocol != self.subprotocol:
             # OCPP-J §3.1.2: without an agreed subprotocol the link is unusable.
-            await ws.close(1002, "ocpp1.6 subprotocol required")
+            await ws.close(1002, f"{self.subprotocol} subprotocol required")
             raise ChargerDisconnected(
-                f"{self.charge_point_id}: server did not select {SUBPROTOCOL}"
+                f"{self.charge_point_id}: server did not select {self.subprotocol}"
             )
         self._ws = ws
-        self.last_boot = None
+        if self.boots_on_reconnect:
+            self.last_boot = None
         self._reader = asyncio.create_task(
             self._read_loop(ws), name=f"sim-read:{self.charge_point_id}"
         )
@@ -458,17 +501,17 @@ class SimulatedCharger:
                 future.exception()
 
     def _queue_offline(self, action: str, payload: Payload) -> None:
-        if action not in QUEUED_WHILE_OFFLINE:
+        if action not in self.queued_while_offline:
             raise ChargerOffline(f"{self.charge_point_id} is offline; {action} is not queued")
         queue = self._offline
         if len(queue) >= self.max_offline_queue:
             # Like real firmware, sacrifice periodic samples before the
-            # Start/Stop records that billing depends on.
+            # records of starts and stops that billing depends on.
             self.offline_dropped += 1
-            if action == "MeterValues":
+            if self._expendable(action, payload):
                 return
-            for i, (queued_action, _) in enumerate(queue):
-                if queued_action == "MeterValues":
+            for i, (queued_action, queued) in enumerate(queue):
+                if self._expendable(queued_action, queued):
                     del queue[i]
                     break
             else:
@@ -488,10 +531,7 @@ class SimulatedCharger:
                 log.debug("%s: flushed %s rejected: %s", self.charge_point_id, action, exc)
             else:
                 self.offline_flushed += 1
-                if action == "StartTransaction":
-                    tx = result.get("transactionId")
-                    if isinstance(tx, int):
-                        self.flushed_transaction_ids.append(tx)
+                self._flushed(action, payload, result)
             # Timeouts and disconnects propagate with the message still at the
             # head of the queue, to be retried on the next come_online().
             queue.popleft()
@@ -596,7 +636,7 @@ class SimulatedCharger:
                 if inspect.isawaitable(result):
                     result = await result
             if result is None:
-                result = default_response(action, payload)
+                result = self._default_response(action, payload)
             return _encode([MSG_CALLRESULT, unique_id, result])
         except CallError as exc:
             return _encode([MSG_CALLERROR, unique_id, exc.code, exc.description, exc.details])
@@ -604,7 +644,42 @@ class SimulatedCharger:
             log.exception("%s: on_call hook failed for %s", self.charge_point_id, action)
             return _encode([MSG_CALLERROR, unique_id, "InternalError", str(exc), {}])
 
-    # ------------------------------------------------------ typed messages
+    async def boot(self) -> Payload:
+        boot = await self.call("BootNotification", self._boot_payload())
+        self.last_boot = boot
+        return boot
+
+    async def heartbeat(self) -> Payload:
+        return await self.call("Heartbeat", {})
+
+    def __repr__(self) -> str:
+        state = "online" if self.online else "offline"
+        name = type(self).__name__
+        return f"<{name} {self.charge_point_id!r} {state} queued={len(self._offline)}>"
+
+
+class SimulatedCharger(ChargerLink):
+    """A charge point speaking OCPP 1.6J (see ChargerLink for the link)."""
+
+    subprotocol = SUBPROTOCOL
+    queued_while_offline = QUEUED_WHILE_OFFLINE
+
+    def _default_response(self, action: str, payload: Payload) -> Payload:
+        return default_response(action, payload)
+
+    def _expendable(self, action: str, payload: Payload) -> bool:
+        return action == "MeterValues"
+
+    def _flushed(self, action: str, payload: Payload, result: Payload) -> None:
+        if action == "StartTransaction":
+            tx = result.get("transactionId")
+            if isinstance(tx, int):
+                self.flushed_transaction_ids.append(tx)
+
+    async def announce(self) -> None:
+        # Connector 0 is the charge point itself.
+        for connector in range(self.connectors + 1):
+            await self.status(connector, "Available")
 
     def _boot_payload(self) -> Payload:
         return {
@@ -616,14 +691,6 @@ class SimulatedCharger:
             "meterType": "SimMeter DC/AC",
             "meterSerialNumber": f"M-{self.charge_point_id}"[-25:],
         }
-
-    async def boot(self) -> Payload:
-        boot = await self.call("BootNotification", self._boot_payload())
-        self.last_boot = boot
-        return boot
-
-    async def heartbeat(self) -> Payload:
-        return await self.call("Heartbeat", {})
 
     async def status(
         self,
@@ -778,7 +845,3 @@ class SimulatedCharger:
         if data is not None:
             payload["data"] = data if isinstance(data, str) else _encode(dict(data)).decode()
         return await self.call("DataTransfer", payload)
-
-    def __repr__(self) -> str:
-        state = "online" if self.online else "offline"
-        return f"<SimulatedCharger {self.charge_point_id!r} {state} queued={len(self._offline)}>"

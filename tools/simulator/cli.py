@@ -9,6 +9,7 @@ import signal
 import sys
 
 from tools.simulator.fleet import (
+    OCPP_VERSIONS,
     FleetHooks,
     FleetOptions,
     FleetProgress,
@@ -36,6 +37,13 @@ def _positive_int(text: str) -> int:
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `hub simulate`; pair with simulate_main()."""
     parser.add_argument("--chargers", type=_positive_int, default=10, help="fleet size")
+    parser.add_argument(
+        "--ocpp",
+        choices=OCPP_VERSIONS,
+        default="1.6",
+        help="OCPP version the chargers speak (default 1.6); 2.0.1 and 2.1 stations report "
+        "sessions as TransactionEvents",
+    )
     parser.add_argument(
         "--url",
         default="ws://127.0.0.1:9000/ocpp",
@@ -75,7 +83,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a dropped charger stays offline (default 10)",
     )
     parser.add_argument(
-        "--connectors", type=_positive_int, default=1, help="connectors per charger"
+        "--connectors",
+        type=_positive_int,
+        default=1,
+        help="connectors per charger (2.x: EVSEs, one connector each)",
     )
     parser.add_argument(
         "--ramp",
@@ -99,6 +110,7 @@ def _options_from_args(args: argparse.Namespace) -> FleetOptions:
         url=args.url,
         prefix=args.prefix,
         mode="saturate" if args.saturate else "interval",
+        ocpp=args.ocpp,
         interval=args.interval,
         duration=args.duration,
         password=args.password,

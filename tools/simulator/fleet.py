@@ -14,17 +14,25 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tools.simulator.charger import CallError, ChargerDisconnected, SimulatedCharger
+from tools.simulator.charger import CallError, ChargerDisconnected, ChargerLink, SimulatedCharger
+from tools.simulator.ocpp2 import (
+    STATION_VERSIONS,
+    SimulatedStation,
+    StopTrigger,
+    run_station_session,
+    station_saturation_load,
+)
 from tools.simulator.session import (
-    DEFAULT_VENDOR_ID,
-    PRE_CHARGE_MESSAGE_ID,
     Pace,
-    pre_charge_data,
+    SessionPlan,
+    SessionResult,
     run_session,
+    saturation_load,
 )
 from tools.simulator.stats import LatencyRecorder, LatencySummary
 
 __all__ = [
+    "OCPP_VERSIONS",
     "FleetHooks",
     "FleetMode",
     "FleetOptions",
@@ -37,6 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FleetMode = Literal["interval", "saturate", "idle"]
+OcppVersion = Literal["1.6", "2.0.1", "2.1"]
+OCPP_VERSIONS: tuple[OcppVersion, ...] = ("1.6", *STATION_VERSIONS)
 
 # How often a saturating charger that is offline produces a message: it has
 # no round trip to wait for, and must not spin the event loop.
@@ -61,6 +71,7 @@ class FleetOptions:
     prefix: str = "SIM-"
     start_index: int = 0
     mode: FleetMode = "interval"
+    ocpp: OcppVersion = "1.6"
     interval: float = 5.0
     """Mean seconds between messages per charger in interval mode (jittered ±50 %)."""
     duration: float | None = None
@@ -189,14 +200,8 @@ async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return stop.is_set()
 
 
-async def _announce(charger: SimulatedCharger) -> None:
-    """After boot a charger reports every connector, 0 being the charge point."""
-    for connector in range(charger.connectors + 1):
-        await charger.status(connector, "Available")
-
-
 async def _bring_up(
-    charger: SimulatedCharger,
+    charger: ChargerLink,
     options: FleetOptions,
     gate: asyncio.Semaphore,
     stop: asyncio.Event,
@@ -209,7 +214,7 @@ async def _bring_up(
                 return False
             try:
                 await charger.come_online()
-                await _announce(charger)
+                await charger.announce()
                 return True
             except Exception as exc:  # any failure to come up is a data point
                 counters.connect_errors[type(exc).__name__] += 1
@@ -224,13 +229,13 @@ async def _bring_up(
 
 
 async def _reconnect(
-    charger: SimulatedCharger, rng: random.Random, counters: _Counters, stop: asyncio.Event
+    charger: ChargerLink, rng: random.Random, counters: _Counters, stop: asyncio.Event
 ) -> None:
     delay = 0.5
     while charger.wants_online and not stop.is_set():
         try:
             await charger.come_online()
-            await _announce(charger)
+            await charger.announce()
         except Exception as exc:
             log.debug("%s: reconnect failed: %r", charger.charge_point_id, exc)
             await _wait_or_stop(stop, delay * (0.5 + rng.random()))
@@ -240,7 +245,7 @@ async def _reconnect(
             return
 
 
-def _make_pace(charger: SimulatedCharger, options: FleetOptions, rng: random.Random) -> Pace:
+def _make_pace(charger: ChargerLink, options: FleetOptions, rng: random.Random) -> Pace:
     saturate = options.mode == "saturate"
     interval = options.interval
     first = True
@@ -277,42 +282,60 @@ SATURATION_MIX: tuple[tuple[str, float], ...] = (
 
 
 async def _drive_stationary(
-    charger: SimulatedCharger, index: int, options: FleetOptions, rng: random.Random
+    charger: ChargerLink, index: int, options: FleetOptions, rng: random.Random
 ) -> None:
-    """Closed loop over SATURATION_MIX, the same mix whatever the server's speed."""
+    """Closed loop over SATURATION_MIX, the same mix whatever the server's speed; each
+    action is its version's message (a 2.x meter sample is a TransactionEvent Updated)."""
     actions = [action for action, _ in SATURATION_MIX]
     weights = [weight for _, weight in SATURATION_MIX]
     id_tag = f"TAG{options.start_index + index:05d}"
-    transaction: int | None = None
-    register = charger.meter_wh[1]
+    if isinstance(charger, SimulatedStation):
+        send = station_saturation_load(charger, id_tag, rng)
+    else:
+        assert isinstance(charger, SimulatedCharger)
+        send = saturation_load(charger, id_tag, rng)
     while True:
         action = rng.choices(actions, weights)[0]
         with contextlib.suppress(CallError, TimeoutError):
-            if action == "MeterValues":
-                register += rng.uniform(50.0, 400.0)
-                await charger.meter_values(
-                    1, transaction, register, 11_000.0, 16.0, 230.0, rng.uniform(10, 90)
-                )
-            elif action == "StatusNotification":
-                await charger.status(1, rng.choice(("Charging", "SuspendedEV", "Available")))
-            elif action == "Heartbeat":
-                await charger.heartbeat()
-            elif action == "Authorize":
-                await charger.authorize(id_tag)
-            elif action == "DataTransfer":
-                soc = rng.uniform(10.0, 90.0)
-                await charger.data_transfer(
-                    DEFAULT_VENDOR_ID, PRE_CHARGE_MESSAGE_ID, pre_charge_data(soc)
-                )
-            elif transaction is None:
-                transaction = await charger.start_transaction(1, id_tag, int(register))
-            else:
-                await charger.stop_transaction(transaction, int(register), id_tag=id_tag)
-                transaction = None
+            await send(action)
+
+
+async def _session(
+    charger: ChargerLink,
+    connector: int,
+    id_tag: str,
+    meter_values: int,
+    pace: Pace,
+    rng: random.Random,
+) -> SessionResult:
+    """One whole session in the charger's version, with a car drawn at random."""
+    plan = SessionPlan(
+        meter_values=meter_values,
+        start_soc=rng.uniform(10.0, 60.0),
+        power_w=rng.choice((7_400.0, 11_000.0, 22_000.0)),
+        data_transfer=rng.random() < 0.5,
+    )
+    if isinstance(charger, SimulatedStation):
+        # Most drivers just unplug; some end it at the station with their card first.
+        stop: StopTrigger = "StopAuthorized" if rng.random() < 0.2 else "EVDeparted"
+        return await run_station_session(
+            charger,
+            plan,
+            evse_id=connector,
+            id_token=id_tag,
+            stop=stop,
+            boot=False,
+            pace=pace,
+            rng=rng,
+        )
+    assert isinstance(charger, SimulatedCharger)
+    return await run_session(
+        charger, plan, connector_id=connector, id_tag=id_tag, boot=False, pace=pace, rng=rng
+    )
 
 
 async def _drive(
-    charger: SimulatedCharger,
+    charger: ChargerLink,
     index: int,
     options: FleetOptions,
     rng: random.Random,
@@ -335,23 +358,13 @@ async def _drive(
             continue
         # Errors are already counted by the recorder; a real charger carries on.
         with contextlib.suppress(CallError, TimeoutError, ChargerDisconnected):
-            await run_session(
-                charger,
-                connector_id=session % charger.connectors + 1,
-                id_tag=id_tag,
-                meter_values=rng.randint(low, high),
-                boot=False,
-                start_soc=rng.uniform(10.0, 60.0),
-                power_w=rng.choice((7_400.0, 11_000.0, 22_000.0)),
-                data_transfer=rng.random() < 0.5,
-                pace=pace,
-                rng=rng,
-            )
+            connector = session % charger.connectors + 1
+            await _session(charger, connector, id_tag, rng.randint(low, high), pace, rng)
         session += 1
 
 
 async def _make_trouble(
-    chargers: Sequence[SimulatedCharger],
+    chargers: Sequence[ChargerLink],
     options: FleetOptions,
     rng: random.Random,
     counters: _Counters,
@@ -370,7 +383,7 @@ async def _make_trouble(
             return
         try:
             await victim.come_online()
-            await _announce(victim)
+            await victim.announce()
         except Exception as exc:
             # wants_online is set again, so its driver keeps retrying.
             log.debug("%s: come_online failed: %r", victim.charge_point_id, exc)
@@ -386,7 +399,7 @@ async def _monitor_lag(recorder: LatencyRecorder) -> None:
 
 
 async def _report_progress(
-    chargers: Sequence[SimulatedCharger],
+    chargers: Sequence[ChargerLink],
     recorder: LatencyRecorder,
     options: FleetOptions,
     hooks: FleetHooks,
@@ -434,10 +447,10 @@ def _gc_tuned(enabled: bool) -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _close_all(chargers: Sequence[SimulatedCharger], concurrency: int) -> None:
+async def _close_all(chargers: Sequence[ChargerLink], concurrency: int) -> None:
     gate = asyncio.Semaphore(concurrency)
 
-    async def close(charger: SimulatedCharger) -> None:
+    async def close(charger: ChargerLink) -> None:
         async with gate:
             try:
                 await charger.close()
@@ -447,6 +460,20 @@ async def _close_all(chargers: Sequence[SimulatedCharger], concurrency: int) -> 
     async with asyncio.TaskGroup() as tg:
         for charger in chargers:
             tg.create_task(close(charger))
+
+
+def _make_charger(charger_id: str, options: FleetOptions, recorder: LatencyRecorder) -> ChargerLink:
+    link: dict[str, Any] = {
+        "password": options.password,
+        "connectors": options.connectors,
+        "call_timeout": options.call_timeout,
+        "connect_timeout": options.connect_timeout,
+        "recorder": recorder,
+        "max_offline_queue": options.max_offline_queue,
+    }
+    if options.ocpp == "1.6":
+        return SimulatedCharger(charger_id, options.url, **link)
+    return SimulatedStation(charger_id, options.url, version=options.ocpp, **link)
 
 
 async def run_fleet(
@@ -465,17 +492,7 @@ async def run_fleet(
     lag = LatencyRecorder()
     counters = _Counters()
     chargers = [
-        SimulatedCharger(
-            charger_id,
-            options.url,
-            password=options.password,
-            connectors=options.connectors,
-            call_timeout=options.call_timeout,
-            connect_timeout=options.connect_timeout,
-            recorder=recorder,
-            max_offline_queue=options.max_offline_queue,
-        )
-        for charger_id in options.charger_ids()
+        _make_charger(charger_id, options, recorder) for charger_id in options.charger_ids()
     ]
     started = time.perf_counter()
     try:
