@@ -24,9 +24,10 @@ from hub.commands import finished_event, send_requested
 from hub.config import Settings, SupervisorSettings
 from hub.domain.policy import Policy, parse_actions
 from hub.follower import Follower
+from hub.metrics import Counts
 from hub.supervisor import snapshot
 from hub.supervisor.core import Command, Supervisor
-from schemas.events import ClockTick, CommandRequested, Event
+from schemas.events import AnomalyDetected, ClockTick, CommandRequested, Event
 
 log = structlog.get_logger("hub.supervisor")
 
@@ -87,6 +88,9 @@ class SupervisorService:
         self._sent: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_COMMANDS)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Anomalies this process stored, by kind (ocpp_hub_supervisor_alerts_total).
+        self.alerts = Counts()
+        self.following: Follower | None = None
 
     def follower(self) -> Follower:
         """What feeds the core: the stream from the event after its state (a snapshot's)."""
@@ -99,6 +103,7 @@ class SupervisorService:
             start_seq=self.core.last_seq + 1,
         )
         self.caught_up = follower.caught_up
+        self.following = follower
         return follower
 
     async def resume(self) -> None:
@@ -153,6 +158,8 @@ class SupervisorService:
             await self.store.store([intent.event for intent in due[:MAX_DRAIN]])
             for intent in due[:MAX_DRAIN]:
                 self._published.add(intent.event.id)
+                if isinstance(intent.event, AnomalyDetected):
+                    self.alerts.add((intent.event.kind,))
                 log.info(
                     "supervisor.derived",
                     type=intent.event.__struct_config__.tag,
