@@ -416,7 +416,7 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         serving_ops("gateway", settings, url) as ops,
         running_gateway(settings, url, close_grace=grace / 2, ops=ops) as gateway,
     ):
-        ops.up = True
+        await ops.serving()
         fanout = fanout_cli.optional_child(settings, url)
         children = [*([fanout] if fanout else []), *roles.role_children(settings, url)]
         async with supervised(*children):

@@ -57,6 +57,8 @@ REFRESH_S: Final = 10.0
 STREAM_CHECK_S: Final = 1.0
 # What `hub status` waits for one process's /readyz.
 ASK_WITHIN_S: Final = 3.0
+# How long a role that started waits for its record to be written (its NATS is up by then).
+RECORD_WITHIN_S: Final = 5.0
 # Under `hub up`, a fixed HUB_METRICS_PORT is the gateway's; each child takes its own offset
 # from it, so four processes on one machine never ask for one port.
 PORT_OFFSETS: Final[dict[Role, int]] = {"gateway": 0, "fanout": 1, "project": 2, "supervise": 3}
@@ -127,6 +129,8 @@ class Ops:
         self.connection: Connection | None = None
         # Set once the role has started and serves; until then /readyz says it is starting.
         self.up = False
+        # Set once the ops connection is up and the record was written (or failed to be).
+        self.recorded = asyncio.Event()
         self.url = ""
         self._sources: list[Families] = [self._own]
         self._checks: list[Check] = []
@@ -136,6 +140,14 @@ class Ops:
     @property
     def key(self) -> str:
         return f"{self.role}.{_KEY_UNSAFE.sub('_', self.instance)}"
+
+    async def serving(self, within_s: float = RECORD_WITHIN_S) -> None:
+        """The role has started. Waits, a bounded while, until the process is recorded, so
+        that ``hub status`` finds it as soon as the role says it is ready."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self.recorded.wait()
+        self.up = True
 
     # -- what roles add ------------------------------------------------------------------------
 
@@ -348,6 +360,7 @@ async def _recorded(ops: Ops, nats_url: str) -> None:
             if not failing:
                 log.warning("ops.record_failed", key=ops.key, error=str(error) or repr(error))
             failing = True
+        ops.recorded.set()
         await asyncio.sleep(REFRESH_S)
 
 

@@ -114,7 +114,7 @@ async def role_main(role: Role, settings: Settings, nats_url: str) -> int:
         serving_ops(role, settings, nats_url) as ops,
         ROLES[role](settings, nats_url, ops) as where,
     ):
-        ops.up = True
+        await ops.serving()
         print(f"{ready(role)}{where}ops {ops.url} nats {redacted(nats_url)}", flush=True)
         await stop.wait()
     return 0

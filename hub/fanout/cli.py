@@ -112,7 +112,7 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
         serving_ops("fanout", settings, nats_url) as ops,
         running_fanout(settings, nats_url, ops=ops) as port,
     ):
-        ops.up = True
+        await ops.serving()
         shown = redacted(nats_url)
         where = f"http://{settings.fanout.host}:{port}/"
         print(f"{READY}{where} ops {ops.url} nats {shown}", flush=True)

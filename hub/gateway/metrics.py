@@ -14,7 +14,7 @@ from typing import Final, get_args
 from prometheus_client.core import Metric
 
 from hub.gateway.protocol import Exchange, Link
-from hub.metrics import Counts, Histogram, bounded, labelled
+from hub.metrics import OTHER, Counts, Histogram, bounded, labelled
 from schemas import ocpp
 from schemas.commands import CommandStatus
 from schemas.events import OcppFrame, RejectionReason
@@ -42,12 +42,21 @@ class GatewayMetrics:
 
     def exchanged(self, link: Link, exchange: Exchange, *, sent: bool, seconds: float) -> None:
         """One inbound frame, its events stored in ``seconds``; ``sent``: its answer went
-        out (an answer is held back when the charger retried meanwhile)."""
-        outcome = exchange.outcome if sent or exchange.reply is None else "superseded"
-        self.frames.add(
-            (link.ocpp_version, bounded(exchange.action, ACTIONS), bounded(outcome, OUTCOMES))
+        out (an answer is held back when the charger retried meanwhile). Inlined: it runs
+        once per frame."""
+        action, outcome = exchange.action, exchange.outcome
+        if not sent and exchange.reply is not None:
+            outcome = "superseded"
+        key = (
+            link.ocpp_version,
+            action if action in ACTIONS else OTHER,
+            outcome if outcome in OUTCOMES else OTHER,
         )
+        frames = self.frames.values
+        frames[key] = frames.get(key, 0) + 1
         self.frame_store.observe(seconds)
+        if exchange.outcome == "ok":
+            return  # an answered CALL or a CALLRESULT: no CALLERROR either way
         for event in exchange.events:
             if (
                 type(event) is OcppFrame
