@@ -68,7 +68,9 @@ def add_commands(
     replay_parser.add_argument("--from-seq", type=int, default=1, help="keep rows below N")
 
     status = commands.add_parser(
-        "status", parents=[common], help="each process's health, lag and versions; how far the projections are behind"
+        "status",
+        parents=[common],
+        help="each process's health, lag and versions; how far the projections are behind",
     )
     status.add_argument("--json", action="store_true", help="the hub's answer as JSON")
 

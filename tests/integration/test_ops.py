@@ -23,7 +23,8 @@ from hub.config import Settings
 from hub.metrics import METRICS, Role, names_for
 from hub.nats_server import EmbeddedNats
 from hub.ops import Readiness, serving_ops
-from tests.integration.helpers import HUB_CLI, ocpp_charger, raw_socket
+from tests.integration.helpers import HUB_CLI, hub_up, ocpp_charger, raw_socket
+from tests.integration.helpers import gateway_port as hub_gateway_port
 from tests.integration.test_commands import until_held
 from tests.integration.test_roles import gateway_port, role
 
@@ -170,6 +171,8 @@ async def all_roles(data_dir: Path, nats_url: str) -> AsyncIterator[dict[Role, s
 
 
 async def hub_status(nats_url: str, data_dir: Path, *flags: str) -> tuple[int, str]:
+    """``hub status`` against ``nats_url`` (empty: the hub running on ``data_dir``)."""
+    env = {k: v for k, v in os.environ.items() if k != "HUB_NATS_URL"}
     process = await asyncio.create_subprocess_exec(
         *HUB_CLI,
         "status",
@@ -178,7 +181,7 @@ async def hub_status(nats_url: str, data_dir: Path, *flags: str) -> tuple[int, s
         *flags,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "HUB_NATS_URL": nats_url},
+        env={**env, "HUB_NATS_URL": nats_url} if nats_url else env,
     )
     out, err = await process.communicate()
     assert process.returncode is not None
@@ -213,6 +216,24 @@ async def test_every_role_answers_metrics_health_and_readiness_and_hub_status_li
     assert json_code == 0
     roles = json.loads(as_json)["roles"]
     assert {r["record"]["role"] for r in roles if r["readiness"]["ready"]} == set(rows)
+
+
+async def test_hub_up_gives_its_gateway_and_each_child_an_ops_server_of_its_own(
+    tmp_path: Path,
+) -> None:
+    async with hub_up(tmp_path, "--allow-unknown-chargers") as process:
+        await hub_gateway_port(process)  # its ready line: every child is ready too
+        code, as_json = await hub_status("", tmp_path, "--json")
+        roles = json.loads(as_json)["roles"]
+        urls = {r["record"]["role"]: r["record"]["url"] for r in roles}
+        assert set(urls) == {"gateway", "fanout", "project", "supervise"}, as_json
+        assert len(set(urls.values())) == 4
+        async with aiohttp.ClientSession() as http:
+            for url in urls.values():
+                await until_ready(http, url)
+        code, shown = await hub_status("", tmp_path)
+    assert code == 0, shown
+    assert shown.count(" ready ") == 4, shown
 
 
 def free_port() -> int:
