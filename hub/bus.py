@@ -233,6 +233,8 @@ class EventStore:
         messages = [self._message(event) for event in events]
         backoff = 0.05
         attempts = 0
+        # A stall counts from the start of the attempt that failed, its wait for acks included.
+        began = time.monotonic()
         while True:
             try:
                 sequences = await self._store_once(messages)
@@ -247,7 +249,7 @@ class EventStore:
                 # One line per stalled batch, not per attempt: an outage must stay readable.
                 if attempts == 1:
                     if not self._stalled_batches:
-                        self._stall_began = time.monotonic()
+                        self._stall_began = began
                     self._stalled_batches += 1
                     log.warning(
                         "store.stalled",

@@ -367,6 +367,8 @@ async def _recorded(ops: Ops, nats_url: str) -> None:
 async def _forget(ops: Ops) -> None:
     """A process that stops takes its record with it; one that dies leaves it to the TTL."""
     assert ops.connection is not None
+    if not ops.connection.client.is_connected:
+        return  # nothing to wait for: NATS is gone, the TTL will do
     with contextlib.suppress(TimeoutError, nats.errors.Error, nats.js.errors.Error):
         async with asyncio.timeout(1.0):
             kv = await ops.connection.js.key_value(BUCKET)

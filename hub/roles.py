@@ -63,7 +63,7 @@ def watch_projections(ops: Ops, runner: Runner) -> None:
 
     def check() -> Iterator[str]:
         if runner.health.stalled.is_set():
-            yield f"projections: stalled ({runner.health.last_error})"
+            yield f"projections: stalled ({runner.health.last_error[:200]})"
         elif not runner.ready.is_set():
             yield "projections: catching up with the stream"
         elif runner.lag_events > bound:
