@@ -83,27 +83,29 @@ class Lag(msgspec.Struct, frozen=True):
     seconds: float
 
 
-class OpsRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """What a process records in ``OCPP_OPS``: who it is and where it serves."""
+class _Process(msgspec.Struct, frozen=True, kw_only=True):
+    """Which process: its role, its instance, the ocpp-hub version, the OCPP versions it
+    allows (a gateway's; empty for the others)."""
 
     role: str
     instance: str
-    url: str
     version: str
     ocpp_versions: str = ""
+
+
+class OpsRecord(_Process, frozen=True, kw_only=True):
+    """What a process records in ``OCPP_OPS``: who it is and where it serves."""
+
+    url: str
     host: str = ""
     pid: int = 0
     started_at: int = 0  # Unix ms
 
 
-class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+class Readiness(_Process, frozen=True, kw_only=True):
     """The body of ``/readyz``: 200 when ``ready``, 503 with the ``reasons`` otherwise."""
 
     ready: bool
-    role: str
-    instance: str
-    version: str
-    ocpp_versions: str = ""
     reasons: list[str] = []
     # By follower (or "projections"): how far behind the stream it is.
     lag: dict[str, Lag] = {}
