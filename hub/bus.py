@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -20,6 +21,7 @@ from nats.js.errors import BadRequestError
 from nats.protocol.parser import PERMISSIONS_ERR as _PERMISSIONS_ERR
 
 from hub.config import Settings, StreamSettings
+from hub.metrics import Histogram
 from hub.nats_server import redacted, servers
 from hub.subjects import EVENTS_WILDCARD, subject_for
 from schemas.events import Event, encode_event
@@ -193,11 +195,22 @@ class EventStore:
         self._counter = 0
         self._stalled_batches = 0
         self.retries = 0
+        # For the metrics: how long each batch waited for its acks, and for how long in all
+        # some batch waited for NATS to come back.
+        self.puback_wait = Histogram()
+        self._stall_seconds = 0.0
+        self._stall_began = 0.0
 
     @property
     def stalled(self) -> bool:
         """True while NATS is known to be away or some batch is waiting for it to come back."""
         return self._stalled_batches > 0 or not self._connection.connected.is_set()
+
+    @property
+    def stall_seconds(self) -> float:
+        """Seconds during which some batch waited for NATS, the current stall included."""
+        ongoing = time.monotonic() - self._stall_began if self._stalled_batches else 0.0
+        return self._stall_seconds + ongoing
 
     async def start(self) -> None:
         await self._connection.client.subscribe(
@@ -234,6 +247,8 @@ class EventStore:
         messages = [self._message(event) for event in events]
         backoff = 0.05
         attempts = 0
+        # A stall counts from the start of the attempt that failed, its wait for acks included.
+        began = time.monotonic()
         while True:
             try:
                 acks = await self._store_once(messages)
@@ -247,6 +262,8 @@ class EventStore:
                 self.retries += 1
                 # One line per stalled batch, not per attempt: an outage must stay readable.
                 if attempts == 1:
+                    if not self._stalled_batches:
+                        self._stall_began = began
                     self._stalled_batches += 1
                     log.warning(
                         "store.stalled",
@@ -257,6 +274,8 @@ class EventStore:
             else:
                 if attempts:
                     self._stalled_batches -= 1
+                    if not self._stalled_batches:
+                        self._stall_seconds += time.monotonic() - self._stall_began
                     log.info("store.recovered", first_event=events[0].id, attempts=attempts + 1)
                 return acks
             await asyncio.sleep(backoff)
@@ -280,6 +299,7 @@ class EventStore:
         futures: list[asyncio.Future[_PubAck]] = []
         tokens: list[str] = []
         loop = asyncio.get_running_loop()
+        published = loop.time()
         try:
             for subject, data, event_id in messages:
                 self._counter += 1
@@ -309,6 +329,7 @@ class EventStore:
                 if ack.error.get("err_code") == _JS_MESSAGE_TOO_LARGE:
                     raise EventRefused(description)
                 raise StoreError(description)
+        self.puback_wait.observe(loop.time() - published)
         return acks
 
 

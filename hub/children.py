@@ -27,6 +27,8 @@ from typing import Final
 import structlog
 
 from hub.config import Settings
+from hub.metrics import Role
+from hub.ops import role_port
 
 log = structlog.get_logger("hub.children")
 
@@ -140,19 +142,24 @@ async def supervised(*children: ChildProcess) -> AsyncIterator[None]:
         await asyncio.gather(*(child.stop() for child in children))
 
 
-def hub_command(command: str, settings: Settings, *flags: str) -> list[str]:
-    """``hub COMMAND`` on ``settings``' data directory and log settings, plus ``flags``."""
+def hub_command(role: Role, settings: Settings, *flags: str) -> list[str]:
+    """``hub ROLE`` on ``settings``' data directory, log settings and ops address (a fixed
+    port offset by role), plus ``flags``."""
     return [
         sys.executable,
         "-m",
         "hub.cli",
-        command,
+        role,
         "--data-dir",
         str(settings.data_dir),
         "--log-level",
         settings.log_level,
         "--log-format",
         settings.log_format,
+        "--metrics-host",
+        settings.ops.host,
+        "--metrics-port",
+        str(role_port(role, settings.ops.port)),
         *flags,
     ]
 

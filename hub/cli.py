@@ -62,6 +62,7 @@ from hub.fanout import cli as fanout_cli
 from hub.follower import Follower, fold_once
 from hub.gc_policy import gc_policy
 from hub.nats_server import kill_servers, redacted
+from hub.ops import serving_ops
 from hub.registry import REGISTRY_SUBJECTS, Registry, format_time, parse_time
 from hub.runtime import (
     DataDirInUse,
@@ -121,6 +122,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             gateway[field] = value
+    ops: dict[str, object] = {}
+    if getattr(args, "metrics_host", None):
+        ops["host"] = args.metrics_host
+    if getattr(args, "metrics_port", None) is not None:
+        ops["port"] = args.metrics_port
+    if ops:
+        changes["ops"] = msgspec.structs.replace(settings.ops, **ops)
     if getattr(args, "allow_unknown_chargers", False):
         gateway["allow_unknown_chargers"] = True
     if vendors := getattr(args, "data_transfer_vendor", None):
@@ -177,6 +185,18 @@ def _gateway_flags(parser: argparse.ArgumentParser) -> None:
         "--tls-client-ca",
         help="PEM CA bundle that signs chargers' client certificates (security profile 3; "
         "default: <data dir>/ca/ca.crt if the hub's CA exists)",
+    )
+
+
+def _ops_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-host", help="address /metrics, /healthz and /readyz bind (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics, /healthz and /readyz (default 0: a free one; under hub up, "
+        "the gateway's, and the children take the next ones)",
     )
 
 
@@ -275,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     api_cli.add_commands(commands, common)
     api_cli.add_profile_commands(commands, common)
     projections_cli.add_commands(commands, common)
+    for role in ("up", "fanout", *roles.ROLES):
+        _ops_flags(commands.choices[role])
 
     simulate = commands.add_parser(
         "simulate", help="run a fleet of simulated OCPP chargers (1.6J, 2.0.1, 2.1)"
@@ -394,15 +416,17 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         # (about 150 ms at 1,000 chargers) would hold every answer, and every UI message
         # passes through it first.
         gc_policy(),
-        running_gateway(settings, url, close_grace=grace / 2) as gateway,
+        serving_ops("gateway", settings, url) as ops,
+        running_gateway(settings, url, close_grace=grace / 2, ops=ops) as gateway,
     ):
+        await ops.serving()
         fanout = fanout_cli.optional_child(settings, url)
         children = [*([fanout] if fanout else []), *roles.role_children(settings, url)]
         async with supervised(*children):
             host = settings.gateway.host
             print(
                 f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-                f"nats {redacted(url)} data {settings.data_dir}",
+                f"ops {ops.url} nats {redacted(url)} data {settings.data_dir}",
                 flush=True,
             )
             if fanout is not None:

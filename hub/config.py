@@ -107,6 +107,17 @@ class CaSettings(msgspec.Struct, frozen=True, kw_only=True):
     certificate_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
 
 
+class OpsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Each process's /metrics, /healthz and /readyz (hub/ops.py, docs/operations.md)."""
+
+    host: str = "127.0.0.1"
+    # 0: a free port, recorded in the OCPP_OPS bucket; under `hub up` a fixed port is the
+    # gateway's and each child takes the next (fan-out +1, projections +2, supervisor +3).
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    # A follower further behind than this many events is not ready (/readyz 503).
+    ready_max_lag_events: Annotated[int, msgspec.Meta(ge=0)] = 10_000
+
+
 _POLICY: Final = Policy()
 
 
@@ -136,6 +147,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projections: ProjectionSettings = ProjectionSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     ca: CaSettings = CaSettings()
+    ops: OpsSettings = OpsSettings()
     # Seconds `hub up` may take to stop once told to; past that it exits anyway (code 1).
     shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     # The lease that makes one of several `hub supervise` (`hub project`) the active one
@@ -202,6 +214,9 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_CA_COMMAND": ("ca", "command"),
     "HUB_CA_COMMAND_TIMEOUT": ("ca", "command_timeout_s"),
     "HUB_CERTIFICATE_DAYS": ("ca", "certificate_days"),
+    "HUB_METRICS_HOST": ("ops", "host"),
+    "HUB_METRICS_PORT": ("ops", "port"),
+    "HUB_READY_MAX_LAG": ("ops", "ready_max_lag_events"),
 }
 
 
@@ -216,6 +231,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "projections": {},
         "supervisor": {},
         "ca": {},
+        "ops": {},
     }
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
@@ -228,6 +244,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         "projections": sections["projections"],
         "supervisor": sections["supervisor"],
         "ca": sections["ca"],
+        "ops": sections["ops"],
     }
     try:
         settings = msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)

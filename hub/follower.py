@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -66,6 +67,10 @@ class Follower:
         # The last sequence folded (or passed over: the consumer skips other subjects).
         self.seq = start_seq - 1
         self.caught_up = asyncio.Event()
+        # Events under its subjects not folded yet, as the server last said; and the hub's
+        # time of the last one folded (ms): the lag the metrics and /readyz report.
+        self.pending = 0
+        self._folded_at_ms = 0
         self._target = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -122,6 +127,13 @@ class Follower:
                 **suppressed_field(suppressed),
             )
 
+    @property
+    def lag_seconds(self) -> float:
+        """How old the last event folded is while more wait; 0 when none wait."""
+        if not self.pending or not self._folded_at_ms:
+            return 0.0
+        return max(0.0, time.time() - self._folded_at_ms / 1000)
+
     async def reached(self, seq: int, within_s: float = REACH_WAIT_S) -> bool:
         """Whether ``seq`` is folded within ``within_s`` seconds."""
         if self.seq >= seq:
@@ -177,6 +189,7 @@ class Follower:
                 log.warning("follower.consumer_failed", follower=self.name, error=str(error))
                 await asyncio.sleep(1.0)
                 continue
+            self.pending = info.num_pending or 0
             if info.num_pending == 0:
                 self.caught_up.set()
             self._consumer = info.name
@@ -199,6 +212,7 @@ class Follower:
     async def _follow(self, puller: Puller, consumer: str) -> None:
         while True:
             batch = await puller.next_batch(FETCH_BATCH, linger_s=0.0, wait_s=FETCH_WAIT_S)
+            self.pending = batch.pending
             if not batch.messages:
                 # Nothing more under our subjects: whatever the stream held is behind us.
                 self.caught_up.set()
@@ -216,6 +230,7 @@ class Follower:
         except msgspec.DecodeError as error:
             self._error("follower.undecodable", seq, error)
         else:
+            self._folded_at_ms = event.received_at
             try:
                 self._apply(event, seq)
             except (ValueError, ArithmeticError, msgspec.ValidationError) as error:

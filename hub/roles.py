@@ -18,65 +18,110 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Final
+
+from prometheus_client.core import Metric
 
 from hub.bus import event_backbone
 from hub.children import ChildProcess, hub_command, until_stopped
 from hub.config import Settings
 from hub.gc_policy import gc_policy
+from hub.metrics import Role, labelled, sample
 from hub.nats_server import redacted
+from hub.ops import Lag, Ops, serving_ops
 from hub.runtime import running_gateway, running_hub_url
 from hub.supervisor.service import running_supervisor
+from projections.runner import Runner
 from projections.service import running_projections
 
 
 @contextlib.asynccontextmanager
-async def _gateway(settings: Settings, nats_url: str) -> AsyncIterator[str]:
-    async with running_gateway(settings, nats_url) as gateway:
+async def _gateway(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
+    async with running_gateway(settings, nats_url, ops=ops) as gateway:
         yield f"ws://{settings.gateway.host}:{gateway.port}/ocpp/{{chargePointId}} "
 
 
 @contextlib.asynccontextmanager
-async def _project(settings: Settings, nats_url: str) -> AsyncIterator[str]:
-    async with running_projections(settings, nats_url):
+async def _project(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
+    async with running_projections(settings, nats_url) as projections:
+        watch_projections(ops, projections.runner)
         yield ""
+
+
+def watch_projections(ops: Ops, runner: Runner) -> None:
+    """The projections' lag and stalls in ``ops``: not ready while the runner has not caught
+    up, is stalled, or is more than ``ready_max_lag_events`` behind."""
+    bound = ops.settings.ops.ready_max_lag_events
+
+    def families() -> Iterator[Metric]:
+        yield sample("ocpp_hub_projection_lag_events", runner.lag_events)
+        yield sample("ocpp_hub_projection_lag_seconds", runner.lag_seconds)
+        yield sample("ocpp_hub_projection_seq", runner.projected_seq)
+        yield sample("ocpp_hub_projection_stalled", float(runner.health.stalled.is_set()))
+        yield sample("ocpp_hub_projection_refused_rows_total", runner.health.refused_rows)
+
+    def check() -> Iterator[str]:
+        if runner.health.stalled.is_set():
+            yield f"projections: stalled ({runner.health.last_error[:200]})"
+        elif not runner.ready.is_set():
+            yield "projections: catching up with the stream"
+        elif runner.lag_events > bound:
+            yield f"projections: {runner.lag_events} events behind (more than {bound})"
+
+    ops.collect(families)
+    ops.check(check)
+    ops.lag("projections", lambda: Lag(runner.lag_events, round(runner.lag_seconds, 3)))
 
 
 @contextlib.asynccontextmanager
-async def _supervise(settings: Settings, nats_url: str) -> AsyncIterator[str]:
+async def _supervise(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
     async with (
         event_backbone(settings, nats_url, name="hub-supervisor") as (connection, store),
-        running_supervisor(connection, store, settings),
+        running_supervisor(connection, store, settings) as service,
     ):
+        ops.watch_store(store)
+        if service.following is not None:
+            ops.follow(service.following)
+        ops.collect(lambda: [labelled("ocpp_hub_supervisor_alerts_total", service.alerts.values)])
         yield ""
 
 
-# A role: what runs in its process while it is up; it yields what its ready line tells.
-Run = Callable[[Settings, str], contextlib.AbstractAsyncContextManager[str]]
+# A role: what runs in its process while it is up, its metrics and readiness in the ops
+# given; it yields what its ready line tells.
+Run = Callable[[Settings, str, Ops], contextlib.AbstractAsyncContextManager[str]]
 
-ROLES: Final[dict[str, Run]] = {"gateway": _gateway, "project": _project, "supervise": _supervise}
+ROLES: Final[dict[Role, Run]] = {"gateway": _gateway, "project": _project, "supervise": _supervise}
 
 
 def ready(role: str) -> str:
     return f"{role} ready: "
 
 
-def enabled(settings: Settings) -> list[str]:
+def enabled(settings: Settings) -> list[Role]:
     """The roles ``hub up`` starts as children: those its settings leave on."""
-    on = {"project": settings.projections.enabled, "supervise": settings.supervisor.enabled}
+    on: dict[Role, bool] = {
+        "project": settings.projections.enabled,
+        "supervise": settings.supervisor.enabled,
+    }
     return [role for role, wanted in on.items() if wanted]
 
 
-async def role_main(role: str, settings: Settings, nats_url: str) -> int:
-    async with until_stopped() as stop, gc_policy(), ROLES[role](settings, nats_url) as where:
-        print(f"{ready(role)}{where}nats {redacted(nats_url)}", flush=True)
+async def role_main(role: Role, settings: Settings, nats_url: str) -> int:
+    async with (
+        until_stopped() as stop,
+        gc_policy(),
+        serving_ops(role, settings, nats_url) as ops,
+        ROLES[role](settings, nats_url, ops) as where,
+    ):
+        await ops.serving()
+        print(f"{ready(role)}{where}ops {ops.url} nats {redacted(nats_url)}", flush=True)
         await stop.wait()
     return 0
 
 
 async def role_command(
-    role: str, settings: Settings, main: Callable[[Settings, str], Awaitable[int]] | None = None
+    role: Role, settings: Settings, main: Callable[[Settings, str], Awaitable[int]] | None = None
 ) -> int:
     """``hub ROLE``: HUB_NATS_URL, or the NATS of a hub running on this data directory, then
     ``main`` (``hub fanout`` brings its own), else the role's part of ``ROLES``."""
@@ -96,7 +141,7 @@ async def role_command(
 def role_children(settings: Settings, nats_url: str) -> list[ChildProcess]:
     """For ``hub up``: one child per enabled role."""
 
-    def child(role: str) -> ChildProcess:
+    def child(role: Role) -> ChildProcess:
         def command(ready_line: str) -> Sequence[str]:
             del ready_line  # a restarted child needs nothing from the last one
             return hub_command(role, settings)

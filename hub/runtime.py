@@ -21,6 +21,7 @@ from hub.config import Settings
 from hub.follower import Follower
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats, ensure_password, redacted, servers, with_credentials
+from hub.ops import Ops
 from hub.registry import REGISTRY_SUBJECTS, Registry
 from hub.txids import TransactionIds
 
@@ -162,8 +163,9 @@ def raise_open_files_limit() -> int:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, url: str, *, close_grace: float = 10.0
+    settings: Settings, url: str, *, close_grace: float = 10.0, ops: Ops | None = None
 ) -> AsyncIterator[Gateway]:
+    """The gateway, serving until the block ends; its metrics and readiness go to ``ops``."""
     gateway_settings = settings.gateway
     open_files = raise_open_files_limit()
     async with event_backbone(settings, url, name=f"hub-gateway-{gateway_settings.gateway_id}") as (
@@ -178,7 +180,8 @@ async def running_gateway(
             request_timeout=gateway_settings.publish_timeout_s,
         )
         registry = Registry()
-        async with registry_follower(connection, settings, registry):
+        following = registry_follower(connection, settings, registry)
+        async with following:
             gateway = Gateway(
                 gateway_settings,
                 connection,
@@ -188,6 +191,12 @@ async def running_gateway(
                 ca=certificate_authority(settings),
             )
             await gateway.start(host=gateway_settings.host, port=gateway_settings.port)
+            if ops is not None:
+                ops.watch_store(store)
+                ops.follow(following)
+                ops.collect(
+                    lambda: gateway.metrics.families(c.link for c in gateway.connections.values())
+                )
             log.info(
                 "gateway.listening",
                 url=f"ws://{gateway_settings.host}:{gateway.port}/ocpp/",

@@ -26,6 +26,7 @@ from hub.api.money_rules import (
 from hub.config import Settings
 from hub.follower import fold_once
 from hub.nats_server import redacted
+from hub.ops import all_ready, role_statuses, roles_text
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
 from projections.query import FORMATS, QueryRefused, QueryReply, QueryRequest, run_query
@@ -67,7 +68,9 @@ def add_commands(
     replay_parser.add_argument("--from-seq", type=int, default=1, help="keep rows below N")
 
     status = commands.add_parser(
-        "status", parents=[common], help="how far the projections are behind, and whether stalled"
+        "status",
+        parents=[common],
+        help="each process's health, lag and versions; how far the projections are behind",
     )
     status.add_argument("--json", action="store_true", help="the hub's answer as JSON")
 
@@ -323,29 +326,36 @@ def _limits_text(limits: SessionLimits | None) -> str:
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    """Ask the running hub's projections how far behind they are (``ctl.projections.status``);
-    exit 1 if no hub answers or the runner is stalled, so scripts can alert on it."""
+    """Ask the running hub's projections how far behind they are (``ctl.projections.status``)
+    and every process recorded in ``OCPP_OPS`` whether it is ready (``/readyz``); exit 1 if
+    no hub answers, the runner is stalled or a process is not ready, so scripts can alert."""
     url = await running_hub_url(settings)
     if not url:
         print("hub: no running hub found (start it with `hub up`)", file=sys.stderr)
         return 1
     client = await nats.connect(url, name="hub-status", max_reconnect_attempts=0)
+    status: Status | None = None
     try:
-        msg = await client.request(STATUS_SUBJECT, b"", timeout=_STATUS_TIMEOUT_S)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        try:
+            msg = await client.request(STATUS_SUBJECT, b"", timeout=_STATUS_TIMEOUT_S)
+            status = msgspec.json.decode(msg.data, type=Status)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            pass
+        roles = await role_statuses(client.jetstream())
+    finally:
+        await client.close()
+    if args.json:
+        shown = msgspec.to_builtins(status) if status is not None else {}
+        print(msgspec.json.encode({**shown, "roles": roles}).decode())
+    else:
+        print("\n".join([*([status_text(status)] if status else []), roles_text(roles)]))
+    if status is None:
         print(
             f"hub: no projections answer at {redacted(url)} (HUB_PROJECTIONS=false?)",
             file=sys.stderr,
         )
         return 1
-    finally:
-        await client.close()
-    status = msgspec.json.decode(msg.data, type=Status)
-    if args.json:
-        print(msgspec.json.encode(status).decode())
-    else:
-        print(status_text(status))
-    return 1 if status.stalled else 0
+    return 1 if status.stalled or not all_ready(roles) else 0
 
 
 def status_text(status: Status) -> str:

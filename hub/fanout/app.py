@@ -27,9 +27,11 @@ from hub.domain.refusals import Refused
 from hub.fanout.broker import Broker, Forbidden
 from hub.fanout.clients import Client
 from hub.fanout.live import Live
+from hub.fanout.metrics import families
 from hub.fanout.translate import iso
 from hub.follower import Follower
 from hub.gc_policy import gc_policy
+from hub.ops import Ops
 from hub.subjects import MEANINGFUL
 from hub.tokens import AuthError, Scope, Verifier, ensure_secret
 from schemas.events import Event
@@ -51,6 +53,8 @@ READY: Final = web.AppKey("ready", asyncio.Event)
 # The stream's last sequence, looked up when a client resumes past what the fold reached.
 StreamEnd = Callable[[], Awaitable[int]]
 STREAM_END: Final[web.AppKey[StreamEnd]] = web.AppKey("stream_end")
+# The process's metrics and readiness (hub.ops), when it serves them.
+OPS: Final = web.AppKey("ops", Ops)
 
 _json: Final = msgspec.json.Encoder()
 
@@ -185,6 +189,8 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
         follower = Follower(
             connection, settings.stream.name, MEANINGFUL, on_event, name="fanout", start_seq=start
         )
+        if OPS in app:
+            app[OPS].follow(follower)
         stream_end: StreamEnd = functools.partial(_stream_end, connection, settings.stream.name)
         app[STREAM_END] = stream_end
         await follower.start()
@@ -457,9 +463,15 @@ async def _read(
 
 
 @contextlib.asynccontextmanager
-async def running_fanout(settings: Settings, nats_url: str) -> AsyncIterator[int]:
-    """Serve the fan-out until the block ends; yields the port it listens on."""
+async def running_fanout(
+    settings: Settings, nats_url: str, *, ops: Ops | None = None
+) -> AsyncIterator[int]:
+    """Serve the fan-out until the block ends; yields the port it listens on. Its metrics
+    and readiness go to ``ops``."""
     app = create_app(settings, nats_url)
+    if ops is not None:
+        app[OPS] = ops
+        ops.collect(functools.partial(families, app[BROKER]))
     runner = web.AppRunner(
         app,
         handle_signals=False,

@@ -31,6 +31,11 @@ class Broker:
         self.clients: set[Client] = set()
         self._by_charger: dict[str, set[Client]] = {}
         self._everything: set[Client] = set()
+        # What clients that are gone had coalesced and dropped, and how many were too slow:
+        # the metrics add those of the clients still here (hub.fanout.metrics).
+        self.gone_coalesced = 0
+        self.gone_dropped = 0
+        self.gone_too_slow = 0
 
     def on_event(self, event: Event, seq: int) -> None:
         messages = self.live.fold(event, seq)
@@ -103,5 +108,9 @@ class Broker:
 
     def remove(self, client: Client) -> None:
         self.unsubscribe(client, [*client.chargers, "*"])
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            self.gone_coalesced += client.coalesced
+            self.gone_dropped += client.dropped
+            self.gone_too_slow += client.too_slow
         client.close()

@@ -12,6 +12,7 @@ from hub.config import Settings
 from hub.fanout.app import running_fanout, signing_key
 from hub.fanout.child import READY, fanout_child, port_of
 from hub.nats_server import redacted
+from hub.ops import serving_ops
 from hub.tokens import mint
 
 DEMO_TOKEN_TTL_S: Final = 7 * 24 * 3600
@@ -106,8 +107,14 @@ def token_main(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def fanout_main(settings: Settings, nats_url: str) -> int:
-    async with until_stopped() as stop, running_fanout(settings, nats_url) as port:
+    async with (
+        until_stopped() as stop,
+        serving_ops("fanout", settings, nats_url) as ops,
+        running_fanout(settings, nats_url, ops=ops) as port,
+    ):
+        await ops.serving()
         shown = redacted(nats_url)
-        print(f"{READY}http://{settings.fanout.host}:{port}/ nats {shown}", flush=True)
+        where = f"http://{settings.fanout.host}:{port}/"
+        print(f"{READY}{where} ops {ops.url} nats {shown}", flush=True)
         await stop.wait()
     return 0

@@ -111,6 +111,8 @@ class Client:
         self.floor = 0
         self.sent_seq = 0
         self.coalesced = 0
+        # Queued messages discarded when it was found too slow (ocpp_hub_ui_queue_drops_total).
+        self.dropped = 0
         self._capacity = max(4, capacity)
         self._lagging = self._capacity // 4
         self._queue: deque[_Entry] = deque()
@@ -164,6 +166,7 @@ class Client:
                         return
             if len(queue) >= self._capacity:
                 self.too_slow = True
+                self.dropped += len(queue)
                 queue.clear()
                 self._kick()
                 return

@@ -103,6 +103,7 @@ class ChargerConnection:
             return
         problem = check_command(self._link, request)
         if problem is not None:
+            self._gateway.metrics.commanded(request.action, problem.status)
             await _respond(msg, problem)
             return
         self.spawn(self._answer_command(msg, request))
@@ -124,6 +125,7 @@ class ChargerConnection:
 
     async def _answer_command(self, msg: Msg | None, request: CommandRequest) -> None:
         reply = await self.call(request)
+        self._gateway.metrics.commanded(request.action, reply.status)
         self._log.info(
             "ocpp.command",
             action=request.action,
@@ -267,9 +269,13 @@ class ChargerConnection:
                 self._log.error("store.refused", unique_id=exchange.unique_id, error=str(error))
                 exchange = unstorable(self._link, inbound, received, str(error))
                 sequences = await self._gateway.store(exchange)
+            stored_in = time.perf_counter() - started
             if outcome is not None and awaited is not None and not awaited.future.done():
                 awaited.future.set_result(outcome)
             reply = self._held.reply(admission, exchange)
+            self._gateway.metrics.exchanged(
+                self._link, exchange, sent=reply is not None, seconds=stored_in
+            )
             if reply is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._websocket.send(reply, text=True)

@@ -53,6 +53,7 @@ from hub.gateway.handshake import (
     websockets_logger,
 )
 from hub.gateway.lockout import AuthGuard, address_key
+from hub.gateway.metrics import GatewayMetrics
 from hub.gateway.protocol import (
     Exchange,
     Inbound,
@@ -154,6 +155,7 @@ class Gateway:
         # Refusals and failed handshakes are logged through this: a flood of bad requests
         # costs a bounded number of lines.
         self.log_throttle = Throttle()
+        self.metrics = GatewayMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -33,9 +33,10 @@ from hub.config import Settings, SupervisorSettings
 from hub.domain.policy import Policy, parse_actions
 from hub.follower import Follower
 from hub.lease import KvLease, leased
+from hub.metrics import Counts
 from hub.supervisor import snapshot
 from hub.supervisor.core import ACTOR, COMMAND_ACTIONS, Command, Supervisor
-from schemas.events import ClockTick, CommandRequested, Event, encode_event
+from schemas.events import AnomalyDetected, ClockTick, CommandRequested, Event, encode_event
 
 log = structlog.get_logger("hub.supervisor")
 
@@ -107,7 +108,7 @@ class SupervisorService:
         self.stream = settings.stream.name
         # Set by running_supervisor; a service without one is the only writer there is.
         self.lease: KvLease | None = None
-        self._follower: Follower | None = None
+        self.following: Follower | None = None
         self.tick_ms = max(1, round(settings.supervisor.tick_s * 1000))
         self.policy = policy_from(settings.supervisor)
         self.core = Supervisor(self.policy)
@@ -121,6 +122,8 @@ class SupervisorService:
         self._sent: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_COMMANDS)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Anomalies this process stored, by kind (ocpp_hub_supervisor_alerts_total).
+        self.alerts = Counts()
 
     def follower(self) -> Follower:
         """What feeds the core: the stream from the event after its state (a snapshot's)."""
@@ -133,7 +136,7 @@ class SupervisorService:
             start_seq=self.core.last_seq + 1,
         )
         self.caught_up = follower.caught_up
-        self._follower = follower
+        self.following = follower
         return follower
 
     def active(self) -> bool:
@@ -206,9 +209,9 @@ class SupervisorService:
     async def _settled(self) -> bool:
         """Whether the fold holds everything stored so far: what a holder before this one
         stored is then confirmed, not stored again (nor its commands sent)."""
-        if self.lease is None or self._follower is None:
+        if self.lease is None or self.following is None:
             return True
-        return await self._follower.settled() and self.active()
+        return await self.following.settled() and self.active()
 
     async def _drain_once(self) -> None:
         due = [i for i in self.core.unconfirmed.values() if i.event.id not in self._published]
@@ -216,6 +219,8 @@ class SupervisorService:
             await self.store.store([intent.event for intent in due[:MAX_DRAIN]])
             for intent in due[:MAX_DRAIN]:
                 self._published.add(intent.event.id)
+                if isinstance(intent.event, AnomalyDetected):
+                    self.alerts.add((intent.event.kind,))
                 log.info(
                     "supervisor.derived",
                     type=intent.event.__struct_config__.tag,

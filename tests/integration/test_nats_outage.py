@@ -11,9 +11,11 @@ from pathlib import Path
 import msgspec
 import pytest
 from ocpp.v16 import call
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
+from hub.ops import serving_ops
 from hub.runtime import running_gateway
 from schemas.events import OcppFrame
 from tests.integration.helpers import charger_events, ocpp_charger, raw_socket, stored_events
@@ -65,16 +67,25 @@ async def test_restart_of_nats_loses_and_doubles_nothing(
                     await outage_over.wait()
 
     try:
-        async with running_gateway(settings, server.url) as gateway, asyncio.TaskGroup() as tg:
-            for index in range(CHARGERS):
-                tg.create_task(charger(gateway.port, index))
-            async with asyncio.timeout(30):
-                await progress.wait()
-            await server.stop()
-            await asyncio.sleep(1.5)  # the outage itself: chargers keep sending meanwhile
-            server = EmbeddedNats(store_dir, port=port)
-            await server.start()
-            outage_over.set()
+        async with (
+            serving_ops("gateway", settings, server.url) as ops,
+            running_gateway(settings, server.url, ops=ops) as gateway,
+        ):
+            async with asyncio.TaskGroup() as tg:
+                for index in range(CHARGERS):
+                    tg.create_task(charger(gateway.port, index))
+                async with asyncio.timeout(30):
+                    await progress.wait()
+                await server.stop()
+                await asyncio.sleep(1.5)  # the outage itself: chargers keep sending meanwhile
+                server = EmbeddedNats(store_dir, port=port)
+                await server.start()
+                outage_over.set()
+            scraped = {
+                sample.name: sample
+                for family in text_string_to_metric_families(ops.render().decode())
+                for sample in family.samples
+            }
         events = [e for _, e in await stored_events(server.url)]
     finally:
         await server.stop()
@@ -88,6 +99,11 @@ async def test_restart_of_nats_loses_and_doubles_nothing(
     keys = Counter((e.charge_point_id, e.direction, e.unique_id) for e in calls + results)
     assert max(keys.values()) == 1
     assert len(calls) == len(results) == CHARGERS * (MESSAGES + 2)
+    # The metrics saw the outage, and counted each frame once however often it was retried.
+    assert scraped["ocpp_hub_storage_stall_seconds_total"].value >= 1.0
+    assert scraped["ocpp_hub_store_retries_total"].value > 0
+    assert scraped["ocpp_hub_storage_stalled"].value == 0
+    assert scraped["ocpp_hub_frame_store_seconds_count"].value == len(calls)
     # Order per charger is the order the charger sent in.
     for cp in answered:
         readings = [
