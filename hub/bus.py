@@ -20,7 +20,7 @@ from nats.js.errors import BadRequestError
 from nats.protocol.parser import PERMISSIONS_ERR as _PERMISSIONS_ERR
 
 from hub.config import Settings, StreamSettings
-from hub.nats_server import redacted
+from hub.nats_server import redacted, servers
 from hub.subjects import EVENTS_WILDCARD, subject_for
 from schemas.events import Event, encode_event
 
@@ -105,7 +105,7 @@ async def connect(url: str, *, name: str) -> Connection:
         try:
             client = _Client()
             await client.connect(
-                url,
+                servers(url),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; typed int, used as float

@@ -85,8 +85,18 @@ def with_credentials(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{USER}:{password}@{parts.hostname}:{parts.port}"))
 
 
+def servers(url: str) -> list[str]:
+    """A NATS URL as the client takes it: ``nats://a:4222,nats://b:4222`` names several nodes
+    of one cluster, any of which may be down when a process starts."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 def redacted(url: str) -> str:
     """``url`` fit for logs and terminals: without the password it may carry."""
+    return ",".join(_redacted(server) for server in servers(url))
+
+
+def _redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -19,7 +19,7 @@ from hub.ca import certificate_authority
 from hub.config import Settings
 from hub.follower import Follower
 from hub.gateway.server import Gateway
-from hub.nats_server import EmbeddedNats, ensure_password, redacted, with_credentials
+from hub.nats_server import EmbeddedNats, ensure_password, redacted, servers, with_credentials
 from hub.registry import REGISTRY_SUBJECTS, Registry
 from hub.txids import TransactionIds
 
@@ -194,7 +194,7 @@ async def reachable(url: str, *, within: float = 1.0) -> bool:
         # nats-py retries a refused connection forever even when told not to reconnect.
         async with asyncio.timeout(within):
             client = await nats.connect(
-                url,
+                servers(url),
                 connect_timeout=within,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,
