@@ -10,12 +10,17 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 
+import msgspec
+import nats
+
+from hub.commands import send_command
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
 from schemas.events import ChargerDisconnected, OcppFrame
 from tests.integration.helpers import charger_events, raw_socket
+from tests.integration.test_commands import until_held
 
 
 async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
@@ -116,3 +121,33 @@ async def test_every_connected_charger_is_closed_with_1001_within_the_grace(
                 async with asyncio.timeout(10):
                     await closing
                 assert loop.time() - started < 5.0
+
+
+async def test_a_draining_gateway_waits_for_the_answer_to_a_command_it_sent(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    client = await nats.connect(nats_server.url)
+    try:
+        async with running_gateway(settings, nats_server.url, close_grace=30.0) as gateway:
+            port = gateway.port
+            async with raw_socket(port, "CP-CMD") as ws:
+                await until_held(client, "CP-CMD")
+                command = asyncio.create_task(
+                    send_command(client, "CP-CMD", "Reset", b'{"type": "Soft"}', timeout_s=20)
+                )
+                sent = json.loads(await ws.recv())
+                assert sent[:3] == [2, sent[1], "Reset"]
+                closing = asyncio.create_task(gateway.close(grace=30.0))
+                await asyncio.sleep(0)
+                assert await refuses_connections(port)
+                # The charger is still connected: its answer reaches the operator.
+                await ws.send(json.dumps([3, sent[1], {"status": "Accepted"}]))
+                async with asyncio.timeout(20):
+                    reply = await command
+                    await ws.wait_closed()
+                    await closing
+                assert reply.status == "answered"
+                assert msgspec.json.decode(reply.payload) == {"status": "Accepted"}
+                assert ws.close_code == 1001
+    finally:
+        await client.close()
