@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import yaml
 
+import hub
 from hub.cli import build_parser
 from hub.config import CONFIG_VARIABLE, ENVIRONMENT
 
@@ -65,10 +66,10 @@ PROMETHEUS_SERIES: Final = frozenset(
 
 
 def _metrics_module() -> Any | None:
-    try:
-        return importlib.import_module("hub.metrics")
-    except ModuleNotFoundError:
+    # Only this tree's: an editable install of another checkout could supply one otherwise.
+    if not (Path(hub.__file__).parent / "metrics.py").exists():
         return None
+    return importlib.import_module("hub.metrics")
 
 
 def exported_series() -> frozenset[str]:
