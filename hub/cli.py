@@ -49,8 +49,11 @@ from hub.ca import CaExists, ca_dir, init_local_ca
 from hub.children import supervised
 from hub.clock import now_ms
 from hub.config import (
+    CONFIG_VARIABLE,
+    ConfigFile,
     Settings,
     check_ocpp_versions,
+    config_file,
     from_environment,
     with_client_ca,
     with_gateway_id,
@@ -91,11 +94,23 @@ def _common_flags() -> argparse.ArgumentParser:
     parser.add_argument("--nats-url", help="use this NATS server instead of the embedded one")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
     parser.add_argument("--log-format", choices=["auto", "console", "json"], default=None)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML settings file (or {CONFIG_VARIABLE}); flags and HUB_* variables override it",
+    )
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = from_environment()
+    return _loaded(args)[0]
+
+
+def _loaded(args: argparse.Namespace) -> tuple[Settings, ConfigFile | None]:
+    """Flags over HUB_* variables over the settings file over the defaults."""
+    config = config_file(getattr(args, "config", None))
+    settings = from_environment(config=config)
     changes: dict[str, object] = {}
     if args.data_dir is not None:
         changes["data_dir"] = args.data_dir
@@ -138,7 +153,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         check_ocpp_versions(replaced, "--ocpp-versions")
     settings = msgspec.structs.replace(settings, **changes)
     settings = fanout_cli.apply_flags(settings, args)
-    return with_gateway_id(with_client_ca(settings))
+    return with_gateway_id(with_client_ca(settings)), config
 
 
 def _vendor_policy(specs: list[str]) -> dict[str, list[str]]:
@@ -696,15 +711,19 @@ def _main(argv: Sequence[str] | None) -> int:
         logs.configure("warning")
         return asyncio.run(simulate_main(args))
     try:
-        settings = _settings(args)
+        settings, config = _loaded(args)
     except ValueError as error:
         print(f"hub: {error}", file=sys.stderr)
         return 2
     # Admin commands print their result; their own logs only matter when something is wrong.
     default_level = "info" if args.command in ("up", "fanout", *roles.ROLES) else "warning"
-    level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or default_level
+    configured = config.document.get("log_level") if config else None
+    level = args.log_level or os.environ.get("HUB_LOG_LEVEL") or configured or default_level
     logs.configure(level, settings.log_format)
     if args.command == "up":
+        if config is not None:
+            # hub up's children take their settings from the environment they inherit.
+            os.environ[CONFIG_VARIABLE] = str(config.path.resolve())
         return _up_main(settings)
     if args.command == "fanout":
         return uvloop.run(roles.role_command("fanout", settings, fanout_cli.fanout_main))

@@ -1,12 +1,15 @@
-"""Settings for every hub process, read once from the environment and CLI flags."""
+"""Settings for every hub process, read once from a TOML file, the environment and CLI flags
+(flags over ``HUB_*`` variables over the file over the defaults)."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -220,41 +223,114 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
-    """``HUB_*`` variables over the defaults; CLI flags are applied on top by the caller."""
+# The variable that names a TOML settings file when ``--config`` does not.
+CONFIG_VARIABLE: Final = "HUB_CONFIG"
+
+
+class ConfigFile(msgspec.Struct, frozen=True):
+    """A TOML settings file, read and checked: its tables mirror ``Settings``' structs."""
+
+    path: Path
+    document: dict[str, Any]
+
+
+def config_file(flag: Path | None, environ: Mapping[str, str] | None = None) -> ConfigFile | None:
+    """The file ``--config`` names, else the one ``HUB_CONFIG`` names, read; None without
+    either. Raises ValueError naming the file, the key and the problem."""
     env = os.environ if environ is None else environ
-    sections: dict[str, dict[str, str]] = {
-        "": {},
-        "gateway": {},
-        "stream": {},
-        "fanout": {},
-        "projections": {},
-        "supervisor": {},
-        "ca": {},
-        "ops": {},
+    if flag is not None:
+        return read_config(flag)
+    named = env.get(CONFIG_VARIABLE)
+    return read_config(Path(named)) if named else None
+
+
+def read_config(path: Path) -> ConfigFile:
+    """Reads ``path`` and checks it as strictly as the structs type it: a key no struct has,
+    or a value of the wrong type or out of range, is refused with its dotted key."""
+    try:
+        with path.open("rb") as stream:
+            document = tomllib.load(stream)
+    except OSError as error:
+        raise ValueError(f"config {path}: cannot read it: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config {path}: not valid TOML: {error}") from None
+    for key, known in _unknown_keys(document, Settings):
+        hint = difflib.get_close_matches(key.rpartition(".")[2], known, n=1)
+        maybe = f" (did you mean {hint[0]}?)" if hint else ""
+        raise ValueError(f"config {path}: unknown key {key}{maybe}")
+    try:
+        msgspec.convert(document, Settings, dec_hook=_decode_path)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"config {path}: {_name_key(str(error))}") from None
+    return ConfigFile(path, document)
+
+
+def _unknown_keys(
+    table: Mapping[str, object], kind: type[msgspec.Struct], prefix: str = ""
+) -> list[tuple[str, list[str]]]:
+    """Every key of ``table`` that ``kind`` has no field for, dotted, with the names it has."""
+    fields = {field.name: field.type for field in msgspec.structs.fields(kind)}
+    unknown: list[tuple[str, list[str]]] = []
+    for key, value in table.items():
+        if key not in fields:
+            unknown.append((f"{prefix}{key}", list(fields)))
+            continue
+        inner = fields[key]
+        if (
+            isinstance(inner, type)
+            and issubclass(inner, msgspec.Struct)
+            and isinstance(value, dict)
+        ):
+            unknown.extend(_unknown_keys(value, inner, f"{prefix}{key}."))
+    return unknown
+
+
+def _name_key(message: str) -> str:
+    """msgspec's ``at `$.stream.replicas``` as the file's key, ``in stream.replicas``."""
+    head, marker, path = message.rpartition(" - at `$.")
+    return f"{head} - in {path.rstrip('`')}" if marker else message
+
+
+def from_environment(
+    environ: Mapping[str, str] | None = None, *, config: ConfigFile | None = None
+) -> Settings:
+    """``HUB_*`` variables over ``config``'s values over the defaults; CLI flags are applied
+    on top by the caller."""
+    env = os.environ if environ is None else environ
+    document: dict[str, Any] = {
+        key: dict(value) if isinstance(value, dict) else value
+        for key, value in (config.document if config else {}).items()
     }
     for variable, (section, field) in ENVIRONMENT.items():
         if variable in env:
-            sections[section][field] = env[variable]
-    document: dict[str, object] = {
-        **sections[""],
-        "gateway": sections["gateway"],
-        "stream": sections["stream"],
-        "fanout": sections["fanout"],
-        "projections": sections["projections"],
-        "supervisor": sections["supervisor"],
-        "ca": sections["ca"],
-        "ops": sections["ops"],
-    }
+            (document.setdefault(section, {}) if section else document)[field] = env[variable]
     try:
+        # Lax: variables are strings. The file's values passed the strict check already,
+        # so whatever fails here came from a variable.
         settings = msgspec.convert(document, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as error:
         raise ValueError(f"invalid environment: {_name_variable(str(error))}") from None
-    _check_supervisor(settings.supervisor)
+    _check_supervisor(settings.supervisor, env, config)
     if settings.lease_renew_s >= settings.lease_ttl_s:
-        raise ValueError("invalid environment: HUB_LEASE_RENEW must be shorter than HUB_LEASE_TTL")
-    check_ocpp_versions(settings.gateway, "HUB_OCPP_VERSIONS")
+        problem = "must be shorter than the lease's TTL (HUB_LEASE_TTL)"
+        raise _refusal("HUB_LEASE_RENEW", problem, env, config)
+    try:
+        parse_versions(settings.gateway.ocpp_versions)
+    except BadRegistration as error:
+        if config is not None and "HUB_OCPP_VERSIONS" not in env:
+            raise _refusal("HUB_OCPP_VERSIONS", error.problem, env, config) from None
+        raise ValueError(f"invalid HUB_OCPP_VERSIONS: {error.problem}") from None
     return settings
+
+
+def _refusal(
+    variable: str, problem: str, env: Mapping[str, str], config: ConfigFile | None
+) -> ValueError:
+    """A value refused at start, named where it came from: the variable, else the file's key."""
+    if config is None or variable in env:
+        return ValueError(f"invalid environment: {problem} - in {variable}")
+    section, field = ENVIRONMENT[variable]
+    return ValueError(f"config {config.path}: {problem} - in {section}.{field}")
 
 
 def check_ocpp_versions(gateway: GatewaySettings, source: str) -> None:
@@ -265,7 +341,9 @@ def check_ocpp_versions(gateway: GatewaySettings, source: str) -> None:
         raise ValueError(f"invalid {source}: {error.problem}") from None
 
 
-def _check_supervisor(supervisor: SupervisorSettings) -> None:
+def _check_supervisor(
+    supervisor: SupervisorSettings, env: Mapping[str, str], config: ConfigFile | None
+) -> None:
     """Refuse at start what the supervisor could only fail on later."""
     for variable, check in (
         ("HUB_INTEGRITY_ACTIONS", lambda: parse_actions(supervisor.actions)),
@@ -274,7 +352,7 @@ def _check_supervisor(supervisor: SupervisorSettings) -> None:
         try:
             check()
         except ValueError as error:
-            raise ValueError(f"invalid environment: {error} - in {variable}") from None
+            raise _refusal(variable, str(error), env, config) from None
 
 
 def _decode_path(kind: type, value: object) -> object:

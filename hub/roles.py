@@ -38,7 +38,10 @@ from projections.service import running_projections
 
 @contextlib.asynccontextmanager
 async def _gateway(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
-    async with running_gateway(settings, nats_url, ops=ops) as gateway:
+    # SIGTERM drains the gateway within the grace an orchestrator is told to allow.
+    async with running_gateway(
+        settings, nats_url, close_grace=settings.shutdown_grace_s, ops=ops
+    ) as gateway:
         yield f"ws://{settings.gateway.host}:{gateway.port}/ocpp/{{chargePointId}} "
 
 

@@ -25,7 +25,7 @@ from hub.api.money_rules import (
 )
 from hub.config import Settings
 from hub.follower import fold_once
-from hub.nats_server import redacted
+from hub.nats_server import redacted, servers
 from hub.ops import all_ready, role_statuses, roles_text
 from hub.runtime import admin_backbone, running_hub_url
 from projections.backends import BackendError, open_backend
@@ -188,7 +188,7 @@ async def _query(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _ask_hub(url: str, sql: str, fmt: str) -> int | None:
     """Ask the running hub, which owns chDB; None if no hub answers queries there."""
-    client = await nats.connect(url, name="hub-query", max_reconnect_attempts=0)
+    client = await nats.connect(servers(url), name="hub-query", max_reconnect_attempts=0)
     try:
         request = msgspec.json.encode(QueryRequest(sql=sql, format=fmt))
         try:
@@ -246,7 +246,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _replay_in_hub(url: str, args: argparse.Namespace) -> int | None:
     """Let the running hub replay (it owns chDB); progress comes back on an inbox."""
-    client = await nats.connect(url, name="hub-replay", max_reconnect_attempts=0)
+    client = await nats.connect(servers(url), name="hub-replay", max_reconnect_attempts=0)
     try:
         inbox = client.new_inbox()
         updates = await client.subscribe(inbox, max_msgs=0)
@@ -333,7 +333,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     if not url:
         print("hub: no running hub found (start it with `hub up`)", file=sys.stderr)
         return 1
-    client = await nats.connect(url, name="hub-status", max_reconnect_attempts=0)
+    client = await nats.connect(servers(url), name="hub-status", max_reconnect_attempts=0)
     status: Status | None = None
     try:
         try:

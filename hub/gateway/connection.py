@@ -72,6 +72,10 @@ class ChargerConnection:
         self.signing = False
         # The connection owns its command tasks: run() waits for every one before it returns.
         self._command_tasks: set[asyncio.Task[None]] = set()
+        # Frames read and not yet stored and answered; drain() waits for none.
+        self.unanswered = 0
+        self._all_answered = asyncio.Event()
+        self._all_answered.set()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -85,6 +89,23 @@ class ChargerConnection:
                 await self._queue.put(None)
         # Commands still queued find the connection closed and answer "offline" at once.
         await asyncio.gather(*self._command_tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Close with 1001 once every frame read so far is stored and answered, and the answer
+        to the CALL the hub awaits (if any) has come: the charger goes to another gateway
+        with nothing to send again. The gateway bounds how long this may take."""
+        await self._all_answered.wait()
+        if (awaiting := self._awaiting) is not None:
+            # Not cancelled with the drain: the command still gets its outcome.
+            await asyncio.wait([awaiting.future])
+        await self._websocket.close(1001, "gateway going away")
+
+    def _unanswered(self, change: int) -> None:
+        self.unanswered += change
+        if self.unanswered:
+            self._all_answered.clear()
+        else:
+            self._all_answered.set()
 
     # -- commands: CALLs the hub sends --------------------------------------------------------
 
@@ -217,6 +238,7 @@ class ChargerConnection:
                 if isinstance(message, bytes):
                     # Recorded, then the connection is closed: nothing after it is read.
                     received = Received(message, received_at, self._position)
+                    self._unanswered(+1)
                     await self._queue.put((received, Admission(frames.binary_frame())))
                     return
                 data = message.encode()
@@ -235,6 +257,7 @@ class ChargerConnection:
                     )
                 else:
                     admission = Admission(inbound)
+                self._unanswered(+1)
                 await self._queue.put((Received(data, received_at, self._position), admission))
 
     async def _process(self) -> None:
@@ -293,6 +316,7 @@ class ChargerConnection:
                 seq=sequences[0] if sequences else None,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+            self._unanswered(-1)
 
 
 class _AwaitedAnswer(msgspec.Struct):

@@ -206,21 +206,39 @@ class Gateway:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self, grace: float = 10.0) -> None:
-        """Close every charger connection with 1001 and let their last events be stored.
+        """Drain: accept no more chargers, answer what each connected one has sent, then
+        close it with 1001 so that it reconnects to another gateway.
 
-        With NATS gone those stores could wait forever; after ``grace`` the gateway stops
-        anyway. Whatever was not stored was not answered either, so chargers send it again.
+        With NATS gone those stores could wait forever: after half of ``grace`` the chargers
+        still waiting are closed with 1001 anyway, and after ``grace`` the gateway stops.
+        Whatever was not stored was not answered either, so chargers send it again.
         """
         if self._server is None:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # Not listening any more: a load balancer sends new connections to another gateway.
+        self._server.server.close()
+        draining = [link.calls.drain() for link in self.connections.values() if link.calls]
+        log.info("gateway.draining", connections=len(draining), grace_s=grace)
+        try:
+            async with asyncio.timeout(grace / 2):
+                await asyncio.gather(*draining, return_exceptions=True)
+        except TimeoutError:
+            log.warning("gateway.drain_overdue", connections=len(self.connections))
+        # 1001 to whoever is still connected, then wait for every connection's last events.
         self._server.close()
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
                 await self._server.wait_closed()
         except TimeoutError:
             log.warning("gateway.closed_with_unstored_events", connections=len(self._handlers))
-            for handler in self._handlers:
-                handler.cancel()
+            # Until each is gone: a handler cancelled while storing its frames goes on to
+            # store its connection.closed, which waits as long as NATS does.
+            while self._handlers:
+                for handler in self._handlers:
+                    handler.cancel()
+                await asyncio.wait(self._handlers, timeout=0.1)
             await self._server.wait_closed()
         for kind, count in self.log_throttle.drain():
             log.info("log.suppressed", kind=kind, suppressed=count)
