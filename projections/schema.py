@@ -10,6 +10,7 @@ what each table already holds can neither lose nor double a row (docs/projection
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Final
 
 # Tables that hold rows of one projection group; `hub replay --projection NAME` rebuilds a
@@ -300,21 +301,46 @@ RETYPED: Final[dict[str, dict[str, str]]] = {
 MIGRATING: Final = "__migrating"
 
 
-def ddl(db: str) -> list[str]:
+def ddl(db: str, present: Collection[tuple[str, str]] = ()) -> list[str]:
+    """The statements that make the schema. ``present`` holds the (table or view, column)
+    pairs the database has already: what they show is there is left out, since even an
+    ALTER or CREATE VIEW that changes nothing costs chDB tens of ms, every start and every
+    replay."""
+    tables = {table for table, _ in present}
     statements = [f"CREATE DATABASE IF NOT EXISTS {db}"]
-    statements += [table_ddl(db, table) for table in _TABLES]
+    statements += [table_ddl(db, table) for table in _TABLES if table not in tables]
     statements += [
         f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
         for table, columns in ADDED.items()
         for column in columns
+        if (table, column.split()[0]) not in present
     ]
-    # Replaced at every start: a view keeps the columns its tables had when it was made, so
-    # one from before a column was ADDED would never show it.
+    # A view keeps the columns its table had when it was made, so one from before a column
+    # was ADDED would never show it: such a view is made again.
     statements += [
         f"CREATE OR REPLACE VIEW {db}.{view} AS {body.format(db=db)}"
         for view, body in _VIEWS.items()
+        if view not in tables or _hides_columns(view, present)
     ]
     return statements
+
+
+# The views that show every column of one table but its seq: view -> table.
+_WHOLE_VIEWS: Final = {
+    view: match.group(1)
+    for view, body in _VIEWS.items()
+    if (match := re.search(r"SELECT \* EXCEPT \(seq\), seq AS version FROM \{db\}\.(\w+)", body))
+}
+
+
+def _hides_columns(view: str, present: Collection[tuple[str, str]]) -> bool:
+    table = _WHOLE_VIEWS.get(view)
+    if table is None:
+        return False
+    shown = {column for name, column in present if name == view}
+    columns = {column for name, column in present if name == table}
+    columns |= {added.split()[0] for added in ADDED.get(table, ())}
+    return bool(columns - shown - {"seq"})
 
 
 INSERT_SETTINGS: Final = {

@@ -58,37 +58,48 @@ class _Snapshot(msgspec.Struct):
     state: str
 
 
-class _Table(msgspec.Struct):
+class _ColumnOf(msgspec.Struct):
     table: str
+    name: str
+    type: str
 
 
 async def ensure_schema(backend: Backend, db: str) -> None:
-    for statement in ddl(db):
+    """Tables, columns and views as the DDL has them; only what is missing is made."""
+    present = decode_rows(
+        await backend.query(
+            f"SELECT table, name, type FROM system.columns WHERE database = {_literal(db)}"
+        ),
+        _ColumnOf,
+    )
+    for statement in ddl(db, {(column.table, column.name) for column in present}):
         await backend.execute(statement)
-    await _retype(backend, db)
+    await _retype(backend, db, present)
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def _retype(backend: Backend, db: str) -> None:
+async def _retype(backend: Backend, db: str, present: list[_ColumnOf]) -> None:
     """Rebuild each table whose columns still have a type they no longer have in the DDL
-    (``schema.RETYPED``): its rows are copied into a table made by today's DDL, which is then
-    swapped in. Each step is safe to repeat after a crash; the swap is atomic."""
+    (``schema.RETYPED``; ``present`` is every column as it was before the DDL ran, which
+    adds columns but changes none): its rows are copied into a table made by today's DDL,
+    which is then swapped in. Each step is safe to repeat after a crash; the swap is atomic."""
+    tables = {column.table for column in present}
     for table in RETYPED:
-        # A copy left by a crash, before or after its swap: the table itself is whole.
-        await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{MIGRATING}")
-    stale = " OR ".join(
-        f"(table = '{table}' AND name = '{column}' AND type != {_literal(kind)})"
-        for table, columns in RETYPED.items()
-        for column, kind in columns.items()
+        if table + MIGRATING in tables:
+            # A copy left by a crash, before or after its swap: the table itself is whole.
+            await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{MIGRATING}")
+    stale = sorted(
+        {
+            column.table
+            for column in present
+            if RETYPED.get(column.table, {}).get(column.name, column.type) != column.type
+        }
     )
-    found = await backend.query(
-        f"SELECT DISTINCT table FROM system.columns WHERE database = '{db}' AND ({stale})"
-    )
-    for row in decode_rows(found, _Table):
-        table, copy = row.table, f"{db}.{row.table}{MIGRATING}"
+    for table in stale:
+        copy = f"{db}.{table}{MIGRATING}"
         columns = ", ".join(
             f"`{column.name}`"
             for column in decode_rows(await backend.query(f"DESCRIBE TABLE {db}.{table}"), _Column)
