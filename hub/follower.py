@@ -70,6 +70,8 @@ class Follower:
         # Events under its subjects not folded yet, as the server last said; and the hub's
         # time of the last one folded (ms): the lag the metrics and /readyz report.
         self.pending = 0
+        # Events delivered again and passed over (a cluster's consumer failover).
+        self.redelivered = 0
         self._folded_at_ms = 0
         self._target = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -220,6 +222,11 @@ class Follower:
                 await self._connection.js.consumer_info(self._stream, consumer)
                 continue
             for seq, data in batch.messages:
+                if seq <= self.seq:
+                    # Delivered again: a consumer's new leader on a cluster may not know how
+                    # far the old one got (nothing is acked), and a fold takes an event once.
+                    self.redelivered += 1
+                    continue
                 self._fold(data, seq)
             if batch.pending == 0 or self.seq >= self._target:
                 self.caught_up.set()

@@ -1,13 +1,17 @@
-"""The hub on a real 3-node NATS JetStream cluster, the stream at R3: two gateways and the
-projections, chargers running transactions, while the stream's leader node is killed and
-later a follower. Nothing a charger was answered for is lost or doubled, the tables equal a
-rebuild, and the longest answer a charger waited for during each failover is reported."""
+"""The hub on a real 3-node NATS JetStream cluster, the stream at R3: two gateways, the
+projections and two supervisors (one active by the lease), chargers running prepaid
+transactions, while the stream's leader node is killed, later a follower, and then the
+active supervisor. Nothing a charger was answered for is lost or doubled, every hold is
+settled once, what the supervisors derived is what one supervisor derives from the stream,
+the tables equal a rebuild, and the longest answer a charger waited for during each failover
+is reported."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -19,13 +23,28 @@ import msgspec
 import pytest
 from ocpp.v16 import ChargePoint, call
 
-from hub.config import Settings, StreamSettings
+from hub.bus import event_backbone
+from hub.config import Settings, StreamSettings, from_environment
 from hub.runtime import running_gateway
 from projections.service import running_projections
-from schemas.events import OcppFrame
+from schemas.events import (
+    Event,
+    OcppFrame,
+    TariffSet,
+    WalletConfigured,
+    WalletCredited,
+    _DerivedEvent,
+)
 from tests.conftest import with_gateway
 from tests.integration.cluster import NatsCluster, nats_cluster
 from tests.integration.helpers import ocpp_charger, stored_events
+from tests.integration.test_supervisor_failover import (
+    SUPERVISOR_ENV,
+    holder_becomes,
+    lease_holder_pid,
+    one_supervisor,
+    supervisor,
+)
 from tests.projections.helpers import dump, last_seq, replay_in
 
 CHARGERS_PER_GATEWAY = 3
@@ -48,7 +67,8 @@ class Load:
         return answer
 
     async def run(self, charger: ChargePoint) -> None:
-        """Transactions back to back: start, three meter values, stop."""
+        """Prepaid transactions back to back: start (a hold), three meter values, stop (the
+        settlement)."""
         await self.timed(
             charger, call.BootNotification(charge_point_model="M", charge_point_vendor="V")
         )
@@ -58,7 +78,7 @@ class Load:
             started = await self.timed(
                 charger,
                 call.StartTransaction(
-                    connector_id=1, id_tag="TAG", meter_start=meter, timestamp=_now()
+                    connector_id=1, id_tag=tag_of(charger.id), meter_start=meter, timestamp=_now()
                 ),
             )
             for step in (100, 200, 300):
@@ -84,6 +104,10 @@ class Load:
 
     def longest_wait(self, since: float, until: float) -> float:
         return max((took for sent, took in self.calls if since <= sent <= until), default=0.0)
+
+
+def tag_of(charge_point_id: str) -> str:
+    return f"PRE-{charge_point_id}"
 
 
 def _now() -> str:
@@ -124,24 +148,71 @@ async def under_load(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-@pytest.mark.timeout(240)
+async def prepaid(settings: Settings, url: str, chargers: list[str]) -> None:
+    """A tariff, and a prepaid wallet for each charger's tag: every start holds, every stop
+    settles, so the supervisors have work in every transaction."""
+    now = int(time.time() * 1000)
+    async with event_backbone(settings, url, name="test") as (_, store):
+        await store.store(
+            [
+                TariffSet(id="tariff", received_at=now, actor="t", tariff_id="t", per_kwh="0.50"),
+                *(
+                    event
+                    for name in chargers
+                    for event in (
+                        WalletConfigured(
+                            id=f"w-{name}",
+                            received_at=now,
+                            actor="t",
+                            id_tag=tag_of(name),
+                            hold_amount="2",
+                        ),
+                        WalletCredited(
+                            id=f"c-{name}",
+                            received_at=now,
+                            actor="t",
+                            id_tag=tag_of(name),
+                            amount="1000000",
+                        ),
+                    )
+                ),
+            ]
+        )
+
+
+async def all_derived(url: str, settings: Settings) -> list[tuple[int, Event]]:
+    """The stream, once it holds all that one supervisor derives from it."""
+    async with asyncio.timeout(60):
+        while True:
+            events = await stored_events(url)
+            _, core = one_supervisor(events, settings)
+            if not core.unconfirmed:
+                return events
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(300)
 async def test_failovers_lose_and_double_nothing(tmp_path: Path, settings: Settings) -> None:
     replicated = msgspec.structs.replace(
         settings, stream=StreamSettings(replicas=3, duplicate_window_s=120.0)
     )
+    supervisors_env = {**SUPERVISOR_ENV, "HUB_STREAM_REPLICAS": "3"}
     load = Load()
     waits: dict[str, float] = {}
+    names = [f"CP-{g}-{i}" for i in range(CHARGERS_PER_GATEWAY) for g in ("gw-a", "gw-b")]
     async with nats_cluster(tmp_path / "cluster") as cluster:
+        await prepaid(replicated, cluster.url, names)
         async with (
             running_gateway(with_gateway(replicated, gateway_id="gw-a"), cluster.url) as a,
             running_gateway(with_gateway(replicated, gateway_id="gw-b"), cluster.url) as b,
-            running_projections(replicated, cluster.url) as projections,
+            running_projections(replicated, cluster.url),
+            supervisor(tmp_path / "s1", cluster.url, supervisors_env) as first,
+            supervisor(tmp_path / "s2", cluster.url, supervisors_env) as second,
             contextlib.AsyncExitStack() as chargers,
         ):
-            for index in range(CHARGERS_PER_GATEWAY):
-                for gateway in (a, b):
-                    name = f"CP-{gateway.gateway_id}-{index}"
-                    await chargers.enter_async_context(charging(gateway.port, name, load))
+            for name in names:
+                gateway = a if "gw-a" in name else b
+                await chargers.enter_async_context(charging(gateway.port, name, load))
             await under_load(2)
             for failover in ("leader", "follower"):
                 leader, followers = await cluster.leader_of(STREAM)
@@ -154,25 +225,42 @@ async def test_failovers_lose_and_double_nothing(tmp_path: Path, settings: Setti
                 await cluster.restart(victim)
                 await under_load(3)
                 waits[failover] = load.longest_wait(killed_at - 1, killed_at + 6)
-            load.stop.set()
-        # The chargers' tasks ended with the block: every call they made was answered.
+            active_pid = await lease_holder_pid(cluster.nodes[0].url)
+            active, standby = (first, second) if active_pid == first.pid else (second, first)
+            active.send_signal(signal.SIGKILL)
+            await active.wait()
+            waits["supervisor handover"] = await holder_becomes(
+                cluster.nodes[0].url, standby.pid, within=15
+            )
+            await under_load(3)
+            # The chargers finish the call they are in: every call they made was answered.
+            await chargers.aclose()
+            # The supervisors still run: until the stream holds all that they derive.
+            events = await all_derived(cluster.nodes[0].url, from_environment(supervisors_env))
         end = await last_seq(cluster.nodes[0].url)
         async with running_projections(replicated, cluster.url) as projections:
             await projections.runner.wait_for(end)
             projected = await dump(projections.backend)
             await replay_in(projections)
             rebuilt = await dump(projections.backend)
-        events = [e for _, e in await stored_events(cluster.nodes[0].url)]
-    frames = [e for e in events if isinstance(e, OcppFrame)]
+    frames = [e for _, e in events if isinstance(e, OcppFrame)]
     calls = Counter(f.charge_point_id for f in frames if f.message_type == "CALL")
     answers = Counter(f.charge_point_id for f in frames if f.message_type == "CALLRESULT")
     assert calls == load.sent, "every answered call is stored exactly once"
     assert answers == load.sent
     assert len({(f.charge_point_id, f.unique_id, f.direction) for f in frames}) == len(frames)
+    derived, _ = one_supervisor(events, from_environment(supervisors_env))
+    in_stream = Counter(e.id for _, e in events if isinstance(e, _DerivedEvent))
+    assert set(in_stream) == derived, "what one supervisor derives, nothing more or less"
+    starts = sum(f.action == "StartTransaction" for f in frames if f.message_type == "CALL")
+    kinds = Counter(e.__struct_config__.tag for _, e in events if isinstance(e, _DerivedEvent))
+    assert kinds["wallet.held"] == kinds["wallet.settled"] == starts, "each hold settled once"
     assert projected == rebuilt
     assert projected["session_versions"], "the sessions reached the tables"
     quiet = sorted(took for _, took in load.calls)[len(load.calls) // 2]
     print(
-        f"\ncluster failover: {len(load.calls)} calls, median answer {quiet * 1000:.1f} ms; "
-        + ", ".join(f"{kind} killed: longest answer {took:.2f} s" for kind, took in waits.items())
+        f"\ncluster failover: {len(load.calls)} calls, {starts} transactions, median answer "
+        f"{quiet * 1000:.1f} ms; longest answer with the stream leader killed "
+        f"{waits['leader']:.2f} s, with a follower killed {waits['follower']:.2f} s; "
+        f"supervisor handover {waits['supervisor handover']:.2f} s"
     )

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,9 +53,11 @@ SESSIONS = 4
 
 
 @contextlib.asynccontextmanager
-async def supervisor(data_dir: Path, nats_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``hub supervise``, ready (following the stream, active or standby); killed at the end
-    if the test has not killed it."""
+async def supervisor(
+    data_dir: Path, nats_url: str, env: Mapping[str, str] = SUPERVISOR_ENV
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``hub supervise`` with ``env``, ready (following the stream, active or standby);
+    stopped at the end if the test has not killed it."""
     process = await asyncio.create_subprocess_exec(
         *HUB_CLI,
         "supervise",
@@ -63,7 +65,7 @@ async def supervisor(data_dir: Path, nats_url: str) -> AsyncIterator[asyncio.sub
         str(data_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **SUPERVISOR_ENV, "HUB_NATS_URL": nats_url},
+        env={**os.environ, **env, "HUB_NATS_URL": nats_url},
     )
     assert process.stdout is not None
     try:
