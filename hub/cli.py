@@ -440,8 +440,9 @@ async def _up(settings: Settings, lock_fd: int) -> int:
         async with supervised(*children):
             host = settings.gateway.host
             print(
+                # Scripts read this line: what is added goes at its end.
                 f"hub ready: gateway ws://{host}:{gateway.port}/ocpp/{{chargePointId}} "
-                f"ops {ops.url} nats {redacted(url)} data {settings.data_dir}",
+                f"nats {redacted(url)} data {settings.data_dir} ops {ops.url}",
                 flush=True,
             )
             if fanout is not None:

@@ -118,7 +118,7 @@ async def role_main(role: Role, settings: Settings, nats_url: str) -> int:
         ROLES[role](settings, nats_url, ops) as where,
     ):
         await ops.serving()
-        print(f"{ready(role)}{where}ops {ops.url} nats {redacted(nats_url)}", flush=True)
+        print(f"{ready(role)}{where}nats {redacted(nats_url)} ops {ops.url}", flush=True)
         await stop.wait()
     return 0
 

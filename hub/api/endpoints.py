@@ -224,9 +224,25 @@ def payload_for(endpoint: Endpoint, body: bytes, keys: list[str]) -> bytes:
         problems.setdefault(checked, []).append(version)
     if len(problems) == 1:
         raise BadBody(next(iter(problems)))
+    # A body one version reads deeper into than the others is a body of that version with a
+    # mistake in it: its reason alone says where (a 1.6 ReserveNow with a bad expiryDate is
+    # not also "unknown field connectorId" to 2.x).
+    depths = {why: _depth(why) for why in problems}
+    deepest = max(depths.values())
+    if sum(depth == deepest for depth in depths.values()) == 1:
+        raise BadBody(next(why for why, depth in depths.items() if depth == deepest))
     raise BadBody(
         "; ".join(f"OCPP {', '.join(versions)}: {why}" for why, versions in problems.items())
     )
+
+
+def _depth(why: str) -> int:
+    """How deep the JSON path at the end of a reason goes (``$``: 0, ``$.a.b[2]``: 3)."""
+    _, marker, path = why.rpartition(" - at `$")
+    if not marker:
+        return 0
+    path = path.rstrip("`")
+    return path.count(".") + path.count("[")
 
 
 def _checked(version: OcppVersion, action: str, body: bytes) -> bytes | str:

@@ -115,6 +115,6 @@ async def fanout_main(settings: Settings, nats_url: str) -> int:
         await ops.serving()
         shown = redacted(nats_url)
         where = f"http://{settings.fanout.host}:{port}/"
-        print(f"{READY}{where} ops {ops.url} nats {shown}", flush=True)
+        print(f"{READY}{where} nats {shown} ops {ops.url}", flush=True)
         await stop.wait()
     return 0

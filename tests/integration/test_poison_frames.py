@@ -141,7 +141,7 @@ async def test_the_nats_connection_survives_a_server_error(
     finally:
         client._skip_subject_validation = False
     async with asyncio.timeout(10):
-        await gateway.store_events([ClockTick(id="tick-survived", received_at=now_ms())])
+        await gateway.store_new(ClockTick(id="tick-survived", received_at=now_ms()))
     assert not client.is_closed and client.stats["reconnects"] >= 1
     assert (await _heartbeat(gateway.port, "CP-AFTER-ERR", "hb"))[:2] == [3, "hb"]
 
