@@ -68,6 +68,9 @@ def _transactions(events: list[Event]) -> dict[str, list[dict[str, Any]]]:
 def _assert_whole(transaction: list[dict[str, Any]]) -> None:
     """Started at seqNo 0, Ended last, and no seqNo missing between (a message retransmitted
     after a lost answer may repeat one)."""
+    # A retransmission repeats its seqNo; the first of each is what the station meant.
+    first = {e["seqNo"]: e for e in reversed(transaction)}
+    transaction = [first[seq_no] for seq_no in sorted(first)]
     seq_nos = [e["seqNo"] for e in transaction]
     assert transaction[0]["eventType"] == "Started" and seq_nos[0] == 0
     assert transaction[-1]["eventType"] == "Ended" and seq_nos[-1] == max(seq_nos)

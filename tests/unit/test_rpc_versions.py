@@ -15,7 +15,8 @@ from hub.gateway.protocol import Link, Received, inspect, reject, unanswered
 from schemas.events import FrameRejected, OcppFrame, OcppVersion, RejectionReason
 
 LIMIT = 65536
-SIGN_201 = b'[2, "s1", "SignCertificate", {"csr": "MIIB"}]'
+# The hub's own action, sent by a station: nothing a station may send is unanswered.
+RESET_201 = b'[2, "s1", "Reset", {"type": "Immediate"}]'
 BOOT_201 = (
     b'[2,"b1","BootNotification",{"reason":"PowerUp",'
     b'"chargingStation":{"model":"M","vendorName":"V"}}]'
@@ -108,13 +109,13 @@ def test_2_1_knows_types_up_to_6_only() -> None:
 
 
 @pytest.mark.parametrize("version", ["2.0.1", "2.1"])
-def test_a_2x_call_the_hub_does_not_answer_yet_is_answered_not_implemented(
+def test_a_2x_call_the_hub_does_not_answer_is_answered_not_implemented(
     version: OcppVersion,
 ) -> None:
-    rejected, reply = _refused(version, SIGN_201)
+    rejected, reply = _refused(version, RESET_201)
     assert json.loads(reply or b"null")[:3] == [4, "s1", "NotImplemented"]
-    assert (rejected.reason, rejected.action) == ("unknown_action", "SignCertificate")
-    assert f"OCPP {version} action 'SignCertificate'" in rejected.error_description
+    assert (rejected.reason, rejected.action) == ("unknown_action", "Reset")
+    assert f"OCPP {version} action 'Reset'" in rejected.error_description
 
 
 @pytest.mark.parametrize("version", ["2.0.1", "2.1"])
