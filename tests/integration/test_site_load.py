@@ -86,7 +86,9 @@ async def site_of_three(
     async with contextlib.AsyncExitStack() as stack:
         chargers: list[LoadCharger] = []
         for cp in CPS:
-            charger = await stack.enter_async_context(online(gateway.port, ui_port, cp, LoadCharger))
+            charger = await stack.enter_async_context(
+                online(gateway.port, ui_port, cp, LoadCharger)
+            )
             assert isinstance(charger, LoadCharger)
             chargers.append(charger)
         # The conservative default first, at each charger's minimum.
@@ -94,7 +96,9 @@ async def site_of_three(
         transactions = []
         for charger in chargers:
             start = await charger.call(
-                call.StartTransaction(connector_id=1, id_tag="T", meter_start=0, timestamp=now_iso())
+                call.StartTransaction(
+                    connector_id=1, id_tag="T", meter_start=0, timestamp=now_iso()
+                )
             )
             transactions.append(start.transaction_id)
         yield chargers, transactions
