@@ -119,7 +119,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 9
+STATE_VERSION: Final = 10
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
