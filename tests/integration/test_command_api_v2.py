@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from ocpp.v21 import call as call21
 from ocpp.v201 import call as call201
 
 from hub.config import Settings
@@ -160,9 +161,15 @@ async def _report_when(
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("version", ["2.0.1", "2.1"])
 async def test_get_base_report_then_notify_report_in_three_parts_is_assembled_and_projected(
-    gateway: Gateway, ui_port: int, nats_server: EmbeddedNats, projections: Projections
+    gateway: Gateway,
+    ui_port: int,
+    nats_server: EmbeddedNats,
+    projections: Projections,
+    version: str,
 ) -> None:
+    calls = call201 if version == "2.0.1" else call21
     path = "/api/v1/chargers/CP-DM/reports/7"
     parts = [
         (0, True, [_report_data("EVSE", "true", evse={"id": 1})]),
@@ -170,7 +177,7 @@ async def test_get_base_report_then_notify_report_in_three_parts_is_assembled_an
         (1, True, [_report_data("OCPPCommCtrlr", "true"), _report_data("AuthCtrlr", "false")]),
     ]
     async with (
-        station_online(gateway.port, ui_port, "CP-DM", "2.0.1") as station,
+        station_online(gateway.port, ui_port, "CP-DM", version) as station,
         api_client(ui_port) as api,
     ):
         unknown = await api.call("GET", path)
@@ -183,7 +190,7 @@ async def test_get_base_report_then_notify_report_in_three_parts_is_assembled_an
         seen = []
         for seq_no, tbc, data in parts:
             answer = await station.call(
-                call201.NotifyReport(
+                calls.NotifyReport(
                     request_id=7,
                     generated_at="2027-01-01T00:00:00Z",
                     seq_no=seq_no,

@@ -9,8 +9,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call as call21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
@@ -353,17 +356,24 @@ async def test_2_0_1_has_no_types_5_and_6(gateway: Gateway, nats_server: Embedde
             assert json.loads(await ws.recv())[:3] == [4, "s1", "MessageTypeNotSupported"]
 
 
-async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid_answers(
-    gateway: Gateway, nats_server: EmbeddedNats
+@pytest.mark.parametrize(
+    ("version", "charger_class", "calls"),
+    [("2.0.1", ChargePoint201, call201), ("2.1", ChargePoint21, call21)],
+    ids=["2.0.1", "2.1"],
+)
+async def test_an_ocpp_library_2x_charger_runs_a_session_and_gets_schema_valid_answers(
+    gateway: Gateway, nats_server: EmbeddedNats, version: str, charger_class: Any, calls: Any
 ) -> None:
-    """The ocpp library's v201 ChargePoint validates every answer against the official
-    schemas: boot, heartbeat, status, authorize, TransactionEvent Started, Updated, Ended."""
+    """The ocpp library's v201 and v21 ChargePoints validate every answer against the
+    official schemas: boot, heartbeat, status, authorize, TransactionEvent Started, Updated
+    (twice), Ended."""
+    cp = f"CP-V{version.replace('.', '')}"
     async with connect(
-        f"ws://127.0.0.1:{gateway.port}/ocpp/CP-V201",
-        subprotocols=[Subprotocol("ocpp2.0.1")],
+        f"ws://127.0.0.1:{gateway.port}/ocpp/{cp}",
+        subprotocols=[Subprotocol(f"ocpp{version}")],
     ) as websocket:
-        assert websocket.subprotocol == "ocpp2.0.1"
-        charger = ChargePoint201("CP-V201", websocket)
+        assert websocket.subprotocol == f"ocpp{version}"
+        charger = charger_class(cp, websocket)
         runner = asyncio.create_task(charger.start())
         token = {"id_token": "TAG-1", "type": "ISO14443"}
         meter = [
@@ -374,15 +384,15 @@ async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid
         ]
         try:
             boot = await charger.call(
-                call201.BootNotification(
+                calls.BootNotification(
                     charging_station={"model": "M", "vendor_name": "Acme"}, reason="PowerUp"
                 ),
                 suppress=False,
             )
             assert boot.status == "Accepted" and boot.interval > 0
-            await charger.call(call201.Heartbeat(), suppress=False)
+            await charger.call(calls.Heartbeat(), suppress=False)
             await charger.call(
-                call201.StatusNotification(
+                calls.StatusNotification(
                     timestamp="2026-12-02T10:00:00Z",
                     connector_status="Occupied",
                     evse_id=1,
@@ -390,11 +400,11 @@ async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid
                 ),
                 suppress=False,
             )
-            authorized = await charger.call(call201.Authorize(id_token=token), suppress=False)
+            authorized = await charger.call(calls.Authorize(id_token=token), suppress=False)
             assert authorized.id_token_info["status"] == "Accepted"
             transaction = {"transaction_id": "tx-201-1"}
             started = await charger.call(
-                call201.TransactionEvent(
+                calls.TransactionEvent(
                     event_type="Started",
                     timestamp="2026-12-02T10:00:00Z",
                     trigger_reason="Authorized",
@@ -406,12 +416,12 @@ async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid
                 suppress=False,
             )
             assert started.id_token_info["status"] == "Accepted"
-            for seq_no, event_type in ((1, "Updated"), (2, "Ended")):
+            for seq_no, event_type in ((1, "Updated"), (2, "Updated"), (3, "Ended")):
                 await charger.call(
-                    call201.TransactionEvent(
+                    calls.TransactionEvent(
                         event_type=event_type,
                         timestamp="2026-12-02T10:05:00Z",
-                        trigger_reason="MeterValuePeriodic" if seq_no == 1 else "EVDeparted",
+                        trigger_reason="EVDeparted" if seq_no == 3 else "MeterValuePeriodic",
                         seq_no=seq_no,
                         transaction_info=transaction,
                         meter_value=meter,
@@ -422,13 +432,13 @@ async def test_an_ocpp_library_v201_charger_runs_a_session_and_gets_schema_valid
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-    events = await charger_events(nats_server.url, "CP-V201")
-    assert [e.ocpp_version for e in events if isinstance(e, ChargerConnected)] == ["2.0.1"]
+    events = await charger_events(nats_server.url, cp)
+    assert [e.ocpp_version for e in events if isinstance(e, ChargerConnected)] == [version]
     exchanges = [
         (e.message_type, e.direction, e.action) for e in events if isinstance(e, OcppFrame)
     ]
     actions = ["BootNotification", "Heartbeat", "StatusNotification", "Authorize"]
-    actions += ["TransactionEvent"] * 3
+    actions += ["TransactionEvent"] * 4
     assert exchanges == [
         pair
         for action in actions
