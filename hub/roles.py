@@ -32,6 +32,7 @@ from hub.nats_server import redacted
 from hub.ops import Lag, Ops, serving_ops
 from hub.runtime import running_gateway, running_hub_url
 from hub.supervisor.service import running_supervisor
+from projections.fold_process import Spare
 from projections.runner import Runner
 from projections.service import running_projections
 
@@ -47,7 +48,10 @@ async def _gateway(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator
 
 @contextlib.asynccontextmanager
 async def _project(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
-    async with running_projections(settings, nats_url) as projections:
+    async with (
+        Spare() as spare,
+        running_projections(settings, nats_url, spare=spare) as projections,
+    ):
         watch_projections(ops, projections.runner)
         yield ""
 

@@ -27,7 +27,7 @@ from projections import refusals, store
 from projections.backends import Backend
 from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
-from projections.fold_process import FoldProcess
+from projections.fold_process import FoldProcess, Spare
 from projections.rows import TABLES, EventRow, Output
 from projections.runner import Runner, retrying
 from projections.schema import ALIASES, GROUPS, PROJECTED, table_ddl
@@ -148,11 +148,12 @@ async def replay(
     runner: Runner | None = None,
     on_progress: Callable[[Progress], None] = lambda _: None,
     spool_in: Path | None = None,
+    spare: Spare | None = None,
 ) -> Progress:
     """Rebuild ``projections`` (all when empty). Batches on their way from the fold process
     to the store wait as files (about 35 MB each, at most four) in a temporary directory
     under ``spool_in``: the hub and the CLI pass their data directory; without one, it is
-    the system's temporary directory."""
+    the system's temporary directory. The fold process is ``spare``'s, if it has one."""
     tables = tables_of(projections)
     db = database
     # Rows only for the rebuilt tables, and only from from_seq on. The events log needs no
@@ -164,7 +165,7 @@ async def replay(
         # ClickHouse's file() reads such characters as a pattern, not as the name.
         spool_in = None
     with tempfile.TemporaryDirectory(prefix="replay-spool-", dir=spool_in) as spool:
-        folder = FoldProcess(skip, tables, Path(spool))
+        folder = FoldProcess(skip, tables, Path(spool), spare)
         await folder.start()
         try:
             return await _replay(

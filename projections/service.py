@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
 from projections.backends import Backend, BackendError, open_backend
+from projections.fold_process import Spare
 from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
 from projections.replay import Progress, failure_text, replay, tables_of
 from projections.runner import OnStored, Runner, RunnerSettings
@@ -92,10 +93,18 @@ def status_of(runner: Runner) -> Status:
 
 
 class Projections:
-    def __init__(self, runner: Runner, backend: Backend, connection: Connection) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        backend: Backend,
+        connection: Connection,
+        spare: Spare | None = None,
+    ) -> None:
         self.runner = runner
         self.backend = backend
         self.connection = connection
+        # The fold process the next replay takes, started ahead (``hub project`` keeps one).
+        self.spare = spare
 
 
 async def _answer_queries(projections: Projections, msg: Msg) -> None:
@@ -146,6 +155,7 @@ async def _replay_here(
                     runner=projections.runner,
                     on_progress=report,
                     spool_in=settings.data_dir,
+                    spare=projections.spare,
                 )
             )
             while not work.done():
@@ -161,20 +171,23 @@ async def _replay_here(
         pending.append(_encoder.encode(failure))
     while pending:
         await client.publish(request.progress_subject, pending.pop(0))
+    if projections.spare is not None:
+        await projections.spare.fill()
 
 
 @contextlib.asynccontextmanager
 async def running_projections(
-    settings: Settings, url: str, *, on_stored: OnStored | None = None
+    settings: Settings, url: str, *, on_stored: OnStored | None = None, spare: Spare | None = None
 ) -> AsyncIterator[Projections]:
-    """The runner, started and caught up to its recovery point, until the block ends."""
+    """The runner, started and caught up to its recovery point, until the block ends;
+    replays take ``spare``'s fold process, and it starts another for the next."""
     backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
     connection = await connect(url, name="hub-projections")
     try:
         # The runner may start before any gateway has made the stream.
         await ensure_stream(connection.js, settings.stream)
         runner = Runner(connection, backend, runner_settings(settings), on_stored=on_stored)
-        projections = Projections(runner, backend, connection)
+        projections = Projections(runner, backend, connection, spare)
         async with asyncio.TaskGroup() as tasks:
             task = tasks.create_task(runner.run(), name="projection-runner")
             ready = tasks.create_task(runner.ready.wait(), name="projection-ready")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import msgspec
 import pytest
@@ -11,9 +12,10 @@ from hub.cli import build_parser
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from projections import cli as projections_cli
+from projections.fold_process import Spare
 from projections.service import Status, running_projections
 from tests.projections.contract import store_events
-from tests.projections.helpers import last_seq, rows
+from tests.projections.helpers import dump, last_seq, rows
 from tests.projections.scenario import mixed, overpriced
 
 
@@ -147,3 +149,28 @@ def test_a_stalled_runner_shows_why() -> None:
         "lag            5 events, 12.2 s",
         "stalled        yes: 7 failed attempts, the latest 0.4 s ago: Connection refused",
     ]
+
+
+async def test_a_replay_in_the_hub_takes_the_waiting_fold_process_and_another_waits_next(
+    settings: Settings, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hub project`` keeps a fold process started ahead, so a replay does not wait a
+    quarter of a second for its imports: the replay takes it (it folds, and ends with the
+    replay) and a new one waits for the next."""
+    settings = msgspec.structs.replace(settings, nats_url=nats_server.url)
+    await store_events(settings, nats_server.url, mixed().events)
+    async with (
+        Spare() as spare,
+        running_projections(settings, nats_server.url, spare=spare) as projections,
+    ):
+        await projections.runner.wait_for(await last_seq(nats_server.url))
+        before = await dump(projections.backend)
+        warm = spare.pid
+        assert warm is not None
+        assert await projections_cli.main(settings, parse("replay")) == 0
+        assert "100.0%" in capsys.readouterr().err
+        assert await dump(projections.backend) == before
+        with pytest.raises(ProcessLookupError):  # the waiting process folded, and ended
+            os.kill(warm, 0)
+        assert spare.pid not in (None, warm)
+    assert spare.pid is None
