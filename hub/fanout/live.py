@@ -20,6 +20,7 @@ from hub.domain.refusals import Refusals
 from hub.fanout.state import ChargerState, apply, snapshot
 from hub.fanout.translate import translate
 from schemas.events import (
+    AllocationDecided,
     AnomalyDetected,
     AnomalyResolved,
     ChargerEvent,
@@ -32,7 +33,8 @@ from schemas.events import (
 from schemas.ui import ChargerMessage, Error, Snapshot
 
 # The supervisor's findings a UI sees as ``alert`` messages.
-_ALERTS = AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached
+# Derived events about one charger, which its UI clients are told of.
+_DERIVED = AnomalyDetected | AnomalyResolved | IntegrityAction | LimitReached | AllocationDecided
 
 
 class Live:
@@ -62,7 +64,7 @@ class Live:
         # Every event, in stream order: tariffs, wallets and the policy's closes count too.
         facts = self.charging.apply(seq, event)
         self.refusals.apply(event)
-        if not isinstance(event, ChargerEvent | CommandFinished | _ALERTS):
+        if not isinstance(event, ChargerEvent | CommandFinished | _DERIVED):
             return []
         charge_point_id = event.charge_point_id
         state = self.chargers.get(charge_point_id)

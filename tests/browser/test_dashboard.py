@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's), driven by Playwright.
 
-A simulated charger starts a session; the page must show its live power and the session.
+A simulated charger starts a session; the page must show its live power and the session. A
+site's chargers share its limit; the page must show the limit against the load.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from hub.runtime import running_gateway
+from tests.integration.api_helpers import api_client
 from tests.integration.fanout_helpers import token, with_fanout
+from tests.integration.test_site_load import all_until, amps, site_of_three
+from tests.integration.test_supervisor import fast, supervised
 from tools.simulator import SimulatedCharger
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -126,5 +130,39 @@ async def test_dashboard_starts_over_when_the_stream_was_recreated(
                     await expect(page.locator("#log")).to_contain_text("resume_beyond_end")
                     await new.status(1, "Charging")  # live messages flow again
                     await expect(new_card.locator(".connectors")).to_have_text("#1 Charging")
+        finally:
+            await browser.close()
+
+
+async def test_dashboard_shows_each_site_limit_against_its_load(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway, fanout_port: int
+) -> None:
+    """Three chargers below a 40 A site: the page shows the site's limit, what the
+    allocator gave the cars and what they draw, and each connector's limit on its card."""
+    from playwright.async_api import async_playwright, expect
+
+    quick = fast(settings, load_min_interval_s=0.5)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=FLAGS
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{fanout_port}/#token={token()}")
+            await expect(page.locator("#link")).to_have_attribute("data-state", "live")
+            async with (
+                supervised(quick, nats_server.url),
+                api_client(fanout_port) as api,
+                site_of_three(gateway, fanout_port, api) as (chargers, transactions),
+            ):
+                await all_until(chargers, lambda c: c.limit() == 13.3)
+                for charger, transaction_id in zip(chargers, transactions, strict=True):
+                    await amps(charger, transaction_id, 13.0)
+                row = page.locator('#sites tr[data-node="site"]')
+                await expect(row).to_contain_text("40.0 A (static)")
+                await expect(row).to_contain_text("39.9 A")
+                await expect(row).to_contain_text("39.0 A")
+                card = page.locator('[data-charger="CP-L1"]')
+                await expect(card.locator(".connectors")).to_contain_text("≤13.3 A")
         finally:
             await browser.close()

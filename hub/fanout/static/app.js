@@ -129,6 +129,10 @@ function handle(m) {
     case "transaction.stopped":
       c.transactions = c.transactions.filter((t) => t.transactionId !== m.transactionId);
       break;
+    case "allocation":
+      Object.assign(connector(c, m.connectorId), { limitA: m.admitted ? m.limitA : 0 });
+      scheduleSites();
+      break;
     case "data_transfer":
       c.dataTransfers = c.dataTransfers.filter((d) => !(d.vendorId === m.transfer.vendorId && d.messageId === m.transfer.messageId));
       c.dataTransfers.push(m.transfer);
@@ -220,7 +224,8 @@ function render() {
     const soc = liveSoc(c);
     card.querySelector(".soc").textContent = soc == null ? "–" : `${soc.toFixed(0)} %`;
     card.querySelector(".connectors").textContent = (c.connectors || [])
-      .map((k) => `#${k.connectorId} ${k.status || "?"}`).join("  ");
+      .map((k) => `#${k.connectorId} ${k.status || "?"}${k.limitA == null ? "" : ` ≤${k.limitA} A`}`)
+      .join("  ");
     chart(card.querySelector("canvas"), state.history.get(id) || []);
   }
   const body = $("#sessions tbody");
@@ -288,5 +293,45 @@ async function loadRefused() {
 }
 setInterval(loadRefused, REFUSED_EVERY_MS);
 
+// Sites (docs/smart-charging.md): each node's limit against what the cars below it draw
+// and are allocated, from the REST API when the page opens and again whenever the allocator
+// decides something (an `allocation` message), at most once a second.
+const SITES_AT_MOST_EVERY_MS = 1000;
+let sitesDue = null;
+function scheduleSites() {
+  if (sitesDue !== null) return;
+  sitesDue = setTimeout(() => { sitesDue = null; loadSites(); }, SITES_AT_MOST_EVERY_MS);
+}
+const peak = (phases) => Math.max(0, ...Object.values(phases || {}));
+async function loadSites() {
+  if (!state.token) return;
+  try {
+    const response = await fetch("/api/v1/sites", { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) return;
+    const { nodes } = await response.json();
+    $("#sites-section").hidden = nodes.length === 0;
+    $("#sites tbody").replaceChildren(...nodes.map((n) => {
+      const row = document.createElement("tr");
+      row.dataset.node = n.nodeId;
+      const load = peak(n.loadA), allocated = peak(n.allocatedA);
+      for (const text of [n.nodeId, n.parent || "–", `${n.limitA.toFixed(1)} A (${n.source})`,
+        `${allocated.toFixed(1)} A`, `${load.toFixed(1)} A`]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.appendChild(cell);
+      }
+      const bar = document.createElement("td");
+      const meter = document.createElement("meter");
+      meter.max = n.limitA || 1; meter.value = load; meter.high = (n.limitA || 1) * 0.95;
+      bar.appendChild(meter);
+      row.appendChild(bar);
+      return row;
+    }));
+  } catch (error) {
+    // The next decision asks again; the live view does not depend on it.
+  }
+}
+
 state.token = readToken();
 connect();
+loadSites();
