@@ -19,6 +19,7 @@ from hub.bus import EventRefused
 from hub.clock import now_ms
 from hub.gateway import frames
 from hub.gateway.frames import CallError, CallResult, Malformed
+from hub.gateway.handover import Handover
 from hub.gateway.protocol import (
     Admission,
     CallOutcome,
@@ -61,7 +62,7 @@ class ChargerConnection:
         self._link = charger.link
         self._websocket = charger.websocket
         self._log = log
-        self._queue: asyncio.Queue[tuple[Received, Admission] | None] = asyncio.Queue(QUEUE_DEPTH)
+        self._queue: Handover[tuple[Received, Admission] | None] = Handover(QUEUE_DEPTH)
         # Where the next frame stands on this connection: part of its events' ids.
         self._position = 0
         self._held = HeldCalls(late_after_ms=gateway.settings.publish_timeout_s * 1000)
@@ -72,10 +73,10 @@ class ChargerConnection:
         self.signing = False
         # The connection owns its command tasks: run() waits for every one before it returns.
         self._command_tasks: set[asyncio.Task[None]] = set()
-        # Frames read and not yet stored and answered; drain() waits for none.
+        # Frames read and not yet stored and answered; drain() waits for none (made when it
+        # waits: an Event a charger would cost a deque, 760 bytes, at every gateway).
         self.unanswered = 0
-        self._all_answered = asyncio.Event()
-        self._all_answered.set()
+        self._all_answered: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -94,7 +95,9 @@ class ChargerConnection:
         """Close with 1001 once every frame read so far is stored and answered, and the answer
         to the CALL the hub awaits (if any) has come: the charger goes to another gateway
         with nothing to send again. The gateway bounds how long this may take."""
-        await self._all_answered.wait()
+        if self.unanswered:
+            self._all_answered = asyncio.get_running_loop().create_future()
+            await self._all_answered
         if (awaiting := self._awaiting) is not None:
             # Not cancelled with the drain: the command still gets its outcome.
             await asyncio.wait([awaiting.future])
@@ -102,10 +105,9 @@ class ChargerConnection:
 
     def _unanswered(self, change: int) -> None:
         self.unanswered += change
-        if self.unanswered:
-            self._all_answered.clear()
-        else:
-            self._all_answered.set()
+        waiting = self._all_answered
+        if not self.unanswered and waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     # -- commands: CALLs the hub sends --------------------------------------------------------
 
