@@ -1046,9 +1046,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    from bench import fuzz, integrity, projections, scale
+    from bench import fuzz, integrity, load_management, projections, scale
 
     projections.build_parser(sub)
+    load_management.build_parser(sub)
     scale.build_parser(sub)
     integrity.build_parser(sub)
     fuzz.build_parser(sub)
@@ -1095,6 +1096,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(args)
+    if args.benchmark == "load":
+        from bench import load_management
+
+        return load_management.main(args)
     if args.benchmark == "fuzz":
         from bench import fuzz
 
