@@ -43,16 +43,14 @@ from nats.js.api import DeliverPolicy
 from bench import load_metrics as metrics
 from bench.run import (
     DEFAULT_OUT,
-    HUB_READY_MARKER,
     ServerProcess,
-    TargetSpec,
     _environment,
     _git_commit,
-    _hub_executable,
     free_port,
+    hub_up_spec,
+    publish_named_report,
     sample_tree,
     work_dir,
-    write_named_report,
 )
 from hub.runtime import announced_url
 from hub.tokens import mint
@@ -156,27 +154,12 @@ async def run_once(options: Options, managed: bool, root: Path) -> dict[str, Any
     """One run: a fresh hub, the fleet for ``minutes``, the figures."""
     hub_port, ui_port = free_port(), free_port()
     data_dir = root / ("managed" if managed else "baseline")
-    spec = TargetSpec(
-        "hub",
-        [
-            str(_hub_executable()),
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(hub_port),
-            "--ui-port",
-            str(ui_port),
-            "--allow-unknown-chargers",
-        ],
-        HUB_READY_MARKER,
-        "/ocpp",
-        env={
-            "HUB_JWT_SECRET": SECRET,
-            "HUB_LOG_LEVEL": "warning",
-            "HUB_LOAD_MANAGEMENT": "true" if managed else "false",
-        },
-    )
+    env = {
+        "HUB_JWT_SECRET": SECRET,
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_LOAD_MANAGEMENT": "true" if managed else "false",
+    }
+    spec = hub_up_spec(data_dir, hub_port, ui_port, env)
     hub = ServerProcess(spec, hub_port, root / f"hub-{'managed' if managed else 'baseline'}.log")
     await hub.start(ready_within=120)
     api = f"http://127.0.0.1:{ui_port}/api/v1"
@@ -427,8 +410,5 @@ def options_from(args: argparse.Namespace) -> Options:
 def main(args: argparse.Namespace) -> int:
     options = options_from(args)
     report = asyncio.run(bench(options))
-    markdown = render(report)
-    md_path, json_path = write_named_report("load", report, markdown, options.out_dir)
-    print(markdown)
-    print(f"[bench] wrote {md_path} and {json_path}", file=sys.stderr)
+    publish_named_report("load", report, render(report), options.out_dir)
     return 0

@@ -154,6 +154,24 @@ def _hub_executable() -> Path:
     return Path(sys.executable).parent / "hub"
 
 
+def hub_up_spec(
+    data_dir: Path, port: int, ui_port: int, env: dict[str, str] | None = None
+) -> TargetSpec:
+    """``hub up`` with the UI and API on ``ui_port``, accepting any charger."""
+    command = [
+        str(_hub_executable()),
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--allow-unknown-chargers",
+    ]
+    return TargetSpec("hub", command, HUB_READY_MARKER, "/ocpp", env=env or {})
+
+
 def probe_hub() -> tuple[bool, str]:
     """Is `hub up` there yet? (It is being built alongside this harness.)"""
     exe = _hub_executable()
@@ -964,6 +982,13 @@ def work_dir(prefix: str, keep: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix=prefix) as work:
         yield Path(work)
+
+
+def publish_named_report(name: str, report: dict[str, Any], markdown: str, out_dir: Path) -> None:
+    """Write ``<name>-latest.md`` and ``.json``, print the markdown, say where they went."""
+    md_path, json_path = write_named_report(name, report, markdown, out_dir)
+    print(markdown)
+    print(f"[bench] wrote {md_path} and {json_path}", file=sys.stderr)
 
 
 def write_named_report(

@@ -24,6 +24,7 @@ from hub.domain.profiles import (
     ChargerProfiles,
     Clear,
     Installed,
+    Unit,
     Unreadable,
     check_profile,
     clear_of,
@@ -32,7 +33,7 @@ from hub.domain.profiles import (
     split,
     transaction_over,
 )
-from hub.domain.schedules import composite
+from hub.domain.schedules import Composite, composite
 from schemas.ocpp.v16 import (
     ClearChargingProfileRequest,
     GetCompositeScheduleRequest,
@@ -209,16 +210,8 @@ class ChargerControl:
             return {"status": "Rejected"}
         unit = request.charging_rate_unit if isinstance(request.charging_rate_unit, str) else "A"
         connector_id = request.connector_id
-        running = self.running.get(connector_id)
-        phases = running.phases if running is not None else self.phases
-        schedule = composite(
-            self.installed,
-            connector_id,
-            now_ms,
-            request.duration,
-            unit,
-            transaction_start_ms=running.started_ms if running is not None else None,
-            phases=phases,
+        schedule, phases = self._composite(
+            self.installed, connector_id, now_ms, request.duration, unit
         )
         rated = self.rated_a if unit == "A" else self.rated_a * phases * 230.0
         periods = [
@@ -242,6 +235,29 @@ class ChargerControl:
             },
         }
 
+    def _composite(
+        self,
+        profiles: list[Installed],
+        connector_id: int,
+        now_ms: int,
+        duration_s: int,
+        unit: Unit,
+    ) -> tuple[Composite, int]:
+        """The composite of ``profiles`` on the connector, on the phases of the car charging
+        there (else the charger's), and those phases."""
+        running = self.running.get(connector_id)
+        phases = running.phases if running is not None else self.phases
+        schedule = composite(
+            profiles,
+            connector_id,
+            now_ms,
+            duration_s,
+            unit,
+            transaction_start_ms=running.started_ms if running is not None else None,
+            phases=phases,
+        )
+        return schedule, phases
+
     def answer(self, action: str, payload: dict[str, Any], now_ms: int) -> dict[str, Any] | None:
         """The answer to a CSMS CALL this part of the firmware handles, None for others."""
         if action == "SetChargingProfile":
@@ -258,17 +274,7 @@ class ChargerControl:
         """The limit per phase the control loop applies on the connector now, and on how many
         phases (None: no profile limits it, the charger's rating does)."""
         self._settle(now_ms)
-        running = self.running.get(connector_id)
-        phases = running.phases if running is not None else self.phases
-        schedule = composite(
-            self.applied,
-            connector_id,
-            now_ms,
-            1,
-            "A",
-            transaction_start_ms=running.started_ms if running is not None else None,
-            phases=phases,
-        )
+        schedule, _ = self._composite(self.applied, connector_id, now_ms, 1, "A")
         period = schedule.periods[0]
         return period.limit, period.phases
 
