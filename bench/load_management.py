@@ -29,6 +29,7 @@ import contextlib
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,10 +116,23 @@ async def _set_grid_limit(api: str, session: aiohttp.ClientSession, watts: float
     return int(time.time())
 
 
+# What the figures need of an event; the rest (payloads above all) is dropped as it is read.
+_KEPT_FIELDS: Final = (
+    "type",
+    "received_at",
+    "action",
+    "direction",
+    "message_type",
+    "unique_id",
+    "reason",
+    "cause_seq",
+    "command_id",
+)
+
+
 async def _read_stream(nats_url: str) -> dict[int, dict[str, Any]]:
-    """The events the latency needs, by stream sequence: MeterValues and SetChargingProfile
-    frames, and allocation decisions (decoded as plain mappings: the stream is read as
-    stored, whatever types this checkout knows)."""
+    """Every event of the run by stream sequence, as plain mappings of the fields the figures
+    need (read as stored, whatever types this checkout knows)."""
     client = await nats.connect(nats_url)
     kept: dict[int, dict[str, Any]] = {}
     try:
@@ -130,11 +144,8 @@ async def _read_stream(nats_url: str) -> dict[int, dict[str, Any]]:
 
         async def on_message(msg: Any) -> None:
             seq = msg.metadata.sequence.stream
-            subject: str = msg.subject
-            if subject.endswith((".MeterValues", ".SetChargingProfile")) or "allocation" in subject:
-                event = decode(msg.data)
-                event.pop("payload", None)
-                kept[seq] = event
+            event = decode(msg.data)
+            kept[seq] = {key: event[key] for key in _KEPT_FIELDS if key in event}
             if seq >= last:
                 done.set()
 
@@ -243,7 +254,12 @@ def _figures(
         )
     profile_calls = metrics.profile_calls(events)
     car_hours = draws.plugged_s / 3600.0
-    latencies = metrics.meter_to_profile_ms(events)
+    latencies = metrics.cause_to_profile_ms(events)
+    reasons = Counter(
+        (str(e.get("reason")), bool(e.get("command_id")))
+        for e in events.values()
+        if e.get("type") == "allocation.decided"
+    )
     return {
         "managed": managed,
         "seconds": len(seconds),
@@ -262,7 +278,14 @@ def _figures(
         "allocation_decisions": sum(
             1 for e in events.values() if e.get("type") == "allocation.decided"
         ),
-        "meter_to_profile": metrics.percentiles(latencies),
+        "decisions_by_reason": {
+            reason: {"sent": reasons[reason, True], "not_sent": reasons[reason, False]}
+            for reason in sorted({reason for reason, _ in reasons})
+        },
+        "meter_to_profile": metrics.percentiles(latencies.get("MeterValues", [])),
+        "cause_to_profile": {
+            cause: metrics.percentiles(values) for cause, values in sorted(latencies.items())
+        },
         "skipped_meter_samples": sum(c.skipped_samples for c in chargers),
         "hub_rss_mib": {
             "max": round(max(rss), 1) if rss else None,
@@ -324,6 +347,19 @@ def render(report: dict[str, Any]) -> str:
             f"(stored to stored): p50 {_cell(latency['p50_ms'], ' ms')}, p99 "
             f"{_cell(latency['p99_ms'], ' ms')}, max {_cell(latency['max_ms'], ' ms')} "
             f"(n {latency['n']}).",
+            "",
+            "| decided on | profiles sent | not sent | cause stored → profile stored: "
+            "p50 ms | p99 ms | n |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for reason, counts in run["decisions_by_reason"].items():
+            lines.append(f"| {reason} | {counts['sent']} | {counts['not_sent']} | | | |")
+        for cause, figures in run["cause_to_profile"].items():
+            lines.append(
+                f"| cause: {cause} | | | {_cell(figures['p50_ms'])} | "
+                f"{_cell(figures['p99_ms'])} | {figures['n']} |"
+            )
+        lines += [
             "",
             "Hub RSS (hub, children, nats-server): max "
             f"{_cell(run['hub_rss_mib']['max'], ' MiB')}, "

@@ -22,6 +22,7 @@ VOLTAGE: Final = 230.0
 PHASES: Final = ("L1", "L2", "L3")
 # A car drawing this much less than it wants is held back by its limit (not by its battery).
 CONSTRAINED_MARGIN_A: Final = 0.5
+MAX_LISTED: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,8 @@ def node_figures(
     return {
         "seconds": count,
         "over_s": sum(overs[i] for i in outside),
+        # When (seconds into the run), to tell a start-up or an arrival from a steady leak.
+        "over_at_s": [i for i in outside if overs[i]][:MAX_LISTED],
         "over_wh": round(sum(excess_wh[i] for i in outside), 1),
         "over_s_all": sum(overs),
         "over_wh_all": round(sum(excess_wh), 1),
@@ -201,37 +204,46 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def meter_to_profile_ms(events: Mapping[int, Mapping[str, Any]]) -> list[float]:
-    """For every ``allocation.decided`` caused by a meter value that sent a profile: from
-    the MeterValues frame stored (``cause_seq``) to the SetChargingProfile CALL stored
-    (its unique id is the decision's ``command_id``), in ms of the hub's clock."""
-    calls = {
-        event.get("unique_id"): event["received_at"]
-        for event in events.values()
-        if event.get("type") == "ocpp.frame"
+def _is_profile_call(event: Mapping[str, Any]) -> bool:
+    return (
+        event.get("type") == "ocpp.frame"
         and event.get("direction") == "out"
         and event.get("message_type") == "CALL"
         and event.get("action") == "SetChargingProfile"
+    )
+
+
+def cause_kind(event: Mapping[str, Any] | None) -> str:
+    """What an event is, as a cause: an OCPP action (``MeterValues``) or an event type."""
+    if event is None:
+        return "unknown"
+    if event.get("type") == "ocpp.frame":
+        return str(event.get("action") or "ocpp.frame")
+    return str(event.get("type") or "unknown")
+
+
+def cause_to_profile_ms(events: Mapping[int, Mapping[str, Any]]) -> dict[str, list[float]]:
+    """For every ``allocation.decided`` that sent a profile: from the event that caused it
+    (``cause_seq``) stored to the SetChargingProfile CALL stored (its unique id is the
+    decision's ``command_id``), in ms of the hub's clock, by what the cause was
+    (``MeterValues``, ``StartTransaction``, ``admin.site.limit.set``, ...)."""
+    calls = {
+        event.get("unique_id"): event["received_at"]
+        for event in events.values()
+        if _is_profile_call(event)
     }
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = defaultdict(list)
     for event in events.values():
-        if event.get("type") != "allocation.decided" or event.get("reason") != "meter":
+        if event.get("type") != "allocation.decided":
             continue
         command_id = event.get("command_id") or ""
         cause = events.get(int(event.get("cause_seq") or 0))
         if not command_id or command_id not in calls or cause is None:
             continue
-        latencies.append(float(calls[command_id] - cause["received_at"]))
-    return latencies
+        latencies[cause_kind(cause)].append(float(calls[command_id] - cause["received_at"]))
+    return dict(latencies)
 
 
 def profile_calls(events: Mapping[int, Mapping[str, Any]]) -> int:
     """SetChargingProfile CALLs the hub sent."""
-    return sum(
-        1
-        for event in events.values()
-        if event.get("type") == "ocpp.frame"
-        and event.get("direction") == "out"
-        and event.get("message_type") == "CALL"
-        and event.get("action") == "SetChargingProfile"
-    )
+    return sum(1 for event in events.values() if _is_profile_call(event))

@@ -7,9 +7,9 @@ import pytest
 from bench.load_metrics import (
     LimitTimeline,
     Second,
+    cause_to_profile_ms,
     fairness,
     jain,
-    meter_to_profile_ms,
     node_figures,
     node_series,
     percentiles,
@@ -110,7 +110,7 @@ def test_jain_and_fairness_among_held_back_cars() -> None:
     assert (figures["constrained_car_s"], figures["waiting_car_s"]) == (4, 1)
 
 
-def test_meter_to_profile_latency_follows_cause_seq_and_command_id() -> None:
+def test_latency_from_the_cause_to_the_profile_follows_cause_seq_and_command_id() -> None:
     events = {
         5: {"type": "ocpp.frame", "action": "MeterValues", "direction": "in", "received_at": 1000},
         6: {
@@ -128,8 +128,10 @@ def test_meter_to_profile_latency_follows_cause_seq_and_command_id() -> None:
             "received_at": 1042,
         },
         8: {"type": "allocation.decided", "reason": "meter", "cause_seq": 5, "command_id": ""},
-        9: {"type": "allocation.decided", "reason": "start", "cause_seq": 5, "command_id": "c1"},
+        9: {"type": "allocation.decided", "reason": "start", "cause_seq": 4, "command_id": "c1"},
+        4: {"type": "ocpp.frame", "action": "StartTransaction", "received_at": 1030},
+        10: {"type": "allocation.decided", "reason": "limit", "cause_seq": 3, "command_id": "c1"},
     }
-    assert meter_to_profile_ms(events) == [42.0]
+    assert cause_to_profile_ms(events) == {"MeterValues": [42.0], "StartTransaction": [12.0]}
     assert percentiles([42.0]) == {"n": 1, "p50_ms": 42.0, "p99_ms": 42.0, "max_ms": 42.0}
     assert percentiles([])["p50_ms"] is None
