@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api_cli.add_commands(commands, common)
     api_cli.add_profile_commands(commands, common)
+    api_cli.add_site_commands(commands, common)
     projections_cli.add_commands(commands, common)
     for role in ("up", "fanout", *roles.ROLES):
         _ops_flags(commands.choices[role])
@@ -735,6 +736,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return api_cli.cmd_main(settings, args)
     if args.command in api_cli.PROFILE_COMMANDS:
         return api_cli.profiles_main(settings, args)
+    if args.command == "sites":
+        return api_cli.sites_main(settings, args)
     if args.command in projections_cli.COMMANDS:
         # A replay without a running hub reads the stream on this loop, as `hub up` does.
         return uvloop.run(projections_cli.main(settings, args))

@@ -136,6 +136,10 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_power_w: float = _POLICY.max_power_w
     platform_fee_rate: str = _POLICY.platform_fee_rate
     certificate_warning_days: float = _POLICY.certificate_warning_days
+    load_management: bool = _POLICY.load_management  # docs/smart-charging.md
+    load_stack_level: int = _POLICY.load_stack_level
+    load_hysteresis_a: float = _POLICY.load_hysteresis_a
+    load_min_interval_s: float = _POLICY.load_min_interval_s
     # <kind>=<action>,...: trigger_status, remote_stop or close_session per anomaly kind.
     actions: str = format_actions(_POLICY.actions)
 
@@ -214,6 +218,10 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_PLATFORM_FEE_RATE": ("supervisor", "platform_fee_rate"),
     "HUB_INTEGRITY_ACTIONS": ("supervisor", "actions"),
     "HUB_CERTIFICATE_WARNING_DAYS": ("supervisor", "certificate_warning_days"),
+    "HUB_LOAD_MANAGEMENT": ("supervisor", "load_management"),
+    "HUB_LOAD_STACK_LEVEL": ("supervisor", "load_stack_level"),
+    "HUB_LOAD_HYSTERESIS": ("supervisor", "load_hysteresis_a"),
+    "HUB_LOAD_MIN_INTERVAL": ("supervisor", "load_min_interval_s"),
     "HUB_CA_COMMAND": ("ca", "command"),
     "HUB_CA_COMMAND_TIMEOUT": ("ca", "command_timeout_s"),
     "HUB_CERTIFICATE_DAYS": ("ca", "certificate_days"),

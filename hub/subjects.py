@@ -64,6 +64,7 @@ MEANINGFUL: Final = (
     "ev.wallet.>",
     "ev.integrity.>",
     "ev.session.>",
+    "ev.allocation.>",
 )
 
 # Plain ids pass through untouched so subjects stay readable; everything else, including

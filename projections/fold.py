@@ -19,6 +19,7 @@ from projections.anomalies import anomalies
 from projections.events_log import event_row, undecodable_row
 from projections.ledger import ledger
 from projections.rows import (
+    AllocationRow,
     ChargePointRow,
     ConnectorStatusRow,
     DeviceModelRow,
@@ -28,6 +29,7 @@ from projections.rows import (
 )
 from projections.state import ChargePoint, State
 from schemas.events import (
+    AllocationDecided,
     AnomalyDetected,
     AnomalyResolved,
     ChargerConnected,
@@ -124,6 +126,7 @@ _FOLDED: Final = (
     AnomalyDetected,
     AnomalyResolved,
     IntegrityAction,
+    AllocationDecided,
 )
 
 
@@ -166,6 +169,24 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
             _charge_point(state, out, seq, event.received_at, cp, registered=False)
         case AnomalyDetected() | AnomalyResolved() | IntegrityAction():
             anomalies(state, out, seq, event)
+        case AllocationDecided():
+            out.add(
+                AllocationRow(
+                    seq=seq,
+                    decided_at=ch_time(event.received_at),
+                    event_id=event.id,
+                    node_id=event.node_id,
+                    charge_point_id=event.charge_point_id,
+                    connector_id=event.connector_id,
+                    session=event.session,
+                    limit_a=event.limit_a,
+                    admitted=event.admitted,
+                    wants_a=event.wants_a,
+                    drawn_a=event.drawn_a,
+                    reason=event.reason,
+                    command_id=event.command_id,
+                )
+            )
 
 
 def _fact(state: State, out: Output, fact: facts.Fact) -> None:

@@ -166,6 +166,21 @@ class AnomalyRow(_Row, frozen=True, kw_only=True):
     transaction_ref: str
 
 
+class AllocationRow(_Row, frozen=True, kw_only=True):
+    decided_at: str
+    event_id: str
+    node_id: str
+    charge_point_id: str
+    connector_id: int
+    session: str
+    limit_a: float
+    admitted: bool
+    wants_a: float
+    drawn_a: float | None
+    reason: str
+    command_id: str
+
+
 class DeviceModelRow(_Row, frozen=True, kw_only=True):
     charge_point_id: str
     request_id: int
@@ -209,6 +224,7 @@ Row = (
     | BillingRow
     | WalletLedgerRow
     | AnomalyRow
+    | AllocationRow
     | DeviceModelRow
     | ErrorRow
 )
@@ -224,6 +240,7 @@ TABLE_OF: dict[type[_Row], str] = {
     BillingRow: "billing_versions",
     WalletLedgerRow: "wallet_ledger",
     AnomalyRow: "anomaly_versions",
+    AllocationRow: "allocations",
     DeviceModelRow: "device_model",
     ErrorRow: "projection_errors",
 }

@@ -23,6 +23,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "sessions": ("session_versions", "energy_deltas", "billing_versions"),
     "wallet_ledger": ("wallet_ledger",),
     "session_anomalies": ("anomaly_versions",),
+    "allocations": ("allocations",),
     "device_model": ("device_model",),
     "projection_errors": ("projection_errors",),
 }
@@ -164,6 +165,23 @@ _TABLES: Final[dict[str, str]] = {
         resolution String,
         transaction_ref String
     ) ENGINE = MergeTree ORDER BY (anomaly_id, seq)""",
+    # The site allocator's decisions (allocation.decided): a connector's limit against
+    # what it drew then, per node; docs/smart-charging.md.
+    "allocations": """
+        seq UInt64,
+        decided_at DateTime64(3, 'UTC'),
+        event_id String,
+        node_id String,
+        charge_point_id String,
+        connector_id Int64,
+        session String,
+        limit_a Float64,
+        admitted Bool,
+        wants_a Float64,
+        drawn_a Nullable(Float64),
+        reason LowCardinality(String),
+        command_id String
+    ) ENGINE = MergeTree ORDER BY (node_id, decided_at, seq)""",
     # OCPP 2.x stations' device models: one row per attribute of every variable a
     # NotifyReport part carried, as the part was stored.
     "device_model": """

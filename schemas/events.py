@@ -392,6 +392,60 @@ class AccessDenied(_AdminEvent, frozen=True, kw_only=True, tag="admin.access.den
     charge_point_id: str = ""
 
 
+class DailyLimit(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename={"start": "from"}):
+    """From ``start`` (``HH:MM`` UTC) on each day, until the next entry's, the node's limit."""
+
+    start: str
+    limit: float
+
+
+SiteUnit = Literal["A", "W"]
+
+
+class SiteNodeSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.site.node.set"):
+    """A node of a site (the grid connection, a feeder, a fuse): its ``parent`` (empty for a
+    site's root) and its static limit, in A per phase or in W over its ``phases`` at
+    ``voltage``. ``daily``: a schedule by time of day (UTC) that replaces ``limit`` from each
+    entry's time on; empty: ``limit`` all day. Setting a node again replaces it."""
+
+    node_id: str
+    parent: str = ""
+    limit: float
+    unit: SiteUnit = "A"
+    phases: int = 3
+    voltage: float = 230.0
+    daily: tuple[DailyLimit, ...] = ()
+
+
+class SiteNodeRemoved(_AdminEvent, frozen=True, kw_only=True, tag="admin.site.node.removed"):
+    node_id: str
+
+
+class SiteLimitSet(_AdminEvent, frozen=True, kw_only=True, tag="admin.site.limit.set"):
+    """A live limit on a node (from an EMS, a building meter) that overrides its static and
+    daily limit while set; ``limit`` None clears it."""
+
+    node_id: str
+    limit: float | None = None
+    unit: SiteUnit = "A"
+
+
+class SiteConnectorAssigned(
+    _AdminEvent, frozen=True, kw_only=True, tag="admin.site.connector.assigned"
+):
+    """A connector hangs below ``node_id`` (empty: below none); ``connector_id`` 0 stands for
+    every connector of the charger without an assignment of its own. ``min_a``/``max_a``: the
+    least the charger charges at and the most it (and its cable) allow, per phase."""
+
+    charge_point_id: str
+    connector_id: int = 0
+    node_id: str = ""
+    priority: int = 0
+    min_a: float = 6.0
+    max_a: float = 32.0
+    phases: int = 3
+
+
 class ClockTick(_Event, frozen=True, kw_only=True, tag="clock.tick"):
     """The hub's clock, as an event: timers in pure folds advance on these, never on a
     clock read, so a replay fires every timer where it fired live."""
@@ -462,6 +516,9 @@ AnomalyKind = Literal[
     "power_exceeded",
     "certificate_expiring",
     "certificate_expired",
+    # A connector of a site the allocator does not control: it refused a profile, did not
+    # answer, or is offline; its load is counted at its last accepted limit (or its maximum).
+    "load_unmanaged",
 ]
 
 
@@ -519,6 +576,27 @@ class LimitReached(_DerivedEvent, frozen=True, kw_only=True, tag="session.limit_
     command_id: str
 
 
+AllocationReason = Literal["start", "meter", "limit", "end", "tick", "connect", "rejected"]
+
+
+class AllocationDecided(_DerivedEvent, frozen=True, kw_only=True, tag="allocation.decided"):
+    """The site allocator's word on a connector: its limit in A per phase (``admitted``
+    false: no room for its minimum, so 0 A), what it wants and draws (per phase, the highest;
+    None: no reading yet), the node it hangs below, and why now (``reason``). ``command_id``
+    names the SetChargingProfile that carries it ("" when nothing is sent)."""
+
+    charge_point_id: str
+    connector_id: int
+    session: str = ""
+    limit_a: float
+    admitted: bool = True
+    wants_a: float = 0.0
+    drawn_a: float | None = None
+    node_id: str = ""
+    reason: AllocationReason
+    command_id: str = ""
+
+
 ChargerEvent = (
     OcppFrame
     | FrameRejected
@@ -543,6 +621,10 @@ AdminEvent = (
     | CommandRequested
     | CommandFinished
     | AccessDenied
+    | SiteNodeSet
+    | SiteNodeRemoved
+    | SiteLimitSet
+    | SiteConnectorAssigned
 )
 DerivedEvent = (
     WalletHeld
@@ -552,6 +634,7 @@ DerivedEvent = (
     | AnomalyResolved
     | IntegrityAction
     | LimitReached
+    | AllocationDecided
 )
 Event = ChargerEvent | ConnectionRefused | AdminEvent | ClockTick | DerivedEvent
 

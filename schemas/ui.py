@@ -246,6 +246,22 @@ class Command(_ChargerMessage, frozen=True, kw_only=True, tag="command"):
     detail: Any = None
 
 
+class Allocation(_ChargerMessage, frozen=True, kw_only=True, tag="allocation"):
+    """The site allocator's word on a connector (docs/smart-charging.md): its limit in A per
+    phase (``admitted`` false: no room for its minimum, so 0 A), what it wants and draws,
+    the node it hangs below, and why now (``reason``)."""
+
+    connector_id: int
+    session: str = ""
+    limit_a: float
+    admitted: bool = True
+    wants_a: float = 0.0
+    drawn_a: float | None = None
+    node_id: str = ""
+    reason: str = ""
+    command_id: str = ""
+
+
 ChargerMessage = (
     Snapshot
     | Status
@@ -260,6 +276,7 @@ ChargerMessage = (
     | Command
     | CostUpdated
     | Alert
+    | Allocation
 )
 
 

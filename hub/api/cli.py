@@ -1,5 +1,6 @@
-"""``hub cmd <chargePointId> <operation> [--flags]``: one command through the REST API; and
-``hub profiles list`` and ``hub schedule``, the smart-charging reads.
+"""``hub cmd <chargePointId> <operation> [--flags]``: one command through the REST API;
+``hub profiles list`` and ``hub schedule``, the smart-charging reads; and ``hub sites``, the
+sites and their limits (docs/smart-charging.md).
 
 Flags are the OCPP request's fields in kebab-case (``--connector-id 1``, ``--id-tag T1``);
 values are converted to the field's type, objects and arrays are given as JSON. ``--body``
@@ -283,4 +284,112 @@ def profiles_main(settings: Settings, args: argparse.Namespace) -> int:
     """Print what the API answers; exit 0 for a 200, 1 otherwise, 2 for a usage error."""
     path, query = _profiles_request(args)
     status = call_api(settings, args, args.command, "GET", path, None, query)
+    return status if status in (1, 2) else 0 if status == 200 else 1
+
+
+# -- hub sites: site load management (docs/smart-charging.md) -----------------------------------
+
+_AMOUNT: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(kW|W|A)")
+
+
+def parse_amount(text: str) -> tuple[float, str]:
+    """``200kW`` -> (200000, "W"); ``290A`` -> (290, "A"); ArgumentTypeError otherwise."""
+    found = _AMOUNT.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a number and A, W or kW (290A, 200kW)"
+        )
+    amount, unit = float(found[1]), found[2]
+    return (amount * 1000, "W") if unit == "kW" else (amount, unit)
+
+
+def add_site_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    sites = commands.add_parser("sites", help="sites, their limits and their connectors")
+    actions = sites.add_subparsers(dest="action", required=True)
+    put = actions.add_parser("set", parents=[common], help="add or change a node (an event)")
+    put.add_argument("node_id")
+    put.add_argument("--limit", type=parse_amount, required=True, help="290A or 200kW")
+    put.add_argument("--parent", default="", help="the node above it (none: a site's root)")
+    put.add_argument("--phases", type=int, choices=(1, 3), default=3)
+    put.add_argument("--voltage", type=float, default=230.0)
+    put.add_argument(
+        "--daily",
+        action="append",
+        default=[],
+        metavar="HH:MM=LIMIT",
+        help="from this time of day (UTC) on, this limit in the node's unit (repeatable)",
+    )
+    _api_options(put)
+    remove = actions.add_parser("remove", parents=[common], help="remove a node (an event)")
+    remove.add_argument("node_id")
+    _api_options(remove)
+    live = actions.add_parser("limit", parents=[common], help="set or clear a live limit")
+    live.add_argument("node_id")
+    live.add_argument("limit", type=parse_amount, nargs="?", help="150kW or 200A")
+    live.add_argument("--clear", action="store_true", help="clear the live limit")
+    _api_options(live)
+    assign = actions.add_parser(
+        "assign", parents=[common], help='hang a connector below a node ("" unassigns)'
+    )
+    assign.add_argument("charge_point_id")
+    assign.add_argument("connector_id", type=int, help="0: every connector of the charger")
+    assign.add_argument("node_id")
+    assign.add_argument("--priority", type=int, default=0)
+    assign.add_argument("--min-a", type=float, default=6.0)
+    assign.add_argument("--max-a", type=float, default=32.0)
+    assign.add_argument("--phases", type=int, choices=(1, 3), default=3)
+    _api_options(assign)
+    show = actions.add_parser("show", parents=[common], help="limits, loads and allocations")
+    _api_options(show)
+
+
+def _site_request(args: argparse.Namespace) -> tuple[str, str, object]:
+    node = quote(getattr(args, "node_id", ""), safe="")
+    if args.action == "set":
+        limit, unit = args.limit
+        daily = []
+        for entry in args.daily:
+            start, _, amount = entry.partition("=")
+            try:
+                daily.append({"from": start, "limit": float(amount)})
+            except ValueError:
+                raise UsageError(f"--daily {entry!r}: expected HH:MM=LIMIT") from None
+        body = {
+            "parent": args.parent,
+            "limit": limit,
+            "unit": unit,
+            "phases": args.phases,
+            "voltage": args.voltage,
+            "daily": daily,
+        }
+        return "PUT", f"/api/v1/sites/nodes/{node}", body
+    if args.action == "remove":
+        return "DELETE", f"/api/v1/sites/nodes/{node}", None
+    if args.action == "limit":
+        if args.clear == (args.limit is not None):
+            raise UsageError("give a limit (150kW, 200A) or --clear")
+        limit, unit = args.limit if args.limit is not None else (None, "A")
+        return "PUT", f"/api/v1/sites/nodes/{node}/limit", {"limit": limit, "unit": unit}
+    if args.action == "assign":
+        charger = quote(args.charge_point_id, safe="")
+        body = {
+            "nodeId": args.node_id,
+            "priority": args.priority,
+            "minA": args.min_a,
+            "maxA": args.max_a,
+            "phases": args.phases,
+        }
+        return "PUT", f"/api/v1/chargers/{charger}/connectors/{args.connector_id}/site", body
+    return "GET", "/api/v1/sites", None
+
+
+def sites_main(settings: Settings, args: argparse.Namespace) -> int:
+    """Print what the API answers; exit 0 for a 200, 1 otherwise, 2 for a usage error."""
+    try:
+        method, path, body = _site_request(args)
+    except UsageError as error:
+        print(f"hub: sites: {error}", file=sys.stderr)
+        return 2
+    data = None if body is None else msgspec.json.encode(body)
+    status = call_api(settings, args, "sites", method, path, data, [])
     return status if status in (1, 2) else 0 if status == 200 else 1

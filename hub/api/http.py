@@ -129,7 +129,7 @@ def setup(
     nats_url: str,
 ) -> None:
     """Register the command API on an aiohttp app (the fan-out's)."""
-    from hub.api import credentials, money, openapi, profiles
+    from hub.api import credentials, money, openapi, profiles, sites
 
     app[API] = CommandApi(verifier, known, parse_secret_keys(settings.gateway.secret_config_keys))
     app.cleanup_ctx.append(_backbone(settings, nats_url))
@@ -146,6 +146,7 @@ def setup(
     money.setup(app, settings.stream.name)
     credentials.setup(app, settings.stream.name)
     profiles.setup(app, settings.stream.name)
+    sites.setup(app, settings.stream.name)
     openapi.add_routes(app)
 
 

@@ -340,7 +340,7 @@ def _money(
     if body is not None:
         operation["requestBody"] = {
             # Optional for a rotation: no body, and the hub generates the key.
-            "required": tag == "money",
+            "required": tag in ("money", "sites"),
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return operation
@@ -488,11 +488,100 @@ def _money_paths() -> dict[str, dict[str, Any]]:
     }
 
 
+# -- sites, live limits and assignments (hub/api/sites.py) -------------------------------------
+
+NODE_ID: Final = _path("node_id", {"type": "string", "minLength": 1, "maxLength": 64}, "feeder-1")
+CONNECTOR_ID: Final = _path(
+    "connector_id", {"type": "integer", "minimum": 0, "maximum": 1000}, 1
+)  # fmt: skip
+SITE_ERRORS: Final = {
+    "400": "a bad body or path parameter (a parent that does not exist or is below the node, "
+    "a limit not above 0, ...); the message names the field",
+    "401": "no valid token (audited)",
+    "403": "the token's role or charger scope does not allow it (audited); nodes and live "
+    "limits need a token for all chargers",
+    "404": "no such node",
+    "409": "the node still has nodes or connectors below it",
+    "503": "the event store did not acknowledge in time",
+}
+
+
+def _site_paths() -> dict[str, dict[str, Any]]:
+    from hub.api.sites import AssignBody, LiveBody, NodeBody, SiteChange, SitesView
+
+    def operation(
+        name: str,
+        summary: str,
+        parameters: list[dict[str, Any]],
+        errors: str,
+        body: type[Any] | None = None,
+        answer: type[Any] = SiteChange,
+    ) -> dict[str, Any]:
+        return _money(
+            name,
+            summary,
+            parameters,
+            ("200", answer),
+            errors,
+            body,
+            tag="sites",
+            meanings=SITE_ERRORS,
+        )
+
+    return {
+        "/api/v1/sites": {
+            "get": operation(
+                "get_sites",
+                "Every node with its effective limit, load and allocation; every assigned "
+                "connector (of the token's chargers) with the allocator's last word on it",
+                [],
+                "401 503",
+                answer=SitesView,
+            )
+        },
+        "/api/v1/sites/nodes/{node_id}": {
+            "put": operation(
+                "put_site_node",
+                "Add or change a node (stores admin.site.node.set; operator)",
+                [NODE_ID],
+                "400 401 403 503",
+                NodeBody,
+            ),
+            "delete": operation(
+                "delete_site_node",
+                "Remove a node (stores admin.site.node.removed; operator)",
+                [NODE_ID],
+                "400 401 403 404 409 503",
+            ),
+        },
+        "/api/v1/sites/nodes/{node_id}/limit": {
+            "put": operation(
+                "put_site_limit",
+                "Set or clear a node's live limit (stores admin.site.limit.set; operator)",
+                [NODE_ID],
+                "400 401 403 404 503",
+                LiveBody,
+            )
+        },
+        "/api/v1/chargers/{charge_point_id}/connectors/{connector_id}/site": {
+            "put": operation(
+                "put_connector_site",
+                "Assign a connector (0: every connector of the charger) to a node, with its "
+                "priority and rates (stores admin.site.connector.assigned; operator)",
+                [CHARGER, CONNECTOR_ID],
+                "400 401 403 503",
+                AssignBody,
+            )
+        },
+    }
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     from hub.api.http import ErrorBody
     from hub.api.profile_state import ProfileList
     from hub.api.profiles import ScheduleAnswer
+    from hub.api.sites import SITE_TYPES
 
     types: list[Any] = [
         ProfileList,
@@ -506,6 +595,7 @@ def document() -> dict[str, Any]:
         AcceptanceView,
         RegistrationBody,
         RegistrationView,
+        *SITE_TYPES,
     ]
     for endpoint in ENDPOINTS:
         for version in endpoint.versions:
@@ -536,15 +626,17 @@ def document() -> dict[str, Any]:
     paths.update(_money_paths())
     paths.update(_credential_paths())
     paths.update(_profile_paths())
+    paths.update(_site_paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "ocpp-hub command API",
             "version": "1",
             "description": "Server-initiated OCPP 1.6, 2.0.1 and 2.1 operations, routed to the "
-            "gateway that holds the charger; tariffs, prepaid wallets and session limits, each "
-            "change an audited event. Tokens: JWT bearer with `role` (operator/admin send "
-            "commands and make changes, viewer only reads) and `chargers` (ids or *).",
+            "gateway that holds the charger; tariffs, prepaid wallets and session limits, sites "
+            "and their limits, each change an audited event. Tokens: JWT bearer with `role` "
+            "(operator/admin send commands and make changes, viewer only reads) and `chargers` "
+            "(ids or *).",
         },
         "security": [{"bearer": []}],
         "paths": paths,

@@ -48,9 +48,12 @@ DEFAULT_VOLTAGE: Final = 230.0
 PHASES: Final = ("L1", "L2", "L3")
 # Offered this much more than it draws, a car is taken to use only what it draws (plus
 # the margin): below it, measurement noise and a car's own ramping look like a full battery.
-SLACK_A: Final = 2.0
+SLACK_A: Final = 1.5
 # What a car that limits itself is offered above its draw, so it can show it wants more.
-MARGIN_A: Final = 1.0
+# Above SLACK_A, so a car that keeps drawing the same is still taken at its word at the next
+# allocation (with a margin below the slack it would be offered its maximum again, then cut
+# again: a limit that swings every rate-limit interval).
+MARGIN_A: Final = 2.0
 # Capacity left unshared below this is rounding, not room.
 _EPSILON: Final = 1e-9
 

@@ -54,6 +54,7 @@ from hub.domain.facts import (
     Problem,
     ProfileCleared,
     ProfileInstalled,
+    ProfileRefused,
     Sample,
     SecurityEventReported,
     TransactionEnded,
@@ -342,6 +343,13 @@ class State(msgspec.Struct, kw_only=True):
     hub_calls: dict[str, PendingCall] = {}
 
 
+class _Connector(msgspec.Struct, frozen=True, rename="camel", gc=False):
+    """Where a SetChargingProfile goes: 1.6's connector, 2.x's EVSE."""
+
+    connector_id: int = 0
+    evse_id: int = 0
+
+
 def key(first: object, second: object) -> str:
     return f"{first}\x1f{second}"
 
@@ -439,7 +447,7 @@ class Charging:
                 self._hub_call(event)
             case CommandFinished(action=action) if action in HUB_CALLS:
                 answer = event.payload if event.status == "answered" else None
-                self._hub_answer(event.charge_point_id, event.command_id, answer)
+                self._hub_answer(event.charge_point_id, event.command_id, answer, event.status)
             case IntegrityAction(action="close_session", transaction_id=int() | str() as tx):
                 found = self.session_of(event.charge_point_id, tx)
                 if found is not None and found.ongoing:
@@ -454,7 +462,7 @@ class Charging:
         if frame.direction == "in" and frame.message_type != "CALL":
             if frame.action in HUB_CALLS:
                 result = frame.payload if frame.message_type == "CALLRESULT" else None
-                self._hub_answer(cp, frame.unique_id, result)
+                self._hub_answer(cp, frame.unique_id, result, frame.message_type.lower())
             return
         if frame.direction == "in" and frame.message_type == "CALL":
             if frame.action in ANSWERED:
@@ -1068,11 +1076,18 @@ class Charging:
         if len(calls) > MAX_PENDING:
             del calls[next(iter(calls))]
 
-    def _hub_answer(self, cp: str, command_id: str, answer: msgspec.Raw | None) -> None:
-        """The charger answered a CALL of the hub's (None: not with a result). The first
-        answer counts: the CALLRESULT frame, then the command's finished event, say so twice."""
+    def _hub_answer(
+        self, cp: str, command_id: str, answer: msgspec.Raw | None, status: str = ""
+    ) -> None:
+        """The charger answered a CALL of the hub's (None: not with a result, ``status`` says
+        what instead). The first answer counts: the CALLRESULT frame, then the command's
+        finished event, say so twice."""
         call = self.state.hub_calls.pop(key(cp, command_id), None)
-        if call is None or answer is None:
+        if call is None:
+            return
+        if answer is None:
+            if call.action == "SetChargingProfile":
+                self._profile_refused(cp, command_id, call, status)
             return
         request = validate_call(call.ocpp_version, call.action, call.payload)
         response = validate_result(call.ocpp_version, call.action, answer)
@@ -1095,9 +1110,30 @@ class Charging:
                     model = self._profiles(cp)
                     model.limits = profiles.limits_of(model.limits, keys)
             case SetChargingProfileRequest(), SetChargingProfileResponse():
-                pass  # Rejected, NotSupported: the charger holds what it held
+                # Rejected, NotSupported: the charger holds what it held.
+                self._profile_refused(cp, command_id, call, str(response.status))
+            case (
+                v201.SetChargingProfileRequest() | v21.SetChargingProfileRequest(),
+                v201.SetChargingProfileResponse() | v21.SetChargingProfileResponse(),
+            ):
+                # 2.x profiles are not modelled (yet); a refusal still counts.
+                if response.status != "Accepted":
+                    self._profile_refused(cp, command_id, call, str(response.status))
             case _:
                 self._problem(cp, f"{call.action}: undecodable")
+
+    def _profile_refused(self, cp: str, command_id: str, call: PendingCall, status: str) -> None:
+        connector_id = msgspec.json.decode(call.payload, type=_Connector)
+        self._facts.append(
+            ProfileRefused(
+                seq=self._seq,
+                at=self._at,
+                charge_point_id=cp,
+                connector_id=connector_id.connector_id or connector_id.evse_id,
+                command_id=command_id,
+                status=status,
+            )
+        )
 
     def _profiles(self, cp: str) -> ChargerProfiles:
         found = self.state.profiles.get(cp)
@@ -1141,6 +1177,7 @@ class Charging:
                 connector_id=connector_id,
                 profile=profile,
                 session=session,
+                command_id=command_id,
             )
         )
 

@@ -202,6 +202,17 @@ class ProfileInstalled(_Fact, frozen=True, kw_only=True, tag="profile.installed"
     connector_id: int
     profile: Profile
     session: str = ""
+    command_id: str = ""  # the hub's SetChargingProfile that set it
+
+
+class ProfileRefused(_Fact, frozen=True, kw_only=True, tag="profile.refused"):
+    """The charger did not take a profile the hub sent (SetChargingProfile ``command_id``):
+    ``status`` is its answer (``Rejected``, ``NotSupported``), or ``callerror``, or what became
+    of the command (``timeout``, ``offline``, ``busy``, ...). It holds what it held."""
+
+    connector_id: int
+    command_id: str
+    status: str
 
 
 class ProfileCleared(_Fact, frozen=True, kw_only=True, tag="profile.cleared"):
@@ -271,6 +282,7 @@ Fact = (
     | CertificateKnown
     | SecurityEventReported
     | ProfileInstalled
+    | ProfileRefused
     | ProfileCleared
     | ReportPart
     | Problem

@@ -40,6 +40,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     platform_fee_rate: str = "0.10"
     # A charger's certificate this close to its end (days) is an alert; past it, another.
     certificate_warning_days: float = 30.0
+    # Site load management (hub/domain/load.py): whether the allocator acts (only ever on
+    # connectors assigned to a site), the stack level of its profiles, and when it tells a
+    # charger of a higher limit: moved by this many A, this long after its last word.
+    load_management: bool = True
+    load_stack_level: int = 1
+    load_hysteresis_a: float = 1.0
+    load_min_interval_s: float = 10.0
     actions: dict[AnomalyKind, IntegrityActionKind] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_ACTIONS)
     )

@@ -43,6 +43,7 @@ from hub.domain.timeutil import ch_time
 from hub.fanout.money import alert, bill, energy_of
 from schemas import ui
 from schemas.events import (
+    AllocationDecided,
     AnomalyDetected,
     AnomalyResolved,
     ChargerReplaced,
@@ -82,6 +83,23 @@ def translate(
             found = alert(event, seq)
             if found is not None:
                 out.append(found)
+        case AllocationDecided():
+            out.append(
+                ui.Allocation(
+                    charge_point_id=event.charge_point_id,
+                    seq=seq,
+                    received_at=event.received_at,
+                    connector_id=event.connector_id,
+                    session=event.session,
+                    limit_a=event.limit_a,
+                    admitted=event.admitted,
+                    wants_a=event.wants_a,
+                    drawn_a=event.drawn_a,
+                    node_id=event.node_id,
+                    reason=event.reason,
+                    command_id=event.command_id,
+                )
+            )
     for fact in facts:
         out.extend(_render(fact, seq, charging))
     return out

@@ -19,7 +19,6 @@ never on a clock read.
 
 from __future__ import annotations
 
-import uuid
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
@@ -34,6 +33,7 @@ from hub.domain.facts import (
     TransactionMetered,
     TransactionStarted,
 )
+from hub.domain.load import Alert, LoadConfig, LoadManager, LoadState, command_id_for
 from hub.domain.policy import Policy, parse_fee_rate
 from hub.domain.tariffs import session_cost
 from hub.domain.wallets import PLACES, Wallets, adjust, money, settle
@@ -59,13 +59,16 @@ from schemas.events import (
     _DerivedEvent,
 )
 
-# Deterministic command ids (OCPP-J unique ids, at most 36 characters) from their cause.
-_COMMANDS: Final = uuid.UUID("6d1f4f0e-7a53-4d0b-9a36-0c6f1bb1d2a4")
 # Derived events the core made and the stream has not shown yet, at most this many.
 MAX_UNCONFIRMED: Final = 100_000
 # The actor of the commands the supervisor requests, and the actions they may have.
 ACTOR: Final = "supervisor"
-COMMAND_ACTIONS: Final = ("RemoteStopTransaction", "RequestStopTransaction", "TriggerMessage")
+COMMAND_ACTIONS: Final = (
+    "RemoteStopTransaction",
+    "RequestStopTransaction",
+    "TriggerMessage",
+    "SetChargingProfile",
+)
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -78,10 +81,6 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class Intent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     event: DerivedEvent
     command: Command | None = None
-
-
-def command_id_for(cause: str) -> str:
-    return uuid.uuid5(_COMMANDS, cause).hex
 
 
 class Supervisor:
@@ -111,6 +110,8 @@ class Supervisor:
         # Settled transactions whose bill may have moved since (session key -> seq of the
         # first change): adjusted at the next tick, so a burst of late readings makes one.
         self.moved_bills: dict[str, int] = {}
+        # Site load management: the sites, the transactions below them, what was sent.
+        self.load = LoadManager(load_config(self.policy))
         self._seq = 0
         self._out: list[Intent] = []
 
@@ -123,7 +124,9 @@ class Supervisor:
             # Derived here and applied when it was made: the stream only confirms it.
             pass
         else:
-            self._react(self.charging.apply(seq, event))
+            facts = self.charging.apply(seq, event)
+            self._react(facts)
+            self._allocate(event, facts)
             match event:
                 case ClockTick():
                     detectors.scan(self)
@@ -342,6 +345,38 @@ class Supervisor:
             self, transaction, resolution.get(fact.reason, fact.charger_reason)
         )
 
+    # -- site load management ----------------------------------------------------------------
+
+    def _allocate(self, event: Event, facts: list[Fact]) -> None:
+        versions = {
+            fact.charge_point_id: self.chargers[fact.charge_point_id].ocpp_version
+            for fact in facts
+            if fact.charge_point_id in self.chargers
+        }
+        outcome = self.load.apply(self._seq, event, facts, versions)
+        for decision in outcome.decisions:
+            send = decision.send
+            command = None
+            if send is not None:
+                command = Command(
+                    command_id=decision.event.command_id,
+                    charge_point_id=send.charge_point_id,
+                    action=send.action,
+                    payload=send.payload,
+                )
+            self.emit(decision.event, command)
+        for alert in outcome.alerts:
+            self._load_alert(alert)
+
+    def _load_alert(self, alert: Alert) -> None:
+        cp, connector_id, tx = alert.charge_point_id, alert.connector_id, alert.transaction_id
+        condition = detectors.condition_key("load_unmanaged", cp, connector_id, tx)
+        anomaly = self.anomalies.get(condition)
+        if alert.raised and anomaly is None:
+            self.detect("load_unmanaged", cp, connector_id, tx, self.now, alert.detail)
+        elif not alert.raised and anomaly is not None:
+            self.resolve(condition, anomaly, "the allocator controls it again")
+
     # -- settlement adjustments -------------------------------------------------------------
 
     def _settled(self, name: str) -> bool:
@@ -476,6 +511,15 @@ class Supervisor:
         )
 
 
+def load_config(policy: Policy) -> LoadConfig:
+    return LoadConfig(
+        enabled=policy.load_management,
+        stack_level=policy.load_stack_level,
+        hysteresis_a=policy.load_hysteresis_a,
+        min_interval_ms=round(policy.load_min_interval_s * 1000),
+    )
+
+
 def stop_action(transaction_id: TransactionId) -> str:
     """The CALL that asks a charger to stop a transaction: 1.6's for its integer ids, 2.x's
     for its string ids (both take ``{"transactionId": id}``)."""
@@ -504,6 +548,7 @@ __all__ = [
     "COMMAND_ACTIONS",
     "Command",
     "Intent",
+    "LoadState",
     "Supervisor",
     "command_id_for",
 ]

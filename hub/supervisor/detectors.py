@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from hub.domain.tariffs import Point
     from hub.supervisor.core import Supervisor
 
-# Conditions judged per transaction rather than per connector state.
+# Conditions judged per transaction rather than per connector state (load_unmanaged: by
+# the site allocator, which resolves it itself).
 _PER_TRANSACTION: frozenset[str] = frozenset(
-    {"duplicate_start", "meter_backwards", "power_exceeded"}
+    {"duplicate_start", "meter_backwards", "power_exceeded", "load_unmanaged"}
 )
 
 

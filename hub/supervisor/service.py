@@ -52,6 +52,8 @@ FOLDED_SUBJECTS: Final = (
     "ev.cp.*.in.StatusNotification",
     "ev.cp.*.in.MeterValues",
     "ev.cp.*.in.StopTransaction",
+    # The chargers' answers to the site allocator's profiles (also in admin.command.finished).
+    "ev.cp.*.in.SetChargingProfile",
     # The CALLs of its commands, which say a gateway had them (Supervisor.unsent).
     *(f"ev.cp.*.out.{action}" for action in COMMAND_ACTIONS),
     # OCPP 2.x: a TransactionEvent is a start, readings or a stop once the hub answered it.
@@ -64,6 +66,7 @@ FOLDED_SUBJECTS: Final = (
     "ev.wallet.>",
     "ev.integrity.>",
     "ev.session.>",
+    "ev.allocation.>",
 )
 # A snapshot of the fold's state at most this many events or seconds apart.
 SNAPSHOT_EVERY_EVENTS: Final = 50_000

@@ -18,12 +18,13 @@ import msgspec
 
 from hub.domain.charging import STATE_VERSION, Charging, State
 from hub.domain.facts import CertificateKnown
+from hub.domain.load import LoadManager, LoadState
 from hub.domain.policy import Policy
 from hub.supervisor.core import Command, Intent, Supervisor
 from hub.supervisor.model import OpenAnomaly, Transaction
 
 # Bump when the core's state changes shape or meaning.
-SNAPSHOT_VERSION: Final = 2
+SNAPSHOT_VERSION: Final = 3
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -40,6 +41,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     moved_bills: dict[str, int] = {}
     # Absent from snapshots made before failover: a restart found the requests it made sent.
     unsent: dict[str, Command] = {}
+    load: LoadState = msgspec.field(default_factory=LoadState)
 
 
 _encoder: Final = msgspec.json.Encoder(decimal_format="string")
@@ -59,6 +61,7 @@ def encode(supervisor: Supervisor) -> bytes:
             certificates=supervisor.certificates,
             moved_bills=supervisor.moved_bills,
             unsent=supervisor.unsent,
+            load=supervisor.load.state,
         )
     )
 
@@ -80,6 +83,7 @@ def decode(data: bytes, policy: Policy) -> Supervisor | None:
     supervisor.certificates = snapshot.certificates
     supervisor.moved_bills = snapshot.moved_bills
     supervisor.unsent = snapshot.unsent
+    supervisor.load = LoadManager(supervisor.load.config, snapshot.load)
     return supervisor
 
 

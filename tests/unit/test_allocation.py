@@ -58,7 +58,7 @@ def test_no_car_is_offered_more_than_it_can_take() -> None:
 def test_what_a_car_does_not_draw_goes_to_the_others() -> None:
     """Offered 20 A, drawing 10 A: it gets its draw and a margin, B the rest."""
     cars = [car("A", offered_a=20.0, drawn_a=10.0), car("B", offered_a=20.0, drawn_a=19.5)]
-    assert limits(allocate(site(("grid", 40, "")), cars)) == {"A": 11.0, "B": 29.0}
+    assert limits(allocate(site(("grid", 40, "")), cars)) == {"A": 12.0, "B": 28.0}
 
 
 def test_a_feeder_limits_the_cars_below_it_and_the_rest_take_the_difference() -> None:

@@ -1,0 +1,600 @@
+"""Site load management, the decisions: which car below which node gets what, when, and
+which charging profile tells it so.
+
+``LoadManager.apply(seq, event, facts, versions)`` takes in each event (the sites' admin
+events, ``clock.tick``) with the charging domain's facts about it (transactions started,
+metered and ended, chargers connected and gone, profiles installed and refused) and
+returns the :class:`Decision` s it calls for: an ``allocation.decided`` event each, with
+the SetChargingProfile to send, and the :class:`Alert` s to raise or clear. The split
+itself is :func:`hub.domain.allocation.allocate`'s; what is sent, :func:`changes`'.
+
+When it decides (the ``reason`` of each decision):
+
+- ``start``, ``end``, ``meter``: a transaction on an assigned connector started, ended, or
+  sent readings (which say what a car draws, so what it wants);
+- ``limit``: a node, a live limit or an assignment changed;
+- ``tick``: a ``clock.tick``: a daily limit moved on, an increase held back by the rate
+  limit is due, or a car's draw moved by the hysteresis since it was last decided on (so
+  the record of measured load follows the cars without an event per reading);
+- ``connect``: a charger of a site connected: each of its assigned connectors gets a
+  TxDefaultProfile at its minimum (the conservative default until the allocator says more)
+  and a running transaction its TxProfile again;
+- ``rejected``: a charger refused a profile, did not answer, or went offline. Its connector
+  is no longer controlled: its load counts at the last limit it accepted (else its maximum),
+  ahead of every other car, and an alert (``load_unmanaged``) is raised; it is cleared when
+  the charger accepts a profile again (after it reconnects) or the transaction ends.
+
+Only decisions that matter become events: a limit worth sending (:func:`changes`: every
+decrease at once, an increase by the hysteresis and no sooner than the interval after the
+last word to that connector), a car admitted or paused, a transaction's end, a refusal.
+Event ids and command ids come from the cause (``allocation:<charger>:<connector>:<seq>``),
+so folding the same stream again decides the same, with the same ids.
+
+Pure: no I/O, no clock read; time is the events' ``received_at``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
+
+import msgspec
+
+from hub.domain.allocation import Allocation, Demand, Sent, Site, allocate, changes
+from hub.domain.facts import (
+    ChargerConnected,
+    ChargerDisconnected,
+    Fact,
+    ProfileInstalled,
+    ProfileRefused,
+    Sample,
+    TransactionEnded,
+    TransactionMetered,
+    TransactionStarted,
+)
+from hub.domain.sites import Assignment, Sites, SitesState, assignment_key
+from schemas.events import (
+    AllocationDecided,
+    AllocationReason,
+    ClockTick,
+    Event,
+    SiteConnectorAssigned,
+    SiteLimitSet,
+    SiteNodeRemoved,
+    SiteNodeSet,
+    TransactionId,
+)
+
+# An uncontrolled connector is admitted ahead of every car the allocator controls: its load
+# is there whatever the allocator says.
+UNCONTROLLED_PRIORITY: Final = 1 << 30
+# chargingProfileId of the allocator's profiles: per connector, so one connector's does not
+# replace another's (ids are the charger's, across connectors).
+TX_PROFILE_ID: Final = 7_100_000
+TX_DEFAULT_PROFILE_ID: Final = 7_200_000
+# Profiles sent and not yet answered, at most this many (the oldest is forgotten).
+MAX_PENDING: Final = 10_000
+_VOLTAGE: Final = 230.0
+_COMMANDS: Final = uuid.UUID("6d1f4f0e-7a53-4d0b-9a36-0c6f1bb1d2a4")
+
+
+class LoadConfig(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    enabled: bool = True
+    stack_level: int = 1
+    hysteresis_a: float = 1.0
+    min_interval_ms: int = 10_000
+
+
+class Running(msgspec.Struct, kw_only=True):
+    """A transaction on an assigned connector, as the allocator follows it."""
+
+    charge_point_id: str
+    connector_id: int
+    session: str
+    transaction_id: TransactionId
+    started_at: int
+    drawn_a: float | None = None
+    sent: Sent | None = None  # the limit last sent, and when
+    accepted_a: float | None = None  # the limit the charger last accepted
+    # Why it is not controlled ("" while it is): the charger's answer, or "offline".
+    unmanaged: str = ""
+    # What the last decision said, so a tick can tell what moved since.
+    decided_a: float | None = None
+    decided_drawn_a: float | None = None
+    admitted: bool = True
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    key: str
+    limit_a: float
+    purpose: Literal["TxProfile", "TxDefaultProfile"]
+
+
+class LoadState(msgspec.Struct, kw_only=True):
+    sites: SitesState = msgspec.field(default_factory=SitesState)
+    running: dict[str, Running] = {}
+    pending: dict[str, Pending] = {}
+    offline: dict[str, bool] = {}
+
+
+class Send(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A SetChargingProfile to send once its decision is stored."""
+
+    cause: str  # what the command id derives from
+    charge_point_id: str
+    action: str
+    payload: bytes
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    event: AllocationDecided
+    send: Send | None = None
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``raised``: a connector went out of control (``detail`` says how); else it is back."""
+
+    raised: bool
+    charge_point_id: str
+    connector_id: int
+    transaction_id: TransactionId
+    detail: str = ""
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    decisions: list[Decision] = []
+    alerts: list[Alert] = []
+
+
+def drawn_a(samples: Iterable[Sample], phases: int, voltage: float = _VOLTAGE) -> float | None:
+    """What a car draws per phase (A), the highest phase: Current.Import if the readings
+    have it, else Power.Active.Import spread over its phases at ``voltage``."""
+    currents = [s.value for s in samples if s.measurand == "Current.Import"]
+    if currents:
+        return max(currents)
+    powers = [s.value for s in samples if s.measurand == "Power.Active.Import" and not s.phase]
+    if powers:
+        return max(powers) / (voltage * max(1, phases))
+    per_phase = [s.value for s in samples if s.measurand == "Power.Active.Import"]
+    if per_phase:
+        return max(per_phase) / voltage
+    return None
+
+
+def tx_profile(
+    version: str,
+    connector_id: int,
+    transaction_id: TransactionId,
+    limit_a: float,
+    phases: int,
+    stack_level: int,
+) -> bytes:
+    return _profile(
+        version, connector_id, "TxProfile", limit_a, phases, stack_level, transaction_id
+    )
+
+
+def tx_default_profile(
+    version: str, connector_id: int, limit_a: float, phases: int, stack_level: int
+) -> bytes:
+    return _profile(version, connector_id, "TxDefaultProfile", limit_a, phases, stack_level, None)
+
+
+def _profile(
+    version: str,
+    connector_id: int,
+    purpose: Literal["TxProfile", "TxDefaultProfile"],
+    limit_a: float,
+    phases: int,
+    stack_level: int,
+    transaction_id: TransactionId | None,
+) -> bytes:
+    base = TX_PROFILE_ID if purpose == "TxProfile" else TX_DEFAULT_PROFILE_ID
+    period = {"startPeriod": 0, "limit": limit_a, "numberPhases": phases}
+    profile: dict[str, object] = {
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Relative",
+    }
+    if version == "1.6":
+        profile["chargingProfileId"] = base + connector_id
+        if transaction_id is not None:
+            profile["transactionId"] = transaction_id
+        profile["chargingSchedule"] = {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}
+        return msgspec.json.encode({"connectorId": connector_id, "csChargingProfiles": profile})
+    profile["id"] = base + connector_id
+    if transaction_id is not None:
+        profile["transactionId"] = str(transaction_id)
+    profile["chargingSchedule"] = [
+        {"id": base + connector_id, "chargingRateUnit": "A", "chargingSchedulePeriod": [period]}
+    ]
+    return msgspec.json.encode({"evseId": connector_id, "chargingProfile": profile})
+
+
+class LoadManager:
+    """The fold and its decisions; ``apply`` is its only mutator."""
+
+    def __init__(self, config: LoadConfig | None = None, state: LoadState | None = None) -> None:
+        self.config = config or LoadConfig()
+        self.state = state or LoadState()
+        self.sites = Sites(self.state.sites)
+        self._seq = 0
+        self._now = 0
+        self._out = Outcome()
+
+    # -- the fold ----------------------------------------------------------------------------
+
+    def apply(
+        self, seq: int, event: Event, facts: Sequence[Fact], versions: dict[str, str]
+    ) -> Outcome:
+        """``versions``: each charger's OCPP version (the profiles differ)."""
+        self._seq, self._now, self._out = seq, event.received_at, Outcome()
+        self._versions = versions
+        roots: dict[str, AllocationReason] = {}
+        for fact in facts:
+            self._fact(fact, roots)
+        match event:
+            case SiteNodeSet() | SiteNodeRemoved() | SiteLimitSet() | SiteConnectorAssigned():
+                self.sites.apply(event)
+                self._reattach()
+                for root in self._roots():
+                    roots.setdefault(root, "limit")
+            case ClockTick():
+                for root in self._roots():
+                    roots.setdefault(root, "tick")
+        if self.config.enabled:
+            for root, reason in sorted(roots.items()):
+                self._decide(root, reason)
+        return self._out
+
+    def _fact(self, fact: Fact, roots: dict[str, AllocationReason]) -> None:
+        running = self.state.running
+        match fact:
+            case TransactionStarted(charge_point_id=cp, connector_id=connector_id):
+                assigned = self.sites.assignment(cp, connector_id)
+                if assigned is None:
+                    return
+                name = assignment_key(cp, connector_id)
+                running[name] = Running(
+                    charge_point_id=cp,
+                    connector_id=connector_id,
+                    session=fact.session,
+                    transaction_id=fact.transaction_id,
+                    started_at=fact.at,
+                    unmanaged="offline" if self.state.offline.get(cp) else "",
+                )
+                self._touch(assigned, roots, "start")
+            case TransactionMetered(charge_point_id=cp, connector_id=connector_id):
+                found = running.get(assignment_key(cp, connector_id))
+                assigned = self.sites.assignment(cp, connector_id)
+                if found is None or assigned is None or found.session != fact.session:
+                    return
+                drawn = drawn_a(fact.samples, assigned.phases)
+                if drawn is not None:
+                    found.drawn_a = drawn
+                    self._touch(assigned, roots, "meter")
+            case TransactionEnded(charge_point_id=cp, connector_id=connector_id):
+                name = assignment_key(cp, connector_id)
+                found = running.get(name)
+                if found is None or found.session != fact.session:
+                    return
+                del running[name]
+                assigned = self.sites.assignment(cp, connector_id)
+                if found.unmanaged:
+                    self._out.alerts.append(self._alert(found, raised=False))
+                if assigned is not None and self.config.enabled:
+                    self._record(found, assigned, "end", limit_a=0.0, admitted=False, wants_a=0.0)
+                    self._touch(assigned, roots, "end")
+            case ChargerConnected(charge_point_id=cp):
+                self.state.offline.pop(cp, None)
+                self._connected(cp, roots)
+            case ChargerDisconnected(charge_point_id=cp):
+                self.state.offline[cp] = True
+                for found in self._on_charger(cp):
+                    self._lost(found, "offline", roots)
+            case ProfileInstalled(command_id=command_id) if command_id:
+                pending = self.state.pending.pop(command_id, None)
+                found = running.get(pending.key) if pending is not None else None
+                if pending is not None and found is not None and pending.purpose == "TxProfile":
+                    found.accepted_a = pending.limit_a
+                    if found.unmanaged and not self.state.offline.get(found.charge_point_id):
+                        found.unmanaged = ""
+                        self._out.alerts.append(self._alert(found, raised=False))
+            case ProfileRefused(command_id=command_id):
+                pending = self.state.pending.pop(command_id, None)
+                found = running.get(pending.key) if pending is not None else None
+                if found is not None:
+                    self._lost(found, fact.status, roots)
+
+    def _connected(self, cp: str, roots: dict[str, AllocationReason]) -> None:
+        """A charger of a site (re)connected: the conservative default on each assigned
+        connector, and its running transactions under control again."""
+        if not self.config.enabled:
+            return
+        for connector_id in self.sites.charger_assigned(cp):
+            assigned = self.sites.assignment(cp, connector_id)
+            assert assigned is not None
+            name = assignment_key(cp, connector_id)
+            payload = tx_default_profile(
+                self._version(cp),
+                connector_id,
+                assigned.min_a,
+                assigned.phases,
+                self.config.stack_level,
+            )
+            cause = f"allocation:default:{cp}:{connector_id}:{self._seq}"
+            self._pend(cause, name, assigned.min_a, "TxDefaultProfile")
+            self._out.decisions.append(
+                Decision(
+                    event=self._event(
+                        cp,
+                        connector_id,
+                        "",
+                        assigned,
+                        "connect",
+                        assigned.min_a,
+                        True,
+                        assigned.min_a,
+                        None,
+                        cause,
+                    ),
+                    send=Send(
+                        cause=cause,
+                        charge_point_id=cp,
+                        action="SetChargingProfile",
+                        payload=payload,
+                    ),
+                )
+            )
+        for found in self._on_charger(cp):
+            assigned = self.sites.assignment(cp, found.connector_id)
+            if assigned is None:
+                continue
+            if found.unmanaged:
+                # Back: told again what to do, and counted at what it accepted until it says.
+                found.unmanaged, found.sent = "", None
+                self._out.alerts.append(self._alert(found, raised=False))
+            self._touch(assigned, roots, "connect")
+
+    def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
+        if found.unmanaged:
+            return
+        found.unmanaged = why
+        self._out.alerts.append(self._alert(found, raised=True))
+        assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
+        if assigned is not None and self.config.enabled:
+            load = self._uncontrolled(found, assigned)
+            self._record(found, assigned, "rejected", limit_a=load, admitted=True, wants_a=load)
+            self._touch(assigned, roots, "rejected")
+
+    def _reattach(self) -> None:
+        """Sites changed: transactions on connectors no longer assigned leave the allocator."""
+        for name, found in list(self.state.running.items()):
+            if self.sites.assignment(found.charge_point_id, found.connector_id) is None:
+                del self.state.running[name]
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _touch(self, assigned: Assignment, roots: dict[str, AllocationReason], why: str) -> None:
+        root = self._root(assigned.node_id)
+        # The first cause in an event names the decision (a start before the readings in it).
+        roots.setdefault(root, why)  # type: ignore[arg-type]
+
+    def _root(self, node_id: str) -> str:
+        return self._site().path(node_id)[-1]
+
+    def _roots(self) -> set[str]:
+        return {self._root(node_id) for node_id in self.state.sites.nodes}
+
+    def _site(self) -> Site:
+        return self.sites.site_at(self._now)
+
+    def _uncontrolled(self, found: Running, assigned: Assignment) -> float:
+        return found.accepted_a if found.accepted_a is not None else assigned.max_a
+
+    def _decide(self, root: str, reason: AllocationReason) -> None:
+        site = self._site()
+        below: list[tuple[Running, Assignment, Demand]] = []
+        for found in self.state.running.values():
+            assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
+            if assigned is None or site.path(assigned.node_id)[-1] != root:
+                continue
+            below.append((found, assigned, self._demand(site, found, assigned)))
+        if not below:
+            return
+        allocations = allocate(site, [demand for _, _, demand in below])
+        managed = {
+            demand.connector: found.sent
+            for found, _, demand in below
+            if not found.unmanaged and found.sent is not None
+        }
+        due = {
+            allocation.connector
+            for allocation in changes(
+                (a for (f, _, _), a in zip(below, allocations, strict=True) if not f.unmanaged),
+                managed,
+                self._now,
+                hysteresis_a=self.config.hysteresis_a,
+                min_interval_ms=self.config.min_interval_ms,
+            )
+        }
+        for (found, assigned, demand), allocation in zip(below, allocations, strict=True):
+            if found.unmanaged:
+                continue
+            if demand.connector in due or allocation.admitted != found.admitted:
+                self._send(found, assigned, allocation, reason)
+            elif reason == "tick" and self._moved(found):
+                self._record(
+                    found,
+                    assigned,
+                    "tick",
+                    limit_a=found.decided_a or 0.0,
+                    admitted=found.admitted,
+                    wants_a=allocation.wants_a,
+                )
+
+    def _demand(self, site: Site, found: Running, assigned: Assignment) -> Demand:
+        connector = (found.charge_point_id, found.connector_id)
+        if found.unmanaged:
+            # Its load is there whatever is decided; capped by the nodes above it so that
+            # it is always counted (admitted first), never left out for want of room.
+            room = min(site.nodes[n].limit.amps_per_phase for n in site.path(assigned.node_id))
+            load = min(self._uncontrolled(found, assigned), room)
+            return Demand(
+                connector=connector,
+                node_id=assigned.node_id,
+                phases=assigned.phases,
+                min_a=load,
+                max_a=load,
+                priority=UNCONTROLLED_PRIORITY,
+                started_at=found.started_at,
+            )
+        return Demand(
+            connector=connector,
+            node_id=assigned.node_id,
+            phases=assigned.phases,
+            min_a=assigned.min_a,
+            max_a=assigned.max_a,
+            priority=assigned.priority,
+            started_at=found.started_at,
+            offered_a=found.sent.limit_a if found.sent is not None else None,
+            drawn_a=found.drawn_a,
+        )
+
+    def _moved(self, found: Running) -> bool:
+        if found.drawn_a is None:
+            return False
+        last = found.decided_drawn_a
+        return last is None or abs(found.drawn_a - last) >= self.config.hysteresis_a
+
+    def _send(
+        self, found: Running, assigned: Assignment, allocation: Allocation, reason: str
+    ) -> None:
+        cp, connector_id = found.charge_point_id, found.connector_id
+        cause = f"allocation:{cp}:{connector_id}:{self._seq}"
+        payload = tx_profile(
+            self._version(cp),
+            connector_id,
+            found.transaction_id,
+            allocation.limit_a,
+            assigned.phases,
+            self.config.stack_level,
+        )
+        found.sent = Sent(limit_a=allocation.limit_a, at=self._now)
+        self._pend(cause, assignment_key(cp, connector_id), allocation.limit_a, "TxProfile")
+        self._record(
+            found,
+            assigned,
+            reason,
+            limit_a=allocation.limit_a,
+            admitted=allocation.admitted,
+            wants_a=allocation.wants_a,
+            send=Send(
+                cause=cause, charge_point_id=cp, action="SetChargingProfile", payload=payload
+            ),
+        )
+
+    def _pend(
+        self,
+        cause: str,
+        name: str,
+        limit_a: float,
+        purpose: Literal["TxProfile", "TxDefaultProfile"],
+    ) -> None:
+        pending = self.state.pending
+        pending[command_id_for(cause)] = Pending(key=name, limit_a=limit_a, purpose=purpose)
+        if len(pending) > MAX_PENDING:
+            del pending[next(iter(pending))]
+
+    def _record(
+        self,
+        found: Running,
+        assigned: Assignment,
+        reason: str,
+        *,
+        limit_a: float,
+        admitted: bool,
+        wants_a: float,
+        send: Send | None = None,
+    ) -> None:
+        found.decided_a, found.decided_drawn_a, found.admitted = limit_a, found.drawn_a, admitted
+        cause = send.cause if send is not None else ""
+        event = self._event(
+            found.charge_point_id,
+            found.connector_id,
+            found.session,
+            assigned,
+            reason,
+            limit_a,
+            admitted,
+            wants_a,
+            found.drawn_a,
+            cause,
+        )
+        self._out.decisions.append(Decision(event=event, send=send))
+
+    def _event(
+        self,
+        cp: str,
+        connector_id: int,
+        session: str,
+        assigned: Assignment,
+        reason: str,
+        limit_a: float,
+        admitted: bool,
+        wants_a: float,
+        drawn: float | None,
+        cause: str,
+    ) -> AllocationDecided:
+        return AllocationDecided(
+            id=cause or f"allocation:{reason}:{cp}:{connector_id}:{self._seq}",
+            received_at=self._now,
+            cause_seq=self._seq,
+            charge_point_id=cp,
+            connector_id=connector_id,
+            session=session,
+            limit_a=limit_a,
+            admitted=admitted,
+            wants_a=wants_a,
+            drawn_a=None if drawn is None else round(drawn, 3),
+            node_id=assigned.node_id,
+            reason=reason,  # type: ignore[arg-type]
+            command_id=command_id_for(cause) if cause else "",
+        )
+
+    def _alert(self, found: Running, *, raised: bool) -> Alert:
+        return Alert(
+            raised=raised,
+            charge_point_id=found.charge_point_id,
+            connector_id=found.connector_id,
+            transaction_id=found.transaction_id,
+            detail=f"not controlled: {found.unmanaged}" if raised else "",
+        )
+
+    def _on_charger(self, cp: str) -> list[Running]:
+        return [found for found in self.state.running.values() if found.charge_point_id == cp]
+
+    def _version(self, cp: str) -> str:
+        return self._versions.get(cp) or "1.6"
+
+
+def command_id_for(cause: str) -> str:
+    """A deterministic command id (an OCPP-J unique id, at most 36 characters) from its
+    cause: the supervisor's commands, and the profiles the allocator sends."""
+    return uuid.uuid5(_COMMANDS, cause).hex
+
+
+__all__ = [
+    "Alert",
+    "Decision",
+    "LoadConfig",
+    "LoadManager",
+    "LoadState",
+    "Outcome",
+    "Send",
+    "command_id_for",
+    "drawn_a",
+    "tx_default_profile",
+    "tx_profile",
+]
