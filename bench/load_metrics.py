@@ -23,6 +23,8 @@ PHASES: Final = ("L1", "L2", "L3")
 # A car drawing this much less than it wants is held back by its limit (not by its battery).
 CONSTRAINED_MARGIN_A: Final = 0.5
 MAX_LISTED: Final = 100
+# At or under its limit this long in a row, a node has settled after a change.
+HOLD_S: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +92,16 @@ def node_series(
     return loads, demands
 
 
-def settling_s(overs: Sequence[bool], start: int, end: int) -> int:
-    """Seconds from ``start`` until the node stays at or under its limit up to ``end``
-    (exclusive); ``end - start`` if it never does."""
-    t = end
-    while t > start and not overs[t - 1]:
-        t -= 1
-    return t - start
+def settling_s(overs: Sequence[bool], start: int, end: int, hold_s: int = HOLD_S) -> int:
+    """Seconds from ``start`` until the node is at or under its limit for ``hold_s`` seconds
+    in a row (or up to ``end``, exclusive, if that comes first); ``end - start`` if it never
+    is. A later blip (a car arriving) is no longer the change's: it counts as time above."""
+    run = 0
+    for t in range(start, end):
+        run = 0 if overs[t] else run + 1
+        if run >= hold_s or (run and t == end - 1):
+            return t - run + 1 - start
+    return end - start
 
 
 def node_figures(
@@ -105,9 +110,13 @@ def node_figures(
     limits: Sequence[float],
     change_indices: Sequence[int],
     settle_window_s: int,
+    room: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """Time and energy above the limit (outside the settling windows after each change, and
-    in all), the settling time after each change, and utilisation while demand exceeds it."""
+    in all), the settling time after each change, and utilisation while demand exceeds it:
+    ``utilisation`` over the seconds the node itself binds (``room``: every node above it
+    could have given more, default always), ``utilisation_all`` over every such second (a
+    node below a full one cannot fill up: its parent's share is fair to all cars)."""
     count = len(loads)
     excess = [
         max(0.0, max(load.values()) - limit) for load, limit in zip(loads, limits, strict=True)
@@ -124,9 +133,14 @@ def node_figures(
     bounds = [*change_indices, count]
     settle_times = [settling_s(overs, start, end) for start, end in itertools.pairwise(bounds)]
     busy = [i for i in outside if max(demands[i].values()) > limits[i] + 1e-6]
-    utilisation = [
-        min(max(loads[i].values()), limits[i]) / limits[i] for i in busy if limits[i] > 0
-    ]
+
+    def used(seconds: Sequence[int]) -> float | None:
+        shares = [
+            min(max(loads[i].values()), limits[i]) / limits[i] for i in seconds if limits[i] > 0
+        ]
+        return round(statistics.fmean(shares), 4) if shares else None
+
+    binding = [i for i in busy if room is None or room[i]]
     return {
         "seconds": count,
         "over_s": sum(overs[i] for i in outside),
@@ -139,7 +153,9 @@ def node_figures(
         "max_excess_a_outside": round(max((excess[i] for i in outside), default=0.0), 1),
         "settling_s": settle_times,
         "demand_exceeds_s": len(busy),
-        "utilisation": round(statistics.fmean(utilisation), 4) if utilisation else None,
+        "binding_s": len(binding),
+        "utilisation": used(binding),
+        "utilisation_all": used(busy),
         "mean_load_a": round(statistics.fmean(max(load.values()) for load in loads), 1)
         if loads
         else 0.0,

@@ -35,11 +35,14 @@ def test_time_and_energy_above_the_limit_leave_out_the_settling_window() -> None
     assert figures["settling_s"] == [4]
 
 
-def test_settling_is_the_time_until_the_node_stays_under() -> None:
+def test_settling_is_the_time_until_the_node_holds_under_its_limit() -> None:
     overs = [False, True, True, False, True, False, False]
-    assert settling_s(overs, 1, 7) == 4
+    assert settling_s(overs, 1, 7, hold_s=2) == 4
+    assert settling_s(overs, 1, 7, hold_s=1) == 2
     assert settling_s(overs, 5, 7) == 0
     assert settling_s([True, True], 0, 2) == 2
+    # A blip long after it settled is not the change's.
+    assert settling_s([True] * 3 + [False] * 12 + [True] + [False] * 3, 0, 19) == 3
 
 
 def test_utilisation_counts_only_seconds_when_demand_exceeds_the_limit() -> None:
@@ -53,6 +56,17 @@ def test_utilisation_counts_only_seconds_when_demand_exceeds_the_limit() -> None
     # Second 0 wants less than the limit; the others count, an overshoot as full.
     assert figures["demand_exceeds_s"] == 3
     assert figures["utilisation"] == pytest.approx((0.95 + 1.0 + 1.0) / 3, abs=1e-4)
+    # Below a full parent (no room at second 1), only the seconds it binds count.
+    below = node_figures(
+        loads(50, 95, 100, 120),
+        loads(60, 150, 150, 150),
+        [100.0] * 4,
+        [],
+        30,
+        room=[True, False, True, True],
+    )
+    assert (below["binding_s"], below["utilisation"]) == (2, 1.0)
+    assert below["utilisation_all"] == figures["utilisation"]
 
 
 def test_a_one_phase_car_loads_l1_and_nodes_sum_their_cars() -> None:
