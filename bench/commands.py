@@ -33,14 +33,13 @@ import aiohttp
 import nats
 
 from bench.run import (
-    HUB_READY_MARKER,
     REPO,
     ServerProcess,
-    TargetSpec,
     _environment,
     _git_commit,
     _hub_executable,
     free_port,
+    hub_up_spec,
     sample_tree,
 )
 from hub.commands import send_command
@@ -103,22 +102,7 @@ async def _wait_connected(nats_url: str, expected: int, within: float) -> None:
 async def _measure(settings: CommandSettings, work: Path) -> dict[str, Any]:
     hub_port, ui_port = free_port(), free_port()
     data_dir = work / "data"
-    spec = TargetSpec(
-        "hub",
-        [
-            str(_hub_executable()),
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(hub_port),
-            "--ui-port",
-            str(ui_port),
-            "--allow-unknown-chargers",
-        ],
-        HUB_READY_MARKER,
-        "/ocpp",
-    )
+    spec = hub_up_spec(data_dir, hub_port, ui_port)
     os.environ["HUB_JWT_SECRET"] = SECRET
     os.environ["HUB_PROJECTIONS"] = "false"  # measure the command path, not ClickHouse
     os.environ["HUB_LOG_LEVEL"] = "warning"

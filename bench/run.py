@@ -154,6 +154,24 @@ def _hub_executable() -> Path:
     return Path(sys.executable).parent / "hub"
 
 
+def hub_up_spec(
+    data_dir: Path, port: int, ui_port: int, env: dict[str, str] | None = None
+) -> TargetSpec:
+    """``hub up`` with the UI and API on ``ui_port``, accepting any charger."""
+    command = [
+        str(_hub_executable()),
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--allow-unknown-chargers",
+    ]
+    return TargetSpec("hub", command, HUB_READY_MARKER, "/ocpp", env=env or {})
+
+
 def probe_hub() -> tuple[bool, str]:
     """Is `hub up` there yet? (It is being built alongside this harness.)"""
     exe = _hub_executable()
@@ -966,6 +984,13 @@ def work_dir(prefix: str, keep: Path | None) -> Iterator[Path]:
         yield Path(work)
 
 
+def publish_named_report(name: str, report: dict[str, Any], markdown: str, out_dir: Path) -> None:
+    """Write ``<name>-latest.md`` and ``.json``, print the markdown, say where they went."""
+    md_path, json_path = write_named_report(name, report, markdown, out_dir)
+    print(markdown)
+    print(f"[bench] wrote {md_path} and {json_path}", file=sys.stderr)
+
+
 def write_named_report(
     name: str, report: dict[str, Any], markdown: str, out_dir: Path
 ) -> tuple[Path, Path]:
@@ -1046,9 +1071,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands_parser.add_argument("--concurrency", type=int, default=32, help="in flight")
     commands_parser.add_argument("--quick", action="store_true", help="10 chargers: a smoke run")
     commands_parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
-    from bench import fuzz, integrity, projections, scale
+    from bench import fuzz, integrity, load_management, projections, scale
 
     projections.build_parser(sub)
+    load_management.build_parser(sub)
     scale.build_parser(sub)
     integrity.build_parser(sub)
     fuzz.build_parser(sub)
@@ -1095,6 +1121,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(args)
+    if args.benchmark == "load":
+        from bench import load_management
+
+        return load_management.main(args)
     if args.benchmark == "fuzz":
         from bench import fuzz
 

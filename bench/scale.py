@@ -34,9 +34,9 @@ from bench.run import (
     _read_event,
     cpu_seconds,
     free_port,
+    publish_named_report,
     rss_kib,
     work_dir,
-    write_named_report,
 )
 from hub.nats_server import EmbeddedNats
 from tools.simulator import raise_nofile_limit
@@ -414,8 +414,5 @@ def options_from(args: argparse.Namespace) -> Options:
 def main(args: argparse.Namespace) -> int:
     options = options_from(args)
     report = asyncio.run(scale(options))
-    markdown = render(report)
-    md_path, json_path = write_named_report("scale", report, markdown, options.out_dir)
-    print(markdown)
-    print(f"[bench] wrote {md_path} and {json_path}", file=sys.stderr)
+    publish_named_report("scale", report, render(report), options.out_dir)
     return 1 if any(row["error"] for row in report["targets"]) else 0

@@ -750,8 +750,11 @@ class SimulatedCharger(ChargerLink):
         *,
         timestamp: datetime | str | None = None,
         context: str = "Sample.Periodic",
+        phases: int | None = None,
     ) -> Payload | None:
-        """Send one sample set; None when queued while offline."""
+        """Send one sample set; None when queued while offline. ``phases``: the phases the
+        car draws on (a one-phase car on a three-phase charger: L1 only; default the
+        charger's)."""
         sampled: list[Payload] = [
             {
                 "value": f"{energy_wh:.0f}",
@@ -770,7 +773,8 @@ class SimulatedCharger(ChargerLink):
                 "unit": "W",
             },
         ]
-        for phase in ("L1", "L2", "L3")[: max(1, min(self.phases, 3))]:
+        used = self.phases if phases is None else phases
+        for phase in ("L1", "L2", "L3")[: max(1, min(used, 3))]:
             sampled.append(
                 {
                     "value": f"{current_a:.1f}",
