@@ -65,6 +65,8 @@ async def test_a_stopping_gateway_answers_what_it_read_then_closes_with_1001(
         async with raw_socket(port, "CP-DRAIN") as ws:
             await ws.send('[2, "boot", "Heartbeat", {}]')
             assert json.loads(await ws.recv())[:2] == [3, "boot"]
+            # An answer goes out just before its frame stops counting as unanswered.
+            await until(lambda: unanswered(gateway, "CP-DRAIN") == 0)
             with paused(nats_server):
                 # Read by the gateway, its events waiting on a NATS that does not answer.
                 await ws.send('[2, "last", "Heartbeat", {}]')
@@ -105,6 +107,9 @@ async def test_every_connected_charger_is_closed_with_1001_within_the_grace(
             for ws in sockets:
                 await ws.send('[2, "hb", "Heartbeat", {}]')
                 assert json.loads(await ws.recv())[:2] == [3, "hb"]
+            # An answer goes out just before its frame stops counting as unanswered.
+            names = [f"CP-{index}" for index in range(chargers)]
+            await until(lambda: not any(unanswered(gateway, name) for name in names))
             with paused(nats_server):
                 # One charger's frame cannot be stored: the others are not held up by it,
                 # and it is closed anyway once half the grace is over.
