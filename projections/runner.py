@@ -236,12 +236,26 @@ class Runner:
                 if current is not None and current.cancelling():
                     raise asyncio.CancelledError
                 batch = await self._fetch(puller)
+                missing = first_gap([seq for seq, _ in batch.messages], self.state.last_seq)
+                if missing is not None and await self._still_stored(missing):
+                    # A delivery was lost (a cluster's consumer failover can drop a pull's
+                    # answer, and acking what came after would ack it too): start again
+                    # from the first event not folded; what followed comes again.
+                    log.warning("projections.gap", missing=missing, got=batch.messages[-1][0])
+                    await puller.stop()
+                    puller = await self._subscribe(missing)
+                    continue
                 if batch.messages:
                     async with self._lock:
                         await self._project(puller, batch)
         finally:
             await puller.stop()
             self._fold_executor.shutdown(wait=True)
+
+    async def _still_stored(self, seq: int) -> bool:
+        """Whether the stream holds ``seq`` still (its limits may have dropped it since)."""
+        info = await self.connection.js.stream_info(self.settings.stream)
+        return bool(info.state.first_seq <= seq)
 
     async def _store(self, out: Output, first: int, last: int) -> None:
         known, self._positions = self._positions, None
@@ -308,3 +322,16 @@ class Runner:
         if pulled.last_reply:
             with contextlib.suppress(nats.errors.Error):
                 await puller.ack_all(pulled.last_reply)
+
+
+def first_gap(seqs: list[int], folded: int) -> int | None:
+    """The first sequence after ``folded`` that ``seqs`` (a batch, in order) skips, if any:
+    the consumer follows every subject, so the stream's sequences come one after another."""
+    expected = folded + 1
+    for seq in seqs:
+        if seq < expected:
+            continue  # delivered again: skipped by the fold
+        if seq > expected:
+            return expected
+        expected = seq + 1
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+import nats.errors
 from nats.js.errors import KeyNotFoundError
 from ocpp.v16 import call
 
@@ -83,8 +84,15 @@ async def supervisor(
 async def lease_holder_pid(nats_url: str) -> int | None:
     client = await nats.connect(nats_url)
     try:
-        kv = await client.jetstream().key_value(BUCKET)
-        entry = await kv.get(LEASE_KEY)
+        # On a cluster whose node just came back, the bucket may take a moment to answer.
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    kv = await client.jetstream().key_value(BUCKET)
+                    entry = await kv.get(LEASE_KEY)
+                    break
+                except nats.errors.TimeoutError:
+                    continue
     except KeyNotFoundError:
         return None
     finally:
