@@ -67,6 +67,19 @@ MEANINGFUL: Final = (
     "ev.allocation.>",
 )
 
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching, as a consumer's filter does: ``*`` is exactly one token, a
+    final ``>`` one or more."""
+    pattern_tokens, subject_tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(subject_tokens) > index
+        if index >= len(subject_tokens) or token not in ("*", subject_tokens[index]):
+            return False
+    return len(subject_tokens) == len(pattern_tokens)
+
+
 # Plain ids pass through untouched so subjects stay readable; everything else, including
 # the escape character itself, becomes ~XX per UTF-8 byte, which keeps the mapping injective.
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_\-]+")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
 import msgspec
@@ -25,12 +25,12 @@ import structlog
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
+from hub.api.book import Book
 from hub.api.http import (
     API,
     _answering_errors,
     _authorise,
     _error,
-    _store,
     _timeout,
     json_response,
     now_ms,
@@ -51,10 +51,8 @@ from hub.domain.credentials import (
 from hub.domain.ocpp_versions import parse_versions
 from hub.domain.redaction import REDACTED
 from hub.domain.security_profiles import BadRegistration, check_registration
-from hub.follower import Follower
 from hub.passwords import hash_password
 from hub.registry import Registry
-from hub.subjects import subject_for
 from schemas.events import (
     ChargerAccepted,
     ChargerRegistered,
@@ -68,9 +66,7 @@ from schemas.events import (
 
 log = structlog.get_logger("hub.api.credentials")
 
-CHARGER_PREFIX: Final = "ev.admin.charger."
-CHARGER_SUBJECTS: Final = (f"{CHARGER_PREFIX}>",)
-FOLD_WAIT_S: Final = 5.0
+CHARGER_SUBJECTS: Final = ("ev.admin.charger.>",)
 
 RotationState = Literal["accepted", "completed", "rejected", "timeout", "failed"]
 
@@ -313,19 +309,12 @@ def acceptance_view(event: ChargerAccepted) -> AcceptanceView:
 # -- REST --------------------------------------------------------------------------------------
 
 
-class CredentialsApi:
+class CredentialsApi(Book):
+    """The charger registry, folded for the app's life."""
+
     def __init__(self) -> None:
         self.registry = Registry()
-        self.follower: Follower | None = None
-
-    async def stored(self, request: web.Request, event: Event) -> int:
-        """Store ``event`` and, if the registry folds it, wait until it holds it, so the next
-        request sees it. A rotation's command events are outside the follower's subjects: it
-        never reaches their sequence, so waiting for them would only time out."""
-        seq = await _store(request.app[API], event)
-        if self.follower is not None and subject_for(event).startswith(CHARGER_PREFIX):
-            await self.follower.reached(seq, within_s=FOLD_WAIT_S)
-        return seq
+        super().__init__("credentials", CHARGER_SUBJECTS, self.registry.apply)
 
 
 CREDENTIALS: Final = web.AppKey("credentials_api", CredentialsApi)
@@ -333,8 +322,8 @@ CREDENTIALS: Final = web.AppKey("credentials_api", CredentialsApi)
 
 def setup(app: web.Application, stream: str) -> None:
     """Register the routes; call after the command API's backbone (whose connection it uses)."""
-    app[CREDENTIALS] = CredentialsApi()
-    app.cleanup_ctx.append(_follow(stream))
+    app[CREDENTIALS] = state = CredentialsApi()
+    state.follow(app, stream)
     route = app.router.add_route
     route(
         "PUT",
@@ -347,19 +336,6 @@ def setup(app: web.Application, stream: str) -> None:
         _answering_errors(_rotate),
     )
     route("POST", "/api/v1/chargers/{charge_point_id}/accept", _answering_errors(_accept))
-
-
-def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def run(app: web.Application) -> AsyncIterator[None]:
-        connection, state = app[API].connection, app[CREDENTIALS]
-        assert connection is not None, "credentials.setup must come after the API's backbone"
-        async with Follower(
-            connection, stream, CHARGER_SUBJECTS, state.registry.apply, name="credentials"
-        ) as follower:
-            state.follower = follower
-            yield
-
-    return run
 
 
 def _origin(subject: str) -> Origin:
@@ -397,7 +373,7 @@ async def _rotate(request: web.Request) -> web.Response:
     assert api.connection is not None
     view = await rotate(
         api.connection.client,
-        lambda event: state.stored(request, event),
+        lambda event: state.stored(api, event),
         charge_point_id,
         secret,
         _origin(scope.subject),
@@ -425,7 +401,7 @@ async def _register(request: web.Request) -> web.Response:
     except (BadSecret, BadRegistration) as error:
         where = "the path" if error.field == "charge_point_id" else f"`$.{_camel(error.field)}`"
         raise _error(400, "bad_request", f"{error.problem} - at {where}") from None
-    await state.stored(request, event)
+    await state.stored(request.app[API], event)
     log.info(
         "api.charger_registered",
         charge_point_id=charge_point_id,
@@ -442,7 +418,7 @@ async def _accept(request: web.Request) -> web.Response:
     if not api.known(charge_point_id) and not state.registry.is_known(charge_point_id):
         raise _error(404, "not_found", f"no charger {charge_point_id!r}")
     event = charger_accepted(charge_point_id, _origin(scope.subject))
-    await state.stored(request, event)
+    await state.stored(api, event)
     log.info("api.charger_accepted", charge_point_id=charge_point_id, actor=event.actor)
     return json_response(acceptance_view(event))
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 import msgspec
 import structlog
 from aiohttp import web
 
+from hub.api.book import Book
 from hub.api.http import (
     API,
     ApiError,
-    CommandApi,
     Handler,
     _answering_errors,
     _authorise,
@@ -60,14 +60,11 @@ from hub.api.money_state import (
     tariff_view,
 )
 from hub.domain.wallets import ZERO
-from hub.follower import Follower
 from hub.tokens import Scope
 from schemas.events import Event, WalletCreditKind
 
 log = structlog.get_logger("hub.api.money")
 
-# How long a write waits for its event to come back through the fold it answers from.
-FOLD_WAIT_S: Final = 5.0
 # Path parameters named in 400s; everything else is a field of the JSON body.
 _PATH_PARAMETERS: Final = {
     "id_tag": "idTag",
@@ -78,21 +75,18 @@ _PATH_PARAMETERS: Final = {
 T = TypeVar("T")
 
 
-class MoneyApi:
+class MoneyApi(Book):
+    """The tariffs and wallets, folded for the app's life. Serving starts once both hold what
+    was stored before: a retried top-up must find the credit it repeats."""
+
     def __init__(self) -> None:
+        super().__init__("money", (*TARIFF_SUBJECTS, *WALLET_SUBJECTS), self.apply)
         self.tariffs = TariffBook()
         self.wallets = WalletBook()
-        self._follower: Follower | None = None
 
     def apply(self, event: Event, seq: int) -> None:
         self.tariffs.apply(event, seq)
         self.wallets.apply(event, seq)
-
-    async def stored(self, api: CommandApi, event: Event) -> None:
-        """Store ``event`` and wait until the books hold it, so the answer shows it."""
-        seq = await _store(api, event)
-        if self._follower is not None:
-            await self._follower.reached(seq, within_s=FOLD_WAIT_S)
 
 
 MONEY: Final = web.AppKey("money_api", MoneyApi)
@@ -100,8 +94,8 @@ MONEY: Final = web.AppKey("money_api", MoneyApi)
 
 def setup(app: web.Application, stream: str) -> None:
     """Register the routes; call after the command API's backbone (whose connection it uses)."""
-    app[MONEY] = MoneyApi()
-    app.cleanup_ctx.append(_follow(stream))
+    app[MONEY] = money = MoneyApi()
+    money.follow(app, stream)
     route = app.router.add_route
     route("GET", "/api/v1/tariffs", _answering_errors(_list_tariffs))
     route("GET", "/api/v1/tariffs/{tariff_id}", _answering_errors(_get_tariff))
@@ -115,20 +109,6 @@ def setup(app: web.Application, stream: str) -> None:
         "/api/v1/chargers/{charge_point_id}/transactions/{transaction_id}/limits",
         _answering_errors(_put_limits),
     )
-
-
-def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def run(app: web.Application) -> AsyncIterator[None]:
-        connection, money = app[API].connection, app[MONEY]
-        assert connection is not None, "money.setup must come after the command API's backbone"
-        # Serving starts once both books hold what was stored before: a retried top-up must
-        # find the credit it repeats.
-        subjects = (*TARIFF_SUBJECTS, *WALLET_SUBJECTS)
-        async with Follower(connection, stream, subjects, money.apply, name="money") as follower:
-            money._follower = follower
-            yield
-
-    return run
 
 
 # -- request pieces ----------------------------------------------------------------------------
@@ -363,4 +343,4 @@ async def _put_limits(request: web.Request) -> web.Response:
     return json_response(session_limits_view(event))
 
 
-__all__ = ["MONEY", "Follower", "MoneyApi", "json_path", "setup"]
+__all__ = ["MONEY", "MoneyApi", "json_path", "setup"]

@@ -11,26 +11,25 @@ of the site events and the allocator's decisions (``allocation.decided``) held i
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Annotated, Final, Literal
 
 import msgspec
 import structlog
 from aiohttp import web
 
+from hub.api.book import Book
 from hub.api.http import (
     API,
     ApiError,
-    CommandApi,
     _answering_errors,
     _authorise,
     _error,
     _refuse,
-    _store,
     json_response,
     now_ms,
 )
-from hub.api.money import FOLD_WAIT_S, _decode, json_path
+from hub.api.money import _decode, json_path
 from hub.domain.allocation import PHASES, Demand, load_by_node
 from hub.domain.sites import (
     Invalid,
@@ -41,7 +40,6 @@ from hub.domain.sites import (
     check_node,
     check_removal,
 )
-from hub.follower import Follower
 from hub.tokens import Scope
 from schemas.events import (
     AllocationDecided,
@@ -231,24 +229,18 @@ class SitesBook:
         return SitesView(nodes=nodes, connectors=connectors)
 
 
-class SitesApi:
+class SitesApi(Book):
     def __init__(self) -> None:
         self.book = SitesBook()
-        self._follower: Follower | None = None
-
-    async def stored(self, api: CommandApi, event: Event) -> None:
-        """Store ``event`` and wait until the book holds it, so a GET right after shows it."""
-        seq = await _store(api, event)
-        if self._follower is not None:
-            await self._follower.reached(seq, within_s=FOLD_WAIT_S)
+        super().__init__("sites", SITE_SUBJECTS, self.book.apply)
 
 
 SITES: Final = web.AppKey("sites_api", SitesApi)
 
 
 def setup(app: web.Application, stream: str) -> None:
-    app[SITES] = SitesApi()
-    app.cleanup_ctx.append(_follow(stream))
+    app[SITES] = sites = SitesApi()
+    sites.follow(app, stream)
     route = app.router.add_route
     route("GET", "/api/v1/sites", _answering_errors(_get_sites))
     route("PUT", "/api/v1/sites/nodes/{node_id}", _answering_errors(_put_node))
@@ -259,18 +251,6 @@ def setup(app: web.Application, stream: str) -> None:
         "/api/v1/chargers/{charge_point_id}/connectors/{connector_id}/site",
         _answering_errors(_put_assignment),
     )
-
-
-def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def run(app: web.Application) -> AsyncIterator[None]:
-        connection, sites = app[API].connection, app[SITES]
-        assert connection is not None, "sites.setup must come after the command API's backbone"
-        apply = sites.book.apply
-        async with Follower(connection, stream, SITE_SUBJECTS, apply, name="sites") as f:
-            sites._follower = f
-            yield
-
-    return run
 
 
 def _invalid(error: Invalid) -> ApiError:
