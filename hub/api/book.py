@@ -5,6 +5,11 @@ charger registry) with the follower that feeds it, started and stopped with the 
 (aiohttp's cleanup context): the app serves once the fold holds what was stored before it
 started. A write answers only once its own event is folded (``stored``: publish, wait for
 the PubAck, then for the follower to reach that sequence), so a GET right after it sees it.
+
+``LiveFold`` is the fan-out's fold of the whole stream (``hub/fanout/live.py``), which the
+API reads and never changes: each charger's profiles, its transactions and the OCPP
+version of its latest connection. The fan-out's follower feeds it; the API keeps no second
+copy of the charging domain.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Final
 from aiohttp import web
 
 from hub.api.http import API, CommandApi, _store
+from hub.domain.charging import Charging
 from hub.follower import Apply, Follower
 from hub.subjects import subject_for, subject_matches
 from schemas.events import Event
@@ -73,4 +79,19 @@ class Book(Followed):
         return seq
 
 
-__all__ = ["FOLD_WAIT_S", "Book", "Followed"]
+class LiveFold(Followed):
+    """The fan-out's charging domain, as its follower has folded the stream so far."""
+
+    def __init__(self, charging: Charging | None = None) -> None:
+        super().__init__()
+        self.charging = charging or Charging()
+
+    def ocpp_version(self, charge_point_id: str) -> str:
+        """The OCPP version of the charger's latest connection ("": never seen connected)."""
+        charger = self.charging.state.chargers.get(charge_point_id)
+        return charger.ocpp_version if charger is not None else ""
+
+
+LIVE: Final = web.AppKey("live_fold", LiveFold)
+
+__all__ = ["FOLD_WAIT_S", "LIVE", "Book", "Followed", "LiveFold"]

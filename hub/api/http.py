@@ -13,7 +13,7 @@ import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import structlog
@@ -43,6 +43,9 @@ from schemas.events import (
     Event,
     OcppFrame,
 )
+
+if TYPE_CHECKING:
+    from hub.api.book import LiveFold
 
 log = structlog.get_logger("hub.api")
 
@@ -127,11 +130,14 @@ def setup(
     verifier: Verifier,
     known: Callable[[str], bool],
     nats_url: str,
+    live: LiveFold,
 ) -> None:
-    """Register the command API on an aiohttp app (the fan-out's)."""
+    """Register the command API on an aiohttp app (the fan-out's, whose fold is ``live``)."""
     from hub.api import credentials, money, openapi, profiles, sites
+    from hub.api.book import LIVE
 
     app[API] = CommandApi(verifier, known, parse_secret_keys(settings.gateway.secret_config_keys))
+    app[LIVE] = live
     app.cleanup_ctx.append(_backbone(settings, nats_url))
     for endpoint in ENDPOINTS:
         app.router.add_route(
@@ -145,7 +151,7 @@ def setup(
     )
     money.setup(app, settings.stream.name)
     credentials.setup(app, settings.stream.name)
-    profiles.setup(app, settings.stream.name)
+    profiles.setup(app)
     sites.setup(app, settings.stream.name)
     openapi.add_routes(app)
 

@@ -1,13 +1,13 @@
-"""What the smart-charging endpoints read: each charger's installed profiles, folded from the
-stream by the charging domain, and the pure pieces that answer from them.
+"""What the smart-charging endpoints read: each charger's installed profiles in the charging
+domain the fan-out folds (``hub.api.book.LiveFold``), and the pure pieces that answer from them.
 
-The fold is :class:`hub.domain.charging.Charging` itself, fed the events that change profiles
-or the transactions TxProfiles belong to: the hub's SetChargingProfile, ClearChargingProfile
-and GetConfiguration with the chargers' answers, StartTransaction and StopTransaction,
-connections (a charger's OCPP version), and the supervisor's closes. Meter values and status
-notifications are left out (they are most of a stream and change no profile); a transaction
-the hub knows only from meter values, never from its StartTransaction, is therefore no
-transaction here, and a TxProfile for it is refused.
+The fan-out's follower feeds its one :class:`hub.domain.charging.Charging` every event of its
+window of the stream (``hub/fanout/live.py``). Profiles need the stream from its first event,
+so what the window leaves out (older than it, or than its age bound) is folded into the same
+domain through :class:`ProfileBook` too, as far as it changes profiles or the transactions
+TxProfiles belong to (:data:`PROFILE_SUBJECTS`): the hub's SetChargingProfile,
+ClearChargingProfile and GetConfiguration with the chargers' answers, StartTransaction and
+StopTransaction, connections (a charger's OCPP version), and the supervisor's closes.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from hub.domain.profiles import (
 )
 from hub.domain.schedules import Composite, CompositePeriod, Difference
 from hub.domain.timeutil import parse_ms
+from hub.subjects import subject_for, subject_matches
 from schemas.events import Event
 from schemas.ocpp.v16 import GetCompositeScheduleResponse, SetChargingProfileRequest
 
@@ -46,11 +47,18 @@ PROFILE_SUBJECTS: Final = (
 MAX_DURATION_S: Final = 31 * 86_400
 
 
-class ProfileBook:
-    """The charging fold over :data:`PROFILE_SUBJECTS`; a sequence seen twice counts once."""
+def changes_profiles(event: Event) -> bool:
+    """Whether ``event`` is under :data:`PROFILE_SUBJECTS`."""
+    subject = subject_for(event)
+    return any(subject_matches(pattern, subject) for pattern in PROFILE_SUBJECTS)
 
-    def __init__(self) -> None:
-        self.charging = Charging()
+
+class ProfileBook:
+    """The profiles of a charging fold (a new one by default); ``apply`` folds an event of
+    :data:`PROFILE_SUBJECTS` into it, a sequence seen twice once."""
+
+    def __init__(self, charging: Charging | None = None) -> None:
+        self.charging = charging or Charging()
 
     def apply(self, event: Event, seq: int) -> None:
         state = self.charging.state

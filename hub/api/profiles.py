@@ -1,23 +1,24 @@
 """Smart charging over REST: installed profiles, composite schedules, and the check that
 refuses a SetChargingProfile breaking a rule before anything is stored or sent.
 
-Reads come from one fold of the stream held in memory (``hub/api/profile_state.py``). Each
-request first lets that fold take in everything stored before it arrived (the follower's
-``settled``), so an answer of the charger's or a StartTransaction that came just before is
-counted. ``GET .../schedule?askCharger=true`` sends GetCompositeSchedule as a command (audited
-like any other) and reports where the charger's answer differs from the hub's.
+Reads come from the fan-out's fold of the stream, held in memory (``hub/api/profile_state.py``,
+``hub.api.book.LiveFold``). Each request first lets that fold take in everything stored
+before it arrived (its follower's ``settled``), so an answer of the charger's or a
+StartTransaction that came just before is counted. ``GET .../schedule?askCharger=true`` sends
+GetCompositeSchedule as a command (audited like any other) and reports where the charger's
+answer differs from the hub's.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import msgspec
 import structlog
 from aiohttp import web
 
+from hub.api.book import LIVE, LiveFold
 from hub.api.http import (
     API,
     HTTP_STATUS,
@@ -34,7 +35,6 @@ from hub.api.http import (
 )
 from hub.api.profile_state import (
     MAX_DURATION_S,
-    PROFILE_SUBJECTS,
     CompositeView,
     DifferenceView,
     ProfileBook,
@@ -48,28 +48,21 @@ from hub.api.profile_state import (
 from hub.domain.command_tracking import CommandView
 from hub.domain.profiles import Unit
 from hub.domain.schedules import compare, composite
-from hub.follower import Follower
 from schemas.ocpp import validate_result
 from schemas.ocpp.v16 import GetCompositeScheduleResponse
 
 log = structlog.get_logger("hub.api.profiles")
 
-# How long a request waits for the fold to take in what was stored before it.
-SETTLE_WAIT_S: Final = 5.0
 MAX_CONNECTOR: Final = 2**31 - 1
 _UNITS: Final[dict[str, Unit]] = {"A": "A", "W": "W"}
 
 
 class ProfilesApi:
-    def __init__(self) -> None:
-        self.book = ProfileBook()
-        self.follower: Follower | None = None
+    """The profiles of the fan-out's fold, and a way to let it settle before reading them."""
 
-    async def settled(self) -> None:
-        """Let the fold take in what the stream held when this was called; a fold that does
-        not within SETTLE_WAIT_S answers from what it has (and the follower logs it)."""
-        if self.follower is not None:
-            await self.follower.settled(SETTLE_WAIT_S)
+    def __init__(self, live: LiveFold) -> None:
+        self.book = ProfileBook(live.charging)
+        self.settled = live.settled
 
 
 PROFILES: Final = web.AppKey("profiles_api", ProfilesApi)
@@ -96,10 +89,9 @@ class ScheduleAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     agree: bool | None = None
 
 
-def setup(app: web.Application, stream: str) -> None:
+def setup(app: web.Application) -> None:
     """Register the routes and the SetChargingProfile check; after the command API's backbone."""
-    app[PROFILES] = profiles = ProfilesApi()
-    app.cleanup_ctx.append(_follow(stream))
+    app[PROFILES] = profiles = ProfilesApi(app[LIVE])
     app[API].checks["SetChargingProfile"] = _checker(profiles)
     route = app.router.add_route
     route("GET", "/api/v1/chargers/{charge_point_id}/profiles", _answering_errors(_list))
@@ -108,20 +100,6 @@ def setup(app: web.Application, stream: str) -> None:
         "/api/v1/chargers/{charge_point_id}/connectors/{connector_id}/schedule",
         _answering_errors(_schedule),
     )
-
-
-def _follow(stream: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def run(app: web.Application) -> AsyncIterator[None]:
-        connection, profiles = app[API].connection, app[PROFILES]
-        assert connection is not None, "profiles.setup must come after the command API's backbone"
-        book = profiles.book
-        async with Follower(
-            connection, stream, PROFILE_SUBJECTS, book.apply, name="profiles"
-        ) as follower:
-            profiles.follower = follower
-            yield
-
-    return run
 
 
 def _checker(profiles: ProfilesApi) -> Check:

@@ -21,6 +21,8 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
 
+from hub.api.book import LIVE, LiveFold
+from hub.api.profile_state import PROFILE_SUBJECTS, ProfileBook, changes_profiles
 from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
 from hub.domain.refusals import Refused
@@ -29,7 +31,7 @@ from hub.fanout.clients import Client
 from hub.fanout.live import Live
 from hub.fanout.metrics import families
 from hub.fanout.translate import iso
-from hub.follower import Follower
+from hub.follower import Follower, fold_once
 from hub.gc_policy import gc_policy
 from hub.ops import Ops
 from hub.subjects import MEANINGFUL
@@ -101,7 +103,9 @@ def create_app(settings: Settings, nats_url: str) -> web.Application:
 
     broker = app[BROKER]
     known = broker.live.chargers.__contains__  # a charger the stream has shown: else 404
-    setup_command_api(app, settings, app[VERIFIER], known, nats_url)
+    # The API reads the fan-out's charging domain (profiles, OCPP versions); no copy of its own.
+    live = LiveFold(broker.live.charging)
+    setup_command_api(app, settings, app[VERIFIER], known, nats_url, live)
     return app
 
 
@@ -178,6 +182,17 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
             (time.time() - fanout.rebuild_max_age_s) * 1000 if fanout.rebuild_max_age_s else 0.0
         )
         started = time.perf_counter()
+        # The profiles the API answers from need the whole stream; what the window leaves
+        # out goes into the same charging domain, as far as it changes profiles.
+        profiles = ProfileBook(broker.live.charging)
+        if start > 1:
+
+            def before_window(event: Event, seq: int) -> None:
+                if seq < start:
+                    profiles.apply(event, seq)
+
+            stream = settings.stream.name
+            await fold_once(connection, stream, PROFILE_SUBJECTS, before_window, name="profiles")
 
         def on_event(event: Event, seq: int) -> None:
             # Within the rebuild, events older than the time bound are skipped.
@@ -185,10 +200,13 @@ async def _follow_stream(app: web.Application) -> AsyncIterator[None]:
                 broker.on_event(event, seq)
             else:
                 broker.live.skipped(seq)
+                if changes_profiles(event):
+                    profiles.apply(event, seq)
 
         follower = Follower(
             connection, settings.stream.name, MEANINGFUL, on_event, name="fanout", start_seq=start
         )
+        app[LIVE].follower = follower
         if OPS in app:
             app[OPS].follow(follower)
         stream_end: StreamEnd = functools.partial(_stream_end, connection, settings.stream.name)

@@ -137,6 +137,10 @@ def _apply_message(state: ChargerState, message: ChargerMessage) -> None:
                 state.transactions[message.transaction_id] = Readings()
         case TransactionUpdated():
             current = state.transactions.get(message.transaction_id)
+            if current is None and len(state.transactions) < MAX_TRANSACTIONS:
+                # Started before the replay's window: the domain knows it from its start (the
+                # fan-out folds what changes profiles from the stream's first event on).
+                current = state.transactions[message.transaction_id] = Readings()
             if current is not None:
                 if message.power_w is not None:
                     current.power_w = message.power_w

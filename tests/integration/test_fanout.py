@@ -13,6 +13,7 @@ from hub.config import Settings
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
+from schemas.events import OcppFrame
 from tests.integration.fanout_helpers import (
     close_of,
     messages_until,
@@ -343,3 +344,47 @@ async def test_an_oversized_client_message_closes_the_connection(fanout: int) ->
         await ws.send_str('{"op":"subscribe","chargers":["' + "x" * 10_000 + '"]}')
         code, _ = await close_of(ws)
     assert code == 1009
+
+
+async def test_a_transaction_started_before_the_replay_window_is_shown_with_its_start(
+    gateway: Gateway, nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    """The fan-out replays a window of the stream, but folds what changes charging profiles
+    from the stream's first event on, StartTransaction among it (the command API's profiles
+    read the same fold): a transaction started before the window is the one its start
+    says, not one inferred from the readings inside it."""
+    async with ocpp_charger(gateway.port, "CP-1") as cp:
+        transaction_id = await charge(cp, stop=False)
+        await cp.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=transaction_id,
+                meter_value=[
+                    {
+                        "timestamp": "2026-11-22T10:20:00Z",
+                        "sampledValue": [
+                            {"value": "3000", "measurand": "Energy.Active.Import.Register"}
+                        ],
+                    }
+                ],
+            )
+        )
+    stored = await stored_events(nats_server.url)
+    end = stored[-1][0]
+    readings = max(
+        seq
+        for seq, e in stored
+        if isinstance(e, OcppFrame) and e.action == "MeterValues" and e.direction == "in"
+    )
+    # The window: the last MeterValues, its answer, and what followed (the close).
+    window = with_fanout(settings, rebuild_max_events=end - readings + 1)
+    async with running_fanout(window, nats_server.url) as port, aiohttp.ClientSession() as http:
+        response = await http.get(
+            f"http://127.0.0.1:{port}/api/v1/chargers/CP-1",
+            headers={"Authorization": f"Bearer {token()}"},
+        )
+        snapshot = await response.json()
+    [shown] = snapshot["transactions"]
+    assert shown["transactionId"] == transaction_id and shown["idTag"] == "TAG1"
+    assert not shown["inferred"] and shown["startedAt"].startswith("2026-11-22T10:00:00")
+    assert (shown["meterStartWh"], shown["energyWh"]) == (1000.0, 2000.0)
