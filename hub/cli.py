@@ -75,9 +75,11 @@ from hub.runtime import (
     nats_server_for,
     running_gateway,
 )
+from hub.subjects import opened_subject
 from projections import cli as projections_cli
 from schemas.events import (
     AdminEvent,
+    ChargerConnected,
     ChargerUnregistered,
     Event,
     IdTagRemoved,
@@ -554,7 +556,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             connection, settings.stream.name, REGISTRY_SUBJECTS, registry.apply, name="registry"
         )
         if args.action == "rotate-password":
-            return await _rotate_password(connection, store, registry, args)
+            stream = settings.stream.name
+            return await _rotate_password(connection, stream, store, registry, args)
         if args.command == "chargers":
             for charge_point_id, record in sorted(registry.chargers.items()):
                 auth = "password" if record.password_hash else "no password"
@@ -567,7 +570,11 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rotate_password(
-    connection: Connection, store: EventStore, registry: Registry, args: argparse.Namespace
+    connection: Connection,
+    stream: str,
+    store: EventStore,
+    registry: Registry,
+    args: argparse.Namespace,
 ) -> int:
     """``hub chargers rotate-password``: the REST endpoint's rules and steps, from here."""
     body = RotationBody(password=args.password, key=args.key)
@@ -584,12 +591,21 @@ async def _rotate_password(
         [seq] = await store.store([event])
         return seq
 
+    latest = {"ocpp_version": ""}  # of the charger's latest connection ("": none yet)
+
+    def opened(event: Event, seq: int) -> None:
+        if isinstance(event, ChargerConnected):
+            latest["ocpp_version"] = event.ocpp_version
+
+    subjects = [opened_subject(args.charge_point_id)]
+    await fold_once(connection, stream, subjects, opened, name="connections")
     view = await rotate(
         connection.client,
         stored,
         args.charge_point_id,
         secret,
         Origin(uuid.uuid4().hex, now_ms(), _actor()),
+        ocpp_version=latest["ocpp_version"],
         timeout_s=args.timeout,
         show_key=generated,
     )

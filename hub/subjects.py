@@ -145,6 +145,11 @@ def charger_subject(charge_point_id: str) -> str:
     return f"{EVENTS_PREFIX}.cp.{encode_token(charge_point_id)}.>"
 
 
+def opened_subject(charge_point_id: str) -> str:
+    """The subject of one charger's ``connection.opened`` events."""
+    return f"{EVENTS_PREFIX}.cp.{encode_token(charge_point_id)}.conn.opened"
+
+
 def subject_for(event: Event) -> str:
     match event:
         case OcppFrame(charge_point_id=cp, direction=direction, action=action):
@@ -152,7 +157,7 @@ def subject_for(event: Event) -> str:
         case FrameRejected(charge_point_id=cp, reason=reason):
             return f"ev.cp.{encode_token(cp)}.rejected.{reason}"
         case ChargerConnected(charge_point_id=cp):
-            return f"ev.cp.{encode_token(cp)}.conn.opened"
+            return opened_subject(cp)
         case ChargerDisconnected(charge_point_id=cp):
             return f"ev.cp.{encode_token(cp)}.conn.closed"
         case ChargerReplaced(charge_point_id=cp):

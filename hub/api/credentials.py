@@ -4,8 +4,9 @@ password or key, and the security profile), password rotation, and accepting a c
 
 A rotation is events first, then the CALL: ``admin.charger.password.rotating`` (the new
 password's PBKDF2 hash, never the password), then ChangeConfiguration AuthorizationKey (1.6)
-or SetVariables SecurityCtrlr.BasicAuthPassword (2.x; the gateway refuses the one not for
-the live connection's version before the charger sees it) through the command path
+or SetVariables SecurityCtrlr.BasicAuthPassword (2.x), as the version of the charger's latest
+connection says (the gateway refuses the one not for the live connection's version before
+the charger sees it, and the other is sent then) through the command path
 (``admin.command.requested`` with the value redacted, the CALL, ``admin.command.finished``),
 then ``admin.charger.password.rotated`` when the charger
 refuses the key or does not answer. When it takes the key, the gateway records the end
@@ -25,7 +26,7 @@ import structlog
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
-from hub.api.book import Book
+from hub.api.book import LIVE, Book
 from hub.api.http import (
     API,
     _answering_errors,
@@ -40,10 +41,10 @@ from hub.commands import finished_event, send_command
 from hub.domain.charger_ids import id_problem
 from hub.domain.credentials import (
     MAX_KEY_BYTES,
-    PASSWORD_CALLS,
     BadSecret,
     Secret,
     key_secret,
+    password_calls,
     password_secret,
     rotation_outcome,
     secret_of,
@@ -212,10 +213,13 @@ async def rotate(
     secret: Secret,
     origin: Origin,
     *,
+    ocpp_version: str,
     timeout_s: float,
     show_key: bool,
 ) -> RotationView:
-    """Record the rotation, send the key through the command path, record what came of it."""
+    """Record the rotation, send the key through the command path, record what came of it.
+    ``ocpp_version``: of the charger's latest connection as the hub knows it, which picks
+    the call ("": unknown)."""
     rotation_id, command_id = origin.event_id, uuid.uuid4().hex
     password_hash = await asyncio.to_thread(hash_password, secret.raw)
     await store(
@@ -229,9 +233,10 @@ async def rotate(
             command_id=command_id,
         )
     )
-    # The charger's OCPP version decides the call; the gateway knows it, and refuses the
-    # other (wrong_version) before anything reaches the charger.
-    for attempt, call in enumerate(PASSWORD_CALLS):
+    # The charger's OCPP version decides the call. The gateway refuses a call not for the
+    # live connection's version (wrong_version) before anything reaches the charger: one
+    # that reconnected with another version since is sent the other call.
+    for attempt, call in enumerate(password_calls(ocpp_version)):
         if attempt:
             command_id = uuid.uuid4().hex
         requested = CommandRequested(
@@ -371,12 +376,15 @@ async def _rotate(request: web.Request) -> web.Response:
     except Busy as error:
         raise _error(409, "conflict", str(error)) from None
     assert api.connection is not None
+    live = request.app[LIVE]
+    await live.settled()  # a charger that just connected: its version is known
     view = await rotate(
         api.connection.client,
         lambda event: state.stored(api, event),
         charge_point_id,
         secret,
         _origin(scope.subject),
+        ocpp_version=live.ocpp_version(charge_point_id),
         timeout_s=timeout_s,
         show_key=generated,
     )

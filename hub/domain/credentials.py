@@ -107,6 +107,15 @@ PASSWORD_CALLS: Final = (
 )
 
 
+def password_calls(ocpp_version: str) -> tuple[PasswordCall, ...]:
+    """The calls a rotation tries, in order: first the one for ``ocpp_version``, the version
+    of the charger's latest connection as the hub knows it (unknown, ``""``: 1.6's); the
+    other only if the gateway refuses that one (``wrong_version``: the charger reconnected
+    with another version in between)."""
+    first = tuple(call for call in PASSWORD_CALLS if ocpp_version in call.versions)
+    return (*first, *(call for call in PASSWORD_CALLS if call not in first))
+
+
 class _Result(msgspec.Struct, rename="camel"):
     attribute_status: str = ""
 

@@ -24,11 +24,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from hub.api.credentials import rotate
+from hub.api.money_rules import Origin
 from hub.config import Settings
+from hub.domain.credentials import password_secret
 from hub.fanout import running_fanout
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from hub.runtime import running_gateway
+from hub.runtime import event_backbone, running_gateway
 from schemas.events import (
     ChargerAccepted,
     CommandFinished,
@@ -294,9 +297,9 @@ class PasswordHolder(ChargePoint201):  # type: ignore[misc]  # the ocpp library 
 async def test_a_2x_station_gets_its_new_password_as_basic_auth_password(
     nats_server: EmbeddedNats, settings: Settings, ui_port: int, subprotocol: str
 ) -> None:
-    """The same rotation as 1.6's, by SetVariables SecurityCtrlr.BasicAuthPassword: the
-    gateway refuses the 1.6 ChangeConfiguration for a 2.x connection before the station
-    sees it, and the hub sends SetVariables instead."""
+    """The same rotation as 1.6's, by SetVariables SecurityCtrlr.BasicAuthPassword, which
+    the hub picks from the version the station connected with: no ChangeConfiguration that
+    the gateway would refuse (wrong_version) comes first."""
     await register_charger(nats_server.url, settings, "CP-ROT2", OLD)
     every = with_gateway(settings, allow_unknown_chargers=False, ocpp_versions="2.1,2.0.1,1.6")
     async with running_gateway(every, nats_server.url) as gateway:
@@ -330,14 +333,86 @@ async def test_a_2x_station_gets_its_new_password_as_basic_auth_password(
         for e in stored
         if isinstance(e, CommandRequested | CommandFinished)
     ]
-    assert commands == [
-        ("ChangeConfiguration", "requested"),
-        ("ChangeConfiguration", "wrong_version"),
-        ("SetVariables", "requested"),
-        ("SetVariables", "answered"),
-    ]
+    assert commands == [("SetVariables", "requested"), ("SetVariables", "answered")]
     for event in stored:
         assert key not in repr(event).lower()
+
+
+async def test_the_cli_picks_set_variables_for_a_201_station(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    """``hub chargers rotate-password`` learns the station's version from its connections."""
+    await register_charger(nats_server.url, settings, "CP-CLI2", OLD)
+    every = with_gateway(settings, allow_unknown_chargers=False, ocpp_versions="2.1,2.0.1,1.6")
+    new = "new-password-4567"
+    async with (
+        running_gateway(every, nats_server.url) as gateway,
+        ocpp_charger(
+            gateway.port,
+            "CP-CLI2",
+            charger_class=PasswordHolder,
+            subprotocol="ocpp2.0.1",
+            additional_headers=basic("CP-CLI2", OLD.encode()),
+        ) as station,
+    ):
+        code, _, err = await hub_command(
+            "chargers",
+            "rotate-password",
+            "CP-CLI2",
+            "--password",
+            new,
+            "--nats-url",
+            nats_server.url,
+        )
+        assert code == 0, err
+        assert station.passwords == [new]
+    commands = [
+        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
+        for e in await admin_events(nats_server.url)
+        if isinstance(e, CommandRequested | CommandFinished)
+    ]
+    assert commands == [("SetVariables", "requested"), ("SetVariables", "answered")]
+
+
+async def test_a_charger_that_reconnected_with_another_version_gets_the_other_call(
+    strict: Gateway, nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    """The version the hub knew is stale (a 1.6 charger where it last saw a 2.0.1 station):
+    the gateway refuses SetVariables for the 1.6 connection, and the hub retries once with
+    ChangeConfiguration."""
+    async with (
+        holding(strict, nats_server.url, settings, "CP-RACE", "Accepted") as charger,
+        event_backbone(settings, nats_server.url, name="test-rotation") as (connection, store),
+    ):
+
+        async def stored(event: Event) -> int:
+            [seq] = await store.store([event])
+            return seq
+
+        secret = password_secret("new-password-4567")
+        view = await rotate(
+            connection.client,
+            stored,
+            "CP-RACE",
+            secret,
+            Origin("rotation-1", 1, "test"),
+            ocpp_version="2.0.1",
+            timeout_s=10,
+            show_key=False,
+        )
+        assert view.state == "accepted", view
+        assert charger.keys == ["new-password-4567"]
+    commands = [
+        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
+        for e in await admin_events(nats_server.url)
+        if isinstance(e, CommandRequested | CommandFinished)
+    ]
+    assert commands == [
+        ("SetVariables", "requested"),
+        ("SetVariables", "wrong_version"),
+        ("ChangeConfiguration", "requested"),
+        ("ChangeConfiguration", "answered"),
+    ]
 
 
 async def test_rotation_rejected_keeps_the_old_password(

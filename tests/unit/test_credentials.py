@@ -12,6 +12,7 @@ import pytest
 from hub.domain.credentials import (
     BadSecret,
     key_secret,
+    password_calls,
     password_secret,
     rotation_outcome,
     secret_of,
@@ -200,3 +201,18 @@ def test_refusals_keep_the_last_per_charger_until_it_connects_and_are_bounded() 
     assert refusals.get("A") is None and [r.charge_point_id for r in refusals.latest_first()] == [
         "C"
     ]
+
+
+@pytest.mark.parametrize(
+    ("version", "order"),
+    [
+        ("1.6", ["ChangeConfiguration", "SetVariables"]),
+        ("2.0.1", ["SetVariables", "ChangeConfiguration"]),
+        ("2.1", ["SetVariables", "ChangeConfiguration"]),
+        ("", ["ChangeConfiguration", "SetVariables"]),  # never seen connected
+    ],
+)
+def test_a_rotation_tries_the_call_for_the_known_version_first_and_the_other_once(
+    version: str, order: list[str]
+) -> None:
+    assert [call.action for call in password_calls(version)] == order
