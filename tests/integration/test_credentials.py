@@ -229,6 +229,15 @@ async def admin_events(url: str) -> list[Event]:
     return [e for _, e in await stored_events(url, "ev.admin.>")]
 
 
+async def command_outcomes(url: str) -> list[tuple[str, str]]:
+    """Each command's action with "requested", then with how it finished, as stored."""
+    return [
+        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
+        for e in await admin_events(url)
+        if isinstance(e, CommandRequested | CommandFinished)
+    ]
+
+
 async def test_rotation_accepted_old_and_new_work_until_the_charger_logs_in_with_the_new(
     strict: Gateway, ui_port: int, nats_server: EmbeddedNats, settings: Settings
 ) -> None:
@@ -328,11 +337,7 @@ async def test_a_2x_station_gets_its_new_password_as_basic_auth_password(
             assert (await ended).outcome == "completed"
         assert await login(gateway.port, "CP-ROT2", OLD.encode(), subprotocol) == 401
     stored = await admin_events(nats_server.url)
-    commands = [
-        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
-        for e in stored
-        if isinstance(e, CommandRequested | CommandFinished)
-    ]
+    commands = await command_outcomes(nats_server.url)
     assert commands == [("SetVariables", "requested"), ("SetVariables", "answered")]
     for event in stored:
         assert key not in repr(event).lower()
@@ -366,11 +371,7 @@ async def test_the_cli_picks_set_variables_for_a_201_station(
         )
         assert code == 0, err
         assert station.passwords == [new]
-    commands = [
-        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
-        for e in await admin_events(nats_server.url)
-        if isinstance(e, CommandRequested | CommandFinished)
-    ]
+    commands = await command_outcomes(nats_server.url)
     assert commands == [("SetVariables", "requested"), ("SetVariables", "answered")]
 
 
@@ -402,11 +403,7 @@ async def test_a_charger_that_reconnected_with_another_version_gets_the_other_ca
         )
         assert view.state == "accepted", view
         assert charger.keys == ["new-password-4567"]
-    commands = [
-        (e.action, e.status if isinstance(e, CommandFinished) else "requested")
-        for e in await admin_events(nats_server.url)
-        if isinstance(e, CommandRequested | CommandFinished)
-    ]
+    commands = await command_outcomes(nats_server.url)
     assert commands == [
         ("SetVariables", "requested"),
         ("SetVariables", "wrong_version"),
