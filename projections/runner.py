@@ -45,6 +45,11 @@ _MAX_BACKOFF_S: Final = 5.0
 OnStored = Callable[[int, list[int]], None]
 
 
+class Fenced(Exception):
+    """The runner may no longer write: its process no longer holds the lease (``hub
+    project``), and another may write already."""
+
+
 class BatchTiming(NamedTuple):
     events: int
     fold_s: float
@@ -138,8 +143,11 @@ class Runner:
         settings: RunnerSettings,
         *,
         on_stored: OnStored | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.connection = connection
+        # Whether this runner may write now, checked before every write (and every retry).
+        self.fence = fence
         self.backend = backend
         self.settings = settings
         self.on_stored = on_stored
@@ -257,7 +265,12 @@ class Runner:
             await puller.stop()
             self._fold_executor.shutdown(wait=True)
 
+    def _check_fence(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise Fenced
+
     async def _store(self, out: Output, first: int, last: int) -> None:
+        self._check_fence()
         known, self._positions = self._positions, None
         # Positions are read back from the tables after a failure (an INSERT may have
         # landed even though it failed here), else carried over from the last batch.
@@ -270,6 +283,10 @@ class Runner:
             known=known,
             on_refused=self.health.refused,
         )
+
+    async def _snapshot(self, state: State) -> None:
+        self._check_fence()
+        await store.save_snapshot(self.backend, self.settings.database, state)
 
     async def _fetch(self, puller: Puller) -> Batch:
         """The next batch: what arrived while the last one was stored, or else the first
@@ -301,7 +318,6 @@ class Runner:
             )
             folded = time.perf_counter()
             first, last = batch[0][0], batch[-1][0]
-            db = self.settings.database
             self.lag_events = pulled.pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
             await retrying("insert", lambda: self._store(out, first, last), self.health)
@@ -309,9 +325,7 @@ class Runner:
                 BatchTiming(len(batch), folded - started, time.perf_counter() - folded)
             )
             if last - self._snapshot_seq >= self.settings.snapshot_every:
-                await retrying(
-                    "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.health
-                )
+                await retrying("snapshot", lambda: self._snapshot(state), self.health)
                 self._snapshot_seq = last
             async with self._stored:
                 self.projected_seq = last

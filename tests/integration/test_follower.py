@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hub.bus import event_backbone
+from hub.bus import Connection, event_backbone
 from hub.config import Settings
 from hub.follower import FETCH_WAIT_S, Follower
 from hub.nats_server import EmbeddedNats
@@ -50,13 +50,7 @@ async def test_settled_waits_for_what_was_stored_before_though_the_stream_ends_e
     # stream's last one is of another subject, which `reached` could never wait for.
     async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
         folded: list[int] = []
-        follower = Follower(
-            connection,
-            settings.stream.name,
-            ["ev.clock.>"],
-            lambda _, seq: folded.append(seq),
-            name="test",
-        )
+        follower = _ticks(connection, settings, folded)
         async with follower:
             assert await follower.settled()  # an empty stream: nothing to wait for
             ticks = [ClockTick(id=f"tick-{n}", received_at=n) for n in range(BACKLOG)]
@@ -101,13 +95,7 @@ async def test_a_delivery_lost_in_the_middle_is_fetched_again_and_folded_once(
         ticks = seqs[3:]
         lossy.lose = {ticks[4]}
         folded: list[int] = []
-        follower = Follower(
-            connection,
-            settings.stream.name,
-            ["ev.clock.>"],
-            lambda _, seq: folded.append(seq),
-            name="test",
-        )
+        follower = _ticks(connection, settings, folded)
         async with follower:
             assert await follower.reached(ticks[-1])
             assert lossy.lost_seqs == [ticks[4]]
@@ -126,13 +114,7 @@ async def test_a_delivery_lost_at_the_tail_is_fetched_again(
     monkeypatch.setattr("hub.follower.FETCH_WAIT_S", 0.5)
     async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
         folded: list[int] = []
-        follower = Follower(
-            connection,
-            settings.stream.name,
-            ["ev.clock.>"],
-            lambda _, seq: folded.append(seq),
-            name="test",
-        )
+        follower = _ticks(connection, settings, folded)
         async with follower:
             first = await store.store([ClockTick(id="tick-0", received_at=0)])
             assert await follower.reached(first[-1])
@@ -154,4 +136,15 @@ def _denied(n: int) -> AccessDenied:
         path="/",
         http_status=401,
         reason="r",
+    )
+
+
+def _ticks(connection: Connection, settings: Settings, folded: list[int]) -> Follower:
+    """A follower of the clock's ticks that keeps the seqs it folds in ``folded``."""
+    return Follower(
+        connection,
+        settings.stream.name,
+        ["ev.clock.>"],
+        lambda _, seq: folded.append(seq),
+        name="test",
     )
