@@ -6,7 +6,9 @@ pleased). It starts at a sequence (1, or the one after a snapshot), says when it
 caught up with what the stream held when it started (``caught_up``), and lets a writer
 wait until its own event has been folded (``reached``). When its consumer is lost (a NATS
 restart, a cluster failover), it makes a new one that goes on from the next sequence, so
-nothing is folded twice or skipped.
+nothing is folded twice or skipped. So it does when a delivery is lost on the way (a pull's
+answer lost in a cluster's consumer failover): ``hub.pull`` tells by the consumer's own
+numbering of its deliveries, which a filtered consumer's stream seqs could not.
 
 Pull, not push: nats-py answers a push consumer's flow control at most every 0.25 s once
 the subscriber is behind, which throttles a fold that fell behind to a crawl. And pulled
@@ -31,7 +33,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
 from hub.logs import Throttle, suppressed_field
-from hub.pull import Puller
+from hub.pull import Puller, deliveries
 from schemas.events import Event, decode_event
 
 log = structlog.get_logger("hub.follower")
@@ -40,6 +42,9 @@ FETCH_BATCH: Final = 256
 FETCH_WAIT_S: Final = 5.0
 # The server drops a follower's consumer when its process is gone this long.
 CONSUMER_IDLE_S: Final = 60.0
+# How soon an idle follower looks again at a consumer that counted deliveries it never
+# had: one on its way arrives within a round trip.
+LOSS_CONFIRM_S: Final = 1.0
 # How long a writer waits by default for its event to be folded.
 REACH_WAIT_S: Final = 5.0
 
@@ -72,6 +77,8 @@ class Follower:
         self.pending = 0
         # Events delivered again and passed over (a cluster's consumer failover).
         self.redelivered = 0
+        # Deliveries lost on the way, each followed by a new consumer from the next seq.
+        self.lost = 0
         self._folded_at_ms = 0
         self._target = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -196,10 +203,21 @@ class Follower:
                 self.caught_up.set()
             self._consumer = info.name
             self._consuming.set()
-            puller = Puller(self._connection.client, self._stream, info.name, FETCH_BATCH)
+            puller = Puller(
+                self._connection.client,
+                self._stream,
+                info.name,
+                FETCH_BATCH,
+                delivered=deliveries(info),
+            )
             try:
                 await puller.start()
                 await self._follow(puller, info.name)
+                # A delivery was lost: what follows comes from a new consumer, at once.
+                self.lost += 1
+                log.warning("follower.delivery_lost", follower=self.name, seq=self.seq)
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                    await js.delete_consumer(self._stream, info.name)
             except (nats.errors.Error, nats.js.errors.Error) as error:
                 _stop_if_cancelled()
                 # The consumer went away (a NATS restart, say): a new one goes on from here.
@@ -212,14 +230,19 @@ class Follower:
                     await puller.stop()
 
     async def _follow(self, puller: Puller, consumer: str) -> None:
-        while True:
-            batch = await puller.next_batch(FETCH_BATCH, linger_s=0.0, wait_s=FETCH_WAIT_S)
+        """Fold what ``consumer`` delivers; returns once a delivery was lost."""
+        while not puller.lost:
+            wait_s = LOSS_CONFIRM_S if puller.suspects_loss else FETCH_WAIT_S
+            batch = await puller.next_batch(FETCH_BATCH, linger_s=0.0, wait_s=wait_s)
             self.pending = batch.pending
             if not batch.messages:
+                if puller.lost:
+                    return
                 # Nothing more under our subjects: whatever the stream held is behind us.
                 self.caught_up.set()
-                # A consumer that is gone delivers nothing either; this raises for it.
-                await self._connection.js.consumer_info(self._stream, consumer)
+                # A consumer that is gone delivers nothing either; this raises for it. And
+                # its count of deliveries tells one lost at the tail.
+                puller.idle(await self._connection.js.consumer_info(self._stream, consumer))
                 continue
             for seq, data in batch.messages:
                 if seq <= self.seq:

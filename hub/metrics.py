@@ -157,6 +157,20 @@ METRICS: Final[tuple[Spec, ...]] = (
         _FOLLOWING,
         "Stream sequence of the last event folded",
     ),
+    Spec(
+        "ocpp_hub_follower_lost_deliveries_total",
+        "counter",
+        ("follower",),
+        _FOLLOWING,
+        "Deliveries lost on the way and fetched again from a new consumer",
+    ),
+    Spec(
+        "ocpp_hub_lease_held",
+        "gauge",
+        (),
+        ("project", "supervise"),
+        "1 while this process holds its role's lease (active), 0 while standby",
+    ),
     # -- the projections
     Spec(
         "ocpp_hub_projection_lag_events",

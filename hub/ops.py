@@ -46,6 +46,7 @@ from prometheus_client.registry import CollectorRegistry
 from hub.bus import Connection, EventStore, connect
 from hub.config import Settings
 from hub.follower import Follower
+from hub.lease import KvLease
 from hub.metrics import Collected, Histogram, Role, family, labelled, sample, watch_loop_lag
 
 log = structlog.get_logger("hub.ops")
@@ -109,6 +110,9 @@ class Readiness(_Process, frozen=True, kw_only=True):
     reasons: list[str] = []
     # By follower (or "projections"): how far behind the stream it is.
     lag: dict[str, Lag] = {}
+    # A role with one writer among several (``hub supervise``, ``hub project``): "active"
+    # while this process holds the lease, "standby" while it waits for it.
+    lease: str = ""
 
 
 # A readiness check: why the process is not ready (nothing when it is).
@@ -137,6 +141,7 @@ class Ops:
         self._sources: list[Families] = [self._own]
         self._checks: list[Check] = []
         self._lags: dict[str, Callable[[], Lag]] = {}
+        self._lease: KvLease | None = None
         self.registry.register(Collected(self._collect))
 
     @property
@@ -164,6 +169,12 @@ class Ops:
         """A lag ``/readyz`` and ``hub status`` report under ``name``."""
         self._lags[name] = lag
 
+    def leased(self, lease: KvLease) -> None:
+        """Whether this process holds ``lease`` (active) or waits for it (standby), in the
+        metrics and ``/readyz``. A standby is ready: it is what it should be."""
+        self._lease = lease
+        self.collect(lambda: [sample("ocpp_hub_lease_held", float(lease.holds()))])
+
     def follow(self, follower: Follower) -> None:
         """A follower's lag in the metrics and ``/readyz``; not ready until it caught up
         and while it is more than ``ready_max_lag_events`` behind."""
@@ -181,6 +192,7 @@ class Ops:
             yield labelled("ocpp_hub_follower_lag_events", {(name,): follower.pending})
             yield labelled("ocpp_hub_follower_lag_seconds", {(name,): follower.lag_seconds})
             yield labelled("ocpp_hub_follower_seq", {(name,): follower.seq})
+            yield labelled("ocpp_hub_follower_lost_deliveries_total", {(name,): follower.lost})
 
         self.check(check)
         self.collect(families)
@@ -230,7 +242,13 @@ class Ops:
             ocpp_versions=self.ocpp_versions,
             reasons=reasons,
             lag={name: lag() for name, lag in self._lags.items()},
+            lease=self._lease_state(),
         )
+
+    def _lease_state(self) -> str:
+        if self._lease is None:
+            return ""
+        return "active" if self._lease.holds() else "standby"
 
     async def _nats_reasons(self) -> list[str]:
         connection = self.connection
@@ -432,7 +450,7 @@ def roles_text(statuses: list[RoleStatus]) -> str:
     """``hub status``'s table of processes: one line each, then why one is not ready."""
     if not statuses:
         return f"roles          none recorded in {BUCKET}"
-    rows = [("role", "instance", "health", "lag", "version", "ops")]
+    rows = [("role", "instance", "health", "lease", "lag", "version", "ops")]
     why: list[str] = []
     for status in statuses:
         record, readiness = status.record, status.readiness
@@ -440,10 +458,11 @@ def roles_text(statuses: list[RoleStatus]) -> str:
             f", OCPP {record.ocpp_versions}" if record.ocpp_versions else ""
         )
         if readiness is None:
-            health, lag = "unreachable", "-"
+            health, lease, lag = "unreachable", "-", "-"
             why.append(f"{record.role} {record.instance}: {status.error}")
         else:
             health = "ready" if readiness.ready else "not ready"
+            lease = readiness.lease or "-"
             lag = (
                 ", ".join(
                     f"{name} {value.events} events {value.seconds:.1f} s"
@@ -452,7 +471,7 @@ def roles_text(statuses: list[RoleStatus]) -> str:
                 or "-"
             )
             why.extend(f"{record.role} {record.instance}: {r}" for r in readiness.reasons)
-        rows.append((record.role, record.instance, health, lag, version, record.url))
+        rows.append((record.role, record.instance, health, lease, lag, version, record.url))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(

@@ -15,6 +15,11 @@ the rest of that linger.
 Messages are never dropped: a message that arrives after its request was given up on (a
 slow server, a reconnect) is buffered like any other, so an ``AckAll`` never acks an event
 that was not projected.
+
+Nor is a message the server sent and that never arrived passed over unseen
+(:class:`DeliveryCheck`): a cluster's consumer failover can lose a pull's answer. Once one
+is lost, the puller hands over what came before it and then says it is :attr:`Puller.lost`;
+its caller goes on with a new consumer from the last event it took.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerInfo
 
 log = structlog.get_logger("hub.pull")
 
@@ -50,12 +56,67 @@ class Delivered(NamedTuple):
     pending: int
 
 
-def delivered(reply: str) -> Delivered:
-    """Stream seq and pending count from ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.
-    <cseq>.<ts>.<pending>``, or its v2 form with domain and account hash in front."""
+class Delivery(NamedTuple):
+    """A message's stream seq, the consumer's number for this delivery of it, and the count
+    the consumer holds after it."""
+
+    seq: int
+    delivery: int
+    pending: int
+
+
+def delivery(reply: str) -> Delivery:
+    """From ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or its
+    v2 form with domain and account hash in front."""
     tokens = reply.split(".")
     base = 4 if len(tokens) == 9 else 6
-    return Delivered(int(tokens[base + 1]), int(tokens[base + 4]))
+    return Delivery(int(tokens[base + 1]), int(tokens[base + 2]), int(tokens[base + 4]))
+
+
+def delivered(reply: str) -> Delivered:
+    """Stream seq and pending count from a message's ack subject."""
+    seq, _, pending = delivery(reply)
+    return Delivered(seq, pending)
+
+
+def deliveries(info: ConsumerInfo) -> int:
+    """How many deliveries the consumer counts (the number of its last)."""
+    return (info.delivered.consumer_seq or 0) if info.delivered else 0
+
+
+class DeliveryCheck:
+    """Whether every message a consumer delivered arrived.
+
+    A consumer numbers its deliveries one after another (a redelivery takes a new number),
+    whatever subjects it filters, so a number skipped is a message sent that never arrived:
+    a pull's answer lost in a cluster's consumer failover, a subscription cut off as a slow
+    consumer. Stream seqs could not tell: a filtered consumer skips other subjects' events,
+    and a message deleted from the stream leaves a hole for good. A number that goes back
+    is a redelivery (a consumer's new leader that did not know how far the old one got):
+    nothing lost, and the fold skips what it holds by stream seq.
+
+    A loss at the tail shows no jump, since nothing follows it: :meth:`idle` compares the
+    consumer's own count of deliveries, asked while nothing arrives.
+    """
+
+    def __init__(self, delivered: int = 0) -> None:
+        # The number of the last delivery that arrived.
+        self.last = delivered
+        # The consumer's count at the last idle look, when it was ahead of ``last``.
+        self.ahead = 0
+
+    def arrived(self, delivery: int) -> bool:
+        """Whether the delivery numbered ``delivery`` follows the last without a loss."""
+        whole = delivery <= self.last + 1
+        self.last = delivery
+        return whole
+
+    def idle(self, delivered: int) -> bool:
+        """While nothing arrives: whether the consumer's count ``delivered`` says some never
+        will. Only once it said so at the look before as well and those have not arrived
+        since: a message may still be on its way when the server counts it."""
+        ahead, self.ahead = self.ahead, delivered if delivered > self.last else 0
+        return self.last < ahead
 
 
 class Batch(NamedTuple):
@@ -70,7 +131,10 @@ class Batch(NamedTuple):
 class Puller:
     """Pull requests to one consumer, answered on one private inbox, kept flowing."""
 
-    def __init__(self, client: NatsClient, stream: str, consumer: str, batch_size: int) -> None:
+    def __init__(
+        self, client: NatsClient, stream: str, consumer: str, batch_size: int, *, delivered: int = 0
+    ) -> None:
+        """``delivered``: the consumer's count of deliveries when this starts pulling."""
         self.client = client
         self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.inbox = client.new_inbox()
@@ -92,6 +156,38 @@ class Puller:
         self._want = 1
         self._enough = asyncio.Event()
         self._taken = asyncio.Event()
+        self._check = DeliveryCheck(delivered)
+        # Set once a delivery was lost: nothing after it is buffered or asked for.
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        """Whether a delivery was lost and every message that arrived before it is handed
+        over: the caller goes on from a new consumer, after the last event it took."""
+        return self._lost and not self._buffer
+
+    @property
+    def suspects_loss(self) -> bool:
+        """Whether the last idle look found the consumer's count ahead of what arrived: the
+        next look, soon, tells."""
+        return self._check.ahead > 0
+
+    def idle(self, info: ConsumerInfo) -> None:
+        """After a batch that came empty: ``info``, the consumer's, asked since, may say
+        that deliveries were lost at the tail."""
+        count = deliveries(info)
+        if not self._lost and self._check.idle(count):
+            self._lose(count)
+
+    def _lose(self, delivery: int) -> None:
+        self._lost = True
+        log.warning(
+            "pull.delivery_lost", subject=self.subject, after=self._check.last, delivery=delivery
+        )
+        # A caller waiting for a batch takes what came before at once.
+        self._enough.set()
+        if self._task is not None:
+            self._task.cancel()
 
     async def start(self) -> None:
         self._sub = await self.client.subscribe(self.inbox, cb=self._on_message)
@@ -114,19 +210,26 @@ class Puller:
             # 404 nothing stored, 408 expired, 409 consumer gone or replaced...: each ends
             # the request it answers.
             self._status = headers[_STATUS]
-            if self._status in _NOTHING_LEFT:
+            if self._status in _NOTHING_LEFT and not self._lost:
                 self._pending = 0
             self._expected = 0
             self._request_over.set()
             return
-        seq, self._pending = delivered(msg.reply)
+        seq, number, pending = delivery(msg.reply)
+        self._expected -= 1
+        if self._lost:
+            return
+        if not self._check.arrived(number):
+            # What the last message before said is left stays the count: the lost ones too.
+            self._lose(number)
+            return
+        self._pending = pending
         if not self._buffer:
             self._first_at = time.monotonic()
         self._buffer.append((seq, msg.data))
         self._replies.append(msg.reply)
         if len(self._buffer) >= self._want:
             self._enough.set()
-        self._expected -= 1
         if self._expected <= 0:
             self._status = ""
             self._request_over.set()
@@ -161,10 +264,10 @@ class Puller:
     async def next_batch(self, size: int, *, linger_s: float, wait_s: float) -> Batch:
         """Up to ``size`` messages, once the oldest has waited ``linger_s`` (at once when
         ``size`` are there); empty if none arrives within ``wait_s``."""
-        if not self._buffer and not await self._wait_for(1, wait_s):
+        if not self._buffer and (self._lost or not await self._wait_for(1, wait_s)):
             return Batch([], "", self._pending)
         remaining = self._first_at + linger_s - time.monotonic()
-        if len(self._buffer) < size and remaining > 0:
+        if len(self._buffer) < size and remaining > 0 and not self._lost:
             await self._wait_for(size, remaining)
         taken, self._buffer = self._buffer[:size], self._buffer[size:]
         replies, self._replies = self._replies[:size], self._replies[size:]
@@ -175,7 +278,7 @@ class Puller:
         """Whether ``count`` messages are buffered within ``timeout_s``."""
         self._want = count
         self._enough.clear()
-        if len(self._buffer) < count:
+        if len(self._buffer) < count and not self._lost:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
                     await self._enough.wait()

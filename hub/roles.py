@@ -34,7 +34,7 @@ from hub.runtime import running_gateway, running_hub_url
 from hub.supervisor.service import running_supervisor
 from projections.fold_process import Spare
 from projections.runner import Runner
-from projections.service import running_projections
+from projections.service import leased_projections
 
 
 @contextlib.asynccontextmanager
@@ -50,18 +50,25 @@ async def _gateway(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator
 async def _project(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterator[str]:
     async with (
         Spare() as spare,
-        running_projections(settings, nats_url, spare=spare) as projections,
+        leased_projections(settings, nats_url, spare=spare) as projecting,
     ):
-        watch_projections(ops, projections.runner)
+        ops.leased(projecting.lease)
+        watch_projections(
+            ops, lambda: None if projecting.active is None else projecting.active.runner
+        )
         yield ""
 
 
-def watch_projections(ops: Ops, runner: Runner) -> None:
+def watch_projections(ops: Ops, running: Callable[[], Runner | None]) -> None:
     """The projections' lag and stalls in ``ops``: not ready while the runner has not caught
-    up, is stalled, or is more than ``ready_max_lag_events`` behind."""
+    up, is stalled, or is more than ``ready_max_lag_events`` behind. A standby (no runner)
+    has none of these."""
     bound = ops.settings.ops.ready_max_lag_events
 
     def families() -> Iterator[Metric]:
+        runner = running()
+        if runner is None:
+            return
         yield sample("ocpp_hub_projection_lag_events", runner.lag_events)
         yield sample("ocpp_hub_projection_lag_seconds", runner.lag_seconds)
         yield sample("ocpp_hub_projection_seq", runner.projected_seq)
@@ -69,6 +76,9 @@ def watch_projections(ops: Ops, runner: Runner) -> None:
         yield sample("ocpp_hub_projection_refused_rows_total", runner.health.refused_rows)
 
     def check() -> Iterator[str]:
+        runner = running()
+        if runner is None:
+            return
         if runner.health.stalled.is_set():
             yield f"projections: stalled ({runner.health.last_error[:200]})"
         elif not runner.ready.is_set():
@@ -76,9 +86,15 @@ def watch_projections(ops: Ops, runner: Runner) -> None:
         elif runner.lag_events > bound:
             yield f"projections: {runner.lag_events} events behind (more than {bound})"
 
+    def lag() -> Lag:
+        runner = running()
+        return (
+            Lag(0, 0.0) if runner is None else Lag(runner.lag_events, round(runner.lag_seconds, 3))
+        )
+
     ops.collect(families)
     ops.check(check)
-    ops.lag("projections", lambda: Lag(runner.lag_events, round(runner.lag_seconds, 3)))
+    ops.lag("projections", lag)
 
 
 @contextlib.asynccontextmanager
@@ -88,6 +104,8 @@ async def _supervise(settings: Settings, nats_url: str, ops: Ops) -> AsyncIterat
         running_supervisor(connection, store, settings) as service,
     ):
         ops.watch_store(store)
+        if service.lease is not None:
+            ops.leased(service.lease)
         if service.following is not None:
             ops.follow(service.following)
         ops.collect(lambda: [labelled("ocpp_hub_supervisor_alerts_total", service.alerts.values)])

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Final, NamedTuple
 
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub.bus import Connection
-from hub.pull import Batch, Puller
+from hub.pull import Batch, Puller, deliveries
 from hub.subjects import EVENTS_WILDCARD
 from projections import store
 from projections.backends import Backend, BackendError
@@ -42,6 +43,11 @@ _MAX_BACKOFF_S: Final = 5.0
 
 # (last seq of the batch, received_at of each of its events) once the batch is stored.
 OnStored = Callable[[int, list[int]], None]
+
+
+class Fenced(Exception):
+    """The runner may no longer write: its process no longer holds the lease (``hub
+    project``), and another may write already."""
 
 
 class BatchTiming(NamedTuple):
@@ -137,8 +143,11 @@ class Runner:
         settings: RunnerSettings,
         *,
         on_stored: OnStored | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.connection = connection
+        # Whether this runner may write now, checked before every write (and every retry).
+        self.fence = fence
         self.backend = backend
         self.settings = settings
         self.on_stored = on_stored
@@ -208,7 +217,7 @@ class Runner:
         name, stream = self.settings.durable, self.settings.stream
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(stream, name)
-        await js.add_consumer(
+        info = await js.add_consumer(
             stream,
             ConsumerConfig(
                 durable_name=name,
@@ -221,7 +230,13 @@ class Runner:
                 max_waiting=4,
             ),
         )
-        puller = Puller(self.connection.client, stream, name, self.settings.batch_size)
+        puller = Puller(
+            self.connection.client,
+            stream,
+            name,
+            self.settings.batch_size,
+            delivered=deliveries(info),
+        )
         await puller.start()
         return puller
 
@@ -236,28 +251,26 @@ class Runner:
                 if current is not None and current.cancelling():
                     raise asyncio.CancelledError
                 batch = await self._fetch(puller)
-                missing = first_gap([seq for seq, _ in batch.messages], self.state.last_seq)
-                if missing is not None and await self._still_stored(missing):
-                    # A delivery was lost (a cluster's consumer failover can drop a pull's
-                    # answer, and acking what came after would ack it too): start again
-                    # from the first event not folded; what followed comes again.
-                    log.warning("projections.gap", missing=missing, got=batch.messages[-1][0])
-                    await puller.stop()
-                    puller = await self._subscribe(missing)
-                    continue
                 if batch.messages:
                     async with self._lock:
                         await self._project(puller, batch)
+                if puller.lost:
+                    # A delivery was lost (a cluster's consumer failover can drop a pull's
+                    # answer, and acking what came after would ack it too): start again
+                    # from the first event not folded; what followed comes again.
+                    log.warning("projections.delivery_lost", folded=self.state.last_seq)
+                    await puller.stop()
+                    puller = await self._subscribe(self.state.last_seq + 1)
         finally:
             await puller.stop()
             self._fold_executor.shutdown(wait=True)
 
-    async def _still_stored(self, seq: int) -> bool:
-        """Whether the stream holds ``seq`` still (its limits may have dropped it since)."""
-        info = await self.connection.js.stream_info(self.settings.stream)
-        return bool(info.state.first_seq <= seq)
+    def _check_fence(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise Fenced
 
     async def _store(self, out: Output, first: int, last: int) -> None:
+        self._check_fence()
         known, self._positions = self._positions, None
         # Positions are read back from the tables after a failure (an INSERT may have
         # landed even though it failed here), else carried over from the last batch.
@@ -271,6 +284,10 @@ class Runner:
             on_refused=self.health.refused,
         )
 
+    async def _snapshot(self, state: State) -> None:
+        self._check_fence()
+        await store.save_snapshot(self.backend, self.settings.database, state)
+
     async def _fetch(self, puller: Puller) -> Batch:
         """The next batch: what arrived while the last one was stored, or else the first
         event and what follows within the linger (every batch is a part per table, and
@@ -278,8 +295,15 @@ class Runner:
         batch = await puller.next_batch(
             self.settings.batch_size, linger_s=self.settings.linger_s, wait_s=_IDLE_WAIT_S
         )
-        if not batch.messages:
+        if not batch.messages and not puller.lost:
             self.lag_events, self._oldest_unstored_ms = 0, 0
+            # Idle: the consumer's count of deliveries tells one lost at the tail.
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                puller.idle(
+                    await self.connection.js.consumer_info(
+                        self.settings.stream, self.settings.durable
+                    )
+                )
         return batch
 
     async def _project(self, puller: Puller, pulled: Batch) -> None:
@@ -294,7 +318,6 @@ class Runner:
             )
             folded = time.perf_counter()
             first, last = batch[0][0], batch[-1][0]
-            db = self.settings.database
             self.lag_events = pulled.pending + len(batch)
             self._oldest_unstored_ms = min((ms for ms in received if ms), default=0)
             await retrying("insert", lambda: self._store(out, first, last), self.health)
@@ -302,9 +325,7 @@ class Runner:
                 BatchTiming(len(batch), folded - started, time.perf_counter() - folded)
             )
             if last - self._snapshot_seq >= self.settings.snapshot_every:
-                await retrying(
-                    "snapshot", lambda: store.save_snapshot(self.backend, db, state), self.health
-                )
+                await retrying("snapshot", lambda: self._snapshot(state), self.health)
                 self._snapshot_seq = last
             async with self._stored:
                 self.projected_seq = last
@@ -322,16 +343,3 @@ class Runner:
         if pulled.last_reply:
             with contextlib.suppress(nats.errors.Error):
                 await puller.ack_all(pulled.last_reply)
-
-
-def first_gap(seqs: list[int], folded: int) -> int | None:
-    """The first sequence after ``folded`` that ``seqs`` (a batch, in order) skips, if any:
-    the consumer follows every subject, so the stream's sequences come one after another."""
-    expected = folded + 1
-    for seq in seqs:
-        if seq < expected:
-            continue  # delivered again: skipped by the fold
-        if seq > expected:
-            return expected
-        expected = seq + 1
-    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from typing import Final
+from typing import Final, NamedTuple
 
 # Tables that hold rows of one projection group; `hub replay --projection NAME` rebuilds a
 # group. The names analysts query (views) map onto the tables behind them.
@@ -230,8 +230,18 @@ _TABLES: Final[dict[str, str]] = {
 
 PROJECTED: Final = tuple(table for group in GROUPS.values() for table in group)
 
-_VIEWS: Final[dict[str, str]] = {
-    "charge_points": """
+
+class _View(NamedTuple):
+    # The table whose every column but seq the view shows, so that a column ADDED to it
+    # needs the view made again; "" for a view that picks its columns.
+    shows_all_of: str
+    body: str
+
+
+_VIEWS: Final[dict[str, _View]] = {
+    "charge_points": _View(
+        "",
+        """
         SELECT v.charge_point_id AS charge_point_id, v.vendor AS vendor, v.model AS model,
                v.serial_number AS serial_number, v.firmware_version AS firmware_version,
                v.last_boot AS last_boot, s.last_seen AS last_seen, v.connected AS connected,
@@ -244,26 +254,42 @@ _VIEWS: Final[dict[str, str]] = {
             SELECT charge_point_id, max(received_at) AS last_seen FROM {db}.events
             WHERE charge_point_id != '' GROUP BY charge_point_id
         ) AS s ON s.charge_point_id = v.charge_point_id""",
-    "sessions": """
+    ),
+    "sessions": _View(
+        "session_versions",
+        """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.session_versions
         ORDER BY charge_point_id, session_id, seq DESC LIMIT 1 BY charge_point_id, session_id""",
-    "billing": """
+    ),
+    "billing": _View(
+        "billing_versions",
+        """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.billing_versions
         ORDER BY charge_point_id, session_id, seq DESC LIMIT 1 BY charge_point_id, session_id""",
-    "session_anomalies": """
+    ),
+    "session_anomalies": _View(
+        "anomaly_versions",
+        """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.anomaly_versions
         ORDER BY anomaly_id, seq DESC LIMIT 1 BY anomaly_id""",
+    ),
     # Each station's latest report of each attribute.
-    "device_variables": """
+    "device_variables": _View(
+        "device_model",
+        """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.device_model
         ORDER BY charge_point_id, component, component_instance, evse_id, connector_id,
                  variable, variable_instance, attribute_type, seq DESC
         LIMIT 1 BY charge_point_id, component, component_instance, evse_id, connector_id,
                    variable, variable_instance, attribute_type""",
-    "energy_hourly": """
+    ),
+    "energy_hourly": _View(
+        "",
+        """
         SELECT charge_point_id, hour, round(sum(energy_wh), 3) AS energy_wh
         FROM {db}.energy_deltas GROUP BY charge_point_id, hour
         HAVING energy_wh != 0""",
+    ),
 }
 
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -337,23 +363,15 @@ def ddl(db: str, present: Collection[tuple[str, str]] = ()) -> list[str]:
     # was ADDED would never show it: such a view is made again.
     statements += [
         f"CREATE OR REPLACE VIEW {db}.{view} AS {body.format(db=db)}"
-        for view, body in _VIEWS.items()
+        for view, (_, body) in _VIEWS.items()
         if view not in tables or _hides_columns(view, present)
     ]
     return statements
 
 
-# The views that show every column of one table but its seq: view -> table.
-_WHOLE_VIEWS: Final = {
-    view: match.group(1)
-    for view, body in _VIEWS.items()
-    if (match := re.search(r"SELECT \* EXCEPT \(seq\), seq AS version FROM \{db\}\.(\w+)", body))
-}
-
-
 def _hides_columns(view: str, present: Collection[tuple[str, str]]) -> bool:
-    table = _WHOLE_VIEWS.get(view)
-    if table is None:
+    table = _VIEWS[view].shows_all_of
+    if not table:
         return False
     shown = {column for name, column in present if name == view}
     columns = {column for name, column in present if name == table}

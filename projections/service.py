@@ -3,6 +3,11 @@
 chDB allows one process per data path, so while the hub runs it is the hub that answers
 ``hub query`` (on the NATS subject ``ctl.query``) and runs ``hub replay``
 (``ctl.projections.replay``), with the runner paused only for the final catch-up and swap.
+
+Several ``hub project`` may run against one stream and one ClickHouse: only the holder of
+the lease ``projections.<stream>`` (``hub.lease``) projects (``leased_projections``). A
+standby holds nothing open, not even chDB, until it takes the lease; then it recovers from
+the tables as a restarted runner does. The runner checks the lease before every write.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import msgspec
@@ -19,11 +24,12 @@ from nats.aio.msg import Msg
 
 from hub.bus import Connection, connect, ensure_stream
 from hub.config import Settings
+from hub.lease import KvLease, leased
 from projections.backends import Backend, BackendError, open_backend
 from projections.fold_process import Spare
 from projections.query import QueryRefused, QueryReply, QueryRequest, run_query
 from projections.replay import Progress, failure_text, replay, tables_of
-from projections.runner import OnStored, Runner, RunnerSettings
+from projections.runner import Fenced, OnStored, Runner, RunnerSettings
 from projections.schema import check_database
 
 log = structlog.get_logger("projections")
@@ -175,21 +181,37 @@ async def _replay_here(
         await projections.spare.fill()
 
 
+async def _run_until_fenced(runner: Runner) -> None:
+    try:
+        await runner.run()
+    except Fenced:
+        # The lease ran out (NATS away, this process paused): the block's owner stops it.
+        log.warning("projections.fenced", projected_seq=runner.projected_seq)
+
+
 @contextlib.asynccontextmanager
 async def running_projections(
-    settings: Settings, url: str, *, on_stored: OnStored | None = None, spare: Spare | None = None
+    settings: Settings,
+    url: str,
+    *,
+    on_stored: OnStored | None = None,
+    spare: Spare | None = None,
+    fence: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Projections]:
     """The runner, started and caught up to its recovery point, until the block ends;
-    replays take ``spare``'s fold process, and it starts another for the next."""
+    replays take ``spare``'s fold process, and it starts another for the next. The runner
+    writes only while ``fence()`` says so, and stops for good once it does not."""
     backend = open_backend(settings.projections.clickhouse_url, settings.data_dir)
     connection = await connect(url, name="hub-projections")
     try:
         # The runner may start before any gateway has made the stream.
         await ensure_stream(connection.js, settings.stream)
-        runner = Runner(connection, backend, runner_settings(settings), on_stored=on_stored)
+        runner = Runner(
+            connection, backend, runner_settings(settings), on_stored=on_stored, fence=fence
+        )
         projections = Projections(runner, backend, connection, spare)
         async with asyncio.TaskGroup() as tasks:
-            task = tasks.create_task(runner.run(), name="projection-runner")
+            task = tasks.create_task(_run_until_fenced(runner), name="projection-runner")
             ready = tasks.create_task(runner.ready.wait(), name="projection-ready")
             # Usually ready in well under a second; a backend that is down must not hold up
             # `hub up` (the gateway already serves), so after a while it goes on without.
@@ -242,3 +264,57 @@ async def running_projections(
     finally:
         await connection.close()
         await backend.close()
+
+
+def lease_key(settings: Settings) -> str:
+    return f"projections.{settings.stream.name}"
+
+
+class LeasedProjections:
+    """``hub project`` among several: projects while it holds the lease, else waits."""
+
+    def __init__(self, lease: KvLease) -> None:
+        self.lease = lease
+        # The running projections while active; None while standby.
+        self.active: Projections | None = None
+        # Set each time it starts projecting (tests, ``hub project``'s log).
+        self.activated = asyncio.Event()
+
+    async def run(self, settings: Settings, url: str, spare: Spare | None) -> None:
+        lease = self.lease
+        while True:
+            await lease.held.wait()
+            log.info("projections.active", holder=lease.state.me)
+            async with running_projections(
+                settings, url, spare=spare, fence=lease.holds
+            ) as projections:
+                self.active = projections
+                self.activated.set()
+                try:
+                    await lease.free.wait()
+                finally:
+                    self.active = None
+                    self.activated.clear()
+            log.warning("projections.standby", holder=lease.state.me)
+
+
+@contextlib.asynccontextmanager
+async def leased_projections(
+    settings: Settings, url: str, *, spare: Spare | None = None
+) -> AsyncIterator[LeasedProjections]:
+    """Projections that run while this process holds the lease of the stream's projections,
+    until the block ends; a standby until then."""
+    connection = await connect(url, name="hub-projections-lease")
+    try:
+        async with (
+            leased(connection, settings, lease_key(settings)) as lease,
+            asyncio.TaskGroup() as tasks,
+        ):
+            projecting = LeasedProjections(lease)
+            task = tasks.create_task(projecting.run(settings, url, spare), name="projections")
+            try:
+                yield projecting
+            finally:
+                task.cancel()
+    finally:
+        await connection.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,40 @@ async def hub_up(data_dir: Path, *flags: str) -> AsyncIterator[asyncio.subproces
         async with asyncio.timeout(30):
             code = await process.wait()
     assert code == 0, f"hub up exited with {code}"
+
+
+@contextlib.asynccontextmanager
+async def role_process(
+    role: str, data_dir: Path, nats_url: str, *flags: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``hub ROLE`` against ``nats_url`` (with ``env``), once ready, and its ready line; at
+    the end stopped with SIGTERM as an orchestrator would, expecting a clean exit, unless
+    the test killed it."""
+    process = await asyncio.create_subprocess_exec(
+        *HUB_CLI,
+        role,
+        "--data-dir",
+        str(data_dir),
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **(env or {}), "HUB_NATS_URL": nats_url},
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            while not (line := (await process.stdout.readline()).decode()).startswith(
+                f"{role} ready: "
+            ):
+                assert line, f"hub {role} exited before it was ready"
+        yield process, line
+    finally:
+        killed = process.returncode is not None
+        if not killed:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await process.wait()
+        assert killed or code == 0, f"hub {role} exited with {code}"
 
 
 async def register_charger(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hub.bus import event_backbone
+import pytest
+
+from hub.bus import Connection, event_backbone
 from hub.config import Settings
 from hub.follower import FETCH_WAIT_S, Follower
 from hub.nats_server import EmbeddedNats
 from schemas.events import AccessDenied, ClockTick, Event
+from tests.integration.lossy import LossyPuller
 
 BACKLOG = 20_000
 
@@ -47,13 +50,7 @@ async def test_settled_waits_for_what_was_stored_before_though_the_stream_ends_e
     # stream's last one is of another subject, which `reached` could never wait for.
     async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
         folded: list[int] = []
-        follower = Follower(
-            connection,
-            settings.stream.name,
-            ["ev.clock.>"],
-            lambda _, seq: folded.append(seq),
-            name="test",
-        )
+        follower = _ticks(connection, settings, folded)
         async with follower:
             assert await follower.settled()  # an empty stream: nothing to wait for
             ticks = [ClockTick(id=f"tick-{n}", received_at=n) for n in range(BACKLOG)]
@@ -76,3 +73,78 @@ async def test_settled_waits_for_what_was_stored_before_though_the_stream_ends_e
             assert await follower.settled()
             assert folded[-1] == seqs[-1] < other
             assert not await follower.reached(other, within_s=0.05)
+
+
+@pytest.fixture
+def lossy(monkeypatch: pytest.MonkeyPatch) -> type[LossyPuller]:
+    """Followers pull through a puller that loses the deliveries it is told to."""
+    monkeypatch.setattr("hub.follower.Puller", LossyPuller)
+    monkeypatch.setattr(LossyPuller, "lose", set())
+    monkeypatch.setattr(LossyPuller, "lost_seqs", [])
+    return LossyPuller
+
+
+async def test_a_delivery_lost_in_the_middle_is_fetched_again_and_folded_once(
+    nats_server: EmbeddedNats, settings: Settings, lossy: type[LossyPuller]
+) -> None:
+    # A filtered follower's stream seqs skip other subjects' events, so a skipped seq tells
+    # nothing; the consumer's numbering of its deliveries does.
+    async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
+        seqs = await store.store([_denied(n) for n in range(3)])
+        seqs += await store.store([ClockTick(id=f"tick-{n}", received_at=n) for n in range(10)])
+        ticks = seqs[3:]
+        lossy.lose = {ticks[4]}
+        folded: list[int] = []
+        follower = _ticks(connection, settings, folded)
+        async with follower:
+            assert await follower.reached(ticks[-1])
+            assert lossy.lost_seqs == [ticks[4]]
+            assert folded == ticks
+            assert follower.lost == 1
+
+
+async def test_a_delivery_lost_at_the_tail_is_fetched_again(
+    nats_server: EmbeddedNats,
+    settings: Settings,
+    lossy: type[LossyPuller],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing follows the lost event to show a jump: the consumer's count of deliveries,
+    # asked while nothing arrives, says one never came. (Idle looks made short here.)
+    monkeypatch.setattr("hub.follower.FETCH_WAIT_S", 0.5)
+    async with event_backbone(settings, nats_server.client_url, name="test") as (connection, store):
+        folded: list[int] = []
+        follower = _ticks(connection, settings, folded)
+        async with follower:
+            first = await store.store([ClockTick(id="tick-0", received_at=0)])
+            assert await follower.reached(first[-1])
+            [last] = await store.store([ClockTick(id="tick-1", received_at=1)])
+            lossy.lose = {last + 1}
+            [lost] = await store.store([ClockTick(id="tick-2", received_at=2)])
+            assert await follower.reached(lost, within_s=10.0)
+            assert lossy.lost_seqs == [lost]
+            assert folded == [*first, last, lost]
+            assert follower.lost == 1
+
+
+def _denied(n: int) -> AccessDenied:
+    return AccessDenied(
+        id=f"denied-{n}",
+        received_at=n,
+        actor="",
+        method="GET",
+        path="/",
+        http_status=401,
+        reason="r",
+    )
+
+
+def _ticks(connection: Connection, settings: Settings, folded: list[int]) -> Follower:
+    """A follower of the clock's ticks that keeps the seqs it folds in ``folded``."""
+    return Follower(
+        connection,
+        settings.stream.name,
+        ["ev.clock.>"],
+        lambda _, seq: folded.append(seq),
+        name="test",
+    )

@@ -210,6 +210,8 @@ async def test_every_role_answers_metrics_health_and_readiness_and_hub_status_li
     assert set(rows) == {"gateway", "fanout", "project", "supervise"}
     for name, row in rows.items():
         assert row[2] == "ready", shown
+        # One writer each among several, by a lease: alone, each holds it.
+        assert row[3] == ("active" if name in ("project", "supervise") else "-"), shown
         assert row[-1] == urls[name]
     assert "0.1.0, OCPP 1.6" in shown  # the gateway's versions
     assert "projections 0 events" in shown

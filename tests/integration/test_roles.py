@@ -10,48 +10,25 @@ import os
 import re
 import resource
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ocpp.v16 import call
 
 from hub.nats_server import EmbeddedNats
 from schemas.events import OcppFrame
-from tests.integration.helpers import HUB_CLI, ocpp_charger, raw_socket, stored_events
+from tests.integration.helpers import (
+    HUB_CLI,
+    ocpp_charger,
+    raw_socket,
+    role_process,
+    stored_events,
+)
 
 READY_WITHIN_S = 60
 
 
-@contextlib.asynccontextmanager
-async def role(
-    name: str, data_dir: Path, nats_url: str, *flags: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """``hub NAME`` against ``nats_url``; yields the process and its ready line, and stops it
-    with SIGTERM as an orchestrator would, expecting a clean exit."""
-    process = await asyncio.create_subprocess_exec(
-        *HUB_CLI,
-        name,
-        "--data-dir",
-        str(data_dir),
-        *flags,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "HUB_NATS_URL": nats_url},
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(READY_WITHIN_S):
-            while not (line := (await process.stdout.readline()).decode()).startswith(
-                f"{name} ready: "
-            ):
-                assert line, f"hub {name} exited before it was ready"
-        yield process, line
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            code = await process.wait()
-        assert code == 0, f"hub {name} exited with {code}"
+# ``hub NAME`` against a NATS URL: the process and its ready line.
+role = role_process
 
 
 def gateway_port(ready_line: str) -> int:

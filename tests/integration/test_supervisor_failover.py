@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections import Counter
@@ -39,7 +38,7 @@ from schemas.events import (
     _DerivedEvent,
 )
 from tests.integration.api_helpers import AnsweringCharger
-from tests.integration.helpers import HUB_CLI, ocpp_charger, stored_events, wait_for_event
+from tests.integration.helpers import ocpp_charger, role_process, stored_events, wait_for_event
 
 LEASE_KEY = "supervisor.OCPP_EVENTS"
 SUPERVISOR_ENV = {
@@ -59,26 +58,8 @@ async def supervisor(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``hub supervise`` with ``env``, ready (following the stream, active or standby);
     stopped at the end if the test has not killed it."""
-    process = await asyncio.create_subprocess_exec(
-        *HUB_CLI,
-        "supervise",
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env, "HUB_NATS_URL": nats_url},
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(60):
-            while not (await process.stdout.readline()).startswith(b"supervise ready: "):
-                assert process.returncode is None, "hub supervise exited before it was ready"
+    async with role_process("supervise", data_dir, nats_url, env=env) as (process, _):
         yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            await process.wait()
 
 
 async def lease_holder_pid(nats_url: str) -> int | None:

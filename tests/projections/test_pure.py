@@ -19,7 +19,6 @@ from projections import store
 from projections.fold import apply, folds
 from projections.query import QueryRefused, check_read_only
 from projections.rows import TABLE_OF, EventRow, Output
-from projections.runner import first_gap
 from projections.schema import ADDED, table_ddl
 from projections.state import State, decode_state, encode_state
 from schemas.events import TariffBand
@@ -174,13 +173,3 @@ def _example(kind: type[Any]) -> Any:
     for field in msgspec.structs.fields(kind):
         values[field.name] = 7 if field.name == "seq" else None
     return kind(**values)
-
-
-def test_a_batch_that_skips_a_sequence_names_the_first_it_skipped() -> None:
-    """The projections' consumer follows every subject: a sequence missing from a batch was
-    lost on the way (a cluster's consumer failover), and is fetched again, not passed over."""
-    assert first_gap([5, 6, 7], folded=4) is None
-    assert first_gap([3, 4, 5, 6], folded=4) is None  # 3 and 4 delivered again
-    assert first_gap([5, 8, 9], folded=4) == 6
-    assert first_gap([7, 8], folded=4) == 5
-    assert first_gap([], folded=4) is None

@@ -1,0 +1,27 @@
+"""A pull answer lost on the way, made to order: the puller below never sees the first
+delivery of the stream seqs it is told to lose. The server, a real nats-server, counted
+them delivered, as it does for an answer lost in a cluster's consumer failover."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from nats.aio.msg import Msg
+
+from hub.pull import Puller, delivered
+
+
+class LossyPuller(Puller):
+    # Stream seqs whose next delivery is lost (each once).
+    lose: ClassVar[set[int]] = set()
+    # Those it lost.
+    lost_seqs: ClassVar[list[int]] = []
+
+    async def _on_message(self, msg: Msg) -> None:
+        if msg.reply and msg.reply.startswith("$JS.ACK."):
+            seq = delivered(msg.reply).seq
+            if seq in self.lose:
+                self.lose.discard(seq)
+                self.lost_seqs.append(seq)
+                return
+        await super()._on_message(msg)

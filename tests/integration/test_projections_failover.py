@@ -1,0 +1,118 @@
+"""Two ``hub project`` processes on one stream and one chDB data directory: one projects,
+held by the lease, the other waits as a standby. Killing the active one with SIGKILL in the
+middle of its catch-up hands over within seconds, and the tables end as a rebuild makes
+them: no row doubled or lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import nats
+import nats.errors
+
+from hub.config import Settings
+from hub.nats_server import EmbeddedNats
+from hub.ops import Readiness
+from projections.service import STATUS_SUBJECT, Status, running_projections
+from tests.integration.helpers import role_process
+from tests.projections.contract import store_events
+from tests.projections.helpers import dump, last_seq, replay_in
+from tests.projections.scenario import fleet, mixed
+
+PROJECT_ENV = {
+    "HUB_LEASE_TTL": "3",
+    "HUB_LEASE_RENEW": "1",
+    # Small batches, so that the active one is killed between two of them or in one.
+    "HUB_PROJECTION_BATCH_SIZE": "20",
+    "HUB_PROJECTION_LINGER": "0.01",
+}
+
+
+class Project:
+    def __init__(self, process: asyncio.subprocess.Process, ops_url: str) -> None:
+        self.process = process
+        self.ops_url = ops_url
+
+    async def readiness(self) -> Readiness:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.ops_url}/readyz") as response,
+        ):
+            return msgspec.json.decode(await response.read(), type=Readiness)
+
+    async def becomes(self, lease: str, within: float) -> float:
+        """Seconds until its /readyz says ``lease`` (active or standby), and ready."""
+        started = time.monotonic()
+        async with asyncio.timeout(within):
+            while True:
+                readiness = await self.readiness()
+                if readiness.lease == lease and readiness.ready:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def project(data_dir: Path, nats_url: str) -> AsyncIterator[Project]:
+    """``hub project``, ready (active or standby); stopped at the end unless killed."""
+    async with role_process("project", data_dir, nats_url, env=PROJECT_ENV) as (process, ready):
+        yield Project(process, ready.split(" ops ")[-1].strip())
+
+
+async def projected_seq(client: nats.NATS) -> int:
+    """What the active ``hub project`` has stored (0 while none answers)."""
+    try:
+        msg = await client.request(STATUS_SUBJECT, b"", timeout=2)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return 0
+    return msgspec.json.decode(msg.data, type=Status).projected_seq
+
+
+async def projected_until(
+    client: nats.NATS, wanted: Callable[[int], bool], *, within: float, every: float
+) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if wanted(await projected_seq(client)):
+                return
+            await asyncio.sleep(every)
+
+
+async def test_killing_the_active_hub_project_hands_over_and_the_tables_equal_a_rebuild(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    url = nats_server.url
+    await store_events(settings, url, fleet(8, 6).events)
+    begun = await last_seq(url)
+    client = await nats.connect(url)
+    try:
+        async with project(settings.data_dir, url) as first:
+            await first.becomes("active", within=15)
+            async with project(settings.data_dir, url) as second:
+                # Waiting: ready all the same, and writing nothing.
+                await second.becomes("standby", within=15)
+                await store_events(settings, url, mixed().events)
+                # Mid-run: some of the stream stored, not all of it.
+                await projected_until(client, lambda seq: 0 < seq < begun, within=30, every=0.01)
+                first.process.send_signal(signal.SIGKILL)
+                await first.process.wait()
+                await store_events(settings, url, mixed().events)
+                handover = await second.becomes("active", within=15)
+                end = await last_seq(url)
+                await projected_until(client, lambda seq: seq >= end, within=60, every=0.05)
+    finally:
+        await client.close()
+    assert handover < 6.0, f"the standby took over after {handover:.1f} s"
+    # Both stopped: the tables as the standby left them, then rebuilt from the stream.
+    async with running_projections(settings, url) as projections:
+        await projections.runner.wait_for(end)
+        after_failover = await dump(projections.backend)
+        assert [row["seq"] for row in after_failover["events"]] == list(range(1, end + 1))
+        await replay_in(projections)
+        assert await dump(projections.backend) == after_failover
