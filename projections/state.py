@@ -11,11 +11,12 @@ from typing import Final
 import msgspec
 
 from hub.domain import charging
+from hub.domain.sites import SitesState
 from schemas.events import TransactionId
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 8
+STATE_VERSION: Final = 9
 
 
 class ChargePoint(msgspec.Struct, kw_only=True):
@@ -55,6 +56,42 @@ class Anomaly(msgspec.Struct, kw_only=True):
     actions: list[str] = []
 
 
+# A connector's current on L1, L2 and L3 (A).
+Amps = tuple[float, float, float]
+
+
+class Below(msgspec.Struct, kw_only=True):
+    """A transaction running on a connector assigned below a site's node, for site_load:
+    its latest reading per phase and the limit the allocator last gave it."""
+
+    charge_point_id: str
+    connector_id: int
+    session: str
+    measured: Amps | None = None
+    allocated_a: float | None = None
+
+
+class NodeLoad(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a node's site_load row shows, besides when and why."""
+
+    site_id: str
+    parent: str
+    limit_a: float
+    limit_source: str
+    allocated: Amps
+    measured: Amps
+    transactions: int
+    metered: int
+
+
+class SiteLoad(msgspec.Struct, kw_only=True):
+    sites: SitesState = msgspec.field(default_factory=SitesState)
+    # Transactions below a node, by site (its root node's id), by connector key.
+    below: dict[str, dict[str, Below]] = {}
+    # What each node's latest row showed; a node gone is forgotten.
+    written: dict[str, NodeLoad] = {}
+
+
 class State(msgspec.Struct, kw_only=True):
     version: int = STATE_VERSION
     last_seq: int = 0
@@ -65,6 +102,7 @@ class State(msgspec.Struct, kw_only=True):
     written: dict[str, Written] = {}
     # Open anomalies by id; a resolved one is forgotten.
     anomalies: dict[str, Anomaly] = {}
+    site_load: SiteLoad = msgspec.field(default_factory=SiteLoad)
 
 
 def key(first: object, second: object) -> str:

@@ -41,7 +41,15 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.domain.allocation import Allocation, Demand, Sent, Site, allocate, changes
+from hub.domain.allocation import (
+    PHASES,
+    Allocation,
+    Demand,
+    Sent,
+    Site,
+    allocate,
+    changes,
+)
 from hub.domain.facts import (
     ChargerConnected,
     ChargerDisconnected,
@@ -160,6 +168,27 @@ def drawn_a(samples: Iterable[Sample], phases: int, voltage: float = _VOLTAGE) -
     if per_phase:
         return max(per_phase) / voltage
     return None
+
+
+def drawn_by_phase(
+    samples: Sequence[Sample], phases: int, voltage: float = _VOLTAGE
+) -> tuple[float, float, float] | None:
+    """What a car draws on L1, L2 and L3 (A): the readings' own Current.Import per phase
+    when they give one for every phase the car uses, else :func:`drawn_a` on each phase it
+    uses, as the allocator counts it (a three-phase car on all three, a one-phase car on L1).
+    The charger's phases are taken as the site's: the hub does not know the rotation."""
+    used = PHASES if phases >= 3 else PHASES[:1]
+    by_phase: dict[str, float] = {}
+    for sample in samples:
+        if sample.measurand == "Current.Import" and sample.phase in used:
+            by_phase[sample.phase] = max(sample.value, by_phase.get(sample.phase, sample.value))
+    if len(by_phase) < len(used):
+        drawn = drawn_a(samples, phases, voltage)
+        if drawn is None:
+            return None
+        by_phase = dict.fromkeys(used, drawn)
+    l1, l2, l3 = (by_phase.get(phase, 0.0) for phase in PHASES)
+    return l1, l2, l3
 
 
 def tx_profile(
@@ -595,6 +624,7 @@ __all__ = [
     "Send",
     "command_id_for",
     "drawn_a",
+    "drawn_by_phase",
     "tx_default_profile",
     "tx_profile",
 ]
