@@ -11,6 +11,10 @@ A node's row shows (docs/projections.md):
   (:func:`hub.domain.load.drawn_by_phase`, the readings the allocator itself counts);
 - how many transactions run below it, and how many of them have a reading yet.
 
+Each node keeps these summed in mA (whole numbers): a reading, start, end or decision takes
+its transaction's old share back from the nodes above it and adds the new one, so an event
+costs the depth of the tree, not the size of the site; a change of the sites sums again.
+
 A row is written for a node at each event that changes any of these: a reading, a start or
 an end of a transaction below it, a decision on one, a change of the sites, and a
 ``clock.tick`` at which its daily limit moved on. An event that changes nothing a node shows
@@ -32,7 +36,7 @@ from hub.domain.load import drawn_by_phase
 from hub.domain.sites import Sites, assignment_key
 from hub.domain.timeutil import ch_time
 from projections.rows import Output, SiteLoadRow
-from projections.state import Amps, Below, NodeLoad, SiteLoad
+from projections.state import Below, MilliAmps, NodeLoad, SiteLoad, Totals
 from schemas.events import (
     AllocationDecided,
     ClockTick,
@@ -47,6 +51,8 @@ from schemas.events import (
 SITE_EVENTS: Final = (SiteNodeSet, SiteNodeRemoved, SiteLimitSet, SiteConnectorAssigned)
 EVENTS: Final = (*SITE_EVENTS, ClockTick, AllocationDecided)
 SITE_EVENT_TYPES: Final = frozenset(SITE_EVENTS)
+_EVENT_TYPES: Final = frozenset(EVENTS)
+_FACT_TYPES: Final = frozenset({TransactionStarted, TransactionMetered, TransactionEnded})
 # A row's ``cause`` for a change of the sites (the other events and facts name their own).
 _CAUSES: Final[dict[type[Event], str]] = {
     SiteNodeSet: "node",
@@ -54,7 +60,7 @@ _CAUSES: Final[dict[type[Event], str]] = {
     SiteLimitSet: "live",
     SiteConnectorAssigned: "assignment",
 }
-_ZERO: Final[Amps] = (0.0, 0.0, 0.0)
+_ZERO: Final[MilliAmps] = (0, 0, 0)
 
 
 def site_load(
@@ -67,6 +73,12 @@ def site_load(
 ) -> None:
     """Take in ``event`` and the facts the charging domain made of it; write the rows of
     the nodes whose values changed."""
+    if type(event) not in _EVENT_TYPES:
+        for fact in facts:
+            if type(fact) in _FACT_TYPES:
+                break
+        else:
+            return  # most events when a site exists: a status, an answer, a heartbeat
     _Fold(state, domain, event.received_at).apply(out, seq, event, facts)
 
 
@@ -95,6 +107,7 @@ class _Fold:
             self.sites.apply(event)
             self._paths.clear()
             self._regroup()
+            self._sum()
             self.cause = _CAUSES[type(event)]
             self._touch(self.state.sites.nodes, self.cause)
             self._removed(out, seq)
@@ -105,14 +118,19 @@ class _Fold:
 
     def _started(self, fact: TransactionStarted) -> None:
         cp, connector_id = fact.charge_point_id, fact.connector_id
-        assigned = self.sites.assignment(cp, connector_id)
-        if assigned is None:
+        if self.sites.assignment(cp, connector_id) is None:
             return
-        records = self.state.below.setdefault(self._site_of(assigned.node_id), {})
-        records[assignment_key(cp, connector_id)] = Below(
-            charge_point_id=cp, connector_id=connector_id, session=fact.session
+        name = assignment_key(cp, connector_id)
+        before = self.state.below.get(name)
+        if before is not None:
+            self._count(before, -1)
+        self._count(
+            self._below(
+                name, Below(charge_point_id=cp, connector_id=connector_id, session=fact.session)
+            ),
+            1,
+            "start",
         )
-        self._touch(self._path(assigned.node_id), "start")
 
     def _metered(self, fact: TransactionMetered) -> None:
         cp, connector_id = fact.charge_point_id, fact.connector_id
@@ -122,71 +140,92 @@ class _Fold:
         drawn = drawn_by_phase(fact.samples, assigned.phases)
         if drawn is None:
             return
+        measured = _milliamps(drawn)
         name = assignment_key(cp, connector_id)
-        records = self.state.below.setdefault(self._site_of(assigned.node_id), {})
-        found = records.get(name)
+        found = self.state.below.get(name)
         if found is None or found.session != fact.session:
             # Late readings of a transaction that ended are no load now.
             if not self._ongoing(cp, connector_id, fact.session):
                 return
-            found = records[name] = Below(
-                charge_point_id=cp, connector_id=connector_id, session=fact.session
-            )
-        found.measured = drawn
-        self._touch(self._path(assigned.node_id), "meter")
+            if found is not None:
+                self._count(found, -1)
+            new = Below(charge_point_id=cp, connector_id=connector_id, session=fact.session)
+            found = self._below(name, new)
+            self._count(found, 1)
+        if found.measured != measured:
+            self._count(found, -1)
+            found.measured = measured
+            self._count(found, 1, "meter")
 
     def _ended(self, fact: TransactionEnded) -> None:
         found = self._running(fact.charge_point_id, fact.connector_id, fact.session)
-        if found is None:
-            return
-        records, name, node_id = found
-        del records[name]
-        self._touch(self._path(node_id), "end")
+        if found is not None:
+            self._count(found, -1, "end")
+            del self.state.below[assignment_key(found.charge_point_id, found.connector_id)]
 
     def _allocated(self, event: AllocationDecided) -> None:
         found = self._running(event.charge_point_id, event.connector_id, event.session)
-        if found is None:
-            return
-        records, name, node_id = found
-        records[name].allocated_a = event.limit_a
-        self._touch(self._path(node_id), "allocation")
+        given = round(event.limit_a * 1000)
+        if found is not None and found.allocated != given:
+            self._count(found, -1)
+            found.allocated = given
+            self._count(found, 1, "allocation")
 
-    def _running(
-        self, cp: str, connector_id: int, session: str
-    ) -> tuple[dict[str, Below], str, str] | None:
-        """The records of the site a connector is assigned in, its key there and its node,
-        if ``session`` is the transaction running on it."""
-        assigned = self.sites.assignment(cp, connector_id)
-        if assigned is None or not session:
+    def _below(self, name: str, found: Below) -> Below:
+        self.state.below[name] = found
+        return found
+
+    def _running(self, cp: str, connector_id: int, session: str) -> Below | None:
+        """The transaction ``session`` if it runs on a connector below a node."""
+        found = self.state.below.get(assignment_key(cp, connector_id))
+        if found is None or not session or found.session != session:
             return None
-        records = self.state.below.get(self._site_of(assigned.node_id))
-        name = assignment_key(cp, connector_id)
-        found = records.get(name) if records is not None else None
-        if records is None or found is None or found.session != session:
-            return None
-        return records, name, assigned.node_id
+        return found if self.sites.assignment(cp, connector_id) is not None else None
+
+    def _count(self, found: Below, sign: int, cause: str = "") -> None:
+        """Add a transaction's share to (``sign`` -1: take it from) every node above it."""
+        assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
+        if assigned is None:
+            return
+        path = self._path(assigned.node_id)
+        totals = self.state.totals
+        phases = range(3 if assigned.phases >= 3 else 1)
+        for node_id in path:
+            summed = totals.get(node_id)
+            if summed is None:
+                summed = totals[node_id] = Totals()
+            summed.transactions += sign
+            if found.allocated is not None:
+                for phase in phases:
+                    summed.allocated[phase] += sign * found.allocated
+            if found.measured is not None:
+                summed.metered += sign
+                for phase, amps in enumerate(found.measured):
+                    summed.measured[phase] += sign * amps
+        if cause:
+            self._touch(path, cause)
 
     def _regroup(self) -> None:
-        """The sites changed: every transaction goes to the site its connector now hangs in
-        (or leaves), and those already running on a connector just assigned join."""
-        regrouped: dict[str, dict[str, Below]] = {}
-        for records in self.state.below.values():
-            for name, found in records.items():
-                assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
-                if assigned is not None:
-                    regrouped.setdefault(self._site_of(assigned.node_id), {})[name] = found
+        """The sites changed: a transaction on a connector no longer assigned leaves, and
+        one already running on a connector just assigned joins."""
+        below = {
+            name: found
+            for name, found in self.state.below.items()
+            if self.sites.assignment(found.charge_point_id, found.connector_id) is not None
+        }
         for cp, connector_id in self._assigned_connectors():
-            assigned = self.sites.assignment(cp, connector_id)
             name = assignment_key(cp, connector_id)
             session = self._open_on(cp, connector_id)
-            if assigned is None or not session:
+            if name in below or not session:
                 continue
-            records = regrouped.setdefault(self._site_of(assigned.node_id), {})
-            if name not in records:
-                records[name] = Below(
-                    charge_point_id=cp, connector_id=connector_id, session=session
-                )
-        self.state.below = {site: records for site, records in regrouped.items() if records}
+            if self.sites.assignment(cp, connector_id) is not None:
+                below[name] = Below(charge_point_id=cp, connector_id=connector_id, session=session)
+        self.state.below = below
+
+    def _sum(self) -> None:
+        self.state.totals = {node_id: Totals() for node_id in self.state.sites.nodes}
+        for found in self.state.below.values():
+            self._count(found, 1)
 
     def _assigned_connectors(self) -> list[tuple[str, int]]:
         """Every connector an assignment names; connector 0's, each the domain knows of its
@@ -235,13 +274,12 @@ class _Fold:
             self._paths[node_id] = found
         return found
 
-    def _site_of(self, node_id: str) -> str:
-        path = self._path(node_id)
-        return path[-1] if path else node_id
-
     def _write(self, out: Output, seq: int) -> None:
-        written = self.state.written
-        for node_id, load in sorted(self._loads().items()):
+        written, nodes = self.state.written, self.state.sites.nodes
+        for node_id in sorted(self.dirty):
+            if node_id not in nodes:
+                continue
+            load = self._load(node_id)
             if written.get(node_id) != load:
                 written[node_id] = load
                 out.add(self._row(seq, node_id, load, removed=False))
@@ -263,47 +301,24 @@ class _Fold:
             )
             out.add(self._row(seq, node_id, gone, removed=True))
 
-    def _loads(self) -> dict[str, NodeLoad]:
-        """The values of every node touched, from the transactions of their sites."""
-        nodes = self.state.sites.nodes
-        touched = [node_id for node_id in self.dirty if node_id in nodes]
-        allocated = {node_id: [0.0, 0.0, 0.0] for node_id in touched}
-        measured = {node_id: [0.0, 0.0, 0.0] for node_id in touched}
-        counts = {node_id: [0, 0] for node_id in touched}
-        for site in sorted({self._site_of(node_id) for node_id in touched}):
-            for found in self.state.below.get(site, {}).values():
-                assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
-                if assigned is None:
-                    continue
-                given = found.allocated_a or 0.0
-                phases = 3 if assigned.phases >= 3 else 1
-                for node_id in self._path(assigned.node_id):
-                    if node_id not in counts:
-                        continue
-                    for phase in range(phases):
-                        allocated[node_id][phase] += given
-                    if found.measured is not None:
-                        for phase, amps in enumerate(found.measured):
-                            measured[node_id][phase] += amps
-                    counts[node_id][0] += 1
-                    counts[node_id][1] += found.measured is not None
-        loads: dict[str, NodeLoad] = {}
-        for node_id in touched:
-            limit, source = self.sites.limit_at(node_id, self.now)
-            path = self._path(node_id)
-            loads[node_id] = NodeLoad(
-                site_id=path[-1],
-                parent=path[1] if len(path) > 1 else "",
-                limit_a=round(limit.amps_per_phase, 3),
-                limit_source=source,
-                allocated=_rounded(allocated[node_id]),
-                measured=_rounded(measured[node_id]),
-                transactions=counts[node_id][0],
-                metered=counts[node_id][1],
-            )
-        return loads
+    def _load(self, node_id: str) -> NodeLoad:
+        limit, source = self.sites.limit_at(node_id, self.now)
+        path = self._path(node_id)
+        summed = self.state.totals.get(node_id) or Totals()
+        allocated, measured = summed.allocated, summed.measured
+        return NodeLoad(
+            site_id=path[-1],
+            parent=path[1] if len(path) > 1 else "",
+            limit_a=round(limit.amps_per_phase, 3),
+            limit_source=source,
+            allocated=(allocated[0], allocated[1], allocated[2]),
+            measured=(measured[0], measured[1], measured[2]),
+            transactions=summed.transactions,
+            metered=summed.metered,
+        )
 
     def _row(self, seq: int, node_id: str, load: NodeLoad, *, removed: bool) -> SiteLoadRow:
+        allocated, measured = load.allocated, load.measured
         return SiteLoadRow(
             seq=seq,
             received_at=ch_time(self.now),
@@ -313,19 +328,17 @@ class _Fold:
             cause=self.cause,
             limit_a=load.limit_a,
             limit_source=load.limit_source,
-            allocated_l1=load.allocated[0],
-            allocated_l2=load.allocated[1],
-            allocated_l3=load.allocated[2],
-            measured_l1=load.measured[0],
-            measured_l2=load.measured[1],
-            measured_l3=load.measured[2],
+            allocated_l1=allocated[0] / 1000,
+            allocated_l2=allocated[1] / 1000,
+            allocated_l3=allocated[2] / 1000,
+            measured_l1=measured[0] / 1000,
+            measured_l2=measured[1] / 1000,
+            measured_l3=measured[2] / 1000,
             transactions=load.transactions,
             metered=load.metered,
             removed=removed,
         )
 
 
-def _rounded(amps: list[float]) -> Amps:
-    # Sums of tenths are not tenths in binary (13.3 * 3 = 39.900000000000006).
-    l1, l2, l3 = (round(value, 3) for value in amps)
-    return l1, l2, l3
+def _milliamps(amps: tuple[float, float, float]) -> MilliAmps:
+    return round(amps[0] * 1000), round(amps[1] * 1000), round(amps[2] * 1000)

@@ -56,19 +56,29 @@ class Anomaly(msgspec.Struct, kw_only=True):
     actions: list[str] = []
 
 
-# A connector's current on L1, L2 and L3 (A).
-Amps = tuple[float, float, float]
+# Current on L1, L2 and L3, in mA: whole numbers, so sums kept by adding and taking back
+# are exact, whatever the order.
+MilliAmps = tuple[int, int, int]
 
 
 class Below(msgspec.Struct, kw_only=True):
     """A transaction running on a connector assigned below a site's node, for site_load:
-    its latest reading per phase and the limit the allocator last gave it."""
+    its latest reading per phase and the limit the allocator last gave it (mA)."""
 
     charge_point_id: str
     connector_id: int
     session: str
-    measured: Amps | None = None
-    allocated_a: float | None = None
+    measured: MilliAmps | None = None
+    allocated: int | None = None
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    """The transactions below a node, summed (mA per phase)."""
+
+    allocated: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
+    measured: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
+    transactions: int = 0
+    metered: int = 0
 
 
 class NodeLoad(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -78,16 +88,18 @@ class NodeLoad(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     parent: str
     limit_a: float
     limit_source: str
-    allocated: Amps
-    measured: Amps
+    allocated: MilliAmps
+    measured: MilliAmps
     transactions: int
     metered: int
 
 
 class SiteLoad(msgspec.Struct, kw_only=True):
     sites: SitesState = msgspec.field(default_factory=SitesState)
-    # Transactions below a node, by site (its root node's id), by connector key.
-    below: dict[str, dict[str, Below]] = {}
+    # Transactions below a node, by connector key.
+    below: dict[str, Below] = {}
+    # By node: what the transactions below it add up to.
+    totals: dict[str, Totals] = {}
     # What each node's latest row showed; a node gone is forgotten.
     written: dict[str, NodeLoad] = {}
 

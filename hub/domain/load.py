@@ -41,15 +41,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.domain.allocation import (
-    PHASES,
-    Allocation,
-    Demand,
-    Sent,
-    Site,
-    allocate,
-    changes,
-)
+from hub.domain.allocation import Allocation, Demand, Sent, Site, allocate, changes
 from hub.domain.facts import (
     ChargerConnected,
     ChargerDisconnected,
@@ -177,18 +169,24 @@ def drawn_by_phase(
     when they give one for every phase the car uses, else :func:`drawn_a` on each phase it
     uses, as the allocator counts it (a three-phase car on all three, a one-phase car on L1).
     The charger's phases are taken as the site's: the hub does not know the rotation."""
-    used = PHASES if phases >= 3 else PHASES[:1]
-    by_phase: dict[str, float] = {}
+    # Once per reading of every car of a site, in every replay: one plain pass.
+    found: dict[str, float] = {}
     for sample in samples:
-        if sample.measurand == "Current.Import" and sample.phase in used:
-            by_phase[sample.phase] = max(sample.value, by_phase.get(sample.phase, sample.value))
-    if len(by_phase) < len(used):
-        drawn = drawn_a(samples, phases, voltage)
-        if drawn is None:
-            return None
-        by_phase = dict.fromkeys(used, drawn)
-    l1, l2, l3 = (by_phase.get(phase, 0.0) for phase in PHASES)
-    return l1, l2, l3
+        if sample.measurand == "Current.Import":
+            phase, value = sample.phase, sample.value
+            if phase not in found or value > found[phase]:
+                found[phase] = value
+    three = phases >= 3
+    l1 = found.get("L1")
+    if l1 is not None and not three:
+        return l1, 0.0, 0.0
+    l2, l3 = found.get("L2"), found.get("L3")
+    if l1 is not None and l2 is not None and l3 is not None:
+        return l1, l2, l3
+    drawn = drawn_a(samples, phases, voltage)
+    if drawn is None:
+        return None
+    return (drawn, drawn, drawn) if three else (drawn, 0.0, 0.0)
 
 
 def tx_profile(

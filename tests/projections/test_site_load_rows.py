@@ -283,4 +283,5 @@ def test_the_state_snapshots() -> None:
         apply(state, Output(), seq, event)
     again = decode_state(encode_state(state))
     assert msgspec.json.encode(again.site_load) == msgspec.json.encode(state.site_load)
-    assert again.site_load.below["grid"]["CP-1\x1f1"].measured == (10.0, 11.0, 12.0)
+    assert again.site_load.below["CP-1\x1f1"].measured == (10_000, 11_000, 12_000)
+    assert again.site_load.totals["feeder"].measured == [10_000, 11_000, 12_000]
