@@ -5,80 +5,28 @@ their current; sites over REST, the supervisor's allocator, the gateway and the 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
-
-from ocpp.v16 import call
 
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
 from projections.service import Projections, running_projections
-from tests.integration.api_helpers import Api, api_client, online
-from tests.integration.test_site_load import LoadCharger, all_until, now_iso
+from tests.integration.api_helpers import api_client
+from tests.integration.test_site_load import all_until, charging_below, currents
 from tests.integration.test_smart_charging_api import ui_port
 from tests.integration.test_supervisor import fast, supervised
 from tests.projections.helpers import last_seq, replay_in, rows
 
 __all__ = ["ui_port"]  # the fixture, shared
 CPS = ("CP-F1", "CP-F2")
+# A grid connection of 40 A, a feeder of 20 A below it: both chargers hang on the feeder.
+NODES = {"grid": {"limit": 40}, "feeder": {"limit": 20, "parent": "grid"}}
 LATEST = (
     "SELECT node_id, site_id, parent, limit_a, limit_source, cause,"
     " [allocated_l1, allocated_l2, allocated_l3] AS allocated,"
     " [measured_l1, measured_l2, measured_l3] AS measured, transactions, metered"
     " FROM ocpp.site_load_latest ORDER BY node_id"
 )
-
-
-async def currents(charger: LoadCharger, transaction_id: int, **phases: float) -> None:
-    """A MeterValues of Current.Import per phase (``x``: one reading that names none)."""
-    sampled = [
-        {"value": f"{amps:g}", "measurand": "Current.Import", "unit": "A"}
-        | ({} if phase == "x" else {"phase": phase})
-        for phase, amps in phases.items()
-    ]
-    await charger.call(
-        call.MeterValues(
-            connector_id=1,
-            transaction_id=transaction_id,
-            meter_value=[{"timestamp": now_iso(), "sampled_value": sampled}],
-        )
-    )
-
-
-@contextlib.asynccontextmanager
-async def feeder_of_two(
-    gateway: Gateway, ui_port: int, api: Api
-) -> AsyncIterator[tuple[list[LoadCharger], list[int]]]:
-    """A grid connection of 40 A, a feeder of 20 A below it, and two chargers on the
-    feeder, each charging."""
-    nodes = {"grid": {"limit": 40}, "feeder": {"limit": 20, "parent": "grid"}}
-    for node_id, body in nodes.items():
-        status, answer = await api.call("PUT", f"/api/v1/sites/nodes/{node_id}", body)
-        assert status == 200, answer
-    for cp in CPS:
-        body = {"nodeId": "feeder", "minA": 6, "maxA": 32}
-        status, answer = await api.call("PUT", f"/api/v1/chargers/{cp}/connectors/1/site", body)
-        assert status == 200, answer
-    async with contextlib.AsyncExitStack() as stack:
-        chargers: list[LoadCharger] = []
-        for cp in CPS:
-            charger = await stack.enter_async_context(
-                online(gateway.port, ui_port, cp, LoadCharger)
-            )
-            assert isinstance(charger, LoadCharger)
-            chargers.append(charger)
-        await all_until(chargers, lambda c: c.limit("TxDefaultProfile") == 6.0)
-        transactions = []
-        for charger in chargers:
-            start = await charger.call(
-                call.StartTransaction(
-                    connector_id=1, id_tag="T", meter_start=0, timestamp=now_iso()
-                )
-            )
-            transactions.append(start.transaction_id)
-        yield chargers, transactions
 
 
 async def caught_up(projections: Projections, nats_url: str) -> None:
@@ -93,7 +41,7 @@ async def test_an_analyst_sees_each_nodes_limit_against_its_allocation_and_measu
         supervised(quick, nats_server.url),
         running_projections(settings, nats_server.url) as projections,
         api_client(ui_port) as api,
-        feeder_of_two(gateway, ui_port, api) as (chargers, transactions),
+        charging_below(gateway, ui_port, api, NODES, "feeder", CPS) as (chargers, transactions),
     ):
         # The feeder's 20 A split in two; each car draws close to its limit, so wants more.
         await all_until(chargers, lambda c: c.limit() == 10.0)
