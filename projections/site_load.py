@@ -123,6 +123,8 @@ class _Fold:
         name = assignment_key(cp, connector_id)
         before = self.state.below.get(name)
         if before is not None:
+            if before.session == fact.session:
+                return  # known already (from its readings, or its connector's assignment)
             self._count(before, -1)
         self._count(
             self._below(
