@@ -27,6 +27,8 @@ from projections.rows import (
     EventRow,
     Output,
 )
+from projections.site_load import EVENTS as SITE_LOAD_EVENTS
+from projections.site_load import SITE_EVENT_TYPES, site_load
 from projections.state import ChargePoint, State
 from schemas.events import (
     AllocationDecided,
@@ -126,7 +128,7 @@ _FOLDED: Final = (
     AnomalyDetected,
     AnomalyResolved,
     IntegrityAction,
-    AllocationDecided,
+    *SITE_LOAD_EVENTS,
 )
 
 
@@ -148,8 +150,11 @@ def _apply(state: State, out: Output, seq: int, event: Event) -> None:
         tag = type(event).__struct_config__.tag
         out.add(_error(seq, event.received_at, "events", cp, f"{tag}: {_beyond(beyond)}"))
         return
-    for fact in Charging(state.domain).apply(seq, event):
+    found = Charging(state.domain).apply(seq, event)
+    for fact in found:
         _fact(state, out, fact)
+    if state.site_load.sites.nodes or type(event) in SITE_EVENT_TYPES:
+        site_load(state.site_load, state.domain, out, seq, event, found)
     if type(event) is OcppFrame:
         return  # most events: none of the cases below, each a miss that costs (above)
     match event:

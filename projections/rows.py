@@ -181,6 +181,25 @@ class AllocationRow(_Row, frozen=True, kw_only=True):
     command_id: str
 
 
+class SiteLoadRow(_Row, frozen=True, kw_only=True):
+    received_at: str
+    site_id: str
+    node_id: str
+    parent: str
+    cause: str
+    limit_a: float
+    limit_source: str
+    allocated_l1: float
+    allocated_l2: float
+    allocated_l3: float
+    measured_l1: float
+    measured_l2: float
+    measured_l3: float
+    transactions: int
+    metered: int
+    removed: bool
+
+
 class DeviceModelRow(_Row, frozen=True, kw_only=True):
     charge_point_id: str
     request_id: int
@@ -225,6 +244,7 @@ Row = (
     | WalletLedgerRow
     | AnomalyRow
     | AllocationRow
+    | SiteLoadRow
     | DeviceModelRow
     | ErrorRow
 )
@@ -241,6 +261,7 @@ TABLE_OF: dict[type[_Row], str] = {
     WalletLedgerRow: "wallet_ledger",
     AnomalyRow: "anomaly_versions",
     AllocationRow: "allocations",
+    SiteLoadRow: "site_load",
     DeviceModelRow: "device_model",
     ErrorRow: "projection_errors",
 }

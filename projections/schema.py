@@ -24,6 +24,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "wallet_ledger": ("wallet_ledger",),
     "session_anomalies": ("anomaly_versions",),
     "allocations": ("allocations",),
+    "site_load": ("site_load",),
     "device_model": ("device_model",),
     "projection_errors": ("projection_errors",),
 }
@@ -182,6 +183,27 @@ _TABLES: Final[dict[str, str]] = {
         reason LowCardinality(String),
         command_id String
     ) ENGINE = MergeTree ORDER BY (node_id, decided_at, seq)""",
+    # Each node of each site over time: its limit in force against what the connectors
+    # below it are allocated and measured to draw, per phase (projections/site_load.py).
+    "site_load": """
+        seq UInt64,
+        received_at DateTime64(3, 'UTC'),
+        site_id String,
+        node_id String,
+        parent String,
+        cause LowCardinality(String),
+        limit_a Float64,
+        limit_source LowCardinality(String),
+        allocated_l1 Float64,
+        allocated_l2 Float64,
+        allocated_l3 Float64,
+        measured_l1 Float64,
+        measured_l2 Float64,
+        measured_l3 Float64,
+        transactions UInt32,
+        metered UInt32,
+        removed Bool
+    ) ENGINE = MergeTree ORDER BY (site_id, node_id, seq)""",
     # OCPP 2.x stations' device models: one row per attribute of every variable a
     # NotifyReport part carried, as the part was stored.
     "device_model": """
@@ -272,6 +294,14 @@ _VIEWS: Final[dict[str, _View]] = {
         """
         SELECT * EXCEPT (seq), seq AS version FROM {db}.anomaly_versions
         ORDER BY anomaly_id, seq DESC LIMIT 1 BY anomaly_id""",
+    ),
+    # Each node's latest site_load row, while the node exists.
+    "site_load_latest": _View(
+        "site_load",
+        """
+        SELECT * EXCEPT (seq, removed), seq AS version FROM (
+            SELECT * FROM {db}.site_load ORDER BY node_id, seq DESC LIMIT 1 BY node_id
+        ) WHERE NOT removed""",
     ),
     # Each station's latest report of each attribute.
     "device_variables": _View(

@@ -11,11 +11,12 @@ from typing import Final
 import msgspec
 
 from hub.domain import charging
+from hub.domain.sites import SitesState
 from schemas.events import TransactionId
 
 # Bump whenever a projection's code changes what it derives from events: snapshots of
 # another version are then ignored, and `hub replay` rebuilds the tables.
-STATE_VERSION: Final = 8
+STATE_VERSION: Final = 9
 
 
 class ChargePoint(msgspec.Struct, kw_only=True):
@@ -55,6 +56,54 @@ class Anomaly(msgspec.Struct, kw_only=True):
     actions: list[str] = []
 
 
+# Current on L1, L2 and L3, in mA: whole numbers, so sums kept by adding and taking back
+# are exact, whatever the order.
+MilliAmps = tuple[int, int, int]
+
+
+class Below(msgspec.Struct, kw_only=True):
+    """A transaction running on a connector assigned below a site's node, for site_load:
+    its latest reading per phase and the limit the allocator last gave it (mA)."""
+
+    charge_point_id: str
+    connector_id: int
+    session: str
+    measured: MilliAmps | None = None
+    allocated: int | None = None
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    """The transactions below a node, summed (mA per phase)."""
+
+    allocated: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
+    measured: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
+    transactions: int = 0
+    metered: int = 0
+
+
+class NodeLoad(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a node's site_load row shows, besides when and why."""
+
+    site_id: str
+    parent: str
+    limit_a: float
+    limit_source: str
+    allocated: MilliAmps
+    measured: MilliAmps
+    transactions: int
+    metered: int
+
+
+class SiteLoad(msgspec.Struct, kw_only=True):
+    sites: SitesState = msgspec.field(default_factory=SitesState)
+    # Transactions below a node, by connector key.
+    below: dict[str, Below] = {}
+    # By node: what the transactions below it add up to.
+    totals: dict[str, Totals] = {}
+    # What each node's latest row showed; a node gone is forgotten.
+    written: dict[str, NodeLoad] = {}
+
+
 class State(msgspec.Struct, kw_only=True):
     version: int = STATE_VERSION
     last_seq: int = 0
@@ -65,6 +114,7 @@ class State(msgspec.Struct, kw_only=True):
     written: dict[str, Written] = {}
     # Open anomalies by id; a resolved one is forgotten.
     anomalies: dict[str, Anomaly] = {}
+    site_load: SiteLoad = msgspec.field(default_factory=SiteLoad)
 
 
 def key(first: object, second: object) -> str:

@@ -162,6 +162,33 @@ def drawn_a(samples: Iterable[Sample], phases: int, voltage: float = _VOLTAGE) -
     return None
 
 
+def drawn_by_phase(
+    samples: Sequence[Sample], phases: int, voltage: float = _VOLTAGE
+) -> tuple[float, float, float] | None:
+    """What a car draws on L1, L2 and L3 (A): the readings' own Current.Import per phase
+    when they give one for every phase the car uses, else :func:`drawn_a` on each phase it
+    uses, as the allocator counts it (a three-phase car on all three, a one-phase car on L1).
+    The charger's phases are taken as the site's: the hub does not know the rotation."""
+    # Once per reading of every car of a site, in every replay: one plain pass.
+    found: dict[str, float] = {}
+    for sample in samples:
+        if sample.measurand == "Current.Import":
+            phase, value = sample.phase, sample.value
+            if phase not in found or value > found[phase]:
+                found[phase] = value
+    three = phases >= 3
+    l1 = found.get("L1")
+    if l1 is not None and not three:
+        return l1, 0.0, 0.0
+    l2, l3 = found.get("L2"), found.get("L3")
+    if l1 is not None and l2 is not None and l3 is not None:
+        return l1, l2, l3
+    drawn = drawn_a(samples, phases, voltage)
+    if drawn is None:
+        return None
+    return (drawn, drawn, drawn) if three else (drawn, 0.0, 0.0)
+
+
 def tx_profile(
     version: str,
     connector_id: int,
@@ -595,6 +622,7 @@ __all__ = [
     "Send",
     "command_id_for",
     "drawn_a",
+    "drawn_by_phase",
     "tx_default_profile",
     "tx_profile",
 ]

@@ -63,12 +63,21 @@ def now_iso() -> str:
 
 
 async def amps(charger: LoadCharger, transaction_id: int, current: float) -> None:
-    sampled = {"value": f"{current:g}", "measurand": "Current.Import", "unit": "A"}
+    await currents(charger, transaction_id, x=current)
+
+
+async def currents(charger: LoadCharger, transaction_id: int, **phases: float) -> None:
+    """A MeterValues of Current.Import per phase (``x``: one reading that names none)."""
+    sampled = [
+        {"value": f"{amps:g}", "measurand": "Current.Import", "unit": "A"}
+        | ({} if phase == "x" else {"phase": phase})
+        for phase, amps in phases.items()
+    ]
     await charger.call(
         call.MeterValues(
             connector_id=1,
             transaction_id=transaction_id,
-            meter_value=[{"timestamp": now_iso(), "sampled_value": [sampled]}],
+            meter_value=[{"timestamp": now_iso(), "sampled_value": sampled}],
         )
     )
 
@@ -78,14 +87,32 @@ async def site_of_three(
     gateway: Gateway, ui_port: int, api: Api
 ) -> AsyncIterator[tuple[list[LoadCharger], list[int]]]:
     """A site of 40 A and three chargers below it, each charging."""
-    assert (await api.call("PUT", "/api/v1/sites/nodes/site", {"limit": 40, "unit": "A"}))[0] == 200
-    for cp in CPS:
-        body = {"nodeId": "site", "minA": 6, "maxA": 32}
+    nodes = {"site": {"limit": 40, "unit": "A"}}
+    async with charging_below(gateway, ui_port, api, nodes, "site", CPS) as charging:
+        yield charging
+
+
+@contextlib.asynccontextmanager
+async def charging_below(
+    gateway: Gateway,
+    ui_port: int,
+    api: Api,
+    nodes: dict[str, dict[str, Any]],
+    node_id: str,
+    cps: tuple[str, ...],
+) -> AsyncIterator[tuple[list[LoadCharger], list[int]]]:
+    """The ``nodes`` (by id, the body of their PUT, parents first) and chargers ``cps`` on
+    ``node_id``, each charging: the chargers and their transaction ids."""
+    for name, node in nodes.items():
+        status, answer = await api.call("PUT", f"/api/v1/sites/nodes/{name}", node)
+        assert status == 200, answer
+    for cp in cps:
+        body = {"nodeId": node_id, "minA": 6, "maxA": 32}
         status, answer = await api.call("PUT", f"/api/v1/chargers/{cp}/connectors/1/site", body)
         assert status == 200, answer
     async with contextlib.AsyncExitStack() as stack:
         chargers: list[LoadCharger] = []
-        for cp in CPS:
+        for cp in cps:
             charger = await stack.enter_async_context(
                 online(gateway.port, ui_port, cp, LoadCharger)
             )

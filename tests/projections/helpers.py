@@ -38,6 +38,7 @@ TABLES_ORDERED = {
     "billing_versions": "charge_point_id, session_id, seq",
     "wallet_ledger": "id_tag, seq, kind",
     "anomaly_versions": "anomaly_id, seq",
+    "site_load": "node_id, seq",
     "projection_errors": "seq, reason",
 }
 
