@@ -254,10 +254,11 @@ PROJECTED: Final = tuple(table for group in GROUPS.values() for table in group)
 
 
 class _View(NamedTuple):
-    # The table whose every column but seq the view shows, so that a column ADDED to it
-    # needs the view made again; "" for a view that picks its columns.
+    # The table whose every column but ``hides`` the view shows, so that a column ADDED to
+    # it needs the view made again; "" for a view that picks its columns.
     shows_all_of: str
     body: str
+    hides: frozenset[str] = frozenset({"seq"})
 
 
 _VIEWS: Final[dict[str, _View]] = {
@@ -302,6 +303,7 @@ _VIEWS: Final[dict[str, _View]] = {
         SELECT * EXCEPT (seq, removed), seq AS version FROM (
             SELECT * FROM {db}.site_load ORDER BY node_id, seq DESC LIMIT 1 BY node_id
         ) WHERE NOT removed""",
+        hides=frozenset({"seq", "removed"}),
     ),
     # Each station's latest report of each attribute.
     "device_variables": _View(
@@ -393,20 +395,20 @@ def ddl(db: str, present: Collection[tuple[str, str]] = ()) -> list[str]:
     # was ADDED would never show it: such a view is made again.
     statements += [
         f"CREATE OR REPLACE VIEW {db}.{view} AS {body.format(db=db)}"
-        for view, (_, body) in _VIEWS.items()
+        for view, (_, body, _) in _VIEWS.items()
         if view not in tables or _hides_columns(view, present)
     ]
     return statements
 
 
 def _hides_columns(view: str, present: Collection[tuple[str, str]]) -> bool:
-    table = _VIEWS[view].shows_all_of
+    table, _, hidden = _VIEWS[view]
     if not table:
         return False
     shown = {column for name, column in present if name == view}
     columns = {column for name, column in present if name == table}
     columns |= {added.split()[0] for added in ADDED.get(table, ())}
-    return bool(columns - shown - {"seq"})
+    return bool(columns - shown - hidden)
 
 
 INSERT_SETTINGS: Final = {
