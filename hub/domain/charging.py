@@ -119,7 +119,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 10
+STATE_VERSION: Final = 11
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -1093,8 +1093,24 @@ class Charging:
         response = validate_result(call.ocpp_version, call.action, answer)
         match request, response:
             case SetChargingProfileRequest(), SetChargingProfileResponse(status="Accepted"):
-                self._profile_set(cp, request, command_id)
-            case ClearChargingProfileRequest(), ClearChargingProfileResponse():
+                self._profile_set(
+                    cp, request.connector_id, request.cs_charging_profiles, command_id
+                )
+            case (
+                v201.SetChargingProfileRequest() | v21.SetChargingProfileRequest(),
+                v201.SetChargingProfileResponse(status="Accepted")
+                | v21.SetChargingProfileResponse(status="Accepted"),
+            ):
+                # The EVSE is the domain's connector (0: the station).
+                self._profile_set(cp, request.evse_id, request.charging_profile, command_id)
+            case (
+                ClearChargingProfileRequest()
+                | v201.ClearChargingProfileRequest()
+                | v21.ClearChargingProfileRequest(),
+                ClearChargingProfileResponse()
+                | v201.ClearChargingProfileResponse()
+                | v21.ClearChargingProfileResponse(),
+            ):
                 reason: ClearReason = (
                     "cleared" if response.status == "Accepted" else "unknown_to_charger"
                 )
@@ -1109,16 +1125,16 @@ class Charging:
                 if isinstance(keys, list):
                     model = self._profiles(cp)
                     model.limits = profiles.limits_of(model.limits, keys)
-            case SetChargingProfileRequest(), SetChargingProfileResponse():
+            case (
+                SetChargingProfileRequest()
+                | v201.SetChargingProfileRequest()
+                | v21.SetChargingProfileRequest(),
+                SetChargingProfileResponse()
+                | v201.SetChargingProfileResponse()
+                | v21.SetChargingProfileResponse(),
+            ):
                 # Rejected, NotSupported: the charger holds what it held.
                 self._profile_refused(cp, command_id, call, str(response.status))
-            case (
-                v201.SetChargingProfileRequest() | v21.SetChargingProfileRequest(),
-                v201.SetChargingProfileResponse() | v21.SetChargingProfileResponse(),
-            ):
-                # 2.x profiles are not modelled (yet); a refusal still counts.
-                if response.status != "Accepted":
-                    self._profile_refused(cp, command_id, call, str(response.status))
             case _:
                 self._problem(cp, f"{call.action}: undecodable")
 
@@ -1141,13 +1157,18 @@ class Charging:
             found = self.state.profiles[cp] = ChargerProfiles()
         return found
 
-    def _profile_set(self, cp: str, request: SetChargingProfileRequest, command_id: str) -> None:
+    def _profile_set(
+        self,
+        cp: str,
+        connector_id: int,
+        payload: profiles.AnyChargingProfile,
+        command_id: str,
+    ) -> None:
         try:
-            profile = profiles.profile_of(request.cs_charging_profiles)
+            profile = profiles.profile_of(payload)
         except profiles.Unreadable as error:
             self._problem(cp, f"SetChargingProfile: {error}")
             return
-        connector_id = request.connector_id
         session = ""
         if profile.purpose == "TxProfile":
             named = None

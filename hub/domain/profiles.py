@@ -2,7 +2,8 @@
 
 Every SetChargingProfile and ClearChargingProfile the hub sends, and the charger's answer,
 changes a per-charger model of the installed profiles, by the rules of OCPP 1.6 §3.13 and
-its messages (§5.5 ClearChargingProfile, §5.16 SetChargingProfile, §7 types):
+its messages (§5.5 ClearChargingProfile, §5.16 SetChargingProfile, §7 types), and of OCPP
+2.0.1 and 2.1 section K (K01 SetChargingProfile, K10 ClearChargingProfile), which keep them:
 
 - a ChargePointMaxProfile lives only on connector 0, a TxProfile only on a connector > 0,
   and only while a transaction runs there; it ends with that transaction (§3.13.1);
@@ -12,6 +13,13 @@ its messages (§5.5 ClearChargingProfile, §5.16 SetChargingProfile, §7 types):
   it gives (connector, purpose, stack level; none: all of them) (§5.5);
 - an answer other than Accepted changes nothing (a ClearChargingProfile answered Unknown:
   the charger holds none that match, so the model holds none either).
+
+A 2.x profile is the same :class:`Profile`: its EVSE is the connector (0: the station), its
+ChargingStationMaxProfile the ChargePointMaxProfile, its ``transactionId`` a string; of its
+one to three schedules (ISO 15118 lets the EV pick one) the first is ``schedule``, the
+others ``alternatives``. 2.1's other purposes (ChargingStationExternalConstraints,
+PriorityCharging, LocalGeneration) are held, replaced and cleared like the rest; the
+composite does not count them (docs/smart-charging.md says why).
 
 The charging fold (:mod:`hub.domain.charging`) keeps the model in its state and turns its
 changes into facts (``profile.installed``, ``profile.cleared``). Everything here is pure.
@@ -28,10 +36,21 @@ from typing import Final, Literal
 import msgspec
 
 from hub.domain.timeutil import parse_ms
-from schemas.ocpp.v16 import ChargingProfile, ClearChargingProfileRequest, ConfigurationKey
+from schemas.ocpp import v16, v21, v201
+from schemas.ocpp.v16 import ConfigurationKey
 
-Purpose = Literal["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
-Kind = Literal["Absolute", "Recurring", "Relative"]
+# 1.6's purposes (2.x's ChargingStationMaxProfile is the ChargePointMaxProfile), and those
+# only 2.x has.
+Purpose = Literal[
+    "ChargePointMaxProfile",
+    "TxDefaultProfile",
+    "TxProfile",
+    "ChargingStationExternalConstraints",
+    "PriorityCharging",
+    "LocalGeneration",
+]
+# 2.1's Dynamic: its limits are the periods as last set, from its startSchedule (as Absolute).
+Kind = Literal["Absolute", "Recurring", "Relative", "Dynamic"]
 Recurrency = Literal["Daily", "Weekly"]
 Unit = Literal["A", "W"]
 # Why a profile left the model:
@@ -67,10 +86,13 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     start_ms: int | None = None  # startSchedule
     duration_s: int | None = None  # None: the last period goes on
     min_rate: float | None = None  # minChargingRate, in ``unit``
+    schedule_id: int | None = None  # 2.x's id (1.6's schedules have none)
 
 
 class Profile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A charging profile as the hub models it: OCPP 1.6's ChargingProfile, times in Unix ms."""
+    """A charging profile as the hub models it: OCPP 1.6's ChargingProfile (or 2.x's, in the
+    same terms), times in Unix ms. ``alternatives``: a 2.x profile's schedules after the
+    first, which the station may run instead (ISO 15118 lets the EV choose)."""
 
     profile_id: int
     stack_level: int
@@ -80,7 +102,12 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     recurrency: Recurrency | None = None
     valid_from_ms: int | None = None
     valid_to_ms: int | None = None
-    transaction_id: int | None = None
+    transaction_id: int | str | None = None
+    alternatives: tuple[Schedule, ...] = ()
+
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        return (self.schedule, *self.alternatives)
 
 
 class Installed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -111,14 +138,21 @@ class ChargerProfiles(msgspec.Struct, kw_only=True):
 
 
 class Violation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """The rule a profile breaks (``rule`` is stable, for clients), and why, in words."""
+    """The rule a profile breaks (``rule`` is stable, for clients), and why, in words;
+    ``schedule``: the index of the schedule that breaks it, for a schedule's rules."""
 
     rule: str
     detail: str
+    schedule: int = 0
 
 
 class Unreadable(ValueError):
-    """A profile whose times do not parse."""
+    """A profile the model cannot hold: a time that does not parse (``rule`` date_time), a
+    2.1 period without a limit (``period_limit``)."""
+
+    def __init__(self, detail: str, rule: str = "date_time") -> None:
+        super().__init__(detail)
+        self.rule = rule
 
 
 # -- from OCPP payloads ----------------------------------------------------------------------
@@ -137,35 +171,80 @@ def _optional(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def profile_of(payload: ChargingProfile) -> Profile:
-    """The model's profile from OCPP 1.6's; :class:`Unreadable` if a time does not parse."""
-    schedule = payload.charging_schedule
+# 2.x's name of a purpose that 1.6 has under another.
+_PURPOSE_OF_2X: Final[dict[str, Purpose]] = {"ChargingStationMaxProfile": "ChargePointMaxProfile"}
+_PURPOSE_IN_2X: Final = {ours: theirs for theirs, ours in _PURPOSE_OF_2X.items()}
+
+AnyChargingProfile = v16.ChargingProfile | v201.ChargingProfile | v21.ChargingProfile
+AnyChargingSchedule = v16.ChargingSchedule | v201.ChargingSchedule | v21.ChargingSchedule
+AnyPeriod = v16.ChargingSchedulePeriod | v201.ChargingSchedulePeriod | v21.ChargingSchedulePeriod
+AnyClear = (
+    v16.ClearChargingProfileRequest
+    | v201.ClearChargingProfileRequest
+    | v21.ClearChargingProfileRequest
+)
+
+
+def purpose_of(name: str) -> Purpose:
+    """The model's purpose for a purpose as any version names it (the schemas' enums)."""
+    return _PURPOSE_OF_2X.get(name) or name  # type: ignore[return-value]
+
+
+def purpose_name(purpose: Purpose, ocpp_version: str) -> str:
+    """``purpose`` as ``ocpp_version`` names it."""
+    return purpose if ocpp_version == "1.6" else _PURPOSE_IN_2X.get(purpose, purpose)
+
+
+def _schedule_of(schedule: AnyChargingSchedule, index: int) -> Schedule:
+    periods = []
+    given: Sequence[AnyPeriod] = schedule.charging_schedule_period
+    for number, period in enumerate(given):
+        if not isinstance(period.limit, int | float):
+            # 2.1: a period may give setpoints instead; the model holds limits only.
+            raise Unreadable(
+                f"chargingSchedule[{index}] period {number} has no limit", "period_limit"
+            )
+        phases = period.number_phases
+        periods.append(
+            Period(
+                start_s=period.start_period,
+                limit=float(period.limit),
+                phases=phases if isinstance(phases, int) else None,
+            )
+        )
     duration = schedule.duration
+    return Schedule(
+        unit=schedule.charging_rate_unit,
+        periods=tuple(periods),
+        start_ms=_optional_ms("startSchedule", schedule.start_schedule),
+        duration_s=duration if isinstance(duration, int) else None,
+        min_rate=_optional(schedule.min_charging_rate),
+        schedule_id=None if isinstance(schedule, v16.ChargingSchedule) else schedule.id,
+    )
+
+
+def profile_of(payload: AnyChargingProfile) -> Profile:
+    """The model's profile from OCPP 1.6's, 2.0.1's or 2.1's; :class:`Unreadable` if it says
+    what the model cannot hold."""
+    schedules: Sequence[AnyChargingSchedule]
+    if isinstance(payload, v16.ChargingProfile):
+        profile_id, schedules = payload.charging_profile_id, [payload.charging_schedule]
+    else:
+        profile_id, schedules = payload.id, payload.charging_schedule
+    first, *others = (_schedule_of(schedule, i) for i, schedule in enumerate(schedules))
     recurrency = payload.recurrency_kind
     transaction_id = payload.transaction_id
     return Profile(
-        profile_id=payload.charging_profile_id,
+        profile_id=profile_id,
         stack_level=payload.stack_level,
-        purpose=payload.charging_profile_purpose,
+        purpose=purpose_of(payload.charging_profile_purpose),
         kind=payload.charging_profile_kind,
         recurrency=recurrency if isinstance(recurrency, str) else None,
         valid_from_ms=_optional_ms("validFrom", payload.valid_from),
         valid_to_ms=_optional_ms("validTo", payload.valid_to),
-        transaction_id=transaction_id if isinstance(transaction_id, int) else None,
-        schedule=Schedule(
-            unit=schedule.charging_rate_unit,
-            periods=tuple(
-                Period(
-                    start_s=period.start_period,
-                    limit=float(period.limit),
-                    phases=period.number_phases if isinstance(period.number_phases, int) else None,
-                )
-                for period in schedule.charging_schedule_period
-            ),
-            start_ms=_optional_ms("startSchedule", schedule.start_schedule),
-            duration_s=duration if isinstance(duration, int) else None,
-            min_rate=_optional(schedule.min_charging_rate),
-        ),
+        transaction_id=transaction_id if isinstance(transaction_id, int | str) else None,
+        schedule=first,
+        alternatives=tuple(others),
     )
 
 
@@ -178,16 +257,33 @@ class Clear(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stack_level: int | None = None
 
 
-def clear_of(payload: ClearChargingProfileRequest) -> Clear:
+def clear_of(payload: AnyClear) -> Clear:
+    """The criteria of 1.6's ClearChargingProfile, or 2.x's (its ``chargingProfileId``, and
+    its ``chargingProfileCriteria``: EVSE, purpose, stack level)."""
+
     def given(value: object) -> int | None:
         return value if isinstance(value, int) else None
 
-    purpose = payload.charging_profile_purpose
+    profile_id: object
+    connector_id: object
+    purpose: object
+    stack_level: object
+    if isinstance(payload, v16.ClearChargingProfileRequest):
+        profile_id, connector_id = payload.id, payload.connector_id
+        purpose, stack_level = payload.charging_profile_purpose, payload.stack_level
+    else:
+        profile_id = payload.charging_profile_id
+        criteria = payload.charging_profile_criteria
+        if isinstance(criteria, msgspec.UnsetType):
+            connector_id = purpose = stack_level = msgspec.UNSET
+        else:
+            connector_id, stack_level = criteria.evse_id, criteria.stack_level
+            purpose = criteria.charging_profile_purpose
     return Clear(
-        profile_id=given(payload.id),
-        connector_id=given(payload.connector_id),
-        purpose=purpose if isinstance(purpose, str) else None,
-        stack_level=given(payload.stack_level),
+        profile_id=given(profile_id),
+        connector_id=given(connector_id),
+        purpose=purpose_of(purpose) if isinstance(purpose, str) else None,
+        stack_level=given(stack_level),
     )
 
 
@@ -289,36 +385,50 @@ def check_profile(
     limits: Limits | None = None,
     *,
     transaction_id: int | str | None = None,
+    ocpp_version: str = "1.6",
 ) -> Violation | None:
     """The rule ``profile`` would break if it were set on ``connector_id``, None if none.
 
     ``transaction_id`` is the transaction running on the connector (None: none is), which a
-    TxProfile needs; ``limits`` the charger's (default: those the model knows).
+    TxProfile needs; ``limits`` the charger's (default: those the model knows);
+    ``ocpp_version`` the charger's (2.x: the connector is an EVSE, and K01's rules count).
     """
     limits = limits if limits is not None else model.limits
-    purpose, schedule = profile.purpose, profile.schedule
-    periods = schedule.periods
+    v16_ = ocpp_version == "1.6"
+    words = _WORDS_16 if v16_ else _WORDS_2X
+    where = f"{words.connector} {connector_id}"
+    purpose = profile.purpose
     checks: tuple[tuple[bool, str, str], ...] = (
         (
             connector_id < 0,
             "connector_id",
-            f"connectorId {connector_id} is no connector",
+            f"{words.connector_field} {connector_id} is no {words.connector}",
         ),
         (
             purpose == "ChargePointMaxProfile" and connector_id != 0,
             "charge_point_max_on_connector_0",
-            "a ChargePointMaxProfile can only be set on connector 0 (OCPP 1.6 §3.13.1)",
+            f"a {words.max_profile} can only be set on {words.connector} 0 ({words.tx_rules})",
         ),
         (
             purpose == "TxProfile" and connector_id == 0,
             "tx_profile_on_a_connector",
-            "a TxProfile can only be set on a connector > 0 (OCPP 1.6 §3.13.1)",
+            f"a TxProfile can only be set on {words.connector} > 0 ({words.tx_rules})",
+        ),
+        (
+            purpose == "ChargingStationExternalConstraints",
+            "external_constraints",
+            "a ChargingStationExternalConstraints profile is the station's own, from an "
+            "external system: the CSMS does not set one (OCPP 2.0.1 K01)",
         ),
         (
             purpose == "TxProfile" and transaction_id is None,
             "tx_profile_needs_a_transaction",
-            f"no transaction runs on connector {connector_id}, and a TxProfile needs one "
-            "(OCPP 1.6 §3.13.1, §5.16.2)",
+            f"no transaction runs on {where}, and a TxProfile needs one ({words.tx_needs})",
+        ),
+        (
+            not v16_ and purpose == "TxProfile" and profile.transaction_id is None,
+            "tx_profile_needs_transaction_id",
+            "a TxProfile names its transaction's transactionId (OCPP 2.0.1 K01.FR.03)",
         ),
         (
             purpose == "TxProfile"
@@ -327,25 +437,112 @@ def check_profile(
             and profile.transaction_id != transaction_id,
             "tx_profile_transaction",
             f"transactionId {profile.transaction_id} is not the transaction running on "
-            f"connector {connector_id} ({transaction_id})",
+            f"{where} ({transaction_id})",
         ),
         (
             purpose != "TxProfile" and profile.transaction_id is not None,
             "transaction_id_only_for_tx_profile",
-            "transactionId is only valid in a TxProfile (OCPP 1.6 §7.7)",
+            f"transactionId is only valid in a TxProfile ({words.types})",
+        ),
+        (
+            purpose != "TxProfile" and bool(profile.alternatives),
+            "schedules_only_for_tx_profile",
+            "more than one chargingSchedule is only allowed in a TxProfile, for ISO 15118 "
+            "(OCPP 2.0.1 ChargingProfileType)",
         ),
         (
             profile.stack_level < 0,
             "stack_level",
-            "the lowest stack level is 0 (OCPP 1.6 §7.7)",
+            f"the lowest stack level is 0 ({words.types})",
         ),
         (
             profile.kind == "Recurring"
-            and (profile.recurrency is None or schedule.start_ms is None),
+            and (profile.recurrency is None or profile.schedule.start_ms is None),
             "recurring_needs_recurrency_and_start",
             "a Recurring profile needs a recurrencyKind and a startSchedule to recur from "
-            "(OCPP 1.6 §7.9, §7.10)",
+            f"({words.recurring})",
         ),
+        (
+            profile.valid_from_ms is not None
+            and profile.valid_to_ms is not None
+            and profile.valid_to_ms <= profile.valid_from_ms,
+            "validity",
+            "validTo must come after validFrom",
+        ),
+        (
+            limits.max_stack_level is not None and profile.stack_level > limits.max_stack_level,
+            "max_stack_level",
+            f"stack level {profile.stack_level} is above the charger's "
+            f"{words.max_stack_level} ({limits.max_stack_level})",
+        ),
+    )
+    for broken, rule, detail in checks:
+        if broken:
+            return Violation(rule=rule, detail=detail)
+    for index, schedule in enumerate(profile.schedules):
+        found = _schedule_violation(schedule, limits, words)
+        if found is not None:
+            return msgspec.structs.replace(found, schedule=index)
+    if limits.max_installed is not None:
+        kept, _ = install(model.installed, Installed(connector_id=connector_id, profile=profile))
+        if len(kept) > limits.max_installed:
+            return Violation(
+                rule="max_profiles_installed",
+                detail=f"the charger holds {len(kept) - 1} profiles that stay, and "
+                f"{words.max_installed} is {limits.max_installed}",
+            )
+    return None
+
+
+class _Words(msgspec.Struct, frozen=True, kw_only=True):
+    """How a version names what the rules speak of, and where its spec says them."""
+
+    connector: str
+    connector_field: str
+    max_profile: str
+    tx_rules: str
+    tx_needs: str
+    types: str
+    recurring: str
+    max_stack_level: str
+    max_periods: str
+    max_installed: str
+    units: str
+
+
+_WORDS_16: Final = _Words(
+    connector="connector",
+    connector_field="connectorId",
+    max_profile="ChargePointMaxProfile",
+    tx_rules="OCPP 1.6 §3.13.1",
+    tx_needs="OCPP 1.6 §3.13.1, §5.16.2",
+    types="OCPP 1.6 §7.7",
+    recurring="OCPP 1.6 §7.9, §7.10",
+    max_stack_level=MAX_STACK_LEVEL_KEY,
+    max_periods=MAX_PERIODS_KEY,
+    max_installed=MAX_INSTALLED_KEY,
+    units=ALLOWED_UNITS_KEY,
+)
+# 2.x's limits are SmartChargingCtrlr variables of the station's device model.
+_WORDS_2X: Final = _Words(
+    connector="EVSE",
+    connector_field="evseId",
+    max_profile="ChargingStationMaxProfile",
+    tx_rules="OCPP 2.0.1 K01",
+    tx_needs="OCPP 2.0.1 K01",
+    types="OCPP 2.0.1 ChargingProfileType",
+    recurring="OCPP 2.0.1 ChargingProfileType",
+    max_stack_level="SmartChargingCtrlr.ProfileStackLevel",
+    max_periods="SmartChargingCtrlr.PeriodsPerSchedule",
+    max_installed="SmartChargingCtrlr.Entries (ChargingProfiles)",
+    units="SmartChargingCtrlr.RateUnit",
+)
+
+
+def _schedule_violation(schedule: Schedule, limits: Limits, words: _Words) -> Violation | None:
+    """The rule one schedule of a profile breaks, None if none."""
+    periods = schedule.periods
+    checks: tuple[tuple[bool, str, str], ...] = (
         (
             not periods,
             "periods",
@@ -377,40 +574,19 @@ def check_profile(
             "a schedule's duration must be positive",
         ),
         (
-            profile.valid_from_ms is not None
-            and profile.valid_to_ms is not None
-            and profile.valid_to_ms <= profile.valid_from_ms,
-            "validity",
-            "validTo must come after validFrom",
-        ),
-        (
-            limits.max_stack_level is not None and profile.stack_level > limits.max_stack_level,
-            "max_stack_level",
-            f"stack level {profile.stack_level} is above the charger's "
-            f"{MAX_STACK_LEVEL_KEY} ({limits.max_stack_level})",
-        ),
-        (
             limits.max_periods is not None and len(periods) > limits.max_periods,
             "max_periods",
-            f"{len(periods)} periods are more than the charger's {MAX_PERIODS_KEY} "
+            f"{len(periods)} periods are more than the charger's {words.max_periods} "
             f"({limits.max_periods})",
         ),
         (
             limits.units is not None and schedule.unit not in limits.units,
             "charging_rate_unit",
             f"the charger takes schedules in {', '.join(limits.units or ())} only "
-            f"({ALLOWED_UNITS_KEY}), not {schedule.unit}",
+            f"({words.units}), not {schedule.unit}",
         ),
     )
     for broken, rule, detail in checks:
         if broken:
             return Violation(rule=rule, detail=detail)
-    if limits.max_installed is not None:
-        kept, _ = install(model.installed, Installed(connector_id=connector_id, profile=profile))
-        if len(kept) > limits.max_installed:
-            return Violation(
-                rule="max_profiles_installed",
-                detail=f"the charger holds {len(kept) - 1} profiles that stay, and "
-                f"{MAX_INSTALLED_KEY} is {limits.max_installed}",
-            )
     return None
