@@ -7,11 +7,16 @@ so what the window leaves out (older than it, or than its age bound) is folded i
 domain through :class:`ProfileBook` too, as far as it changes profiles or the transactions
 TxProfiles belong to (:data:`PROFILE_SUBJECTS`): the hub's SetChargingProfile,
 ClearChargingProfile and GetConfiguration with the chargers' answers, StartTransaction and
-StopTransaction, connections (a charger's OCPP version), and the supervisor's closes.
+StopTransaction (2.x: TransactionEvent), 2.x stations' NotifyReports (their limits),
+connections (a charger's OCPP version), and the supervisor's closes.
+
+A 2.x station's profiles are checked and shown in 2.x's terms: ``evseId`` and
+``chargingProfile`` in the body, ChargingStationMaxProfile for the purpose.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -19,25 +24,40 @@ import msgspec
 from hub.api.money_state import iso
 from hub.domain.charging import HUB_CALLS, Charging, Session, key, reads
 from hub.domain.profiles import (
+    AnyChargingProfile,
+    AnyPeriod,
     ChargerProfiles,
     Installed,
     Limits,
     Profile,
+    Schedule,
     Unit,
+    Unreadable,
     Violation,
     check_profile,
     profile_of,
+    purpose_name,
 )
 from hub.domain.schedules import Composite, CompositePeriod, Difference
 from hub.domain.timeutil import parse_ms
 from hub.subjects import subject_for, subject_matches
 from schemas.events import Event
-from schemas.ocpp.v16 import GetCompositeScheduleResponse, SetChargingProfileRequest
+from schemas.ocpp import v16, v21, v201, validate_call
+
+# A GetCompositeSchedule answer, in any version.
+CompositeAnswer = (
+    v16.GetCompositeScheduleResponse
+    | v201.GetCompositeScheduleResponse
+    | v21.GetCompositeScheduleResponse
+)
 
 PROFILE_SUBJECTS: Final = (
     "ev.cp.*.in.StartTransaction",
     "ev.cp.*.out.StartTransaction",
     "ev.cp.*.in.StopTransaction",
+    "ev.cp.*.in.TransactionEvent",
+    "ev.cp.*.out.TransactionEvent",
+    "ev.cp.*.in.NotifyReport",
     *(f"ev.cp.*.in.{action}" for action in sorted(HUB_CALLS)),
     "ev.cp.*.conn.>",
     "ev.admin.command.>",
@@ -87,6 +107,11 @@ class ProfileBook:
     def session(self, charge_point_id: str, session: str) -> Session | None:
         return self.charging.state.sessions.get(key(charge_point_id, session))
 
+    def version(self, charge_point_id: str) -> str:
+        """The OCPP version of the charger's latest connection (1.6 if none is known)."""
+        charger = self.charging.state.chargers.get(charge_point_id)
+        return (charger.ocpp_version if charger is not None else "") or "1.6"
+
 
 # -- checking a SetChargingProfile -------------------------------------------------------------
 
@@ -103,78 +128,111 @@ class Refusal(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.detail} (rule {self.rule}) - at `{self.path}`"
 
 
-_PROFILE: Final = "$.csChargingProfiles"
-_SCHEDULE: Final = f"{_PROFILE}.chargingSchedule"
-_PERIODS: Final = f"{_SCHEDULE}.chargingSchedulePeriod"
-_PATHS: Final = {
-    "connector_id": "$.connectorId",
-    "charge_point_max_on_connector_0": "$.connectorId",
-    "tx_profile_on_a_connector": "$.connectorId",
-    "tx_profile_needs_a_transaction": f"{_PROFILE}.chargingProfilePurpose",
-    "tx_profile_transaction": f"{_PROFILE}.transactionId",
-    "transaction_id_only_for_tx_profile": f"{_PROFILE}.transactionId",
-    "stack_level": f"{_PROFILE}.stackLevel",
-    "max_stack_level": f"{_PROFILE}.stackLevel",
-    "periods": _PERIODS,
-    "max_periods": _PERIODS,
-    "duration": f"{_SCHEDULE}.duration",
-    "validity": f"{_PROFILE}.validTo",
-    "charging_rate_unit": f"{_SCHEDULE}.chargingRateUnit",
-    "max_profiles_installed": _PROFILE,
-}
+class _Paths(msgspec.Struct, frozen=True):
+    """Where a version's SetChargingProfile body holds the connector and the profile."""
+
+    connector: str
+    profile: str
+    schedules_listed: bool  # 2.x: chargingSchedule is a list
+
+    def schedule(self, index: int) -> str:
+        listed = f"[{index}]" if self.schedules_listed else ""
+        return f"{self.profile}.chargingSchedule{listed}"
 
 
-def rule_path(violation: Violation, profile: Profile) -> str:
-    """The JSON path, in a SetChargingProfile body, of what breaks ``violation``'s rule."""
-    periods = profile.schedule.periods
+_PATHS_16: Final = _Paths("$.connectorId", "$.csChargingProfiles", schedules_listed=False)
+_PATHS_2X: Final = _Paths("$.evseId", "$.chargingProfile", schedules_listed=True)
+
+
+def rule_path(violation: Violation, profile: Profile, ocpp_version: str = "1.6") -> str:
+    """The JSON path, in a SetChargingProfile body of ``ocpp_version``, of what breaks
+    ``violation``'s rule."""
+    paths = _PATHS_16 if ocpp_version == "1.6" else _PATHS_2X
+    top, schedule = paths.profile, paths.schedule(violation.schedule)
+    periods = profile.schedules[violation.schedule].periods
+    at = f"{schedule}.chargingSchedulePeriod"
     match violation.rule:
         case "recurring_needs_recurrency_and_start":
             if profile.recurrency is None:
-                return f"{_PROFILE}.recurrencyKind"
-            return f"{_SCHEDULE}.startSchedule"
+                return f"{top}.recurrencyKind"
+            return f"{paths.schedule(0)}.startSchedule"
         case "first_period_at_0":
-            return f"{_PERIODS}[0].startPeriod"
+            return f"{at}[0].startPeriod"
         case "periods_in_order":
             index = next(
                 i for i in range(1, len(periods)) if periods[i].start_s <= periods[i - 1].start_s
             )
-            return f"{_PERIODS}[{index}].startPeriod"
+            return f"{at}[{index}].startPeriod"
         case "negative_limit":
             index = next(i for i, period in enumerate(periods) if period.limit < 0)
-            return f"{_PERIODS}[{index}].limit"
+            return f"{at}[{index}].limit"
         case "number_phases":
             index = next(
                 i
                 for i, period in enumerate(periods)
                 if period.phases is not None and not 1 <= period.phases <= 3
             )
-            return f"{_PERIODS}[{index}].numberPhases"
-    return _PATHS.get(violation.rule, _PROFILE)
+            return f"{at}[{index}].numberPhases"
+        case "connector_id" | "charge_point_max_on_connector_0" | "tx_profile_on_a_connector":
+            return paths.connector
+        case "tx_profile_needs_a_transaction" | "external_constraints":
+            return f"{top}.chargingProfilePurpose"
+        case (
+            "tx_profile_transaction"
+            | "transaction_id_only_for_tx_profile"
+            | "tx_profile_needs_transaction_id"
+        ):
+            return f"{top}.transactionId"
+        case "stack_level" | "max_stack_level":
+            return f"{top}.stackLevel"
+        case "periods" | "max_periods":
+            return at
+        case "duration":
+            return f"{schedule}.duration"
+        case "charging_rate_unit":
+            return f"{schedule}.chargingRateUnit"
+        case "validity":
+            return f"{top}.validTo"
+        case "schedules_only_for_tx_profile":
+            return f"{top}.chargingSchedule"
+    return top
 
 
 def refusal(book: ProfileBook, charge_point_id: str, payload: bytes) -> Refusal | None:
     """Why the hub refuses to send this SetChargingProfile (an already valid OCPP payload),
     checked against what it knows of the charger: its profiles, its advertised limits and
-    the transaction running on the connector. None: send it."""
+    the transaction running on the connector, by the rules of its OCPP version. None: send
+    it."""
+    version = book.version(charge_point_id)
+    request = validate_call(version, "SetChargingProfile", payload)
+    given: AnyChargingProfile
+    match request:
+        case v16.SetChargingProfileRequest():
+            connector_id, given = request.connector_id, request.cs_charging_profiles
+        case v201.SetChargingProfileRequest() | v21.SetChargingProfileRequest():
+            connector_id, given = request.evse_id, request.charging_profile
+        case _:
+            return None  # another version's body: the charger will say what it makes of it
+    top = (_PATHS_16 if version == "1.6" else _PATHS_2X).profile
     try:
-        request = msgspec.json.decode(payload, type=SetChargingProfileRequest)
-    except msgspec.ValidationError:
-        return None  # another OCPP version's: the model is 1.6's
-    try:
-        profile = profile_of(request.cs_charging_profiles)
-    except ValueError as error:
-        return Refusal(rule="date_time", detail=str(error), path=_PROFILE)
-    connector_id = request.connector_id
+        profile = profile_of(given)
+    except Unreadable as error:
+        return Refusal(rule=error.rule, detail=str(error), path=top)
     running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
     violation = check_profile(
         book.model(charge_point_id),
         connector_id,
         profile,
         transaction_id=running.transaction_id if running is not None else None,
+        ocpp_version=version,
     )
     if violation is None:
         return None
-    return Refusal(rule=violation.rule, detail=violation.detail, path=rule_path(violation, profile))
+    return Refusal(
+        rule=violation.rule,
+        detail=violation.detail,
+        path=rule_path(violation, profile, version),
+    )
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -191,8 +249,9 @@ class PeriodView(_View, frozen=True, kw_only=True):
 
 
 class ScheduleView(_View, frozen=True, kw_only=True):
-    """A profile's schedule as OCPP 1.6 writes it (times as ISO 8601, UTC)."""
+    """A profile's schedule as OCPP writes it (times as ISO 8601, UTC; ``id``: 2.x's)."""
 
+    id: int | None = None
     charging_rate_unit: Unit
     charging_schedule_period: list[PeriodView]
     start_schedule: str | None = None
@@ -201,9 +260,11 @@ class ScheduleView(_View, frozen=True, kw_only=True):
 
 
 class ProfileView(_View, frozen=True, kw_only=True):
-    """An installed profile: OCPP 1.6's ChargingProfile fields, on ``connectorId``, with the
-    transaction it belongs to (a TxProfile; ``session`` is the hub's name for it), when the
-    charger's answer installed it and the command that set it."""
+    """An installed profile: OCPP 1.6's ChargingProfile fields, on ``connectorId`` (a 2.x
+    station's EVSE), with the transaction it belongs to (a TxProfile; ``session`` is the
+    hub's name for it), when the charger's answer installed it and the command that set it.
+    A 2.x profile's purpose is named as 2.x names it, and its schedules after the first are
+    ``alternativeChargingSchedules``."""
 
     connector_id: int
     charging_profile_id: int
@@ -211,6 +272,7 @@ class ProfileView(_View, frozen=True, kw_only=True):
     charging_profile_purpose: str
     charging_profile_kind: str
     charging_schedule: ScheduleView
+    alternative_charging_schedules: list[ScheduleView] | None = None
     recurrency_kind: str | None = None
     valid_from: str | None = None
     valid_to: str | None = None
@@ -239,29 +301,36 @@ def _iso(ms: int | None) -> str | None:
     return iso(ms) if ms is not None else None
 
 
+def schedule_view(schedule: Schedule) -> ScheduleView:
+    return ScheduleView(
+        id=schedule.schedule_id,
+        charging_rate_unit=schedule.unit,
+        charging_schedule_period=[
+            PeriodView(start_period=p.start_s, limit=p.limit, number_phases=p.phases)
+            for p in schedule.periods
+        ],
+        start_schedule=_iso(schedule.start_ms),
+        duration=schedule.duration_s,
+        min_charging_rate=schedule.min_rate,
+    )
+
+
 def profile_view(book: ProfileBook, charge_point_id: str, installed: Installed) -> ProfileView:
-    profile, schedule = installed.profile, installed.profile.schedule
+    profile = installed.profile
     session = book.session(charge_point_id, installed.session) if installed.session else None
+    alternatives = [schedule_view(schedule) for schedule in profile.alternatives]
     return ProfileView(
         connector_id=installed.connector_id,
         charging_profile_id=profile.profile_id,
         stack_level=profile.stack_level,
-        charging_profile_purpose=profile.purpose,
+        charging_profile_purpose=purpose_name(profile.purpose, book.version(charge_point_id)),
         charging_profile_kind=profile.kind,
         recurrency_kind=profile.recurrency,
         valid_from=_iso(profile.valid_from_ms),
         valid_to=_iso(profile.valid_to_ms),
         transaction_id=session.transaction_id if session is not None else profile.transaction_id,
-        charging_schedule=ScheduleView(
-            charging_rate_unit=schedule.unit,
-            charging_schedule_period=[
-                PeriodView(start_period=p.start_s, limit=p.limit, number_phases=p.phases)
-                for p in schedule.periods
-            ],
-            start_schedule=_iso(schedule.start_ms),
-            duration=schedule.duration_s,
-            min_charging_rate=schedule.min_rate,
-        ),
+        charging_schedule=schedule_view(profile.schedule),
+        alternative_charging_schedules=alternatives or None,
         session=installed.session,
         installed_at=iso(installed.installed_at),
         command_id=installed.command_id,
@@ -354,34 +423,43 @@ def default_unit(limits: Limits) -> Unit:
 
 
 def chargers_composite(
-    answer: GetCompositeScheduleResponse, asked_at_ms: int, duration_s: int
+    answer: CompositeAnswer, asked_at_ms: int, duration_s: int
 ) -> Composite | None:
-    """The charger's answer as a composite (None: it gave no schedule). Without a
-    ``scheduleStart`` its window starts when the hub asked; without a duration, it covers
-    what was asked."""
-    schedule = answer.charging_schedule
-    if isinstance(schedule, msgspec.UnsetType):
-        return None
-    start_text = answer.schedule_start
-    if not isinstance(start_text, str):
-        start_text = schedule.start_schedule
+    """The charger's answer (1.6's or 2.x's) as a composite (None: it gave no schedule).
+    Without a ``scheduleStart`` (1.6 may leave it out) its window starts when the hub asked;
+    without a duration, it covers what was asked."""
+    if isinstance(answer, v16.GetCompositeScheduleResponse):
+        given = answer.charging_schedule
+        if isinstance(given, msgspec.UnsetType):
+            return None
+        start_text = answer.schedule_start
+        if not isinstance(start_text, str):
+            start_text = given.start_schedule
+        duration, unit = given.duration, given.charging_rate_unit
+        periods: Sequence[AnyPeriod] = given.charging_schedule_period
+    else:
+        schedule = answer.schedule
+        if isinstance(schedule, msgspec.UnsetType):
+            return None
+        start_text, duration = schedule.schedule_start, schedule.duration
+        unit, periods = schedule.charging_rate_unit, schedule.charging_schedule_period
     start_ms = asked_at_ms
     if isinstance(start_text, str):
         try:
             start_ms = parse_ms(start_text)
         except (ValueError, OverflowError):
             return None
-    duration = schedule.duration
     return Composite(
         start_ms=start_ms,
         duration_s=duration if isinstance(duration, int) else duration_s,
-        unit=schedule.charging_rate_unit,
+        unit=unit,
         periods=tuple(
             CompositePeriod(
                 start_s=period.start_period,
-                limit=float(period.limit),
+                # 2.1's periods may leave the limit out: no limit there, as in the hub's.
+                limit=float(period.limit) if isinstance(period.limit, int | float) else None,
                 phases=period.number_phases if isinstance(period.number_phases, int) else 3,
             )
-            for period in schedule.charging_schedule_period
+            for period in periods
         ),
     )

@@ -35,6 +35,7 @@ from hub.api.http import (
 )
 from hub.api.profile_state import (
     MAX_DURATION_S,
+    CompositeAnswer,
     CompositeView,
     DifferenceView,
     ProfileBook,
@@ -49,7 +50,6 @@ from hub.domain.command_tracking import CommandView
 from hub.domain.profiles import Unit
 from hub.domain.schedules import compare, composite
 from schemas.ocpp import validate_result
-from schemas.ocpp.v16 import GetCompositeScheduleResponse
 
 log = structlog.get_logger("hub.api.profiles")
 
@@ -197,17 +197,20 @@ async def _schedule(request: web.Request) -> web.Response:
     api = request.app[API]
     if not api.known(charge_point_id):
         raise _error(404, "not_found", f"no charger {charge_point_id!r}")
+    version = book.version(charge_point_id)
+    where = "connectorId" if version == "1.6" else "evseId"
     payload = msgspec.json.encode(
-        {"connectorId": connector_id, "duration": duration, "chargingRateUnit": unit}
+        {where: connector_id, "duration": duration, "chargingRateUnit": unit}
     )
     requested = await requested_command(
         api, scope, charge_point_id, "GetCompositeSchedule", payload, timeout_s
     )
-    view = await _finish(api, requested, payload)
+    view = await _finish(api, requested, payload, (version,))
     theirs = None
     if view.outcome == "answered" and view.response is not None:
-        decoded = validate_result("1.6", "GetCompositeSchedule", msgspec.json.encode(view.response))
-        if isinstance(decoded, GetCompositeScheduleResponse) and decoded.status == "Accepted":
+        raw = msgspec.json.encode(view.response)
+        decoded = validate_result(version, "GetCompositeSchedule", raw)
+        if isinstance(decoded, CompositeAnswer) and decoded.status == "Accepted":
             theirs = chargers_composite(decoded, asked_at, duration)
     answer = msgspec.structs.replace(
         answer,

@@ -55,6 +55,7 @@ from hub.domain.facts import (
     ProfileCleared,
     ProfileInstalled,
     ProfileRefused,
+    ReportPart,
     Sample,
     SecurityEventReported,
     TransactionEnded,
@@ -476,7 +477,13 @@ class Charging:
             if frame.action not in _READ:
                 return
             if frame.action == "NotifyReport":  # 2.x: the station's device model
-                self._facts.append(device_model.report_part(self._seq, frame))
+                part = device_model.report_part(self._seq, frame)
+                self._facts.append(part)
+                if isinstance(part, ReportPart) and any(
+                    v.component == profiles.SMART_CHARGING_CTRLR for v in part.variables
+                ):
+                    model = self._profiles(cp)
+                    model.limits = profiles.limits_of_device_model(model.limits, part.variables)
                 return
             request = validate_call(frame.ocpp_version, frame.action, frame.payload)
             match request:

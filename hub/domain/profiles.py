@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -68,7 +68,10 @@ ALLOWED_UNITS_KEY: Final = "ChargingScheduleAllowedChargingRateUnit"
 LIMIT_KEYS: Final = frozenset(
     {MAX_STACK_LEVEL_KEY, MAX_PERIODS_KEY, MAX_INSTALLED_KEY, ALLOWED_UNITS_KEY}
 )
-_UNIT_NAMES: Final[dict[str, Unit]] = {"current": "A", "power": "W"}
+# 1.6's ChargingScheduleAllowedChargingRateUnit names (Current, Power); 2.x's RateUnit A, W.
+_UNIT_NAMES: Final[dict[str, Unit]] = {"current": "A", "power": "W", "a": "A", "w": "W"}
+# The 2.x device model's component whose variables limit profiles.
+SMART_CHARGING_CTRLR: Final = "SmartChargingCtrlr"
 
 
 class Period(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -301,10 +304,52 @@ def limits_of(known: Limits, keys: Iterable[ConfigurationKey]) -> Limits:
             case "MaxChargingProfilesInstalled":
                 changes["max_installed"] = _int(value)
             case "ChargingScheduleAllowedChargingRateUnit":
-                units = [_UNIT_NAMES.get(name.strip().lower()) for name in (value or "").split(",")]
-                found = tuple(unit for unit in units if unit is not None)
-                changes["units"] = found or None
+                changes["units"] = _units(value)
     return msgspec.structs.replace(known, **changes) if changes else known
+
+
+class DeviceVariable(Protocol):
+    """One reported attribute of a 2.x station's device model (``facts.ReportedVariable``)."""
+
+    @property
+    def component(self) -> str: ...
+    @property
+    def variable(self) -> str: ...
+    @property
+    def variable_instance(self) -> str: ...
+    @property
+    def attribute_type(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+    @property
+    def max_limit(self) -> float | None: ...
+
+
+def limits_of_device_model(known: Limits, variables: Iterable[DeviceVariable]) -> Limits:
+    """``known`` with what a 2.x station's NotifyReport says of the SmartChargingCtrlr
+    variables that limit profiles: ProfileStackLevel, PeriodsPerSchedule, RateUnit (their
+    Actual values) and Entries of ChargingProfiles (its maxLimit: how many it can hold)."""
+    changes: dict[str, object] = {}
+    for entry in variables:
+        if entry.component != SMART_CHARGING_CTRLR:
+            continue
+        actual = entry.attribute_type == "Actual"
+        match entry.variable:
+            case "ProfileStackLevel" if actual:
+                changes["max_stack_level"] = _int(entry.value)
+            case "PeriodsPerSchedule" if actual:
+                changes["max_periods"] = _int(entry.value)
+            case "RateUnit" if actual:
+                changes["units"] = _units(entry.value)
+            case "Entries" if entry.variable_instance == "ChargingProfiles":
+                if entry.max_limit is not None:
+                    changes["max_installed"] = int(entry.max_limit)
+    return msgspec.structs.replace(known, **changes) if changes else known
+
+
+def _units(value: str | None) -> tuple[Unit, ...] | None:
+    units = [_UNIT_NAMES.get(name.strip().lower()) for name in (value or "").split(",")]
+    return tuple(unit for unit in units if unit is not None) or None
 
 
 def _int(value: str | None) -> int | None:

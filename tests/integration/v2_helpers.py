@@ -126,9 +126,14 @@ STATIONS: Final[dict[str, type[Station201] | type[Station21]]] = {
 
 @contextlib.asynccontextmanager
 async def station_online(
-    port: int, ui_port: int, charge_point_id: str, version: str
+    port: int,
+    ui_port: int,
+    charge_point_id: str,
+    version: str,
+    station_class: type[Station201] | type[Station21] | None = None,
 ) -> AsyncIterator[Station201 | Station21]:
-    """A 2.x station connected with ``version``, once the API's live state has seen it."""
+    """A 2.x station connected with ``version`` (of ``station_class``, by default the
+    version's answering one), once the API's live state has seen it."""
     async with ui_socket(
         ui_port, f"/ws/chargers/{charge_point_id}", token_value=api_token("viewer")
     ) as ws:
@@ -137,7 +142,7 @@ async def station_online(
             subprotocols=[Subprotocol(f"ocpp{version}")],
         ) as websocket:
             assert websocket.subprotocol == f"ocpp{version}"
-            station = STATIONS[version](charge_point_id, websocket)
+            station = (station_class or STATIONS[version])(charge_point_id, websocket)
             runner = asyncio.create_task(station.start())
             try:
                 await messages_until(

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from hub.api.profile_state import rule_path
 from hub.domain.charging import Charging
-from hub.domain.facts import Fact, Problem, ProfileInstalled, ProfileRefused
+from hub.domain.facts import Fact, Problem, ProfileInstalled, ProfileRefused, ReportedVariable
 from hub.domain.profiles import (
     ChargerProfiles,
     Limits,
@@ -18,6 +19,7 @@ from hub.domain.profiles import (
     Profile,
     Schedule,
     check_profile,
+    limits_of_device_model,
     purpose_name,
 )
 from schemas.events import ChargerConnected
@@ -329,3 +331,38 @@ def test_2x_profiles_survive_a_snapshot_of_the_state() -> None:
     charging, _ = fold(b)
     again = Charging(decode_state(encode_state(charging.state)))
     assert again.state.profiles == charging.state.profiles
+
+
+def test_a_stations_smart_charging_variables_are_its_limits() -> None:
+    def row(variable: str, value: str | None, **more: Any) -> ReportedVariable:
+        return ReportedVariable(
+            component="SmartChargingCtrlr", variable=variable, value=value, **more
+        )
+
+    reported = [
+        row("ProfileStackLevel", "3"),
+        row("PeriodsPerSchedule", "24"),
+        row("RateUnit", "A,W"),
+        row("Entries", "2", variable_instance="ChargingProfiles", max_limit=10),
+        row("ProfileStackLevel", "9", attribute_type="MaxSet"),  # not the Actual value
+        ReportedVariable(component="OCPPCommCtrlr", variable="ProfileStackLevel", value="7"),
+    ]
+    assert limits_of_device_model(Limits(), reported) == Limits(
+        max_stack_level=3, max_periods=24, max_installed=10, units=("A", "W")
+    )
+    known = Limits(max_stack_level=1, units=("A",))
+    assert limits_of_device_model(known, [row("PeriodsPerSchedule", "x")]) == Limits(
+        max_stack_level=1, units=("A",)
+    )
+
+
+def test_the_path_of_a_broken_2x_rule_is_in_the_2x_body() -> None:
+    late = Schedule(unit="A", periods=(Period(start_s=0, limit=6), Period(start_s=0, limit=8)))
+    profile = _p("TxProfile", transaction_id="t", alternatives=(late,))
+    found = check_profile(ChargerProfiles(), 1, profile, transaction_id="t", ocpp_version="2.1")
+    assert found is not None
+    assert rule_path(found, profile, "2.1") == (
+        "$.chargingProfile.chargingSchedule[1].chargingSchedulePeriod[1].startPeriod"
+    )
+    found = check_profile(ChargerProfiles(), 1, _p("ChargePointMaxProfile"), ocpp_version="2.1")
+    assert found is not None and rule_path(found, profile, "2.1") == "$.evseId"
