@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -22,8 +23,11 @@ from hub.domain import profiles, schedules
 from hub.gateway.server import Gateway
 from schemas.ocpp import v21, v201
 from tests.integration.api_helpers import Api, api_client, api_token
+from tests.integration.fanout_helpers import messages_until, ui_socket
 from tests.integration.test_ocpp2_gateway import gateway, ui_port
 from tests.integration.v2_helpers import Station21, Station201, station_online
+from tools.simulator.ocpp2 import SimulatedStation
+from tools.simulator.session import Sample
 
 __all__ = ["gateway", "ui_port"]  # fixtures: imported for pytest, which finds them here
 
@@ -339,3 +343,52 @@ async def test_the_stations_smart_charging_variables_limit_what_the_hub_sends(
         "maxChargingProfilesInstalled": 1,
         "chargingScheduleAllowedChargingRateUnit": ["A"],
     }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_simulated_station_obeys_profiles_and_agrees_with_the_hub(
+    gateway: Gateway, ui_port: int, version: str
+) -> None:
+    cp = "SIM-2X"
+    base = f"/api/v1/chargers/{cp}"
+    url = f"ws://127.0.0.1:{gateway.port}/ocpp"
+    station = SimulatedStation(cp, url, version=version)  # type: ignore[arg-type]
+    try:
+        async with ui_socket(ui_port, f"/ws/chargers/{cp}", token_value=api_token("viewer")) as ws:
+            await station.come_online()
+            await messages_until(
+                ws, lambda m: m["type"] == "connection" and m["state"] == "connected"
+            )
+        at = Sample(datetime.now(UTC), 0.0, 0.0, 0.0, 230.0, 20.0)
+        tx, _ = await station.start_transaction(1, "SIMTAG0001", at)
+        limited = {
+            **profile2(5, "TxProfile", [(0, 10.0)], kind="Relative", stack_level=1),
+            "transactionId": tx.transaction_id,
+        }
+        default = profile2(6, "TxDefaultProfile", [(0, 16.0)], kind="Relative")
+        async with api_client(ui_port) as api:
+            answers = [
+                await api.call(
+                    "POST", f"{base}/charging-profiles", {"evseId": evse, "chargingProfile": body}
+                )
+                for evse, body in ((1, limited), (0, default))
+            ]
+            asked = await api.call(
+                "GET",
+                f"{base}/connectors/1/schedule",
+                params={"duration": "600", "askCharger": "true"},
+            )
+            await station.stop_transaction(
+                tx, Sample(datetime.now(UTC), 100.0, 0.0, 0.0, 230.0, 21)
+            )
+            _, after = await api.call("GET", f"{base}/profiles")
+    finally:
+        await station.close()
+    assert [answer[1]["status"] for answer in answers] == ["accepted", "accepted"], answers
+    assert asked[0] == 200, asked
+    assert asked[1]["agree"] is True, asked[1]
+    limits = asked[1]["charger"]["schedule"]["chargingSchedulePeriod"]
+    assert [p["limit"] for p in limits] == [10.0]
+    # The TxProfile ended with the transaction, at the station and in the hub.
+    assert [p["chargingProfileId"] for p in after["profiles"]] == [6]
+    assert [i.profile.profile_id for i in station.control.installed] == [6]

@@ -3,7 +3,9 @@
 The charger keeps the profiles the CSMS set with the hub's own model of them
 (:mod:`hub.domain.profiles`: ``install``, ``split``, ``transaction_over``) and computes its
 composite schedule with the hub's pure function (:mod:`hub.domain.schedules`), so a charger
-and the hub can only disagree where the benchmark wants them to: in time. A change of
+and the hub can only disagree where the benchmark wants them to: in time. It speaks OCPP 1.6
+or, as a 2.0.1 or 2.1 station, 2.x (``evseId``, ``chargingProfile``, K01's rules, and
+GetCompositeSchedule answered with a ``schedule``). A change of
 profiles reaches the car after a reaction delay (a real charger's control loop, the pilot
 signal's PWM, the car's own ramp: seconds), and the car then draws the smaller of what it
 wants (its maximum rate on its phases, tapering above 80 % SoC) and what the schedule allows.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -34,11 +37,7 @@ from hub.domain.profiles import (
     transaction_over,
 )
 from hub.domain.schedules import Composite, composite
-from schemas.ocpp.v16 import (
-    ClearChargingProfileRequest,
-    GetCompositeScheduleRequest,
-    SetChargingProfileRequest,
-)
+from schemas.ocpp import v16, v21, v201
 
 __all__ = [
     "MIN_CHARGING_A",
@@ -46,6 +45,7 @@ __all__ = [
     "ChargerControl",
     "Draw",
     "car_draw",
+    "now_ms",
     "wanted_a",
 ]
 
@@ -102,6 +102,10 @@ def _tenths_down(amps: float) -> float:
     return math.floor(amps * 10 + 1e-6) / 10
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def _iso(ms: int) -> str:
     moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -109,9 +113,29 @@ def _iso(ms: int) -> str:
 
 @dataclass(slots=True)
 class _Running:
-    transaction_id: int
+    transaction_id: int | str  # 2.x: the station's own string
     started_ms: int
     phases: int
+
+
+# Each version's requests, as msgspec decodes a CALL's payload.
+_REQUESTS: Final[dict[str, tuple[type[Any], type[Any], type[Any]]]] = {
+    "1.6": (
+        v16.SetChargingProfileRequest,
+        v16.ClearChargingProfileRequest,
+        v16.GetCompositeScheduleRequest,
+    ),
+    "2.0.1": (
+        v201.SetChargingProfileRequest,
+        v201.ClearChargingProfileRequest,
+        v201.GetCompositeScheduleRequest,
+    ),
+    "2.1": (
+        v21.SetChargingProfileRequest,
+        v21.ClearChargingProfileRequest,
+        v21.GetCompositeScheduleRequest,
+    ),
+}
 
 
 @dataclass(slots=True)
@@ -120,9 +144,11 @@ class ChargerControl:
 
     ``installed`` is what the charger holds (what GetCompositeSchedule answers from);
     ``applied`` what its control loop acts on, which follows ``installed`` after the
-    reaction delay (``reaction_s``, jittered by ±``jitter`` of itself)."""
+    reaction delay (``reaction_s``, jittered by ±``jitter`` of itself). ``ocpp_version``:
+    the messages it speaks (2.x: its connectors are EVSEs)."""
 
     rated_a: float = 32.0
+    ocpp_version: str = "1.6"
     phases: int = 3
     reaction_s: float = DEFAULT_REACTION_S
     jitter: float = 0.25
@@ -148,7 +174,7 @@ class ChargerControl:
             self.applied = self.pending.pop(0)[1]
 
     def transaction_started(
-        self, connector_id: int, transaction_id: int, now_ms: int, phases: int
+        self, connector_id: int, transaction_id: int | str, now_ms: int, phases: int
     ) -> None:
         self.running[connector_id] = _Running(transaction_id, now_ms, phases)
 
@@ -169,16 +195,26 @@ class ChargerControl:
 
     def set_charging_profile(self, payload: dict[str, Any], now_ms: int) -> dict[str, Any]:
         self.profile_messages += 1
+        kind = _REQUESTS[self.ocpp_version][0]
         try:
-            request = msgspec.convert(payload, SetChargingProfileRequest)
-            profile = profile_of(request.cs_charging_profiles)
+            request = msgspec.convert(payload, kind)
+            if isinstance(request, v16.SetChargingProfileRequest):
+                connector_id, given = request.connector_id, request.cs_charging_profiles
+            else:
+                connector_id, given = request.evse_id, request.charging_profile
+            profile = profile_of(given)
         except (msgspec.ValidationError, Unreadable):
             return {"status": "Rejected"}
-        connector_id = request.connector_id
         running = self.running.get(connector_id)
         model = ChargerProfiles(installed=list(self.installed))
         transaction_id = running.transaction_id if running is not None else None
-        if check_profile(model, connector_id, profile, transaction_id=transaction_id):
+        if check_profile(
+            model,
+            connector_id,
+            profile,
+            transaction_id=transaction_id,
+            ocpp_version=self.ocpp_version,
+        ):
             return {"status": "Rejected"}
         session = ""
         if profile.purpose == "TxProfile" and running is not None:
@@ -193,7 +229,7 @@ class ChargerControl:
     def clear_charging_profile(self, payload: dict[str, Any], now_ms: int) -> dict[str, Any]:
         self.profile_messages += 1
         try:
-            clear: Clear = clear_of(msgspec.convert(payload, ClearChargingProfileRequest))
+            clear: Clear = clear_of(msgspec.convert(payload, _REQUESTS[self.ocpp_version][1]))
         except msgspec.ValidationError:
             return {"status": "Unknown"}
         kept, removed = split(self.installed, clear)
@@ -205,11 +241,14 @@ class ChargerControl:
 
     def composite_schedule(self, payload: dict[str, Any], now_ms: int) -> dict[str, Any]:
         try:
-            request = msgspec.convert(payload, GetCompositeScheduleRequest)
+            request = msgspec.convert(payload, _REQUESTS[self.ocpp_version][2])
         except msgspec.ValidationError:
             return {"status": "Rejected"}
-        unit = request.charging_rate_unit if isinstance(request.charging_rate_unit, str) else "A"
-        connector_id = request.connector_id
+        unit: Unit = "W" if request.charging_rate_unit == "W" else "A"
+        if isinstance(request, v16.GetCompositeScheduleRequest):
+            connector_id = request.connector_id
+        else:
+            connector_id = request.evse_id
         schedule, phases = self._composite(
             self.installed, connector_id, now_ms, request.duration, unit
         )
@@ -223,6 +262,17 @@ class ChargerControl:
             }
             for period in schedule.periods
         ]
+        if self.ocpp_version != "1.6":
+            return {
+                "status": "Accepted",
+                "schedule": {
+                    "evseId": connector_id,
+                    "duration": schedule.duration_s,
+                    "scheduleStart": _iso(schedule.start_ms),
+                    "chargingRateUnit": unit,
+                    "chargingSchedulePeriod": periods,
+                },
+            }
         return {
             "status": "Accepted",
             "connectorId": connector_id,

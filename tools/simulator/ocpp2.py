@@ -4,7 +4,10 @@ The link (connecting, the offline queue, answering the CSMS) is ChargerLink's, a
 what differs is what the station says. A 2.x transaction is the station's own: it makes the
 transaction id, numbers every TransactionEvent of it from seqNo 0, and while offline keeps
 them in its queue marked ``offline: true``, sent in order once the link is back
-(OCPP 2.0.1 E04). It boots once, at power-up, not on every reconnect.
+(OCPP 2.0.1 E04). It boots once, at power-up, not on every reconnect. It holds the
+charging profiles the CSMS sets and answers GetCompositeSchedule as the load benchmark's
+1.6 chargers do (:class:`~tools.simulator.obey.ChargerControl`, by OCPP 2.0.1 K01/K10):
+with the hub's own model and composite.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tools.simulator.charger import (
     Payload,
     utc_timestamp,
 )
+from tools.simulator.obey import ChargerControl, now_ms
 from tools.simulator.session import (
     DEFAULT_VENDOR_ID,
     PRE_CHARGE_MESSAGE_ID,
@@ -89,8 +93,6 @@ def default_station_response(action: str, payload: Payload) -> Payload:
         return {"status": "Unlocked"}
     if action == "GetLocalListVersion":
         return {"versionNumber": 0}
-    if action == "GetCompositeSchedule":
-        return {"status": "Rejected"}
     if action in ("GetBaseReport", "GetReport"):
         # No device model is simulated, so there is nothing to report.
         return {"status": "NotSupported"}
@@ -138,9 +140,11 @@ class SimulatedStation(ChargerLink):
         self.version = version
         self.subprotocol = Subprotocol(f"ocpp{version}")
         self.boot_reason = "PowerUp"
+        self.control = ChargerControl(ocpp_version=version, phases=self.phases)
 
     def _default_response(self, action: str, payload: Payload) -> Payload:
-        return default_station_response(action, payload)
+        smart = self.control.answer(action, payload, now_ms())
+        return smart if smart is not None else default_station_response(action, payload)
 
     def _expendable(self, action: str, payload: Payload) -> bool:
         # Periodic samples go first when the queue is full; the seqNo gap they leave is how
@@ -207,6 +211,7 @@ class SimulatedStation(ChargerLink):
         """TransactionEvent Started (seqNo 0) once the driver is authorized; the answer is
         None when it was queued while offline."""
         tx = StationTransaction(evse_id, id_token)
+        self.control.transaction_started(evse_id, tx.transaction_id, now_ms(), self.phases)
         answer = await self._transaction_event(
             tx,
             "Started",
@@ -229,6 +234,7 @@ class SimulatedStation(ChargerLink):
         self, tx: StationTransaction, reading: Sample, trigger: StopTrigger = "EVDeparted"
     ) -> Payload | None:
         """TransactionEvent Ended with the final reading."""
+        self.control.transaction_ended(tx.evse_id, now_ms())  # its TxProfiles end with it
         extra: dict[str, Any] = {}
         if trigger == "StopAuthorized":
             extra["id_token"] = _id_token(tx.id_token)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tools.simulator.charger import CallError, ChargerDisconnected, Payload, SimulatedCharger
-from tools.simulator.obey import DEFAULT_REACTION_S, Car, ChargerControl, Draw
+from tools.simulator.obey import DEFAULT_REACTION_S, Car, ChargerControl, Draw, now_ms
 
 __all__ = [
     "DrawLog",
@@ -94,10 +94,6 @@ def random_car(rng: random.Random, stay_s: tuple[float, float] = (120.0, 480.0))
     )
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ObedientCharger:
     """One 1.6 charger with one connector whose cars obey the profiles it holds."""
 
@@ -133,7 +129,7 @@ class ObedientCharger:
         return self.link.charge_point_id
 
     def _on_call(self, action: str, payload: Payload) -> Payload | None:
-        return self.control.answer(action, payload, _now_ms())
+        return self.control.answer(action, payload, now_ms())
 
     async def start(self) -> None:
         await self.link.come_online()
@@ -152,7 +148,7 @@ class ObedientCharger:
         if tx is None:
             raise ChargerDisconnected(f"{self.charge_point_id}: offline at the start")
         started = time.monotonic()
-        control.transaction_started(1, tx, _now_ms(), car.phases)
+        control.transaction_started(1, tx, now_ms(), car.phases)
         self.car = car
         await link.status(1, "Charging")
         energy = 0.0
@@ -165,7 +161,7 @@ class ObedientCharger:
                 await _sleep_or_stop(stop, self.tick_s - (time.monotonic() - last))
                 now = time.monotonic()
                 elapsed, last = now - last, now
-                draw = control.draw(1, car, soc, _now_ms())
+                draw = control.draw(1, car, soc, now_ms())
                 self.last = draw
                 added = draw.drawn_a * draw.phases * VOLTAGE * elapsed / 3600.0
                 energy += added
@@ -198,7 +194,7 @@ class ObedientCharger:
             self.draws.sessions += 1
             self.draws.plugged_s += time.monotonic() - started
             link.meter_wh[1] = register + energy
-            control.transaction_ended(1, _now_ms())
+            control.transaction_ended(1, now_ms())
             self.car = None
         await link.stop_transaction(tx, int(register + energy), "EVDisconnected", id_tag=id_tag)
         await link.status(1, "Finishing")
