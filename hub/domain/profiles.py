@@ -521,9 +521,9 @@ def check_profile(
             f"{words.max_stack_level} ({limits.max_stack_level})",
         ),
     )
-    for broken, rule, detail in checks:
-        if broken:
-            return Violation(rule=rule, detail=detail)
+    found = _first_broken(checks)
+    if found is not None:
+        return found
     for index, schedule in enumerate(profile.schedules):
         found = _schedule_violation(schedule, limits, words)
         if found is not None:
@@ -631,6 +631,11 @@ def _schedule_violation(schedule: Schedule, limits: Limits, words: _Words) -> Vi
             f"({words.units}), not {schedule.unit}",
         ),
     )
+    return _first_broken(checks)
+
+
+def _first_broken(checks: Iterable[tuple[bool, str, str]]) -> Violation | None:
+    """The first of (broken, rule, detail) that is broken, as a violation."""
     for broken, rule, detail in checks:
         if broken:
             return Violation(rule=rule, detail=detail)

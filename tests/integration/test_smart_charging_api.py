@@ -39,6 +39,31 @@ async def ui_port(nats_server: EmbeddedNats, settings: Settings) -> AsyncIterato
         yield port
 
 
+def own_composite(
+    installed: list[profiles.Installed],
+    connector_id: int,
+    duration: int,
+    unit: profiles.Unit,
+    transaction_start_ms: int | None,
+) -> tuple[schedules.Composite, list[dict[str, Any]]]:
+    """A charger's composite of what it holds, from its own now, and its periods as the
+    ocpp library writes them (those where a profile limits it, to OCPP's 0.1)."""
+    mine = schedules.composite(
+        installed,
+        connector_id,
+        time.time_ns() // 1_000_000,
+        duration,
+        unit,
+        transaction_start_ms=transaction_start_ms,
+    )
+    periods = [
+        {"start_period": p.start_s, "limit": round(p.limit, 1), "number_phases": p.phases}
+        for p in mine.periods
+        if p.limit is not None
+    ]
+    return mine, periods
+
+
 class SmartCharger(AnsweringCharger):
     """Holds the profiles it accepts by OCPP 1.6's rules (the hub's pure model of them), and
     answers GetCompositeSchedule with the composite it computes from them at its own time."""
@@ -82,21 +107,10 @@ class SmartCharger(AnsweringCharger):
         self, connector_id: int, duration: int, charging_rate_unit: str = "A"
     ) -> Any:
         self.received.append(("GetCompositeSchedule", {"connector_id": connector_id}))
-        now = time.time_ns() // 1_000_000
         unit: profiles.Unit = "W" if charging_rate_unit == "W" else "A"
-        mine = schedules.composite(
-            self.installed,
-            connector_id,
-            now,
-            duration,
-            unit,
-            transaction_start_ms=self.transaction_start_ms,
+        mine, periods = own_composite(
+            self.installed, connector_id, duration, unit, self.transaction_start_ms
         )
-        periods = [
-            {"start_period": p.start_s, "limit": round(p.limit, 1), "number_phases": p.phases}
-            for p in mine.periods
-            if p.limit is not None
-        ]
         return call_result.GetCompositeSchedule(
             status="Accepted",
             connector_id=connector_id,

@@ -19,12 +19,13 @@ from ocpp.v21 import call as call21
 from ocpp.v201 import call as call201
 
 from hub.api.money_state import iso
-from hub.domain import profiles, schedules
+from hub.domain import profiles
 from hub.gateway.server import Gateway
 from schemas.ocpp import v21, v201
 from tests.integration.api_helpers import Api, api_client, api_token
 from tests.integration.fanout_helpers import messages_until, ui_socket
 from tests.integration.test_ocpp2_gateway import gateway, ui_port
+from tests.integration.test_smart_charging_api import own_composite
 from tests.integration.v2_helpers import Station21, Station201, station_online
 from tools.simulator.ocpp2 import SimulatedStation
 from tools.simulator.session import Sample
@@ -78,19 +79,9 @@ class _Smart:
     ) -> Any:
         self.received.append(("GetCompositeSchedule", {"evse_id": evse_id}))
         unit: profiles.Unit = "W" if charging_rate_unit == "W" else "A"
-        mine = schedules.composite(
-            self.installed,
-            evse_id,
-            time.time_ns() // 1_000_000,
-            duration,
-            unit,
-            transaction_start_ms=self.transaction_start_ms,
+        mine, periods = own_composite(
+            self.installed, evse_id, duration, unit, self.transaction_start_ms
         )
-        periods = [
-            {"start_period": p.start_s, "limit": round(p.limit, 1), "number_phases": p.phases}
-            for p in mine.periods
-            if p.limit is not None
-        ]
         return self.results.GetCompositeSchedule(
             status="Accepted",
             schedule={

@@ -67,7 +67,7 @@ class Builder:
                 )
             )
 
-    def connect(self, cp: str) -> None:
+    def connect(self, cp: str, version: str = "1.6") -> None:
         self.events.append(
             ChargerConnected(
                 id=self._id(),
@@ -75,7 +75,7 @@ class Builder:
                 charge_point_id=cp,
                 gateway_id="gw-t",
                 connection_id=f"c-{cp}",
-                ocpp_version="1.6",
+                ocpp_version=version,  # type: ignore[arg-type]
                 remote_address="10.0.0.1:1",
                 security_profile=0,
             )

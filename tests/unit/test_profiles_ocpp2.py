@@ -22,53 +22,27 @@ from hub.domain.profiles import (
     limits_of_device_model,
     purpose_name,
 )
-from schemas.events import ChargerConnected
 from tests.projections.scenario import Builder
 from tests.unit.test_charging import fold
-from tests.unit.test_profiles import cleared, command, held
+from tests.unit.test_profiles import cleared, command, held, profile, schedule
 
 VERSIONS = ("2.0.1", "2.1")
 
 
-def connect(b: Builder, version: str, cp: str = "CP") -> None:
-    b.events.append(
-        ChargerConnected(
-            id=b._id(),
-            received_at=b._tick(),
-            charge_point_id=cp,
-            gateway_id="gw-t",
-            connection_id=f"c-{cp}",
-            ocpp_version=version,  # type: ignore[arg-type]
-            remote_address="10.0.0.1:1",
-            security_profile=0,
-        )
-    )
+def connect(b: Builder, version: str) -> None:
+    b.connect("CP", version)
 
 
 def schedule2(schedule_id: int = 1, limit: float = 16, unit: str = "A", **more: Any) -> Any:
-    return {
-        "id": schedule_id,
-        "chargingRateUnit": unit,
-        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
-        **more,
-    }
+    return {"id": schedule_id, **schedule(limit, unit, **more)}
 
 
-def profile2(
-    profile_id: int,
-    purpose: str = "TxDefaultProfile",
-    level: int = 0,
-    kind: str = "Relative",
-    **more: Any,
-) -> dict[str, Any]:
-    return {
-        "id": profile_id,
-        "stackLevel": level,
-        "chargingProfilePurpose": purpose,
-        "chargingProfileKind": kind,
-        "chargingSchedule": more.pop("chargingSchedule", [schedule2()]),
-        **more,
-    }
+def profile2(profile_id: int, *how: Any, **more: Any) -> dict[str, Any]:
+    """1.6's profile in 2.x's words: ``id``, and a list of schedules."""
+    more.setdefault("chargingSchedule", [schedule2()])
+    body = profile(profile_id, *how, **more)
+    body["id"] = body.pop("chargingProfileId")
+    return body
 
 
 def set2(b: Builder, evse: int, body: dict[str, Any], status: str = "Accepted") -> None:
