@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Final
 
 import msgspec
@@ -111,6 +111,9 @@ class Projections:
         self.connection = connection
         # The fold process the next replay takes, started ahead (``hub project`` keeps one).
         self.spare = spare
+        # Set once the runner stopped for good at its fence: whoever holds the lease next
+        # recovers from the tables, as another runner may have written since.
+        self.fenced = asyncio.Event()
 
 
 async def _answer_queries(projections: Projections, msg: Msg) -> None:
@@ -181,12 +184,14 @@ async def _replay_here(
         await projections.spare.fill()
 
 
-async def _run_until_fenced(runner: Runner) -> None:
+async def _run_until_fenced(projections: Projections) -> None:
+    runner = projections.runner
     try:
         await runner.run()
     except Fenced:
         # The lease ran out (NATS away, this process paused): the block's owner stops it.
         log.warning("projections.fenced", projected_seq=runner.projected_seq)
+        projections.fenced.set()
 
 
 @contextlib.asynccontextmanager
@@ -211,7 +216,7 @@ async def running_projections(
         )
         projections = Projections(runner, backend, connection, spare)
         async with asyncio.TaskGroup() as tasks:
-            task = tasks.create_task(_run_until_fenced(runner), name="projection-runner")
+            task = tasks.create_task(_run_until_fenced(projections), name="projection-runner")
             ready = tasks.create_task(runner.ready.wait(), name="projection-ready")
             # Usually ready in well under a second; a backend that is down must not hold up
             # `hub up` (the gateway already serves), so after a while it goes on without.
@@ -266,6 +271,10 @@ async def running_projections(
         await backend.close()
 
 
+# How often a process whose lease ran out by the clock looks whether its renewal came back.
+_FENCED_POLL_S: Final = 0.1
+
+
 def lease_key(settings: Settings) -> str:
     return f"projections.{settings.stream.name}"
 
@@ -284,6 +293,11 @@ class LeasedProjections:
         lease = self.lease
         while True:
             await lease.held.wait()
+            if not lease.holds():
+                # Run out by the clock since the lease's last look, which has not yet told
+                # (``held`` still set): its next look renews it or lets it go.
+                await asyncio.sleep(_FENCED_POLL_S)
+                continue
             log.info("projections.active", holder=lease.state.me)
             async with running_projections(
                 settings, url, spare=spare, fence=lease.holds
@@ -291,11 +305,23 @@ class LeasedProjections:
                 self.active = projections
                 self.activated.set()
                 try:
-                    await lease.free.wait()
+                    # A runner stopped at its fence is started again even if the lease's
+                    # next renewal succeeds (``free`` then never set): else this process
+                    # would hold the lease and project nothing.
+                    await _first_of(lease.free.wait(), projections.fenced.wait())
                 finally:
                     self.active = None
                     self.activated.clear()
             log.warning("projections.standby", holder=lease.state.me)
+
+
+async def _first_of(*waits: Coroutine[object, object, object]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 @contextlib.asynccontextmanager

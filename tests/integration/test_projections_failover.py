@@ -20,7 +20,13 @@ import nats.errors
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from hub.ops import Readiness
-from projections.service import STATUS_SUBJECT, Status, running_projections
+from projections.service import (
+    STATUS_SUBJECT,
+    LeasedProjections,
+    Status,
+    leased_projections,
+    running_projections,
+)
 from tests.integration.helpers import role_process
 from tests.projections.contract import store_events
 from tests.projections.helpers import dump, last_seq, replay_in
@@ -116,3 +122,46 @@ async def test_killing_the_active_hub_project_hands_over_and_the_tables_equal_a_
         assert [row["seq"] for row in after_failover["events"]] == list(range(1, end + 1))
         await replay_in(projections)
         assert await dump(projections.backend) == after_failover
+
+
+async def test_a_hub_project_fenced_by_the_clock_projects_again_once_its_lease_is_renewed(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    # NATS away for about a TTL: the runner's fence stops it before a write, then the
+    # renewal gets through (nobody took over) before the lease's loop saw it run out.
+    # Renewals are left to the test, one step at a time (no look within the test).
+    settings = msgspec.structs.replace(settings, lease_ttl_s=120.0, lease_renew_s=60.0)
+    url = nats_server.url
+    async with leased_projections(settings, url) as projecting:
+        await asyncio.wait_for(projecting.activated.wait(), 15)
+        await store_events(settings, url, fleet(2, 1).events)
+        await _projected(projecting, await last_seq(url))
+        lease = projecting.lease
+        fenced = asyncio.Event()
+        holds = lease.state.holds
+
+        def watched(now: float) -> bool:
+            held = holds(now)
+            if not held:
+                fenced.set()
+            return held
+
+        lease.state.holds = watched  # type: ignore[method-assign]
+        lease.state.valid_until = 0.0  # run out by the clock
+        await store_events(settings, url, mixed().events)
+        await asyncio.wait_for(fenced.wait(), 15)
+        await lease.step()  # the renewal that gets through
+        assert lease.holds()
+        await _projected(projecting, await last_seq(url))
+
+
+async def _projected(projecting: LeasedProjections, seq: int) -> None:
+    """Until the active runner has stored ``seq`` (whichever runner it is by then)."""
+    async with asyncio.timeout(30):
+        while True:
+            await projecting.activated.wait()
+            assert projecting.active is not None
+            with contextlib.suppress(TimeoutError):
+                # A runner stopped for good never gets there: look again at the active one.
+                await asyncio.wait_for(projecting.active.runner.wait_for(seq), 0.5)
+                return
