@@ -463,7 +463,13 @@ def check_profile(
             purpose == "ChargingStationExternalConstraints",
             "external_constraints",
             "a ChargingStationExternalConstraints profile is the station's own, from an "
-            "external system: the CSMS does not set one (OCPP 2.0.1 K01)",
+            "external system: the CSMS does not set one (OCPP 2.0.1 K01.FR.22)",
+        ),
+        (
+            not v16_ and purpose == "ChargePointMaxProfile" and profile.kind == "Relative",
+            "max_profile_not_relative",
+            "a ChargingStationMaxProfile cannot be Relative: it has no transaction to start "
+            "from (OCPP 2.0.1 K01.FR.38)",
         ),
         (
             purpose == "TxProfile" and transaction_id is None,
@@ -526,6 +532,8 @@ def check_profile(
         return found
     for index, schedule in enumerate(profile.schedules):
         found = _schedule_violation(schedule, limits, words)
+        if found is None and not v16_:
+            found = _start_violation(profile.kind, schedule)
         if found is not None:
             return msgspec.structs.replace(found, schedule=index)
     if limits.max_installed is not None:
@@ -632,6 +640,26 @@ def _schedule_violation(schedule: Schedule, limits: Limits, words: _Words) -> Vi
         ),
     )
     return _first_broken(checks)
+
+
+def _start_violation(kind: Kind, schedule: Schedule) -> Violation | None:
+    """2.x's rules for one schedule's startSchedule: 1.6 leaves an Absolute one without it to
+    the charger (most take it as from now), 2.0.1's K01 does not."""
+    return _first_broken(
+        (
+            (
+                kind != "Relative" and schedule.start_ms is None,
+                "start_schedule_needed",
+                f"an {kind} profile's schedule needs a startSchedule (OCPP 2.0.1 K01.FR.40)",
+            ),
+            (
+                kind == "Relative" and schedule.start_ms is not None,
+                "start_schedule_not_relative",
+                "a Relative profile's schedule starts with its transaction, not at a "
+                "startSchedule (OCPP 2.0.1 K01.FR.41)",
+            ),
+        )
+    )
 
 
 def _first_broken(checks: Iterable[tuple[bool, str, str]]) -> Violation | None:

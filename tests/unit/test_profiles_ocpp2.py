@@ -248,7 +248,9 @@ def _p(
         stack_level=more.pop("level", 0),
         purpose=purpose,  # type: ignore[arg-type]
         kind=more.pop("kind", "Relative"),
-        schedule=Schedule(unit="A", periods=periods, schedule_id=1),
+        schedule=Schedule(
+            unit="A", periods=periods, schedule_id=1, start_ms=more.pop("start_ms", None)
+        ),
         alternatives=alternatives,
         **more,
     )
@@ -286,6 +288,22 @@ def test_check_profile_holds_a_2x_profile_to_k01() -> None:
     assert _rule(1, with_late, "tx-1") == ("first_period_at_0", 2)
     assert _rule(1, _p("TxProfile", transaction_id="tx-1", alternatives=(other,)), "tx-1") is None
     assert _rule(1, _p(), limits=Limits(units=("W",))) == ("charging_rate_unit", 0)
+
+
+def test_check_profile_holds_a_2x_profile_to_k01s_rules_on_kind_and_start() -> None:
+    # K01.FR.38: a station-wide limit has no transaction to be relative to.
+    assert _rule(0, _p("ChargePointMaxProfile")) == ("max_profile_not_relative", 0)
+    assert _rule(0, _p("ChargePointMaxProfile", kind="Absolute", start_ms=0)) is None
+    # K01.FR.40 and FR.41, for each schedule.
+    assert _rule(1, _p(kind="Absolute")) == ("start_schedule_needed", 0)
+    assert _rule(1, _p(kind="Absolute", start_ms=0)) is None
+    started = Schedule(unit="A", periods=(Period(start_s=0, limit=6),), schedule_id=2, start_ms=0)
+    relative = _p("TxProfile", transaction_id="tx-1", alternatives=(started,))
+    assert _rule(1, relative, "tx-1") == ("start_schedule_not_relative", 1)
+    # 1.6 has none of these rules.
+    model = ChargerProfiles()
+    assert check_profile(model, 0, _p("ChargePointMaxProfile")) is None
+    assert check_profile(model, 1, _p(kind="Absolute")) is None
 
 
 def test_check_profile_speaks_the_chargers_version() -> None:
