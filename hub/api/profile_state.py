@@ -142,12 +142,18 @@ class _Paths(msgspec.Struct, frozen=True):
 
 _PATHS_16: Final = _Paths("$.connectorId", "$.csChargingProfiles", schedules_listed=False)
 _PATHS_2X: Final = _Paths("$.evseId", "$.chargingProfile", schedules_listed=True)
+# A remote start's body (1.6 RemoteStartTransaction; 2.x's RequestStartTransaction is
+# SetChargingProfile's shape).
+_PATHS_16_START: Final = _Paths("$.connectorId", "$.chargingProfile", schedules_listed=False)
 
 
-def rule_path(violation: Violation, profile: Profile, ocpp_version: str = "1.6") -> str:
-    """The JSON path, in a SetChargingProfile body of ``ocpp_version``, of what breaks
-    ``violation``'s rule."""
-    paths = _PATHS_16 if ocpp_version == "1.6" else _PATHS_2X
+def rule_path(
+    violation: Violation, profile: Profile, ocpp_version: str = "1.6", paths: _Paths | None = None
+) -> str:
+    """The JSON path, in a SetChargingProfile body of ``ocpp_version`` (or one whose
+    ``paths`` are given), of what breaks ``violation``'s rule."""
+    if paths is None:
+        paths = _PATHS_16 if ocpp_version == "1.6" else _PATHS_2X
     top, schedule = paths.profile, paths.schedule(violation.schedule)
     periods = profile.schedules[violation.schedule].periods
     at = f"{schedule}.chargingSchedulePeriod"
@@ -175,12 +181,13 @@ def rule_path(violation: Violation, profile: Profile, ocpp_version: str = "1.6")
             return f"{at}[{index}].numberPhases"
         case "connector_id" | "charge_point_max_on_connector_0" | "tx_profile_on_a_connector":
             return paths.connector
-        case "tx_profile_needs_a_transaction" | "external_constraints":
+        case "tx_profile_needs_a_transaction" | "external_constraints" | "remote_start_tx_profile":
             return f"{top}.chargingProfilePurpose"
         case (
             "tx_profile_transaction"
             | "transaction_id_only_for_tx_profile"
             | "tx_profile_needs_transaction_id"
+            | "remote_start_transaction_id"
         ):
             return f"{top}.transactionId"
         case "stack_level" | "max_stack_level":
@@ -213,25 +220,77 @@ def refusal(book: ProfileBook, charge_point_id: str, payload: bytes) -> Refusal 
             connector_id, given = request.evse_id, request.charging_profile
         case _:
             return None  # another version's body: the charger will say what it makes of it
-    top = (_PATHS_16 if version == "1.6" else _PATHS_2X).profile
+    running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
+    return _refused(
+        book,
+        charge_point_id,
+        connector_id,
+        given,
+        _PATHS_16 if version == "1.6" else _PATHS_2X,
+        transaction_id=running.transaction_id if running is not None else None,
+    )
+
+
+def remote_start_refusal(
+    book: ProfileBook, charge_point_id: str, action: str, payload: bytes
+) -> Refusal | None:
+    """Why the hub refuses to send this remote start (1.6 RemoteStartTransaction, 2.x
+    RequestStartTransaction: an already valid OCPP payload) for the charging profile it
+    carries: the TxProfile of the transaction it starts (1.6 §5.11, 2.x K05), checked like
+    a SetChargingProfile's, with no transaction running yet. None: send it."""
+    version = book.version(charge_point_id)
+    request = validate_call(version, action, payload)
+    connector_id: object
+    match request:
+        case v16.RemoteStartTransactionRequest():
+            paths, connector_id = _PATHS_16_START, request.connector_id
+        case v201.RequestStartTransactionRequest() | v21.RequestStartTransactionRequest():
+            paths, connector_id = _PATHS_2X, request.evse_id
+        case _:
+            return None  # another version's body: the charger will say what it makes of it
+    given = request.charging_profile
+    if isinstance(given, msgspec.UnsetType):
+        return None
+    return _refused(
+        book,
+        charge_point_id,
+        connector_id if isinstance(connector_id, int) else None,
+        given,
+        paths,
+        remote_start=True,
+    )
+
+
+def _refused(
+    book: ProfileBook,
+    charge_point_id: str,
+    connector_id: int | None,
+    given: AnyChargingProfile,
+    paths: _Paths,
+    *,
+    transaction_id: int | str | None = None,
+    remote_start: bool = False,
+) -> Refusal | None:
+    """The first rule ``given`` breaks on the charger as the hub knows it, where it is."""
+    version = book.version(charge_point_id)
     try:
         profile = profile_of(given)
     except Unreadable as error:
-        return Refusal(rule=error.rule, detail=str(error), path=top)
-    running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
+        return Refusal(rule=error.rule, detail=str(error), path=paths.profile)
     violation = check_profile(
         book.model(charge_point_id),
         connector_id,
         profile,
-        transaction_id=running.transaction_id if running is not None else None,
+        transaction_id=transaction_id,
         ocpp_version=version,
+        remote_start=remote_start,
     )
     if violation is None:
         return None
     return Refusal(
         rule=violation.rule,
         detail=violation.detail,
-        path=rule_path(violation, profile, version),
+        path=rule_path(violation, profile, version, paths),
     )
 
 
