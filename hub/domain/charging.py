@@ -159,6 +159,7 @@ HUB_CALLS: Final = frozenset(
         "GetConfiguration",
         "RemoteStartTransaction",
         "RequestStartTransaction",
+        "GetChargingProfiles",
     }
 )
 _READ: Final = frozenset(
@@ -168,6 +169,7 @@ _READ: Final = frozenset(
         "StopTransaction",
         "SecurityEventNotification",
         "NotifyReport",
+        "ReportChargingProfiles",
     }
 )
 # The security events the 1.6 security whitepaper calls critical (its appendix): a charger
@@ -527,6 +529,8 @@ class Charging:
                     | v21.SecurityEventNotificationRequest()
                 ):
                     self._security_event(cp, request)
+                case v201.ReportChargingProfilesRequest() | v21.ReportChargingProfilesRequest():
+                    self._reported(cp, request)
                 case PayloadError():
                     self._problem(cp, f"{frame.action}: {request}")
             return
@@ -1177,6 +1181,23 @@ class Charging:
                     remote_start_id=request.remote_start_id,
                     transaction_id=started if isinstance(started, str) else None,
                 )
+            case (
+                v201.GetChargingProfilesRequest() | v21.GetChargingProfilesRequest(),
+                v201.GetChargingProfilesResponse() | v21.GetChargingProfilesResponse(),
+            ):
+                model = self._profiles(cp)
+                report = model.report
+                if report is None or report.request_id != request.request_id:
+                    report = profiles.Report(request_id=request.request_id)
+                model.report = msgspec.structs.replace(
+                    report,
+                    criteria=profiles.criteria_of(request),
+                    command_id=command_id,
+                    asked_at=call.at,
+                    # NoProfiles: it holds none that match, and no part will come.
+                    complete=report.complete or response.status == "NoProfiles",
+                    updated_at=self._at,
+                )
             case GetConfigurationRequest(), GetConfigurationResponse():
                 keys = response.configuration_key
                 if isinstance(keys, list):
@@ -1254,6 +1275,29 @@ class Charging:
             return
         model = self._profiles(cp)
         model.awaiting = profiles.awaiting_added(model.awaiting, waiting)
+
+    def _reported(
+        self,
+        cp: str,
+        request: v201.ReportChargingProfilesRequest | v21.ReportChargingProfilesRequest,
+    ) -> None:
+        """One part of a station's report of the profiles it holds (K09): evidence kept
+        beside the model, which it does not change (docs/smart-charging.md says why)."""
+        part = []
+        for given in request.charging_profile:
+            profile = self._readable(cp, "ReportChargingProfiles", given)
+            if profile is not None:
+                part.append(
+                    profiles.ReportedProfile(
+                        connector_id=request.evse_id,
+                        profile=profile,
+                        source=request.charging_limit_source,
+                    )
+                )
+        model = self._profiles(cp)
+        model.report = profiles.report_part(
+            model.report, request.request_id, part, last=request.tbc is not True, at=self._at
+        )
 
     def _remote_start_taken(self, session: Session) -> None:
         """A transaction began: the profile of the remote start that asked for it, if one

@@ -147,13 +147,48 @@ class AwaitingStart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     command_id: str = ""
 
 
+class ReportCriteria(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a 2.x GetChargingProfiles asked for (None: not given, any)."""
+
+    evse_id: int | None = None
+    purpose: Purpose | None = None
+    stack_level: int | None = None
+    profile_ids: tuple[int, ...] | None = None
+    sources: tuple[str, ...] | None = None
+
+
+class ReportedProfile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A profile a 2.x station says it holds, on ``connector_id`` (its EVSE), and who set it
+    (its chargingLimitSource: CSO is the hub)."""
+
+    connector_id: int
+    profile: Profile
+    source: str = "CSO"
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A 2.x station's latest answer to a GetChargingProfiles: what was asked (None: the hub
+    did not see the request), the profiles its ReportChargingProfiles gave so far, and
+    whether the last part (``tbc`` false) came, or it answered NoProfiles."""
+
+    request_id: int
+    criteria: ReportCriteria | None = None
+    profiles: tuple[ReportedProfile, ...] = ()
+    complete: bool = False
+    command_id: str = ""
+    asked_at: int = 0  # when the hub sent the request
+    updated_at: int = 0  # when the last part, or the answer, came
+
+
 class ChargerProfiles(msgspec.Struct, kw_only=True):
     """One charger's installed profiles, in the order they were installed, and its limits;
-    ``awaiting``: remote starts' profiles waiting for the transaction they belong to."""
+    ``awaiting``: remote starts' profiles waiting for the transaction they belong to;
+    ``report``: its latest report of what it holds (2.x), evidence beside the model."""
 
     installed: list[Installed] = []
     limits: Limits = msgspec.field(default_factory=Limits)
     awaiting: list[AwaitingStart] = []
+    report: Report | None = None
 
 
 class Violation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -437,6 +472,136 @@ def transaction_over(
         return connector_id in (0, old.connector_id)
 
     return [old for old in installed if not ends(old)], [old for old in installed if ends(old)]
+
+
+# -- a station's report of what it holds (2.x K09) ---------------------------------------------
+
+AnyGetProfiles = v201.GetChargingProfilesRequest | v21.GetChargingProfilesRequest
+# Who set a profile a station reports: the CSMS (the hub) is CSO.
+HUB_SOURCE: Final = "CSO"
+
+
+def criteria_of(request: AnyGetProfiles) -> ReportCriteria:
+    """What a GetChargingProfiles asks for."""
+    asked = request.charging_profile
+    evse, purpose, level = request.evse_id, asked.charging_profile_purpose, asked.stack_level
+    ids, sources = asked.charging_profile_id, asked.charging_limit_source
+    return ReportCriteria(
+        evse_id=evse if isinstance(evse, int) else None,
+        purpose=purpose_of(purpose) if isinstance(purpose, str) else None,
+        stack_level=level if isinstance(level, int) else None,
+        profile_ids=tuple(ids) if isinstance(ids, list) else None,
+        sources=tuple(sources) if isinstance(sources, list) else None,
+    )
+
+
+def asked_for(criteria: ReportCriteria, connector_id: int, profile: Profile, source: str) -> bool:
+    """Whether a profile (on ``connector_id``, set by ``source``) answers ``criteria``; an
+    EVSE asked for is that EVSE's profiles (0: the station's own, K09)."""
+    return (
+        (criteria.evse_id is None or criteria.evse_id == connector_id)
+        and (criteria.purpose is None or criteria.purpose == profile.purpose)
+        and (criteria.stack_level is None or criteria.stack_level == profile.stack_level)
+        and (criteria.profile_ids is None or profile.profile_id in criteria.profile_ids)
+        and (criteria.sources is None or source in criteria.sources)
+    )
+
+
+def report_part(
+    report: Report | None,
+    request_id: int,
+    part: Sequence[ReportedProfile],
+    *,
+    last: bool,
+    at: int,
+) -> Report:
+    """``report`` with one ReportChargingProfiles more (a new report if it answers another
+    request); at most :data:`MAX_REPORTED` profiles are kept."""
+    if report is None or report.request_id != request_id:
+        report = Report(request_id=request_id)
+    profiles = (*report.profiles, *part)[:MAX_REPORTED]
+    return msgspec.structs.replace(report, profiles=profiles, complete=last, updated_at=at)
+
+
+# Profiles kept of one report (a station holds a few dozen).
+MAX_REPORTED: Final = 1_000
+
+
+class ReportDifference(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Where a station's report and the hub's model disagree on one profile:
+    ``missing_at_charger`` (the hub holds it, the report, which asked for it, does not),
+    ``unknown_to_hub`` (the station holds one the hub set, CSO, that the hub does not),
+    ``differs`` (both hold it; ``fields`` say what differs)."""
+
+    profile_id: int
+    connector_id: int
+    difference: Literal["missing_at_charger", "unknown_to_hub", "differs"]
+    fields: tuple[str, ...] = ()
+
+
+_COMPARED: Final = (
+    "stack_level",
+    "purpose",
+    "kind",
+    "recurrency",
+    "valid_from_ms",
+    "valid_to_ms",
+    "transaction_id",
+    "schedule",
+    "alternatives",
+)
+
+
+def report_differences(installed: Sequence[Installed], report: Report) -> list[ReportDifference]:
+    """Where a complete report differs from the model, by profile id: the hub's profiles
+    the request asked for that it lacks (without the request's criteria, none: the hub
+    cannot tell what was asked), those of the hub's (CSO) it holds that the model does not,
+    and those both hold that differ. Profiles other sources set (an EMS, the grid operator)
+    are the station's business."""
+    ours = {one.profile.profile_id: one for one in installed}
+    theirs = {one.profile.profile_id: one for one in report.profiles}
+    found: list[ReportDifference] = []
+    criteria = report.criteria
+    for profile_id, held in ours.items():
+        if profile_id in theirs or criteria is None or not report.complete:
+            continue
+        if asked_for(criteria, held.connector_id, held.profile, HUB_SOURCE):
+            found.append(
+                ReportDifference(
+                    profile_id=profile_id,
+                    connector_id=held.connector_id,
+                    difference="missing_at_charger",
+                )
+            )
+    for profile_id, reported in theirs.items():
+        mine = ours.get(profile_id)
+        if mine is None:
+            if reported.source == HUB_SOURCE:
+                found.append(
+                    ReportDifference(
+                        profile_id=profile_id,
+                        connector_id=reported.connector_id,
+                        difference="unknown_to_hub",
+                    )
+                )
+            continue
+        fields = tuple(
+            name
+            for name in _COMPARED
+            if getattr(mine.profile, name) != getattr(reported.profile, name)
+        )
+        if mine.connector_id != reported.connector_id:
+            fields = ("connector_id", *fields)
+        if fields:
+            found.append(
+                ReportDifference(
+                    profile_id=profile_id,
+                    connector_id=reported.connector_id,
+                    difference="differs",
+                    fields=fields,
+                )
+            )
+    return found
 
 
 # How long a remote start's profile waits for its transaction: a charger that accepted the
