@@ -211,7 +211,8 @@ def _profile_paths() -> dict[str, dict[str, Any]]:
             "get": {
                 "operationId": "list_profiles",
                 "summary": "The charging profiles the hub knows the charger holds (accepted, "
-                "not cleared, replaced or ended), oldest first, and its advertised limits",
+                "not cleared, replaced or ended), oldest first, its advertised limits, and "
+                "a 2.x station's latest report of what it holds, compared with them",
                 "tags": ["smart-charging"],
                 "parameters": [
                     CHARGER,

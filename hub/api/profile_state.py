@@ -7,8 +7,9 @@ so what the window leaves out (older than it, or than its age bound) is folded i
 domain through :class:`ProfileBook` too, as far as it changes profiles or the transactions
 TxProfiles belong to (:data:`PROFILE_SUBJECTS`): the hub's SetChargingProfile,
 ClearChargingProfile and GetConfiguration with the chargers' answers, StartTransaction and
-StopTransaction (2.x: TransactionEvent), 2.x stations' NotifyReports (their limits),
-connections (a charger's OCPP version), and the supervisor's closes.
+StopTransaction (2.x: TransactionEvent), 2.x stations' NotifyReports (their limits) and
+ReportChargingProfiles (what they say they hold, shown beside the model), remote starts
+(their profiles), connections (a charger's OCPP version), and the supervisor's closes.
 
 A 2.x station's profiles are checked and shown in 2.x's terms: ``evseId`` and
 ``chargingProfile`` in the body, ChargingStationMaxProfile for the purpose.
@@ -30,6 +31,7 @@ from hub.domain.profiles import (
     Installed,
     Limits,
     Profile,
+    Report,
     Schedule,
     Unit,
     Unreadable,
@@ -37,6 +39,7 @@ from hub.domain.profiles import (
     check_profile,
     profile_of,
     purpose_name,
+    report_differences,
 )
 from hub.domain.schedules import Composite, CompositePeriod, Difference
 from hub.domain.timeutil import parse_ms
@@ -58,6 +61,7 @@ PROFILE_SUBJECTS: Final = (
     "ev.cp.*.in.TransactionEvent",
     "ev.cp.*.out.TransactionEvent",
     "ev.cp.*.in.NotifyReport",
+    "ev.cp.*.in.ReportChargingProfiles",
     *(f"ev.cp.*.in.{action}" for action in sorted(HUB_CALLS)),
     "ev.cp.*.conn.>",
     "ev.admin.command.>",
@@ -142,12 +146,18 @@ class _Paths(msgspec.Struct, frozen=True):
 
 _PATHS_16: Final = _Paths("$.connectorId", "$.csChargingProfiles", schedules_listed=False)
 _PATHS_2X: Final = _Paths("$.evseId", "$.chargingProfile", schedules_listed=True)
+# A remote start's body (1.6 RemoteStartTransaction; 2.x's RequestStartTransaction is
+# SetChargingProfile's shape).
+_PATHS_16_START: Final = _Paths("$.connectorId", "$.chargingProfile", schedules_listed=False)
 
 
-def rule_path(violation: Violation, profile: Profile, ocpp_version: str = "1.6") -> str:
-    """The JSON path, in a SetChargingProfile body of ``ocpp_version``, of what breaks
-    ``violation``'s rule."""
-    paths = _PATHS_16 if ocpp_version == "1.6" else _PATHS_2X
+def rule_path(
+    violation: Violation, profile: Profile, ocpp_version: str = "1.6", paths: _Paths | None = None
+) -> str:
+    """The JSON path, in a SetChargingProfile body of ``ocpp_version`` (or one whose
+    ``paths`` are given), of what breaks ``violation``'s rule."""
+    if paths is None:
+        paths = _PATHS_16 if ocpp_version == "1.6" else _PATHS_2X
     top, schedule = paths.profile, paths.schedule(violation.schedule)
     periods = profile.schedules[violation.schedule].periods
     at = f"{schedule}.chargingSchedulePeriod"
@@ -175,12 +185,13 @@ def rule_path(violation: Violation, profile: Profile, ocpp_version: str = "1.6")
             return f"{at}[{index}].numberPhases"
         case "connector_id" | "charge_point_max_on_connector_0" | "tx_profile_on_a_connector":
             return paths.connector
-        case "tx_profile_needs_a_transaction" | "external_constraints":
+        case "tx_profile_needs_a_transaction" | "external_constraints" | "remote_start_tx_profile":
             return f"{top}.chargingProfilePurpose"
         case (
             "tx_profile_transaction"
             | "transaction_id_only_for_tx_profile"
             | "tx_profile_needs_transaction_id"
+            | "remote_start_transaction_id"
         ):
             return f"{top}.transactionId"
         case "stack_level" | "max_stack_level":
@@ -213,25 +224,77 @@ def refusal(book: ProfileBook, charge_point_id: str, payload: bytes) -> Refusal 
             connector_id, given = request.evse_id, request.charging_profile
         case _:
             return None  # another version's body: the charger will say what it makes of it
-    top = (_PATHS_16 if version == "1.6" else _PATHS_2X).profile
+    running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
+    return _refused(
+        book,
+        charge_point_id,
+        connector_id,
+        given,
+        _PATHS_16 if version == "1.6" else _PATHS_2X,
+        transaction_id=running.transaction_id if running is not None else None,
+    )
+
+
+def remote_start_refusal(
+    book: ProfileBook, charge_point_id: str, action: str, payload: bytes
+) -> Refusal | None:
+    """Why the hub refuses to send this remote start (1.6 RemoteStartTransaction, 2.x
+    RequestStartTransaction: an already valid OCPP payload) for the charging profile it
+    carries: the TxProfile of the transaction it starts (1.6 §5.11, 2.x K05), checked like
+    a SetChargingProfile's, with no transaction running yet. None: send it."""
+    version = book.version(charge_point_id)
+    request = validate_call(version, action, payload)
+    connector_id: object
+    match request:
+        case v16.RemoteStartTransactionRequest():
+            paths, connector_id = _PATHS_16_START, request.connector_id
+        case v201.RequestStartTransactionRequest() | v21.RequestStartTransactionRequest():
+            paths, connector_id = _PATHS_2X, request.evse_id
+        case _:
+            return None  # another version's body: the charger will say what it makes of it
+    given = request.charging_profile
+    if isinstance(given, msgspec.UnsetType):
+        return None
+    return _refused(
+        book,
+        charge_point_id,
+        connector_id if isinstance(connector_id, int) else None,
+        given,
+        paths,
+        remote_start=True,
+    )
+
+
+def _refused(
+    book: ProfileBook,
+    charge_point_id: str,
+    connector_id: int | None,
+    given: AnyChargingProfile,
+    paths: _Paths,
+    *,
+    transaction_id: int | str | None = None,
+    remote_start: bool = False,
+) -> Refusal | None:
+    """The first rule ``given`` breaks on the charger as the hub knows it, where it is."""
+    version = book.version(charge_point_id)
     try:
         profile = profile_of(given)
     except Unreadable as error:
-        return Refusal(rule=error.rule, detail=str(error), path=top)
-    running = book.running(charge_point_id, connector_id) if connector_id > 0 else None
+        return Refusal(rule=error.rule, detail=str(error), path=paths.profile)
     violation = check_profile(
         book.model(charge_point_id),
         connector_id,
         profile,
-        transaction_id=running.transaction_id if running is not None else None,
+        transaction_id=transaction_id,
         ocpp_version=version,
+        remote_start=remote_start,
     )
     if violation is None:
         return None
     return Refusal(
         rule=violation.rule,
         detail=violation.detail,
-        path=rule_path(violation, profile, version),
+        path=rule_path(violation, profile, version, paths),
     )
 
 
@@ -291,10 +354,43 @@ class ChargerLimitsView(_View, frozen=True, kw_only=True):
     charging_schedule_allowed_charging_rate_unit: list[Unit] | None = None
 
 
+class ReportedView(_View, frozen=True, kw_only=True):
+    """A profile the station reported: where, its id, purpose, and who set it."""
+
+    connector_id: int
+    charging_profile_id: int
+    charging_profile_purpose: str
+    stack_level: int
+    charging_limit_source: str
+
+
+class ReportDifferenceView(_View, frozen=True, kw_only=True):
+    charging_profile_id: int
+    connector_id: int
+    difference: str
+    fields: list[str] | None = None
+
+
+class ReportView(_View, frozen=True, kw_only=True):
+    """The station's latest report of what it holds (2.x GetChargingProfiles answered by
+    ReportChargingProfiles), and where it differs from the hub's model; ``differences``
+    and ``agree`` only once the report is complete."""
+
+    request_id: int
+    complete: bool
+    command_id: str = ""
+    asked_at: str | None = None
+    updated_at: str
+    profiles: list[ReportedView]
+    differences: list[ReportDifferenceView] | None = None
+    agree: bool | None = None
+
+
 class ProfileList(_View, frozen=True, kw_only=True):
     charge_point_id: str
     profiles: list[ProfileView]
     limits: ChargerLimitsView
+    report: ReportView | None = None
 
 
 def _iso(ms: int | None) -> str | None:
@@ -337,11 +433,62 @@ def profile_view(book: ProfileBook, charge_point_id: str, installed: Installed) 
     )
 
 
+def report_view(book: ProfileBook, charge_point_id: str, report: Report) -> ReportView:
+    version = book.version(charge_point_id)
+    differences = None
+    if report.complete:
+        found = report_differences(book.model(charge_point_id).installed, report)
+        differences = [
+            ReportDifferenceView(
+                charging_profile_id=one.profile_id,
+                connector_id=one.connector_id,
+                difference=one.difference,
+                fields=[_FIELD_NAMES.get(name, name) for name in one.fields] or None,
+            )
+            for one in found
+        ]
+    return ReportView(
+        request_id=report.request_id,
+        complete=report.complete,
+        command_id=report.command_id,
+        asked_at=_iso(report.asked_at or None),
+        updated_at=iso(report.updated_at),
+        profiles=[
+            ReportedView(
+                connector_id=one.connector_id,
+                charging_profile_id=one.profile.profile_id,
+                charging_profile_purpose=purpose_name(one.profile.purpose, version),
+                stack_level=one.profile.stack_level,
+                charging_limit_source=one.source,
+            )
+            for one in report.profiles
+        ],
+        differences=differences,
+        agree=not differences if differences is not None else None,
+    )
+
+
+# The model's field names as OCPP's JSON names them.
+_FIELD_NAMES: Final = {
+    "connector_id": "evseId",
+    "stack_level": "stackLevel",
+    "purpose": "chargingProfilePurpose",
+    "kind": "chargingProfileKind",
+    "recurrency": "recurrencyKind",
+    "valid_from_ms": "validFrom",
+    "valid_to_ms": "validTo",
+    "transaction_id": "transactionId",
+    "schedule": "chargingSchedule",
+    "alternatives": "chargingSchedule",
+}
+
+
 def profile_list(
     book: ProfileBook, charge_point_id: str, connector_id: int | None = None
 ) -> ProfileList:
     model = book.model(charge_point_id)
     limits: Limits = model.limits
+    report = model.report
     return ProfileList(
         charge_point_id=charge_point_id,
         profiles=[
@@ -357,6 +504,7 @@ def profile_list(
                 list(limits.units) if limits.units is not None else None
             ),
         ),
+        report=report_view(book, charge_point_id, report) if report is not None else None,
     )
 
 

@@ -45,6 +45,7 @@ from hub.api.profile_state import (
     difference_view,
     profile_list,
     refusal,
+    remote_start_refusal,
 )
 from hub.domain.command_tracking import CommandView
 from hub.domain.profiles import Unit
@@ -92,7 +93,10 @@ class ScheduleAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
 def setup(app: web.Application) -> None:
     """Register the routes and the SetChargingProfile check; after the command API's backbone."""
     app[PROFILES] = profiles = ProfilesApi(app[LIVE])
-    app[API].checks["SetChargingProfile"] = _checker(profiles)
+    checks = app[API].checks
+    checks["SetChargingProfile"] = _checker(profiles, "SetChargingProfile")
+    checks["RemoteStartTransaction"] = _checker(profiles, "RemoteStartTransaction")
+    checks["RequestStartTransaction"] = _checker(profiles, "RequestStartTransaction")
     route = app.router.add_route
     route("GET", "/api/v1/chargers/{charge_point_id}/profiles", _answering_errors(_list))
     route(
@@ -102,10 +106,13 @@ def setup(app: web.Application) -> None:
     )
 
 
-def _checker(profiles: ProfilesApi) -> Check:
+def _checker(profiles: ProfilesApi, action: str) -> Check:
     async def check(charge_point_id: str, payload: bytes) -> ErrorBody | None:
         await profiles.settled()
-        refused = refusal(profiles.book, charge_point_id, payload)
+        if action == "SetChargingProfile":
+            refused = refusal(profiles.book, charge_point_id, payload)
+        else:
+            refused = remote_start_refusal(profiles.book, charge_point_id, action, payload)
         if refused is None:
             return None
         log.info("api.profile_refused", charge_point_id=charge_point_id, rule=refused.rule)

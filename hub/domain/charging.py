@@ -108,6 +108,8 @@ from schemas.ocpp.v16 import (
     GetConfigurationResponse,
     MeterValue,
     MeterValuesRequest,
+    RemoteStartTransactionRequest,
+    RemoteStartTransactionResponse,
     SecurityEventNotificationRequest,
     SetChargingProfileRequest,
     SetChargingProfileResponse,
@@ -120,7 +122,7 @@ from schemas.ocpp.v16 import (
 
 # Bump whenever the fold derives something else from the same events: snapshots of
 # another version are then ignored and the stream is folded again.
-STATE_VERSION: Final = 11
+STATE_VERSION: Final = 12
 # Ended transactions stay known so late readings and retried Stops still find them; beyond
 # this many the oldest ended one is forgotten (FIFO by end: deterministic).
 KEEP_ENDED: Final = 20_000
@@ -146,10 +148,20 @@ ANSWERED: Final = frozenset(
     {"StartTransaction", "BootNotification", "DataTransfer", "TransactionEvent"}
 )
 # The hub's CALLs whose answers change what the domain knows of a charger: its profiles, and
-# the configuration keys that limit them. The request is the command's (admin.command.
-# requested, under the CALL's unique id); the answer is the charger's CALLRESULT frame or,
-# for a consumer that follows only admin events, the command's finished event.
-HUB_CALLS: Final = frozenset({"SetChargingProfile", "ClearChargingProfile", "GetConfiguration"})
+# the configuration keys that limit them, and remote starts, whose profile is the TxProfile
+# of the transaction they begin. The request is the command's (admin.command.requested,
+# under the CALL's unique id); the answer is the charger's CALLRESULT frame or, for a
+# consumer that follows only admin events, the command's finished event.
+HUB_CALLS: Final = frozenset(
+    {
+        "SetChargingProfile",
+        "ClearChargingProfile",
+        "GetConfiguration",
+        "RemoteStartTransaction",
+        "RequestStartTransaction",
+        "GetChargingProfiles",
+    }
+)
 _READ: Final = frozenset(
     {
         "StatusNotification",
@@ -157,6 +169,7 @@ _READ: Final = frozenset(
         "StopTransaction",
         "SecurityEventNotification",
         "NotifyReport",
+        "ReportChargingProfiles",
     }
 )
 # The security events the 1.6 security whitepaper calls critical (its appendix): a charger
@@ -295,6 +308,7 @@ class Session(msgspec.Struct, kw_only=True):
     updated_at: int = 0  # hub time of the last event that changed it
     last_meter_at: int = 0  # hub time of its last readings
     settlement: Settlement | None = None
+    remote_start_id: int | None = None  # 2.x: the RequestStartTransaction that began it
 
     @property
     def ongoing(self) -> bool:
@@ -324,6 +338,7 @@ class PendingCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     payload: str
     seq: int
     ocpp_version: str = "1.6"
+    at: int = 0  # when the hub stored it
 
 
 class State(msgspec.Struct, kw_only=True):
@@ -514,6 +529,8 @@ class Charging:
                     | v21.SecurityEventNotificationRequest()
                 ):
                     self._security_event(cp, request)
+                case v201.ReportChargingProfilesRequest() | v21.ReportChargingProfilesRequest():
+                    self._reported(cp, request)
                 case PayloadError():
                     self._problem(cp, f"{frame.action}: {request}")
             return
@@ -665,6 +682,7 @@ class Charging:
         session = self._begin(cp, request.connector_id, transaction_id, start_ms, request.id_tag)
         session.meter_start = float(request.meter_start)
         self._started(session, answer.id_tag_info.status)
+        self._remote_start_taken(session)
 
     def _begin(
         self,
@@ -1020,6 +1038,12 @@ class Charging:
             session.connector_id = evse
         if id_tag and not session.id_tag:
             session.id_tag = id_tag
+        remote_start_id = request.transaction_info.remote_start_id
+        if isinstance(remote_start_id, int) and session.remote_start_id is None and session.ongoing:
+            # The event of the remote start's (K05): Started, or Updated when the
+            # transaction began before the request (a cable plugged in first).
+            session.remote_start_id = remote_start_id
+            self._remote_start_taken(session)
         if request.event_type == "Ended" and _same_stop(
             session, at_ms, max(register)[1] if register else session.meter_stop
         ):
@@ -1079,6 +1103,7 @@ class Charging:
             payload=bytes(event.payload).decode(),
             seq=self._seq,
             ocpp_version=self.charger(cp).ocpp_version or "1.6",
+            at=self._at,
         )
         if len(calls) > MAX_PENDING:
             del calls[next(iter(calls))]
@@ -1127,6 +1152,52 @@ class Charging:
                         model.installed, profiles.clear_of(request)
                     )
                     self._profiles_cleared(cp, removed, reason)
+            case (
+                RemoteStartTransactionRequest(),
+                RemoteStartTransactionResponse(status="Accepted"),
+            ) if not isinstance(request.charging_profile, UnsetType):
+                connector = request.connector_id
+                self._remote_start(
+                    cp,
+                    call,
+                    command_id,
+                    request.charging_profile,
+                    connector if isinstance(connector, int) else None,
+                    id_tag=ci(request.id_tag),
+                )
+            case (
+                v201.RequestStartTransactionRequest() | v21.RequestStartTransactionRequest(),
+                v201.RequestStartTransactionResponse(status="Accepted")
+                | v21.RequestStartTransactionResponse(status="Accepted"),
+            ) if not isinstance(request.charging_profile, UnsetType):
+                evse = request.evse_id
+                started = response.transaction_id
+                self._remote_start(
+                    cp,
+                    call,
+                    command_id,
+                    request.charging_profile,
+                    evse if isinstance(evse, int) else None,
+                    remote_start_id=request.remote_start_id,
+                    transaction_id=started if isinstance(started, str) else None,
+                )
+            case (
+                v201.GetChargingProfilesRequest() | v21.GetChargingProfilesRequest(),
+                v201.GetChargingProfilesResponse() | v21.GetChargingProfilesResponse(),
+            ):
+                model = self._profiles(cp)
+                report = model.report
+                if report is None or report.request_id != request.request_id:
+                    report = profiles.Report(request_id=request.request_id)
+                model.report = msgspec.structs.replace(
+                    report,
+                    criteria=profiles.criteria_of(request),
+                    command_id=command_id,
+                    asked_at=call.at,
+                    # NoProfiles: it holds none that match, and no part will come.
+                    complete=report.complete or response.status == "NoProfiles",
+                    updated_at=self._at,
+                )
             case GetConfigurationRequest(), GetConfigurationResponse():
                 keys = response.configuration_key
                 if isinstance(keys, list):
@@ -1142,8 +1213,118 @@ class Charging:
             ):
                 # Rejected, NotSupported: the charger holds what it held.
                 self._profile_refused(cp, command_id, call, str(response.status))
+            case (
+                RemoteStartTransactionRequest()
+                | v201.RequestStartTransactionRequest()
+                | v21.RequestStartTransactionRequest(),
+                RemoteStartTransactionResponse()
+                | v201.RequestStartTransactionResponse()
+                | v21.RequestStartTransactionResponse(),
+            ):
+                pass  # no profile, or refused: no profile waits for a transaction
             case _:
                 self._problem(cp, f"{call.action}: undecodable")
+
+    def _remote_start(
+        self,
+        cp: str,
+        call: PendingCall,
+        command_id: str,
+        payload: profiles.AnyChargingProfile,
+        connector_id: int | None,
+        *,
+        id_tag: str = "",
+        remote_start_id: int | None = None,
+        transaction_id: str | None = None,
+    ) -> None:
+        """The charger accepted a remote start with a profile: the TxProfile of the
+        transaction it starts (1.6 §5.11, 2.x K05). Installed at once if that transaction
+        already began (the answer names it, or its start came before the answer), else kept
+        until it begins."""
+        profile = self._readable(cp, "RemoteStart", payload)
+        if profile is None:
+            return
+        waiting = profiles.AwaitingStart(
+            profile=profile,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            remote_start_id=remote_start_id,
+            at=call.at,
+            command_id=command_id,
+        )
+        session = self.session_of(cp, transaction_id) if transaction_id is not None else None
+        if session is None:
+            for session_key in self.charger(cp).ongoing:
+                begun = self.state.sessions.get(session_key)
+                # 1.6's start names no remote start: one that began before the request is
+                # not its. A 2.x transaction names it.
+                if begun is None or (begun.remote_start_id is None and begun.opened_at < call.at):
+                    continue
+                _, taken = profiles.taken_by(
+                    [waiting],
+                    begun.opened_at,
+                    connector_id=begun.connector_id,
+                    id_tag=ci(begun.id_tag),
+                    remote_start_id=begun.remote_start_id,
+                )
+                if taken is not None:
+                    session = begun
+                    break
+        if session is not None and session.ongoing:
+            self._install_for(session, waiting)
+            return
+        model = self._profiles(cp)
+        model.awaiting = profiles.awaiting_added(model.awaiting, waiting)
+
+    def _reported(
+        self,
+        cp: str,
+        request: v201.ReportChargingProfilesRequest | v21.ReportChargingProfilesRequest,
+    ) -> None:
+        """One part of a station's report of the profiles it holds (K09): evidence kept
+        beside the model, which it does not change (docs/smart-charging.md says why)."""
+        part = []
+        for given in request.charging_profile:
+            profile = self._readable(cp, "ReportChargingProfiles", given)
+            if profile is not None:
+                part.append(
+                    profiles.ReportedProfile(
+                        connector_id=request.evse_id,
+                        profile=profile,
+                        source=request.charging_limit_source,
+                    )
+                )
+        model = self._profiles(cp)
+        model.report = profiles.report_part(
+            model.report, request.request_id, part, last=request.tbc is not True, at=self._at
+        )
+
+    def _remote_start_taken(self, session: Session) -> None:
+        """A transaction began: the profile of the remote start that asked for it, if one
+        waits, is its TxProfile from now on."""
+        model = self.state.profiles.get(session.charge_point_id)
+        if model is None or not model.awaiting:
+            return
+        model.awaiting, taken = profiles.taken_by(
+            model.awaiting,
+            self._at,
+            connector_id=session.connector_id,
+            id_tag=ci(session.id_tag),
+            remote_start_id=session.remote_start_id,
+        )
+        if taken is not None:
+            self._install_for(session, taken)
+
+    def _install_for(self, session: Session, waiting: profiles.AwaitingStart) -> None:
+        # The transaction's id, unknown when the profile was sent, is known now.
+        profile = msgspec.structs.replace(waiting.profile, transaction_id=session.transaction_id)
+        self._put(
+            session.charge_point_id,
+            session.connector_id,
+            profile,
+            session.session,
+            waiting.command_id,
+        )
 
     def _profile_refused(self, cp: str, command_id: str, call: PendingCall, status: str) -> None:
         connector_id = msgspec.json.decode(call.payload, type=_Connector)
@@ -1171,10 +1352,8 @@ class Charging:
         payload: profiles.AnyChargingProfile,
         command_id: str,
     ) -> None:
-        try:
-            profile = profiles.profile_of(payload)
-        except profiles.Unreadable as error:
-            self._problem(cp, f"SetChargingProfile: {error}")
+        profile = self._readable(cp, "SetChargingProfile", payload)
+        if profile is None:
             return
         session = ""
         if profile.purpose == "TxProfile":
@@ -1185,6 +1364,22 @@ class Charging:
                 open_key = self.charger(cp).connector(connector_id).open
                 named = self.state.sessions.get(open_key) if open_key else None
             session = named.session if named is not None and named.ongoing else ""
+        self._put(cp, connector_id, profile, session, command_id)
+
+    def _readable(
+        self, cp: str, action: str, payload: profiles.AnyChargingProfile
+    ) -> profiles.Profile | None:
+        """The model's profile, None (and a problem) if it says what the model cannot hold."""
+        try:
+            return profiles.profile_of(payload)
+        except profiles.Unreadable as error:
+            self._problem(cp, f"{action}: {error}")
+            return None
+
+    def _put(
+        self, cp: str, connector_id: int, profile: profiles.Profile, session: str, command_id: str
+    ) -> None:
+        """The charger holds ``profile`` on ``connector_id`` now (a TxProfile: for ``session``)."""
         model = self._profiles(cp)
         new = Installed(
             connector_id=connector_id,

@@ -133,11 +133,62 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     units: tuple[Unit, ...] | None = None
 
 
+class AwaitingStart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A TxProfile the charger accepted with a remote start (1.6's RemoteStartTransaction,
+    2.x's RequestStartTransaction), for the transaction it has yet to start: on
+    ``connector_id`` (None: the charger picks), for 1.6's ``id_tag`` (its CiString20, as
+    :func:`hub.domain.cistring.ci` folds it), or 2.x's ``remote_start_id``."""
+
+    profile: Profile
+    connector_id: int | None = None
+    id_tag: str = ""
+    remote_start_id: int | None = None
+    at: int = 0  # when the hub sent the request
+    command_id: str = ""
+
+
+class ReportCriteria(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a 2.x GetChargingProfiles asked for (None: not given, any)."""
+
+    evse_id: int | None = None
+    purpose: Purpose | None = None
+    stack_level: int | None = None
+    profile_ids: tuple[int, ...] | None = None
+    sources: tuple[str, ...] | None = None
+
+
+class ReportedProfile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A profile a 2.x station says it holds, on ``connector_id`` (its EVSE), and who set it
+    (its chargingLimitSource: CSO is the hub)."""
+
+    connector_id: int
+    profile: Profile
+    source: str = "CSO"
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A 2.x station's latest answer to a GetChargingProfiles: what was asked (None: the hub
+    did not see the request), the profiles its ReportChargingProfiles gave so far, and
+    whether the last part (``tbc`` false) came, or it answered NoProfiles."""
+
+    request_id: int
+    criteria: ReportCriteria | None = None
+    profiles: tuple[ReportedProfile, ...] = ()
+    complete: bool = False
+    command_id: str = ""
+    asked_at: int = 0  # when the hub sent the request
+    updated_at: int = 0  # when the last part, or the answer, came
+
+
 class ChargerProfiles(msgspec.Struct, kw_only=True):
-    """One charger's installed profiles, in the order they were installed, and its limits."""
+    """One charger's installed profiles, in the order they were installed, and its limits;
+    ``awaiting``: remote starts' profiles waiting for the transaction they belong to;
+    ``report``: its latest report of what it holds (2.x), evidence beside the model."""
 
     installed: list[Installed] = []
     limits: Limits = msgspec.field(default_factory=Limits)
+    awaiting: list[AwaitingStart] = []
+    report: Report | None = None
 
 
 class Violation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -423,29 +474,219 @@ def transaction_over(
     return [old for old in installed if not ends(old)], [old for old in installed if ends(old)]
 
 
+# -- a station's report of what it holds (2.x K09) ---------------------------------------------
+
+AnyGetProfiles = v201.GetChargingProfilesRequest | v21.GetChargingProfilesRequest
+# Who set a profile a station reports: the CSMS (the hub) is CSO.
+HUB_SOURCE: Final = "CSO"
+
+
+def criteria_of(request: AnyGetProfiles) -> ReportCriteria:
+    """What a GetChargingProfiles asks for."""
+    asked = request.charging_profile
+    evse, purpose, level = request.evse_id, asked.charging_profile_purpose, asked.stack_level
+    ids, sources = asked.charging_profile_id, asked.charging_limit_source
+    return ReportCriteria(
+        evse_id=evse if isinstance(evse, int) else None,
+        purpose=purpose_of(purpose) if isinstance(purpose, str) else None,
+        stack_level=level if isinstance(level, int) else None,
+        profile_ids=tuple(ids) if isinstance(ids, list) else None,
+        sources=tuple(sources) if isinstance(sources, list) else None,
+    )
+
+
+def asked_for(criteria: ReportCriteria, connector_id: int, profile: Profile, source: str) -> bool:
+    """Whether a profile (on ``connector_id``, set by ``source``) answers ``criteria``; an
+    EVSE asked for is that EVSE's profiles (0: the station's own, K09)."""
+    return (
+        (criteria.evse_id is None or criteria.evse_id == connector_id)
+        and (criteria.purpose is None or criteria.purpose == profile.purpose)
+        and (criteria.stack_level is None or criteria.stack_level == profile.stack_level)
+        and (criteria.profile_ids is None or profile.profile_id in criteria.profile_ids)
+        and (criteria.sources is None or source in criteria.sources)
+    )
+
+
+def report_part(
+    report: Report | None,
+    request_id: int,
+    part: Sequence[ReportedProfile],
+    *,
+    last: bool,
+    at: int,
+) -> Report:
+    """``report`` with one ReportChargingProfiles more (a new report if it answers another
+    request); at most :data:`MAX_REPORTED` profiles are kept."""
+    if report is None or report.request_id != request_id:
+        report = Report(request_id=request_id)
+    profiles = (*report.profiles, *part)[:MAX_REPORTED]
+    return msgspec.structs.replace(report, profiles=profiles, complete=last, updated_at=at)
+
+
+# Profiles kept of one report (a station holds a few dozen).
+MAX_REPORTED: Final = 1_000
+
+
+class ReportDifference(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Where a station's report and the hub's model disagree on one profile:
+    ``missing_at_charger`` (the hub holds it, the report, which asked for it, does not),
+    ``unknown_to_hub`` (the station holds one the hub set, CSO, that the hub does not),
+    ``differs`` (both hold it; ``fields`` say what differs)."""
+
+    profile_id: int
+    connector_id: int
+    difference: Literal["missing_at_charger", "unknown_to_hub", "differs"]
+    fields: tuple[str, ...] = ()
+
+
+_COMPARED: Final = (
+    "stack_level",
+    "purpose",
+    "kind",
+    "recurrency",
+    "valid_from_ms",
+    "valid_to_ms",
+    "transaction_id",
+    "schedule",
+    "alternatives",
+)
+
+
+def report_differences(installed: Sequence[Installed], report: Report) -> list[ReportDifference]:
+    """Where a complete report differs from the model, by profile id: the hub's profiles
+    the request asked for that it lacks (without the request's criteria, none: the hub
+    cannot tell what was asked), those of the hub's (CSO) it holds that the model does not,
+    and those both hold that differ. Profiles other sources set (an EMS, the grid operator)
+    are the station's business."""
+    ours = {one.profile.profile_id: one for one in installed}
+    theirs = {one.profile.profile_id: one for one in report.profiles}
+    found: list[ReportDifference] = []
+    criteria = report.criteria
+    for profile_id, held in ours.items():
+        if profile_id in theirs or criteria is None or not report.complete:
+            continue
+        if asked_for(criteria, held.connector_id, held.profile, HUB_SOURCE):
+            found.append(
+                ReportDifference(
+                    profile_id=profile_id,
+                    connector_id=held.connector_id,
+                    difference="missing_at_charger",
+                )
+            )
+    for profile_id, reported in theirs.items():
+        mine = ours.get(profile_id)
+        if mine is None:
+            if reported.source == HUB_SOURCE:
+                found.append(
+                    ReportDifference(
+                        profile_id=profile_id,
+                        connector_id=reported.connector_id,
+                        difference="unknown_to_hub",
+                    )
+                )
+            continue
+        fields = tuple(
+            name
+            for name in _COMPARED
+            if getattr(mine.profile, name) != getattr(reported.profile, name)
+        )
+        if mine.connector_id != reported.connector_id:
+            fields = ("connector_id", *fields)
+        if fields:
+            found.append(
+                ReportDifference(
+                    profile_id=profile_id,
+                    connector_id=reported.connector_id,
+                    difference="differs",
+                    fields=fields,
+                )
+            )
+    return found
+
+
+# How long a remote start's profile waits for its transaction: a charger that accepted the
+# start but sees no car plugged in gives up after its ConnectionTimeOut (1.6; 2.x's
+# EVConnectionTimeOut), seconds to minutes.
+AWAITING_MS: Final = 15 * 60_000
+# Remote starts waiting per charger (a few connectors); beyond, the oldest goes.
+MAX_AWAITING: Final = 16
+
+
+def awaiting_added(awaiting: Sequence[AwaitingStart], new: AwaitingStart) -> list[AwaitingStart]:
+    """The remote starts waiting once ``new`` waits too (the oldest beyond the bound go)."""
+    return [*awaiting, new][-MAX_AWAITING:]
+
+
+def taken_by(
+    awaiting: Sequence[AwaitingStart],
+    at: int,
+    *,
+    connector_id: int,
+    id_tag: str = "",
+    remote_start_id: int | None = None,
+) -> tuple[list[AwaitingStart], AwaitingStart | None]:
+    """The remote starts still waiting once a transaction started at ``at`` (the hub's time)
+    on ``connector_id``, and the one whose profile it takes, if any: 2.x's by its
+    ``remoteStartId`` (the TransactionEvent names it), 1.6's by the same idTag on the
+    connector asked for (any, if the start named none), the oldest such first. Those older
+    than :data:`AWAITING_MS` are dropped: their charger gave up on them."""
+    fresh = [one for one in awaiting if at - one.at <= AWAITING_MS]
+    for index, one in enumerate(fresh):
+        if remote_start_id is not None:
+            matched = one.remote_start_id == remote_start_id
+        else:
+            matched = (
+                one.remote_start_id is None
+                and bool(id_tag)
+                and one.id_tag == id_tag
+                and one.connector_id in (None, connector_id)
+            )
+        if matched:
+            return [*fresh[:index], *fresh[index + 1 :]], one
+    return fresh, None
+
+
 def check_profile(
     model: ChargerProfiles,
-    connector_id: int,
+    connector_id: int | None,
     profile: Profile,
     limits: Limits | None = None,
     *,
     transaction_id: int | str | None = None,
     ocpp_version: str = "1.6",
+    remote_start: bool = False,
 ) -> Violation | None:
     """The rule ``profile`` would break if it were set on ``connector_id``, None if none.
 
     ``transaction_id`` is the transaction running on the connector (None: none is), which a
     TxProfile needs; ``limits`` the charger's (default: those the model knows);
     ``ocpp_version`` the charger's (2.x: the connector is an EVSE, and K01's rules count).
+    ``remote_start``: the profile rides in a remote start (1.6 RemoteStartTransaction, 2.x
+    RequestStartTransaction), so it is the TxProfile of the transaction that start begins,
+    which has no id yet; its ``connector_id`` may be None (the charger picks one).
     """
     limits = limits if limits is not None else model.limits
     v16_ = ocpp_version == "1.6"
     words = _WORDS_16 if v16_ else _WORDS_2X
     where = f"{words.connector} {connector_id}"
     purpose = profile.purpose
+    # The transaction a remote start's profile belongs to is the one it starts.
+    needs_running = purpose == "TxProfile" and not remote_start
     checks: tuple[tuple[bool, str, str], ...] = (
         (
-            connector_id < 0,
+            remote_start and purpose != "TxProfile",
+            "remote_start_tx_profile",
+            f"the profile of a {words.remote_start} is the TxProfile of the transaction it "
+            f"starts ({words.remote_start_rules})",
+        ),
+        (
+            remote_start and profile.transaction_id is not None,
+            "remote_start_transaction_id",
+            f"a {words.remote_start}'s profile has no transactionId: the transaction it "
+            f"belongs to has not started yet ({words.remote_start_rules})",
+        ),
+        (
+            connector_id is not None and connector_id < 0,
             "connector_id",
             f"{words.connector_field} {connector_id} is no {words.connector}",
         ),
@@ -472,17 +713,17 @@ def check_profile(
             "from (OCPP 2.0.1 K01.FR.38)",
         ),
         (
-            purpose == "TxProfile" and transaction_id is None,
+            needs_running and transaction_id is None,
             "tx_profile_needs_a_transaction",
             f"no transaction runs on {where}, and a TxProfile needs one ({words.tx_needs})",
         ),
         (
-            not v16_ and purpose == "TxProfile" and profile.transaction_id is None,
+            not v16_ and needs_running and profile.transaction_id is None,
             "tx_profile_needs_transaction_id",
             "a TxProfile names its transaction's transactionId (OCPP 2.0.1 K01.FR.03)",
         ),
         (
-            purpose == "TxProfile"
+            needs_running
             and profile.transaction_id is not None
             and transaction_id is not None
             and profile.transaction_id != transaction_id,
@@ -537,7 +778,9 @@ def check_profile(
         if found is not None:
             return msgspec.structs.replace(found, schedule=index)
     if limits.max_installed is not None:
-        kept, _ = install(model.installed, Installed(connector_id=connector_id, profile=profile))
+        # No connector given: none it would replace by its slot is known (-1 matches none).
+        on = connector_id if connector_id is not None else -1
+        kept, _ = install(model.installed, Installed(connector_id=on, profile=profile))
         if len(kept) > limits.max_installed:
             return Violation(
                 rule="max_profiles_installed",
@@ -561,6 +804,8 @@ class _Words(msgspec.Struct, frozen=True, kw_only=True):
     max_periods: str
     max_installed: str
     units: str
+    remote_start: str
+    remote_start_rules: str
 
 
 _WORDS_16: Final = _Words(
@@ -575,6 +820,8 @@ _WORDS_16: Final = _Words(
     max_periods=MAX_PERIODS_KEY,
     max_installed=MAX_INSTALLED_KEY,
     units=ALLOWED_UNITS_KEY,
+    remote_start="RemoteStartTransaction",
+    remote_start_rules="OCPP 1.6 §5.11",
 )
 # 2.x's limits are SmartChargingCtrlr variables of the station's device model.
 _WORDS_2X: Final = _Words(
@@ -589,6 +836,8 @@ _WORDS_2X: Final = _Words(
     max_periods="SmartChargingCtrlr.PeriodsPerSchedule",
     max_installed="SmartChargingCtrlr.Entries (ChargingProfiles)",
     units="SmartChargingCtrlr.RateUnit",
+    remote_start="RequestStartTransaction",
+    remote_start_rules="OCPP 2.0.1 F01, K05",
 )
 
 

@@ -476,3 +476,30 @@ def test_check_profile_keeps_the_chargers_advertised_limits() -> None:
     )
     assert rule(_profile(profile_id=3, level=1, unit="W", periods=watts)) is None
     assert rule(_profile(profile_id=1, level=2, unit="W", periods=watts)) is None
+
+
+def remote_start(b: Builder, body: dict[str, Any], tag: str = "TAG", **where: int) -> None:
+    payload = {"idTag": tag, "chargingProfile": body, **where}
+    command(b, "CP", "RemoteStartTransaction", payload, {"status": "Accepted"})
+
+
+@pytest.mark.parametrize("start_first", [False, True])
+def test_a_remote_starts_profile_goes_to_the_transaction_of_its_id_tag(start_first: bool) -> None:
+    # The charger's StartTransaction may reach the hub before its answer to the remote start.
+    b = Builder()
+    b.connect("CP")
+    other = b.start("CP", 2, "2026-11-22T10:00:00Z", 0, tag="TAG")  # before the request
+    remote_start(b, profile(5, "TxProfile"), tag="tag", connectorId=1)
+    answer = b.events[-2:]  # the CALLRESULT and the command's finished event
+    if start_first:
+        del b.events[-2:]
+    txid = b.start("CP", 1, "2026-11-22T10:00:01Z", 0, tag="TAG")
+    if start_first:
+        b.events.extend(answer)
+    charging, facts = fold(b)
+    assert held(charging) == [(1, 5, "TxProfile", 0)]
+    model = charging.state.profiles["CP"]
+    assert model.installed[0].profile.transaction_id == txid != other
+    assert model.installed[0].session == str(txid)
+    assert model.awaiting == []
+    assert [f.profile.profile_id for f in facts if isinstance(f, ProfileInstalled)] == [5]
