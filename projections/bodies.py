@@ -70,10 +70,13 @@ class Spool:
         self._buffer = bytearray()
 
     def take(self, out: Output) -> None:
-        """Append ``out``'s rows to their tables' bodies, and empty its tables."""
-        for table in self._tables:
-            rows = out.rows[table]
+        """Append ``out``'s rows to their tables' bodies, and empty its tables (rows of
+        tables not spooled are dropped, as ``spool_rows`` leaves them)."""
+        for table, rows in out.rows.items():
             if not rows:
+                continue
+            if table not in self._tables:
+                rows.clear()
                 continue
             _encoder.encode_into(rows, self._buffer)
             file = self._files.get(table)
@@ -87,10 +90,11 @@ class Spool:
             rows.clear()
 
     def close(self) -> dict[str, Encoded]:
-        """The batch's bodies, complete."""
+        """The batch's bodies, complete, in the order of its tables (as ``spool_rows``)."""
         bodies: dict[str, Encoded] = {}
-        for table, file in self._files.items():
-            file.close()
-            bodies[table] = Encoded(Path(file.name), self._last_seq[table])
+        for table in self._tables:
+            if (file := self._files.get(table)) is not None:
+                file.close()
+                bodies[table] = Encoded(Path(file.name), self._last_seq[table])
         self._files = {}
         return bodies
