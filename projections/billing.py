@@ -8,15 +8,15 @@ from typing import Final
 
 from hub.domain.charging import Session
 from hub.domain.tariffs import Point, session_cost
-from hub.domain.timeutil import ch_time
 from projections.rows import BillingRow, ref
 
 _ZERO: Final = Decimal("0.0000")
 
 
 def billing_row(
-    seq: int, session: Session, curve: Sequence[Point], duration_s: float
+    seq: int, session: Session, curve: Sequence[Point], duration_s: float, updated_at: str
 ) -> BillingRow:
+    """The bill of a session version (``updated_at``: the version's, as ClickHouse reads it)."""
     tariff = session.tariff
     cost = session_cost(tariff, curve)
     settled = session.settlement
@@ -35,7 +35,7 @@ def billing_row(
         session_fee=cost.session_fee,
         total=cost.total,
         state=session.state,
-        updated_at=ch_time(session.updated_at),
+        updated_at=updated_at,
         id_tag=session.id_tag,
         idle_cost=cost.idle_cost,
         prepaid=Decimal(settled.held) if settled else _ZERO,

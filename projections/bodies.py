@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import BinaryIO, Final, NamedTuple
 
 import msgspec
 
@@ -52,3 +52,49 @@ def spool_rows(
             path.write_bytes(memoryview(encode_rows(rows))[1:-1])
             files[table] = Encoded(path, rows[-1].seq)
     return files
+
+
+class Spool:
+    """A batch's bodies as ``spool_rows`` writes them, but written as the rows are made:
+    ``take`` moves a chunk's rows out of an ``Output`` into the files. A batch's rows never
+    all wait in memory (replay's are about 40 MB at a time otherwise, each page of it a
+    fault in a fresh process), and they are encoded while the cache still holds them."""
+
+    def __init__(self, tables: tuple[str, ...], directory: Path, name: str) -> None:
+        self._tables = tables
+        self._directory = directory
+        self._name = name
+        self._files: dict[str, BinaryIO] = {}
+        self._last_seq: dict[str, int] = {}
+        # Reused from chunk to chunk: encoding allocates nothing new once it has grown.
+        self._buffer = bytearray()
+
+    def take(self, out: Output) -> None:
+        """Append ``out``'s rows to their tables' bodies, and empty its tables (rows of
+        tables not spooled are dropped, as ``spool_rows`` leaves them)."""
+        for table, rows in out.rows.items():
+            if not rows:
+                continue
+            if table not in self._tables:
+                rows.clear()
+                continue
+            _encoder.encode_into(rows, self._buffer)
+            file = self._files.get(table)
+            if file is None:
+                path = self._directory / f"{self._name}-{table}.json"
+                file = self._files[table] = path.open("wb")
+            else:
+                file.write(b",")  # the same bytes as one body encoded whole
+            file.write(memoryview(self._buffer)[1:-1])
+            self._last_seq[table] = rows[-1].seq
+            rows.clear()
+
+    def close(self) -> dict[str, Encoded]:
+        """The batch's bodies, complete, in the order of its tables (as ``spool_rows``)."""
+        bodies: dict[str, Encoded] = {}
+        for table in self._tables:
+            if (file := self._files.get(table)) is not None:
+                file.close()
+                bodies[table] = Encoded(Path(file.name), self._last_seq[table])
+        self._files = {}
+        return bodies

@@ -17,7 +17,7 @@ from typing import BinaryIO, Final
 
 import msgspec
 
-from projections.bodies import spool_rows
+from projections.bodies import Spool
 from projections.fold import apply_message
 from projections.rows import Output
 from projections.state import State
@@ -69,6 +69,38 @@ def _read(stream: BinaryIO) -> bytes | None:
     return stream.read(int.from_bytes(head, "big"))
 
 
+class Folder:
+    """The child's work, apart from its pipes: each request in, a reply per flush out."""
+
+    def __init__(self, settings: Start) -> None:
+        self._settings = settings
+        self._state = State()
+        self._out = Output(settings.skip)
+        self._batches = 0
+        self._spool: Spool | None = None
+
+    def handle(self, request: Fold | Flush) -> Reply | None:
+        if isinstance(request, Fold):
+            for seq, event in request.events:
+                apply_message(self._state, self._out, seq, event)
+            if self._spool is None:
+                self._spool = Spool(
+                    self._settings.tables, Path(self._settings.spool), f"fold{self._batches}"
+                )
+            self._spool.take(self._out)
+            return None
+        files = self._spool.close() if self._spool is not None else {}
+        self._spool = None
+        self._batches += 1
+        # The fold's state is long-lived and free of cycles: left to the collector, its full
+        # passes walk all of it again and again as it grows. Frozen, they walk only what
+        # the next batch makes (refcounting still frees what the state lets go).
+        gc.freeze()
+        return Reply(
+            bodies={table: (str(file.body), file.last_seq) for table, file in files.items()}
+        )
+
+
 def main() -> None:
     """The child: fold what comes on stdin, answer each flush on stdout, until stdin ends."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -78,32 +110,17 @@ def main() -> None:
     start = _read(requests)
     if start is None:
         return
-    settings = msgspec.msgpack.decode(start, type=Start)
-    state = State()
-    spool = Path(settings.spool)
-    out = Output(settings.skip)
+    folder = Folder(msgspec.msgpack.decode(start, type=Start))
     while (data := _read(requests)) is not None:
         try:
-            request = _request_decoder.decode(data)
-            if isinstance(request, Fold):
-                for seq, event in request.events:
-                    apply_message(state, out, seq, event)
-                continue
-            files = spool_rows(out, settings.tables, spool, request.first_seq)
-            reply = Reply(
-                bodies={table: (str(file.body), file.last_seq) for table, file in files.items()}
-            )
+            reply = folder.handle(_request_decoder.decode(data))
         except Exception as error:  # a bug in the fold: the parent fails the replay with it
             replies.write(frame(encoder.encode(Reply(error=repr(error)[:2000]))))
             replies.flush()
             raise
-        replies.write(frame(encoder.encode(reply)))
-        replies.flush()
-        out = Output(settings.skip)
-        # The fold's state is long-lived and free of cycles: left to the collector, its full
-        # passes walk all of it again and again as it grows. Frozen, they walk only what
-        # the next batch makes (refcounting still frees what the state lets go).
-        gc.freeze()
+        if reply is not None:
+            replies.write(frame(encoder.encode(reply)))
+            replies.flush()
 
 
 if __name__ == "__main__":

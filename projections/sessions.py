@@ -9,6 +9,7 @@ issued (flagged ``no_start``).
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from hub.domain import energy
@@ -37,6 +38,8 @@ INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 # Written records outlive the domain's sessions by at most this many before a sweep.
 _SWEEP_SLACK: Final = 1000
+# The hours of energy_deltas: the few hours readings fall in, each formatted once.
+_hour_text: Final = functools.lru_cache(maxsize=4096)(ch_time)
 
 
 def _session(state: State, charge_point_id: str, name: str) -> tuple[Session, Written] | None:
@@ -154,7 +157,7 @@ def _energy_rows(
                     seq=seq,
                     charge_point_id=session.charge_point_id,
                     session_id=session.session,
-                    hour=ch_time(hour),
+                    hour=_hour_text(hour),
                     energy_wh=delta / energy.NANO,
                 )
             )
@@ -183,6 +186,7 @@ def version(
     last = session.stop_ms if session.stop_ms is not None else (points[-1][0] if points else None)
     duration_s = max((last - first) / 1000 if first is not None and last is not None else 0.0, 0.0)
     transaction_id = session.transaction_id if isinstance(session.transaction_id, int) else 0
+    updated_at = ch_time(session.updated_at)
     out.add(
         SessionRow(
             seq=seq,
@@ -200,8 +204,8 @@ def version(
             stop_reason=session.stop_reason,
             state=session.state,
             flags=list(session.flags),
-            updated_at=ch_time(session.updated_at),
+            updated_at=updated_at,
             transaction_ref=ref(session.transaction_id),
         )
     )
-    out.add(billing_row(seq, session, points, duration_s))
+    out.add(billing_row(seq, session, points, duration_s, updated_at))

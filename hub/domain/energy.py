@@ -77,7 +77,9 @@ def _spread(into: Hours, first: Point, second: Point, sign: int) -> None:
     edge = t0
     while edge < t1:
         hour = edge - edge % HOUR_MS
-        until = min(hour + HOUR_MS, t1)
+        until = hour + HOUR_MS
+        if until > t1:  # not min(): a call per segment of every reading
+            until = t1
         into[hour] = into.get(hour, 0) + sign * round(delta * (until - edge) / span * NANO)
         edge = until
 

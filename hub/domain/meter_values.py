@@ -7,12 +7,13 @@ reading means the same whichever version sent it."""
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 import msgspec
 from msgspec import UNSET as _UNSET
 from msgspec.structs import astuple
 
+from hub.domain.facts import Sample
 from schemas.ocpp import v21, v201
 from schemas.ocpp.v16 import (
     SampledValue,
@@ -28,7 +29,9 @@ _SCALE_MORE: Final = {"kvar": ("var", 1000.0), "kVA": ("VA", 1000.0)}
 Sampled16 = SampledValue | TransactionDataSampledValue
 Sampled2 = v201.SampledValue | v21.SampledValue
 Sampled = Sampled16 | Sampled2
-_SAMPLED_2X: Final = (v201.SampledValue, v21.SampledValue)
+# By exact type: ``isinstance`` against a msgspec Struct class that does not match goes
+# through the metaclass (0.2 µs a class), and a 1.6 sample missed both, twice a reading.
+_SAMPLED_2X: Final = frozenset({v201.SampledValue, v21.SampledValue})
 
 
 # No meter reads a petawatt-hour (or a petawatt, ...): past this a value is a charger's
@@ -48,6 +51,9 @@ class Kind(NamedTuple):
     signed: bool
     # The session's total import register: no phase, so not one leg of it.
     is_energy_register: bool
+    # A sample of this kind (at time 0, value 0): a reading's sample is a copy with its own
+    # time and value, half the cost of building one field by field.
+    template: Sample
 
 
 # Every field of a sampled value but its number is an enum in the schema, so there are few
@@ -56,15 +62,19 @@ _kinds: dict[tuple[object, ...], Kind] = {}
 
 
 def kind_of(sampled: Sampled) -> Kind:
-    if isinstance(sampled, _SAMPLED_2X):
-        return _kind_2x(sampled)
+    if type(sampled) in _SAMPLED_2X:
+        return _kind_2x(cast(Sampled2, sampled))
     # Every field but the number (the first), read in one call.
     fields = astuple(sampled)[1:]
     kind = _kinds.get(fields)
     if kind is None:
-        unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
-        kind = _kinds[fields] = _kind(sampled, unit, 0, signed=sampled.format == "SignedData")
+        kind = _kinds[fields] = _kind_16(cast(Sampled16, sampled))
     return kind
+
+
+def _kind_16(sampled: Sampled16) -> Kind:
+    unit = "Wh" if sampled.unit is _UNSET else str(sampled.unit)
+    return _kind(sampled, unit, 0, signed=sampled.format == "SignedData")
 
 
 def _kind_2x(sampled: Sampled2) -> Kind:
@@ -96,15 +106,26 @@ def _kind(sampled: Sampled, unit: str, multiplier: int, *, signed: bool) -> Kind
     base, factor = _SCALE.get(unit) or _SCALE_MORE.get(unit) or (unit, 1.0)
     # A multiplier far out of any meter's range makes the value implausible, not a crash.
     factor *= 10.0 ** max(-30, min(30, multiplier))
+    location = "Outlet" if sampled.location is _UNSET else str(sampled.location)
+    context = "Sample.Periodic" if sampled.context is _UNSET else str(sampled.context)
     return Kind(
         measurand=measurand,
         phase=phase,
-        location="Outlet" if sampled.location is _UNSET else str(sampled.location),
-        context="Sample.Periodic" if sampled.context is _UNSET else str(sampled.context),
+        location=location,
+        context=context,
         unit=base,
         factor=factor,
         signed=signed,
         is_energy_register=measurand == ENERGY_REGISTER and not phase and base == "Wh",
+        template=Sample(
+            at_ms=0,
+            measurand=measurand,
+            value=0.0,
+            unit=base,
+            phase=phase,
+            location=location,
+            context=context,
+        ),
     )
 
 
@@ -117,9 +138,9 @@ def value_of(sampled: Sampled, kind: Kind) -> float:
     except ValueError:
         text = str(sampled.value)[:40]
         raise ValueError(f"{kind.measurand}: value {text!r} is not a number") from None
+    value = number * kind.factor
+    if -PLAUSIBLE_LIMIT <= value <= PLAUSIBLE_LIMIT:
+        return value  # NaN and the infinities fail this too: why, below
     if not math.isfinite(number):
         raise ValueError(f"{kind.measurand}: value {str(sampled.value)[:40]!r} is not finite")
-    value = number * kind.factor
-    if abs(value) > PLAUSIBLE_LIMIT:
-        raise ValueError(f"{kind.measurand}: value {str(sampled.value)[:40]!r} is beyond any meter")
-    return value
+    raise ValueError(f"{kind.measurand}: value {str(sampled.value)[:40]!r} is beyond any meter")

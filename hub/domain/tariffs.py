@@ -7,6 +7,7 @@ I/O; money is ``Decimal`` end to end and rounded once per component, half-even, 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -106,13 +107,19 @@ def _price(text: str, name: str) -> Decimal:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _rate(text: str) -> Decimal:
+    """A price of a tariff's, parsed once: a bill is worked out on every session version."""
+    return Decimal(text)
+
+
 def _rates_at(tariff: Tariff, minute_of_day: int) -> tuple[Decimal, Decimal]:
     for band in tariff.bands:
         start, end = parse_hhmm(band.start), parse_hhmm(band.end)
         inside = start <= minute_of_day < end if start <= end else not end <= minute_of_day < start
         if inside:
-            return Decimal(band.per_kwh), Decimal(band.per_minute)
-    return Decimal(tariff.per_kwh), Decimal(tariff.per_minute)
+            return _rate(band.per_kwh), _rate(band.per_minute)
+    return _rate(tariff.per_kwh), _rate(tariff.per_minute)
 
 
 def _cuts(tariff: Tariff, start: int, end: int) -> list[int]:
@@ -154,11 +161,11 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     until = charging_until(curve)
     energy, minutes = (_flat if not tariff.bands else _banded)(tariff, curve, until)
     idle_ms = max(0, curve[-1][0] - until - tariff.idle_grace_minutes * _MINUTE_MS)
-    idle = Decimal(idle_ms) / _MINUTE_MS * Decimal(tariff.idle_per_minute)
+    idle = Decimal(idle_ms) / _MINUTE_MS * _rate(tariff.idle_per_minute)
     energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
     time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
     idle_cost = idle.quantize(_PLACES, ROUND_HALF_EVEN)
-    fee = Decimal(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
+    fee = _rate(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
     return Cost(
         energy_cost=energy_cost,
         time_cost=time_cost,
@@ -197,8 +204,8 @@ def _flat(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, 
     wh = _wh(curve[0][1], curve[-1][1])
     span_ms = max(0, until - curve[0][0])
     return (
-        wh / 1000 * Decimal(tariff.per_kwh),
-        Decimal(span_ms) / _MINUTE_MS * Decimal(tariff.per_minute),
+        wh / 1000 * _rate(tariff.per_kwh),
+        Decimal(span_ms) / _MINUTE_MS * _rate(tariff.per_minute),
     )
 
 
