@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -15,6 +15,7 @@ import nats.errors
 import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -39,13 +40,51 @@ _HEADER_OVERHEAD: Final = 64
 _JS_MESSAGE_TOO_LARGE: Final = 10054
 
 
+Handler = Callable[[Msg], None]
+
+
 class _Client(NatsClient):
     """nats-py closes a connection for good on any ``-ERR`` from the server, reconnects or
     not; the server itself has by then closed the socket after a protocol error. One
     charger's unstorable frame must not cut every charger off NATS, so this client
     reconnects instead, as it does when the socket breaks, unless the error came while
     connecting (bad credentials must fail the connect).
+
+    It also hands the messages of a ``subscribe_direct`` subscription to their handler as
+    they are parsed: nats-py queues each message for a task of the subscription's own, a
+    hop through the event loop per message, the costliest part of taking one in. Those are
+    the hot ones: every event a fold pulls, two PubAcks per frame a gateway stores.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, Handler] = {}
+
+    async def subscribe_direct(self, subject: str, handler: Handler) -> Subscription:
+        """Subscribe ``handler``, called in the read loop for each message in order; it must
+        not block (nor raise: an error is logged and costs that message alone)."""
+        subscription = await self.subscribe(subject)
+        self._direct[subscription._id] = handler
+        return subscription
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        super()._remove_sub(sid, max_msgs)
+        self._direct.pop(sid, None)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
+        try:
+            handler(msg)
+        except Exception as error:  # one message's bug must not break the read loop
+            log.error("nats.handler_failed", subject=msg.subject, error=repr(error))
 
     async def _process_err(self, err_msg: str) -> None:
         if self.is_connecting or self.is_closed or _PERMISSIONS_ERR in err_msg:
@@ -54,6 +93,18 @@ class _Client(NatsClient):
         error = nats.errors.Error(f"nats: {err_msg.strip(chr(39))}")
         await self._error_cb(error)
         await self._process_op_err(error)
+
+
+async def subscribe_direct(client: NatsClient, subject: str, handler: Handler) -> Subscription:
+    """``handler`` for every message on ``subject``, called as the message is read
+    (``_Client.subscribe_direct``); through nats-py's own queue on another client."""
+    if isinstance(client, _Client):
+        return await client.subscribe_direct(subject, handler)
+
+    async def queued(msg: Msg) -> None:
+        handler(msg)
+
+    return await client.subscribe(subject, cb=queued, pending_msgs_limit=1_000_000)
 
 
 class Connection:
@@ -213,11 +264,9 @@ class EventStore:
         return self._stall_seconds + ongoing
 
     async def start(self) -> None:
-        await self._connection.client.subscribe(
-            f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=1_000_000
-        )
+        await subscribe_direct(self._connection.client, f"{self._inbox}.*", self._on_ack)
 
-    async def _on_ack(self, msg: Msg) -> None:
+    def _on_ack(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject.rpartition(".")[2], None)
         if future is None or future.done():
             return

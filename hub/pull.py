@@ -31,6 +31,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from hub.bus import subscribe_direct
+
 log = structlog.get_logger("hub.pull")
 
 _STATUS: Final = "Status"
@@ -94,7 +96,7 @@ class Puller:
         self._taken = asyncio.Event()
 
     async def start(self) -> None:
-        self._sub = await self.client.subscribe(self.inbox, cb=self._on_message)
+        self._sub = await subscribe_direct(self.client, self.inbox, self._on_message)
         self._task = asyncio.create_task(self._keep_pulling(), name=f"pull:{self.subject}")
 
     async def stop(self) -> None:
@@ -108,7 +110,7 @@ class Puller:
                 await self._sub.unsubscribe()
             self._sub = None
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg) -> None:
         headers = msg.headers
         if headers and _STATUS in headers:
             # 404 nothing stored, 408 expired, 409 consumer gone or replaced...: each ends

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hub.bus import event_backbone
+from nats.aio.msg import Msg
+
+from hub.bus import event_backbone, subscribe_direct
 from hub.config import Settings
 from hub.follower import FETCH_WAIT_S, Follower
 from hub.nats_server import EmbeddedNats
@@ -76,3 +78,35 @@ async def test_settled_waits_for_what_was_stored_before_though_the_stream_ends_e
             assert await follower.settled()
             assert folded[-1] == seqs[-1] < other
             assert not await follower.reached(other, within_s=0.05)
+
+
+async def test_a_direct_subscription_takes_each_message_as_it_is_read(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    # The folds' pulls and the gateway's PubAcks skip nats-py's queue and task per message
+    # (the costliest part of taking one in): the handler runs as the message is read, in
+    # order, and one that fails costs its own message, not the connection.
+    async with event_backbone(settings, nats_server.client_url, name="test") as (connection, _):
+        client = connection.client
+        got: list[bytes] = []
+        last = asyncio.Event()
+
+        def handler(msg: Msg) -> None:
+            if msg.data == b"bad":
+                raise ValueError("a bug in one handler")
+            got.append(msg.data)
+            if msg.data == b"3":
+                last.set()
+
+        subscription = await subscribe_direct(client, "direct.test", handler)
+        for data in (b"1", b"bad", b"2", b"3"):
+            await client.publish("direct.test", data)
+        async with asyncio.timeout(5):
+            await last.wait()
+        assert got == [b"1", b"2", b"3"] and client.is_connected
+        # Nothing went through the subscription's own queue, and no task waits on it.
+        assert subscription._pending_queue.empty() and subscription._wait_for_msgs_task is None
+        await subscription.unsubscribe()
+        await client.publish("direct.test", b"4")
+        await client.flush()
+        assert got == [b"1", b"2", b"3"]
