@@ -107,6 +107,9 @@ def process_name(pid: int) -> str:
             for child in (b"fanout", b"project", b"supervise"):
                 if b"hub.cli" in argv and child in argv:
                     return f"hub {child.decode()}"
+            if b"projections.fold_child" in argv:
+                # `hub project`'s spare fold process, waiting for a replay.
+                return "fold child"
     return name
 
 
@@ -129,6 +132,37 @@ def sample_tree(pid: int) -> list[ProcessSample]:
 
 def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(c) for c in descendants(pid))
+
+
+def tree_cpu_by_process(pid: int) -> dict[int, tuple[str, str, float]]:
+    """{pid: (name, role, CPU seconds)} for `pid` and its live descendants."""
+    found = {pid: (process_name(pid), "server", cpu_seconds(pid))}
+    for child in descendants(pid):
+        found[child] = (process_name(child), "child", cpu_seconds(child))
+    return found
+
+
+def cpu_by_process(
+    start: dict[int, tuple[str, str, float]],
+    end: dict[int, tuple[str, str, float]],
+    messages: int,
+) -> list[dict[str, Any]]:
+    """What each process spent in the window: where a message's cost goes (e.g. the
+    gateway, nats-server, the projections child), far less noisy than throughput."""
+    rows = []
+    for pid, (name, role, cpu_end) in end.items():
+        # A process born inside the window counts from zero; one gone by its end, not at all.
+        cpu = cpu_end - (start[pid][2] if pid in start else 0.0)
+        rows.append(
+            {
+                "pid": pid,
+                "name": name,
+                "role": role,
+                "cpu_seconds": round(cpu, 3),
+                "us_per_msg": round(cpu * 1e6 / messages, 1) if messages else None,
+            }
+        )
+    return rows
 
 
 def free_port() -> int:
@@ -342,6 +376,9 @@ class ServerProcess:
     def cpu(self) -> float:
         return tree_cpu_seconds(self.pid) if self.running else 0.0
 
+    def cpu_by_process(self) -> dict[int, tuple[str, str, float]]:
+        return tree_cpu_by_process(self.pid) if self.running else {}
+
     async def stop(self) -> None:
         proc = self._proc
         if proc is None:
@@ -404,6 +441,7 @@ class RunResult:
     server_cpu_percent: float | None = None
     server_cpu_ms_per_1k_msgs: float | None = None
     memory: dict[str, Any] | None = None
+    cpu_by_process: list[dict[str, Any]] = field(default_factory=list)
     loadavg_1m: float = 0.0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -503,6 +541,8 @@ async def run_scenario(
         )
     assert proc.stdin is not None and proc.stdout is not None
     cpu_start = cpu_end = 0.0
+    by_process_start: dict[int, tuple[str, str, float]] = {}
+    by_process_end: dict[int, tuple[str, str, float]] = {}
     try:
         event = await _read_event(proc.stdout, connect_budget)
         if event["event"] != "connected":
@@ -516,9 +556,11 @@ async def run_scenario(
         while True:
             event = await _read_event(proc.stdout, run_budget)
             if event["event"] == "window_start":
-                cpu_start = server.cpu()
+                by_process_start = server.cpu_by_process()
+                cpu_start = sum(cpu for _, _, cpu in by_process_start.values())
             elif event["event"] == "window_end":
-                cpu_end = server.cpu()
+                by_process_end = server.cpu_by_process()
+                cpu_end = sum(cpu for _, _, cpu in by_process_end.values())
             elif event["event"] == "report":
                 _apply_report(result, event["report"])
                 break
@@ -544,6 +586,8 @@ async def run_scenario(
         result.server_cpu_percent = round(100.0 * cpu / result.window_seconds, 1)
         if result.messages:
             result.server_cpu_ms_per_1k_msgs = round(cpu * 1e6 / result.messages, 2)
+    if by_process_end:
+        result.cpu_by_process = cpu_by_process(by_process_start, by_process_end, result.messages)
     result.wall_seconds = round(time.perf_counter() - started, 2)
     return result
 
@@ -932,6 +976,24 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(client_lag, 1)} | {_fmt(r['loadavg_1m'], 2)} "
             f"| {_fmt(r['connect_seconds'], 2)} |"
         )
+    lines += [
+        "",
+        "## CPU µs per message by process",
+        "",
+        "Each process's CPU time (user + system) over the measured window, divided by the "
+        "messages answered in it.",
+        "",
+        "| N | scenario | target | process | CPU % | µs/msg |",
+        "|---:|---|---|---|---:|---:|",
+    ]
+    for r in report["results"]:
+        window = r["window_seconds"]
+        for p in r.get("cpu_by_process", []):
+            percent = 100.0 * p["cpu_seconds"] / window if window else None
+            lines.append(
+                f"| {r['n']} | {r['scenario']} | {r['target']} | {p['name']} ({p['role']}) "
+                f"| {_fmt(percent, 1)} | {_fmt(p['us_per_msg'], 1)} |"
+            )
     lines += [
         "",
         "## Idle memory by process",

@@ -33,13 +33,13 @@ import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerInfo
 
+from hub.bus import subscribe_direct
+
 log = structlog.get_logger("hub.pull")
 
-_STATUS: Final = "Status"
 # Statuses that also say the consumer had nothing more to deliver.
 _NOTHING_LEFT: Final = frozenset({"404", "408"})
 # How long an idle request waits on the server before it is renewed.
@@ -190,7 +190,7 @@ class Puller:
             self._task.cancel()
 
     async def start(self) -> None:
-        self._sub = await self.client.subscribe(self.inbox, cb=self._on_message)
+        self._sub = await subscribe_direct(self.client, self.inbox, self._on_message)
         self._task = asyncio.create_task(self._keep_pulling(), name=f"pull:{self.subject}")
 
     async def stop(self) -> None:
@@ -204,18 +204,18 @@ class Puller:
                 await self._sub.unsubscribe()
             self._sub = None
 
-    async def _on_message(self, msg: Msg) -> None:
-        headers = msg.headers
-        if headers and _STATUS in headers:
+    def _on_message(self, subject: str, reply: str, data: bytes, status: str) -> None:
+        del subject
+        if status:
             # 404 nothing stored, 408 expired, 409 consumer gone or replaced...: each ends
             # the request it answers.
-            self._status = headers[_STATUS]
+            self._status = status
             if self._status in _NOTHING_LEFT and not self._lost:
                 self._pending = 0
             self._expected = 0
             self._request_over.set()
             return
-        seq, number, pending = delivery(msg.reply)
+        seq, number, pending = delivery(reply)
         self._expected -= 1
         if self._lost:
             return
@@ -226,8 +226,8 @@ class Puller:
         self._pending = pending
         if not self._buffer:
             self._first_at = time.monotonic()
-        self._buffer.append((seq, msg.data))
-        self._replies.append(msg.reply)
+        self._buffer.append((seq, data))
+        self._replies.append(reply)
         if len(self._buffer) >= self._want:
             self._enough.set()
         if self._expected <= 0:

@@ -67,6 +67,9 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
             assert {"rss_before_kib", "rss_after_kib", "kib_per_connection"} <= set(r["memory"])
         else:
             assert {"p50_ms", "p99_ms", "count", "errors"} <= set(r["latency"])
+            # Where each message's CPU went, by process: the baselines are one process each.
+            [server] = [p for p in r["cpu_by_process"] if p["role"] == "server"]
+            assert server["cpu_seconds"] >= 0 and server["us_per_msg"] is not None
     saturation = [r for r in report["results"] if r["scenario"] == "saturation"]
     assert all(r["messages"] > 0 for r in saturation)
     # The 2.0.1 chargers send the 1.6 load's counterpart: meter values in TransactionEvents.
@@ -91,6 +94,25 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     markdown = (tmp_path / "ingest-latest.md").read_text()
     assert "| 10 | echo |" in markdown and "ocpp_lib/echo" in markdown
     assert "| 10 | ocpp_lib@2.0.1 |" in markdown and "OCPP 1.6, 2.0.1" in markdown
+    assert "## CPU µs per message by process" in markdown
+    assert "| 10 | saturation | echo | python (server) |" in markdown
+
+
+def test_cpu_by_process_divides_each_process_window_by_the_messages() -> None:
+    from bench.run import cpu_by_process
+
+    start = {
+        10: ("hub", "server", 5.0),
+        11: ("nats-server", "child", 1.0),
+        12: ("gone", "child", 9.0),
+    }
+    end = {10: ("hub", "server", 6.5), 11: ("nats-server", "child", 1.5), 13: ("new", "child", 0.2)}
+    rows = {row["name"]: row for row in cpu_by_process(start, end, 5000)}
+    # A process gone by the window's end counts no more; one born inside it from zero.
+    assert set(rows) == {"hub", "nats-server", "new"}
+    assert rows["hub"]["cpu_seconds"] == 1.5 and rows["hub"]["us_per_msg"] == 300.0
+    assert rows["nats-server"]["us_per_msg"] == 100.0 and rows["new"]["us_per_msg"] == 40.0
+    assert cpu_by_process(start, end, 0)[0]["us_per_msg"] is None
 
 
 @pytest.mark.timeout(60)

@@ -602,6 +602,44 @@ async def test_fleet_saturate_reports_round_trips() -> None:
         assert paths == {f"/ocpp/FLEET%20{i:05d}" for i in range(3)}
 
 
+async def test_saturating_charger_reads_the_power_it_charges_at() -> None:
+    """Readings as fast as the server answers still imply the charger's 11 kW, not megawatts
+    (which the hub's power detector would flag on every transaction): the meter's clock runs
+    in session time, and the transaction's Start and Stop carry it too."""
+    async with fake_csms() as fake:
+        report = await run_fleet(
+            FleetOptions(chargers=1, url=fake.url, mode="saturate", duration=0.3, seed=11)
+        )
+        frames = fake.drain_calls()
+    assert report.connected == 1 and report.latency.errors == 0
+    readings: dict[int, list[tuple[datetime, float]]] = {}
+    times: list[datetime] = []
+    for _, _, action, payload in frames:
+        if action == "MeterValues" and "transactionId" in payload:
+            [value] = payload["meterValue"]
+            register = next(
+                float(s["value"])
+                for s in value["sampledValue"]
+                if s["measurand"] == "Energy.Active.Import.Register"
+            )
+            at = _parse_ts(value["timestamp"])
+            readings.setdefault(payload["transactionId"], []).append((at, register))
+            times.append(at)
+        elif action in ("StartTransaction", "StopTransaction"):
+            times.append(_parse_ts(payload["timestamp"]))
+    pairs = [
+        (earlier, later)
+        for samples in readings.values()
+        for earlier, later in itertools.pairwise(samples)
+    ]
+    assert len(pairs) > 10
+    for (t0, v0), (t1, v1) in pairs:
+        power_w = (v1 - v0) * 3600 / (t1 - t0).total_seconds()
+        assert 0 < power_w < 12_000, (t0, v0, t1, v1)
+    # One clock for the whole transaction: no message goes back in time.
+    assert times == sorted(times)
+
+
 async def test_fleet_idle_only_boots_and_announces() -> None:
     thresholds = gc.get_threshold()
     async with fake_csms() as fake:

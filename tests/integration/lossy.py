@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nats.aio.msg import Msg
-
 from hub.pull import Puller, delivered
 
 
@@ -17,11 +15,11 @@ class LossyPuller(Puller):
     # Those it lost.
     lost_seqs: ClassVar[list[int]] = []
 
-    async def _on_message(self, msg: Msg) -> None:
-        if msg.reply and msg.reply.startswith("$JS.ACK."):
-            seq = delivered(msg.reply).seq
+    def _on_message(self, subject: str, reply: str, data: bytes, status: str) -> None:
+        if reply.startswith("$JS.ACK."):
+            seq = delivered(reply).seq
             if seq in self.lose:
                 self.lose.discard(seq)
                 self.lost_seqs.append(seq)
                 return
-        await super()._on_message(msg)
+        super()._on_message(subject, reply, data, status)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hub.bus import Connection, event_backbone
+from hub.bus import Connection, event_backbone, subscribe_direct
 from hub.config import Settings
 from hub.follower import FETCH_WAIT_S, Follower
 from hub.nats_server import EmbeddedNats
@@ -148,3 +148,42 @@ def _ticks(connection: Connection, settings: Settings, folded: list[int]) -> Fol
         lambda _, seq: folded.append(seq),
         name="test",
     )
+
+
+async def test_a_direct_subscription_takes_each_message_as_it_is_read(
+    nats_server: EmbeddedNats, settings: Settings
+) -> None:
+    # The folds' pulls and the gateway's PubAcks skip nats-py's header dict, Msg, queue and
+    # task per message (most of what taking one in costs): the handler runs as the message
+    # is read, in order, and one that fails costs its own message, not the connection.
+    async with event_backbone(settings, nats_server.client_url, name="test") as (connection, _):
+        client = connection.client
+        got: list[tuple[str, str, bytes, str]] = []
+        last = asyncio.Event()
+
+        def handler(subject: str, reply: str, data: bytes, status: str) -> None:
+            if data == b"bad":
+                raise ValueError("a bug in one handler")
+            got.append((subject, reply, data, status))
+            if status:
+                last.set()
+
+        subscription = await subscribe_direct(client, "direct.>", handler)
+        for data in (b"1", b"bad", b"2"):
+            await client.publish("direct.test", data, reply="direct.back")
+        # A request nobody answers: the server says so to its reply subject, status 503.
+        await client.publish("nobody.listens", b"", reply="direct.inbox")
+        async with asyncio.timeout(5):
+            await last.wait()
+        assert got == [
+            ("direct.test", "direct.back", b"1", ""),
+            ("direct.test", "direct.back", b"2", ""),
+            ("direct.inbox", "", b"", "503"),
+        ]
+        assert client.is_connected
+        # Nothing went through the subscription's own queue, and no task waits on it.
+        assert subscription._pending_queue.empty() and subscription._wait_for_msgs_task is None
+        await subscription.unsubscribe()
+        await client.publish("direct.test", b"3")
+        await client.flush()
+        assert len(got) == 3

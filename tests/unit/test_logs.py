@@ -3,7 +3,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
+import pytest
+import structlog
+
+from hub import logs
 from hub.logs import Throttle
 
 
@@ -57,3 +62,35 @@ def test_throttle_forgets_the_oldest_kind_past_its_bound() -> None:
     for n in range(100):
         throttle.admit(f"kind-{n}")
     assert len(throttle._windows) == 4
+
+
+@pytest.mark.parametrize(
+    "ns",
+    [
+        1_796_215_716_619_218_000,  # a fraction
+        1_796_215_716_000_000_000,  # none: isoformat() leaves it out
+        1_796_215_716_000_001_999,  # a microsecond and a bit
+        1_796_215_799_999_999_999,  # the last microsecond of a second, then the next second
+    ],
+)
+def test_the_timestamp_is_structlogs_iso_utc_text(monkeypatch: pytest.MonkeyPatch, ns: int) -> None:
+    # Every log line's timestamp is formatted per line (the gateway logs one per frame):
+    # the cheaper stamper must write exactly what structlog's TimeStamper does.
+    stamper = logs.UtcStamper()
+    for at in (ns, ns + 1_000):
+        monkeypatch.setattr(logs.time, "time_ns", lambda at=at: at)
+        ours = stamper(None, "info", {})["timestamp"]
+        when = datetime.fromtimestamp(at // 1000 / 1_000_000, UTC)
+        monkeypatch.setattr(structlog.processors.datetime, "datetime", _Fixed(when), raising=True)
+        theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})
+        assert ours == theirs["timestamp"]
+
+
+class _Fixed:
+    """``datetime.datetime`` whose ``now`` is ``when``."""
+
+    def __init__(self, when: datetime) -> None:
+        self.when = when
+
+    def now(self, tz: object = None) -> datetime:
+        return self.when

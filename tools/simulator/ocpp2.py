@@ -33,6 +33,7 @@ from tools.simulator.session import (
     Pace,
     Sample,
     SaturationLoad,
+    SaturationMeter,
     SessionPlan,
     SessionResult,
     Steps,
@@ -319,16 +320,16 @@ def station_saturation_load(
     transaction and MeterValues outside one, as 1.6 sends MeterValues with and without a
     transactionId."""
     tx: StationTransaction | None = None
-    energy_wh = station.meter_wh[1]
+    meter = SaturationMeter(station.meter_wh[1])
 
-    def reading(power_w: float = 11_000.0) -> Sample:
+    def reading(power_w: float = meter.POWER_W) -> Sample:
         soc = rng.uniform(10.0, 90.0)
-        return Sample(datetime.now(UTC), energy_wh, power_w, 16.0, 230.0, soc)
+        return Sample(meter.at, meter.register_wh, power_w, 16.0, 230.0, soc)
 
     async def send(action: str) -> object:
-        nonlocal tx, energy_wh
+        nonlocal tx
         if action == "MeterValues":
-            energy_wh += rng.uniform(50.0, 400.0)
+            meter.advance(rng)
             if tx is None:
                 return await station.meter_values(1, reading())
             return await station.update_transaction(tx, reading())

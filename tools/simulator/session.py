@@ -246,18 +246,46 @@ async def run_session(
     )
 
 
+class SaturationMeter:
+    """The meter of a charger in the saturation mix: each reading adds 50 to 400 Wh, and the
+    charger's clock runs on by the time ``POWER_W`` takes to deliver that, whatever the pace
+    of the messages (session time, as in ``SessionPlan.curve``). On the wall clock, readings
+    as fast as a server answers would imply megawatts, which the hub's power detector flags:
+    an anomaly detected and resolved per transaction, work no real charger's data causes."""
+
+    POWER_W = 11_000.0
+
+    def __init__(self, register_wh: float) -> None:
+        self.register_wh = register_wh
+        self.at = datetime.now(UTC)
+
+    def advance(self, rng: random.Random) -> None:
+        added_wh = rng.uniform(50.0, 400.0)
+        self.register_wh += added_wh
+        self.at += timedelta(hours=added_wh / self.POWER_W)
+
+
 def saturation_load(charger: SimulatedCharger, id_tag: str, rng: random.Random) -> SaturationLoad:
     """The 1.6 message of each action of the fleet's saturation mix, a StartStop action
-    starting a transaction or stopping the open one."""
+    starting a transaction or stopping the open one; the transaction's messages carry the
+    meter's clock (``SaturationMeter``)."""
     transaction: int | None = None
-    register = charger.meter_wh[1]
+    meter = SaturationMeter(charger.meter_wh[1])
 
     async def send(action: str) -> object:
-        nonlocal transaction, register
+        nonlocal transaction
+        register = meter.register_wh
         if action == "MeterValues":
-            register += rng.uniform(50.0, 400.0)
+            meter.advance(rng)
             return await charger.meter_values(
-                1, transaction, register, 11_000.0, 16.0, 230.0, rng.uniform(10, 90)
+                1,
+                transaction,
+                meter.register_wh,
+                meter.POWER_W,
+                16.0,
+                230.0,
+                rng.uniform(10, 90),
+                timestamp=meter.at,
             )
         if action == "StatusNotification":
             return await charger.status(1, rng.choice(("Charging", "SuspendedEV", "Available")))
@@ -271,9 +299,13 @@ def saturation_load(charger: SimulatedCharger, id_tag: str, rng: random.Random) 
                 DEFAULT_VENDOR_ID, PRE_CHARGE_MESSAGE_ID, pre_charge_data(soc)
             )
         if transaction is None:
-            transaction = await charger.start_transaction(1, id_tag, int(register))
+            transaction = await charger.start_transaction(
+                1, id_tag, int(register), timestamp=meter.at
+            )
             return transaction
-        stopped = await charger.stop_transaction(transaction, int(register), id_tag=id_tag)
+        stopped = await charger.stop_transaction(
+            transaction, int(register), id_tag=id_tag, timestamp=meter.at
+        )
         transaction = None
         return stopped
 
