@@ -12,6 +12,8 @@ fanout``, ``hub project``, ``hub supervise``), each a ``ChildProcess``:
   child reads end-of-file and stops (``LIFELINE=stdin``, see ``lifeline``).
 - if it exits while ``hub up`` runs, it is started again, with backoff.
 - ``hub up`` stops it with SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``.
+- it may run at a lower CPU priority (``nice``): ``hub project``, whose work can wait
+  behind the answers to chargers when the CPU is short.
 """
 
 from __future__ import annotations
@@ -43,14 +45,21 @@ Command = Callable[[str], Sequence[str]]
 
 
 class ChildProcess:
-    def __init__(self, name: str, command: Command, ready: str, nats_url: str) -> None:
+    def __init__(
+        self, name: str, command: Command, ready: str, nats_url: str, *, nice: int = 0
+    ) -> None:
         self.name = name
+        self._nice = nice
         self._command = command
         self._ready = ready
         self._nats_url = nats_url
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.ready_line = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     async def start(self) -> str:
         """Starts the child and waits until it is ready; returns its ready line."""
@@ -63,6 +72,10 @@ class ChildProcess:
             start_new_session=True,
         )
         self._process = process
+        if self._nice:
+            nice = min(os.getpriority(os.PRIO_PROCESS, 0) + self._nice, 19)
+            with contextlib.suppress(OSError):  # gone already: the wait below says so
+                os.setpriority(os.PRIO_PROCESS, process.pid, nice)
         assert process.stdout is not None
         while line := (await process.stdout.readline()).decode():
             if line.startswith(self._ready):

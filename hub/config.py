@@ -97,6 +97,9 @@ class ProjectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 5000
     linger_s: float = 0.5  # longer: fewer, larger parts; shorter: less lag
     snapshot_every: int = 50_000
+    # How much `hub up` lowers its `hub project` child's CPU priority (nice, 0-19): under
+    # overload, answering chargers comes first and the tables catch up after.
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 0
 
 
 class CaSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,6 +211,7 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_CLICKHOUSE_DATABASE": ("projections", "database"),
     "HUB_PROJECTION_BATCH_SIZE": ("projections", "batch_size"),
     "HUB_PROJECTION_LINGER": ("projections", "linger_s"),
+    "HUB_PROJECTION_NICE": ("projections", "nice"),
     "HUB_SUPERVISOR": ("supervisor", "enabled"),
     "HUB_TICK_INTERVAL": ("supervisor", "tick_s"),
     "HUB_ORPHANED_AFTER": ("supervisor", "orphaned_after_s"),

@@ -171,6 +171,7 @@ def role_children(settings: Settings, nats_url: str) -> list[ChildProcess]:
             del ready_line  # a restarted child needs nothing from the last one
             return hub_command(role, settings)
 
-        return ChildProcess(role, command, ready(role), nats_url)
+        nice = settings.projections.nice if role == "project" else 0
+        return ChildProcess(role, command, ready(role), nats_url, nice=nice)
 
     return [child(role) for role in enabled(settings)]

@@ -12,9 +12,12 @@ import resource
 import signal
 from pathlib import Path
 
+import msgspec
 from ocpp.v16 import call
 
+from hub.config import Settings
 from hub.nats_server import EmbeddedNats
+from hub.roles import role_children
 from schemas.events import OcppFrame
 from tests.integration.helpers import (
     HUB_CLI,
@@ -115,3 +118,27 @@ async def test_a_gateway_takes_more_chargers_than_the_soft_open_files_limit(
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             await process.wait()
+
+
+async def test_hub_up_runs_its_projections_at_the_nice_it_is_given(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    # Under overload the answers to chargers come first: `hub project` yields the CPU, the
+    # supervisor (whose limits keep a site safe) does not.
+    settings = msgspec.structs.replace(
+        settings,
+        projections=msgspec.structs.replace(settings.projections, nice=7),
+        fanout=msgspec.structs.replace(settings.fanout, enabled=False),
+    )
+    children = {child.name: child for child in role_children(settings, nats_server.url)}
+    assert set(children) == {"project", "supervise"}
+    try:
+        await asyncio.gather(*(child.start() for child in children.values()))
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        niceness = {
+            name: os.getpriority(os.PRIO_PROCESS, child.pid or 0)
+            for name, child in children.items()
+        }
+        assert niceness == {"project": own + 7, "supervise": own}
+    finally:
+        await asyncio.gather(*(child.stop() for child in children.values()))
