@@ -77,6 +77,7 @@ class Options:
     meter_interval_s: float
     settle_s: int
     dry: bool
+    baseline: bool
     out_dir: Path
     keep: Path | None
 
@@ -416,7 +417,7 @@ async def bench(options: Options) -> dict[str, Any]:
     raise_nofile_limit()
     runs = []
     with work_dir("bench-load-", options.keep) as root:
-        for managed in ([] if options.dry else [True]) + [False]:
+        for managed in ([] if options.dry else [True]) + ([False] if options.baseline else []):
             print(f"[load] {'managed' if managed else 'baseline'} run", file=sys.stderr)
             runs.append(await run_once(options, managed, root))
     return {
@@ -443,6 +444,9 @@ def build_parser(sub: Any) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="real minutes per run")
     parser.add_argument("--quick", action="store_true", help="1 minute per run: a smoke run")
     parser.add_argument("--dry", action="store_true", help="the baseline only, no sites")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the run without load management"
+    )
     parser.add_argument("--chargers", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reaction", type=float, default=2.0, help="chargers' delay, s")
@@ -461,6 +465,7 @@ def options_from(args: argparse.Namespace) -> Options:
         meter_interval_s=args.meter_interval,
         settle_s=args.settle,
         dry=bool(args.dry),
+        baseline=bool(args.dry) or not args.no_baseline,
         out_dir=args.out_dir,
         keep=args.keep,
     )

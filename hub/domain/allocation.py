@@ -39,7 +39,7 @@ Pure and deterministic: the same inputs give the same split, in the same order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -227,9 +227,11 @@ def changes(
     *,
     hysteresis_a: float = 1.0,
     min_interval_ms: int = 10_000,
+    prompt: Collection[ConnectorKey] = (),
 ) -> list[Allocation]:
     """The allocations worth sending now: every decrease, and increases that matter and are
-    not too soon after the last word to that connector."""
+    not too soon after the last word to that connector (``prompt``: connectors whose
+    increase goes at once, a car that was held at its draw and now draws up to its cap)."""
     due = []
     for allocation in allocations:
         last = sent.get(allocation.connector)
@@ -237,9 +239,42 @@ def changes(
             due.append(allocation)
             continue
         moved_enough = allocation.limit_a - last.limit_a >= hysteresis_a
-        if moved_enough and now - last.at >= min_interval_ms:
+        soon = allocation.connector in prompt or now - last.at >= min_interval_ms
+        if moved_enough and soon:
             due.append(allocation)
     return due
+
+
+def raises_that_fit(
+    site: Site,
+    demands: Sequence[Demand],
+    ceilings: Mapping[ConnectorKey, float],
+    raises: Iterable[Allocation],
+) -> list[Allocation]:
+    """The raises (in order) that can take effect now without any phase of any node going
+    over its limit, while every car may still draw up to its ceiling (``ceilings``: the most
+    each may draw now, a cut its charger has not yet confirmed not counting). A raise that
+    does not fit waits: a car sent more before the others' cuts take effect would put the
+    node over its limit until they do."""
+    load = load_by_node(site, demands, ceilings)
+    by_connector = {demand.connector: demand for demand in demands}
+    fitting = []
+    for allocation in raises:
+        demand = by_connector[allocation.connector]
+        step = allocation.limit_a - ceilings.get(allocation.connector, 0.0)
+        cells = [
+            (node_id, phase)
+            for node_id in site.path(demand.node_id)
+            for phase in demand.used_phases
+        ]
+        if all(
+            load[node_id][phase] + step <= site.nodes[node_id].limit.amps_per_phase + _EPSILON
+            for node_id, phase in cells
+        ):
+            fitting.append(allocation)
+            for node_id, phase in cells:
+                load[node_id][phase] += max(step, 0.0)
+    return fitting
 
 
 def load_by_node(

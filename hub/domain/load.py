@@ -41,7 +41,15 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.domain.allocation import Allocation, Demand, Sent, Site, allocate, changes
+from hub.domain.allocation import (
+    Allocation,
+    Demand,
+    Sent,
+    Site,
+    allocate,
+    changes,
+    raises_that_fit,
+)
 from hub.domain.facts import (
     ChargerConnected,
     ChargerDisconnected,
@@ -84,6 +92,24 @@ class LoadConfig(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stack_level: int = 1
     hysteresis_a: float = 1.0
     min_interval_ms: int = 10_000
+    # How long after a charger confirmed a cut its car may still draw the old limit (its
+    # control loop's reaction): a raise that needs the room waits this long after the answer.
+    reaction_allowance_ms: int = 2_000
+
+
+# What a connector of a site is allowed before the allocator has decided on its car: nothing.
+# Any other default is unsafe when the cars below a node arrive at once, or when the cars
+# already charging were given the room a default would take.
+DEFAULT_LIMIT_A: Final = 0.0
+
+
+class Lowering(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A cut sent to a connector: until its charger confirmed it (and the reaction allowance
+    after), the car may still draw its ceiling."""
+
+    command_id: str
+    limit_a: float
+    confirmed_at: int | None = None
 
 
 class Running(msgspec.Struct, kw_only=True):
@@ -103,6 +129,12 @@ class Running(msgspec.Struct, kw_only=True):
     decided_a: float | None = None
     decided_drawn_a: float | None = None
     admitted: bool = True
+    # The most the car may draw now: the highest limit it was told whose cut has not taken
+    # effect for sure (``lowering``); what raises of the others are checked against.
+    ceiling_a: float = DEFAULT_LIMIT_A
+    lowering: Lowering | None = None
+    # Its last limit was its draw and a margin (it limited itself), not its share.
+    held_at_draw: bool = False
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -298,6 +330,9 @@ class LoadManager:
                 found = running.get(pending.key) if pending is not None else None
                 if pending is not None and found is not None and pending.purpose == "TxProfile":
                     found.accepted_a = pending.limit_a
+                    lowering = found.lowering
+                    if lowering is not None and lowering.command_id == command_id:
+                        found.lowering = msgspec.structs.replace(lowering, confirmed_at=self._now)
                     if found.unmanaged and not self.state.offline.get(found.charge_point_id):
                         found.unmanaged = ""
                         self._out.alerts.append(self._alert(found, raised=False))
@@ -319,12 +354,12 @@ class LoadManager:
             payload = tx_default_profile(
                 self._version(cp),
                 connector_id,
-                assigned.min_a,
+                DEFAULT_LIMIT_A,
                 assigned.phases,
                 self.config.stack_level,
             )
             cause = f"allocation:default:{cp}:{connector_id}:{self._seq}"
-            self._pend(cause, name, assigned.min_a, "TxDefaultProfile")
+            self._pend(cause, name, DEFAULT_LIMIT_A, "TxDefaultProfile")
             self._out.decisions.append(
                 Decision(
                     event=self._event(
@@ -333,9 +368,9 @@ class LoadManager:
                         "",
                         assigned,
                         "connect",
-                        assigned.min_a,
-                        True,
-                        assigned.min_a,
+                        DEFAULT_LIMIT_A,
+                        False,
+                        DEFAULT_LIMIT_A,
                         None,
                         cause,
                     ),
@@ -352,8 +387,10 @@ class LoadManager:
             if assigned is None:
                 continue
             if found.unmanaged:
-                # Back: told again what to do, and counted at what it accepted until it says.
-                found.unmanaged, found.sent = "", None
+                # Back: told again what to do; until it confirms, its car may draw what it
+                # was counted at while out of control.
+                found.ceiling_a = max(found.ceiling_a, self._uncontrolled(found, assigned))
+                found.unmanaged, found.sent, found.lowering = "", None, None
                 self._out.alerts.append(self._alert(found, raised=False))
             self._touch(assigned, roots, "connect")
 
@@ -400,31 +437,51 @@ class LoadManager:
             assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
             if assigned is None or site.path(assigned.node_id)[-1] != root:
                 continue
+            self._settle(found)
             below.append((found, assigned, self._demand(site, found, assigned)))
         if not below:
             return
-        allocations = allocate(site, [demand for _, _, demand in below])
+        demands = [demand for _, _, demand in below]
+        allocations = allocate(site, demands)
         managed = {
             demand.connector: found.sent
             for found, _, demand in below
             if not found.unmanaged and found.sent is not None
         }
+        controlled = [
+            (found, assigned, demand, allocation)
+            for (found, assigned, demand), allocation in zip(below, allocations, strict=True)
+            if not found.unmanaged
+        ]
         due = {
             allocation.connector
             for allocation in changes(
-                (a for (f, _, _), a in zip(below, allocations, strict=True) if not f.unmanaged),
+                (allocation for *_, allocation in controlled),
                 managed,
                 self._now,
                 hysteresis_a=self.config.hysteresis_a,
                 min_interval_ms=self.config.min_interval_ms,
+                prompt={
+                    demand.connector
+                    for found, _, demand, allocation in controlled
+                    if found.held_at_draw and allocation.wants_a >= demand.max_a
+                },
             )
         }
-        for (found, assigned, demand), allocation in zip(below, allocations, strict=True):
-            if found.unmanaged:
-                continue
-            if demand.connector in due or allocation.admitted != found.admitted:
+        sending = [
+            (found, assigned, allocation)
+            for found, assigned, demand, allocation in controlled
+            if demand.connector in due or allocation.admitted != found.admitted
+        ]
+        ceilings = {demand.connector: self._ceiling(found, demand) for found, _, demand in below}
+        raising = [a for found, _, a in sending if a.limit_a > found.ceiling_a]
+        fit = {a.connector for a in raises_that_fit(site, demands, ceilings, raising)}
+        for found, assigned, allocation in sending:
+            if allocation.limit_a <= found.ceiling_a or allocation.connector in fit:
                 self._send(found, assigned, allocation, reason)
-            elif reason == "tick" and self._moved(found):
+        sent = {allocation.connector for _, _, allocation in sending}
+        for found, assigned, demand, allocation in controlled:
+            if demand.connector not in sent and reason == "tick" and self._moved(found):
                 self._record(
                     found,
                     assigned,
@@ -433,6 +490,19 @@ class LoadManager:
                     admitted=found.admitted,
                     wants_a=allocation.wants_a,
                 )
+
+    def _settle(self, found: Running) -> None:
+        """A cut its charger confirmed, the reaction allowance ago, has taken effect."""
+        lowering = found.lowering
+        if lowering is None or lowering.confirmed_at is None:
+            return
+        if self._now - lowering.confirmed_at >= self.config.reaction_allowance_ms:
+            found.ceiling_a, found.lowering = lowering.limit_a, None
+
+    def _ceiling(self, found: Running, demand: Demand) -> float:
+        # An uncontrolled car's load is what it is counted at; a controlled one may draw up
+        # to its ceiling until its cut has taken effect.
+        return demand.max_a if found.unmanaged else found.ceiling_a
 
     def _demand(self, site: Site, found: Running, assigned: Assignment) -> Demand:
         connector = (found.charge_point_id, found.connector_id)
@@ -482,6 +552,11 @@ class LoadManager:
             self.config.stack_level,
         )
         found.sent = Sent(limit_a=allocation.limit_a, at=self._now)
+        found.held_at_draw = allocation.wants_a < assigned.max_a
+        if allocation.limit_a >= found.ceiling_a:
+            found.ceiling_a, found.lowering = allocation.limit_a, None
+        else:
+            found.lowering = Lowering(command_id=command_id_for(cause), limit_a=allocation.limit_a)
         self._pend(cause, assignment_key(cp, connector_id), allocation.limit_a, "TxProfile")
         self._record(
             found,
