@@ -125,6 +125,10 @@ class Running(msgspec.Struct, kw_only=True):
     accepted_a: float | None = None  # the limit the charger last accepted
     # Why it is not controlled ("" while it is): the charger's answer, or "offline".
     unmanaged: str = ""
+    # Its load_unmanaged alert is raised: from when it went out of control until its charger
+    # accepted a profile again (a reconnected charger is told again at once, but is back
+    # under control only once it says so) or the transaction ended.
+    alerted: bool = False
     # What the last decision said, so a tick can tell what moved since.
     decided_a: float | None = None
     decided_drawn_a: float | None = None
@@ -313,7 +317,7 @@ class LoadManager:
                     return
                 del running[name]
                 assigned = self.sites.assignment(cp, connector_id)
-                if found.unmanaged:
+                if found.alerted:
                     self._out.alerts.append(self._alert(found, raised=False))
                 if assigned is not None and self.config.enabled:
                     self._record(found, assigned, "end", limit_a=0.0, admitted=False, wants_a=0.0)
@@ -333,9 +337,11 @@ class LoadManager:
                     lowering = found.lowering
                     if lowering is not None and lowering.command_id == command_id:
                         found.lowering = msgspec.structs.replace(lowering, confirmed_at=self._now)
-                    if found.unmanaged and not self.state.offline.get(found.charge_point_id):
+                    if not self.state.offline.get(found.charge_point_id):
                         found.unmanaged = ""
-                        self._out.alerts.append(self._alert(found, raised=False))
+                        if found.alerted:
+                            found.alerted = False
+                            self._out.alerts.append(self._alert(found, raised=False))
             case ProfileRefused(command_id=command_id):
                 pending = self.state.pending.pop(command_id, None)
                 found = running.get(pending.key) if pending is not None else None
@@ -387,18 +393,20 @@ class LoadManager:
             if assigned is None:
                 continue
             if found.unmanaged:
-                # Back: told again what to do; until it confirms, its car may draw what it
-                # was counted at while out of control.
+                # Back: told again what to do (a charger that rebooted lost its profiles);
+                # until it confirms, its car may draw what it was counted at while out of
+                # control, and its alert stays.
                 found.ceiling_a = max(found.ceiling_a, self._uncontrolled(found, assigned))
                 found.unmanaged, found.sent, found.lowering = "", None, None
-                self._out.alerts.append(self._alert(found, raised=False))
             self._touch(assigned, roots, "connect")
 
     def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
         if found.unmanaged:
             return
         found.unmanaged = why
-        self._out.alerts.append(self._alert(found, raised=True))
+        if not found.alerted:
+            found.alerted = True
+            self._out.alerts.append(self._alert(found, raised=True))
         assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
         if assigned is not None and self.config.enabled:
             load = self._uncontrolled(found, assigned)
@@ -415,7 +423,10 @@ class LoadManager:
 
     def _touch(self, assigned: Assignment, roots: dict[str, AllocationReason], why: str) -> None:
         root = self._root(assigned.node_id)
-        # The first cause in an event names the decision (a start before the readings in it).
+        # The first cause in an event names the decision (a start before the readings in it),
+        # but for a start: a newer start ends the transaction it supersedes first.
+        if why == "start" and roots.get(root) == "end":
+            del roots[root]
         roots.setdefault(root, why)  # type: ignore[arg-type]
 
     def _root(self, node_id: str) -> str:

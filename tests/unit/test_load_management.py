@@ -293,7 +293,32 @@ def test_an_unanswered_or_offline_charger_is_uncontrolled_until_it_is_back() -> 
     reasons = [(d.reason, d.session, d.limit_a) for d in decisions(back)]
     assert reasons[0] == ("connect", "", 0.0)  # the default, then its transaction's
     assert ("connect", "101", 10.0) in reasons
-    assert any(isinstance(i.event, AnomalyResolved) for i in back)
+    # Under control again once its charger accepts what it was told, not before.
+    assert not any(isinstance(i.event, AnomalyResolved) for i in back)
+    resolved = [i.event for i in answer(stream, back) if isinstance(i.event, AnomalyResolved)]
+    assert [(e.charge_point_id, e.transaction_id) for e in resolved] == [("CP-2", 101)]
+
+
+def test_a_charger_back_from_a_reboot_that_refuses_its_limit_keeps_its_one_alert() -> None:
+    """Rebooted, it lost the transaction without a StopTransaction: it refuses a TxProfile
+    for it. The alert raised when it went offline stays (no second one), its load still
+    counts, and the alert is cleared when the transaction is closed."""
+    stream = Stream()
+    three_cars(stream)
+    stream.add(
+        ChargerDisconnected(
+            id="gone", received_at=stream.at(20), charge_point_id="CP-2", gateway_id="gw",
+            connection_id="c",
+        )
+    )  # fmt: skip
+    back = stream.connect("CP-2", stream.at(30))
+    made = answer(stream, back[:1]) + answer(stream, back[1:], "Rejected")
+    assert not [i for i in made if isinstance(i.event, AnomalyDetected | AnomalyResolved)]
+    assert [d.reason for d in decisions(made)] == ["rejected"]
+    ended = stream.stop("CP-2", 101, 1000, stream.at(40))
+    assert [i.event.kind for i in ended if isinstance(i.event, AnomalyResolved)] == [
+        "load_unmanaged"
+    ]
 
 
 def test_replay_and_a_snapshot_make_the_same_decisions() -> None:
