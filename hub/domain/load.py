@@ -17,12 +17,17 @@ When it decides (the ``reason`` of each decision):
   limit is due, or a car's draw moved by the hysteresis since it was last decided on (so
   the record of measured load follows the cars without an event per reading);
 - ``connect``: a charger of a site connected: each of its assigned connectors gets a
-  TxDefaultProfile at its minimum (the conservative default until the allocator says more)
-  and a running transaction its TxProfile again;
+  TxDefaultProfile at 0 A (a car waits until the allocator decides on it) and a running
+  transaction its TxProfile again (a charger that rebooted lost its profiles);
 - ``rejected``: a charger refused a profile, did not answer, or went offline. Its connector
   is no longer controlled: its load counts at the last limit it accepted (else its maximum),
   ahead of every other car, and an alert (``load_unmanaged``) is raised; it is cleared when
   the charger accepts a profile again (after it reconnects) or the transaction ends.
+
+Lowering a limit is sent at once; raising one (a newcomer's first limit too) only when it
+fits with every other car counted at its ceiling, the highest limit it may still draw: its
+last limit in effect for sure (accepted by its charger, the reaction allowance ago) or any
+told since. So a car is never given room before the cuts that make it have taken effect.
 
 Only decisions that matter become events: a limit worth sending (:func:`changes`: every
 decrease at once, an increase by the hysteresis and no sooner than the interval after the
@@ -103,13 +108,18 @@ class LoadConfig(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 DEFAULT_LIMIT_A: Final = 0.0
 
 
-class Lowering(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A cut sent to a connector: until its charger confirmed it (and the reaction allowance
-    after), the car may still draw its ceiling."""
+class Told(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A limit sent to a connector and not yet in effect for sure: until its charger confirmed
+    it (and the reaction allowance after), the car may still draw what it was told before."""
 
     command_id: str
     limit_a: float
     confirmed_at: int | None = None
+
+
+# Limits told and not yet in effect for sure, per connector, at most this many (beyond, the
+# two oldest are merged into one at the higher limit: counted as more, never less).
+MAX_TOLD: Final = 8
 
 
 class Running(msgspec.Struct, kw_only=True):
@@ -133,10 +143,10 @@ class Running(msgspec.Struct, kw_only=True):
     decided_a: float | None = None
     decided_drawn_a: float | None = None
     admitted: bool = True
-    # The most the car may draw now: the highest limit it was told whose cut has not taken
-    # effect for sure (``lowering``); what raises of the others are checked against.
-    ceiling_a: float = DEFAULT_LIMIT_A
-    lowering: Lowering | None = None
+    # The limit in effect for sure (``settled_a``), and those told since (``told``): the car
+    # may draw up to the highest of them (its ceiling), what raises of the others count it at.
+    settled_a: float = DEFAULT_LIMIT_A
+    told: list[Told] = []
     # Its last limit was its draw and a margin (it limited itself), not its share.
     held_at_draw: bool = False
 
@@ -334,9 +344,12 @@ class LoadManager:
                 found = running.get(pending.key) if pending is not None else None
                 if pending is not None and found is not None and pending.purpose == "TxProfile":
                     found.accepted_a = pending.limit_a
-                    lowering = found.lowering
-                    if lowering is not None and lowering.command_id == command_id:
-                        found.lowering = msgspec.structs.replace(lowering, confirmed_at=self._now)
+                    found.told = [
+                        msgspec.structs.replace(told, confirmed_at=self._now)
+                        if told.command_id == command_id
+                        else told
+                        for told in found.told
+                    ]
                     if not self.state.offline.get(found.charge_point_id):
                         found.unmanaged = ""
                         if found.alerted:
@@ -396,8 +409,8 @@ class LoadManager:
                 # Back: told again what to do (a charger that rebooted lost its profiles);
                 # until it confirms, its car may draw what it was counted at while out of
                 # control, and its alert stays.
-                found.ceiling_a = max(found.ceiling_a, self._uncontrolled(found, assigned))
-                found.unmanaged, found.sent, found.lowering = "", None, None
+                found.settled_a = max(ceiling(found), assigned.max_a)
+                found.unmanaged, found.sent, found.told = "", None, []
             self._touch(assigned, roots, "connect")
 
     def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
@@ -485,10 +498,10 @@ class LoadManager:
             if demand.connector in due or allocation.admitted != found.admitted
         ]
         ceilings = {demand.connector: self._ceiling(found, demand) for found, _, demand in below}
-        raising = [a for found, _, a in sending if a.limit_a > found.ceiling_a]
+        raising = [a for found, _, a in sending if a.limit_a > ceiling(found)]
         fit = {a.connector for a in raises_that_fit(site, demands, ceilings, raising)}
         for found, assigned, allocation in sending:
-            if allocation.limit_a <= found.ceiling_a or allocation.connector in fit:
+            if allocation.limit_a <= ceiling(found) or allocation.connector in fit:
                 self._send(found, assigned, allocation, reason)
         sent = {allocation.connector for _, _, allocation in sending}
         for found, assigned, demand, allocation in controlled:
@@ -504,16 +517,18 @@ class LoadManager:
 
     def _settle(self, found: Running) -> None:
         """A cut its charger confirmed, the reaction allowance ago, has taken effect."""
-        lowering = found.lowering
-        if lowering is None or lowering.confirmed_at is None:
-            return
-        if self._now - lowering.confirmed_at >= self.config.reaction_allowance_ms:
-            found.ceiling_a, found.lowering = lowering.limit_a, None
+        # Chargers take their CALLs in order: once one is in effect, so are those before it.
+        for index in range(len(found.told) - 1, -1, -1):
+            at = found.told[index].confirmed_at
+            if at is not None and self._now - at >= self.config.reaction_allowance_ms:
+                found.settled_a = found.told[index].limit_a
+                found.told = found.told[index + 1 :]
+                return
 
     def _ceiling(self, found: Running, demand: Demand) -> float:
         # An uncontrolled car's load is what it is counted at; a controlled one may draw up
         # to its ceiling until its cut has taken effect.
-        return demand.max_a if found.unmanaged else found.ceiling_a
+        return demand.max_a if found.unmanaged else ceiling(found)
 
     def _demand(self, site: Site, found: Running, assigned: Assignment) -> Demand:
         connector = (found.charge_point_id, found.connector_id)
@@ -564,10 +579,12 @@ class LoadManager:
         )
         found.sent = Sent(limit_a=allocation.limit_a, at=self._now)
         found.held_at_draw = allocation.wants_a < assigned.max_a
-        if allocation.limit_a >= found.ceiling_a:
-            found.ceiling_a, found.lowering = allocation.limit_a, None
-        else:
-            found.lowering = Lowering(command_id=command_id_for(cause), limit_a=allocation.limit_a)
+        told = [*found.told, Told(command_id=command_id_for(cause), limit_a=allocation.limit_a)]
+        if len(told) > MAX_TOLD:
+            first, second, *rest = told
+            told = [msgspec.structs.replace(second, limit_a=max(first.limit_a, second.limit_a))]
+            told += rest
+        found.told = told
         self._pend(cause, assignment_key(cp, connector_id), allocation.limit_a, "TxProfile")
         self._record(
             found,
@@ -663,6 +680,11 @@ class LoadManager:
 
     def _version(self, cp: str) -> str:
         return self._versions.get(cp) or "1.6"
+
+
+def ceiling(found: Running) -> float:
+    """The most a controlled car may draw now: the highest limit that may be in effect."""
+    return max([found.settled_a, *(told.limit_a for told in found.told)])
 
 
 def command_id_for(cause: str) -> str:

@@ -201,6 +201,24 @@ def test_a_newcomer_waits_until_the_cut_that_makes_room_for_it_has_taken_effect(
     assert decisions(raised)[0].admitted
 
 
+def test_in_a_burst_of_arrivals_each_confirmed_cut_makes_room_as_it_takes_effect() -> None:
+    """Cars arriving faster than the allowance: CP-1's first cut (to 20 A) has taken effect
+    though its second (to 13.3 A) is not answered yet, which is room enough for CP-2."""
+    stream = Stream()
+    site(stream)
+    for n, cp in enumerate(CPS):
+        assign(stream, cp)
+        answer(stream, stream.connect(cp, stream.at(n)))
+    answer(stream, stream.start("CP-1", 1, 100, stream.at(10)))
+    answer(stream, stream.start("CP-2", 1, 101, stream.at(11)))  # CP-1 to 20 A, confirmed
+    made = stream.start("CP-3", 1, 102, stream.at(11.5))
+    assert limits(made) == {"CP-1": 13.3}  # not answered yet: it may still draw 20 A
+    assert limits(stream.tick(stream.at(13.5))) == {"CP-2": 13.3}  # 20 + 13.3 fit in 40
+    answer(stream, made)  # confirmed at 13.5 s
+    assert not limits(stream.tick(stream.at(15)))
+    assert limits(stream.tick(stream.at(15.6))) == {"CP-3": 13.3}
+
+
 def test_the_reaction_allowance_is_configurable() -> None:
     stream = Stream(Policy(load_reaction_allowance_s=0.0))
     site(stream)
