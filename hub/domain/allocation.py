@@ -255,25 +255,33 @@ def raises_that_fit(
     over its limit, while every car may still draw up to its ceiling (``ceilings``: the most
     each may draw now, a cut its charger has not yet confirmed not counting). A raise that
     does not fit waits: a car sent more before the others' cuts take effect would put the
-    node over its limit until they do."""
+    node over its limit until they do. A car not charging yet (its ceiling below its
+    minimum) gets what fits if that is at least its minimum (charging now at less than its
+    share beats waiting for it), its ``limit_a`` lowered to that."""
     load = load_by_node(site, demands, ceilings)
     by_connector = {demand.connector: demand for demand in demands}
     fitting = []
     for allocation in raises:
         demand = by_connector[allocation.connector]
-        step = allocation.limit_a - ceilings.get(allocation.connector, 0.0)
+        ceiling = ceilings.get(allocation.connector, 0.0)
         cells = [
             (node_id, phase)
             for node_id in site.path(demand.node_id)
             for phase in demand.used_phases
         ]
-        if all(
-            load[node_id][phase] + step <= site.nodes[node_id].limit.amps_per_phase + _EPSILON
+        room = min(
+            site.nodes[node_id].limit.amps_per_phase - load[node_id][phase]
             for node_id, phase in cells
-        ):
-            fitting.append(allocation)
-            for node_id, phase in cells:
-                load[node_id][phase] += max(step, 0.0)
+        )
+        limit = allocation.limit_a
+        if room + _EPSILON < limit - ceiling:
+            if ceiling >= demand.min_a or _tenths(ceiling + room) < demand.min_a:
+                continue
+            limit = _tenths(ceiling + room)
+            allocation = msgspec.structs.replace(allocation, limit_a=limit)
+        fitting.append(allocation)
+        for node_id, phase in cells:
+            load[node_id][phase] += max(limit - ceiling, 0.0)
     return fitting
 
 

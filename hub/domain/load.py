@@ -149,6 +149,8 @@ class Running(msgspec.Struct, kw_only=True):
     told: list[Told] = []
     # Its last limit was its draw and a margin (it limited itself), not its share.
     held_at_draw: bool = False
+    # Its last limit was what fitted while others' cuts took effect, less than its share.
+    short: bool = False
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -488,7 +490,7 @@ class LoadManager:
                 prompt={
                     demand.connector
                     for found, _, demand, allocation in controlled
-                    if found.held_at_draw and allocation.wants_a >= demand.max_a
+                    if found.short or (found.held_at_draw and allocation.wants_a >= demand.max_a)
                 },
             )
         }
@@ -499,10 +501,14 @@ class LoadManager:
         ]
         ceilings = {demand.connector: self._ceiling(found, demand) for found, _, demand in below}
         raising = [a for found, _, a in sending if a.limit_a > ceiling(found)]
-        fit = {a.connector for a in raises_that_fit(site, demands, ceilings, raising)}
+        fit = {a.connector: a for a in raises_that_fit(site, demands, ceilings, raising)}
         for found, assigned, allocation in sending:
-            if allocation.limit_a <= ceiling(found) or allocation.connector in fit:
+            if allocation.limit_a <= ceiling(found):
                 self._send(found, assigned, allocation, reason)
+            elif allocation.connector in fit:
+                fitted = fit[allocation.connector]
+                self._send(found, assigned, fitted, reason)
+                found.short = fitted.limit_a < allocation.limit_a
         sent = {allocation.connector for _, _, allocation in sending}
         for found, assigned, demand, allocation in controlled:
             if demand.connector not in sent and reason == "tick" and self._moved(found):
@@ -579,6 +585,7 @@ class LoadManager:
         )
         found.sent = Sent(limit_a=allocation.limit_a, at=self._now)
         found.held_at_draw = allocation.wants_a < assigned.max_a
+        found.short = False
         told = [*found.told, Told(command_id=command_id_for(cause), limit_a=allocation.limit_a)]
         if len(told) > MAX_TOLD:
             first, second, *rest = told

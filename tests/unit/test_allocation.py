@@ -147,10 +147,18 @@ def test_a_raise_waits_until_the_cuts_that_make_room_for_it_take_effect() -> Non
     allocated = allocate(grid, cars)
     assert limits(allocated) == {"A": 20.0, "B": 20.0}
     raise_b = [a for a in allocated if a.connector == ("B", 1)]
-    assert not raises_that_fit(grid, cars, {("A", 1): 32.0, ("B", 1): 0.0}, raise_b)
-    assert raises_that_fit(grid, cars, {("A", 1): 20.0, ("B", 1): 0.0}, raise_b) == raise_b
-    # Room for part of it is not enough: a raise goes whole or waits.
-    assert not raises_that_fit(grid, cars, {("A", 1): 25.0, ("B", 1): 0.0}, raise_b)
+
+    def fits(a_may_draw: float, b_may_draw: float = 0.0) -> list[float]:
+        ceilings = {("A", 1): a_may_draw, ("B", 1): b_may_draw}
+        return [a.limit_a for a in raises_that_fit(grid, cars, ceilings, raise_b)]
+
+    assert fits(20.0) == [20.0]
+    # B is not charging yet: it starts with what fits, if that is at least its minimum.
+    assert fits(32.0) == [8.0]
+    assert fits(35.0) == []
+    # A car that charges already gets its raise whole, or waits.
+    assert fits(25.0, 10.0) == []
+    assert fits(20.0, 10.0) == [20.0]
 
 
 def test_raises_fit_in_order_each_counting_those_before() -> None:
@@ -161,8 +169,9 @@ def test_raises_fit_in_order_each_counting_those_before() -> None:
         for name in ("A", "B", "C")
     ]
     fitting = raises_that_fit(grid, cars, {}, raises)
-    # B does not fit on the feeder's L1 next to A; C does on the grid.
-    assert [a.connector[0] for a in fitting] == ["A", "C"]
+    # B gets only the 6 A left on the feeder's L1 next to A (its minimum: enough to start);
+    # C fits on the grid.
+    assert limits(fitting) == {"A": 10.0, "B": 6.0, "C": 10.0}
 
 
 # -- properties -------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_three_cars_share_a_site_of_40_a_and_get_tx_profiles_that_keep_it() -> N
     made = three_cars(stream)
     assert limits(made) == {"CP-1": 13.3, "CP-2": 13.3, "CP-3": 13.3}
     assert sum(limits(made).values()) <= 40
-    [profile] = [
+    *_, profile = [
         i.command
         for i in made
         if i.command is not None and b'"transactionId":102' in i.command.payload
@@ -179,9 +179,10 @@ def test_a_charger_of_a_site_gets_the_conservative_default_when_it_connects() ->
     assert not decisions(stream.connect("CP-9", stream.at(1)))
 
 
-def test_a_newcomer_waits_until_the_cut_that_makes_room_for_it_has_taken_effect() -> None:
-    """The cut goes at once; the newcomer's limit only once the charger confirmed the cut
-    and its car has had the reaction allowance (2 s) to follow it."""
+def test_a_newcomer_gets_its_share_once_the_cut_that_makes_room_for_it_has_taken_effect() -> None:
+    """The cut goes at once; meanwhile the newcomer gets what fits next to what the others
+    may still draw; its share once the charger confirmed the cut and its car has had the
+    reaction allowance (2 s) to follow it."""
     stream = Stream()
     site(stream)
     for n, cp in enumerate(CPS[:2]):
@@ -191,11 +192,12 @@ def test_a_newcomer_waits_until_the_cut_that_makes_room_for_it_has_taken_effect(
     assert limits(first) == {"CP-1": 32.0}
     answer(stream, first)
     made = stream.start("CP-2", 1, 101, stream.at(20))
-    assert limits(made) == {"CP-1": 20.0}  # CP-2 gets nothing yet: CP-1 may draw 32 A
-    # Unanswered, the cut may not have happened: CP-2 still waits.
+    assert limits(made) == {"CP-1": 20.0, "CP-2": 8.0}  # CP-1 may still draw 32 A
+    answer(stream, [i for i in made if i.event.charge_point_id == "CP-2"])  # type: ignore[union-attr]
+    # Unanswered, the cut may not have happened: CP-2 waits for the rest of its share.
     assert not decisions(stream.tick(stream.at(25)))
-    answer(stream, made)  # confirmed at 25 s
-    assert not decisions(stream.tick(stream.at(26)))
+    answer(stream, [i for i in made if i.event.charge_point_id == "CP-1"])  # type: ignore[union-attr]
+    assert not decisions(stream.tick(stream.at(26)))  # confirmed at 25 s
     raised = stream.tick(stream.at(27))
     assert limits(raised) == {"CP-2": 20.0}
     assert decisions(raised)[0].admitted
@@ -213,7 +215,8 @@ def test_in_a_burst_of_arrivals_each_confirmed_cut_makes_room_as_it_takes_effect
     answer(stream, stream.start("CP-2", 1, 101, stream.at(11)))  # CP-1 to 20 A, confirmed
     made = stream.start("CP-3", 1, 102, stream.at(11.5))
     assert limits(made) == {"CP-1": 13.3}  # not answered yet: it may still draw 20 A
-    assert limits(stream.tick(stream.at(13.5))) == {"CP-2": 13.3}  # 20 + 13.3 fit in 40
+    # 20 + 13.3 fit in 40, and CP-3 can start at the 6.7 A left.
+    assert limits(stream.tick(stream.at(13.5))) == {"CP-2": 13.3, "CP-3": 6.7}
     answer(stream, made)  # confirmed at 13.5 s
     assert not limits(stream.tick(stream.at(15)))
     assert limits(stream.tick(stream.at(15.6))) == {"CP-3": 13.3}
