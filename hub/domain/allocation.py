@@ -245,6 +245,42 @@ def changes(
     return due
 
 
+def small_raises_that_add_up(
+    site: Site,
+    demands: Sequence[Demand],
+    allocations: Iterable[Allocation],
+    sent: Mapping[ConnectorKey, Sent],
+    now: int,
+    *,
+    hysteresis_a: float = 1.0,
+    min_interval_ms: int = 10_000,
+) -> set[ConnectorKey]:
+    """Raises below the hysteresis (and not too soon) that go all the same: those below a
+    node where together they add up to the hysteresis on a phase. A car leaving 7 A to 40
+    others is 0.2 A each, none worth a message alone, but 7 A left unused if none is sent."""
+    small: dict[ConnectorKey, float] = {}
+    for allocation in allocations:
+        last = sent.get(allocation.connector)
+        if last is None or now - last.at < min_interval_ms:
+            continue
+        step = allocation.limit_a - last.limit_a
+        if _EPSILON < step < hysteresis_a:
+            small[allocation.connector] = step
+    if not small:
+        return set()
+    load = load_by_node(site, demands, small)
+    crowded = {
+        node_id
+        for node_id, phases in load.items()
+        if max(phases.values()) >= hysteresis_a - _EPSILON
+    }
+    return {
+        demand.connector
+        for demand in demands
+        if demand.connector in small and crowded.intersection(site.path(demand.node_id))
+    }
+
+
 def raises_that_fit(
     site: Site,
     demands: Sequence[Demand],

@@ -54,6 +54,7 @@ from hub.domain.allocation import (
     allocate,
     changes,
     raises_that_fit,
+    small_raises_that_add_up,
 )
 from hub.domain.facts import (
     ChargerConnected,
@@ -494,6 +495,15 @@ class LoadManager:
                 },
             )
         }
+        due |= small_raises_that_add_up(
+            site,
+            demands,
+            (allocation for *_, allocation in controlled),
+            managed,
+            self._now,
+            hysteresis_a=self.config.hysteresis_a,
+            min_interval_ms=self.config.min_interval_ms,
+        )
         sending = [
             (found, assigned, allocation)
             for found, assigned, demand, allocation in controlled

@@ -19,6 +19,7 @@ from hub.domain.allocation import (
     changes,
     load_by_node,
     raises_that_fit,
+    small_raises_that_add_up,
 )
 
 EPSILON = 1e-6
@@ -137,6 +138,25 @@ def test_a_car_that_draws_up_to_its_cap_again_is_raised_at_once() -> None:
     assert changes([allocation(20.0)], before, 1_000, prompt={("A", 1)})
     assert not changes([allocation(20.0)], before, 1_000)
     assert not changes([allocation(10.5)], before, 1_000, prompt={("A", 1)})
+
+
+def test_small_raises_go_when_together_they_add_up_to_the_hysteresis() -> None:
+    """A car left room to the cars below the feeder and the grid: 0.6 A and 0.5 A each, none
+    worth a message alone, together worth sending (one told something too recently waits)."""
+    tree = site(("grid", 100, ""), ("feeder", 40, "grid"))
+    cars = [car(f"F{n}", "feeder") for n in range(4)] + [car("G")]
+    sent = {c.connector: Sent(limit_a=9.4, at=0) for c in cars}
+    sent[("F3", 1)] = Sent(limit_a=9.4, at=15_000)
+    raised = [
+        Allocation(connector=c.connector, limit_a=10.0 if c.node_id == "feeder" else 9.9,
+                   admitted=True, wants_a=32.0)
+        for c in cars
+    ]  # fmt: skip
+    due = small_raises_that_add_up(tree, cars, raised, sent, 20_000)
+    assert sorted(name for name, _ in due) == ["F0", "F1", "F2", "G"]
+    # Alone, 0.6 A is not enough.
+    assert not small_raises_that_add_up(tree, cars[:1], raised[:1], sent, 20_000)
+    assert not small_raises_that_add_up(tree, cars[-1:], raised[-1:], sent, 20_000)
 
 
 def test_a_raise_waits_until_the_cuts_that_make_room_for_it_take_effect() -> None:
