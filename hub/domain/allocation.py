@@ -29,7 +29,11 @@ A per phase with its phases and voltage.
 
 ``changes`` decides which new limits are sent: lowering a limit at once (a site over its
 limit is an emergency), raising one only if it moves by at least ``hysteresis_a`` and the
-charger was last told something at least ``min_interval_ms`` ago.
+charger was last told something at least ``min_interval_ms`` ago;
+``small_raises_that_add_up`` the raises below the hysteresis that go all the same (below a
+node they add up to it). ``raises_that_fit`` which raises can take effect while cuts sent
+before them may not have yet: a raise must fit with every other car at the most it may
+still draw.
 
 Limits are rounded down to tenths of an ampere, the precision OCPP limits carry.
 

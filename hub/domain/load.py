@@ -409,9 +409,9 @@ class LoadManager:
             if assigned is None:
                 continue
             if found.unmanaged:
-                # Back: told again what to do (a charger that rebooted lost its profiles);
-                # until it confirms, its car may draw what it was counted at while out of
-                # control, and its alert stays.
+                # Back: told again what to do. A charger that rebooted lost its profiles:
+                # until it confirms its new limit, its car may draw up to its maximum (the
+                # others' raises wait), and its alert stays.
                 found.settled_a = max(ceiling(found), assigned.max_a)
                 found.unmanaged, found.sent, found.told = "", None, []
             self._touch(assigned, roots, "connect")
@@ -519,9 +519,9 @@ class LoadManager:
                 fitted = fit[allocation.connector]
                 self._send(found, assigned, fitted, reason)
                 found.short = fitted.limit_a < allocation.limit_a
-        sent = {allocation.connector for _, _, allocation in sending}
+        tried = {allocation.connector for _, _, allocation in sending}
         for found, assigned, demand, allocation in controlled:
-            if demand.connector not in sent and reason == "tick" and self._moved(found):
+            if demand.connector not in tried and reason == "tick" and self._moved(found):
                 self._record(
                     found,
                     assigned,
