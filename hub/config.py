@@ -143,6 +143,7 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
     load_stack_level: int = _POLICY.load_stack_level
     load_hysteresis_a: float = _POLICY.load_hysteresis_a
     load_min_interval_s: float = _POLICY.load_min_interval_s
+    load_reaction_allowance_s: float = _POLICY.load_reaction_allowance_s
     # <kind>=<action>,...: trigger_status, remote_stop or close_session per anomaly kind.
     actions: str = format_actions(_POLICY.actions)
 
@@ -226,6 +227,7 @@ ENVIRONMENT: Final[dict[str, tuple[str, str]]] = {
     "HUB_LOAD_STACK_LEVEL": ("supervisor", "load_stack_level"),
     "HUB_LOAD_HYSTERESIS": ("supervisor", "load_hysteresis_a"),
     "HUB_LOAD_MIN_INTERVAL": ("supervisor", "load_min_interval_s"),
+    "HUB_LOAD_REACTION_ALLOWANCE": ("supervisor", "load_reaction_allowance_s"),
     "HUB_CA_COMMAND": ("ca", "command"),
     "HUB_CA_COMMAND_TIMEOUT": ("ca", "command_timeout_s"),
     "HUB_CERTIFICATE_DAYS": ("ca", "certificate_days"),

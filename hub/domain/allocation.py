@@ -29,7 +29,11 @@ A per phase with its phases and voltage.
 
 ``changes`` decides which new limits are sent: lowering a limit at once (a site over its
 limit is an emergency), raising one only if it moves by at least ``hysteresis_a`` and the
-charger was last told something at least ``min_interval_ms`` ago.
+charger was last told something at least ``min_interval_ms`` ago;
+``small_raises_that_add_up`` the raises below the hysteresis that go all the same (below a
+node they add up to it). ``raises_that_fit`` which raises can take effect while cuts sent
+before them may not have yet: a raise must fit with every other car at the most it may
+still draw.
 
 Limits are rounded down to tenths of an ampere, the precision OCPP limits carry.
 
@@ -39,7 +43,7 @@ Pure and deterministic: the same inputs give the same split, in the same order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -227,9 +231,11 @@ def changes(
     *,
     hysteresis_a: float = 1.0,
     min_interval_ms: int = 10_000,
+    prompt: Collection[ConnectorKey] = (),
 ) -> list[Allocation]:
     """The allocations worth sending now: every decrease, and increases that matter and are
-    not too soon after the last word to that connector."""
+    not too soon after the last word to that connector (``prompt``: connectors whose
+    increase goes at once, a car that was held at its draw and now draws up to its cap)."""
     due = []
     for allocation in allocations:
         last = sent.get(allocation.connector)
@@ -237,9 +243,86 @@ def changes(
             due.append(allocation)
             continue
         moved_enough = allocation.limit_a - last.limit_a >= hysteresis_a
-        if moved_enough and now - last.at >= min_interval_ms:
+        soon = allocation.connector in prompt or now - last.at >= min_interval_ms
+        if moved_enough and soon:
             due.append(allocation)
     return due
+
+
+def small_raises_that_add_up(
+    site: Site,
+    demands: Sequence[Demand],
+    allocations: Iterable[Allocation],
+    sent: Mapping[ConnectorKey, Sent],
+    now: int,
+    *,
+    hysteresis_a: float = 1.0,
+    min_interval_ms: int = 10_000,
+) -> set[ConnectorKey]:
+    """Raises below the hysteresis (and not too soon) that go all the same: those below a
+    node where together they add up to the hysteresis on a phase. A car leaving 7 A to 40
+    others is 0.2 A each, none worth a message alone, but 7 A left unused if none is sent."""
+    small: dict[ConnectorKey, float] = {}
+    for allocation in allocations:
+        last = sent.get(allocation.connector)
+        if last is None or now - last.at < min_interval_ms:
+            continue
+        step = allocation.limit_a - last.limit_a
+        if _EPSILON < step < hysteresis_a:
+            small[allocation.connector] = step
+    if not small:
+        return set()
+    load = load_by_node(site, demands, small)
+    crowded = {
+        node_id
+        for node_id, phases in load.items()
+        if max(phases.values()) >= hysteresis_a - _EPSILON
+    }
+    return {
+        demand.connector
+        for demand in demands
+        if demand.connector in small and crowded.intersection(site.path(demand.node_id))
+    }
+
+
+def raises_that_fit(
+    site: Site,
+    demands: Sequence[Demand],
+    ceilings: Mapping[ConnectorKey, float],
+    raises: Iterable[Allocation],
+) -> list[Allocation]:
+    """The raises (in order) that can take effect now without any phase of any node going
+    over its limit, while every car may still draw up to its ceiling (``ceilings``: the most
+    each may draw now, a cut its charger has not yet confirmed not counting). A raise that
+    does not fit waits: a car sent more before the others' cuts take effect would put the
+    node over its limit until they do. A car not charging yet (its ceiling below its
+    minimum) gets what fits if that is at least its minimum (charging now at less than its
+    share beats waiting for it), its ``limit_a`` lowered to that."""
+    load = load_by_node(site, demands, ceilings)
+    by_connector = {demand.connector: demand for demand in demands}
+    fitting = []
+    for allocation in raises:
+        demand = by_connector[allocation.connector]
+        ceiling = ceilings.get(allocation.connector, 0.0)
+        cells = [
+            (node_id, phase)
+            for node_id in site.path(demand.node_id)
+            for phase in demand.used_phases
+        ]
+        room = min(
+            site.nodes[node_id].limit.amps_per_phase - load[node_id][phase]
+            for node_id, phase in cells
+        )
+        limit = allocation.limit_a
+        if room + _EPSILON < limit - ceiling:
+            if ceiling >= demand.min_a or _tenths(ceiling + room) < demand.min_a:
+                continue
+            limit = _tenths(ceiling + room)
+            allocation = msgspec.structs.replace(allocation, limit_a=limit)
+        fitting.append(allocation)
+        for node_id, phase in cells:
+            load[node_id][phase] += max(limit - ceiling, 0.0)
+    return fitting
 
 
 def load_by_node(

@@ -17,12 +17,17 @@ When it decides (the ``reason`` of each decision):
   limit is due, or a car's draw moved by the hysteresis since it was last decided on (so
   the record of measured load follows the cars without an event per reading);
 - ``connect``: a charger of a site connected: each of its assigned connectors gets a
-  TxDefaultProfile at its minimum (the conservative default until the allocator says more)
-  and a running transaction its TxProfile again;
+  TxDefaultProfile at 0 A (a car waits until the allocator decides on it) and a running
+  transaction its TxProfile again (a charger that rebooted lost its profiles);
 - ``rejected``: a charger refused a profile, did not answer, or went offline. Its connector
   is no longer controlled: its load counts at the last limit it accepted (else its maximum),
   ahead of every other car, and an alert (``load_unmanaged``) is raised; it is cleared when
   the charger accepts a profile again (after it reconnects) or the transaction ends.
+
+Lowering a limit is sent at once; raising one (a newcomer's first limit too) only when it
+fits with every other car counted at its ceiling, the highest limit it may still draw: its
+last limit in effect for sure (accepted by its charger, the reaction allowance ago) or any
+told since. So a car is never given room before the cuts that make it have taken effect.
 
 Only decisions that matter become events: a limit worth sending (:func:`changes`: every
 decrease at once, an increase by the hysteresis and no sooner than the interval after the
@@ -41,7 +46,16 @@ from typing import Final, Literal
 
 import msgspec
 
-from hub.domain.allocation import Allocation, Demand, Sent, Site, allocate, changes
+from hub.domain.allocation import (
+    Allocation,
+    Demand,
+    Sent,
+    Site,
+    allocate,
+    changes,
+    raises_that_fit,
+    small_raises_that_add_up,
+)
 from hub.domain.facts import (
     ChargerConnected,
     ChargerDisconnected,
@@ -84,6 +98,29 @@ class LoadConfig(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stack_level: int = 1
     hysteresis_a: float = 1.0
     min_interval_ms: int = 10_000
+    # How long after a charger confirmed a cut its car may still draw the old limit (its
+    # control loop's reaction): a raise that needs the room waits this long after the answer.
+    reaction_allowance_ms: int = 2_000
+
+
+# What a connector of a site is allowed before the allocator has decided on its car: nothing.
+# Any other default is unsafe when the cars below a node arrive at once, or when the cars
+# already charging were given the room a default would take.
+DEFAULT_LIMIT_A: Final = 0.0
+
+
+class Told(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A limit sent to a connector and not yet in effect for sure: until its charger confirmed
+    it (and the reaction allowance after), the car may still draw what it was told before."""
+
+    command_id: str
+    limit_a: float
+    confirmed_at: int | None = None
+
+
+# Limits told and not yet in effect for sure, per connector, at most this many (beyond, the
+# two oldest are merged into one at the higher limit: counted as more, never less).
+MAX_TOLD: Final = 8
 
 
 class Running(msgspec.Struct, kw_only=True):
@@ -99,10 +136,22 @@ class Running(msgspec.Struct, kw_only=True):
     accepted_a: float | None = None  # the limit the charger last accepted
     # Why it is not controlled ("" while it is): the charger's answer, or "offline".
     unmanaged: str = ""
+    # Its load_unmanaged alert is raised: from when it went out of control until its charger
+    # accepted a profile again (a reconnected charger is told again at once, but is back
+    # under control only once it says so) or the transaction ended.
+    alerted: bool = False
     # What the last decision said, so a tick can tell what moved since.
     decided_a: float | None = None
     decided_drawn_a: float | None = None
     admitted: bool = True
+    # The limit in effect for sure (``settled_a``), and those told since (``told``): the car
+    # may draw up to the highest of them (its ceiling), what raises of the others count it at.
+    settled_a: float = DEFAULT_LIMIT_A
+    told: list[Told] = []
+    # Its last limit was its draw and a margin (it limited itself), not its share.
+    held_at_draw: bool = False
+    # Its last limit was what fitted while others' cuts took effect, less than its share.
+    short: bool = False
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -308,7 +357,7 @@ class LoadManager:
                     return
                 del running[name]
                 assigned = self.sites.assignment(cp, connector_id)
-                if found.unmanaged:
+                if found.alerted:
                     self._out.alerts.append(self._alert(found, raised=False))
                 if assigned is not None and self.config.enabled:
                     self._record(found, assigned, "end", limit_a=0.0, admitted=False, wants_a=0.0)
@@ -325,9 +374,17 @@ class LoadManager:
                 found = running.get(pending.key) if pending is not None else None
                 if pending is not None and found is not None and pending.purpose == "TxProfile":
                     found.accepted_a = pending.limit_a
-                    if found.unmanaged and not self.state.offline.get(found.charge_point_id):
+                    found.told = [
+                        msgspec.structs.replace(told, confirmed_at=self._now)
+                        if told.command_id == command_id
+                        else told
+                        for told in found.told
+                    ]
+                    if not self.state.offline.get(found.charge_point_id):
                         found.unmanaged = ""
-                        self._out.alerts.append(self._alert(found, raised=False))
+                        if found.alerted:
+                            found.alerted = False
+                            self._out.alerts.append(self._alert(found, raised=False))
             case ProfileRefused(command_id=command_id):
                 pending = self.state.pending.pop(command_id, None)
                 found = running.get(pending.key) if pending is not None else None
@@ -346,12 +403,12 @@ class LoadManager:
             payload = tx_default_profile(
                 self._version(cp),
                 connector_id,
-                assigned.min_a,
+                DEFAULT_LIMIT_A,
                 assigned.phases,
                 self.config.stack_level,
             )
             cause = f"allocation:default:{cp}:{connector_id}:{self._seq}"
-            self._pend(cause, name, assigned.min_a, "TxDefaultProfile")
+            self._pend(cause, name, DEFAULT_LIMIT_A, "TxDefaultProfile")
             self._out.decisions.append(
                 Decision(
                     event=self._event(
@@ -360,9 +417,9 @@ class LoadManager:
                         "",
                         assigned,
                         "connect",
-                        assigned.min_a,
-                        True,
-                        assigned.min_a,
+                        DEFAULT_LIMIT_A,
+                        False,
+                        DEFAULT_LIMIT_A,
                         None,
                         cause,
                     ),
@@ -379,16 +436,20 @@ class LoadManager:
             if assigned is None:
                 continue
             if found.unmanaged:
-                # Back: told again what to do, and counted at what it accepted until it says.
-                found.unmanaged, found.sent = "", None
-                self._out.alerts.append(self._alert(found, raised=False))
+                # Back: told again what to do. A charger that rebooted lost its profiles:
+                # until it confirms its new limit, its car may draw up to its maximum (the
+                # others' raises wait), and its alert stays.
+                found.settled_a = max(ceiling(found), assigned.max_a)
+                found.unmanaged, found.sent, found.told = "", None, []
             self._touch(assigned, roots, "connect")
 
     def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
         if found.unmanaged:
             return
         found.unmanaged = why
-        self._out.alerts.append(self._alert(found, raised=True))
+        if not found.alerted:
+            found.alerted = True
+            self._out.alerts.append(self._alert(found, raised=True))
         assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
         if assigned is not None and self.config.enabled:
             load = self._uncontrolled(found, assigned)
@@ -405,7 +466,10 @@ class LoadManager:
 
     def _touch(self, assigned: Assignment, roots: dict[str, AllocationReason], why: str) -> None:
         root = self._root(assigned.node_id)
-        # The first cause in an event names the decision (a start before the readings in it).
+        # The first cause in an event names the decision (a start before the readings in it),
+        # but for a start: a newer start ends the transaction it supersedes first.
+        if why == "start" and roots.get(root) == "end":
+            del roots[root]
         roots.setdefault(root, why)  # type: ignore[arg-type]
 
     def _root(self, node_id: str) -> str:
@@ -427,31 +491,64 @@ class LoadManager:
             assigned = self.sites.assignment(found.charge_point_id, found.connector_id)
             if assigned is None or site.path(assigned.node_id)[-1] != root:
                 continue
+            self._settle(found)
             below.append((found, assigned, self._demand(site, found, assigned)))
         if not below:
             return
-        allocations = allocate(site, [demand for _, _, demand in below])
+        demands = [demand for _, _, demand in below]
+        allocations = allocate(site, demands)
         managed = {
             demand.connector: found.sent
             for found, _, demand in below
             if not found.unmanaged and found.sent is not None
         }
+        controlled = [
+            (found, assigned, demand, allocation)
+            for (found, assigned, demand), allocation in zip(below, allocations, strict=True)
+            if not found.unmanaged
+        ]
         due = {
             allocation.connector
             for allocation in changes(
-                (a for (f, _, _), a in zip(below, allocations, strict=True) if not f.unmanaged),
+                (allocation for *_, allocation in controlled),
                 managed,
                 self._now,
                 hysteresis_a=self.config.hysteresis_a,
                 min_interval_ms=self.config.min_interval_ms,
+                prompt={
+                    demand.connector
+                    for found, _, demand, allocation in controlled
+                    if found.short or (found.held_at_draw and allocation.wants_a >= demand.max_a)
+                },
             )
         }
-        for (found, assigned, demand), allocation in zip(below, allocations, strict=True):
-            if found.unmanaged:
-                continue
-            if demand.connector in due or allocation.admitted != found.admitted:
+        due |= small_raises_that_add_up(
+            site,
+            demands,
+            (allocation for *_, allocation in controlled),
+            managed,
+            self._now,
+            hysteresis_a=self.config.hysteresis_a,
+            min_interval_ms=self.config.min_interval_ms,
+        )
+        sending = [
+            (found, assigned, allocation)
+            for found, assigned, demand, allocation in controlled
+            if demand.connector in due or allocation.admitted != found.admitted
+        ]
+        ceilings = {demand.connector: self._ceiling(found, demand) for found, _, demand in below}
+        raising = [a for found, _, a in sending if a.limit_a > ceiling(found)]
+        fit = {a.connector: a for a in raises_that_fit(site, demands, ceilings, raising)}
+        for found, assigned, allocation in sending:
+            if allocation.limit_a <= ceiling(found):
                 self._send(found, assigned, allocation, reason)
-            elif reason == "tick" and self._moved(found):
+            elif allocation.connector in fit:
+                fitted = fit[allocation.connector]
+                self._send(found, assigned, fitted, reason)
+                found.short = fitted.limit_a < allocation.limit_a
+        tried = {allocation.connector for _, _, allocation in sending}
+        for found, assigned, demand, allocation in controlled:
+            if demand.connector not in tried and reason == "tick" and self._moved(found):
                 self._record(
                     found,
                     assigned,
@@ -460,6 +557,21 @@ class LoadManager:
                     admitted=found.admitted,
                     wants_a=allocation.wants_a,
                 )
+
+    def _settle(self, found: Running) -> None:
+        """A cut its charger confirmed, the reaction allowance ago, has taken effect."""
+        # Chargers take their CALLs in order: once one is in effect, so are those before it.
+        for index in range(len(found.told) - 1, -1, -1):
+            at = found.told[index].confirmed_at
+            if at is not None and self._now - at >= self.config.reaction_allowance_ms:
+                found.settled_a = found.told[index].limit_a
+                found.told = found.told[index + 1 :]
+                return
+
+    def _ceiling(self, found: Running, demand: Demand) -> float:
+        # An uncontrolled car's load is what it is counted at; a controlled one may draw up
+        # to its ceiling until its cut has taken effect.
+        return demand.max_a if found.unmanaged else ceiling(found)
 
     def _demand(self, site: Site, found: Running, assigned: Assignment) -> Demand:
         connector = (found.charge_point_id, found.connector_id)
@@ -509,6 +621,14 @@ class LoadManager:
             self.config.stack_level,
         )
         found.sent = Sent(limit_a=allocation.limit_a, at=self._now)
+        found.held_at_draw = allocation.wants_a < assigned.max_a
+        found.short = False
+        told = [*found.told, Told(command_id=command_id_for(cause), limit_a=allocation.limit_a)]
+        if len(told) > MAX_TOLD:
+            first, second, *rest = told
+            told = [msgspec.structs.replace(second, limit_a=max(first.limit_a, second.limit_a))]
+            told += rest
+        found.told = told
         self._pend(cause, assignment_key(cp, connector_id), allocation.limit_a, "TxProfile")
         self._record(
             found,
@@ -604,6 +724,11 @@ class LoadManager:
 
     def _version(self, cp: str) -> str:
         return self._versions.get(cp) or "1.6"
+
+
+def ceiling(found: Running) -> float:
+    """The most a controlled car may draw now: the highest limit that may be in effect."""
+    return max([found.settled_a, *(told.limit_a for told in found.told)])
 
 
 def command_id_for(cause: str) -> str:

@@ -47,6 +47,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     load_stack_level: int = 1
     load_hysteresis_a: float = 1.0
     load_min_interval_s: float = 10.0
+    # ...and how long after a charger confirmed a cut the room it frees is given to others.
+    load_reaction_allowance_s: float = 2.0
     actions: dict[AnomalyKind, IntegrityActionKind] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_ACTIONS)
     )

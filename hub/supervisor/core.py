@@ -517,6 +517,7 @@ def load_config(policy: Policy) -> LoadConfig:
         stack_level=policy.load_stack_level,
         hysteresis_a=policy.load_hysteresis_a,
         min_interval_ms=round(policy.load_min_interval_s * 1000),
+        reaction_allowance_ms=round(policy.load_reaction_allowance_s * 1000),
     )
 
 

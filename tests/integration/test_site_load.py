@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from ocpp.routing import on
@@ -17,7 +17,7 @@ from hub.api.money_state import iso
 from hub.config import Settings
 from hub.gateway.server import Gateway
 from hub.nats_server import EmbeddedNats
-from schemas.events import AllocationDecided, AnomalyDetected
+from schemas.events import AllocationDecided, AnomalyDetected, AnomalyResolved
 from tests.integration.api_helpers import Api, api_client, online
 from tests.integration.helpers import stored_events, wait_for_event
 from tests.integration.test_smart_charging_api import SmartCharger, ui_port
@@ -82,13 +82,48 @@ async def currents(charger: LoadCharger, transaction_id: int, **phases: float) -
     )
 
 
+SITE: Final[dict[str, dict[str, Any]]] = {"site": {"limit": 40, "unit": "A"}}
+
+
+async def configure_site(
+    api: Api,
+    nodes: dict[str, dict[str, Any]] = SITE,
+    node_id: str = "site",
+    cps: tuple[str, ...] = CPS,
+) -> None:
+    """The ``nodes`` (by id, the body of their PUT, parents first) and chargers ``cps`` on
+    ``node_id``; by default a site of 40 A and the three chargers below it."""
+    for name, node in nodes.items():
+        status, answer = await api.call("PUT", f"/api/v1/sites/nodes/{name}", node)
+        assert status == 200, answer
+    for cp in cps:
+        body = {"nodeId": node_id, "minA": 6, "maxA": 32}
+        status, answer = await api.call("PUT", f"/api/v1/chargers/{cp}/connectors/1/site", body)
+        assert status == 200, answer
+
+
+@contextlib.asynccontextmanager
+async def connected(gateway: Gateway, ui_port: int, cp: str) -> AsyncIterator[LoadCharger]:
+    async with online(gateway.port, ui_port, cp, LoadCharger) as charger:
+        assert isinstance(charger, LoadCharger)
+        # The conservative default first: nothing until the allocator decides on its car.
+        await charger.until(lambda c: c.limit("TxDefaultProfile") == 0.0)
+        yield charger
+
+
+async def start(charger: LoadCharger) -> int:
+    started = await charger.call(
+        call.StartTransaction(connector_id=1, id_tag="T", meter_start=0, timestamp=now_iso())
+    )
+    return int(started.transaction_id)
+
+
 @contextlib.asynccontextmanager
 async def site_of_three(
     gateway: Gateway, ui_port: int, api: Api
 ) -> AsyncIterator[tuple[list[LoadCharger], list[int]]]:
     """A site of 40 A and three chargers below it, each charging."""
-    nodes = {"site": {"limit": 40, "unit": "A"}}
-    async with charging_below(gateway, ui_port, api, nodes, "site", CPS) as charging:
+    async with charging_below(gateway, ui_port, api, SITE, "site", CPS) as charging:
         yield charging
 
 
@@ -101,34 +136,12 @@ async def charging_below(
     node_id: str,
     cps: tuple[str, ...],
 ) -> AsyncIterator[tuple[list[LoadCharger], list[int]]]:
-    """The ``nodes`` (by id, the body of their PUT, parents first) and chargers ``cps`` on
-    ``node_id``, each charging: the chargers and their transaction ids."""
-    for name, node in nodes.items():
-        status, answer = await api.call("PUT", f"/api/v1/sites/nodes/{name}", node)
-        assert status == 200, answer
-    for cp in cps:
-        body = {"nodeId": node_id, "minA": 6, "maxA": 32}
-        status, answer = await api.call("PUT", f"/api/v1/chargers/{cp}/connectors/1/site", body)
-        assert status == 200, answer
+    """The ``nodes`` and chargers ``cps`` on ``node_id`` (see ``configure_site``), each
+    charging: the chargers and their transaction ids."""
+    await configure_site(api, nodes, node_id, cps)
     async with contextlib.AsyncExitStack() as stack:
-        chargers: list[LoadCharger] = []
-        for cp in cps:
-            charger = await stack.enter_async_context(
-                online(gateway.port, ui_port, cp, LoadCharger)
-            )
-            assert isinstance(charger, LoadCharger)
-            chargers.append(charger)
-        # The conservative default first, at each charger's minimum.
-        await all_until(chargers, lambda c: c.limit("TxDefaultProfile") == 6.0)
-        transactions = []
-        for charger in chargers:
-            start = await charger.call(
-                call.StartTransaction(
-                    connector_id=1, id_tag="T", meter_start=0, timestamp=now_iso()
-                )
-            )
-            transactions.append(start.transaction_id)
-        yield chargers, transactions
+        chargers = [await stack.enter_async_context(connected(gateway, ui_port, cp)) for cp in cps]
+        yield chargers, [await start(charger) for charger in chargers]
 
 
 async def test_a_site_of_40_a_is_shared_by_three_chargers_and_follows_draws_and_live_limits(
@@ -185,3 +198,91 @@ async def test_a_rejected_profile_raises_the_alert(
     assert isinstance(alert, AnomalyDetected)
     assert (alert.charge_point_id, alert.transaction_id) == ("CP-L2", transactions[1])
     assert msgspec.json.decode(msgspec.json.encode(alert))["detail"] == "not controlled: Rejected"
+
+
+def offered_sums(decided: list[AllocationDecided]) -> list[float]:
+    """After each decision, the sum of the limits the site's cars were last given."""
+    last: dict[tuple[str, int], float] = {}
+    sums = []
+    for decision in decided:
+        if decision.session:
+            last[decision.charge_point_id, decision.connector_id] = decision.limit_a
+            sums.append(sum(last.values()))
+    return sums
+
+
+async def boot(charger: LoadCharger) -> None:
+    await charger.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+
+
+async def test_a_charger_that_reboots_mid_session_is_told_again_and_the_site_holds(
+    nats_server: EmbeddedNats, settings: Settings, gateway: Gateway, ui_port: int
+) -> None:
+    """CP-L2 reboots twice while charging: it loses its connection and its profiles. The
+    first time it resumes its transaction, the second it starts a new one (the old ends
+    without a StopTransaction). Each time it is told the default and its limit again, its
+    alert is raised while it is out of control and cleared once it is back under it, and
+    the site's 40 A hold at every decision."""
+    quick = fast(settings, load_min_interval_s=0.5)
+    async with supervised(quick, nats_server.url), api_client(ui_port) as api:
+        await configure_site(api)
+        async with (
+            connected(gateway, ui_port, "CP-L1") as first,
+            connected(gateway, ui_port, "CP-L3") as third,
+        ):
+            async with connected(gateway, ui_port, "CP-L2") as second:
+                transactions = [await start(c) for c in (first, second, third)]
+                await all_until([first, second, third], lambda c: c.limit() == 13.3)
+            # A reboot: the connection drops; the hub counts it at the 13.3 A it accepted.
+            dropped = await wait_for_event(
+                nats_server.url,
+                "ev.integrity.detected",
+                lambda e: isinstance(e, AnomalyDetected) and e.charge_point_id == "CP-L2",
+            )
+            async with connected(gateway, ui_port, "CP-L2") as back:
+                # A new charger object: its profiles went with the reboot.
+                await boot(back)
+                await back.until(lambda c: c.limit() == 13.3)
+                await wait_for_event(
+                    nats_server.url,
+                    "ev.integrity.resolved",
+                    lambda e: isinstance(e, AnomalyResolved) and e.charge_point_id == "CP-L2",
+                )
+                await amps(back, transactions[1], 13.3)
+            await wait_for_event(
+                nats_server.url,
+                "ev.integrity.detected",
+                lambda e: (
+                    isinstance(e, AnomalyDetected)
+                    and e.charge_point_id == "CP-L2"
+                    and e.id != dropped.id
+                ),
+            )
+            async with connected(gateway, ui_port, "CP-L2") as again:
+                await boot(again)
+                renewed = await start(again)
+                await again.until(lambda c: c.limit() == 13.3 and tx_of(c) == renewed)
+                decided = [
+                    e for _, e in await stored_events(nats_server.url, "ev.allocation.>")
+                    if isinstance(e, AllocationDecided)
+                ]  # fmt: skip
+                alerts = [
+                    e for _, e in await stored_events(nats_server.url, "ev.integrity.>")
+                    if isinstance(e, AnomalyDetected | AnomalyResolved)
+                    and (e.kind, e.charge_point_id) == ("load_unmanaged", "CP-L2")
+                ]  # fmt: skip
+    on_second = [(d.session, d.reason) for d in decided if d.charge_point_id == "CP-L2"]
+    # The old transaction ends (superseded), and the new one is decided on as a start.
+    ended = on_second.index((str(transactions[1]), "end"))
+    assert on_second[ended + 1] == (str(renewed), "start")
+    sums = offered_sums(decided)
+    assert sums and max(sums) <= 40 + 1e-9, sums
+    # Raised at each drop, cleared each time it is back under control.
+    assert [type(e).__name__ for e in alerts] == ["AnomalyDetected", "AnomalyResolved"] * 2
+
+
+def tx_of(charger: LoadCharger) -> int | None:
+    for installed in charger.installed:
+        if installed.profile.purpose == "TxProfile":
+            return installed.profile.transaction_id
+    return None

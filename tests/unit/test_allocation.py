@@ -18,6 +18,8 @@ from hub.domain.allocation import (
     allocate,
     changes,
     load_by_node,
+    raises_that_fit,
+    small_raises_that_add_up,
 )
 
 EPSILON = 1e-6
@@ -129,6 +131,69 @@ def test_which_changes_are_sent(last: float | None, new: float, now: int, sent: 
     assert bool(changes([allocation(new)], before, now)) is sent
 
 
+def test_a_car_that_draws_up_to_its_cap_again_is_raised_at_once() -> None:
+    """Held at its draw and a margin, it now draws all it may: no waiting for the interval
+    (the hysteresis still counts)."""
+    before = {("A", 1): Sent(limit_a=10.0, at=0)}
+    assert changes([allocation(20.0)], before, 1_000, prompt={("A", 1)})
+    assert not changes([allocation(20.0)], before, 1_000)
+    assert not changes([allocation(10.5)], before, 1_000, prompt={("A", 1)})
+
+
+def test_small_raises_go_when_together_they_add_up_to_the_hysteresis() -> None:
+    """A car left room to the cars below the feeder and the grid: 0.6 A and 0.5 A each, none
+    worth a message alone, together worth sending (one told something too recently waits)."""
+    tree = site(("grid", 100, ""), ("feeder", 40, "grid"))
+    cars = [car(f"F{n}", "feeder") for n in range(4)] + [car("G")]
+    sent = {c.connector: Sent(limit_a=9.4, at=0) for c in cars}
+    sent[("F3", 1)] = Sent(limit_a=9.4, at=15_000)
+    raised = [
+        Allocation(connector=c.connector, limit_a=10.0 if c.node_id == "feeder" else 9.9,
+                   admitted=True, wants_a=32.0)
+        for c in cars
+    ]  # fmt: skip
+    due = small_raises_that_add_up(tree, cars, raised, sent, 20_000)
+    assert sorted(name for name, _ in due) == ["F0", "F1", "F2", "G"]
+    # Alone, 0.6 A is not enough.
+    assert not small_raises_that_add_up(tree, cars[:1], raised[:1], sent, 20_000)
+    assert not small_raises_that_add_up(tree, cars[-1:], raised[-1:], sent, 20_000)
+
+
+def test_a_raise_waits_until_the_cuts_that_make_room_for_it_take_effect() -> None:
+    """A had the 40 A node to itself (32 A); B arrives and each gets 20 A. Until A's charger
+    has applied its cut, A may still draw 32 A: B's 20 A would put the node at 52 A."""
+    grid = site(("grid", 40, ""))
+    cars = [car("A"), car("B")]
+    allocated = allocate(grid, cars)
+    assert limits(allocated) == {"A": 20.0, "B": 20.0}
+    raise_b = [a for a in allocated if a.connector == ("B", 1)]
+
+    def fits(a_may_draw: float, b_may_draw: float = 0.0) -> list[float]:
+        ceilings = {("A", 1): a_may_draw, ("B", 1): b_may_draw}
+        return [a.limit_a for a in raises_that_fit(grid, cars, ceilings, raise_b)]
+
+    assert fits(20.0) == [20.0]
+    # B is not charging yet: it starts with what fits, if that is at least its minimum.
+    assert fits(32.0) == [8.0]
+    assert fits(35.0) == []
+    # A car that charges already gets its raise whole, or waits.
+    assert fits(25.0, 10.0) == []
+    assert fits(20.0, 10.0) == [20.0]
+
+
+def test_raises_fit_in_order_each_counting_those_before() -> None:
+    grid = site(("grid", 40, ""), ("feeder", 16, "grid"))
+    cars = [car("A", "feeder"), car("B", "feeder", phases=1), car("C")]
+    raises = [
+        Allocation(connector=(name, 1), limit_a=10.0, admitted=True, wants_a=32.0)
+        for name in ("A", "B", "C")
+    ]
+    fitting = raises_that_fit(grid, cars, {}, raises)
+    # B gets only the 6 A left on the feeder's L1 next to A (its minimum: enough to start);
+    # C fits on the grid.
+    assert limits(fitting) == {"A": 10.0, "B": 6.0, "C": 10.0}
+
+
 # -- properties -------------------------------------------------------------------------------
 
 
@@ -223,6 +288,34 @@ def test_equal_cars_get_equal_shares(case: tuple[Site, list[Demand]]) -> None:
         if alike and a.admitted and b.admitted:
             low, high = sorted([(a.limit_a, one), (b.limit_a, other)], key=lambda x: x[0])
             assert high[0] - low[0] < 0.1 + 1e-6 or low[0] >= low[1].wants_a - 0.1
+
+
+@settings(max_examples=150, deadline=None)
+@given(sites_and_cars(), st.data())
+def test_raises_that_fit_keep_every_node_within_its_limit_while_cuts_are_in_flight(
+    case: tuple[Site, list[Demand]], data: st.DataObject
+) -> None:
+    """Every car counted at the most it may draw (its ceiling: a cut not yet in effect
+    counts at the limit before it), the raises that fit never take a node phase over its
+    limit; and once every cut has taken effect (each ceiling at most its new limit), every
+    raise fits: nothing waits for ever."""
+    tree, cars = case
+    allocated = allocate(tree, cars)
+    ceilings = {
+        c.connector: data.draw(st.sampled_from([0.0, a.limit_a, a.limit_a + 5.0]))
+        for c, a in zip(cars, allocated, strict=True)
+    }
+    raises = [a for a in allocated if a.limit_a > ceilings[a.connector]]
+    fitting = raises_that_fit(tree, cars, ceilings, raises)
+    before = load_by_node(tree, cars, ceilings)
+    after = load_by_node(tree, cars, {**ceilings, **{a.connector: a.limit_a for a in fitting}})
+    for node_id, node in tree.nodes.items():
+        for phase, amps in after[node_id].items():
+            limit = node.limit.amps_per_phase
+            assert amps <= max(limit, before[node_id][phase]) + EPSILON
+    settled = {a.connector: min(ceilings[a.connector], a.limit_a) for a in allocated}
+    waiting = [a for a in allocated if a.limit_a > settled[a.connector]]
+    assert raises_that_fit(tree, cars, settled, waiting) == waiting
 
 
 @settings(max_examples=100, deadline=None)

@@ -108,6 +108,17 @@ def current(stream: Stream, cp: str, tx: int, amps: float, at: int) -> list[Inte
     )
 
 
+def settle(stream: Stream, until: int, every_ms: int = 1_000) -> list[Intent]:
+    """Ticks up to ``until``, every profile answered as it goes."""
+    made: list[Intent] = []
+    at = stream.now + every_ms
+    while at <= until:
+        ticked = stream.tick(at)
+        made += ticked + answer(stream, ticked)
+        at += every_ms
+    return made
+
+
 def three_cars(stream: Stream) -> list[Intent]:
     site(stream)
     made: list[Intent] = []
@@ -118,17 +129,20 @@ def three_cars(stream: Stream) -> list[Intent]:
     for n, cp in enumerate(CPS):
         started = stream.start(cp, 1, 100 + n, stream.at(10 + n))
         made += started + answer(stream, started)
-    return made
+    # The newcomers' raises wait until the cuts that make room for them have taken effect.
+    return made + settle(stream, stream.at(15))
 
 
 def test_three_cars_share_a_site_of_40_a_and_get_tx_profiles_that_keep_it() -> None:
     stream = Stream()
     made = three_cars(stream)
     assert limits(made) == {"CP-1": 13.3, "CP-2": 13.3, "CP-3": 13.3}
-    last = [d for d in decisions(made) if d.reason == "start"][-3:]
-    assert sum(d.limit_a for d in last) <= 40
-    profile = made[-1].command
-    assert profile is not None
+    assert sum(limits(made).values()) <= 40
+    *_, profile = [
+        i.command
+        for i in made
+        if i.command is not None and b'"transactionId":102' in i.command.payload
+    ]
     assert msgspec.json.decode(profile.payload) == {
         "connectorId": 1,
         "csChargingProfiles": {
@@ -154,13 +168,82 @@ def test_a_charger_of_a_site_gets_the_conservative_default_when_it_connects() ->
     assign(stream, "CP-1", min_a=8.0, phases=1)
     made = stream.connect("CP-1", stream.at(0))
     [decided] = decisions(made)
-    assert (decided.reason, decided.limit_a, decided.session) == ("connect", 8.0, "")
+    # Nothing until the allocator decides on its car: safe whoever else arrives at once.
+    assert (decided.reason, decided.limit_a, decided.session) == ("connect", 0.0, "")
+    assert not decided.admitted
     assert made[0].command is not None
     profile = msgspec.json.decode(made[0].command.payload)["csChargingProfiles"]
     assert profile["chargingProfilePurpose"] == "TxDefaultProfile"
     assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] == 1
     # A charger of no site gets nothing.
     assert not decisions(stream.connect("CP-9", stream.at(1)))
+
+
+def test_a_newcomer_gets_its_share_once_the_cut_that_makes_room_for_it_has_taken_effect() -> None:
+    """The cut goes at once; meanwhile the newcomer gets what fits next to what the others
+    may still draw; its share once the charger confirmed the cut and its car has had the
+    reaction allowance (2 s) to follow it."""
+    stream = Stream()
+    site(stream)
+    for n, cp in enumerate(CPS[:2]):
+        assign(stream, cp)
+        answer(stream, stream.connect(cp, stream.at(n)))
+    first = stream.start("CP-1", 1, 100, stream.at(10))
+    assert limits(first) == {"CP-1": 32.0}
+    answer(stream, first)
+    made = stream.start("CP-2", 1, 101, stream.at(20))
+    assert limits(made) == {"CP-1": 20.0, "CP-2": 8.0}  # CP-1 may still draw 32 A
+    answer(stream, [i for i in made if i.event.charge_point_id == "CP-2"])  # type: ignore[union-attr]
+    # Unanswered, the cut may not have happened: CP-2 waits for the rest of its share.
+    assert not decisions(stream.tick(stream.at(25)))
+    answer(stream, [i for i in made if i.event.charge_point_id == "CP-1"])  # type: ignore[union-attr]
+    assert not decisions(stream.tick(stream.at(26)))  # confirmed at 25 s
+    raised = stream.tick(stream.at(27))
+    assert limits(raised) == {"CP-2": 20.0}
+    assert decisions(raised)[0].admitted
+
+
+def test_in_a_burst_of_arrivals_each_confirmed_cut_makes_room_as_it_takes_effect() -> None:
+    """Cars arriving faster than the allowance: CP-1's first cut (to 20 A) has taken effect
+    though its second (to 13.3 A) is not answered yet, which is room enough for CP-2."""
+    stream = Stream()
+    site(stream)
+    for n, cp in enumerate(CPS):
+        assign(stream, cp)
+        answer(stream, stream.connect(cp, stream.at(n)))
+    answer(stream, stream.start("CP-1", 1, 100, stream.at(10)))
+    answer(stream, stream.start("CP-2", 1, 101, stream.at(11)))  # CP-1 to 20 A, confirmed
+    made = stream.start("CP-3", 1, 102, stream.at(11.5))
+    assert limits(made) == {"CP-1": 13.3}  # not answered yet: it may still draw 20 A
+    # 20 + 13.3 fit in 40, and CP-3 can start at the 6.7 A left.
+    assert limits(stream.tick(stream.at(13.5))) == {"CP-2": 13.3, "CP-3": 6.7}
+    answer(stream, made)  # confirmed at 13.5 s
+    assert not limits(stream.tick(stream.at(15)))
+    assert limits(stream.tick(stream.at(15.6))) == {"CP-3": 13.3}
+
+
+def test_the_reaction_allowance_is_configurable() -> None:
+    stream = Stream(Policy(load_reaction_allowance_s=0.0))
+    site(stream)
+    for n, cp in enumerate(CPS[:2]):
+        assign(stream, cp)
+        answer(stream, stream.connect(cp, stream.at(n)))
+    answer(stream, stream.start("CP-1", 1, 100, stream.at(10)))
+    answer(stream, stream.start("CP-2", 1, 101, stream.at(20)))
+    assert limits(stream.tick(stream.at(20.5))) == {"CP-2": 20.0}
+
+
+def test_a_car_held_at_its_draw_that_draws_up_to_it_again_is_raised_at_once() -> None:
+    stream = Stream()
+    three_cars(stream)
+    answer(stream, current(stream, "CP-1", 100, 4.0, stream.at(20)))  # held at 6 A
+    assert limits(settle(stream, stream.at(26))) == {"CP-2": 17.0, "CP-3": 17.0}
+    # It draws its whole 6 A now (a car that ramps up again): it wants more. The others' cuts
+    # go at once, its raise as soon as they have taken effect, not 10 s after its last word.
+    made = current(stream, "CP-1", 100, 6.0, stream.at(27))
+    assert limits(made) == {"CP-2": 13.3, "CP-3": 13.3}
+    answer(stream, made)
+    assert limits(stream.tick(stream.at(29))) == {"CP-1": 13.3}
 
 
 def test_a_car_drawing_less_gets_its_draw_and_a_margin_and_the_others_more() -> None:
@@ -229,9 +312,34 @@ def test_an_unanswered_or_offline_charger_is_uncontrolled_until_it_is_back() -> 
     answer(stream, made)
     back = stream.connect("CP-2", stream.at(40))
     reasons = [(d.reason, d.session, d.limit_a) for d in decisions(back)]
-    assert reasons[0] == ("connect", "", 6.0)  # the default, then its transaction's
+    assert reasons[0] == ("connect", "", 0.0)  # the default, then its transaction's
     assert ("connect", "101", 10.0) in reasons
-    assert any(isinstance(i.event, AnomalyResolved) for i in back)
+    # Under control again once its charger accepts what it was told, not before.
+    assert not any(isinstance(i.event, AnomalyResolved) for i in back)
+    resolved = [i.event for i in answer(stream, back) if isinstance(i.event, AnomalyResolved)]
+    assert [(e.charge_point_id, e.transaction_id) for e in resolved] == [("CP-2", 101)]
+
+
+def test_a_charger_back_from_a_reboot_that_refuses_its_limit_keeps_its_one_alert() -> None:
+    """Rebooted, it lost the transaction without a StopTransaction: it refuses a TxProfile
+    for it. The alert raised when it went offline stays (no second one), its load still
+    counts, and the alert is cleared when the transaction is closed."""
+    stream = Stream()
+    three_cars(stream)
+    stream.add(
+        ChargerDisconnected(
+            id="gone", received_at=stream.at(20), charge_point_id="CP-2", gateway_id="gw",
+            connection_id="c",
+        )
+    )  # fmt: skip
+    back = stream.connect("CP-2", stream.at(30))
+    made = answer(stream, back[:1]) + answer(stream, back[1:], "Rejected")
+    assert not [i for i in made if isinstance(i.event, AnomalyDetected | AnomalyResolved)]
+    assert [d.reason for d in decisions(made)] == ["rejected"]
+    ended = stream.stop("CP-2", 101, 1000, stream.at(40))
+    assert [i.event.kind for i in ended if isinstance(i.event, AnomalyResolved)] == [
+        "load_unmanaged"
+    ]
 
 
 def test_replay_and_a_snapshot_make_the_same_decisions() -> None:
