@@ -24,7 +24,7 @@ import structlog
 
 from hub.bus import Connection
 from projections import refusals, store
-from projections.backends import Backend
+from projections.backends import Backend, BackendError
 from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
 from projections.fold_process import FoldProcess, Spare
@@ -228,11 +228,15 @@ async def _replay(
     known: dict[str, int] | None = {}
 
     async def store_one(
-        bodies: dict[str, Encoded], first: int, last: int, structures: dict[str, str]
+        bodies: dict[str, Encoded],
+        first: int,
+        last: int,
+        structures: dict[str, str],
+        screen: bool = True,
     ) -> None:
         nonlocal known
         current, known = known, None
-        known = await store.store_encoded(
+        stored = await store.store_encoded(
             backend,
             db,
             bodies,
@@ -244,7 +248,30 @@ async def _replay(
             # Without its own projection_errors, a replay only logs the rows the store
             # refuses: the runner recorded them when it stored the live table.
             keeps_errors=ERRORS in tables,
+            screen=screen,
         )
+        # After a failure only these tables' positions were read: the others default to
+        # 0, right for bodies not sent yet (a failed one is retried with positions read).
+        known = stored
+
+    async def store_log(item: Folded, structures: dict[str, str]) -> bool:
+        """The batch's events log, made as it was read, stored while the fold process
+        still folds the batch: storing it was a third of the store's time, and the last
+        batches' waited for the fold's end. False if the store refuses some of its rows:
+        then it goes with the fold's bodies, whose projection_errors records them."""
+        logged = True
+
+        async def attempt() -> None:
+            nonlocal logged
+            try:
+                await store_one(item.events_log, item.first, item.last, structures, screen=False)
+            except BackendError as error:
+                if not refusals.refused(error):
+                    raise  # an outage: waited out
+                logged = False
+
+        await retrying("replay insert", attempt)
+        return logged
 
     def events_rows() -> Output:
         return Output({"events": from_seq - 1 if "events" in tables else _NOTHING})
@@ -292,12 +319,15 @@ async def _replay(
             # stall it like an outage.
             structures = await preparing
             while (item := await storing.get()) is not None:
-                bodies = (await item.bodies) | item.events_log
+                logged = not item.events_log or await store_log(item, structures)
+                bodies = await item.bodies
+                if not logged:
+                    bodies |= item.events_log
                 await retrying(
                     "replay insert",
                     functools.partial(store_one, bodies, item.first, item.last, structures),
                 )
-                await asyncio.to_thread(_remove, bodies)
+                await asyncio.to_thread(_remove, bodies | item.events_log)
                 done += item.events
                 elapsed = max(time.monotonic() - started, 1e-6)
                 rate = done / elapsed

@@ -166,6 +166,7 @@ async def store_encoded(
     structures: Mapping[str, str] | None = None,
     keeps_errors: bool = True,
     on_refused: OnRefused | None = None,
+    screen: bool = True,
 ) -> dict[str, int]:
     """One INSERT per table, then the batch's progress row. Safe to call again after a
     failure.
@@ -180,14 +181,14 @@ async def store_encoded(
     An INSERT the store refuses for its rows (``refusals``) does not stop the batch: the
     refused rows of every table still to store are found, recorded in projection_errors
     (when ``keeps_errors``: this store writes that table) before anything else, then the
-    rest is stored.
+    rest is stored. Without ``screen``, such an INSERT fails the call instead.
     """
     names = tuple(table + suffix for table in bodies)
     stored = dict(known) if known is not None else await positions(backend, db, names)
     try:
         await _insert_bodies(backend, db, bodies, stored, first_seq, last_seq, suffix, structures)
     except BackendError as error:
-        if not refusals.refused(error):
+        if not screen or not refusals.refused(error):
             raise
         screened = await _screen(backend, db, bodies, stored, suffix, keeps_errors, on_refused)
         if screened is None:

@@ -3,6 +3,9 @@ what it stores while the fold process, the stage every other waits for, is still
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,23 +16,29 @@ from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from projections import store
 from projections.backends.embedded import ChdbBackend
+from projections.fold_process import Spare
 from projections.replay import SHADOW, replay
 from projections.schema import PROJECTED
 from tests.projections.contract import store_events
-from tests.projections.helpers import last_seq, rows
-from tests.projections.scenario import fleet
+from tests.projections.helpers import dump, last_seq, rows
+from tests.projections.scenario import fleet, mixed
 
 _WAIT_S = 20.0
 
 
 class _Watched:
-    """The real chDB backend, with every statement written down."""
+    """The real chDB backend, with every statement written down and each table's first
+    stored file told."""
 
     def __init__(self, backend: ChdbBackend) -> None:
         self.backend = backend
         self.name = backend.name
         self.executed: list[str] = []
         self.queried: list[str] = []
+        self.stored: dict[str, asyncio.Event] = {}
+
+    def stored_into(self, table: str) -> asyncio.Event:
+        return self.stored.setdefault(table, asyncio.Event())
 
     async def execute(self, sql: str) -> None:
         self.executed.append(sql)
@@ -44,6 +53,7 @@ class _Watched:
 
     async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
         await self.backend.insert_file(table, path, structure=structure, token=token)
+        self.stored_into(table).set()
 
     async def close(self) -> None:
         await self.backend.close()
@@ -58,7 +68,9 @@ async def chdb(tmp_path: Path) -> AsyncIterator[_Watched]:
         await backend.close()
 
 
-async def _replay(backend: _Watched, settings: Settings, url: str) -> None:
+async def _replay(
+    backend: _Watched, settings: Settings, url: str, spare: Spare | None = None
+) -> None:
     async with event_backbone(settings, url, name="test-replay") as (connection, _):
         await replay(
             backend,  # type: ignore[arg-type]
@@ -66,7 +78,35 @@ async def _replay(backend: _Watched, settings: Settings, url: str) -> None:
             database="ocpp",
             stream="OCPP_EVENTS",
             projections=[],
+            spare=spare,
         )
+
+
+async def test_the_events_log_is_stored_while_the_fold_process_still_folds(
+    chdb: _Watched, settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    """The events log is made as the stream is read: a batch's is stored as soon as the
+    batch is read, not after the fold process answers for it (it was a third of the
+    store's time, and the last batches' waited for the fold's end)."""
+    await store_events(settings, nats_server.url, mixed().events)
+    end = await last_seq(nats_server.url)
+    async with Spare() as spare:
+        fold = spare.pid
+        assert fold is not None
+        # The fold process folds nothing until it is let go.
+        os.kill(fold, signal.SIGSTOP)
+        try:
+            replaying = asyncio.create_task(_replay(chdb, settings, nats_server.url, spare))
+            await asyncio.wait_for(chdb.stored_into(f"ocpp.events{SHADOW}").wait(), _WAIT_S)
+            logged = await rows(chdb.backend, f"SELECT count() AS n FROM ocpp.events{SHADOW}")
+            assert logged == [{"n": end}]
+            assert not replaying.done()
+        finally:
+            os.kill(fold, signal.SIGCONT)
+        await asyncio.wait_for(replaying, _WAIT_S)
+    tables = await dump(chdb.backend)
+    assert len(tables["events"]) == end
+    assert tables["session_versions"] and tables["meter_values"]
 
 
 async def test_a_replay_asks_the_store_for_its_shadow_tables_and_the_swap_only(
