@@ -50,6 +50,9 @@ _TAIL: Final = 3
 _READ_AHEAD: Final = 20_000
 # Events per message to the fold process: it folds a batch as it is read, not once whole.
 CHUNK: Final = 2_000
+# The first chunks are smaller, doubling up to CHUNK: the fold process, the stage every
+# other waits for, starts on the first events read instead of after 2,000 are decoded.
+_FIRST_CHUNK: Final = 125
 # Events decoded between two turns of the event loop.
 _YIELD_EVERY: Final = 250
 _NOTHING: Final = 1 << 62
@@ -109,6 +112,7 @@ class _Reader:
     def __init__(self, connection: Connection, stream: str) -> None:
         self.source = StreamReader(connection, stream, batch_size=_READ_AHEAD)
         self.next_seq = 1
+        self.chunk = _FIRST_CHUNK
         # Read past the end of one catch-up (a gap in seqs): the start of the next one.
         self.held: list[tuple[int, bytes]] = []
 
@@ -122,7 +126,8 @@ class _Reader:
         if self.held:
             messages, self.held = self.held, []
         else:
-            wanted = min(CHUNK, end - self.next_seq + 1)
+            wanted = min(self.chunk, end - self.next_seq + 1)
+            self.chunk = min(CHUNK, self.chunk * 2)
             messages = await self.source.take(wanted, wait_s=5.0)
         if messages and messages[-1][0] > end:
             self.held = [(seq, data) for seq, data in messages if seq > end]
