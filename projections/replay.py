@@ -311,8 +311,10 @@ async def _replay(
                     await folder.add(needed)
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches shrink towards the end, so that the last one stored after the fold
-                # is done is small.
-                if events >= min(BATCH, max(CHUNK, _TAIL * (target - last))):
+                # is done is small; less than a chunk left joins the batch instead of making
+                # one of its own (a dozen INSERTs of fixed cost, after the fold is done).
+                left = target - last
+                if events >= min(BATCH, max(CHUNK, _TAIL * left)) and left >= CHUNK:
                     await flush()
             if events:
                 await flush()
