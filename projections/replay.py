@@ -227,6 +227,11 @@ async def _replay(
     preparing = asyncio.create_task(prepare(), name="replay-prepare")
     reader = _Reader(connection, stream)
     started = time.monotonic()
+
+    def stage(name: str, **ids: int) -> None:
+        # The replay's timeline (where a stage waits for another), at debug level.
+        log.debug("replay.stage", stage=name, at_s=round(time.monotonic() - started, 3), **ids)
+
     done = 0
     # The shadow tables' positions, carried from batch to batch (read back after a failure).
     # Rows copied below from_seq are below every body's rows.
@@ -294,6 +299,8 @@ async def _replay(
             async def flush() -> None:
                 nonlocal first, last, events, rows
                 folded = await folder.flush(first)
+                folded.add_done_callback(functools.partial(_folded, stage, first))
+                stage("read", first=first, last=last)
                 logged = await asyncio.to_thread(store.spool_rows, rows, ("events",), spool, first)
                 await storing.put(Folded(folded, logged, first, last, events))
                 first, last, events, rows = 0, 0, 0, events_rows()
@@ -325,6 +332,7 @@ async def _replay(
             # Outside ``retrying``: tables that could not be made fail the replay, not
             # stall it like an outage.
             structures = await preparing
+            stage("tables_made")
             while (item := await storing.get()) is not None:
                 logged = not item.events_log or await store_log(item, structures)
                 bodies = await item.bodies
@@ -336,6 +344,7 @@ async def _replay(
                 )
                 await asyncio.to_thread(_remove, bodies | item.events_log)
                 done += item.events
+                stage("stored", first=item.first, last=item.last)
                 elapsed = max(time.monotonic() - started, 1e-6)
                 rate = done / elapsed
                 total = max(target, done)
@@ -359,6 +368,7 @@ async def _replay(
         await preparing
         if runner is None:
             await _swap(backend, db, tables, from_seq)
+            stage("swapped")
         else:
             async with runner.paused():
                 # The runner stands between batches: catch up to exactly where it is, then
@@ -400,6 +410,10 @@ async def _logged(chunk: list[tuple[int, bytes]], rows: Output) -> list[tuple[in
         if folds(event):
             needed.append((seq, data))
     return needed
+
+
+def _folded(stage: Callable[..., None], first: int, _: object) -> None:
+    stage("folded", first=first)
 
 
 def _remove(bodies: dict[str, Encoded]) -> None:
