@@ -24,7 +24,7 @@ import structlog
 
 from hub.bus import Connection
 from projections import refusals, store
-from projections.backends import Backend
+from projections.backends import Backend, BackendError
 from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
 from projections.fold_process import FoldProcess, Spare
@@ -50,6 +50,9 @@ _TAIL: Final = 3
 _READ_AHEAD: Final = 20_000
 # Events per message to the fold process: it folds a batch as it is read, not once whole.
 CHUNK: Final = 2_000
+# The first chunks are smaller, doubling up to CHUNK: the fold process, the stage every
+# other waits for, starts on the first events read instead of after 2,000 are decoded.
+_FIRST_CHUNK: Final = 125
 # Events decoded between two turns of the event loop.
 _YIELD_EVERY: Final = 250
 _NOTHING: Final = 1 << 62
@@ -109,6 +112,7 @@ class _Reader:
     def __init__(self, connection: Connection, stream: str) -> None:
         self.source = StreamReader(connection, stream, batch_size=_READ_AHEAD)
         self.next_seq = 1
+        self.chunk = _FIRST_CHUNK
         # Read past the end of one catch-up (a gap in seqs): the start of the next one.
         self.held: list[tuple[int, bytes]] = []
 
@@ -122,7 +126,8 @@ class _Reader:
         if self.held:
             messages, self.held = self.held, []
         else:
-            wanted = min(CHUNK, end - self.next_seq + 1)
+            wanted = min(self.chunk, end - self.next_seq + 1)
+            self.chunk = min(CHUNK, self.chunk * 2)
             messages = await self.source.take(wanted, wait_s=5.0)
         if messages and messages[-1][0] > end:
             self.held = [(seq, data) for seq, data in messages if seq > end]
@@ -200,34 +205,48 @@ async def _replay(
     async def prepare() -> dict[str, str]:
         """The shadow tables, and how their rows' files are read."""
         await retrying("schema", lambda: store.ensure_schema(backend, db))
+        shadows = [table + SHADOW for table in tables]
+        # Only a replay that stopped half-way leaves shadows behind: one look finds them,
+        # instead of a DROP for each (each statement costs chDB milliseconds, and about 30
+        # of them ran while the first batch was folded, on the fold's machine).
+        left = await store.columns_of(backend, db, shadows)
         for table in tables:
-            await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
+            if table + SHADOW in left:
+                await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")
             await backend.execute(table_ddl(db, table, table + SHADOW))
             if from_seq > 1:
                 await backend.execute(
                     f"INSERT INTO {db}.{table}{SHADOW} SELECT * FROM {db}.{table} "
                     f"WHERE seq < {int(from_seq)}"
                 )
-        return {
-            table: await store.file_structure(backend, f"{db}.{table}{SHADOW}") for table in tables
-        }
+        structures = await store.columns_of(backend, db, shadows)
+        return {table: structures[table + SHADOW] for table in tables}
 
     # The DDL (about a second of chDB's time) goes on while the first batches are read and
     # folded; only storing waits for it.
     preparing = asyncio.create_task(prepare(), name="replay-prepare")
     reader = _Reader(connection, stream)
     started = time.monotonic()
+
+    def stage(name: str, **ids: int) -> None:
+        # The replay's timeline (where a stage waits for another), at debug level.
+        log.debug("replay.stage", stage=name, at_s=round(time.monotonic() - started, 3), **ids)
+
     done = 0
     # The shadow tables' positions, carried from batch to batch (read back after a failure).
     # Rows copied below from_seq are below every body's rows.
     known: dict[str, int] | None = {}
 
     async def store_one(
-        bodies: dict[str, Encoded], first: int, last: int, structures: dict[str, str]
+        bodies: dict[str, Encoded],
+        first: int,
+        last: int,
+        structures: dict[str, str],
+        screen: bool = True,
     ) -> None:
         nonlocal known
         current, known = known, None
-        known = await store.store_encoded(
+        stored = await store.store_encoded(
             backend,
             db,
             bodies,
@@ -239,7 +258,30 @@ async def _replay(
             # Without its own projection_errors, a replay only logs the rows the store
             # refuses: the runner recorded them when it stored the live table.
             keeps_errors=ERRORS in tables,
+            screen=screen,
         )
+        # After a failure only these tables' positions were read: the others default to
+        # 0, right for bodies not sent yet (a failed one is retried with positions read).
+        known = stored
+
+    async def store_log(item: Folded, structures: dict[str, str]) -> bool:
+        """The batch's events log, made as it was read, stored while the fold process
+        still folds the batch: storing it was a third of the store's time, and the last
+        batches' waited for the fold's end. False if the store refuses some of its rows:
+        then it goes with the fold's bodies, whose projection_errors records them."""
+        logged = True
+
+        async def attempt() -> None:
+            nonlocal logged
+            try:
+                await store_one(item.events_log, item.first, item.last, structures, screen=False)
+            except BackendError as error:
+                if not refusals.refused(error):
+                    raise  # an outage: waited out
+                logged = False
+
+        await retrying("replay insert", attempt)
+        return logged
 
     def events_rows() -> Output:
         return Output({"events": from_seq - 1 if "events" in tables else _NOTHING})
@@ -257,6 +299,8 @@ async def _replay(
             async def flush() -> None:
                 nonlocal first, last, events, rows
                 folded = await folder.flush(first)
+                folded.add_done_callback(functools.partial(_folded, stage, first))
+                stage("read", first=first, last=last)
                 logged = await asyncio.to_thread(store.spool_rows, rows, ("events",), spool, first)
                 await storing.put(Folded(folded, logged, first, last, events))
                 first, last, events, rows = 0, 0, 0, events_rows()
@@ -274,8 +318,10 @@ async def _replay(
                     await folder.add(needed)
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches shrink towards the end, so that the last one stored after the fold
-                # is done is small.
-                if events >= min(BATCH, max(CHUNK, _TAIL * (target - last))):
+                # is done is small; less than a chunk left joins the batch instead of making
+                # one of its own (a dozen INSERTs of fixed cost, after the fold is done).
+                left = target - last
+                if events >= min(BATCH, max(CHUNK, _TAIL * left)) and left >= CHUNK:
                     await flush()
             if events:
                 await flush()
@@ -286,14 +332,19 @@ async def _replay(
             # Outside ``retrying``: tables that could not be made fail the replay, not
             # stall it like an outage.
             structures = await preparing
+            stage("tables_made")
             while (item := await storing.get()) is not None:
-                bodies = (await item.bodies) | item.events_log
+                logged = not item.events_log or await store_log(item, structures)
+                bodies = await item.bodies
+                if not logged:
+                    bodies |= item.events_log
                 await retrying(
                     "replay insert",
                     functools.partial(store_one, bodies, item.first, item.last, structures),
                 )
-                await asyncio.to_thread(_remove, bodies)
+                await asyncio.to_thread(_remove, bodies | item.events_log)
                 done += item.events
+                stage("stored", first=item.first, last=item.last)
                 elapsed = max(time.monotonic() - started, 1e-6)
                 rate = done / elapsed
                 total = max(target, done)
@@ -317,6 +368,7 @@ async def _replay(
         await preparing
         if runner is None:
             await _swap(backend, db, tables, from_seq)
+            stage("swapped")
         else:
             async with runner.paused():
                 # The runner stands between batches: catch up to exactly where it is, then
@@ -358,6 +410,10 @@ async def _logged(chunk: list[tuple[int, bytes]], rows: Output) -> list[tuple[in
         if folds(event):
             needed.append((seq, data))
     return needed
+
+
+def _folded(stage: Callable[..., None], first: int, _: object) -> None:
+    stage("folded", first=first)
 
 
 def _remove(bodies: dict[str, Encoded]) -> None:

@@ -383,7 +383,8 @@ def ddl(db: str, present: Collection[tuple[str, str]] = ()) -> list[str]:
     ALTER or CREATE VIEW that changes nothing costs chDB tens of ms, every start and every
     replay."""
     tables = {table for table, _ in present}
-    statements = [f"CREATE DATABASE IF NOT EXISTS {db}"]
+    # A database that holds a table is there.
+    statements = [] if tables else [f"CREATE DATABASE IF NOT EXISTS {db}"]
     statements += [table_ddl(db, table) for table in _TABLES if table not in tables]
     statements += [
         f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"

@@ -34,7 +34,7 @@ class Backend(Protocol):
     async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
         """``insert`` of the JSONCompactEachRow file at ``path`` (the rows of a body without
         the brackets around them), whose columns are ``structure`` (``name Type, ...``, in the
-        table's order, ``projections.store.file_structure``)."""
+        table's order, ``projections.store.columns_of``)."""
         ...
 
     async def close(self) -> None: ...
