@@ -344,8 +344,10 @@ async def _round(
     before = clock.read()
     read_rate = await raw_read(url, events)
     read_cpu = CpuClock.spent(before, clock.read(), events)
-    # As in `hub project`, where replays run: a fold process started ahead waits for it.
+    # As in `hub project`, where replays run: a fold process started ahead waits for it,
+    # its imports done.
     async with Spare() as spare:
+        await spare.warm()
         before = clock.read()
         started = time.perf_counter()
         await replay(

@@ -4,7 +4,7 @@ a second, not in the quarter of one that the store's logging and the parent's as
 the parent waits for a child that has not started yet.
 
 Length-prefixed msgpack on stdin (a ``Start``, then ``Fold`` and ``Flush`` requests) and on
-stdout (a ``Reply`` per flush, in order).
+stdout (an empty frame once imported, then a ``Reply`` per flush, in order).
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ def main() -> None:
     # Anything printed by accident goes to stderr, not into the replies.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
+    # Imported: a parent that keeps this process waiting may count on it being quick now.
+    replies.write(frame(b""))
+    replies.flush()
     start = _read(requests)
     if start is None:
         return

@@ -55,6 +55,12 @@ async def _spawn() -> asyncio.subprocess.Process:
     )
 
 
+async def _started(process: asyncio.subprocess.Process) -> None:
+    """Its first frame, empty: the fold process has imported what it folds with."""
+    assert process.stdout is not None
+    await process.stdout.readexactly(LENGTH)
+
+
 class Spare:
     """A fold process started ahead of the replay that will take it, waiting for its
     ``Start``: its imports (a quarter of a second, a tenth of a replay of 100,000 events,
@@ -63,6 +69,8 @@ class Spare:
 
     def __init__(self) -> None:
         self._process: asyncio.subprocess.Process | None = None
+        # Whether its first frame, read, said its imports are done.
+        self._ready = False
 
     async def __aenter__(self) -> Spare:
         await self.fill()
@@ -73,7 +81,14 @@ class Spare:
 
     async def fill(self) -> None:
         if self._process is None or self._process.returncode is not None:
-            self._process = await _spawn()
+            self._process, self._ready = await _spawn(), False
+
+    async def warm(self) -> None:
+        """Wait until the waiting process has its imports behind it."""
+        if self._process is not None and not self._ready:
+            with contextlib.suppress(asyncio.IncompleteReadError):  # gone: the replay says so
+                await _started(self._process)
+                self._ready = True
 
     @property
     def pid(self) -> int | None:
@@ -81,12 +96,15 @@ class Spare:
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
 
-    def take(self) -> asyncio.subprocess.Process | None:
+    def take(self) -> tuple[asyncio.subprocess.Process | None, bool]:
+        """The waiting process, if one waits, and whether its first frame was read."""
         process, self._process = self._process, None
-        return process if process is not None and process.returncode is None else None
+        if process is None or process.returncode is not None:
+            return None, False
+        return process, self._ready
 
     async def close(self) -> None:
-        process = self.take()
+        process, _ = self.take()
         if process is not None:
             # It has read nothing yet: its stdin's end is its end.
             assert process.stdin is not None
@@ -115,12 +133,13 @@ class FoldProcess:
         self._start = Start(skip=skip, tables=tables, spool=str(spool))
         self._spare = spare
         self._process: asyncio.subprocess.Process | None = None
+        self._started = False
         self._replies: asyncio.Task[None] | None = None
         self._waiting: collections.deque[asyncio.Future[dict[str, Encoded]]] = collections.deque()
         self._failure: RuntimeError | None = None
 
     async def start(self) -> None:
-        warm = self._spare.take() if self._spare is not None else None
+        warm, self._started = self._spare.take() if self._spare is not None else (None, False)
         self._process = warm or await _spawn()
         assert self._process.stdin is not None
         transport = self._process.stdin.transport
@@ -159,6 +178,8 @@ class FoldProcess:
         stdout = process.stdout
         error = ""
         try:
+            if not self._started:
+                await _started(process)
             while True:
                 size = int.from_bytes(await stdout.readexactly(LENGTH), "big")
                 reply = reply_decoder.decode(await stdout.readexactly(size))
