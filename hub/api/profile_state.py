@@ -371,7 +371,7 @@ class ReportDifferenceView(_View, frozen=True, kw_only=True):
     fields: list[str] | None = None
 
 
-class ReportView(_View, frozen=True, kw_only=True):
+class ProfileReportView(_View, frozen=True, kw_only=True):
     """The station's latest report of what it holds (2.x GetChargingProfiles answered by
     ReportChargingProfiles), and where it differs from the hub's model; ``differences``
     and ``agree`` only once the report is complete."""
@@ -390,7 +390,7 @@ class ProfileList(_View, frozen=True, kw_only=True):
     charge_point_id: str
     profiles: list[ProfileView]
     limits: ChargerLimitsView
-    report: ReportView | None = None
+    report: ProfileReportView | None = None
 
 
 def _iso(ms: int | None) -> str | None:
@@ -433,7 +433,7 @@ def profile_view(book: ProfileBook, charge_point_id: str, installed: Installed) 
     )
 
 
-def report_view(book: ProfileBook, charge_point_id: str, report: Report) -> ReportView:
+def profile_report_view(book: ProfileBook, charge_point_id: str, report: Report) -> ProfileReportView:
     version = book.version(charge_point_id)
     differences = None
     if report.complete:
@@ -447,7 +447,7 @@ def report_view(book: ProfileBook, charge_point_id: str, report: Report) -> Repo
             )
             for one in found
         ]
-    return ReportView(
+    return ProfileReportView(
         request_id=report.request_id,
         complete=report.complete,
         command_id=report.command_id,
@@ -504,7 +504,7 @@ def profile_list(
                 list(limits.units) if limits.units is not None else None
             ),
         ),
-        report=report_view(book, charge_point_id, report) if report is not None else None,
+        report=profile_report_view(book, charge_point_id, report) if report is not None else None,
     )
 
 

@@ -75,7 +75,8 @@ async def test_a_stations_report_is_compared_with_the_model_and_does_not_change_
     gateway: Gateway, ui_port: int, version: str
 ) -> None:
     default = profile2(1, "TxDefaultProfile", [(0, 16.0)], kind="Relative")
-    most = profile2(2, "ChargingStationMaxProfile", [(0, 32.0)], kind="Relative")
+    # A station-wide maximum may not be Relative (K01.FR.38): Absolute, from a start.
+    most = profile2(2, "ChargingStationMaxProfile", [(0, 32.0)], start_ms=int(time.time() * 1000))
     changed = profile2(1, "TxDefaultProfile", [(0, 6.0)], kind="Relative")
     stranger = profile2(5, "TxDefaultProfile", [(0, 10.0)], kind="Relative", stack_level=2)
     ems = profile2(6, "TxDefaultProfile", [(0, 10.0)], kind="Relative", stack_level=3)
@@ -84,8 +85,9 @@ async def test_a_stations_report_is_compared_with_the_model_and_does_not_change_
         station_online(gateway.port, ui_port, CP, version, REPORTING[version]) as station,
         api_client(ui_port) as api,
     ):
-        await set2(api, 1, default)
-        await set2(api, 0, most)
+        for evse, body in ((1, default), (0, most)):
+            status, answer = await set2(api, evse, body)
+            assert status == 200 and answer["status"] == "accepted", answer
         asked = await api.call(
             "POST", f"{BASE}/get-charging-profiles", {"requestId": 7, "chargingProfile": {}}
         )
