@@ -375,7 +375,8 @@ async def _replay(
                 # swap, so the rebuilt tables continue where the live ones were.
                 position = runner.projected_seq
                 await read_to(position)
-                await _swap(backend, db, tables, from_seq)
+                # A process that lost its lease swaps nothing in: the tables are the holder's.
+                await _swap(backend, db, tables, from_seq, runner.check_fence)
                 for table in tables:
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
@@ -423,7 +424,13 @@ def _remove(bodies: dict[str, Encoded]) -> None:
             body.unlink(missing_ok=True)
 
 
-async def _swap(backend: Backend, db: str, tables: tuple[str, ...], from_seq: int) -> None:
+async def _swap(
+    backend: Backend,
+    db: str,
+    tables: tuple[str, ...],
+    from_seq: int,
+    fence: Callable[[], None] = lambda: None,
+) -> None:
     kept = [table for table in PROJECTED if table not in tables]
     if ERRORS in tables and kept:
         # The rows the store refused from tables not rebuilt are found only when those are
@@ -434,5 +441,6 @@ async def _swap(backend: Backend, db: str, tables: tuple[str, ...], from_seq: in
             f"WHERE seq >= {int(from_seq)} AND `projection` IN ({refused})"
         )
     for table in tables:
+        fence()
         await backend.execute(f"EXCHANGE TABLES {db}.{table} AND {db}.{table}{SHADOW}")
         await backend.execute(f"DROP TABLE IF EXISTS {db}.{table}{SHADOW}")

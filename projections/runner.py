@@ -265,12 +265,13 @@ class Runner:
             await puller.stop()
             self._fold_executor.shutdown(wait=True)
 
-    def _check_fence(self) -> None:
+    def check_fence(self) -> None:
+        """``Fenced`` once this process may no longer write (its lease ran out)."""
         if self.fence is not None and not self.fence():
             raise Fenced
 
     async def _store(self, out: Output, first: int, last: int) -> None:
-        self._check_fence()
+        self.check_fence()
         known, self._positions = self._positions, None
         # Positions are read back from the tables after a failure (an INSERT may have
         # landed even though it failed here), else carried over from the last batch.
@@ -285,7 +286,7 @@ class Runner:
         )
 
     async def _snapshot(self, state: State) -> None:
-        self._check_fence()
+        self.check_fence()
         await store.save_snapshot(self.backend, self.settings.database, state)
 
     async def _fetch(self, puller: Puller) -> Batch:

@@ -433,7 +433,9 @@ def profile_view(book: ProfileBook, charge_point_id: str, installed: Installed) 
     )
 
 
-def profile_report_view(book: ProfileBook, charge_point_id: str, report: Report) -> ProfileReportView:
+def profile_report_view(
+    book: ProfileBook, charge_point_id: str, report: Report
+) -> ProfileReportView:
     version = book.version(charge_point_id)
     differences = None
     if report.complete:

@@ -22,7 +22,7 @@ from hub.nats_server import EmbeddedNats
 from projections import store
 from projections.query import QueryRefused, run_query
 from projections.replay import SHADOW, Progress
-from projections.runner import retrying
+from projections.runner import Fenced, retrying
 from projections.service import Projections, running_projections
 from projections.store import Encoded
 from schemas.events import Event
@@ -151,6 +151,24 @@ class ProjectionContract:
         after = await dump(projections.backend)
         assert len(after["events"]) == await last_seq(nats_server.url)
         assert len({row["seq"] for row in after["events"]}) == len(after["events"])
+
+    async def test_a_replay_by_a_process_that_lost_its_lease_swaps_nothing_in(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        await store_events(projection_settings, nats_server.url, mixed().events)
+        await self.caught_up(projections, nats_server.url)
+        live = await dump(projections.backend)
+        # A row a replay would not make: gone once a replay swaps its tables in.
+        await projections.backend.execute(
+            "INSERT INTO ocpp.events SELECT * FROM ocpp.events WHERE seq = 1"
+        )
+        doubled = await dump(projections.backend)
+        assert len(doubled["events"]) == len(live["events"]) + 1
+        # Another `hub project` holds the lease now: this one may not write.
+        projections.runner.fence = lambda: False
+        with pytest.raises(Fenced):
+            await replay_in(projections, "events")
+        assert await dump(projections.backend) == doubled
 
     async def test_a_replay_ends_when_the_last_events_were_deleted(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
