@@ -29,7 +29,7 @@ from projections.events_log import event_row, undecodable_row
 from projections.fold import folds
 from projections.fold_process import FoldProcess, Spare
 from projections.rows import TABLES, EventRow, Output
-from projections.runner import Runner, retrying
+from projections.runner import Fenced, Runner, retrying
 from projections.schema import ALIASES, GROUPS, PROJECTED, table_ddl
 from projections.store import ERRORS, Encoded
 from projections.stream_reader import StreamReader
@@ -375,8 +375,13 @@ async def _replay(
                 # swap, so the rebuilt tables continue where the live ones were.
                 position = runner.projected_seq
                 await read_to(position)
-                # A process that lost its lease swaps nothing in: the tables are the holder's.
-                await _swap(backend, db, tables, from_seq, runner.check_fence)
+                # A process that lost its lease swaps nothing more in: the tables are the
+                # holder's, and its runner may not go on from positions they no longer match.
+                try:
+                    await _swap(backend, db, tables, from_seq, runner.check_fence)
+                except Fenced:
+                    runner.fence_for_good()
+                    raise
                 for table in tables:
                     runner.skip_until(table, max(position, reader.next_seq - 1))
     finally:
