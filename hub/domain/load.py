@@ -165,9 +165,6 @@ class LoadState(msgspec.Struct, kw_only=True):
     running: dict[str, Running] = {}
     pending: dict[str, Pending] = {}
     offline: dict[str, bool] = {}
-    # Per assigned connector, when its charger accepted the 0 A default of its current
-    # connection (absent: not accepted, or not yet: a car starting there may draw anything).
-    defaults: dict[str, int] = {}
 
 
 class Send(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -342,9 +339,6 @@ class LoadManager:
                     transaction_id=fact.transaction_id,
                     started_at=fact.at,
                     unmanaged="offline" if self.state.offline.get(cp) else "",
-                    # Counted at nothing only if its 0 A default is in effect for sure: else
-                    # (refused, unanswered, a start right after a reboot) at its maximum.
-                    settled_a=DEFAULT_LIMIT_A if self._default_holds(name) else assigned.max_a,
                 )
                 self._touch(assigned, roots, "start")
             case TransactionMetered(charge_point_id=cp, connector_id=connector_id):
@@ -373,14 +367,10 @@ class LoadManager:
                 self._connected(cp, roots)
             case ChargerDisconnected(charge_point_id=cp):
                 self.state.offline[cp] = True
-                for connector_id in self.sites.charger_assigned(cp):
-                    self.state.defaults.pop(assignment_key(cp, connector_id), None)
                 for found in self._on_charger(cp):
                     self._lost(found, "offline", roots)
             case ProfileInstalled(command_id=command_id) if command_id:
                 pending = self.state.pending.pop(command_id, None)
-                if pending is not None and pending.purpose == "TxDefaultProfile":
-                    self.state.defaults[pending.key] = self._now
                 found = running.get(pending.key) if pending is not None else None
                 if pending is not None and found is not None and pending.purpose == "TxProfile":
                     found.accepted_a = pending.limit_a
@@ -418,7 +408,6 @@ class LoadManager:
                 self.config.stack_level,
             )
             cause = f"allocation:default:{cp}:{connector_id}:{self._seq}"
-            self.state.defaults.pop(name, None)
             self._pend(cause, name, DEFAULT_LIMIT_A, "TxDefaultProfile")
             self._out.decisions.append(
                 Decision(
@@ -453,10 +442,6 @@ class LoadManager:
                 found.settled_a = max(ceiling(found), assigned.max_a)
                 found.unmanaged, found.sent, found.told = "", None, []
             self._touch(assigned, roots, "connect")
-
-    def _default_holds(self, name: str) -> bool:
-        accepted = self.state.defaults.get(name)
-        return accepted is not None and self._now - accepted >= self.config.reaction_allowance_ms
 
     def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
         if found.unmanaged:

@@ -203,27 +203,6 @@ def test_a_newcomer_gets_its_share_once_the_cut_that_makes_room_for_it_has_taken
     assert decisions(raised)[0].admitted
 
 
-def test_a_car_whose_charger_never_confirmed_the_0_a_default_counts_at_its_maximum() -> None:
-    """The default not answered (or refused, or a start right after a reboot): the charger
-    may let the car draw anything, so it is counted at its maximum, and its limit is a cut,
-    sent at once, not a raise that waits for room (with the default in effect for sure, it
-    gets 8 A at first: what fits next to CP-1's 32 A until CP-1's cut takes effect)."""
-    stream = Stream()
-    site(stream)
-    for cp in CPS[:3]:
-        assign(stream, cp)
-    answer(stream, stream.connect("CP-1", stream.at(0)))
-    answer(stream, stream.connect("CP-3", stream.at(0)))
-    stream.connect("CP-2", stream.at(1))  # never answered
-    answer(stream, stream.start("CP-1", 1, 100, stream.at(10)))
-    made = stream.start("CP-2", 1, 101, stream.at(20))
-    assert limits(made) == {"CP-1": 20.0, "CP-2": 20.0}
-    # Neither cut confirmed: both cars may draw 32 A, so a third gets nothing yet.
-    third = stream.start("CP-3", 1, 102, stream.at(20.5))
-    assert limits(third) == {"CP-1": 13.3, "CP-2": 13.3}
-    assert not limits(stream.tick(stream.at(21)))
-
-
 def test_in_a_burst_of_arrivals_each_confirmed_cut_makes_room_as_it_takes_effect() -> None:
     """Cars arriving faster than the allowance: CP-1's first cut (to 20 A) has taken effect
     though its second (to 13.3 A) is not answered yet, which is room enough for CP-2."""
