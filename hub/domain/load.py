@@ -152,6 +152,11 @@ class Running(msgspec.Struct, kw_only=True):
     held_at_draw: bool = False
     # Its last limit was what fitted while others' cuts took effect, less than its share.
     short: bool = False
+    # What its car may draw whatever it was told, until a limit of its own takes effect:
+    # its maximum if it started where the 0 A default was not in effect for sure (refused,
+    # unanswered, a start right after a reboot). Such a car is told 0 A first (a cut), and
+    # its share once that holds; the others count it at this meanwhile.
+    floor_a: float = 0.0
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -165,6 +170,9 @@ class LoadState(msgspec.Struct, kw_only=True):
     running: dict[str, Running] = {}
     pending: dict[str, Pending] = {}
     offline: dict[str, bool] = {}
+    # Per assigned connector, when its charger accepted the 0 A default of its current
+    # connection (absent: not accepted, or not yet).
+    defaults: dict[str, int] = {}
 
 
 class Send(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -339,6 +347,7 @@ class LoadManager:
                     transaction_id=fact.transaction_id,
                     started_at=fact.at,
                     unmanaged="offline" if self.state.offline.get(cp) else "",
+                    floor_a=0.0 if self._default_holds(name) else assigned.max_a,
                 )
                 self._touch(assigned, roots, "start")
             case TransactionMetered(charge_point_id=cp, connector_id=connector_id):
@@ -367,10 +376,14 @@ class LoadManager:
                 self._connected(cp, roots)
             case ChargerDisconnected(charge_point_id=cp):
                 self.state.offline[cp] = True
+                for connector_id in self.sites.charger_assigned(cp):
+                    self.state.defaults.pop(assignment_key(cp, connector_id), None)
                 for found in self._on_charger(cp):
                     self._lost(found, "offline", roots)
             case ProfileInstalled(command_id=command_id) if command_id:
                 pending = self.state.pending.pop(command_id, None)
+                if pending is not None and pending.purpose == "TxDefaultProfile":
+                    self.state.defaults[pending.key] = self._now
                 found = running.get(pending.key) if pending is not None else None
                 if pending is not None and found is not None and pending.purpose == "TxProfile":
                     found.accepted_a = pending.limit_a
@@ -408,6 +421,7 @@ class LoadManager:
                 self.config.stack_level,
             )
             cause = f"allocation:default:{cp}:{connector_id}:{self._seq}"
+            self.state.defaults.pop(name, None)
             self._pend(cause, name, DEFAULT_LIMIT_A, "TxDefaultProfile")
             self._out.decisions.append(
                 Decision(
@@ -442,6 +456,10 @@ class LoadManager:
                 found.settled_a = max(ceiling(found), assigned.max_a)
                 found.unmanaged, found.sent, found.told = "", None, []
             self._touch(assigned, roots, "connect")
+
+    def _default_holds(self, name: str) -> bool:
+        accepted = self.state.defaults.get(name)
+        return accepted is not None and self._now - accepted >= self.config.reaction_allowance_ms
 
     def _lost(self, found: Running, why: str, roots: dict[str, AllocationReason]) -> None:
         if found.unmanaged:
@@ -537,10 +555,14 @@ class LoadManager:
             if demand.connector in due or allocation.admitted != found.admitted
         ]
         ceilings = {demand.connector: self._ceiling(found, demand) for found, _, demand in below}
-        raising = [a for found, _, a in sending if a.limit_a > ceiling(found)]
+        raising = [a for found, _, a in sending if a.limit_a > ceiling(found) and not found.floor_a]
         fit = {a.connector: a for a in raises_that_fit(site, demands, ceilings, raising)}
         for found, assigned, allocation in sending:
-            if allocation.limit_a <= ceiling(found):
+            if found.floor_a:
+                if not found.told:  # 0 A first; its share once that holds
+                    nothing = msgspec.structs.replace(allocation, limit_a=0.0, admitted=False)
+                    self._send(found, assigned, nothing, reason)
+            elif allocation.limit_a <= ceiling(found):
                 self._send(found, assigned, allocation, reason)
             elif allocation.connector in fit:
                 fitted = fit[allocation.connector]
@@ -565,13 +587,14 @@ class LoadManager:
             at = found.told[index].confirmed_at
             if at is not None and self._now - at >= self.config.reaction_allowance_ms:
                 found.settled_a = found.told[index].limit_a
+                found.floor_a = 0.0
                 found.told = found.told[index + 1 :]
                 return
 
     def _ceiling(self, found: Running, demand: Demand) -> float:
         # An uncontrolled car's load is what it is counted at; a controlled one may draw up
         # to its ceiling until its cut has taken effect.
-        return demand.max_a if found.unmanaged else ceiling(found)
+        return demand.max_a if found.unmanaged else max(ceiling(found), found.floor_a)
 
     def _demand(self, site: Site, found: Running, assigned: Assignment) -> Demand:
         connector = (found.charge_point_id, found.connector_id)

@@ -203,6 +203,25 @@ def test_a_newcomer_gets_its_share_once_the_cut_that_makes_room_for_it_has_taken
     assert decisions(raised)[0].admitted
 
 
+def test_a_car_whose_charger_never_confirmed_the_0_a_default_is_told_0_a_first() -> None:
+    """The default not answered (or refused, or a start right after a reboot): the charger
+    may let the car draw anything. It is told 0 A at once, counted at its maximum until
+    that holds, and gets its share as a raise once there is room."""
+    stream = Stream()
+    site(stream)
+    for cp in CPS[:2]:
+        assign(stream, cp)
+    answer(stream, stream.connect("CP-1", stream.at(0)))
+    stream.connect("CP-2", stream.at(1))  # its default is never answered
+    answer(stream, stream.start("CP-1", 1, 100, stream.at(10)))
+    made = stream.start("CP-2", 1, 101, stream.at(20))
+    assert limits(made) == {"CP-1": 20.0, "CP-2": 0.0}
+    answer(stream, made)
+    # Until both hold (the allowance after the answers), CP-2 may still draw 32 A.
+    assert not limits(stream.tick(stream.at(21)))
+    assert limits(stream.tick(stream.at(22.5))) == {"CP-2": 20.0}
+
+
 def test_in_a_burst_of_arrivals_each_confirmed_cut_makes_room_as_it_takes_effect() -> None:
     """Cars arriving faster than the allowance: CP-1's first cut (to 20 A) has taken effect
     though its second (to 13.3 A) is not answered yet, which is room enough for CP-2."""
