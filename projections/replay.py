@@ -46,6 +46,10 @@ BATCH: Final = 50_000
 # it, so the last one, stored after the fold is done, is small; storing a batch costs about a
 # third of folding it, so each store is done while the next (smaller) batch is folded.
 _TAIL: Final = 3
+# But never smaller than this: a store costs about 0.1 s whatever its size (an INSERT per
+# table, each ~8 ms in chDB), which is the fold of some 4,000 events. Two small batches at the
+# end were two such stores in a row after the fold was done, a tenth of a 100k replay.
+_LAST_AT_LEAST: Final = 10_000
 # Messages the stream reader buffers ahead of the fold.
 _READ_AHEAD: Final = 20_000
 # Events per message to the fold process: it folds a batch as it is read, not once whole.
@@ -318,10 +322,9 @@ async def _replay(
                     await folder.add(needed)
                 first, last, events = first or chunk[0][0], chunk[-1][0], events + len(chunk)
                 # Batches shrink towards the end, so that the last one stored after the fold
-                # is done is small; less than a chunk left joins the batch instead of making
-                # one of its own (a dozen INSERTs of fixed cost, after the fold is done).
+                # is done is small; what is too little for a store of its own joins the batch.
                 left = target - last
-                if events >= min(BATCH, max(CHUNK, _TAIL * left)) and left >= CHUNK:
+                if events >= min(BATCH, max(CHUNK, _TAIL * left)) and left >= _LAST_AT_LEAST:
                     await flush()
             if events:
                 await flush()

@@ -77,9 +77,12 @@ async def held(client: Any, port: int, charge_point_id: str) -> AsyncIterator[Ch
 
 @pytest.fixture
 async def nats_client(nats_server: EmbeddedNats) -> Any:
-    client = await nats.connect(nats_server.url)
+    # Few reconnects: nats-py's default (60, 2 s apart) kept a teardown busy for the whole
+    # test timeout once the server was gone before the client closed.
+    client = await nats.connect(nats_server.url, max_reconnect_attempts=3, reconnect_time_wait=0.2)
     yield client
-    await client.close()
+    async with asyncio.timeout(10):
+        await client.close()
 
 
 async def test_commands_get_the_chargers_actual_answers(
