@@ -73,10 +73,12 @@ def delivery(reply: str) -> Delivery:
     return Delivery(int(tokens[base + 1]), int(tokens[base + 2]), int(tokens[base + 4]))
 
 
-def delivered(reply: str) -> Delivered:
-    """Stream seq and pending count from a message's ack subject."""
-    seq, _, pending = delivery(reply)
-    return Delivered(seq, pending)
+def delivered(reply: bytes | bytearray) -> Delivered:
+    """Stream seq and pending count from a message's ack subject as it arrived: read from
+    the bytes (a bulk reader's every message; decoding them first cost twice as much)."""
+    tokens = reply.split(b".")
+    base = 4 if len(tokens) == 9 else 6
+    return Delivered(int(tokens[base + 1]), int(tokens[base + 4]))
 
 
 def deliveries(info: ConsumerInfo) -> int:

@@ -401,7 +401,7 @@ class StreamReader:
         return pos
 
     def _on_message(self, reply: bytearray, data: bytes) -> None:
-        seq, self._pending = delivered(reply.decode())
+        seq, self._pending = delivered(reply)
         if seq >= self._next_seq:
             self._buffer.append((seq, data))
             self._next_seq = seq + 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hub.pull import Puller, delivered
+from hub.pull import Puller, delivery
 
 
 class LossyPuller(Puller):
@@ -17,7 +17,7 @@ class LossyPuller(Puller):
 
     def _on_message(self, subject: str, reply: str, data: bytes, status: str) -> None:
         if reply.startswith("$JS.ACK."):
-            seq = delivered(reply).seq
+            seq = delivery(reply).seq
             if seq in self.lose:
                 self.lose.discard(seq)
                 self.lost_seqs.append(seq)

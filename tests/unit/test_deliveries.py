@@ -57,6 +57,7 @@ def test_idle_looks_with_nothing_missing_find_no_loss() -> None:
 def test_the_ack_subject_gives_stream_seq_delivery_number_and_pending() -> None:
     reply = "$JS.ACK.OCPP_EVENTS.follow.1.120.7.1700000000000000000.3"
     assert delivery(reply) == (120, 7, 3)
-    assert delivered(reply) == (120, 3)
+    assert delivered(reply.encode()) == (120, 3)
     v2 = "$JS.ACK.domain.ACCOUNTHASH.OCPP_EVENTS.follow.1.120.7.1700000000000000000.3.token"
     assert delivery(v2) == (120, 7, 3)
+    assert delivered(v2.encode()) == (120, 3)
