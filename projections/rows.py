@@ -12,7 +12,6 @@ another shape (``projections.loads``: meter_values) takes rows of that shape ins
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -284,10 +283,6 @@ TABLE_OF: dict[type[_Row], str] = {
 TABLES: tuple[str, ...] = tuple(TABLE_OF.values())
 
 
-def _drop(_: _Row) -> None:
-    pass
-
-
 class Output:
     """Rows produced by one batch, per table, with the tables a restart must not rewrite.
 
@@ -312,12 +307,6 @@ class Output:
         """Whether a row of type ``kind`` from event ``seq`` would be kept: when not, the
         fold need not build it."""
         return seq > self._into[kind][1]
-
-    def sink(self, kind: type[_Row], seq: int) -> Callable[[_Row], None]:
-        """Where the rows of type ``kind`` of the event ``seq`` go: for the many rows of one
-        event (its sampled values), checked once."""
-        rows, floor = self._into[kind]
-        return rows.append if seq > floor else _drop
 
     def count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
