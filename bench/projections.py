@@ -50,6 +50,7 @@ from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import fold_batch
 from projections.fold_process import Spare
+from projections.loads import LOADS
 from projections.replay import BATCH, replay
 from projections.rows import TABLES
 from projections.service import running_projections
@@ -200,7 +201,8 @@ async def raw_insert(backend: ChdbBackend, events: list[Event], batch: int) -> t
     started = time.perf_counter()
     for index, tables in enumerate(batches):
         for table, body in tables.items():
-            await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}")
+            load = LOADS.get(table)
+            await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}", load=load)
     elapsed = time.perf_counter() - started
     await backend.execute(f"DROP DATABASE {db}")
     return len(events) / elapsed, rows

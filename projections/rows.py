@@ -6,16 +6,17 @@ of the event whose projection produced the row, which is how a restart knows wha
 A row encodes as a JSON array of its values in its table's column order (its fields are its
 columns, in order: tests/projections/test_pure.py holds them to the DDL), and is inserted as
 JSONCompactEachRow: without the column names an INSERT body is half the size, half as much
-for msgspec to write and for ClickHouse to parse.
+for msgspec to write and for ClickHouse to parse. A table ClickHouse fills from rows of
+another shape (``projections.loads``: meter_values) takes rows of that shape instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
 
+from hub.domain.facts import Sample
 from schemas.events import TransactionId
 
 
@@ -72,7 +73,21 @@ class ConnectorStatusRow(_Row, frozen=True, kw_only=True):
     vendor_error_code: str
 
 
+class ReadingsRow(_Row, frozen=True, kw_only=True):
+    """A TransactionMetered fact's samples, for meter_values: the store makes a row of each
+    (``projections.loads``), so its fields are the load's structure, not the table's columns."""
+
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    session_id: str
+    transaction_ref: str
+    samples: tuple[Sample, ...]
+
+
 class MeterValueRow(_Row, frozen=True, kw_only=True):
+    """A row of meter_values as the table holds it (made of ``ReadingsRow`` by the store)."""
+
     timestamp: str
     charge_point_id: str
     connector_id: int
@@ -237,7 +252,7 @@ Row = (
     EventRow
     | ChargePointRow
     | ConnectorStatusRow
-    | MeterValueRow
+    | ReadingsRow
     | SessionRow
     | EnergyDeltaRow
     | BillingRow
@@ -254,7 +269,7 @@ TABLE_OF: dict[type[_Row], str] = {
     EventRow: "events",
     ChargePointRow: "charge_point_versions",
     ConnectorStatusRow: "connector_status",
-    MeterValueRow: "meter_values",
+    ReadingsRow: "meter_values",
     SessionRow: "session_versions",
     EnergyDeltaRow: "energy_deltas",
     BillingRow: "billing_versions",
@@ -266,10 +281,6 @@ TABLE_OF: dict[type[_Row], str] = {
     ErrorRow: "projection_errors",
 }
 TABLES: tuple[str, ...] = tuple(TABLE_OF.values())
-
-
-def _drop(_: _Row) -> None:
-    pass
 
 
 class Output:
@@ -296,12 +307,6 @@ class Output:
         """Whether a row of type ``kind`` from event ``seq`` would be kept: when not, the
         fold need not build it."""
         return seq > self._into[kind][1]
-
-    def sink(self, kind: type[_Row], seq: int) -> Callable[[_Row], None]:
-        """Where the rows of type ``kind`` of the event ``seq`` go: for the many rows of one
-        event (its sampled values), checked once."""
-        rows, floor = self._into[kind]
-        return rows.append if seq > floor else _drop
 
     def count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())

@@ -9,12 +9,14 @@ issued (flagged ``no_start``).
 
 from __future__ import annotations
 
+import datetime
 import functools
 from typing import Final
 
 from hub.domain import energy
 from hub.domain.charging import Session, key
 from hub.domain.facts import (
+    Sample,
     TransactionEnded,
     TransactionFlagged,
     TransactionMetered,
@@ -24,7 +26,7 @@ from hub.domain.facts import (
 from hub.domain.tariffs import Point
 from hub.domain.timeutil import ch_time
 from projections.billing import billing_row
-from projections.rows import EnergyDeltaRow, MeterValueRow, Output, SessionRow, int_id, ref
+from projections.rows import EnergyDeltaRow, Output, ReadingsRow, SessionRow, int_id, ref
 from projections.state import State, Written
 
 # A session version (and its bill) is written on start, on end, when its flags change, for a
@@ -75,34 +77,8 @@ def bounds_moved(state: State, out: Output, fact: TransactionStarted | Transacti
 
 def metered(state: State, out: Output, fact: TransactionMetered) -> None:
     found = _session(state, fact.charge_point_id, fact.session) if fact.session else None
-    session_id = fact.session if found is not None else ""
-    transaction_id, transaction_ref = int_id(fact.transaction_id), ref(fact.transaction_id)
-    add = out.sink(MeterValueRow, fact.seq)
-    # A row per sample, most of the projections' rows: what they share is looked up once,
-    # and a message's samples share a few times, each formatted once.
-    seq, charge_point_id, connector_id = fact.seq, fact.charge_point_id, fact.connector_id
-    at_ms: int | None = None
-    timestamp = ""
-    for sample in fact.samples:
-        if sample.at_ms != at_ms:
-            at_ms, timestamp = sample.at_ms, ch_time(sample.at_ms)
-        add(
-            MeterValueRow(
-                seq=seq,
-                timestamp=timestamp,
-                charge_point_id=charge_point_id,
-                connector_id=connector_id,
-                transaction_id=transaction_id,
-                session_id=session_id,
-                measurand=sample.measurand,
-                phase=sample.phase,
-                location=sample.location,
-                unit=sample.unit,
-                context=sample.context,
-                value=sample.value,
-                transaction_ref=transaction_ref,
-            )
-        )
+    if fact.samples and out.keeps(ReadingsRow, fact.seq):
+        _readings(out, fact, fact.session if found is not None else "")
     if found is None:
         return
     session, written = found
@@ -122,6 +98,47 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
         or (newest is not None and newest < written.versioned_ms)
     ):
         version(out, fact.seq, session, written)
+
+
+# The charger times ch_time formats (years 1 to 9999): the store makes a reading's time of
+# its milliseconds, and one beyond fails its message as when ch_time formatted each.
+_DAY_MS: Final = 86_400_000
+_EPOCH: Final = datetime.date(1970, 1, 1)
+FIRST_MS: Final = (datetime.date.min - _EPOCH).days * _DAY_MS
+END_MS: Final = (datetime.date.max - _EPOCH).days * _DAY_MS + _DAY_MS
+
+
+def _readings(out: Output, fact: TransactionMetered, session_id: str) -> None:
+    """One row for all of a message's samples: the store makes a meter_values row of each
+    (``projections.loads``), which the fold built field by field before, at a tenth of its
+    time."""
+    samples = fact.samples
+    for sample in samples:
+        if not FIRST_MS <= sample.at_ms < END_MS:
+            break
+    else:
+        _add_readings(out, fact, session_id, samples)
+        return
+    # The samples before it are stored, then the message fails with ch_time's words.
+    _add_readings(out, fact, session_id, samples[: samples.index(sample)])
+    raise OverflowError("date value out of range")
+
+
+def _add_readings(
+    out: Output, fact: TransactionMetered, session_id: str, samples: tuple[Sample, ...]
+) -> None:
+    if samples:
+        out.add(
+            ReadingsRow(
+                seq=fact.seq,
+                charge_point_id=fact.charge_point_id,
+                connector_id=fact.connector_id,
+                transaction_id=int_id(fact.transaction_id),
+                session_id=session_id,
+                transaction_ref=ref(fact.transaction_id),
+                samples=samples,
+            )
+        )
 
 
 def flagged(state: State, out: Output, fact: TransactionFlagged) -> None:

@@ -27,6 +27,7 @@ from projections.bodies import Encoded as Encoded
 from projections.bodies import encode_output as encode_output
 from projections.bodies import encode_rows as encode_rows
 from projections.bodies import spool_rows as spool_rows
+from projections.loads import LOADS, plain
 from projections.rows import TABLES, ErrorRow, Output
 from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
@@ -220,17 +221,19 @@ async def _insert_bodies(
         if encoded.last_seq <= stored.get(name, 0):
             continue
         target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
+        load = LOADS.get(table)
         if isinstance(encoded.body, Path):
-            if structures is None:
-                raise TypeError(f"{table}: a body in a file needs its table's structure")
+            if load is None:
+                if structures is None:
+                    raise TypeError(f"{table}: a body in a file needs its table's structure")
+                load = plain(structures[table])
             if not encoded.body.is_file():
                 # Not an outage to wait out: the rows are gone, and only a new replay
                 # makes them again.
                 raise FileNotFoundError(f"{table}: {encoded.body} is gone")
-            structure = structures[table]
-            await backend.insert_file(target, encoded.body, structure=structure, token=token)
+            await backend.insert_file(target, encoded.body, load=load, token=token)
         elif encoded.body != b"[]":
-            await backend.insert(target, encoded.body, token=token)
+            await backend.insert(target, encoded.body, token=token, load=load)
         stored[name] = encoded.last_seq
 
 
@@ -268,7 +271,10 @@ async def _screen(
         await backend.execute(f"CREATE TABLE {probe} AS {db}.{name} ENGINE = Null")
         try:
             refused = await refusals.refused_rows(
-                functools.partial(backend.insert, probe, token=f"{probe}:probe"), rows
+                functools.partial(
+                    backend.insert, probe, token=f"{probe}:probe", load=LOADS.get(table)
+                ),
+                rows,
             )
         finally:
             await backend.execute(f"DROP TABLE IF EXISTS {probe}")

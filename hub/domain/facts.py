@@ -77,8 +77,9 @@ class ConnectorStatusChanged(_Fact, frozen=True, kw_only=True, tag="connector.st
     timestamp_ms: int | None = None  # the charger's time, when it gave one
 
 
-class Sample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One sampled value, in its base unit (Wh, W, A, V, %, ...)."""
+class Sample(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
+    """One sampled value, in its base unit (Wh, W, A, V, %, ...). Encoded as an array of its
+    fields in order: meter_values gets a fact's samples as they are (projections/loads.py)."""
 
     at_ms: int  # the charger's time
     measurand: str

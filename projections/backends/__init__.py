@@ -1,7 +1,8 @@
 """Where projected rows are stored: chDB in-process by default, ClickHouse server by URL.
 
 Both speak the same SQL (``projections.schema``) and take rows as a JSON array of rows,
-each an array of its values in column order (``projections.rows``), so the runner, replay
+each an array of its values in column order (``projections.rows``), or in the order of a
+load's structure (``projections.loads``), so the runner, replay
 and queries never know which one they have.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+from projections.loads import Load
 
 
 class BackendError(Exception):
@@ -26,15 +29,19 @@ class Backend(Protocol):
         """Run a query, the result in ClickHouse format ``fmt``."""
         ...
 
-    async def insert(self, table: str, body: bytes, *, token: str) -> None:
+    async def insert(
+        self, table: str, body: bytes, *, token: str, load: Load | None = None
+    ) -> None:
         """Store ``body``, a JSON array of rows that are arrays in column order, in
-        ``table`` with one INSERT, deduplicated by ``token``."""
+        ``table`` with one INSERT, deduplicated by ``token``; with ``load``, rows of its
+        structure, which its SELECT makes the table's rows of (``projections.loads``)."""
         ...
 
-    async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
+    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
         """``insert`` of the JSONCompactEachRow file at ``path`` (the rows of a body without
-        the brackets around them), whose columns are ``structure`` (``name Type, ...``, in the
-        table's order, ``projections.store.columns_of``)."""
+        the brackets around them), whose columns are ``load.structure`` (``name Type, ...``):
+        the table's own, in order (``loads.plain``, ``projections.store.columns_of``), or a
+        load's."""
         ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from projections.backends import BackendError
+from projections.loads import Load, quote
 from projections.schema import INSERT_SETTINGS
 
 T = TypeVar("T")
@@ -65,16 +66,27 @@ class ServerBackend:
 
         return await self._run(run)
 
-    async def insert(self, table: str, body: bytes, *, token: str) -> None:
+    async def insert(
+        self, table: str, body: bytes, *, token: str, load: Load | None = None
+    ) -> None:
         # JSONCompactEachRow takes a comma between rows, but no array around them.
-        await self._insert(table, body[1:-1], token)
+        await self._insert(table, body[1:-1], token, load)
 
-    async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
+    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
         # The server cannot read our files: the body goes over HTTP like any other.
-        await self._insert(table, await asyncio.to_thread(path.read_bytes), token)
+        await self._insert(table, await asyncio.to_thread(path.read_bytes), token, load)
 
-    async def _insert(self, table: str, rows: bytes, token: str) -> None:
+    async def _insert(self, table: str, rows: bytes, token: str, load: Load | None) -> None:
         settings: dict[str, Any] = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+        if load is not None and load.columns:
+            # The body read where the SELECT says input(...), as the server reads an INSERT's.
+            sql = load.insert(table, f"input({quote(load.structure)})")
+            await self._run(
+                lambda client: client.command(
+                    f"{sql} FORMAT JSONCompactEachRow", data=rows, settings=settings
+                )
+            )
+            return
         await self._run(
             lambda client: client.raw_insert(
                 table, insert_block=rows, settings=settings, fmt="JSONCompactEachRow"

@@ -20,18 +20,22 @@ from hub.bus import event_backbone
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from projections import store
+from projections.fold import apply
 from projections.query import QueryRefused, run_query
 from projections.replay import SHADOW, Progress
+from projections.rows import MeterValueRow, Output
 from projections.runner import Fenced, retrying
 from projections.service import Projections, running_projections
+from projections.state import State
 from projections.store import Encoded
 from schemas.events import Event
-from tests.projections.helpers import dump, last_seq, replay_in, rows
+from tests.projections.helpers import dump, last_seq, meter_values, replay_in, rows
 from tests.projections.scenario import (
     BEYOND_INT64,
     INT64_MIN,
     fleet,
     mixed,
+    odd_readings,
     overpriced,
     wide_values,
 )
@@ -151,6 +155,43 @@ class ProjectionContract:
         after = await dump(projections.backend)
         assert len(after["events"]) == await last_seq(nats_server.url)
         assert len({row["seq"] for row in after["events"]}) == len(after["events"])
+
+    async def test_readings_are_stored_as_the_fold_made_them_by_runner_and_replay_alike(
+        self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
+    ) -> None:
+        """meter_values, which the store makes of one row per message (projections.loads),
+        holds a row per sample exactly as the fold made them itself before (ch_time's text
+        of each reading's time), from the runner's batches and from replay's files alike."""
+        events = odd_readings().events
+        await store_events(projection_settings, nats_server.url, events)
+        await self.caught_up(projections, nats_server.url)
+        state, out = State(), Output()
+        for seq, event in enumerate(events, 1):
+            apply(state, out, seq, event)
+        expected = meter_values(out.rows["meter_values"])  # type: ignore[arg-type]
+        # Every MeterValues with samples, the one beyond the calendar with its set before.
+        assert len({row.seq for row in expected}) == 10
+        assert {row.timestamp[:4] for row in expected} >= {"0001", "1899", "1969", "2299", "9999"}
+
+        columns = ", ".join(MeterValueRow.__struct_fields__)
+        read = f"SELECT {columns} FROM ocpp.meter_values ORDER BY {columns}"
+        decoder = msgspec.json.Decoder(MeterValueRow)
+
+        async def stored() -> list[MeterValueRow]:
+            data = await projections.backend.query(read, fmt="JSONCompactEachRow")
+            return [decoder.decode(line) for line in data.splitlines()]
+
+        runner = await stored()
+        assert sorted(runner, key=str) == sorted(expected, key=str)
+        errors = await rows(
+            projections.backend, "SELECT seq, reason FROM ocpp.projection_errors ORDER BY seq"
+        )
+        assert [e["reason"] for e in errors if e["reason"] == "date value out of range"]
+
+        incremental = await dump(projections.backend)
+        await replay_in(projections, "meter_values", "projection_errors")
+        assert await stored() == runner
+        assert await dump(projections.backend) == incremental
 
     async def test_a_replay_by_a_process_that_lost_its_lease_swaps_nothing_in(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats

@@ -17,6 +17,7 @@ from pathlib import Path
 from hub import logs
 from hub.config import ProjectionSettings, Settings
 from projections.backends.embedded import ChdbBackend
+from projections.loads import Load
 from projections.service import running_projections
 
 
@@ -30,12 +31,14 @@ def main() -> None:
     inserts = 0
     real_insert = ChdbBackend.insert
 
-    async def insert(self: ChdbBackend, table: str, body: bytes, *, token: str) -> None:
+    async def insert(
+        self: ChdbBackend, table: str, body: bytes, *, token: str, load: Load | None = None
+    ) -> None:
         nonlocal inserts
         inserts += 1
         if inserts > args.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
-        await real_insert(self, table, body, token=token)
+        await real_insert(self, table, body, token=token, load=load)
 
     ChdbBackend.insert = insert  # type: ignore[method-assign]
     settings = Settings(

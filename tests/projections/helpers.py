@@ -8,8 +8,10 @@ from typing import Any
 import msgspec
 import nats
 
+from hub.domain.timeutil import ch_time
 from projections.backends import Backend
 from projections.replay import Progress, replay
+from projections.rows import MeterValueRow, ReadingsRow
 from projections.service import Projections
 
 
@@ -70,3 +72,27 @@ async def replay_in(
         runner=projections.runner if alongside_runner else None,
         on_progress=on_progress,
     )
+
+
+def meter_values(rows: list[ReadingsRow]) -> list[MeterValueRow]:
+    """The meter_values rows the store makes of ``rows`` (projections.loads), as the fold
+    made them itself before: one per sample, its time as ch_time's text."""
+    return [
+        MeterValueRow(
+            seq=row.seq,
+            timestamp=ch_time(sample.at_ms),
+            charge_point_id=row.charge_point_id,
+            connector_id=row.connector_id,
+            transaction_id=row.transaction_id,
+            session_id=row.session_id,
+            measurand=sample.measurand,
+            phase=sample.phase,
+            location=sample.location,
+            unit=sample.unit,
+            context=sample.context,
+            value=sample.value,
+            transaction_ref=row.transaction_ref,
+        )
+        for row in rows
+        for sample in row.samples
+    ]

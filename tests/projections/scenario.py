@@ -357,6 +357,62 @@ def wide_values(builder: Builder | None = None) -> Builder:
     return b
 
 
+# Readings' times at the edges of what ch_time formats and what DateTime64 shows (1900 to
+# 2299), rounded from microseconds, with offsets; one MeterValues each.
+ODD_TIMES = (
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00.0004-00:01",
+    "1899-12-31T23:59:59.999Z",
+    "1969-12-31T23:59:59.9995Z",
+    "1969-12-31T23:59:59.0001Z",
+    "2026-11-22T10:00:00.123456+05:30",
+    "2299-12-31T23:59:59.999Z",
+    "2300-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999Z",
+)
+# Rounds to the year 10000, which ch_time cannot write: the message fails after its first set.
+BEYOND_CALENDAR = "9999-12-31T23:59:59.9999Z"
+
+
+def odd_readings(builder: Builder | None = None) -> Builder:
+    """MeterValues with several sample sets each (every phase, unit, location and context),
+    at odd times, with values a meter cannot have among them, in and out of a transaction."""
+    b = builder or Builder()
+    b.connect("CP-READ")
+    b.boot("CP-READ")
+    txid = b.start("CP-READ", 1, "2026-11-22T10:00:00Z", 0)
+    sampled = [
+        {"value": "1000.5", "unit": "Wh"},
+        {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW", "phase": "L1-N"},
+        {"value": "16", "measurand": "Current.Import", "unit": "A", "phase": "L2"},
+        {"value": "-3.5", "measurand": "Temperature", "unit": "Celsius", "location": "Body"},
+        {"value": "55", "measurand": "SoC", "unit": "Percent", "location": "EV"},
+        {"value": "1e400", "measurand": "Voltage", "unit": "V"},
+        {"value": "1e30", "measurand": "Energy.Active.Export.Register", "unit": "kWh"},
+        {"value": "2", "unit": "kWh", "context": "Sample.Clock", "phase": "N"},
+    ]
+    times = [*ODD_TIMES, BEYOND_CALENDAR]
+    for index, at in enumerate(times):
+        sets = [
+            {"timestamp": times[max(index - 1, 0)], "sampledValue": sampled[1:3]},
+            {"timestamp": at, "sampledValue": sampled},
+        ]
+        payload: dict[str, Any] = {"connectorId": 1, "meterValue": sets}
+        if index % 3:
+            payload["transactionId"] = txid if index % 3 == 1 else 999_999
+        b.call("CP-READ", "MeterValues", payload, {})
+    b.call(
+        "CP-READ",
+        "MeterValues",
+        {
+            "connectorId": 2,
+            "meterValue": [{"timestamp": "2026-11-22T10:00:00Z", "sampledValue": []}],
+        },
+        {},
+    )
+    return b
+
+
 def overpriced(builder: Builder | None = None) -> Builder:
     """A tariff whose bills no Decimal(18, 4) column holds (10^12 a kWh), for one charger
     only, between ordinary sessions of others: the store refuses those billing rows."""

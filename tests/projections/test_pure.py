@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.domain import energy
+from hub.domain.facts import Sample
 from hub.domain.meter_values import kind_of, value_of
 from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
 from projections import store
 from projections.fold import apply, folds
+from projections.loads import LOADS, SAMPLE
 from projections.query import QueryRefused, check_read_only
 from projections.rows import TABLE_OF, EventRow, Output
 from projections.schema import ADDED, table_ddl
@@ -156,8 +158,35 @@ def test_a_row_is_its_tables_columns_in_order(kind: type[Any]) -> None:
     # agree.
     table = TABLE_OF[kind]
     fields = [field.name for field in msgspec.structs.fields(kind)]
-    assert fields == _ddl_columns(table)
+    load = LOADS.get(table)
+    # A table ClickHouse fills from rows of another shape takes rows of that shape.
+    assert fields == (_structure_names(load.structure) if load else _ddl_columns(table))
     assert msgspec.json.decode(store.encode_rows([_example(kind)]))[0][0] == 7
+
+
+def _structure_names(structure: str) -> list[str]:
+    # Columns split at the commas outside parentheses: a type may hold commas.
+    names, depth, start = [], 0, 0
+    for index, char in enumerate(structure + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(structure[start:index].split()[0])
+            start = index + 1
+    return names
+
+
+@pytest.mark.parametrize("table", list(LOADS))
+def test_a_load_makes_every_column_of_its_table_in_order(table: str) -> None:
+    assert [column for column, _ in LOADS[table].columns] == _ddl_columns(table)
+
+
+def test_a_sample_encodes_as_the_tuple_meter_values_reads() -> None:
+    sample = Sample(
+        at_ms=-1, measurand="M", value=1.5, unit="U", phase="P", location="L", context="C"
+    )
+    # Tuple(at_ms Int64, measurand String, value Float64, unit, phase, location, context)
+    assert msgspec.json.decode(msgspec.json.encode(sample)) == [-1, "M", 1.5, "U", "P", "L", "C"]
+    assert SAMPLE == "Tuple(Int64, String, Float64, String, String, String, String)"
 
 
 @pytest.mark.parametrize("table", list(ADDED))

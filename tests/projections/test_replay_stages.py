@@ -17,6 +17,7 @@ from hub.nats_server import EmbeddedNats
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold_process import Spare
+from projections.loads import Load
 from projections.replay import SHADOW, replay
 from projections.schema import PROJECTED
 from tests.projections.contract import store_events
@@ -48,11 +49,13 @@ class _Watched:
         self.queried.append(sql)
         return await self.backend.query(sql, fmt=fmt, readonly=readonly)
 
-    async def insert(self, table: str, body: bytes, *, token: str) -> None:
-        await self.backend.insert(table, body, token=token)
+    async def insert(
+        self, table: str, body: bytes, *, token: str, load: Load | None = None
+    ) -> None:
+        await self.backend.insert(table, body, token=token, load=load)
 
-    async def insert_file(self, table: str, path: Path, *, structure: str, token: str) -> None:
-        await self.backend.insert_file(table, path, structure=structure, token=token)
+    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
+        await self.backend.insert_file(table, path, load=load, token=token)
         self.stored_into(table).set()
 
     async def close(self) -> None:

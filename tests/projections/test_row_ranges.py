@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.domain.facts import Sample
 from hub.domain.timeutil import ch_time, hour_of
 from projections import store
 from projections.backends.embedded import ChdbBackend
@@ -32,11 +33,13 @@ from projections.rows import (
     EventRow,
     MeterValueRow,
     Output,
+    ReadingsRow,
     SessionRow,
     WalletLedgerRow,
 )
 from projections.state import State
 from schemas.events import OcppFrame
+from tests.projections.helpers import meter_values
 from tests.projections.scenario import INT64_MAX, INT64_MIN
 
 DB = "ocpp"
@@ -47,6 +50,11 @@ _LAST_MS = 10_413_791_999_999
 _MONEY = Decimal("99999999999999.9999")
 
 _seqs = itertools.count(1)
+# The rows each table holds, as read back: meter_values' are made by the store of the fold's
+# ReadingsRow (projections.loads).
+_STORED = {
+    (MeterValueRow if kind is ReadingsRow else kind): table for kind, table in TABLE_OF.items()
+}
 
 # Integers at every edge a column type could have, and anywhere between.
 _EDGES = [INT64_MIN, INT64_MIN + 1, -(1 << 32), -(1 << 31) - 1, -(1 << 31), -1, 0, 1]
@@ -132,7 +140,7 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any
 
 
 async def _read(backend: ChdbBackend, kind: type[Any], seqs: list[int]) -> list[Any]:
-    table = TABLE_OF[kind]
+    table = _STORED[kind]
     data = await backend.query(
         f"SELECT * FROM {DB}.{table} WHERE seq IN ({','.join(map(str, seqs))}) ORDER BY seq",
         fmt="JSONCompactEachRow",  # a row is an array, as it was inserted
@@ -150,7 +158,7 @@ def test_every_row_comes_back_as_it_went_in(
 
         async def round_trip(backend: ChdbBackend, rows: list[Any] = rows) -> list[Any]:
             kind = type(rows[0])
-            table = f"{DB}.{TABLE_OF[kind]}"
+            table = f"{DB}.{_STORED[kind]}"
             await backend.insert(table, store.encode_rows(rows), token=f"t{rows[0].seq}")
             return await _read(backend, kind, [row.seq for row in rows])
 
@@ -247,7 +255,7 @@ def test_charger_integers_are_stored_as_sent_or_recorded(
     async def store_and_read(backend: ChdbBackend) -> dict[type[Any], list[Any]]:
         await store.store_batch(backend, DB, out, base, base + 4, known={})
         seqs = [base, base + 2, base + 3, base + 4]
-        return {kind: await _read(backend, kind, seqs) for kind in TABLE_OF}
+        return {kind: await _read(backend, kind, seqs) for kind in _STORED}
 
     stored = chdb(store_and_read)
     # Nothing the fold made was refused, and everything came back as it went in: the events
@@ -255,7 +263,9 @@ def test_charger_integers_are_stored_as_sent_or_recorded(
     events = stored.pop(EventRow)
     assert [_text(row) for row in events] == [_text(row) for row in out.rows["events"]]
     for kind, rows in stored.items():
-        assert rows == [_same(row) for row in out.rows[TABLE_OF[kind]]]
+        made = out.rows[_STORED[kind]]
+        expected = meter_values(made) if kind is MeterValueRow else made  # type: ignore[arg-type]
+        assert rows == [_same(row) for row in expected]
     assert [row.connector_id for row in stored[ConnectorStatusRow]] == ([connector] if fits else [])
     errors = [row.reason for row in stored[ErrorRow]]
     if not fits:
@@ -311,3 +321,44 @@ def test_rows_the_store_refuses_are_recorded_and_the_rest_is_stored(
         (seq, "store:billing_versions") for seq in refused
     ]
     assert all(e.reason.startswith("refused by the store: Code: ") for e in errors)
+
+
+def test_readings_the_store_refuses_cost_their_message_one_record(
+    chdb: Callable[..., Any],
+) -> None:
+    """meter_values is sent a row per message (its samples together, projections.loads):
+    a message with a value no column takes (a reading that is text, which the fold never
+    lets through) is refused whole and recorded once; the others are stored, their times
+    beyond what DateTime64 shows included."""
+    good = tuple(
+        Sample(at_ms=ms, measurand=m, value=v, unit="Wh", phase=p)
+        for ms, m, v, p in [(_FIRST_MS - 1, "E", 1.5, ""), (_LAST_MS + 1, "P", -2.0, "L1")]
+    )
+    bad = (*good, Sample(at_ms=0, measurand="E", value="many"))  # type: ignore[arg-type]
+    seqs = [next(_seqs) for _ in range(3)]
+    out = Output()
+    for seq, samples in zip(seqs, [good, bad, good], strict=True):
+        out.add(
+            ReadingsRow(
+                seq=seq,
+                charge_point_id="CP-1",
+                connector_id=1,
+                transaction_id=None,
+                session_id="",
+                transaction_ref="",
+                samples=samples,
+            )
+        )
+
+    async def store_and_read(backend: ChdbBackend) -> tuple[list[Any], list[Any]]:
+        await store.store_batch(backend, DB, out, seqs[0], seqs[-1], known={})
+        return await _read(backend, MeterValueRow, seqs), await _read(backend, ErrorRow, seqs)
+
+    stored, errors = chdb(store_and_read)
+    kept = [row for row in out.rows["meter_values"] if row.seq != seqs[1]]
+    assert stored == meter_values(kept)  # type: ignore[arg-type]
+    assert [row.timestamp for row in stored[:2]] == [ch_time(_FIRST_MS - 1), ch_time(_LAST_MS + 1)]
+    assert [(e.seq, e.projection, e.charge_point_id) for e in errors] == [
+        (seqs[1], "store:meter_values", "CP-1")
+    ]
+    assert errors[0].reason.startswith("refused by the store: Code: ")
