@@ -372,11 +372,15 @@ class StreamReader:
         """Handles every whole frame at the start of ``data``; how many bytes they took."""
         end = len(data)
         pos = 0
+        # Looked up once: this loop runs for every message of a replay, on the loop a
+        # running hub's gateway shares.
+        find, startswith, buffer = data.find, data.startswith, self._buffer
+        messages = 0
         # Slices of a memoryview copy once, into the bytes the caller keeps.
         with memoryview(data) as view:
-            while (eol := data.find(b"\r\n", pos)) >= 0:
-                hmsg = data.startswith(b"HMSG ", pos)
-                if hmsg or data.startswith(b"MSG ", pos):
+            while (eol := find(b"\r\n", pos)) >= 0:
+                hmsg = startswith(b"HMSG ", pos)
+                if hmsg or startswith(b"MSG ", pos):
                     # HMSG <subject> <sid> <reply> <header bytes> <total bytes>, or
                     # MSG <subject> <sid> <reply> <bytes> for a message without headers.
                     args = data[pos:eol].split()
@@ -387,8 +391,12 @@ class StreamReader:
                     if hmsg and data[body + 8] == _STATUS_MARK:
                         self._on_status(bytes(view[body + 9 : body + 12]))
                     else:
-                        start = body + int(args[-2]) if hmsg else body
-                        self._on_message(args[3], bytes(view[start:after]))
+                        seq, self._pending = delivered(args[3])
+                        if seq >= self._next_seq:
+                            start = body + int(args[-2]) if hmsg else body
+                            buffer.append((seq, bytes(view[start:after])))
+                            self._next_seq = seq + 1
+                        messages += 1
                     pos = after + 2
                 elif data.startswith(b"PING", pos):
                     writer.write(b"PONG\r\n")
@@ -398,16 +406,11 @@ class StreamReader:
                 else:
                     # +OK, PONG, INFO (cluster changes): nothing for a reader to do.
                     pos = eol + 2
+        if messages:
+            self._expected -= messages
+            if self._expected <= 0:
+                self._request_over.set()
         return pos
-
-    def _on_message(self, reply: bytearray, data: bytes) -> None:
-        seq, self._pending = delivered(reply)
-        if seq >= self._next_seq:
-            self._buffer.append((seq, data))
-            self._next_seq = seq + 1
-        self._expected -= 1
-        if self._expected <= 0:
-            self._request_over.set()
 
     def _on_status(self, code: bytes) -> None:
         if code == _HEARTBEAT:
