@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -69,6 +72,31 @@ def _read(stream: BinaryIO) -> bytes | None:
     return stream.read(int.from_bytes(head, "big"))
 
 
+# Requests read ahead of the fold (each up to a chunk of events, about 1 MB).
+_READ_AHEAD: Final = 8
+
+
+def _read_ahead(stream: BinaryIO) -> Iterator[bytes]:
+    """The requests on ``stream``, read by a thread of their own while the fold works.
+
+    A pipe holds 1 MB at most (about 50 ms of folding), and it is refilled only when the
+    parent's event loop gets to run: each time that loop was busy or waited for a core,
+    the fold waited for it, a twentieth of a replay. Read on at once, the pipe makes
+    room for the parent's next write, and the requests wait here instead."""
+    requests: queue.Queue[bytes | None] = queue.Queue(_READ_AHEAD)
+
+    def read() -> None:
+        try:
+            while (data := _read(stream)) is not None:
+                requests.put(data)
+        finally:
+            requests.put(None)
+
+    threading.Thread(target=read, name="fold-read-ahead", daemon=True).start()
+    while (data := requests.get()) is not None:
+        yield data
+
+
 class Folder:
     """The child's work, apart from its pipes: each request in, a reply per flush out."""
 
@@ -114,7 +142,7 @@ def main() -> None:
     if start is None:
         return
     folder = Folder(msgspec.msgpack.decode(start, type=Start))
-    while (data := _read(requests)) is not None:
+    for data in _read_ahead(requests):
         try:
             reply = folder.handle(_request_decoder.decode(data))
         except Exception as error:  # a bug in the fold: the parent fails the replay with it
