@@ -38,8 +38,9 @@ INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 # Written records outlive the domain's sessions by at most this many before a sweep.
 _SWEEP_SLACK: Final = 1000
-# The hours of energy_deltas: the few hours readings fall in, each formatted once.
-_hour_text: Final = functools.lru_cache(maxsize=4096)(ch_time)
+# Times that recur across rows, each formatted once: the few hours of energy_deltas that
+# readings fall in, and a session's start and stop on each of its versions.
+_recurring_time: Final = functools.lru_cache(maxsize=8192)(ch_time)
 
 
 def _session(state: State, charge_point_id: str, name: str) -> tuple[Session, Written] | None:
@@ -157,7 +158,7 @@ def _energy_rows(
                     seq=seq,
                     charge_point_id=session.charge_point_id,
                     session_id=session.session,
-                    hour=_hour_text(hour),
+                    hour=_recurring_time(hour),
                     energy_wh=delta / energy.NANO,
                 )
             )
@@ -195,8 +196,8 @@ def version(
             connector_id=session.connector_id,
             transaction_id=transaction_id,
             id_tag=session.id_tag,
-            start_time=ch_time(session.start_ms) if session.start_ms is not None else None,
-            stop_time=ch_time(session.stop_ms) if session.stop_ms is not None else None,
+            start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
+            stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
             meter_start=session.meter_start,
             meter_stop=session.meter_stop,
             energy_wh=round(energy.energy_wh(points), 6),
