@@ -95,7 +95,13 @@ def hourly(points: Sequence[Point]) -> Hours:
     result: Hours = {}
     for first, second in itertools.pairwise(points):
         _spread(result, first, second, 1)
-    return {hour: value for hour, value in result.items() if value}
+    return _nonzero(result)
+
+
+def _nonzero(hours: Hours) -> Hours:
+    """``hours`` without the hours with no energy: itself, as nearly always, when it has none
+    (checked in C, not rebuilt for every reading)."""
+    return hours if all(hours.values()) else {hour: value for hour, value in hours.items() if value}
 
 
 def changes(before: Hours, after: Hours) -> Hours:
@@ -140,7 +146,7 @@ def place(points: list[Point], start: Point | None, stop: Point | None, point: P
         _spread(out, before, point, 1)
     if after is not None:
         _spread(out, point, after, 1)
-    return {hour: value for hour, value in out.items() if value}
+    return _nonzero(out)
 
 
 def apply(hours: Hours, change: Hours) -> None:
