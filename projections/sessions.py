@@ -188,25 +188,24 @@ def version(
     duration_s = max((last - first) / 1000 if first is not None and last is not None else 0.0, 0.0)
     transaction_id = session.transaction_id if isinstance(session.transaction_id, int) else 0
     updated_at = ch_time(session.updated_at)
-    out.add(
-        SessionRow(
-            seq=seq,
-            charge_point_id=session.charge_point_id,
-            session_id=session.session,
-            connector_id=session.connector_id,
-            transaction_id=transaction_id,
-            id_tag=session.id_tag,
-            start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
-            stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
-            meter_start=session.meter_start,
-            meter_stop=session.meter_stop,
-            energy_wh=round(energy.energy_wh(points), 6),
-            duration_s=duration_s,
-            stop_reason=session.stop_reason,
-            state=session.state,
-            flags=list(session.flags),
-            updated_at=updated_at,
-            transaction_ref=ref(session.transaction_id),
-        )
+    row = SessionRow(
+        seq=seq,
+        charge_point_id=session.charge_point_id,
+        session_id=session.session,
+        connector_id=session.connector_id,
+        transaction_id=transaction_id,
+        id_tag=session.id_tag,
+        start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
+        stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
+        meter_start=session.meter_start,
+        meter_stop=session.meter_stop,
+        energy_wh=round(energy.energy_wh(points), 6),
+        duration_s=duration_s,
+        stop_reason=session.stop_reason,
+        state=session.state,
+        flags=list(session.flags),
+        updated_at=updated_at,
+        transaction_ref=ref(session.transaction_id),
     )
-    out.add(billing_row(seq, session, points, duration_s, updated_at))
+    out.add(row)
+    out.add(billing_row(row, session, points))
