@@ -40,8 +40,9 @@ INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 # Written records outlive the domain's sessions by at most this many before a sweep.
 _SWEEP_SLACK: Final = 1000
-# The hours of energy_deltas: the few hours readings fall in, each formatted once.
-_hour_text: Final = functools.lru_cache(maxsize=4096)(ch_time)
+# Times that recur across rows, each formatted once: the few hours of energy_deltas that
+# readings fall in, and a session's start and stop on each of its versions.
+_recurring_time: Final = functools.lru_cache(maxsize=8192)(ch_time)
 
 
 def _session(state: State, charge_point_id: str, name: str) -> tuple[Session, Written] | None:
@@ -174,7 +175,7 @@ def _energy_rows(
                     seq=seq,
                     charge_point_id=session.charge_point_id,
                     session_id=session.session,
-                    hour=_hour_text(hour),
+                    hour=_recurring_time(hour),
                     energy_wh=delta / energy.NANO,
                 )
             )
@@ -204,25 +205,24 @@ def version(
     duration_s = max((last - first) / 1000 if first is not None and last is not None else 0.0, 0.0)
     transaction_id = session.transaction_id if isinstance(session.transaction_id, int) else 0
     updated_at = ch_time(session.updated_at)
-    out.add(
-        SessionRow(
-            seq=seq,
-            charge_point_id=session.charge_point_id,
-            session_id=session.session,
-            connector_id=session.connector_id,
-            transaction_id=transaction_id,
-            id_tag=session.id_tag,
-            start_time=ch_time(session.start_ms) if session.start_ms is not None else None,
-            stop_time=ch_time(session.stop_ms) if session.stop_ms is not None else None,
-            meter_start=session.meter_start,
-            meter_stop=session.meter_stop,
-            energy_wh=round(energy.energy_wh(points), 6),
-            duration_s=duration_s,
-            stop_reason=session.stop_reason,
-            state=session.state,
-            flags=list(session.flags),
-            updated_at=updated_at,
-            transaction_ref=ref(session.transaction_id),
-        )
+    row = SessionRow(
+        seq=seq,
+        charge_point_id=session.charge_point_id,
+        session_id=session.session,
+        connector_id=session.connector_id,
+        transaction_id=transaction_id,
+        id_tag=session.id_tag,
+        start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
+        stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
+        meter_start=session.meter_start,
+        meter_stop=session.meter_stop,
+        energy_wh=round(energy.energy_wh(points), 6),
+        duration_s=duration_s,
+        stop_reason=session.stop_reason,
+        state=session.state,
+        flags=list(session.flags),
+        updated_at=updated_at,
+        transaction_ref=ref(session.transaction_id),
     )
-    out.add(billing_row(seq, session, points, duration_s, updated_at))
+    out.add(row)
+    out.add(billing_row(row, session, points))

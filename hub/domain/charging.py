@@ -331,7 +331,7 @@ class Session(msgspec.Struct, kw_only=True):
     def curve(self) -> list[Point]:
         """The energy register over time, bounded by the start and stop readings."""
         start, stop = self.bounds()
-        return energy.curve(self.points, start, stop)
+        return energy.bounded(self.points, start, stop)
 
 
 class PendingCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -787,8 +787,10 @@ class Charging:
     ) -> Session | None:
         """The session an id as the charger sent it belongs to: by id, by alias, or the
         newest ongoing candidate that started before ``at_ms`` (an id the hub never issued)."""
-        found = self.session_of(cp, transaction_id)
-        if found is not None and (found.ongoing or key(cp, transaction_id) in self.state.sessions):
+        # session_of's lookup, with the key built once: this runs for every reading.
+        tx_key = key(cp, transaction_id)
+        found = self.state.sessions.get(self.state.aliases.get(tx_key, tx_key))
+        if found is not None and (found.ongoing or tx_key in self.state.sessions):
             return found
         # An id that names a session by alias (-1, 0, ...) and the session is over: a charger
         # offline again stamps its next transaction with the same id. A message belongs to
@@ -806,7 +808,7 @@ class Charging:
             return found
         if best is None:
             return None
-        self.state.aliases[key(cp, transaction_id)] = best[0]
+        self.state.aliases[tx_key] = best[0]
         self._flag(best[1], "unknown_transaction_id", transaction_id)
         return best[1]
 
@@ -865,14 +867,17 @@ class Charging:
                     at_ms = at
                     break
             connector = self.charger(cp).connector(request.connector_id)
-            session = self._superseded_at(cp, [connector], transaction_id, at_ms)
+            if key(cp, transaction_id) not in self.state.sessions:  # else an id the hub issued
+                session = self._superseded_at(cp, [connector], transaction_id, at_ms)
             if session is None:
                 open_key = connector.open
                 candidates = [open_key] if open_key else []
                 session = self._resolve(cp, transaction_id, candidates, at_ms)
             if session is None:
                 session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
-        self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
+        # _metered's two steps, a call less for the most frequent message.
+        samples, register = self._readings(cp, request.meter_value, times)
+        self._metered_as(cp, request.connector_id, transaction_id, session, samples, register)
 
     def _times(
         self, cp: str, values: Sequence[MeterValue | TransactionData | MeterValue2]
@@ -937,8 +942,12 @@ class Charging:
         hours: energy.Hours = {}
         if session is not None:
             start, stop = session.bounds()
-            for point in register:
-                energy.apply(hours, energy.place(session.points, start, stop, point))
+            if len(register) == 1:
+                # A message's one reading, as most have: its change is the hours.
+                hours = energy.place(session.points, start, stop, register[0])
+            else:
+                for point in register:
+                    energy.apply(hours, energy.place(session.points, start, stop, point))
             session.updated_at = session.last_meter_at = self._at
         self._facts.append(
             TransactionMetered(

@@ -36,15 +36,16 @@ def curve(
     stop: Point | None,
 ) -> list[Point]:
     """The session's register readings, bounded by its start and stop readings when known."""
-    lower = start[0] if start is not None else None
-    upper = stop[0] if stop is not None else None
-    inside = [
-        point
-        for point in points
-        if (lower is None or point[0] >= lower) and (upper is None or point[0] <= upper)
-    ]
     # Sorted by time, then by arrival: equal timestamps keep a deterministic order.
-    result = sorted(inside, key=_time)
+    return bounded(sorted(points, key=_time), start, stop)
+
+
+def bounded(points: list[Point], start: Point | None, stop: Point | None) -> list[Point]:
+    """``curve`` of readings already sorted by time (a session's ``points``): cut where the
+    bounds fall, not filtered and sorted again for every session version."""
+    low = 0 if start is None else bisect.bisect_left(points, start[0], key=_time)
+    high = len(points) if stop is None else bisect.bisect_right(points, stop[0], key=_time)
+    result = points[low:high]
     if start is not None:
         result.insert(0, start)
     if stop is not None:
@@ -74,6 +75,11 @@ def _spread(into: Hours, first: Point, second: Point, sign: int) -> None:
         into[hour] = into.get(hour, 0) + sign * round(delta * NANO)
         return
     span = t1 - t0
+    hour = t0 - t0 % HOUR_MS
+    if t1 <= hour + HOUR_MS:
+        # Within one hour, as nearly every segment is: the loop below run once, the same sum.
+        into[hour] = into.get(hour, 0) + sign * round(delta * span / span * NANO)
+        return
     edge = t0
     while edge < t1:
         hour = edge - edge % HOUR_MS
@@ -89,7 +95,13 @@ def hourly(points: Sequence[Point]) -> Hours:
     result: Hours = {}
     for first, second in itertools.pairwise(points):
         _spread(result, first, second, 1)
-    return {hour: value for hour, value in result.items() if value}
+    return _nonzero(result)
+
+
+def _nonzero(hours: Hours) -> Hours:
+    """``hours`` without the hours with no energy: itself, as nearly always, when it has none
+    (checked in C, not rebuilt for every reading)."""
+    return hours if all(hours.values()) else {hour: value for hour, value in hours.items() if value}
 
 
 def changes(before: Hours, after: Hours) -> Hours:
@@ -134,7 +146,7 @@ def place(points: list[Point], start: Point | None, stop: Point | None, point: P
         _spread(out, before, point, 1)
     if after is not None:
         _spread(out, point, after, 1)
-    return {hour: value for hour, value in out.items() if value}
+    return _nonzero(out)
 
 
 def apply(hours: Hours, change: Hours) -> None:

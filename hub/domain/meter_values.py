@@ -7,7 +7,7 @@ reading means the same whichever version sent it."""
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple, cast
+from typing import Final, cast
 
 import msgspec
 from msgspec import UNSET as _UNSET
@@ -39,8 +39,11 @@ _SAMPLED_2X: Final = frozenset({v201.SampledValue, v21.SampledValue})
 PLAUSIBLE_LIMIT: Final = 1e15
 
 
-class Kind(NamedTuple):
+class Kind(msgspec.Struct, frozen=True, gc=False):
     """What a sampled value measures, with the defaults OCPP 1.6 gives to omitted fields."""
+
+    # A Struct, not a NamedTuple: its fields are read for every sample, and a Struct's
+    # attribute is a slot the interpreter reads directly, a NamedTuple's a descriptor call.
 
     measurand: str
     phase: str

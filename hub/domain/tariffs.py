@@ -141,11 +141,26 @@ def _cuts(tariff: Tariff, start: int, end: int) -> list[int]:
 
 def charging_until(curve: Sequence[Point]) -> int:
     """When the energy last went up: the session is idle from there to its last point."""
-    last = curve[0][0] if curve else 0
-    for (_, v0), (t1, v1) in itertools.pairwise(curve):
-        if v1 > v0:
-            last = t1
-    return last
+    # Looked for from the end: a curve that grows rose last at or near its end, and a bill
+    # is worked out on every session version, so walking it all each time was a cost.
+    for index in range(len(curve) - 1, 0, -1):
+        if curve[index][1] > curve[index - 1][1]:
+            return curve[index][0]
+    return curve[0][0] if curve else 0
+
+
+def _per_minute(ms: int, rate: Decimal) -> Decimal:
+    """``ms`` priced at ``rate`` a minute. Most tariffs price no time: a zero rate costs
+    nothing without the division (the same once rounded, as no span is negative)."""
+    if not rate and not rate.is_signed():
+        return _ZERO
+    return Decimal(ms) / _MINUTE_MS * rate
+
+
+@functools.lru_cache(maxsize=1024)
+def _fee(text: str) -> Decimal:
+    """A tariff's session fee, rounded once rather than on every session version."""
+    return _rate(text).quantize(_PLACES, ROUND_HALF_EVEN)
 
 
 def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
@@ -161,11 +176,11 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     until = charging_until(curve)
     energy, minutes = (_flat if not tariff.bands else _banded)(tariff, curve, until)
     idle_ms = max(0, curve[-1][0] - until - tariff.idle_grace_minutes * _MINUTE_MS)
-    idle = Decimal(idle_ms) / _MINUTE_MS * _rate(tariff.idle_per_minute)
+    idle = _per_minute(idle_ms, _rate(tariff.idle_per_minute))
     energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
     time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
     idle_cost = idle.quantize(_PLACES, ROUND_HALF_EVEN)
-    fee = _rate(tariff.session_fee).quantize(_PLACES, ROUND_HALF_EVEN)
+    fee = _fee(tariff.session_fee)
     return Cost(
         energy_cost=energy_cost,
         time_cost=time_cost,
@@ -205,7 +220,7 @@ def _flat(tariff: Tariff, curve: Sequence[Point], until: int) -> tuple[Decimal, 
     span_ms = max(0, until - curve[0][0])
     return (
         wh / 1000 * _rate(tariff.per_kwh),
-        Decimal(span_ms) / _MINUTE_MS * _rate(tariff.per_minute),
+        _per_minute(span_ms, _rate(tariff.per_minute)),
     )
 
 

@@ -71,6 +71,8 @@ def test_placing_readings_one_by_one_gives_the_whole_curve(
         energy.apply(hours, energy.place(points, start, stop, point))
     whole = energy.curve(arrivals, start, stop)
     assert points == sorted(arrivals, key=lambda point: point[0])
+    # A session's curve is cut from its sorted readings: the same as filtering and sorting.
+    assert energy.bounded(points, start, stop) == whole
     assert hours == energy.hourly(whole)
     assert close(hours, whole_curve_hours(whole), len(whole))
 
