@@ -50,8 +50,8 @@ from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import fold_batch
 from projections.fold_process import Spare
-from projections.loads import LOADS
 from projections.replay import BATCH, replay
+from projections.reshapes import RESHAPES
 from projections.rows import TABLES
 from projections.service import running_projections
 from projections.state import State
@@ -199,8 +199,8 @@ async def raw_insert(backend: ChdbBackend, events: list[Event], batch: int) -> t
     started = time.perf_counter()
     for index, tables in enumerate(batches):
         for table, body in tables.items():
-            load = LOADS.get(table)
-            await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}", load=load)
+            reshape = RESHAPES.get(table)
+            await backend.insert(f"{db}.{table}", body, token=f"{table}:{index}", reshape=reshape)
     elapsed = time.perf_counter() - started
     # The rows the tables hold: a meter_values body row stands for a row per sample.
     counts = await backend.query(

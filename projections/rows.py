@@ -7,7 +7,7 @@ A row encodes as a JSON array of its values in its table's column order (its fie
 columns, in order: tests/projections/test_pure.py holds them to the DDL), and is inserted as
 JSONCompactEachRow: without the column names an INSERT body is half the size, half as much
 for msgspec to write and for ClickHouse to parse. A table ClickHouse fills from rows of
-another shape (``projections.loads``: meter_values) takes rows of that shape instead.
+another shape (``projections.reshapes``: meter_values) takes rows of that shape instead.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class ConnectorStatusRow(_Row, frozen=True, kw_only=True):
 
 class ReadingsRow(_Row, frozen=True, kw_only=True):
     """A TransactionMetered fact's samples, for meter_values: the store makes a row of each
-    (``projections.loads``), so its fields are the load's structure, not the table's columns."""
+    (``projections.reshapes``), so its fields are the load's structure, not the table's columns."""
 
     charge_point_id: str
     connector_id: int

@@ -111,7 +111,7 @@ END_MS: Final = (datetime.date.max - _EPOCH).days * _DAY_MS + _DAY_MS
 
 def _readings(out: Output, fact: TransactionMetered, session_id: str) -> None:
     """One row for all of a message's samples: the store makes a meter_values row of each
-    (``projections.loads``), which the fold built field by field before, at a tenth of its
+    (``projections.reshapes``), which the fold built field by field before, at a tenth of its
     time."""
     samples = fact.samples
     for sample in samples:

@@ -27,7 +27,7 @@ from projections.bodies import Encoded as Encoded
 from projections.bodies import encode_output as encode_output
 from projections.bodies import encode_rows as encode_rows
 from projections.bodies import spool_rows as spool_rows
-from projections.loads import LOADS, plain
+from projections.reshapes import RESHAPES, plain
 from projections.rows import TABLES, ErrorRow, Output
 from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
@@ -221,19 +221,19 @@ async def _insert_bodies(
         if encoded.last_seq <= stored.get(name, 0):
             continue
         target, token = f"{db}.{name}", f"{name}:{first_seq}:{last_seq}"
-        load = LOADS.get(table)
+        reshape = RESHAPES.get(table)
         if isinstance(encoded.body, Path):
-            if load is None:
+            if reshape is None:
                 if structures is None:
                     raise TypeError(f"{table}: a body in a file needs its table's structure")
-                load = plain(structures[table])
+                reshape = plain(structures[table])
             if not encoded.body.is_file():
                 # Not an outage to wait out: the rows are gone, and only a new replay
                 # makes them again.
                 raise FileNotFoundError(f"{table}: {encoded.body} is gone")
-            await backend.insert_file(target, encoded.body, load=load, token=token)
+            await backend.insert_file(target, encoded.body, reshape=reshape, token=token)
         elif encoded.body != b"[]":
-            await backend.insert(target, encoded.body, token=token, load=load)
+            await backend.insert(target, encoded.body, token=token, reshape=reshape)
         stored[name] = encoded.last_seq
 
 
@@ -272,7 +272,7 @@ async def _screen(
         try:
             refused = await refusals.refused_rows(
                 functools.partial(
-                    backend.insert, probe, token=f"{probe}:probe", load=LOADS.get(table)
+                    backend.insert, probe, token=f"{probe}:probe", reshape=RESHAPES.get(table)
                 ),
                 rows,
             )

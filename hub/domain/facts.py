@@ -79,7 +79,7 @@ class ConnectorStatusChanged(_Fact, frozen=True, kw_only=True, tag="connector.st
 
 class Sample(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """One sampled value, in its base unit (Wh, W, A, V, %, ...). Encoded as an array of its
-    fields in order: meter_values gets a fact's samples as they are (projections/loads.py)."""
+    fields in order: meter_values gets a fact's samples as they are (projections/reshapes.py)."""
 
     at_ms: int  # the charger's time
     measurand: str

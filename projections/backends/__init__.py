@@ -2,7 +2,7 @@
 
 Both speak the same SQL (``projections.schema``) and take rows as a JSON array of rows,
 each an array of its values in column order (``projections.rows``), or in the order of a
-load's structure (``projections.loads``), so the runner, replay
+reshape's structure (``projections.reshapes``), so the runner, replay
 and queries never know which one they have.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from projections.loads import Load
+from projections.reshapes import Reshape
 
 
 class BackendError(Exception):
@@ -30,18 +30,18 @@ class Backend(Protocol):
         ...
 
     async def insert(
-        self, table: str, body: bytes, *, token: str, load: Load | None = None
+        self, table: str, body: bytes, *, token: str, reshape: Reshape | None = None
     ) -> None:
         """Store ``body``, a JSON array of rows that are arrays in column order, in
-        ``table`` with one INSERT, deduplicated by ``token``; with ``load``, rows of its
-        structure, which its SELECT makes the table's rows of (``projections.loads``)."""
+        ``table`` with one INSERT, deduplicated by ``token``; with ``reshape``, rows of its
+        structure, which its SELECT makes the table's rows of (``projections.reshapes``)."""
         ...
 
-    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
+    async def insert_file(self, table: str, path: Path, *, reshape: Reshape, token: str) -> None:
         """``insert`` of the JSONCompactEachRow file at ``path`` (the rows of a body without
-        the brackets around them), whose columns are ``load.structure`` (``name Type, ...``):
-        the table's own, in order (``loads.plain``, ``projections.store.columns_of``), or a
-        load's."""
+        the brackets around them), whose columns are ``reshape.structure`` (``name Type, ...``):
+        the table's own, in order (``reshapes.plain``, ``projections.store.columns_of``), or a
+        reshape's."""
         ...
 
     async def close(self) -> None: ...

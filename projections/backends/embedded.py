@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from projections.backends import BackendError
-from projections.loads import Load, quote
+from projections.reshapes import Reshape, quote
 from projections.schema import INSERT_SETTINGS
 
 T = TypeVar("T")
@@ -22,13 +22,13 @@ T = TypeVar("T")
 _SETTINGS_SQL = ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items())
 
 
-def _from_file(table: str, path: Path, load: Load, token: str) -> str:
+def _from_file(table: str, path: Path, reshape: Reshape, token: str) -> str:
     # chDB reads the file itself, with no Python in between, and a structure of plain
     # Strings turns into LowCardinality a column at a time: parsing text straight into
     # LowCardinality costs as much again as the rest of the row (ClickHouse #6935).
-    source = f"file({quote(str(path))}, 'JSONCompactEachRow', {quote(load.structure)})"
+    source = f"file({quote(str(path))}, 'JSONCompactEachRow', {quote(reshape.structure)})"
     settings = f"SETTINGS {_SETTINGS_SQL}, insert_deduplication_token = {quote(token)}"
-    return load.insert(table, source, settings)
+    return reshape.insert(table, source, settings)
 
 
 class ChdbBackend:
@@ -72,11 +72,11 @@ class ChdbBackend:
         return await self._run(run)
 
     async def insert(
-        self, table: str, body: bytes, *, token: str, load: Load | None = None
+        self, table: str, body: bytes, *, token: str, reshape: Reshape | None = None
     ) -> None:
-        if load is not None:
+        if reshape is not None:
             await self._run(
-                lambda session: self._insert_through_file(session, table, body, load, token)
+                lambda session: self._insert_through_file(session, table, body, reshape, token)
             )
             return
         sql = (
@@ -96,16 +96,18 @@ class ChdbBackend:
         await self._run(run)
 
     @staticmethod
-    def _insert_through_file(session: Any, table: str, body: bytes, load: Load, token: str) -> None:
+    def _insert_through_file(
+        session: Any, table: str, body: bytes, reshape: Reshape, token: str
+    ) -> None:
         # chDB streams plain INSERTs only, and a body inlined into the query text is limited
         # by max_query_size: the rows go through a file, as replay's do.
         with tempfile.NamedTemporaryFile(prefix="hub-insert-", suffix=".json") as file:
             file.write(memoryview(body)[1:-1])
             file.flush()
-            session.query(_from_file(table, Path(file.name), load, token), "Null")
+            session.query(_from_file(table, Path(file.name), reshape, token), "Null")
 
-    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
-        sql = _from_file(table, path, load, token)
+    async def insert_file(self, table: str, path: Path, *, reshape: Reshape, token: str) -> None:
+        sql = _from_file(table, path, reshape, token)
         await self._run(lambda session: session.query(sql, "Null"))
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from projections.backends import BackendError
-from projections.loads import Load, quote
+from projections.reshapes import Reshape, quote
 from projections.schema import INSERT_SETTINGS
 
 T = TypeVar("T")
@@ -67,20 +67,20 @@ class ServerBackend:
         return await self._run(run)
 
     async def insert(
-        self, table: str, body: bytes, *, token: str, load: Load | None = None
+        self, table: str, body: bytes, *, token: str, reshape: Reshape | None = None
     ) -> None:
         # JSONCompactEachRow takes a comma between rows, but no array around them.
-        await self._insert(table, body[1:-1], token, load)
+        await self._insert(table, body[1:-1], token, reshape)
 
-    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
+    async def insert_file(self, table: str, path: Path, *, reshape: Reshape, token: str) -> None:
         # The server cannot read our files: the body goes over HTTP like any other.
-        await self._insert(table, await asyncio.to_thread(path.read_bytes), token, load)
+        await self._insert(table, await asyncio.to_thread(path.read_bytes), token, reshape)
 
-    async def _insert(self, table: str, rows: bytes, token: str, load: Load | None) -> None:
+    async def _insert(self, table: str, rows: bytes, token: str, reshape: Reshape | None) -> None:
         settings: dict[str, Any] = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-        if load is not None and load.columns:
+        if reshape is not None and reshape.columns:
             # The body read where the SELECT says input(...), as the server reads an INSERT's.
-            sql = load.insert(table, f"input({quote(load.structure)})")
+            sql = reshape.insert(table, f"input({quote(reshape.structure)})")
             await self._run(
                 lambda client: client.command(
                     f"{sql} FORMAT JSONCompactEachRow", data=rows, settings=settings

@@ -159,7 +159,7 @@ class ProjectionContract:
     async def test_readings_are_stored_as_the_fold_made_them_by_runner_and_replay_alike(
         self, projections: Projections, projection_settings: Settings, nats_server: EmbeddedNats
     ) -> None:
-        """meter_values, which the store makes of one row per message (projections.loads),
+        """meter_values, which the store makes of one row per message (projections.reshapes),
         holds a row per sample exactly as the fold made them itself before (ch_time's text
         of each reading's time), from the runner's batches and from replay's files alike."""
         events = odd_readings().events

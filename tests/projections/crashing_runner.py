@@ -17,7 +17,7 @@ from pathlib import Path
 from hub import logs
 from hub.config import ProjectionSettings, Settings
 from projections.backends.embedded import ChdbBackend
-from projections.loads import Load
+from projections.reshapes import Reshape
 from projections.service import running_projections
 
 
@@ -32,13 +32,13 @@ def main() -> None:
     real_insert = ChdbBackend.insert
 
     async def insert(
-        self: ChdbBackend, table: str, body: bytes, *, token: str, load: Load | None = None
+        self: ChdbBackend, table: str, body: bytes, *, token: str, reshape: Reshape | None = None
     ) -> None:
         nonlocal inserts
         inserts += 1
         if inserts > args.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
-        await real_insert(self, table, body, token=token, load=load)
+        await real_insert(self, table, body, token=token, reshape=reshape)
 
     ChdbBackend.insert = insert  # type: ignore[method-assign]
     settings = Settings(

@@ -75,7 +75,7 @@ async def replay_in(
 
 
 def meter_values(rows: list[ReadingsRow]) -> list[MeterValueRow]:
-    """The meter_values rows the store makes of ``rows`` (projections.loads), as the fold
+    """The meter_values rows the store makes of ``rows`` (projections.reshapes), as the fold
     made them itself before: one per sample, its time as ch_time's text."""
     return [
         MeterValueRow(

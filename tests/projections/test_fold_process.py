@@ -81,7 +81,7 @@ async def test_a_batch_rows_are_written_as_they_are_folded_not_held(tmp_path: Pa
     assert isinstance(body, Path)
     meter_rows = msgspec.json.decode(b"[" + body.read_bytes() + b"]")
     # Every event after the warm-up is a MeterValues: a row of its samples, for the store
-    # to make a meter_values row of each (projections.loads).
+    # to make a meter_values row of each (projections.reshapes).
     assert len(meter_rows) == len(events[500:])
     assert {len(row[-1]) for row in meter_rows} == {_SAMPLES}
     assert bodies["meter_values"].last_seq == events[-1][0]

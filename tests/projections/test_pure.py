@@ -18,8 +18,8 @@ from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
 from projections import store
 from projections.fold import apply, folds
-from projections.loads import LOADS, SAMPLE
 from projections.query import QueryRefused, check_read_only
+from projections.reshapes import RESHAPES, SAMPLE
 from projections.rows import TABLE_OF, EventRow, Output
 from projections.schema import ADDED, table_ddl
 from projections.state import State, decode_state, encode_state
@@ -158,9 +158,9 @@ def test_a_row_is_its_tables_columns_in_order(kind: type[Any]) -> None:
     # agree.
     table = TABLE_OF[kind]
     fields = [field.name for field in msgspec.structs.fields(kind)]
-    load = LOADS.get(table)
+    reshape = RESHAPES.get(table)
     # A table ClickHouse fills from rows of another shape takes rows of that shape.
-    assert fields == (_structure_names(load.structure) if load else _ddl_columns(table))
+    assert fields == (_structure_names(reshape.structure) if reshape else _ddl_columns(table))
     assert msgspec.json.decode(store.encode_rows([_example(kind)]))[0][0] == 7
 
 
@@ -175,9 +175,9 @@ def _structure_names(structure: str) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("table", list(LOADS))
+@pytest.mark.parametrize("table", list(RESHAPES))
 def test_a_load_makes_every_column_of_its_table_in_order(table: str) -> None:
-    assert [column for column, _ in LOADS[table].columns] == _ddl_columns(table)
+    assert [column for column, _ in RESHAPES[table].columns] == _ddl_columns(table)
 
 
 def test_a_sample_encodes_as_the_tuple_meter_values_reads() -> None:

@@ -17,8 +17,8 @@ from hub.nats_server import EmbeddedNats
 from projections import store
 from projections.backends.embedded import ChdbBackend
 from projections.fold_process import Spare
-from projections.loads import Load
 from projections.replay import SHADOW, replay
+from projections.reshapes import Reshape
 from projections.schema import PROJECTED
 from tests.projections.contract import store_events
 from tests.projections.helpers import dump, last_seq, rows
@@ -50,12 +50,12 @@ class _Watched:
         return await self.backend.query(sql, fmt=fmt, readonly=readonly)
 
     async def insert(
-        self, table: str, body: bytes, *, token: str, load: Load | None = None
+        self, table: str, body: bytes, *, token: str, reshape: Reshape | None = None
     ) -> None:
-        await self.backend.insert(table, body, token=token, load=load)
+        await self.backend.insert(table, body, token=token, reshape=reshape)
 
-    async def insert_file(self, table: str, path: Path, *, load: Load, token: str) -> None:
-        await self.backend.insert_file(table, path, load=load, token=token)
+    async def insert_file(self, table: str, path: Path, *, reshape: Reshape, token: str) -> None:
+        await self.backend.insert_file(table, path, reshape=reshape, token=token)
         self.stored_into(table).set()
 
     async def close(self) -> None:

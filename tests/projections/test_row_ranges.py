@@ -51,7 +51,7 @@ _MONEY = Decimal("99999999999999.9999")
 
 _seqs = itertools.count(1)
 # The rows each table holds, as read back: meter_values' are made by the store of the fold's
-# ReadingsRow (projections.loads).
+# ReadingsRow (projections.reshapes).
 _STORED = {
     (MeterValueRow if kind is ReadingsRow else kind): table for kind, table in TABLE_OF.items()
 }
@@ -326,7 +326,7 @@ def test_rows_the_store_refuses_are_recorded_and_the_rest_is_stored(
 def test_readings_the_store_refuses_cost_their_message_one_record(
     chdb: Callable[..., Any],
 ) -> None:
-    """meter_values is sent a row per message (its samples together, projections.loads):
+    """meter_values is sent a row per message (its samples together, projections.reshapes):
     a message with a value no column takes (a reading that is text, which the fold never
     lets through) is refused whole and recorded once; the others are stored, their times
     beyond what DateTime64 shows included."""

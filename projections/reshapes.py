@@ -1,7 +1,7 @@
 """Tables ClickHouse fills from rows that are not their columns.
 
 Most tables take rows that are their columns, in order (``projections.rows``). A table in
-``LOADS`` takes rows of another shape instead, and ClickHouse makes its rows of them:
+``RESHAPES`` takes rows of another shape instead, and ClickHouse makes its rows of them:
 ``INSERT INTO t (columns) SELECT <expressions> FROM <input> [ARRAY JOIN ...]``. Both
 backends run the same SELECT, on the runner's bodies and on replay's files alike. A
 meter_values row per sampled value was most of the rows the fold built field by field: it
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 
-class Load(NamedTuple):
+class Reshape(NamedTuple):
     """How the rows of an INSERT body become a table's rows."""
 
     # The body's columns, in order (``name Type, ...``): what its rows are read as.
@@ -48,9 +48,9 @@ def quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def plain(structure: str) -> Load:
+def plain(structure: str) -> Reshape:
     """A body whose columns are the table's (``structure``, ``store.columns_of``)."""
-    return Load(structure)
+    return Reshape(structure)
 
 
 # The samples of hub.domain.facts.Sample (array-like), in its field order.
@@ -59,11 +59,11 @@ SAMPLE: Final = (
     # at_ms, measurand, value, unit, phase, location, context
 )
 
-LOADS: Final[dict[str, Load]] = {
+RESHAPES: Final[dict[str, Reshape]] = {
     # One row per TransactionMetered fact (rows.ReadingsRow), one table row per sample. The
     # charger's time as DateTime64 straight from its milliseconds: the same value as the
     # text ch_time makes of them, over the whole range ch_time formats (year 1 to 9999).
-    "meter_values": Load(
+    "meter_values": Reshape(
         structure=(
             "seq UInt64, charge_point_id String, connector_id Int64, "
             "transaction_id Nullable(Int64), session_id String, transaction_ref String, "
