@@ -222,7 +222,7 @@ class KvLease:
             log.warning("lease.unreachable", key=self.key, error=str(error) or repr(error))
         self._report()
 
-    def _report(self) -> None:
+    def _report(self, *, released: bool = False) -> None:
         held = self.holds()
         if held == self._reported:
             return
@@ -234,7 +234,8 @@ class KvLease:
         else:
             self.held.clear()
             self.free.set()
-            log.warning("lease.lost", key=self.key, holder=self.state.me)
+            if not released:  # given up on a clean stop: said as lease.released
+                log.warning("lease.lost", key=self.key, holder=self.state.me)
         if self._on_change is not None:
             self._on_change(held)
 
@@ -265,7 +266,7 @@ class KvLease:
         with contextlib.suppress(*_NATS_ERRORS, KeyWrongLastSequenceError):
             await self._kv.update(self.key, _encoder.encode(LeaseValue()), last=revision)
             log.info("lease.released", key=self.key, holder=state.me)
-        self._report()
+        self._report(released=True)
 
 
 @contextlib.asynccontextmanager
