@@ -75,7 +75,8 @@ class ConnectorStatusRow(_Row, frozen=True, kw_only=True):
 
 class ReadingsRow(_Row, frozen=True, kw_only=True):
     """A TransactionMetered fact's samples, for meter_values: the store makes a row of each
-    (``projections.reshapes``), so its fields are the load's structure, not the table's columns."""
+    (``projections.reshapes``), so its fields are the reshape's structure, not the table's
+    columns."""
 
     charge_point_id: str
     connector_id: int

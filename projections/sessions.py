@@ -9,14 +9,12 @@ issued (flagged ``no_start``).
 
 from __future__ import annotations
 
-import datetime
 import functools
 from typing import Final
 
 from hub.domain import energy
 from hub.domain.charging import Session, key
 from hub.domain.facts import (
-    Sample,
     TransactionEnded,
     TransactionFlagged,
     TransactionMetered,
@@ -24,7 +22,7 @@ from hub.domain.facts import (
     TransactionStarted,
 )
 from hub.domain.tariffs import Point
-from hub.domain.timeutil import ch_time
+from hub.domain.timeutil import CH_TIME_END_MS, CH_TIME_FIRST_MS, ch_time
 from projections.billing import billing_row
 from projections.rows import EnergyDeltaRow, Output, ReadingsRow, SessionRow, int_id, ref
 from projections.state import State, Written
@@ -101,34 +99,16 @@ def metered(state: State, out: Output, fact: TransactionMetered) -> None:
         version(out, fact.seq, session, written)
 
 
-# The charger times ch_time formats (years 1 to 9999): the store makes a reading's time of
-# its milliseconds, and one beyond fails its message as when ch_time formatted each.
-_DAY_MS: Final = 86_400_000
-_EPOCH: Final = datetime.date(1970, 1, 1)
-FIRST_MS: Final = (datetime.date.min - _EPOCH).days * _DAY_MS
-END_MS: Final = (datetime.date.max - _EPOCH).days * _DAY_MS + _DAY_MS
-
-
 def _readings(out: Output, fact: TransactionMetered, session_id: str) -> None:
     """One row for all of a message's samples: the store makes a meter_values row of each
-    (``projections.reshapes``), which the fold built field by field before, at a tenth of its
-    time."""
-    samples = fact.samples
-    for sample in samples:
-        if not FIRST_MS <= sample.at_ms < END_MS:
+    (``projections.reshapes``) from its milliseconds. A time ch_time cannot format fails
+    the message after the samples before it, as when the fold formatted each."""
+    kept, beyond = fact.samples, False
+    for index, sample in enumerate(kept):
+        if not CH_TIME_FIRST_MS <= sample.at_ms < CH_TIME_END_MS:
+            kept, beyond = kept[:index], True
             break
-    else:
-        _add_readings(out, fact, session_id, samples)
-        return
-    # The samples before it are stored, then the message fails with ch_time's words.
-    _add_readings(out, fact, session_id, samples[: samples.index(sample)])
-    raise OverflowError("date value out of range")
-
-
-def _add_readings(
-    out: Output, fact: TransactionMetered, session_id: str, samples: tuple[Sample, ...]
-) -> None:
-    if samples:
+    if kept:
         out.add(
             ReadingsRow(
                 seq=fact.seq,
@@ -137,9 +117,11 @@ def _add_readings(
                 transaction_id=int_id(fact.transaction_id),
                 session_id=session_id,
                 transaction_ref=ref(fact.transaction_id),
-                samples=samples,
+                samples=kept,
             )
         )
+    if beyond:
+        raise OverflowError("date value out of range")
 
 
 def flagged(state: State, out: Output, fact: TransactionFlagged) -> None:

@@ -27,7 +27,7 @@ from projections.bodies import Encoded as Encoded
 from projections.bodies import encode_output as encode_output
 from projections.bodies import encode_rows as encode_rows
 from projections.bodies import spool_rows as spool_rows
-from projections.reshapes import RESHAPES, plain
+from projections.reshapes import RESHAPES, plain, quote
 from projections.rows import TABLES, ErrorRow, Output
 from projections.schema import MIGRATING, RETYPED, ddl, table_ddl
 from projections.state import STATE_VERSION, State, decode_state, encode_state
@@ -69,17 +69,13 @@ async def ensure_schema(backend: Backend, db: str) -> None:
     """Tables, columns and views as the DDL has them; only what is missing is made."""
     present = decode_rows(
         await backend.query(
-            f"SELECT table, name, type FROM system.columns WHERE database = {_literal(db)}"
+            f"SELECT table, name, type FROM system.columns WHERE database = {quote(db)}"
         ),
         _ColumnOf,
     )
     for statement in ddl(db, {(column.table, column.name) for column in present}):
         await backend.execute(statement)
     await _retype(backend, db, present)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 async def _retype(backend: Backend, db: str, present: list[_ColumnOf]) -> None:
@@ -338,11 +334,11 @@ async def columns_of(backend: Backend, db: str, tables: Collection[str]) -> dict
     nothing to do."""
     if not tables:
         return {}
-    names = ", ".join(_literal(table) for table in sorted(tables))
+    names = ", ".join(quote(table) for table in sorted(tables))
     columns = decode_rows(
         await backend.query(
             "SELECT table, name, type FROM system.columns "
-            f"WHERE database = {_literal(db)} AND table IN ({names}) ORDER BY table, position"
+            f"WHERE database = {quote(db)} AND table IN ({names}) ORDER BY table, position"
         ),
         _ColumnOf,
     )

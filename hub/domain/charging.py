@@ -388,9 +388,11 @@ class Charging:
 
     def session_of(self, charge_point_id: str, transaction_id: TransactionId) -> Session | None:
         """The session a transaction id the charger (or an operator) used names, if known."""
-        session_key = key(charge_point_id, transaction_id)
-        session_key = self.state.aliases.get(session_key, session_key)
-        return self.state.sessions.get(session_key)
+        return self._named(key(charge_point_id, transaction_id))
+
+    def _named(self, id_key: str) -> Session | None:
+        """``session_of`` by the key of the charger and the id it used."""
+        return self.state.sessions.get(self.state.aliases.get(id_key, id_key))
 
     def apply(self, seq: int, event: Event) -> list[Fact]:
         self._seq, self._at, self._facts = seq, event.received_at, []
@@ -787,9 +789,8 @@ class Charging:
     ) -> Session | None:
         """The session an id as the charger sent it belongs to: by id, by alias, or the
         newest ongoing candidate that started before ``at_ms`` (an id the hub never issued)."""
-        # session_of's lookup, with the key built once: this runs for every reading.
-        tx_key = key(cp, transaction_id)
-        found = self.state.sessions.get(self.state.aliases.get(tx_key, tx_key))
+        tx_key = key(cp, transaction_id)  # built once: this runs for every reading
+        found = self._named(tx_key)
         if found is not None and (found.ongoing or tx_key in self.state.sessions):
             return found
         # An id that names a session by alias (-1, 0, ...) and the session is over: a charger
@@ -867,17 +868,14 @@ class Charging:
                     at_ms = at
                     break
             connector = self.charger(cp).connector(request.connector_id)
-            if key(cp, transaction_id) not in self.state.sessions:  # else an id the hub issued
-                session = self._superseded_at(cp, [connector], transaction_id, at_ms)
+            session = self._superseded_at(cp, [connector], transaction_id, at_ms)
             if session is None:
                 open_key = connector.open
                 candidates = [open_key] if open_key else []
                 session = self._resolve(cp, transaction_id, candidates, at_ms)
             if session is None:
                 session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
-        # _metered's two steps, a call less for the most frequent message.
-        samples, register = self._readings(cp, request.meter_value, times)
-        self._metered_as(cp, request.connector_id, transaction_id, session, samples, register)
+        self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
 
     def _times(
         self, cp: str, values: Sequence[MeterValue | TransactionData | MeterValue2]

@@ -77,7 +77,8 @@ def _spread(into: Hours, first: Point, second: Point, sign: int) -> None:
     span = t1 - t0
     hour = t0 - t0 % HOUR_MS
     if t1 <= hour + HOUR_MS:
-        # Within one hour, as nearly every segment is: the loop below run once, the same sum.
+        # Within one hour, as nearly every segment is: the loop below run once. Its share
+        # is delta * span / span, not delta: the very float the loop makes.
         into[hour] = into.get(hour, 0) + sign * round(delta * span / span * NANO)
         return
     edge = t0

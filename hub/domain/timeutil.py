@@ -12,6 +12,10 @@ _SECONDS: Final = tuple(f"{s:02d}" for s in range(60))
 # " hh:mm:" for every minute of a day.
 _CLOCK: Final = tuple(f" {m // 60:02d}:{m % 60:02d}:" for m in range(1440))
 _EPOCH: Final = datetime.date(1970, 1, 1)
+_DAY_MS: Final = 86_400_000
+# The milliseconds ch_time formats (years 1 to 9999); it raises OverflowError beyond.
+CH_TIME_FIRST_MS: Final = (datetime.date.min - _EPOCH).days * _DAY_MS
+CH_TIME_END_MS: Final = (datetime.date.max - _EPOCH).days * _DAY_MS + _DAY_MS
 
 
 def parse_ms(text: str) -> int:
