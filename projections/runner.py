@@ -213,6 +213,22 @@ class Runner:
         return self.state.last_seq + 1
 
     async def _subscribe(self, start: int) -> Puller:
+        """The consumer from ``start`` on. A JetStream API that does not answer (a cluster
+        electing the stream's or the consumer's leader, just when a failover lost a pull's
+        answer) is waited out, as long as this process may write: it failed the runner."""
+        backoff = 0.1
+        while True:
+            self.check_fence()
+            try:
+                return await self._subscribe_once(start)
+            except nats.errors.Error as error:
+                log.warning(
+                    "projections.subscribe_failed", start=start, error=str(error) or repr(error)
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _subscribe_once(self, start: int) -> Puller:
         js = self.connection.js
         name, stream = self.settings.durable, self.settings.stream
         with contextlib.suppress(NotFoundError):
