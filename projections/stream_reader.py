@@ -30,7 +30,7 @@ import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
-from hub.pull import delivered
+from hub.pull import delivered, delivered_seq
 from hub.subjects import EVENTS_WILDCARD
 
 log = structlog.get_logger("projections.stream_reader")
@@ -372,40 +372,61 @@ class StreamReader:
         """Handles every whole frame at the start of ``data``; how many bytes they took."""
         end = len(data)
         pos = 0
-        # Looked up once: this loop runs for every message of a replay, on the loop a
-        # running hub's gateway shares.
-        find, startswith, buffer = data.find, data.startswith, self._buffer
+        # Looked up once, and the seqs kept in locals until the end: this loop runs for
+        # every message of a replay, on the loop a running hub's gateway shares.
+        find, startswith, keep = data.find, data.startswith, self._buffer.append
+        next_seq = self._next_seq
+        # The ack subject of the last message: what the consumer still holds is read from
+        # it once, not from each message's.
+        last: bytes | bytearray = b""
         messages = 0
-        # Slices of a memoryview copy once, into the bytes the caller keeps.
-        with memoryview(data) as view:
-            while (eol := find(b"\r\n", pos)) >= 0:
-                hmsg = startswith(b"HMSG ", pos)
-                if hmsg or startswith(b"MSG ", pos):
-                    # HMSG <subject> <sid> <reply> <header bytes> <total bytes>, or
-                    # MSG <subject> <sid> <reply> <bytes> for a message without headers.
-                    args = data[pos:eol].split()
-                    body = eol + 2
-                    after = body + int(args[-1])
-                    if after + 2 > end:
-                        break
-                    if hmsg and data[body + 8] == _STATUS_MARK:
-                        self._on_status(bytes(view[body + 9 : body + 12]))
+        try:
+            # Slices of a memoryview copy once, into the bytes the caller keeps.
+            with memoryview(data) as view:
+                # A control line ends with "\r\n": a one-byte search is the faster, and
+                # int() takes the "\r" that ends the line's last number.
+                while (eol := find(b"\n", pos)) >= 0:
+                    hmsg = startswith(b"HMSG ", pos)
+                    if hmsg or startswith(b"MSG ", pos):
+                        # HMSG <subject> <sid> <reply> <header bytes> <total bytes>, or
+                        # MSG <subject> <sid> <reply> <bytes> for a message without headers:
+                        # split from the end, the subject's tokens left whole.
+                        if hmsg:
+                            _, reply, head, size = data[pos:eol].rsplit(b" ", 3)
+                        else:
+                            _, reply, size = data[pos:eol].rsplit(b" ", 2)
+                        body = eol + 1
+                        after = body + int(size)
+                        if after + 2 > end:
+                            break
+                        if hmsg and data[body + 8] == _STATUS_MARK:
+                            if last:
+                                self._pending, last = delivered(last).pending, b""
+                            self._on_status(bytes(view[body + 9 : body + 12]))
+                        else:
+                            seq = delivered_seq(reply)
+                            last = reply
+                            if seq >= next_seq:
+                                start = body + int(head) if hmsg else body
+                                keep((seq, bytes(view[start:after])))
+                                next_seq = seq + 1
+                            messages += 1
+                        pos = after + 2
+                    elif startswith(b"PING", pos):
+                        writer.write(b"PONG\r\n")
+                        pos = eol + 1
+                    elif startswith(b"-ERR", pos):
+                        raise ServerRefused(
+                            bytes(view[pos + 4 : eol]).strip().decode(errors="replace")
+                        )
                     else:
-                        seq, self._pending = delivered(args[3])
-                        if seq >= self._next_seq:
-                            start = body + int(args[-2]) if hmsg else body
-                            buffer.append((seq, bytes(view[start:after])))
-                            self._next_seq = seq + 1
-                        messages += 1
-                    pos = after + 2
-                elif data.startswith(b"PING", pos):
-                    writer.write(b"PONG\r\n")
-                    pos = eol + 2
-                elif data.startswith(b"-ERR", pos):
-                    raise ServerRefused(bytes(view[pos + 4 : eol]).strip().decode(errors="replace"))
-                else:
-                    # +OK, PONG, INFO (cluster changes): nothing for a reader to do.
-                    pos = eol + 2
+                        # +OK, PONG, INFO (cluster changes): nothing for a reader to do.
+                        pos = eol + 1
+        finally:
+            # Also when a frame ended the connection: what came before it was buffered.
+            self._next_seq = next_seq
+            if last:
+                self._pending = delivered(last).pending
         if messages:
             self._expected -= messages
             if self._expected <= 0:
