@@ -87,7 +87,7 @@ async def refused_rows(probe: Probe, rows: list[msgspec.Raw]) -> list[tuple[msgs
 
 
 _values: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_text: Final = msgspec.json.Decoder(str | None)
+_text: Final = msgspec.json.Decoder(str | int | None)
 # Each table's columns in order: a row is an array of its values (``projections.rows``).
 _COLUMNS: Final = {
     table: [field.name for field in msgspec.structs.fields(kind)]
@@ -97,16 +97,22 @@ _COLUMNS: Final = {
 
 def error_row(table: str, row: msgspec.Raw, why: str) -> ErrorRow:
     """The row of ``projection_errors`` that stands for a refused row of ``table``: its seq,
-    its charger, and its time (``received_at``, else ``updated_at``, else the epoch)."""
+    its charger, and its time (``received_at``, the events log's ``received_ms``, else
+    ``updated_at``, else the epoch)."""
     values = dict(zip(_COLUMNS[table], _values.decode(row), strict=False))
 
     def text(name: str) -> str | None:
         value = values.get(name)
-        return _text.decode(value) if value is not None else None
+        if value is None:
+            return None
+        decoded = _text.decode(value)
+        # The events log's time goes as milliseconds (projections.reshapes).
+        return ch_time(decoded) if isinstance(decoded, int) else decoded
 
+    time = text("received_at") or text("received_ms") or text("updated_at")
     return ErrorRow(
         seq=seq_of(row),
-        received_at=text("received_at") or text("updated_at") or ch_time(0),
+        received_at=time or ch_time(0),
         projection=PREFIX + table,
         charge_point_id=text("charge_point_id") or "",
         reason=f"refused by the store: {why}"[:_REASON_CHARS],

@@ -60,9 +60,29 @@ SAMPLE: Final = (
 )
 
 RESHAPES: Final[dict[str, Reshape]] = {
-    # One row per TransactionMetered fact (rows.ReadingsRow), one table row per sample. The
-    # charger's time as DateTime64 straight from its milliseconds: the same value as the
-    # text ch_time makes of them, over the whole range ch_time formats (year 1 to 9999).
+    # One row per event (rows.EventRow), its time as milliseconds: formatting each as text
+    # was a tenth of replay's reading loop. DateTime64 made of them by ClickHouse, as for
+    # meter_values, is the value the text made (docs/projections.md).
+    "events": Reshape(
+        structure=(
+            "seq UInt64, received_ms Int64, type String, charge_point_id String, "
+            "ocpp_version String, direction String, message_type String, unique_id String, "
+            "action String, payload String, error_code String"
+        ),
+        columns=(
+            ("seq", "seq"),
+            ("received_at", "fromUnixTimestamp64Milli(received_ms, 'UTC')"),
+            ("type", "type"),
+            ("charge_point_id", "charge_point_id"),
+            ("ocpp_version", "ocpp_version"),
+            ("direction", "direction"),
+            ("message_type", "message_type"),
+            ("unique_id", "unique_id"),
+            ("action", "action"),
+            ("payload", "payload"),
+            ("error_code", "error_code"),
+        ),
+    ),
     "meter_values": Reshape(
         structure=(
             "seq UInt64, charge_point_id String, connector_id Int64, "

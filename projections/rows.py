@@ -35,7 +35,10 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True)
 
 
 class EventRow(_Row, frozen=True, kw_only=True):
-    received_at: str
+    """A row of the events log, its time (``received_at``) in Unix milliseconds: the
+    store makes the column's DateTime64 of them (``projections.reshapes``)."""
+
+    received_ms: int
     type: str
     charge_point_id: str
     ocpp_version: str

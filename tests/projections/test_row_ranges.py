@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.domain.facts import Sample
-from hub.domain.timeutil import ch_time, hour_of
-from projections import store
+from hub.domain.timeutil import CH_TIME_END_MS, CH_TIME_FIRST_MS, ch_time, hour_of
+from projections import refusals, store
 from projections.backends.embedded import ChdbBackend
 from projections.fold import apply
 from projections.rows import (
@@ -50,10 +50,36 @@ _LAST_MS = 10_413_791_999_999
 _MONEY = Decimal("99999999999999.9999")
 
 _seqs = itertools.count(1)
+
+
+class StoredEventRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of the events log as the table holds it: its time as text, which the store
+    makes of the milliseconds of ``EventRow`` (projections.reshapes)."""
+
+    seq: int
+    received_at: str
+    type: str
+    charge_point_id: str
+    ocpp_version: str
+    direction: str
+    message_type: str
+    unique_id: str
+    action: str
+    payload: msgspec.Raw
+    error_code: str
+
+
+def stored_event(row: EventRow) -> StoredEventRow:
+    fields = msgspec.structs.asdict(row)
+    fields["received_at"] = ch_time(fields.pop("received_ms"))
+    return StoredEventRow(**fields)
+
+
 # The rows each table holds, as read back: meter_values' are made by the store of the fold's
-# ReadingsRow (projections.reshapes).
+# ReadingsRow, and the events log's time of milliseconds (projections.reshapes).
 _STORED = {
-    (MeterValueRow if kind is ReadingsRow else kind): table for kind, table in TABLE_OF.items()
+    (MeterValueRow if kind is ReadingsRow else StoredEventRow if kind is EventRow else kind): table
+    for kind, table in TABLE_OF.items()
 }
 
 # Integers at every edge a column type could have, and anywhere between.
@@ -173,7 +199,7 @@ charger_ints = st.one_of(
 )
 
 
-def _text(row: EventRow) -> EventRow:
+def _text(row: StoredEventRow) -> StoredEventRow:
     """The events row with its payload as the text the column holds."""
     payload = msgspec.json.decode(row.payload)
     text = payload if isinstance(payload, str) else bytes(row.payload).decode()
@@ -260,8 +286,9 @@ def test_charger_integers_are_stored_as_sent_or_recorded(
     stored = chdb(store_and_read)
     # Nothing the fold made was refused, and everything came back as it went in: the events
     # log's payload as the frame's JSON text.
-    events = stored.pop(EventRow)
-    assert [_text(row) for row in events] == [_text(row) for row in out.rows["events"]]
+    events = stored.pop(StoredEventRow)
+    made = [stored_event(row) for row in out.rows["events"]]  # type: ignore[arg-type]
+    assert [_text(row) for row in events] == [_text(row) for row in made]
     for kind, rows in stored.items():
         made = out.rows[_STORED[kind]]
         expected = meter_values(made) if kind is MeterValueRow else made  # type: ignore[arg-type]
@@ -286,6 +313,76 @@ def test_charger_integers_are_stored_as_sent_or_recorded(
     else:
         assert meters == []
         assert any("transaction.metered: " in e and " is beyond" in e for e in errors)
+
+
+# Times at the edges of what ch_time formats and of what DateTime64 holds on every server,
+# and around the epoch, where a millisecond's text is easiest to get wrong.
+_EDGE_TIMES = [CH_TIME_FIRST_MS, CH_TIME_FIRST_MS + 1, _FIRST_MS - 1, _FIRST_MS, -1001, -1000]
+_EDGE_TIMES += [-999, -1, 0, 1, 1_795_000_060_123, _LAST_MS, _LAST_MS + 1, CH_TIME_END_MS - 1]
+
+
+@pytest.mark.parametrize("path", ["runner", "replay"])
+def test_the_events_log_holds_the_time_ch_time_writes(
+    chdb: Callable[..., Any], tmp_path: Path, path: str
+) -> None:
+    """The events log's time goes to the store as milliseconds (projections.reshapes): the
+    table holds what it held when each row carried ch_time's text, from the runner's
+    INSERTs and from replay's files alike, over the whole range ch_time formats."""
+    out = Output()
+    for ms in _EDGE_TIMES:
+        seq = next(_seqs)
+        apply(
+            State(),
+            out,
+            seq,
+            msgspec.structs.replace(_frame(seq, "X", "in", "CALL", {}), received_at=ms),
+        )
+    first, last = out.rows["events"][0].seq, out.rows["events"][-1].seq
+
+    async def store_and_read(backend: ChdbBackend) -> list[list[Any]]:
+        if path == "runner":
+            await store.store_batch(backend, DB, out, first, last, known={}, tables=("events",))
+        else:
+            bodies = store.spool_rows(out, ("events",), tmp_path, first)
+            structures = await store.columns_of(backend, DB, ["events"])
+            await store.store_encoded(
+                backend, DB, bodies, first, last, known={}, structures=structures
+            )
+        data = await backend.query(
+            f"SELECT seq, toString(received_at) FROM {DB}.events "
+            f"WHERE seq BETWEEN {first} AND {last} ORDER BY seq",
+            fmt="JSONCompactEachRow",
+        )
+        return [msgspec.json.decode(line) for line in data.splitlines()]
+
+    assert chdb(store_and_read) == [
+        [row.seq, ch_time(ms)] for row, ms in zip(out.rows["events"], _EDGE_TIMES, strict=True)
+    ]
+
+
+def test_a_time_beyond_what_ch_time_formats_fails_the_event_as_its_text_did() -> None:
+    for ms in (CH_TIME_FIRST_MS - 1, CH_TIME_END_MS):
+        with pytest.raises(OverflowError):
+            apply(
+                State(),
+                Output(),
+                1,
+                msgspec.structs.replace(_frame(1, "X", "in", "CALL", {}), received_at=ms),
+            )
+
+
+def test_a_refused_events_row_is_recorded_with_its_time() -> None:
+    """A row of the events log the store refuses is recorded in projection_errors with its
+    time as text, which its row carries as milliseconds."""
+    out = Output()
+    apply(State(), out, 7, _frame(7, "Heartbeat", "in", "CALL", {}))
+    (row,) = out.rows["events"]
+    error = refusals.error_row("events", msgspec.Raw(store.encode_rows([row])[1:-1]), "too long")
+    assert (error.seq, error.received_at, error.charge_point_id) == (
+        7,
+        ch_time(1_795_000_000_007),
+        "CP-1",
+    )
 
 
 _TOO_BIG = st.sampled_from([_MONEY + Decimal("0.0001"), -_MONEY - 1, Decimal("1e20")])
