@@ -404,20 +404,29 @@ async def _logged(chunk: list[tuple[int, bytes]], rows: Output) -> list[tuple[in
     """The chunk's rows of the events log into ``rows``; returns what the fold process
     needs of it (the events ``fold.folds`` names, and any it cannot decode)."""
     needed: list[tuple[int, bytes]] = []
-    for index, (seq, data) in enumerate(chunk):
-        if index % _YIELD_EVERY == 0:
-            # A running hub's gateway shares this loop: a few ms at a time, not a chunk's 20.
-            await asyncio.sleep(0)
-        try:
-            event = decode_event(data)
-        except msgspec.DecodeError:
-            rows.add(undecodable_row(seq, data))
-            needed.append((seq, data))
-            continue
-        if rows.keeps(EventRow, seq):
-            rows.add(event_row(seq, event))
-        if folds(event):
-            needed.append((seq, data))
+    # This loop runs for every event of a replay: names looked up once.
+    keep, decode, row_of, folded = needed.append, decode_event, event_row, folds
+    logged = rows.rows["events"].append
+    # Seqs only grow: a chunk whose first row is kept keeps all (nearly always so), one
+    # whose last is not keeps none (a replay of other tables).
+    every = bool(chunk) and rows.keeps(EventRow, chunk[0][0])
+    some = bool(chunk) and rows.keeps(EventRow, chunk[-1][0])
+    for start in range(0, len(chunk), _YIELD_EVERY):
+        # A running hub's gateway shares this loop: a few ms at a time, not a chunk's 20.
+        await asyncio.sleep(0)
+        for seq, data in chunk[start : start + _YIELD_EVERY]:
+            try:
+                event = decode(data)
+            except msgspec.DecodeError:
+                rows.add(undecodable_row(seq, data))
+                keep((seq, data))
+                continue
+            if every:
+                logged(row_of(seq, event))
+            elif some and rows.keeps(EventRow, seq):
+                rows.add(row_of(seq, event))
+            if folded(event):
+                keep((seq, data))
     return needed
 
 
