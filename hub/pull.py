@@ -81,13 +81,6 @@ def delivered(reply: bytes | bytearray) -> Delivered:
     return Delivered(int(tokens[base + 1]), int(tokens[base + 4]))
 
 
-def delivered_seq(reply: bytes | bytearray) -> int:
-    """The stream seq alone (``delivered``): a bulk reader needs the pending count of the
-    last message it reads at a time only."""
-    tokens = reply.split(b".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])
-
-
 def deliveries(info: ConsumerInfo) -> int:
     """How many deliveries the consumer counts (the number of its last)."""
     return (info.delivered.consumer_seq or 0) if info.delivered else 0

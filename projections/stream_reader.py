@@ -30,7 +30,7 @@ import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
-from hub.pull import delivered, delivered_seq
+from hub.pull import delivered
 from hub.subjects import EVENTS_WILDCARD
 
 log = structlog.get_logger("projections.stream_reader")
@@ -378,7 +378,7 @@ class StreamReader:
         next_seq = self._next_seq
         # The ack subject of the last message: what the consumer still holds is read from
         # it once, not from each message's.
-        last: bytes | bytearray = b""
+        last = b""
         messages = 0
         try:
             # Slices of a memoryview copy once, into the bytes the caller keeps.
@@ -390,11 +390,12 @@ class StreamReader:
                     if hmsg or startswith(b"MSG ", pos):
                         # HMSG <subject> <sid> <reply> <header bytes> <total bytes>, or
                         # MSG <subject> <sid> <reply> <bytes> for a message without headers:
-                        # split from the end, the subject's tokens left whole.
+                        # split from the end, the subject's tokens left whole, as bytes (a
+                        # bytearray's pieces cost two allocations each).
                         if hmsg:
-                            _, reply, head, size = data[pos:eol].rsplit(b" ", 3)
+                            _, reply, head, size = view[pos:eol].tobytes().rsplit(b" ", 3)
                         else:
-                            _, reply, size = data[pos:eol].rsplit(b" ", 2)
+                            _, reply, size = view[pos:eol].tobytes().rsplit(b" ", 2)
                         body = eol + 1
                         after = body + int(size)
                         if after + 2 > end:
@@ -402,13 +403,16 @@ class StreamReader:
                         if hmsg and data[body + 8] == _STATUS_MARK:
                             if last:
                                 self._pending, last = delivered(last).pending, b""
-                            self._on_status(bytes(view[body + 9 : body + 12]))
+                            self._on_status(view[body + 9 : body + 12].tobytes())
                         else:
-                            seq = delivered_seq(reply)
+                            # The stream seq alone (as ``delivered`` reads it, without
+                            # the call): the pending count is read of the last message's.
+                            tokens = reply.split(b".")
+                            seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
                             last = reply
                             if seq >= next_seq:
                                 start = body + int(head) if hmsg else body
-                                keep((seq, bytes(view[start:after])))
+                                keep((seq, view[start:after].tobytes()))
                                 next_seq = seq + 1
                             messages += 1
                         pos = after + 2
