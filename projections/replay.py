@@ -414,19 +414,21 @@ async def _logged(chunk: list[tuple[int, bytes]], rows: Output) -> list[tuple[in
     for start in range(0, len(chunk), _YIELD_EVERY):
         # A running hub's gateway shares this loop: a few ms at a time, not a chunk's 20.
         await asyncio.sleep(0)
-        for seq, data in chunk[start : start + _YIELD_EVERY]:
+        for message in chunk[start : start + _YIELD_EVERY]:
+            seq, data = message
             try:
                 event = decode(data)
             except msgspec.DecodeError:
                 rows.add(undecodable_row(seq, data))
-                keep((seq, data))
+                keep(message)
                 continue
             if every:
                 logged(row_of(seq, event))
             elif some and rows.keeps(EventRow, seq):
                 rows.add(row_of(seq, event))
             if folded(event):
-                keep((seq, data))
+                # The message itself, not a new tuple of its parts.
+                keep(message)
     return needed
 
 
