@@ -1,11 +1,14 @@
 """The raw-protocol stream reader against a real nats-server: the same messages as nats-py,
-each once and in order across a server restart, with credentials and over TLS."""
+each once and in order across a server restart, with credentials and over TLS; and the
+frames of a read cut at any byte."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trustme
@@ -183,3 +186,52 @@ async def test_reads_messages_stored_without_headers(
     finally:
         await reader.close()
     assert read[10:] == [(11 + n, b"plain %d" % n) for n in range(5)]
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _message(seq: int, pending: int, body: bytes, *, v2: bool = False) -> bytes:
+    head = b"NATS/1.0\r\nNats-Msg-Id: m\r\n\r\n"
+    # The ack subject as a server sends it, or in its v2 form (domain, account hash and a
+    # token after the pending count).
+    reply = b"$JS.ACK.%s.cons.1.%d.%d.1764691234567890123.%d" % (b"OCPP_EVENTS", seq, seq, pending)
+    if v2:
+        reply = reply.replace(b"$JS.ACK.", b"$JS.ACK.dom.hash.") + b".tok"
+    size = len(head) + len(body)
+    return b"HMSG ev.cp.X.in 1 %s %d %d\r\n%s%s\r\n" % (reply, len(head), size, head, body)
+
+
+def test_frames_cut_at_any_byte_are_each_read_once_and_whole() -> None:
+    """Whatever byte a read of the socket ends on: every message once, in order, its body
+    exactly (also one holding CRLF, or none at all); a heartbeat or a PING between changes
+    nothing but the PONG; what the consumer still holds is the last message's count."""
+    status = b"NATS/1.0 100 Idle Heartbeat\r\n\r\n"
+    heartbeat = b"HMSG _INBOX.x 1 %d %d\r\n%s\r\n" % (len(status), len(status), status)
+    bodies = [b'{"a":1}', b"x\r\ny", b"", b"\xff" * 300]
+    wire = (
+        _message(7, 3, bodies[0])
+        + heartbeat
+        + _message(8, 2, bodies[1], v2=True)
+        + b"PING\r\n"
+        + _message(9, 1, bodies[2])
+        + b"MSG ev.cp.X.in 1 $JS.ACK.OCPP_EVENTS.cons.1.10.10.17.0 300\r\n"
+        + bodies[3]
+        + b"\r\n"
+    )
+    for cut in range(1, len(wire)):
+        reader = StreamReader(cast(Connection, None), STREAM, batch_size=10, start_seq=7)
+        reader._expected = 10
+        writer = _Writer()
+        data = bytearray()
+        for chunk in (wire[:cut], wire[cut:]):
+            data += chunk
+            del data[: reader._handle_frames(data, cast(asyncio.StreamWriter, writer))]
+        assert reader._buffer == list(zip(range(7, 11), bodies, strict=True)), cut
+        assert (bytes(data), writer.written) == (b"", [b"PONG\r\n"])
+        assert reader._pending == 0 and reader._expected == 6
