@@ -39,9 +39,8 @@ from typing import Final
 
 import msgspec
 from msgspec import UnsetType
-from msgspec.structs import replace
 
-from hub.domain import certificates, device_model, energy, profiles
+from hub.domain import certificates, device_model, energy, meter_values, profiles
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -67,7 +66,6 @@ from hub.domain.facts import (
     TransactionStarted,
     WalletMoved,
 )
-from hub.domain.meter_values import kind_of, value_of
 from hub.domain.profiles import ChargerProfiles, ClearReason, Installed
 from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
 from hub.domain.timeutil import parse_ms
@@ -911,21 +909,15 @@ class Charging:
         """The samples of ``values``, and among them the energy register's readings."""
         samples: list[Sample] = []
         register: list[Point] = []
+        problems: list[str] = []
         for meter_value, at_ms in zip(values, times, strict=True):
             if at_ms is None:
                 continue
-            register_seen = False
-            for sampled in meter_value.sampled_value:
-                kind = kind_of(sampled)
-                try:
-                    value = value_of(sampled, kind)
-                except ValueError as error:
-                    self._problem(cp, str(error))
-                    continue
-                samples.append(replace(kind.template, at_ms=at_ms, value=value))
-                if kind.is_energy_register and not register_seen:
-                    register_seen = True
-                    register.append((at_ms, value))
+            reading = meter_values.readings(meter_value.sampled_value, at_ms, samples, problems)
+            if reading is not None:
+                register.append((at_ms, reading))
+        for problem in problems:
+            self._problem(cp, problem)
         return samples, register
 
     def _metered_as(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hub.domain import energy
 from hub.domain.facts import Sample
-from hub.domain.meter_values import kind_of, value_of
+from hub.domain.meter_values import kind_of, readings, value_of
 from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
 from projections import store
@@ -76,6 +76,37 @@ def test_a_non_numeric_sample_is_refused_with_its_measurand() -> None:
     with pytest.raises(ValueError, match=r"Energy\.Active\.Import\.Register: value 'abc'"):
         sampled = SampledValue(value="abc")
         value_of(sampled, kind_of(sampled))
+
+
+def test_a_sample_sets_readings_are_what_kind_of_and_value_of_make_of_each_sample() -> None:
+    values = [
+        SampledValue(value="abc", measurand="Voltage", unit="V", phase="L2"),
+        SampledValue(value="1.5", unit="kWh", location="Inlet"),
+        SampledValue(value="7.4", measurand="Power.Active.Import", unit="kW"),
+        SampledValue(value="00ff", format="SignedData", location="Body"),
+        SampledValue(value="1e400", measurand="Temperature", unit="K"),
+        SampledValue(value="nan", measurand="SoC", unit="Percent"),
+        SampledValue(value="2e12", unit="kWh", context="Trigger"),
+        SampledValue(value="1600", unit="Wh", location="Inlet"),
+    ]
+    expected: list[Sample] = []
+    reasons: list[str] = []
+    for sampled in values:
+        kind = kind_of(sampled)
+        try:
+            expected.append(
+                msgspec.structs.replace(kind.template, at_ms=7, value=value_of(sampled, kind))
+            )
+        except ValueError as error:
+            reasons.append(str(error))
+    # Twice: kinds new to the fold, then kinds it has seen (the usual sample's shortcut).
+    for _ in range(2):
+        samples: list[Sample] = []
+        problems: list[str] = []
+        # The first of the energy register's readings (1500 Wh), not the later 1600.
+        assert readings(values, 7, samples, problems) == 1500.0
+        assert (samples, problems) == (expected, reasons)
+        assert len(problems) == 5
 
 
 @pytest.mark.parametrize(
