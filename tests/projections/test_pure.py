@@ -78,35 +78,76 @@ def test_a_non_numeric_sample_is_refused_with_its_measurand() -> None:
         value_of(sampled, kind_of(sampled))
 
 
-def test_a_sample_sets_readings_are_what_kind_of_and_value_of_make_of_each_sample() -> None:
-    values = [
-        SampledValue(value="abc", measurand="Voltage", unit="V", phase="L2"),
-        SampledValue(value="1.5", unit="kWh", location="Inlet"),
-        SampledValue(value="7.4", measurand="Power.Active.Import", unit="kW"),
-        SampledValue(value="00ff", format="SignedData", location="Body"),
-        SampledValue(value="1e400", measurand="Temperature", unit="K"),
-        SampledValue(value="nan", measurand="SoC", unit="Percent"),
-        SampledValue(value="2e12", unit="kWh", context="Trigger"),
-        SampledValue(value="1600", unit="Wh", location="Inlet"),
-    ]
+_USUAL = [
+    SampledValue(value="1.5", measurand="Power.Active.Import", unit="kW"),
+    SampledValue(value="1500", unit="Wh", location="Inlet"),
+    SampledValue(value="16.0", measurand="Current.Import", phase="L1", unit="A"),
+    SampledValue(value="1600", unit="Wh", location="Inlet"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "first_register", "problems"),
+    [
+        (_USUAL, 1500.0, 0),
+        # The usual shape, with a value that is no number, or none a meter reads.
+        (
+            [
+                *_USUAL[:2],
+                SampledValue(value="abc", measurand="Current.Import", phase="L1", unit="A"),
+                _USUAL[3],
+            ],
+            1500.0,
+            1,
+        ),
+        (
+            [
+                *_USUAL[:2],
+                SampledValue(value="nan", measurand="Current.Import", phase="L1", unit="A"),
+                _USUAL[3],
+            ],
+            1500.0,
+            1,
+        ),
+        ([*_USUAL[:3], SampledValue(value="-1e400", unit="Wh", location="Inlet")], 1500.0, 1),
+        (
+            [SampledValue(value="2e12", measurand="Power.Active.Import", unit="kW"), *_USUAL[1:]],
+            1500.0,
+            1,
+        ),
+        (
+            [
+                SampledValue(value="abc", measurand="Voltage", unit="V", phase="L2"),
+                SampledValue(value="00ff", format="SignedData", location="Body"),
+                SampledValue(value="1e400", measurand="Temperature", unit="K"),
+                SampledValue(value="7.4", unit="kWh", context="Trigger"),
+            ],
+            7400.0,
+            3,
+        ),
+        ([SampledValue(value="41", measurand="SoC", unit="Percent", location="EV")], None, 0),
+    ],
+)
+def test_a_sample_sets_readings_are_what_kind_of_and_value_of_make_of_each_sample(
+    values: list[SampledValue], first_register: float | None, problems: int
+) -> None:
     expected: list[Sample] = []
     reasons: list[str] = []
     for sampled in values:
         kind = kind_of(sampled)
         try:
-            expected.append(
-                msgspec.structs.replace(kind.template, at_ms=7, value=value_of(sampled, kind))
-            )
+            value = value_of(sampled, kind)
         except ValueError as error:
             reasons.append(str(error))
-    # Twice: kinds new to the fold, then kinds it has seen (the usual sample's shortcut).
+            continue
+        expected.append(msgspec.structs.replace(kind.template, at_ms=7, value=value))
+    # Twice: a shape new to the fold, then one it has seen (the usual set's shortcut).
     for _ in range(2):
         samples: list[Sample] = []
-        problems: list[str] = []
-        # The first of the energy register's readings (1500 Wh), not the later 1600.
-        assert readings(values, 7, samples, problems) == 1500.0
-        assert (samples, problems) == (expected, reasons)
-        assert len(problems) == 5
+        found: list[str] = []
+        assert readings(values, 7, samples, found) == first_register
+        assert (samples, found) == (expected, reasons)
+        assert len(found) == problems
 
 
 @pytest.mark.parametrize(
