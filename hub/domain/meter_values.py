@@ -76,29 +76,30 @@ def readings(
     that is no number is none to ``problems``; return its energy register reading (the
     first), if it has one.
 
-    A set's samples are of one type, its schema's. For 1.6 ones kind_of and value_of are
-    inline for the usual sample, of a kind seen before with a plausible number (two calls
-    less for each of a MeterValues' half dozen), and called for any other, as they say why
-    a value is none."""
-    if not values or type(values[0]) in _SAMPLED_2X:
-        return _readings_2x(cast(Sequence[Sampled2], values), at_ms, samples, problems)
+    kind_of and value_of are inline for the usual sample, a 1.6 one of a kind seen before
+    with a plausible number (two calls less for each of a MeterValues' half dozen), and
+    called for any other, as they say why a value is none."""
+    # A set's samples are of one type, its schema's: checked once, not a lookup a sample.
+    sixteen = bool(values) and type(values[0]) in _SAMPLED_16
     register: float | None = None
-    for sampled in cast(Sequence[Sampled16], values):
-        # _fields_16, inline: a tuple of slots read in place costs a third of astuple's.
-        fields = (
-            sampled.context,
-            sampled.format,
-            sampled.measurand,
-            sampled.phase,
-            sampled.location,
-            sampled.unit,
-        )
-        kind = _kinds.get(fields)
+    for sampled in values:
+        kind = None
+        if sixteen:
+            # kind_of's key, inline: a tuple of slots read in place costs a third of astuple's.
+            fields = (
+                sampled.context,
+                sampled.format,  # type: ignore[union-attr]
+                sampled.measurand,
+                sampled.phase,
+                sampled.location,
+                sampled.unit,  # type: ignore[union-attr]
+            )
+            kind = _kinds.get(fields)
         if kind is None:
             kind = kind_of(sampled)
         try:
             value = float(sampled.value) * kind.factor
-        except ValueError:
+        except (ValueError, OverflowError):
             value = math.nan  # value_of says what it is instead
         if kind.signed or not -PLAUSIBLE_LIMIT <= value <= PLAUSIBLE_LIMIT:
             try:
@@ -112,44 +113,15 @@ def readings(
     return register
 
 
-def _readings_2x(
-    values: Sequence[Sampled2], at_ms: int, samples: list[Sample], problems: list[str]
-) -> float | None:
-    """``readings`` of 2.x samples, each by kind_of and value_of."""
-    register: float | None = None
-    for sampled in values:
-        kind = kind_of(sampled)
-        try:
-            value = value_of(sampled, kind)
-        except ValueError as error:
-            problems.append(str(error))
-            continue
-        samples.append(replace(kind.template, at_ms=at_ms, value=value))
-        if register is None and kind.is_energy_register:
-            register = value
-    return register
-
-
-def _fields_16(sampled: Sampled16) -> tuple[object, ...]:
-    """Every field of a 1.6 sampled value but its number: what its kind depends on."""
-    return (
-        sampled.context,
-        sampled.format,
-        sampled.measurand,
-        sampled.phase,
-        sampled.location,
-        sampled.unit,
-    )
-
-
 def kind_of(sampled: Sampled) -> Kind:
     if type(sampled) in _SAMPLED_2X:
         return _kind_2x(cast(Sampled2, sampled))
-    sampled16 = cast(Sampled16, sampled)
-    fields = _fields_16(sampled16)
+    s = cast(Sampled16, sampled)
+    # Every field but the number: what its kind depends on (readings reads the same).
+    fields = (s.context, s.format, s.measurand, s.phase, s.location, s.unit)
     kind = _kinds.get(fields)
     if kind is None:
-        kind = _kinds[fields] = _kind_16(sampled16)
+        kind = _kinds[fields] = _kind_16(s)
     return kind
 
 
