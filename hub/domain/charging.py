@@ -39,9 +39,8 @@ from typing import Final
 
 import msgspec
 from msgspec import UnsetType
-from msgspec.structs import replace
 
-from hub.domain import certificates, device_model, energy, profiles
+from hub.domain import certificates, device_model, energy, meter_values, profiles
 from hub.domain.cistring import ci
 from hub.domain.facts import (
     ChargerBooted,
@@ -67,7 +66,6 @@ from hub.domain.facts import (
     TransactionStarted,
     WalletMoved,
 )
-from hub.domain.meter_values import kind_of, value_of
 from hub.domain.profiles import ChargerProfiles, ClearReason, Installed
 from hub.domain.tariffs import Point, Tariff, TariffEntry, tariff_for
 from hub.domain.timeutil import parse_ms
@@ -851,11 +849,32 @@ class Charging:
                     return session
         return None
 
-    def _open_on_charger(self, cp: str) -> list[str]:
-        charger = self.state.chargers.get(cp)
-        if charger is None:
-            return []
-        return [c.open for c in charger.connectors.values() if c.open]
+    def _transaction(
+        self,
+        cp: str,
+        transaction_id: TransactionId,
+        connectors: Sequence[Connector],
+        at_ms: int,
+        *,
+        orphan_on: int,
+    ) -> Session:
+        """The session a message of the charger's at ``at_ms`` with ``transaction_id`` belongs
+        to, looked for on ``connectors``: a transaction the id names or one it belongs to
+        (``_superseded_at``, ``_resolve``), else one of its own on ``orphan_on``."""
+        tx_key = key(cp, transaction_id)
+        if tx_key not in self.state.aliases:
+            issued = self.state.sessions.get(tx_key)
+            if issued is not None:
+                # An id the hub issued names its transaction, as nearly every message's does:
+                # what the two searches below would find first, without them.
+                return issued
+        session = self._superseded_at(cp, connectors, transaction_id, at_ms)
+        if session is None:
+            candidates = [connector.open for connector in connectors if connector.open]
+            session = self._resolve(cp, transaction_id, candidates, at_ms)
+        if session is None:
+            session = self._orphan(cp, orphan_on, transaction_id, at_ms)
+        return session
 
     def _meter_values(self, cp: str, request: MeterValuesRequest) -> None:
         transaction_id = request.transaction_id if isinstance(request.transaction_id, int) else None
@@ -868,13 +887,9 @@ class Charging:
                     at_ms = at
                     break
             connector = self.charger(cp).connector(request.connector_id)
-            session = self._superseded_at(cp, [connector], transaction_id, at_ms)
-            if session is None:
-                open_key = connector.open
-                candidates = [open_key] if open_key else []
-                session = self._resolve(cp, transaction_id, candidates, at_ms)
-            if session is None:
-                session = self._orphan(cp, request.connector_id, transaction_id, at_ms)
+            session = self._transaction(
+                cp, transaction_id, [connector], at_ms, orphan_on=request.connector_id
+            )
         self._metered(cp, request.connector_id, transaction_id, session, request.meter_value, times)
 
     def _times(
@@ -911,21 +926,15 @@ class Charging:
         """The samples of ``values``, and among them the energy register's readings."""
         samples: list[Sample] = []
         register: list[Point] = []
+        problems: list[str] = []
         for meter_value, at_ms in zip(values, times, strict=True):
             if at_ms is None:
                 continue
-            register_seen = False
-            for sampled in meter_value.sampled_value:
-                kind = kind_of(sampled)
-                try:
-                    value = value_of(sampled, kind)
-                except ValueError as error:
-                    self._problem(cp, str(error))
-                    continue
-                samples.append(replace(kind.template, at_ms=at_ms, value=value))
-                if kind.is_energy_register and not register_seen:
-                    register_seen = True
-                    register.append((at_ms, value))
+            reading = meter_values.readings(meter_value.sampled_value, at_ms, samples, problems)
+            if reading is not None:
+                register.append((at_ms, reading))
+        for problem in problems:
+            self._problem(cp, problem)
         return samples, register
 
     def _metered_as(
@@ -965,11 +974,7 @@ class Charging:
         stop_ms = self._charger_time(cp, "stop", request.timestamp)
         tx = request.transaction_id
         connectors = list(self.charger(cp).connectors.values())
-        session = self._superseded_at(cp, connectors, tx, stop_ms)
-        if session is None:
-            session = self._resolve(cp, tx, self._open_on_charger(cp), stop_ms)
-        if session is None:
-            session = self._orphan(cp, 0, tx, stop_ms)
+        session = self._transaction(cp, tx, connectors, stop_ms, orphan_on=0)
         reason = request.reason if isinstance(request.reason, str) else "Local"
         meter_stop = float(request.meter_stop)
         if _same_stop(session, stop_ms, meter_stop):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hub.domain import energy
 from hub.domain.facts import Sample
-from hub.domain.meter_values import kind_of, value_of
+from hub.domain.meter_values import kind_of, readings, value_of
 from hub.domain.tariffs import Tariff, session_cost
 from hub.domain.timeutil import ch_time, parse_ms
 from projections import store
@@ -76,6 +76,78 @@ def test_a_non_numeric_sample_is_refused_with_its_measurand() -> None:
     with pytest.raises(ValueError, match=r"Energy\.Active\.Import\.Register: value 'abc'"):
         sampled = SampledValue(value="abc")
         value_of(sampled, kind_of(sampled))
+
+
+_USUAL = [
+    SampledValue(value="1.5", measurand="Power.Active.Import", unit="kW"),
+    SampledValue(value="1500", unit="Wh", location="Inlet"),
+    SampledValue(value="16.0", measurand="Current.Import", phase="L1", unit="A"),
+    SampledValue(value="1600", unit="Wh", location="Inlet"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "first_register", "problems"),
+    [
+        (_USUAL, 1500.0, 0),
+        # The usual shape, with a value that is no number, or none a meter reads.
+        (
+            [
+                *_USUAL[:2],
+                SampledValue(value="abc", measurand="Current.Import", phase="L1", unit="A"),
+                _USUAL[3],
+            ],
+            1500.0,
+            1,
+        ),
+        (
+            [
+                *_USUAL[:2],
+                SampledValue(value="nan", measurand="Current.Import", phase="L1", unit="A"),
+                _USUAL[3],
+            ],
+            1500.0,
+            1,
+        ),
+        ([*_USUAL[:3], SampledValue(value="-1e400", unit="Wh", location="Inlet")], 1500.0, 1),
+        (
+            [SampledValue(value="2e12", measurand="Power.Active.Import", unit="kW"), *_USUAL[1:]],
+            1500.0,
+            1,
+        ),
+        (
+            [
+                SampledValue(value="abc", measurand="Voltage", unit="V", phase="L2"),
+                SampledValue(value="00ff", format="SignedData", location="Body"),
+                SampledValue(value="1e400", measurand="Temperature", unit="K"),
+                SampledValue(value="7.4", unit="kWh", context="Trigger"),
+            ],
+            7400.0,
+            3,
+        ),
+        ([SampledValue(value="41", measurand="SoC", unit="Percent", location="EV")], None, 0),
+    ],
+)
+def test_a_sample_sets_readings_are_what_kind_of_and_value_of_make_of_each_sample(
+    values: list[SampledValue], first_register: float | None, problems: int
+) -> None:
+    expected: list[Sample] = []
+    reasons: list[str] = []
+    for sampled in values:
+        kind = kind_of(sampled)
+        try:
+            value = value_of(sampled, kind)
+        except ValueError as error:
+            reasons.append(str(error))
+            continue
+        expected.append(msgspec.structs.replace(kind.template, at_ms=7, value=value))
+    # Twice: a shape new to the fold, then one it has seen (the usual set's shortcut).
+    for _ in range(2):
+        samples: list[Sample] = []
+        found: list[str] = []
+        assert readings(values, 7, samples, found) == first_register
+        assert (samples, found) == (expected, reasons)
+        assert len(found) == problems
 
 
 @pytest.mark.parametrize(
