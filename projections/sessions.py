@@ -180,31 +180,39 @@ def version(
     if points is None:
         points = session.curve()
     written.versioned = True
+    start_ms, stop_ms = session.start_ms, session.stop_ms
+    first, last = start_ms, stop_ms
     if points:
         written.versioned_ms = points[-1][0]
-    first = session.start_ms if session.start_ms is not None else (points[0][0] if points else None)
-    last = session.stop_ms if session.stop_ms is not None else (points[-1][0] if points else None)
+        if first is None:
+            first = points[0][0]
+        if last is None:
+            last = points[-1][0]
     duration_s = max((last - first) / 1000 if first is not None and last is not None else 0.0, 0.0)
-    transaction_id = session.transaction_id if isinstance(session.transaction_id, int) else 0
-    updated_at = ch_time(session.updated_at)
+    energy_wh = energy.energy_wh(points)
+    if energy_wh % 1:
+        # Not a whole number: a whole one is its own rounding, and round() to places
+        # formats the float's digits (most registers read whole Wh; this is every version).
+        energy_wh = round(energy_wh, 6)
+    # Positional, in the columns' order (see rows._Row).
     row = SessionRow(
-        seq=seq,
-        charge_point_id=session.charge_point_id,
-        session_id=session.session,
-        connector_id=session.connector_id,
-        transaction_id=transaction_id,
-        id_tag=session.id_tag,
-        start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
-        stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
-        meter_start=session.meter_start,
-        meter_stop=session.meter_stop,
-        energy_wh=round(energy.energy_wh(points), 6),
-        duration_s=duration_s,
-        stop_reason=session.stop_reason,
-        state=session.state,
-        flags=list(session.flags),
-        updated_at=updated_at,
-        transaction_ref=ref(session.transaction_id),
+        seq,
+        session.charge_point_id,
+        session.session,  # session_id
+        session.connector_id,
+        session.transaction_id if isinstance(session.transaction_id, int) else 0,
+        session.id_tag,
+        _recurring_time(start_ms) if start_ms is not None else None,  # start_time
+        _recurring_time(stop_ms) if stop_ms is not None else None,  # stop_time
+        session.meter_start,
+        session.meter_stop,
+        energy_wh,
+        duration_s,
+        session.stop_reason,
+        session.state,
+        list(session.flags),
+        ch_time(session.updated_at),  # updated_at
+        ref(session.transaction_id),  # transaction_ref
     )
     out.add(row)
     out.add(billing_row(row, session, points))
