@@ -142,6 +142,8 @@ def _recompute(
     out: Output, seq: int, session: Session, written: Written, points: list[Point]
 ) -> None:
     """The hours of the whole curve (``points``), against what was written so far."""
+    if len(points) < 2 and not written.hourly:
+        return  # no segment, and none written: a session's start, as a rule
     hours = energy.hourly(points)
     _energy_rows(out, seq, session, written, energy.changes(written.hourly, hours))
 
