@@ -19,28 +19,34 @@ def billing_row(version: SessionRow, session: Session, curve: Sequence[Point]) -
     tariff = session.tariff
     cost = session_cost(tariff, curve)
     settled = session.settlement
+    if settled is None:
+        prepaid = refund = shortfall = platform_fee = operator_share = _ZERO
+    else:
+        prepaid, refund = Decimal(settled.held), Decimal(settled.refund)
+        shortfall, platform_fee = Decimal(settled.shortfall), Decimal(settled.platform_fee)
+        operator_share = Decimal(settled.operator_share)
+    # Positional, in the columns' order (see rows._Row).
     return BillingRow(
-        seq=version.seq,
-        charge_point_id=version.charge_point_id,
-        session_id=version.session_id,
-        # 0: a 2.x string id (in transaction_ref)
-        transaction_id=version.transaction_id,
-        tariff_id=tariff.tariff_id,
-        currency=tariff.currency,
-        energy_wh=version.energy_wh,
-        duration_s=version.duration_s,
-        energy_cost=cost.energy_cost,
-        time_cost=cost.time_cost,
-        session_fee=cost.session_fee,
-        total=cost.total,
-        state=version.state,
-        updated_at=version.updated_at,
-        id_tag=version.id_tag,
-        idle_cost=cost.idle_cost,
-        prepaid=Decimal(settled.held) if settled else _ZERO,
-        refund=Decimal(settled.refund) if settled else _ZERO,
-        shortfall=Decimal(settled.shortfall) if settled else _ZERO,
-        platform_fee=Decimal(settled.platform_fee) if settled else _ZERO,
-        operator_share=Decimal(settled.operator_share) if settled else _ZERO,
-        transaction_ref=version.transaction_ref,
+        version.seq,
+        version.charge_point_id,
+        version.session_id,
+        version.transaction_id,  # 0: a 2.x string id (in transaction_ref)
+        tariff.tariff_id,
+        tariff.currency,
+        version.energy_wh,
+        version.duration_s,
+        cost.energy_cost,
+        cost.time_cost,
+        cost.session_fee,
+        cost.total,
+        version.state,
+        version.updated_at,
+        version.id_tag,
+        cost.idle_cost,
+        prepaid,
+        refund,
+        shortfall,
+        platform_fee,
+        operator_share,
+        version.transaction_ref,
     )

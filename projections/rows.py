@@ -30,7 +30,10 @@ def ref(transaction_id: TransactionId | None) -> str:
     return "" if transaction_id is None else str(transaction_id)
 
 
-class _Row(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
+# Not keyword-only: a wide row is built positionally where it is made for every session
+# version (``SessionRow``, ``BillingRow``), as a keyword call of a Struct that wide costs
+# about six times as much. The others are keyword-only, so each is built by name.
+class _Row(msgspec.Struct, frozen=True, gc=False, array_like=True):
     seq: int
 
 
@@ -106,7 +109,7 @@ class MeterValueRow(_Row, frozen=True, kw_only=True):
     transaction_ref: str
 
 
-class SessionRow(_Row, frozen=True, kw_only=True):
+class SessionRow(_Row, frozen=True):
     charge_point_id: str
     session_id: str
     connector_id: int
@@ -132,7 +135,7 @@ class EnergyDeltaRow(_Row, frozen=True, kw_only=True):
     energy_wh: float
 
 
-class BillingRow(_Row, frozen=True, kw_only=True):
+class BillingRow(_Row, frozen=True):
     charge_point_id: str
     session_id: str
     transaction_id: int

@@ -103,10 +103,11 @@ def _readings(out: Output, fact: TransactionMetered, session_id: str) -> None:
     """One row for all of a message's samples: the store makes a meter_values row of each
     (``projections.reshapes``) from its milliseconds. A time ch_time cannot format fails
     the message after the samples before it, as when the fold formatted each."""
-    kept, beyond = fact.samples, False
-    for index, sample in enumerate(kept):
+    kept = fact.samples
+    for sample in kept:
         if not CH_TIME_FIRST_MS <= sample.at_ms < CH_TIME_END_MS:
-            kept, beyond = kept[:index], True
+            # Its place is looked for only now: counting them on the way costs every message.
+            kept = kept[: kept.index(sample)]
             break
     if kept:
         out.add(
@@ -120,7 +121,7 @@ def _readings(out: Output, fact: TransactionMetered, session_id: str) -> None:
                 samples=kept,
             )
         )
-    if beyond:
+    if len(kept) < len(fact.samples):
         raise OverflowError("date value out of range")
 
 
@@ -141,6 +142,8 @@ def _recompute(
     out: Output, seq: int, session: Session, written: Written, points: list[Point]
 ) -> None:
     """The hours of the whole curve (``points``), against what was written so far."""
+    if len(points) < 2 and not written.hourly:
+        return  # no segment, and none written: a session's start, as a rule
     hours = energy.hourly(points)
     _energy_rows(out, seq, session, written, energy.changes(written.hourly, hours))
 
@@ -180,31 +183,39 @@ def version(
     if points is None:
         points = session.curve()
     written.versioned = True
+    start_ms, stop_ms = session.start_ms, session.stop_ms
+    first, last = start_ms, stop_ms
     if points:
         written.versioned_ms = points[-1][0]
-    first = session.start_ms if session.start_ms is not None else (points[0][0] if points else None)
-    last = session.stop_ms if session.stop_ms is not None else (points[-1][0] if points else None)
+        if first is None:
+            first = points[0][0]
+        if last is None:
+            last = points[-1][0]
     duration_s = max((last - first) / 1000 if first is not None and last is not None else 0.0, 0.0)
-    transaction_id = session.transaction_id if isinstance(session.transaction_id, int) else 0
-    updated_at = ch_time(session.updated_at)
+    energy_wh = energy.energy_wh(points)
+    if energy_wh % 1:
+        # Not a whole number: a whole one is its own rounding, and round() to places
+        # formats the float's digits (most registers read whole Wh; this is every version).
+        energy_wh = round(energy_wh, 6)
+    # Positional, in the columns' order (see rows._Row).
     row = SessionRow(
-        seq=seq,
-        charge_point_id=session.charge_point_id,
-        session_id=session.session,
-        connector_id=session.connector_id,
-        transaction_id=transaction_id,
-        id_tag=session.id_tag,
-        start_time=_recurring_time(session.start_ms) if session.start_ms is not None else None,
-        stop_time=_recurring_time(session.stop_ms) if session.stop_ms is not None else None,
-        meter_start=session.meter_start,
-        meter_stop=session.meter_stop,
-        energy_wh=round(energy.energy_wh(points), 6),
-        duration_s=duration_s,
-        stop_reason=session.stop_reason,
-        state=session.state,
-        flags=list(session.flags),
-        updated_at=updated_at,
-        transaction_ref=ref(session.transaction_id),
+        seq,
+        session.charge_point_id,
+        session.session,  # session_id
+        session.connector_id,
+        session.transaction_id if isinstance(session.transaction_id, int) else 0,
+        session.id_tag,
+        _recurring_time(start_ms) if start_ms is not None else None,  # start_time
+        _recurring_time(stop_ms) if stop_ms is not None else None,  # stop_time
+        session.meter_start,
+        session.meter_stop,
+        energy_wh,
+        duration_s,
+        session.stop_reason,
+        session.state,
+        list(session.flags),
+        ch_time(session.updated_at),  # updated_at
+        ref(session.transaction_id),  # transaction_ref
     )
     out.add(row)
     out.add(billing_row(row, session, points))

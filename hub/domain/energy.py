@@ -95,7 +95,15 @@ def hourly(points: Sequence[Point]) -> Hours:
     """nano-Wh per hour of a whole curve (sorted), energy spread evenly between readings."""
     result: Hours = {}
     for first, second in itertools.pairwise(points):
-        _spread(result, first, second, 1)
+        t0, t1 = first[0], second[0]
+        hour = t0 - t0 % HOUR_MS
+        if t0 < t1 <= hour + HOUR_MS:
+            # _spread's case of a segment within one hour, as nearly every one is, without a
+            # call for each: a session's end works out all of its hours again.
+            span = t1 - t0
+            result[hour] = result.get(hour, 0) + round((second[1] - first[1]) * span / span * NANO)
+        else:
+            _spread(result, first, second, 1)
     return _nonzero(result)
 
 

@@ -163,6 +163,17 @@ def _fee(text: str) -> Decimal:
     return _rate(text).quantize(_PLACES, ROUND_HALF_EVEN)
 
 
+# What _ZERO rounds to, and the cost of a curve without points.
+_ZERO_COST: Final = _ZERO.quantize(_PLACES, ROUND_HALF_EVEN)
+_NO_COST: Final = Cost(
+    energy_cost=_ZERO_COST,
+    time_cost=_ZERO_COST,
+    idle_cost=_ZERO_COST,
+    session_fee=_ZERO_COST,
+    total=_ZERO_COST,
+)
+
+
 def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     """Cost of the energy and time between the first and last point of ``curve`` (sorted).
 
@@ -171,15 +182,16 @@ def session_cost(tariff: Tariff, curve: Sequence[Point]) -> Cost:
     of the register; after it the session is idle, billed per idle minute beyond the grace.
     """
     if not curve:
-        zero = _ZERO.quantize(_PLACES)
-        return Cost(energy_cost=zero, time_cost=zero, idle_cost=zero, session_fee=zero, total=zero)
+        return _NO_COST
     until = charging_until(curve)
     energy, minutes = (_flat if not tariff.bands else _banded)(tariff, curve, until)
     idle_ms = max(0, curve[-1][0] - until - tariff.idle_grace_minutes * _MINUTE_MS)
     idle = _per_minute(idle_ms, _rate(tariff.idle_per_minute))
-    energy_cost = energy.quantize(_PLACES, ROUND_HALF_EVEN)
-    time_cost = minutes.quantize(_PLACES, ROUND_HALF_EVEN)
-    idle_cost = idle.quantize(_PLACES, ROUND_HALF_EVEN)
+    # Most tariffs price no time and no idling: what a component left at _ZERO rounds to is
+    # known (a bill is worked out on every session version).
+    energy_cost = _ZERO_COST if energy is _ZERO else energy.quantize(_PLACES, ROUND_HALF_EVEN)
+    time_cost = _ZERO_COST if minutes is _ZERO else minutes.quantize(_PLACES, ROUND_HALF_EVEN)
+    idle_cost = _ZERO_COST if idle is _ZERO else idle.quantize(_PLACES, ROUND_HALF_EVEN)
     fee = _fee(tariff.session_fee)
     return Cost(
         energy_cost=energy_cost,
