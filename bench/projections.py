@@ -390,6 +390,10 @@ async def run(events: int, batch: int, chargers: int, window: float, rounds: int
                     connection,
                     _,
                 ):
+                    # A replay as users run one rebuilds tables the hub made when it started:
+                    # the first in this process would also make the live schema (a tenth of
+                    # a second of chDB), and fault in the fold's and the store's first pages.
+                    await _round(clock, server.url, backend, connection, len(stream))
                     # The machine is shared: raw read and replay side by side, several times.
                     measured = [
                         await _round(clock, server.url, backend, connection, len(stream))
@@ -452,8 +456,10 @@ def render(report: dict[str, Any]) -> str:
             f"| **{report['replay_vs_raw_read']:.2f}** |",
             "",
             f"Goal replay >= 50 % of raw read: **{replay_goal}**. The machine is shared, so "
-            f"raw read and replay ran side by side {len(report['rounds'])} times; the tables "
-            "show the round with the median ratio. Every round, replay / raw read (events/s):",
+            f"raw read and replay ran side by side {len(report['rounds'])} times, after a "
+            "first round not counted (it also makes the live schema, as `hub up` does before "
+            "any replay); the tables show the round with the median ratio. Every round, "
+            "replay / raw read (events/s):",
             "",
             ", ".join(
                 f"{each['replay_vs_raw_read']:.2f} ({each['replay_events_per_s']:,} / "
@@ -515,8 +521,9 @@ def build_parser(sub: Any) -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="raw read and replay, side by side, this often (odd: the median is a round)",
+        default=5,
+        help="raw read and replay, side by side, this often (odd: the median is a round), "
+        "after one round that is not counted",
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--out-dir", type=Path, default=OUT)
