@@ -288,11 +288,17 @@ class LeasedProjections:
         self.active: Projections | None = None
         # Set each time it starts projecting (tests, ``hub project``'s log).
         self.activated = asyncio.Event()
+        # Set as the block that runs it ends. A cancel alone did not always stop it: nats-py
+        # catches CancelledError in its flush, and Python 3.11's wait_for loses one that
+        # comes as its answer does, so a stop during the start went on to project.
+        self.stopping = asyncio.Event()
 
     async def run(self, settings: Settings, url: str, spare: Spare | None) -> None:
         lease = self.lease
         while True:
-            await lease.held.wait()
+            await _first_of(lease.held.wait(), self.stopping.wait())
+            if self.stopping.is_set():
+                return
             if not lease.holds():
                 # Run out by the clock since the lease's last look, which has not yet told
                 # (``held`` still set): its next look renews it or lets it go.
@@ -308,11 +314,14 @@ class LeasedProjections:
                     # A runner stopped at its fence is started again even if the lease's
                     # next renewal succeeds (``free`` then never set): else this process
                     # would hold the lease and project nothing.
-                    await _first_of(lease.free.wait(), projections.fenced.wait())
+                    await _first_of(
+                        lease.free.wait(), projections.fenced.wait(), self.stopping.wait()
+                    )
                 finally:
                     self.active = None
                     self.activated.clear()
-            log.warning("projections.standby", holder=lease.state.me)
+            if not self.stopping.is_set():
+                log.warning("projections.standby", holder=lease.state.me)
 
 
 async def _first_of(*waits: Coroutine[object, object, object]) -> None:
@@ -341,6 +350,7 @@ async def leased_projections(
             try:
                 yield projecting
             finally:
+                projecting.stopping.set()
                 task.cancel()
     finally:
         await connection.close()

@@ -16,10 +16,13 @@ import aiohttp
 import msgspec
 import nats
 import nats.errors
+import pytest
 
+from hub.bus import Connection
 from hub.config import Settings
 from hub.nats_server import EmbeddedNats
 from hub.ops import Readiness
+from projections import service
 from projections.service import (
     STATUS_SUBJECT,
     LeasedProjections,
@@ -165,3 +168,27 @@ async def _projected(projecting: LeasedProjections, seq: int) -> None:
                 # A runner stopped for good never gets there: look again at the active one.
                 await asyncio.wait_for(projecting.active.runner.wait_for(seq), 0.5)
                 return
+
+
+async def test_hub_project_stopped_as_its_runner_starts_stops_though_the_cancel_is_lost(
+    settings: Settings, nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py catches CancelledError in its flush, and Python 3.11's wait_for loses one
+    that comes with its answer: `hub up` stopped just as `hub project` connected its runner
+    (a test that boots one charger and presses Ctrl-C) went on to project, and waited out
+    the shutdown grace to exit 1."""
+    connecting = asyncio.Event()
+    real_connect = service.connect
+
+    async def losing_the_cancel(url: str, *, name: str) -> Connection:
+        if name == "hub-projections":
+            connecting.set()
+            with contextlib.suppress(asyncio.CancelledError):  # as nats-py's flush does
+                await asyncio.sleep(1.0)
+        return await real_connect(url, name=name)
+
+    monkeypatch.setattr(service, "connect", losing_the_cancel)
+    async with asyncio.timeout(20):
+        async with leased_projections(settings, nats_server.url) as projecting:
+            await connecting.wait()
+    assert projecting.active is None
