@@ -34,6 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hub.bus import Connection
 from hub.logs import Throttle, suppressed_field
 from hub.pull import Puller, deliveries
+from hub.tasks import stop_task
 from schemas.events import Event, decode_event
 
 log = structlog.get_logger("hub.follower")
@@ -115,12 +116,9 @@ class Follower:
     async def close(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        except Exception as error:  # stopping must not fail what stops it
+        await stop_task(self._task)
+        if not self._task.cancelled() and (error := self._task.exception()) is not None:
+            # Stopping must not fail what stops it.
             log.warning("follower.stopped_with_error", follower=self.name, error=repr(error))
 
     def _error(self, what: str, seq: int, error: Exception) -> None:

@@ -46,6 +46,7 @@ from nats.js.kv import KeyValue
 
 from hub.bus import Connection
 from hub.config import Settings
+from hub.tasks import stop_task
 
 log = structlog.get_logger("hub.lease")
 
@@ -291,10 +292,10 @@ async def leased(
     try:
         yield lease
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
         await lease.release()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
 
 async def _keep(lease: KvLease) -> None:

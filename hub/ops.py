@@ -48,6 +48,7 @@ from hub.config import Settings
 from hub.follower import Follower
 from hub.lease import KvLease
 from hub.metrics import Collected, Histogram, Role, family, labelled, sample, watch_loop_lag
+from hub.tasks import stop_task
 
 log = structlog.get_logger("hub.ops")
 
@@ -344,8 +345,9 @@ async def serving_ops(
         yield ops
     finally:
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_task(task)
+            if not task.cancelled():
+                task.exception()  # what stopped it is no news at shutdown
         if ops.connection is not None:
             await _forget(ops)
             await ops.connection.close(grace=1.0)

@@ -37,6 +37,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerInfo
 
 from hub.bus import subscribe_direct
+from hub.tasks import stop_task
 
 log = structlog.get_logger("hub.pull")
 
@@ -197,10 +198,10 @@ class Puller:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_task(task)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
