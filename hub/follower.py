@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hub.bus import Connection
 from hub.logs import Throttle, suppressed_field
 from hub.pull import Puller, deliveries
-from hub.tasks import stop_task
+from hub.tasks import raise_if_cancelled, stop_task
 from schemas.events import Event, decode_event
 
 log = structlog.get_logger("hub.follower")
@@ -192,7 +192,7 @@ class Follower:
             try:
                 info = await js.add_consumer(self._stream, config)
             except (nats.errors.Error, nats.js.errors.Error) as error:
-                _stop_if_cancelled()
+                raise_if_cancelled()
                 log.warning("follower.consumer_failed", follower=self.name, error=str(error))
                 await asyncio.sleep(1.0)
                 continue
@@ -217,7 +217,7 @@ class Follower:
                 with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
                     await js.delete_consumer(self._stream, info.name)
             except (nats.errors.Error, nats.js.errors.Error) as error:
-                _stop_if_cancelled()
+                raise_if_cancelled()
                 # The consumer went away (a NATS restart, say): a new one goes on from here.
                 log.warning(
                     "follower.consumer_lost", follower=self.name, seq=self.seq, error=str(error)
@@ -268,14 +268,6 @@ class Follower:
         for target, future in self._waiters:
             if target <= seq and not future.done():
                 future.set_result(None)
-
-
-def _stop_if_cancelled() -> None:
-    """nats-py turns a cancelled wait into a library error when its connection is closing;
-    the task was still asked to stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def fold_once(

@@ -78,8 +78,21 @@ def delivered(reply: bytes | bytearray) -> Delivered:
     """Stream seq and pending count from a message's ack subject as it arrived: read from
     the bytes (a bulk reader's every message; decoding them first cost twice as much)."""
     tokens = reply.split(b".")
-    base = 4 if len(tokens) == 9 else 6
+    base = _base(tokens)
     return Delivered(int(tokens[base + 1]), int(tokens[base + 4]))
+
+
+def delivered_seq(reply: bytes | bytearray) -> int:
+    """The stream seq alone, for a reader that needs the pending count of its last message
+    only (``delivered``)."""
+    tokens = reply.split(b".")
+    return int(tokens[_base(tokens) + 1])
+
+
+def _base(tokens: list[bytes] | list[bytearray]) -> int:
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>... (9 tokens), or with the domain and
+    # the account hash in front (11 or more).
+    return 4 if len(tokens) == 9 else 6
 
 
 def deliveries(info: ConsumerInfo) -> int:

@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 from hub.bus import Connection
 from hub.pull import Batch, Puller, deliveries
 from hub.subjects import EVENTS_WILDCARD
+from hub.tasks import raise_if_cancelled
 from projections import store
 from projections.backends import Backend, BackendError
 from projections.fold import fold_batch
@@ -263,9 +264,7 @@ class Runner:
         self.ready.set()
         try:
             while True:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise asyncio.CancelledError
+                raise_if_cancelled()
                 batch = await self._fetch(puller)
                 if batch.messages:
                     async with self._lock:

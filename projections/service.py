@@ -290,7 +290,9 @@ class LeasedProjections:
         self.activated = asyncio.Event()
         # Set as the block that runs it ends. A cancel alone did not always stop it: nats-py
         # catches CancelledError in its flush, and Python 3.11's wait_for loses one that
-        # comes as its answer does, so a stop during the start went on to project.
+        # comes as its answer does, so a stop during the start went on to project. Not
+        # ``hub.tasks.stop_task``: its cancel sent again would cut short the drain of the
+        # projections' connection as they stop.
         self.stopping = asyncio.Event()
 
     async def run(self, settings: Settings, url: str, spare: Spare | None) -> None:

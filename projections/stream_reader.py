@@ -30,7 +30,7 @@ import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.bus import Connection
-from hub.pull import delivered
+from hub.pull import delivered, delivered_seq
 from hub.subjects import EVENTS_WILDCARD
 
 log = structlog.get_logger("projections.stream_reader")
@@ -405,10 +405,9 @@ class StreamReader:
                                 self._pending, last = delivered(last).pending, b""
                             self._on_status(view[body + 9 : body + 12].tobytes())
                         else:
-                            # The stream seq alone (as ``delivered`` reads it, without
-                            # the call): the pending count is read of the last message's.
-                            tokens = reply.split(b".")
-                            seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
+                            # The stream seq alone: the pending count is read of the
+                            # last message's.
+                            seq = delivered_seq(reply)
                             last = reply
                             if seq >= next_seq:
                                 start = body + int(head) if hmsg else body
